@@ -1,0 +1,696 @@
+// The Airlock API, group airlock.dev, version v1alpha1. These zod schemas are the single
+// source: TypeScript types are inferred from them and crds/*.yaml is generated from them
+// (api/crds.ts). Every field carries a description, which `kubectl explain` shows.
+import { z } from 'zod';
+
+export const group = 'airlock.dev';
+export const version = 'v1alpha1';
+export const apiVersion = `${group}/${version}`;
+
+const describe = <T extends z.ZodType>(schema: T, description: string): T => schema.meta({ description });
+const cel = (rule: string, message: string) => ({ rule, message });
+
+const dnsLabel = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+const objectName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+const glob = z.string().min(1).max(512);
+
+/** A Go-style duration such as 90s, 15m or 1h30m. */
+export const duration = z
+  .string()
+  .max(32)
+  .regex(/^([0-9]+(ms|s|m|h))+$/, 'must be a duration such as 90s, 15m or 1h30m');
+
+export const conditionSchema = describe(
+  z.object({
+    type: describe(z.string().min(1).max(316), 'Type of condition in CamelCase, such as Ready.'),
+    status: describe(
+      z.enum(['True', 'False', 'Unknown']),
+      'Status of the condition: True, False or Unknown.',
+    ),
+    reason: describe(
+      z.string().min(1).max(1024),
+      'A CamelCase, machine-readable reason for the last transition.',
+    ),
+    message: describe(z.string().max(32768), 'A human-readable message about the last transition.'),
+    observedGeneration: describe(
+      z.number().int().min(0).optional(),
+      'The .metadata.generation the condition was computed from.',
+    ),
+    lastTransitionTime: describe(
+      z.string(),
+      'When the condition last changed status (RFC 3339); unchanged while only the reason or message changes.',
+    ),
+  }),
+  'One aspect of the current state of the object, following the Kubernetes conventions.',
+);
+export type Condition = z.infer<typeof conditionSchema>;
+
+const statusSchema = (what: string) =>
+  describe(
+    z.object({
+      observedGeneration: describe(
+        z.number().int().min(0).optional(),
+        'The .metadata.generation that the operator last reconciled.',
+      ),
+      conditions: describe(
+        z.array(conditionSchema).max(16).optional(),
+        `Conditions of the ${what}: Ready and the conditions that explain it.`,
+      ).meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] }),
+    }),
+    `Observed state of the ${what}, written by the operator.`,
+  );
+
+const secretRef = (what: string) =>
+  describe(
+    z.object({
+      name: describe(objectName, `Name of a Secret in the same namespace that holds ${what}.`),
+    }),
+    `Reference to the Secret that holds ${what}.`,
+  );
+
+// ---------------------------------------------------------------------------------------
+// Connection
+
+export const protocols = ['postgres', 'ssh', 'http', 'tcp'] as const;
+export type Protocol = (typeof protocols)[number];
+
+/** The keys a Connection's credentials Secret must hold, by protocol. */
+export const credentialKeys: Record<Protocol, readonly (readonly string[])[]> = {
+  postgres: [['username', 'password']],
+  ssh: [['username', 'privateKey']],
+  http: [['token'], ['header', 'value']],
+  tcp: [],
+};
+
+export const tlsModes = ['disable', 'require', 'verify-full'] as const;
+
+export const connectionSpecSchema = describe(
+  z
+    .object({
+      protocol: describe(
+        z.enum(protocols),
+        'Protocol the agent speaks to the target: postgres, ssh, http or tcp. It selects the enforcer.',
+      ),
+      host: describe(
+        z
+          .string()
+          .min(1)
+          .max(253)
+          .regex(/^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$/, 'must be a DNS name or an IP address'),
+        'DNS name or IP address of the target. Agents keep using this name; the sidecar captures it.',
+      ),
+      port: describe(z.number().int().min(1).max(65535), 'TCP port of the target.'),
+      tls: describe(
+        z
+          .object({
+            mode: describe(
+              z.enum(tlsModes).default('verify-full'),
+              'Upstream TLS: disable (plaintext), require (encrypted, certificate not checked) or verify-full (encrypted, certificate and name verified).',
+            ),
+            caSecretRef: describe(
+              z
+                .object({
+                  name: describe(objectName, 'Name of a Secret in the same namespace.'),
+                  key: describe(
+                    z.string().min(1).max(253).default('ca.crt'),
+                    'Key in the Secret holding the PEM bundle.',
+                  ),
+                })
+                .optional(),
+              'Secret holding the CA certificates that verify the target; the system roots when omitted.',
+            ),
+            serverName: describe(
+              z.string().min(1).max(253).optional(),
+              'Name to verify in the target certificate (and to send as SNI); the host when omitted.',
+            ),
+          })
+          .default({ mode: 'verify-full' }),
+        'How the sidecar secures the connection to the target.',
+      ),
+      credentials: describe(
+        z
+          .object({
+            secretRef: secretRef(
+              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value',
+            ),
+          })
+          .optional(),
+        'The credential the sidecar presents to the target. The agent never sees it. Required unless protocol is tcp.',
+      ),
+      postgres: describe(
+        z
+          .object({
+            database: describe(
+              z.string().min(1).max(63).optional(),
+              'Database to connect to, whatever the agent asks for; the username when omitted.',
+            ),
+          })
+          .optional(),
+        'PostgreSQL options. Only for protocol postgres.',
+      ),
+      ssh: describe(
+        z
+          .object({
+            knownHosts: describe(
+              z.array(z.string().min(1).max(16384)).min(1).max(64),
+              'Host keys of the target, as lines in known_hosts format. The sidecar refuses any other key.',
+            ),
+          })
+          .optional(),
+        'SSH options. Required for protocol ssh.',
+      ),
+      http: describe(
+        z
+          .object({
+            scheme: describe(
+              z.enum(['http', 'https']).default('https'),
+              'Scheme the sidecar uses toward the target: http or https.',
+            ),
+          })
+          .optional(),
+        'HTTP options. Only for protocol http.',
+      ),
+    })
+    .meta({
+      'x-kubernetes-validations': [
+        cel(
+          "self.protocol == 'tcp' || has(self.credentials)",
+          'credentials.secretRef is required unless protocol is tcp',
+        ),
+        cel("self.protocol == 'ssh' || !has(self.ssh)", 'ssh options are only valid for protocol ssh'),
+        cel("self.protocol != 'ssh' || has(self.ssh)", 'ssh.knownHosts is required for protocol ssh'),
+        cel(
+          "self.protocol == 'postgres' || !has(self.postgres)",
+          'postgres options are only valid for protocol postgres',
+        ),
+        cel("self.protocol == 'http' || !has(self.http)", 'http options are only valid for protocol http'),
+      ],
+    }),
+  'One governed target: a database, host or internal API, and how the sidecar reaches it.',
+);
+export type ConnectionSpec = z.infer<typeof connectionSpecSchema>;
+export type ConnectionSpecInput = z.input<typeof connectionSpecSchema>;
+
+// ---------------------------------------------------------------------------------------
+// AccessPolicy
+
+export const detectors = [
+  'credit-card',
+  'email',
+  'us-ssn',
+  'iban',
+  'phone',
+  'ipv4',
+  'ipv6',
+  'jwt',
+  'aws-access-key',
+  'private-key',
+  'bearer-token',
+] as const;
+export type Detector = (typeof detectors)[number];
+
+export const sqlStatementKinds = [
+  'SELECT',
+  'INSERT',
+  'UPDATE',
+  'DELETE',
+  'MERGE',
+  'COPY',
+  'TRUNCATE',
+  'CREATE',
+  'ALTER',
+  'DROP',
+  'GRANT',
+  'REVOKE',
+  'COMMENT',
+  'CALL',
+  'DO',
+  'EXPLAIN',
+  'PREPARE',
+  'EXECUTE',
+  'DEALLOCATE',
+  'SET',
+  'RESET',
+  'SHOW',
+  'BEGIN',
+  'COMMIT',
+  'ROLLBACK',
+  'SAVEPOINT',
+  'LOCK',
+  'VACUUM',
+  'ANALYZE',
+  'CLUSTER',
+  'REINDEX',
+  'REFRESH',
+  'LISTEN',
+  'NOTIFY',
+  'UNLISTEN',
+  'DISCARD',
+  'FETCH',
+  'DECLARE',
+  'CLOSE',
+  'CHECKPOINT',
+  'LOAD',
+  'IMPORT',
+  'SECURITY LABEL',
+  'REASSIGN',
+] as const;
+export type SqlStatementKind = (typeof sqlStatementKinds)[number];
+
+export const sqlClasses = ['read', 'write', 'ddl', 'dcl', 'admin'] as const;
+export type SqlClass = (typeof sqlClasses)[number];
+
+const subjectSchema = describe(
+  z
+    .object({
+      kind: describe(
+        z.enum(['ServiceAccount', 'Group']),
+        'ServiceAccount (an agent pod identity) or Group (an OIDC group of people or agents).',
+      ),
+      name: describe(z.string().min(1).max(253), 'Name of the ServiceAccount or group.'),
+      namespace: describe(
+        z.string().min(1).max(63).optional(),
+        "Namespace of the ServiceAccount; the AccessPolicy's own namespace when omitted.",
+      ),
+    })
+    .meta({
+      'x-kubernetes-validations': [
+        cel(
+          "self.kind == 'ServiceAccount' || !has(self.namespace)",
+          'namespace is only valid for ServiceAccount subjects',
+        ),
+      ],
+    }),
+  'An identity the policy applies to.',
+);
+
+const maskingSchema = describe(
+  z
+    .object({
+      name: describe(
+        dnsLabel,
+        'Name of the masking rule, unique in the policy; events count masked values under it.',
+      ),
+      detectors: describe(
+        z.array(z.enum(detectors)).max(16).optional(),
+        'Built-in detectors applied to every value whose column is not known to be safe. Detectors validate what they find (Luhn for cards, MOD-97 for IBANs).',
+      ),
+      columns: describe(
+        z.array(glob).max(256).optional(),
+        'Columns masked whatever they hold, as globs over [schema.]table.column, such as public.customers.email or *.ssn.',
+      ),
+      jsonPaths: describe(
+        z.array(z.string().min(1).max(512)).max(256).optional(),
+        'JSON paths masked in JSON values and HTTP bodies, such as $.customer.email or $..card.',
+      ),
+      patterns: describe(
+        z
+          .array(
+            describe(
+              z.object({
+                name: describe(dnsLabel, 'Name of the pattern, reported in events.'),
+                regex: describe(
+                  z.string().min(1).max(4096),
+                  'Regular expression in RE2 syntax; matched in linear time, so it can never stall the data path.',
+                ),
+              }),
+              'A custom pattern to mask.',
+            ),
+          )
+          .max(64)
+          .optional(),
+        'Custom patterns, each masked where it matches.',
+      ),
+      strategy: describe(
+        z.enum(['redact', 'partial', 'hash']).default('redact'),
+        'redact replaces the value; partial keeps the last 4 characters; hash replaces it with a stable keyed hash, so joins and group-bys still work.',
+      ),
+      indirectUse: describe(
+        z.enum(['deny', 'require-approval', 'allow']).default('deny'),
+        "What happens when a statement uses a masked column inside an expression or a predicate (encode(email,'hex'), WHERE ssn LIKE '1%'), which could reveal it.",
+      ),
+    })
+    .meta({
+      'x-kubernetes-validations': [
+        cel(
+          'has(self.detectors) || has(self.columns) || has(self.jsonPaths) || has(self.patterns)',
+          'a masking rule needs at least one of detectors, columns, jsonPaths or patterns',
+        ),
+      ],
+    }),
+  'What to mask in responses, and how.',
+);
+
+const ruleSchema = describe(
+  z
+    .object({
+      name: describe(dnsLabel, 'Name of the rule, unique in the policy; shown to the agent when it blocks.'),
+      action: describe(
+        z.enum(['deny', 'require-approval']),
+        'deny refuses what the rule matches; require-approval holds it until a person approves it.',
+      ),
+      message: describe(z.string().max(1024).optional(), 'Text added to the error the agent sees.'),
+      sql: describe(
+        z
+          .object({
+            statements: describe(
+              z.array(z.enum(sqlStatementKinds)).max(64).optional(),
+              'Statement kinds to match, such as DROP, TRUNCATE, ALTER, GRANT, DELETE or COPY.',
+            ),
+            classes: describe(
+              z.array(z.enum(sqlClasses)).max(5).optional(),
+              'Statement classes to match: read, write, ddl, dcl or admin (DO blocks, functions, COPY PROGRAM, roles, settings).',
+            ),
+            unboundedWrites: describe(
+              z.boolean().optional(),
+              'Match UPDATE and DELETE without a WHERE clause or with an always-true one.',
+            ),
+            tables: describe(
+              z.array(glob).max(256).optional(),
+              'Match statements touching these tables, as globs over [schema.]table.',
+            ),
+            functions: describe(
+              z.array(glob).max(256).optional(),
+              'Match statements calling these functions, as globs over [schema.]function.',
+            ),
+          })
+          .optional(),
+        'SQL criteria. All the criteria given must match.',
+      ),
+      ssh: describe(
+        z
+          .object({
+            commands: describe(
+              z.array(glob).max(256).optional(),
+              'Commands to match, as globs over the argument vector, such as "rm *" or "systemctl restart *".',
+            ),
+            interactive: describe(
+              z.boolean().optional(),
+              'Match interactive shells and subsystems such as sftp.',
+            ),
+          })
+          .optional(),
+        'SSH criteria.',
+      ),
+      http: describe(
+        z
+          .object({
+            methods: describe(
+              z
+                .array(
+                  z
+                    .string()
+                    .regex(/^[A-Z]+$/)
+                    .max(16),
+                )
+                .max(16)
+                .optional(),
+              'HTTP methods to match, in capitals.',
+            ),
+            paths: describe(
+              z.array(glob).max(256).optional(),
+              'Paths to match, as globs over the normalized path, such as /admin/**.',
+            ),
+          })
+          .optional(),
+        'HTTP criteria.',
+      ),
+      approval: describe(
+        z
+          .object({
+            approvers: describe(
+              z.object({
+                groups: describe(
+                  z.array(z.string().min(1).max(253)).max(64).optional(),
+                  'Groups whose members may decide.',
+                ),
+                users: describe(
+                  z.array(z.string().min(1).max(253)).max(64).optional(),
+                  'Users who may decide.',
+                ),
+              }),
+              'Who may approve or deny. Nobody may decide their own request.',
+            ),
+            timeout: describe(
+              duration.default('15m'),
+              'How long a request waits for a decision before it expires.',
+            ),
+            scope: describe(
+              z.enum(['statement', 'session']).default('statement'),
+              "statement approves the one held request; session also lets the rest of that session's matching requests through.",
+            ),
+          })
+          .optional(),
+        'Approval settings. Required when action is require-approval.',
+      ),
+    })
+    .meta({
+      'x-kubernetes-validations': [
+        cel('has(self.sql) || has(self.ssh) || has(self.http)', 'a rule needs sql, ssh or http criteria'),
+        cel(
+          "self.action != 'require-approval' || has(self.approval)",
+          'approval is required when action is require-approval',
+        ),
+        cel(
+          "self.action == 'require-approval' || !has(self.approval)",
+          'approval is only valid when action is require-approval',
+        ),
+      ],
+    }),
+  'A rule that denies or holds for approval what it matches. The most restrictive decision wins.',
+);
+
+export const accessPolicySpecSchema = describe(
+  z.object({
+    subjects: describe(z.array(subjectSchema).min(1).max(64), 'Identities the policy grants access to.'),
+    connections: describe(
+      z.array(objectName).min(1).max(64),
+      'Names of Connections in the same namespace that the subjects may use.',
+    ),
+    mode: describe(
+      z.enum(['enforce', 'audit']).default('enforce'),
+      'enforce applies the policy; audit lets everything through and records what would have been blocked or masked.',
+    ),
+    recording: describe(
+      z
+        .object({
+          enabled: describe(z.boolean().default(true), 'Record every session for audit and replay.'),
+          results: describe(
+            z.enum(['none', 'summary']).default('summary'),
+            'What of the results to record: none, or a summary (row counts, masked counts).',
+          ),
+        })
+        .default({ enabled: true, results: 'summary' }),
+      'Session recording.',
+    ),
+    masking: describe(z.array(maskingSchema).max(32).optional(), 'What to mask in responses.').meta({
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+    }),
+    rules: describe(z.array(ruleSchema).max(64).optional(), 'Rules that deny or hold requests.').meta({
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+    }),
+  }),
+  'Who may use which Connections, and how: masking, rules and recording.',
+);
+export type AccessPolicySpec = z.infer<typeof accessPolicySpecSchema>;
+export type AccessPolicySpecInput = z.input<typeof accessPolicySpecSchema>;
+export type MaskingRule = z.infer<typeof maskingSchema>;
+export type PolicyRule = z.infer<typeof ruleSchema>;
+
+// ---------------------------------------------------------------------------------------
+// AccessRequest
+
+export const accessRequestPhases = ['Pending', 'Approved', 'Denied', 'Expired'] as const;
+export type AccessRequestPhase = (typeof accessRequestPhases)[number];
+
+const immutable = (field: string) => cel(`self.${field} == oldSelf.${field}`, `${field} is immutable`);
+
+export const accessRequestSpecSchema = describe(
+  z
+    .object({
+      connection: describe(objectName, 'The Connection the held request is for.'),
+      policy: describe(objectName, 'The AccessPolicy whose rule requires approval.'),
+      rule: describe(dnsLabel, 'The rule that requires approval.'),
+      requester: describe(
+        z.object({
+          pod: describe(z.string().min(1).max(253), 'The agent pod that made the request.'),
+          serviceAccount: describe(z.string().min(1).max(253), 'The ServiceAccount of that pod.'),
+          user: describe(
+            z.string().min(1).max(253).optional(),
+            'The OIDC subject the agent acted for, when it presented one.',
+          ),
+        }),
+        'Who asked.',
+      ),
+      request: describe(
+        z.string().min(1).max(65536),
+        'The statement, command or HTTP request that is held, with parameters redacted.',
+      ),
+      reasons: describe(
+        z.array(z.string().max(1024)).max(32).optional(),
+        'Why the request is held: the matching rules and criteria.',
+      ),
+      decision: describe(
+        z
+          .object({
+            action: describe(z.enum(['approve', 'deny']), 'approve or deny.'),
+            reason: describe(z.string().max(1024).optional(), 'Why, for the audit trail and the agent.'),
+          })
+          .optional(),
+        'The decision, written once by an approver. Who decided is taken from the API server, never from this field.',
+      ),
+    })
+    .meta({
+      'x-kubernetes-validations': [
+        immutable('connection'),
+        immutable('policy'),
+        immutable('rule'),
+        immutable('requester'),
+        immutable('request'),
+        cel(
+          '!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)',
+          'a decision cannot be changed',
+        ),
+      ],
+    }),
+  'A request held by a rule until a person decides it. Created by the operator.',
+);
+export type AccessRequestSpec = z.infer<typeof accessRequestSpecSchema>;
+
+export const accessRequestStatusSchema = describe(
+  z.object({
+    phase: describe(z.enum(accessRequestPhases).optional(), 'Pending, Approved, Denied or Expired.'),
+    decidedBy: describe(z.string().max(253).optional(), 'The user who decided, from the API server.'),
+    decidedAt: describe(z.string().optional(), 'When the decision was made (RFC 3339).'),
+    expiresAt: describe(z.string().optional(), 'When a pending request expires (RFC 3339).'),
+  }),
+  'Lifecycle of the request, written by the operator.',
+);
+
+// ---------------------------------------------------------------------------------------
+// Kinds
+
+export const connectionStatusSchema = statusSchema('Connection');
+export const accessPolicyStatusSchema = statusSchema('AccessPolicy');
+
+interface Kind {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  description: string;
+  spec: z.ZodType;
+  status: z.ZodType;
+  printerColumns: { name: string; type: string; jsonPath: string; description: string; priority?: number }[];
+}
+
+const readyColumn = {
+  name: 'Ready',
+  type: 'string',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+  description: 'Whether the operator found the object usable.',
+};
+const ageColumn = {
+  name: 'Age',
+  type: 'date',
+  jsonPath: '.metadata.creationTimestamp',
+  description: 'Time since creation.',
+};
+
+export const kinds: Kind[] = [
+  {
+    kind: 'Connection',
+    plural: 'connections',
+    singular: 'connection',
+    shortNames: ['conn'],
+    description: 'A governed target (database, host or API) and the credential the sidecar holds for it.',
+    spec: connectionSpecSchema,
+    status: connectionStatusSchema,
+    printerColumns: [
+      {
+        name: 'Protocol',
+        type: 'string',
+        jsonPath: '.spec.protocol',
+        description: 'Protocol of the target.',
+      },
+      { name: 'Host', type: 'string', jsonPath: '.spec.host', description: 'Host of the target.' },
+      { name: 'Port', type: 'integer', jsonPath: '.spec.port', description: 'Port of the target.' },
+      readyColumn,
+      ageColumn,
+    ],
+  },
+  {
+    kind: 'AccessPolicy',
+    plural: 'accesspolicies',
+    singular: 'accesspolicy',
+    shortNames: ['ap'],
+    description: 'Who may use which Connections, with what masking, rules and recording.',
+    spec: accessPolicySpecSchema,
+    status: accessPolicyStatusSchema,
+    printerColumns: [
+      { name: 'Mode', type: 'string', jsonPath: '.spec.mode', description: 'enforce or audit.' },
+      {
+        name: 'Connections',
+        type: 'string',
+        jsonPath: '.spec.connections',
+        description: 'Granted Connections.',
+      },
+      readyColumn,
+      ageColumn,
+    ],
+  },
+  {
+    kind: 'AccessRequest',
+    plural: 'accessrequests',
+    singular: 'accessrequest',
+    shortNames: ['ar'],
+    description: 'A request held for approval, and its decision.',
+    spec: accessRequestSpecSchema,
+    status: accessRequestStatusSchema,
+    printerColumns: [
+      { name: 'Requester', type: 'string', jsonPath: '.spec.requester.pod', description: 'The agent pod.' },
+      { name: 'Connection', type: 'string', jsonPath: '.spec.connection', description: 'The Connection.' },
+      { name: 'Request', type: 'string', jsonPath: '.spec.request', description: 'What is held.' },
+      {
+        name: 'Phase',
+        type: 'string',
+        jsonPath: '.status.phase',
+        description: 'Pending, Approved, Denied or Expired.',
+      },
+      ageColumn,
+    ],
+  },
+];
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  creationTimestamp?: string;
+}
+
+export interface Resource<Spec, Status = unknown> {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  spec: Spec;
+  status?: Status;
+}
+
+export type Connection = Resource<ConnectionSpec, z.infer<typeof connectionStatusSchema>>;
+export type AccessPolicy = Resource<AccessPolicySpec, z.infer<typeof accessPolicyStatusSchema>>;
+export type AccessRequest = Resource<AccessRequestSpec, z.infer<typeof accessRequestStatusSchema>>;

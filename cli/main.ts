@@ -1,0 +1,82 @@
+// Entry point of the airlock CLI: a table of subcommands, each loaded only when it runs.
+import { readFileSync } from 'node:fs';
+
+export interface Command {
+  summary: string;
+  usage: string;
+  /** Runs the command; absent while the command is planned but not yet built. */
+  run?: (args: string[]) => Promise<number>;
+}
+
+const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+export const commands: Record<string, Command> = {
+  version: {
+    summary: 'Print the version of airlock',
+    usage: 'airlock version',
+    run: async () => {
+      console.log(`airlock ${packageJson.version} (node ${process.versions.node})`);
+      return 0;
+    },
+  },
+  operator: {
+    summary: 'Run the operator: controllers, injector, control API, collector',
+    usage: 'airlock operator',
+  },
+  sidecar: { summary: 'Run the enforcing sidecar in an agent pod', usage: 'airlock sidecar' },
+  init: { summary: 'Install the traffic capture of an agent pod (init container)', usage: 'airlock init' },
+  local: {
+    summary: 'Serve the whole data path on one machine from manifests',
+    usage: 'airlock local -f DIR --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT',
+  },
+  sessions: {
+    summary: 'List, show and replay recorded sessions',
+    usage: 'airlock sessions list|show|replay',
+  },
+  approvals: { summary: 'List requests waiting for approval', usage: 'airlock approvals list' },
+  approve: { summary: 'Approve a held request', usage: 'airlock approve ID' },
+  deny: { summary: 'Deny a held request', usage: 'airlock deny ID [--reason TEXT]' },
+  audit: { summary: 'Verify and export the audit trail', usage: 'airlock audit verify [--store STORE]' },
+};
+
+function help(): string {
+  const width = Math.max(...Object.keys(commands).map((name) => name.length));
+  const lines = Object.entries(commands).map(
+    ([name, command]) => `  ${name.padEnd(width)}  ${command.summary}${command.run ? '' : ' (planned)'}`,
+  );
+  return [
+    'airlock: govern what automation and AI agents do with production data.',
+    '',
+    'Usage: airlock COMMAND [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `airlock COMMAND --help` for the options of a command.',
+  ].join('\n');
+}
+
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') return main(['version']);
+  const command = commands[name];
+  if (!command) {
+    console.error(`airlock: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(`Usage: ${command.usage}\n\n${command.summary}.`);
+    return 0;
+  }
+  if (!command.run) {
+    console.error(`airlock: "${name}" is planned and not available in this version`);
+    return 2;
+  }
+  return command.run(rest);
+}
