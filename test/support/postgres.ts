@@ -1,0 +1,215 @@
+// Starts a real PostgreSQL server for tests: initdb + postgres in a temp dir on a free loopback
+// port, with the requested pg_hba authentication for an application user and, optionally, TLS
+// with a throwaway CA. postgres refuses to run as root, so when we are root it runs as the
+// `postgres` system user. Every server is stopped on stop() and on process exit.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createTestCa } from './pki.ts';
+
+const bin = process.env.AIRLOCK_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+const adminUser = 'airlock_admin';
+
+export type PostgresAuth = 'scram-sha-256' | 'md5' | 'password';
+
+export interface PostgresOptions {
+  /** Serve TLS and accept only TLS connections over TCP (hostssl). */
+  tls?: boolean;
+  /** pg_hba method for the application user over TCP; scram-sha-256 when omitted. */
+  auth?: PostgresAuth;
+}
+
+export interface PostgresServer {
+  host: string;
+  port: number;
+  /** The application user and its password: the credential the enforcer holds. */
+  user: string;
+  password: string;
+  database: string;
+  /** PEM of the CA that signed the server certificate (CN localhost, SANs localhost and 127.0.0.1). */
+  ca?: string;
+  url: string;
+  /** Runs SQL as the superuser over the Unix socket (setup and inspection). */
+  admin(sql: string, database?: string): Promise<pg.QueryResult>;
+  /** Runs SQL as the application user over the Unix socket. */
+  asUser(sql: string): Promise<pg.QueryResult>;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+const running = new Set<{ child: ChildProcess; dir: string }>();
+let exitHooked = false;
+
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  const cleanup = () => {
+    for (const entry of running) {
+      entry.child.kill('SIGQUIT');
+      rmSync(entry.dir, { recursive: true, force: true });
+    }
+    running.clear();
+  };
+  process.on('exit', cleanup);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      cleanup();
+      process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    });
+  }
+}
+
+function postgresIds(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+  return { uid, gid };
+}
+
+function chownTree(path: string, ids: { uid: number; gid: number } | undefined): void {
+  if (ids) execFileSync('chown', ['-R', `${ids.uid}:${ids.gid}`, path]);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+let template: string | undefined;
+
+/** initdb once per process; each server starts from a copy. */
+function templateDir(ids: { uid: number; gid: number } | undefined): string {
+  if (template) return template;
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-pgtemplate-'));
+  chownTree(dir, ids);
+  execFileSync(
+    join(bin, 'initdb'),
+    ['-D', join(dir, 'data'), '-U', adminUser, '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'],
+    { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], ...ids },
+  );
+  template = dir;
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function startPostgres(options: PostgresOptions = {}): Promise<PostgresServer> {
+  const auth = options.auth ?? 'scram-sha-256';
+  const ids = postgresIds();
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-pg-'));
+  chmodSync(dir, 0o700);
+  const data = join(dir, 'data');
+  cpSync(join(templateDir(ids), 'data'), data, { recursive: true });
+  chmodSync(data, 0o700);
+  const socketDir = join(dir, 'sock');
+  mkdirSync(socketDir);
+  const port = await freePort();
+  let ca: string | undefined;
+  const conf = [
+    "listen_addresses = '127.0.0.1'",
+    `port = ${port}`,
+    `unix_socket_directories = '${socketDir}'`,
+    `password_encryption = '${auth === 'md5' ? 'md5' : 'scram-sha-256'}'`,
+    'fsync = off',
+    'synchronous_commit = off',
+    'full_page_writes = off',
+    'max_connections = 60',
+    'shared_buffers = 32MB',
+  ];
+  if (options.tls) {
+    const authority = createTestCa('Airlock Test PostgreSQL CA');
+    const leaf = authority.issue('localhost', { dns: ['localhost'], ip: ['127.0.0.1'] });
+    writeFileSync(join(data, 'server.crt'), leaf.cert);
+    writeFileSync(join(data, 'server.key'), leaf.key, { mode: 0o600 });
+    ca = authority.cert;
+    conf.push('ssl = on', "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'");
+  }
+  writeFileSync(join(data, 'postgresql.conf'), `${readFileSync(join(data, 'postgresql.conf'), 'utf8')}\n${conf.join('\n')}\n`);
+  const hostType = options.tls ? 'hostssl' : 'host';
+  writeFileSync(
+    join(data, 'pg_hba.conf'),
+    ['local all all trust', `${hostType} all ${adminUser} 127.0.0.1/32 reject`, `${hostType} all all 127.0.0.1/32 ${auth}`, ''].join('\n'),
+  );
+  chownTree(dir, ids);
+  const logFile = join(dir, 'postgres.log');
+  const log = openSync(logFile, 'a');
+  if (ids) chownSync(logFile, ids.uid, ids.gid);
+  const child = spawn(join(bin, 'postgres'), ['-D', data], { cwd: dir, stdio: ['ignore', log, log], ...ids });
+  const entry = { child, dir };
+  running.add(entry);
+  hookExit();
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+
+  const admin = async (sql: string, database = 'postgres'): Promise<pg.QueryResult> => {
+    const client = new pg.Client({ host: socketDir, port, user: adminUser, database });
+    await client.connect();
+    try {
+      return await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await admin('SELECT 1');
+      break;
+    } catch (error) {
+      if (exited || Date.now() > deadline) {
+        running.delete(entry);
+        child.kill('SIGQUIT');
+        const logs = readFileSync(logFile, 'utf8');
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`postgres did not start: ${(error as Error).message}\n${logs}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const user = 'app';
+  const password = `app-${randomBytes(9).toString('base64url')}`;
+  const database = 'appdb';
+  await admin(`CREATE ROLE ${user} LOGIN PASSWORD '${password}'`);
+  await admin(`CREATE DATABASE ${database} OWNER ${user}`);
+  const asUser = async (sql: string): Promise<pg.QueryResult> => {
+    const client = new pg.Client({ host: socketDir, port, user, database });
+    await client.connect();
+    try {
+      return await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  return {
+    host: '127.0.0.1',
+    port,
+    user,
+    password,
+    database,
+    ...(ca !== undefined && { ca }),
+    url: `postgresql://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
+    admin,
+    asUser,
+    logs: () => readFileSync(logFile, 'utf8'),
+    async stop() {
+      if (!running.has(entry)) return;
+      running.delete(entry);
+      if (!exited) {
+        child.kill('SIGINT');
+        const timer = setTimeout(() => child.kill('SIGQUIT'), 5000);
+        await exit;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
