@@ -10,6 +10,11 @@ HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 
 cache_root="${AIRLOCK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock}"
 bin="$cache_root/controlplane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION/bin"
+if [[ "${1:-}" == "--check" ]]; then
+  for tool in etcd kube-apiserver kubectl helm; do [[ -x "$bin/$tool" ]] || exit 1; done
+  echo "$bin"
+  exit 0
+fi
 mkdir -p "$bin"
 
 log() { echo "controlplane: $*" >&2; }

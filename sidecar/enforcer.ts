@@ -1,0 +1,45 @@
+// What every protocol enforcer shares: how it is started for one granted Connection, where
+// its session events go, and how it asks for an approval.
+import type { AddressInfo } from 'node:net';
+import type { BundleConnection, Identity } from '../api/bundle.ts';
+import type { EventSink } from './audit/event.ts';
+
+export interface ApprovalRequest {
+  sessionId: string;
+  connection: string;
+  policy: string;
+  rule: string;
+  /** The statement, command or request, with parameters redacted. */
+  text: string;
+  reasons: string[];
+  timeoutMs: number;
+  scope: 'statement' | 'session';
+  approvers: { groups: string[]; users: string[] };
+}
+
+export interface ApprovalResult {
+  approved: boolean;
+  /** 'expired' when nobody decided in time. */
+  outcome: 'approved' | 'denied' | 'expired';
+  decidedBy?: string;
+  reason?: string;
+}
+
+/** Where held requests go: the operator's AccessRequest flow, or `airlock local`'s own queue. */
+export interface Approvals {
+  request(request: ApprovalRequest, signal?: AbortSignal): Promise<ApprovalResult>;
+}
+
+export interface EnforcerOptions {
+  connection: BundleConnection;
+  identity: Identity;
+  listen: { host: string; port: number };
+  events: EventSink;
+  approvals: Approvals;
+}
+
+export interface Enforcer {
+  address: AddressInfo;
+  /** Stops accepting, then ends the open sessions. */
+  close(): Promise<void>;
+}
