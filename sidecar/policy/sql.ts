@@ -1,0 +1,1044 @@
+// Static analysis of SQL text with PostgreSQL's own parser (libpg_query, WASM): what each
+// statement is, what it touches, and how it uses columns. Pure: no sockets, no Kubernetes.
+// Anything the parser rejects is reported as ok:false and the caller denies it; nothing here
+// guesses from text. The whole tree is walked generically, so a statement nested anywhere
+// (CTE, subquery, EXPLAIN, PREPARE, SQL-standard function body) is found.
+import { loadModule, parseSync, scanSync } from 'libpg-query';
+import type { SqlClass, SqlStatementKind } from '../../api/v1alpha1.ts';
+
+export interface ColumnUse {
+  /** The table as written ('schema.table' or 'table'), resolved through aliases; undefined when it cannot be told. */
+  table?: string;
+  /** Column name, or '*' for a star or a whole-row reference. */
+  column: string;
+  /** true only for a bare column (or star) in the target list of a plain top-level SELECT. */
+  direct: boolean;
+}
+
+export interface SqlStatement {
+  /** The outermost statement's kind. */
+  kind: SqlStatementKind;
+  /** Every statement kind found anywhere inside, outer kind first, without repeats. */
+  kinds: SqlStatementKind[];
+  classes: SqlClass[];
+  /** Relations as written: 'schema.table' or 'table', lower-cased unless quoted. */
+  tables: string[];
+  /** Called functions: lower-cased unless quoted, schema-qualified when written so. */
+  functions: string[];
+  /** An UPDATE, DELETE or MERGE (anywhere inside) that can touch every row, or a TRUNCATE. */
+  unboundedWrite: boolean;
+  columnUses: ColumnUse[];
+  /** This statement's own source text. */
+  text: string;
+  /** For PREPARE: the prepared statement, analysed as if it ran at top level. */
+  prepared?: { name: string; inner: SqlStatement };
+  /** For EXECUTE: the name of the prepared statement it runs. */
+  executes?: string;
+}
+
+export type SqlAnalysis = { ok: true; statements: SqlStatement[] } | { ok: false; error: string };
+
+/** Longer texts are refused rather than parsed: a policy decision, not a parser limit. */
+export const maxSqlLength = 1 << 22;
+
+let loading: Promise<void> | undefined;
+let loaded = false;
+
+/** Loads the WASM parser once; analyzeSql is synchronous afterwards. */
+export function loadSqlParser(): Promise<void> {
+  loading ??= loadModule().then(() => {
+    loaded = true;
+  });
+  return loading;
+}
+
+export function analyzeSql(text: string): SqlAnalysis {
+  if (!loaded) return { ok: false, error: 'SQL parser not loaded (call loadSqlParser first)' };
+  if (text.length > maxSqlLength) {
+    return { ok: false, error: `statement text longer than ${maxSqlLength} characters` };
+  }
+  if (text.includes('\0')) return { ok: false, error: 'statement text contains a NUL character' };
+  // libpg_query refuses "" outright; PostgreSQL treats it as an empty query.
+  if (text === '') return { ok: true, statements: [] };
+  let tree: { stmts?: RawStmt[] };
+  try {
+    tree = parseSync(text) as { stmts?: RawStmt[] };
+  } catch (error) {
+    return { ok: false, error: `syntax error: ${errorMessage(error)}` };
+  }
+  try {
+    const source = new SourceText(text);
+    const statements = (tree.stmts ?? []).map((raw) => {
+      const start = raw.stmt_location ?? 0;
+      const own = source.slice(start, raw.stmt_len ? start + raw.stmt_len : undefined).trim();
+      return analyzeStatement(raw.stmt as AstNode, own);
+    });
+    return { ok: true, statements };
+  } catch (error) {
+    // A tree too deep for the walker (RangeError) or a shape it does not know: refuse.
+    return { ok: false, error: `cannot analyze statement: ${errorMessage(error)}` };
+  }
+}
+
+/** The name a PREPARE defines, or undefined for any other statement. */
+export function preparedStatementName(stmt: SqlStatement): string | undefined {
+  return stmt.prepared?.name;
+}
+
+// ---------------------------------------------------------------------------------------
+// Statement classification
+
+type Classified = { kind: SqlStatementKind; classes: SqlClass[] };
+const c = (kind: SqlStatementKind, ...classes: SqlClass[]): Classified => ({ kind, classes });
+
+/** Statement node types whose kind and classes do not depend on their fields. */
+const fixedKinds: Record<string, Classified> = {
+  InsertStmt: c('INSERT', 'write'),
+  UpdateStmt: c('UPDATE', 'write'),
+  DeleteStmt: c('DELETE', 'write'),
+  MergeStmt: c('MERGE', 'write'),
+  TruncateStmt: c('TRUNCATE', 'write', 'ddl'),
+  // Procedures may write anything; their bodies are not visible here.
+  CallStmt: c('CALL', 'write'),
+  DoStmt: c('DO', 'admin'),
+  CommentStmt: c('COMMENT', 'ddl'),
+  SecLabelStmt: c('SECURITY LABEL', 'dcl'),
+  ReassignOwnedStmt: c('REASSIGN', 'dcl'),
+  ImportForeignSchemaStmt: c('IMPORT', 'ddl'),
+  VariableShowStmt: c('SHOW', 'read'),
+  ExecuteStmt: c('EXECUTE'),
+  DeallocateStmt: c('DEALLOCATE'),
+  PrepareStmt: c('PREPARE'),
+  // Strong lock modes stall production as surely as a write.
+  LockStmt: c('LOCK', 'write'),
+  ClusterStmt: c('CLUSTER', 'admin'),
+  ReindexStmt: c('REINDEX', 'admin'),
+  CheckPointStmt: c('CHECKPOINT', 'admin'),
+  RefreshMatViewStmt: c('REFRESH', 'write'),
+  ListenStmt: c('LISTEN'),
+  UnlistenStmt: c('UNLISTEN'),
+  NotifyStmt: c('NOTIFY'),
+  DiscardStmt: c('DISCARD'),
+  DeclareCursorStmt: c('DECLARE', 'read'),
+  ClosePortalStmt: c('CLOSE'),
+  LoadStmt: c('LOAD', 'admin'),
+  ConstraintsSetStmt: c('SET'),
+  // CREATE
+  CreateStmt: c('CREATE', 'ddl'),
+  CreateSchemaStmt: c('CREATE', 'ddl'),
+  CreateSeqStmt: c('CREATE', 'ddl'),
+  CreateDomainStmt: c('CREATE', 'ddl'),
+  CompositeTypeStmt: c('CREATE', 'ddl'),
+  CreateEnumStmt: c('CREATE', 'ddl'),
+  CreateRangeStmt: c('CREATE', 'ddl'),
+  DefineStmt: c('CREATE', 'ddl'),
+  ViewStmt: c('CREATE', 'ddl'),
+  IndexStmt: c('CREATE', 'ddl'),
+  RuleStmt: c('CREATE', 'ddl'),
+  CreateTrigStmt: c('CREATE', 'ddl'),
+  CreateStatsStmt: c('CREATE', 'ddl'),
+  CreateCastStmt: c('CREATE', 'ddl'),
+  CreateConversionStmt: c('CREATE', 'ddl'),
+  CreateOpClassStmt: c('CREATE', 'ddl'),
+  CreateOpFamilyStmt: c('CREATE', 'ddl'),
+  CreateTransformStmt: c('CREATE', 'ddl'),
+  CreatedbStmt: c('CREATE', 'ddl'),
+  CreatePublicationStmt: c('CREATE', 'ddl'),
+  CreateForeignTableStmt: c('CREATE', 'ddl'),
+  CreateFunctionStmt: c('CREATE', 'ddl', 'admin'),
+  CreateExtensionStmt: c('CREATE', 'ddl', 'admin'),
+  CreateEventTrigStmt: c('CREATE', 'ddl', 'admin'),
+  CreatePLangStmt: c('CREATE', 'ddl', 'admin'),
+  CreateAmStmt: c('CREATE', 'ddl', 'admin'),
+  CreateFdwStmt: c('CREATE', 'ddl', 'admin'),
+  CreateForeignServerStmt: c('CREATE', 'ddl', 'admin'),
+  CreateUserMappingStmt: c('CREATE', 'dcl', 'admin'),
+  CreateSubscriptionStmt: c('CREATE', 'ddl', 'admin'),
+  CreateTableSpaceStmt: c('CREATE', 'ddl', 'admin'),
+  CreateRoleStmt: c('CREATE', 'dcl'),
+  CreatePolicyStmt: c('CREATE', 'ddl', 'dcl'),
+  // ALTER
+  AlterTableStmt: c('ALTER', 'ddl'),
+  AlterTableMoveAllStmt: c('ALTER', 'ddl'),
+  ReplicaIdentityStmt: c('ALTER', 'ddl'),
+  AlterCollationStmt: c('ALTER', 'ddl'),
+  AlterDomainStmt: c('ALTER', 'ddl'),
+  AlterSeqStmt: c('ALTER', 'ddl'),
+  AlterEnumStmt: c('ALTER', 'ddl'),
+  AlterTypeStmt: c('ALTER', 'ddl'),
+  AlterOperatorStmt: c('ALTER', 'ddl'),
+  AlterOpFamilyStmt: c('ALTER', 'ddl'),
+  AlterStatsStmt: c('ALTER', 'ddl'),
+  AlterObjectDependsStmt: c('ALTER', 'ddl'),
+  AlterObjectSchemaStmt: c('ALTER', 'ddl'),
+  AlterTSDictionaryStmt: c('ALTER', 'ddl'),
+  AlterTSConfigurationStmt: c('ALTER', 'ddl'),
+  AlterDatabaseStmt: c('ALTER', 'ddl'),
+  AlterDatabaseRefreshCollStmt: c('ALTER', 'ddl'),
+  AlterPublicationStmt: c('ALTER', 'ddl'),
+  AlterForeignServerStmt: c('ALTER', 'ddl', 'admin'),
+  AlterFdwStmt: c('ALTER', 'ddl', 'admin'),
+  AlterUserMappingStmt: c('ALTER', 'dcl', 'admin'),
+  AlterSubscriptionStmt: c('ALTER', 'ddl', 'admin'),
+  AlterTableSpaceOptionsStmt: c('ALTER', 'ddl', 'admin'),
+  AlterExtensionStmt: c('ALTER', 'ddl', 'admin'),
+  AlterExtensionContentsStmt: c('ALTER', 'ddl', 'admin'),
+  AlterEventTrigStmt: c('ALTER', 'ddl', 'admin'),
+  AlterFunctionStmt: c('ALTER', 'ddl', 'admin'),
+  AlterDatabaseSetStmt: c('ALTER', 'ddl', 'admin'),
+  AlterSystemStmt: c('ALTER', 'admin'),
+  RenameStmt: c('ALTER', 'ddl'),
+  AlterOwnerStmt: c('ALTER', 'ddl', 'dcl'),
+  AlterPolicyStmt: c('ALTER', 'ddl', 'dcl'),
+  AlterDefaultPrivilegesStmt: c('ALTER', 'dcl'),
+  AlterRoleStmt: c('ALTER', 'dcl'),
+  AlterRoleSetStmt: c('ALTER', 'dcl', 'admin'),
+  // DROP
+  DropStmt: c('DROP', 'ddl'),
+  DropdbStmt: c('DROP', 'ddl'),
+  DropTableSpaceStmt: c('DROP', 'ddl', 'admin'),
+  DropUserMappingStmt: c('DROP', 'dcl', 'admin'),
+  DropSubscriptionStmt: c('DROP', 'ddl', 'admin'),
+  DropRoleStmt: c('DROP', 'dcl'),
+  DropOwnedStmt: c('DROP', 'ddl', 'dcl'),
+};
+
+/** Settings that change who the session is, or switch off triggers and rules. */
+const identitySettings = new Set(['role', 'session_authorization', 'session_replication_role']);
+
+/**
+ * Functions that reach outside the database, execute SQL text the analyzer cannot see, dump
+ * whole tables past column masking, or change the session's identity: class admin.
+ */
+const adminFunctions = new Set([
+  'dblink',
+  'dblink_exec',
+  'dblink_connect',
+  'dblink_connect_u',
+  'dblink_send_query',
+  'dblink_open',
+  'dblink_fetch',
+  'pg_read_file',
+  'pg_read_binary_file',
+  'pg_ls_dir',
+  'pg_stat_file',
+  'pg_file_write',
+  'pg_file_rename',
+  'pg_file_unlink',
+  'lo_import',
+  'lo_export',
+  'pg_reload_conf',
+  'pg_rotate_logfile',
+  'pg_terminate_backend',
+  'pg_cancel_backend',
+  'pg_promote',
+  'pg_logical_emit_message',
+  'pg_create_logical_replication_slot',
+  'pg_create_physical_replication_slot',
+  'pg_drop_replication_slot',
+  'pg_switch_wal',
+  'pg_backup_start',
+  'pg_backup_stop',
+  'query_to_xml',
+  'query_to_xmlschema',
+  'query_to_xml_and_xmlschema',
+  'table_to_xml',
+  'table_to_xml_and_xmlschema',
+  'schema_to_xml',
+  'schema_to_xml_and_xmlschema',
+  'database_to_xml',
+  'database_to_xml_and_xmlschema',
+  'cursor_to_xml',
+]);
+
+const transactionKinds: Record<string, Classified> = {
+  TRANS_STMT_BEGIN: c('BEGIN'),
+  TRANS_STMT_START: c('BEGIN'),
+  TRANS_STMT_COMMIT: c('COMMIT'),
+  TRANS_STMT_ROLLBACK: c('ROLLBACK'),
+  TRANS_STMT_SAVEPOINT: c('SAVEPOINT'),
+  TRANS_STMT_RELEASE: c('SAVEPOINT'),
+  TRANS_STMT_ROLLBACK_TO: c('ROLLBACK'),
+  // Two-phase commit leaves transactions (and their locks) behind the session.
+  TRANS_STMT_PREPARE: c('COMMIT', 'admin'),
+  TRANS_STMT_COMMIT_PREPARED: c('COMMIT', 'admin'),
+  TRANS_STMT_ROLLBACK_PREPARED: c('ROLLBACK', 'admin'),
+};
+
+function classify(type: string, body: AstObject): Classified {
+  const fixed = fixedKinds[type];
+  if (fixed) return fixed;
+  switch (type) {
+    case 'SelectStmt':
+      return body['intoClause'] ? c('SELECT', 'read', 'write', 'ddl') : c('SELECT', 'read');
+    case 'CreateTableAsStmt':
+      return c('CREATE', 'write', 'ddl');
+    case 'ExplainStmt':
+      return c('EXPLAIN', 'read');
+    case 'CopyStmt': {
+      const classes: SqlClass[] = [body['is_from'] ? 'write' : 'read'];
+      // PROGRAM runs a shell command; a file name reads or writes the server's filesystem.
+      if (body['is_program'] || typeof body['filename'] === 'string') classes.push('admin');
+      return { kind: 'COPY', classes };
+    }
+    case 'VariableSetStmt': {
+      const kind = body['kind'] === 'VAR_RESET' || body['kind'] === 'VAR_RESET_ALL' ? 'RESET' : 'SET';
+      const name = typeof body['name'] === 'string' ? body['name'].toLowerCase() : '';
+      return identitySettings.has(name) ? c(kind, 'admin') : c(kind);
+    }
+    case 'TransactionStmt':
+      return transactionKinds[String(body['kind'])] ?? c('BEGIN');
+    case 'GrantStmt':
+    case 'GrantRoleStmt':
+      return body['is_grant'] ? c('GRANT', 'dcl') : c('REVOKE', 'dcl');
+    case 'VacuumStmt':
+      return body['is_vacuumcmd'] ? c('VACUUM', 'admin') : c('ANALYZE', 'admin');
+    case 'FetchStmt':
+      return body['ismove'] ? c('FETCH') : c('FETCH', 'read');
+    default:
+      throw new Error(`unsupported statement type ${type}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The walk
+
+type AstObject = Record<string, unknown>;
+type AstNode = Record<string, AstObject>;
+interface RawStmt {
+  stmt: unknown;
+  stmt_location?: number;
+  stmt_len?: number;
+}
+
+/** A FROM item visible to column references: its reference name and the table behind it. */
+interface RangeItem {
+  name: string;
+  table: string | undefined;
+}
+
+/**
+ * How a SELECT's output is used, which decides what its target list reveals:
+ * top   - returned to the client as is, where the protocol layer masks by column origin;
+ * sub   - feeds an outer query that names its columns (FROM subquery, CTE, sublink);
+ * sink  - leaves the query unmasked (INSERT … SELECT, CREATE … AS, COPY, cursors, set operations).
+ */
+type Role = 'top' | 'sub' | 'sink';
+
+class Walk {
+  kinds: SqlStatementKind[] = [];
+  classes = new Set<SqlClass>();
+  tables = new Set<string>();
+  functions = new Set<string>();
+  unboundedWrite = false;
+  columnUses: ColumnUse[] = [];
+  /** Innermost last. */
+  scopes: RangeItem[][] = [];
+  ctes: Set<string>[] = [];
+
+  /** Any value of the tree: arrays, wrapped nodes ({Type: {...}}), or bare structs. */
+  value(value: unknown): void {
+    if (Array.isArray(value)) {
+      for (const item of value) this.value(item);
+      return;
+    }
+    if (value === null || typeof value !== 'object') return;
+    const object = value as AstObject;
+    const keys = Object.keys(object);
+    if (keys.length === 1) {
+      const type = keys[0]!;
+      const body = object[type];
+      if (/^[A-Z]/.test(type) && body !== null && typeof body === 'object' && !Array.isArray(body)) {
+        this.node(type, body as AstObject);
+        return;
+      }
+    }
+    // Bare structs: fields typed as a specific message are not wrapped in the JSON tree.
+    if (typeof object['relname'] === 'string') this.rangeVar(object);
+    else if ('funcformat' in object && Array.isArray(object['funcname'])) this.funcCall(object);
+    else this.fields(object);
+  }
+
+  fields(body: AstObject, skip?: ReadonlySet<string>): void {
+    for (const key in body) if (!skip?.has(key)) this.value(body[key]);
+  }
+
+  node(type: string, body: AstObject): void {
+    if (type.endsWith('Stmt') && type !== 'RawStmt' && type !== 'ReturnStmt' && type !== 'PLAssignStmt') {
+      this.statement(type, body, 'sink');
+      return;
+    }
+    switch (type) {
+      case 'RangeVar':
+        this.rangeVar(body);
+        return;
+      case 'FuncCall':
+        this.funcCall(body);
+        return;
+      case 'ColumnRef':
+        this.columnRef(body, 'harmful');
+        return;
+      case 'SubLink':
+        this.value(body['testexpr']);
+        this.query(body['subselect'], 'sub', body['subLinkType'] === 'EXISTS_SUBLINK');
+        return;
+      case 'RangeSubselect':
+        this.query(body['subquery'], 'sub');
+        return;
+      case 'CommonTableExpr':
+        this.query(body['ctequery'], 'sub');
+        return;
+      default:
+        this.fields(body);
+    }
+  }
+
+  /** A nested query; a SELECT gets the role, any other statement is walked as a statement. */
+  query(value: unknown, role: Role, exists = false): void {
+    const wrapped = value as AstNode | undefined;
+    const select = wrapped?.['SelectStmt'];
+    if (select) this.select(select, role, exists);
+    else this.value(value);
+  }
+
+  statement(type: string, body: AstObject, role: Role): void {
+    const { kind, classes } = classify(type, body);
+    if (!this.kinds.includes(kind)) this.kinds.push(kind);
+    for (const cls of classes) this.classes.add(cls);
+    switch (type) {
+      case 'SelectStmt':
+        this.select(body, body['intoClause'] ? 'sink' : role);
+        return;
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+        this.updateOrDelete(type, body);
+        return;
+      case 'MergeStmt':
+        this.merge(body);
+        return;
+      case 'InsertStmt':
+        this.withCtes(body, () => {
+          this.value(body['relation']);
+          this.query(body['selectStmt'], 'sink');
+          const target = this.rangeItem(body['relation'] as AstObject);
+          this.inScope([target], () => this.fields(body, new Set(['relation', 'selectStmt', 'withClause'])));
+        });
+        return;
+      case 'TruncateStmt':
+        this.unboundedWrite = true;
+        this.fields(body);
+        return;
+      case 'CopyStmt':
+        this.copy(body);
+        return;
+      case 'DropStmt':
+        this.dropObjects(body);
+        this.fields(body);
+        return;
+      case 'CallStmt':
+        this.funcCall(body['funccall'] as AstObject);
+        return;
+      case 'ExplainStmt':
+      case 'PrepareStmt':
+        // The inner statement runs as written (EXPLAIN ANALYZE executes it; PREPARE is checked
+        // now and again at EXECUTE), so it is analysed as a top-level statement.
+        this.nestedTop(body['query']);
+        this.fields(body, new Set(['query']));
+        return;
+      case 'DeclareCursorStmt':
+        this.query(body['query'], 'sink');
+        return;
+      case 'CreateTableAsStmt':
+      case 'ViewStmt':
+        this.query(body['query'], 'sink');
+        this.fields(body, new Set(['query']));
+        return;
+      default:
+        this.fields(body);
+    }
+  }
+
+  nestedTop(value: unknown): void {
+    const wrapped = value as AstNode | undefined;
+    if (!wrapped) return;
+    const [type] = Object.keys(wrapped);
+    if (type) this.statement(type, wrapped[type]!, 'top');
+  }
+
+  withCtes(body: AstObject, walk: () => void): void {
+    const withClause = body['withClause'] as AstObject | undefined;
+    const ctes = (withClause?.['ctes'] as AstNode[] | undefined) ?? [];
+    const names = new Set<string>();
+    for (const cte of ctes) {
+      const name = cte['CommonTableExpr']?.['ctename'];
+      if (typeof name === 'string') names.add(name);
+    }
+    this.ctes.push(names);
+    try {
+      this.value(ctes);
+      walk();
+    } finally {
+      this.ctes.pop();
+    }
+  }
+
+  inScope<T>(items: RangeItem[], walk: () => T): T {
+    this.scopes.push(items);
+    try {
+      return walk();
+    } finally {
+      this.scopes.pop();
+    }
+  }
+
+  select(body: AstObject, role: Role, exists = false): void {
+    this.withCtes(body, () => {
+      if (body['op'] && body['op'] !== 'SETOP_NONE') {
+        // Set operations lose column origins: everything in either branch is indirect.
+        this.select(body['larg'] as AstObject, 'sink');
+        this.select(body['rarg'] as AstObject, 'sink');
+        this.fields(body, new Set(['larg', 'rarg', 'withClause']));
+        return;
+      }
+      const from = body['fromClause'];
+      const items = this.fromItems(from);
+      // JOIN … ON needs the FROM names in scope. A subquery in FROM sees them too, which can
+      // only make an unqualified column there more ambiguous, never wrongly attributed.
+      this.inScope(items, () => {
+        this.value(from);
+        for (const target of (body['targetList'] as AstNode[] | undefined) ?? []) {
+          const res = target['ResTarget'];
+          const ref = (res?.['val'] as AstNode | undefined)?.['ColumnRef'];
+          if (res && ref) this.targetColumn(ref, role, exists);
+          else this.value(target);
+        }
+        this.fields(body, new Set(['targetList', 'fromClause', 'withClause', 'larg', 'rarg']));
+      });
+    });
+  }
+
+  /** A bare column reference in a target list. */
+  targetColumn(ref: AstObject, role: Role, exists: boolean): void {
+    const { star } = refShape(ref);
+    if (star) {
+      if (role === 'top') this.columnRef(ref, 'direct');
+      else if (role === 'sink') this.columnRef(ref, 'harmful');
+      // sub: the outer query names these columns again; EXISTS ignores them altogether.
+      else if (!exists) this.columnRef(ref, 'skip');
+      return;
+    }
+    this.columnRef(ref, role === 'top' ? 'direct' : 'harmful');
+  }
+
+  updateOrDelete(type: string, body: AstObject): void {
+    this.withCtes(body, () => {
+      const relation = body['relation'] as AstObject;
+      const target = this.rangeItem(relation);
+      this.value(relation);
+      const others = type === 'UpdateStmt' ? body['fromClause'] : body['usingClause'];
+      const items = [target, ...this.fromItems(others)];
+      this.value(others);
+      const where = body['whereClause'] as AstNode | undefined;
+      if (!where || !boundsRows(where, targetNames(relation))) this.unboundedWrite = true;
+      this.inScope(items, () =>
+        this.fields(body, new Set(['relation', 'fromClause', 'usingClause', 'withClause'])),
+      );
+    });
+  }
+
+  merge(body: AstObject): void {
+    this.withCtes(body, () => {
+      const relation = body['relation'] as AstObject;
+      const target = this.rangeItem(relation);
+      this.value(relation);
+      const source = body['sourceRelation'];
+      const items = [target, ...this.fromItems([source])];
+      this.value(source);
+      const on = body['joinCondition'] as AstNode | undefined;
+      if (!on || !boundsRows(on, targetNames(relation))) this.unboundedWrite = true;
+      this.inScope(items, () => this.fields(body, new Set(['relation', 'sourceRelation', 'withClause'])));
+    });
+  }
+
+  copy(body: AstObject): void {
+    if (body['query']) {
+      this.query(body['query'], 'sink');
+      this.fields(body, new Set(['query']));
+      return;
+    }
+    const relation = body['relation'] as AstObject | undefined;
+    if (relation) {
+      this.rangeVar(relation);
+      if (!body['is_from']) {
+        // COPY table TO sends whole rows in the copy stream, past column masking.
+        const table = qualifiedName(relation);
+        const columns = stringList(body['attlist']);
+        for (const column of columns.length > 0 ? columns : ['*']) {
+          this.columnUses.push({ table, column, direct: false });
+        }
+      }
+    }
+    this.fields(body, new Set(['relation', 'query', 'attlist']));
+  }
+
+  /** DROP TABLE/VIEW/… name their relations as name lists, not RangeVars. */
+  dropObjects(body: AstObject): void {
+    const relationTypes = [
+      'OBJECT_TABLE',
+      'OBJECT_VIEW',
+      'OBJECT_MATVIEW',
+      'OBJECT_FOREIGN_TABLE',
+      'OBJECT_SEQUENCE',
+    ];
+    if (!relationTypes.includes(String(body['removeType']))) return;
+    for (const object of (body['objects'] as AstNode[] | undefined) ?? []) {
+      const names = stringList(object['List']?.['items']);
+      if (names.length > 0) this.tables.add(names.slice(-2).join('.'));
+    }
+  }
+
+  rangeVar(body: AstObject): void {
+    this.tables.add(qualifiedName(body));
+    if (body['alias']) this.value((body['alias'] as AstObject)['colnames']);
+  }
+
+  funcCall(body: AstObject): void {
+    const name = stringList(body['funcname']).join('.');
+    this.functions.add(name);
+    const base = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
+    if (adminFunctions.has(base)) this.classes.add('admin');
+    const args = (body['args'] as AstNode[] | undefined) ?? [];
+    if (base === 'set_config') {
+      // set_config('role', …) is SET ROLE; a computed setting name could be anything.
+      const setting = constString(args[0]);
+      if (setting === undefined || identitySettings.has(setting.toLowerCase())) this.classes.add('admin');
+    }
+    if (base === 'count') {
+      // count(*), count(t.*) and count(t) reveal nothing of the row.
+      for (const arg of args) {
+        const ref = arg['ColumnRef'];
+        if (ref && (refShape(ref).star || this.wholeRow(ref))) continue;
+        this.value(arg);
+      }
+      this.fields(body, new Set(['args', 'funcname']));
+      return;
+    }
+    this.fields(body, new Set(['funcname']));
+  }
+
+  /** The range item a single-name reference denotes as a whole row, if any. */
+  wholeRow(ref: AstObject): RangeItem | undefined {
+    const { names, star } = refShape(ref);
+    if (star || names.length !== 1) return undefined;
+    return this.lookup(names[0]!);
+  }
+
+  lookup(name: string): RangeItem | undefined {
+    for (let i = this.scopes.length - 1; i >= 0; i--) {
+      const found = this.scopes[i]!.find((item) => item.name === name);
+      if (found) return found;
+    }
+    return undefined;
+  }
+
+  /**
+   * Records a column reference. mode: direct (a bare top-level target), harmful (everything
+   * else), skip (a star whose columns are named again outside, so not a use by itself).
+   */
+  columnRef(ref: AstObject, mode: 'direct' | 'harmful' | 'skip'): void {
+    const { names, star } = refShape(ref);
+    if (star) {
+      if (mode === 'skip') return;
+      const direct = mode === 'direct';
+      if (names.length === 0) {
+        const scope = this.scopes.at(-1) ?? [];
+        for (const item of scope) this.columnUses.push({ table: item.table, column: '*', direct });
+        if (scope.length === 0) this.columnUses.push({ column: '*', direct });
+      } else {
+        this.columnUses.push({ table: this.resolveQualifier(names), column: '*', direct });
+      }
+      return;
+    }
+    const whole = this.wholeRow(ref);
+    if (whole) {
+      // A whole-row reference yields a composite value: no column origin, so never direct.
+      this.columnUses.push({ table: whole.table, column: '*', direct: false });
+      return;
+    }
+    const column = names.at(-1);
+    if (column === undefined) return;
+    const qualifier = names.slice(0, -1);
+    const table = qualifier.length > 0 ? this.resolveQualifier(qualifier) : this.soleTable();
+    this.columnUses.push({ table, column, direct: mode === 'direct' });
+  }
+
+  resolveQualifier(qualifier: string[]): string | undefined {
+    // db.schema.table or schema.table: written out in full, no alias involved.
+    if (qualifier.length >= 2) return qualifier.slice(-2).join('.');
+    return this.lookup(qualifier[0]!)?.table;
+  }
+
+  /** The one table an unqualified column can come from, or undefined when there is a choice. */
+  soleTable(): string | undefined {
+    const visible = this.scopes.flat();
+    return visible.length === 1 ? visible[0]!.table : undefined;
+  }
+
+  fromItems(from: unknown): RangeItem[] {
+    const items: RangeItem[] = [];
+    const visit = (value: unknown): void => {
+      if (Array.isArray(value)) {
+        for (const item of value) visit(item);
+        return;
+      }
+      const node = value as AstNode | undefined;
+      if (!node) return;
+      if (node['RangeVar']) items.push(this.rangeItem(node['RangeVar']));
+      else if (node['JoinExpr']) {
+        const join = node['JoinExpr'];
+        visit(join['larg']);
+        visit(join['rarg']);
+        const alias = (join['alias'] as AstObject | undefined)?.['aliasname'];
+        if (typeof alias === 'string') items.push({ name: alias, table: undefined });
+      } else {
+        const body = Object.values(node)[0] as AstObject | undefined;
+        const alias = (body?.['alias'] as AstObject | undefined)?.['aliasname'];
+        // Subqueries, functions, VALUES: their columns have no table behind them here.
+        items.push({ name: typeof alias === 'string' ? alias : '', table: undefined });
+      }
+    };
+    visit(from);
+    return items;
+  }
+
+  rangeItem(rangeVar: AstObject | undefined): RangeItem {
+    if (!rangeVar) return { name: '', table: undefined };
+    const relname = String(rangeVar['relname']);
+    const alias = (rangeVar['alias'] as AstObject | undefined)?.['aliasname'];
+    const isCte = !rangeVar['schemaname'] && this.ctes.some((names) => names.has(relname));
+    return {
+      name: typeof alias === 'string' ? alias : relname,
+      table: isCte ? undefined : qualifiedName(rangeVar),
+    };
+  }
+}
+
+function analyzeStatement(stmt: AstNode, text: string): SqlStatement {
+  const [type] = Object.keys(stmt);
+  if (!type) throw new Error('empty statement node');
+  const body = stmt[type]!;
+  const walk = new Walk();
+  walk.statement(type, body, 'top');
+  const statement: SqlStatement = {
+    kind: walk.kinds[0]!,
+    kinds: walk.kinds,
+    classes: [...walk.classes],
+    tables: [...walk.tables],
+    functions: [...walk.functions],
+    unboundedWrite: walk.unboundedWrite,
+    columnUses: walk.columnUses,
+    text,
+  };
+  if (type === 'PrepareStmt') {
+    const name = String(body['name']);
+    const query = body['query'] as AstNode;
+    const inner = analyzeStatement(query, preparedBody(text) ?? text);
+    statement.prepared = { name, inner };
+  } else if (type === 'ExecuteStmt') {
+    statement.executes = String(body['name']);
+  }
+  return statement;
+}
+
+/** The text after PREPARE name [(types)] AS, found with the real scanner. */
+function preparedBody(text: string): string | undefined {
+  const source = new SourceText(text);
+  let depth = 0;
+  for (const token of scanSync(text).tokens) {
+    if (token.text === '(') depth++;
+    else if (token.text === ')') depth--;
+    else if (depth === 0 && token.keywordKind !== 0 && token.text.toLowerCase() === 'as')
+      return source.slice(token.end).trim();
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// Unbounded writes
+
+/**
+ * Whether a WHERE (or MERGE ON) clause limits which rows of the target are touched. It does
+ * not when it is always true (constants, TRUE, 1=1, 'a'='a', x = x, x LIKE '%', x IS NULL OR
+ * x IS NOT NULL, any OR arm that is always true), or when it never refers to the target
+ * table's columns (then it is all or nothing: WHERE now() > '2000-01-01', WHERE u.x = 1 in
+ * DELETE … USING u, WHERE EXISTS (SELECT 1 FROM other)). WHERE CURRENT OF bounds.
+ */
+function boundsRows(where: AstNode, names: ReadonlySet<string>): boolean {
+  if (truth(where) === true) return false;
+  return refersToTarget(where, names, false);
+}
+
+function targetNames(relation: AstObject): Set<string> {
+  const names = new Set<string>([String(relation['relname'])]);
+  const alias = (relation['alias'] as AstObject | undefined)?.['aliasname'];
+  if (typeof alias === 'string') {
+    // With an alias, PostgreSQL no longer accepts the table name as a qualifier.
+    names.clear();
+    names.add(alias);
+  }
+  return names;
+}
+
+function refersToTarget(value: unknown, names: ReadonlySet<string>, inSubquery: boolean): boolean {
+  if (Array.isArray(value)) return value.some((item) => refersToTarget(item, names, inSubquery));
+  if (value === null || typeof value !== 'object') return false;
+  const object = value as AstObject;
+  if ('CurrentOfExpr' in object) return true;
+  const ref = object['ColumnRef'] as AstObject | undefined;
+  if (ref) {
+    const { names: parts } = refShape(ref);
+    // Inside a subquery an unqualified name may belong to the subquery's own tables.
+    if (parts.length <= 1) return !inSubquery;
+    return names.has(parts.at(-2)!);
+  }
+  if ('SubLink' in object) {
+    const sublink = object['SubLink'] as AstObject;
+    return (
+      refersToTarget(sublink['testexpr'], names, inSubquery) ||
+      refersToTarget(sublink['subselect'], names, true)
+    );
+  }
+  for (const key in object) if (refersToTarget(object[key], names, inSubquery)) return true;
+  return false;
+}
+
+type Constant = boolean | number | string | null;
+
+/** Constant value of an expression, when it is one. */
+function constant(node: AstNode | undefined): { value: Constant } | undefined {
+  if (!node) return undefined;
+  const a = node['A_Const'];
+  if (a) {
+    if (a['isnull']) return { value: null };
+    const bool = a['boolval'] as AstObject | undefined;
+    if (bool) return { value: bool['boolval'] === true };
+    const ival = a['ival'] as AstObject | undefined;
+    if (ival) return { value: Number(ival['ival'] ?? 0) };
+    const fval = a['fval'] as AstObject | undefined;
+    if (fval) return { value: Number(fval['fval']) };
+    const sval = a['sval'] as AstObject | undefined;
+    if (sval) return { value: String(sval['sval'] ?? '') };
+    return undefined;
+  }
+  const cast = node['TypeCast'];
+  if (cast) {
+    const inner = constant(cast['arg'] as AstNode);
+    if (!inner) return undefined;
+    const type = stringList((cast['typeName'] as AstObject | undefined)?.['names']).at(-1);
+    if (type === 'bool' || type === 'boolean') {
+      const b = toBool(inner.value);
+      return b === undefined ? undefined : { value: b };
+    }
+    return inner;
+  }
+  return undefined;
+}
+
+function toBool(value: Constant): boolean | null | undefined {
+  if (value === null || typeof value === 'boolean') return value;
+  if (typeof value === 'number') return undefined;
+  const text = value.trim().toLowerCase();
+  if (['t', 'tr', 'tru', 'true', 'y', 'ye', 'yes', 'on', '1'].includes(text)) return true;
+  if (['f', 'fa', 'fal', 'fals', 'false', 'n', 'no', 'of', 'off', '0'].includes(text)) return false;
+  return undefined;
+}
+
+/** true when the expression holds for every row (NULL rows aside); undefined when unknown. */
+function truth(node: AstNode | undefined): boolean | undefined {
+  if (!node) return undefined;
+  const k = constant(node);
+  if (k) {
+    const b = toBool(k.value);
+    return b === null ? false : b;
+  }
+  const bool = node['BoolExpr'];
+  if (bool) {
+    const args = (bool['args'] as AstNode[] | undefined) ?? [];
+    const values = args.map(truth);
+    if (bool['boolop'] === 'NOT_EXPR') return values[0] === undefined ? undefined : !values[0];
+    if (bool['boolop'] === 'AND_EXPR') {
+      if (values.includes(false)) return false;
+      return values.every((v) => v === true) ? true : undefined;
+    }
+    if (values.includes(true) || complementaryNullTests(args)) return true;
+    return values.every((v) => v === false) ? false : undefined;
+  }
+  const expr = node['A_Expr'];
+  if (expr) return exprTruth(expr);
+  const nullTest = node['NullTest'];
+  if (nullTest) {
+    const k2 = constant(nullTest['arg'] as AstNode);
+    if (!k2) return undefined;
+    const isNull = k2.value === null;
+    return nullTest['nulltesttype'] === 'IS_NULL' ? isNull : !isNull;
+  }
+  const boolTest = node['BooleanTest'];
+  if (boolTest) {
+    const inner = truth(boolTest['arg'] as AstNode);
+    if (inner === undefined) return undefined;
+    switch (boolTest['booltesttype']) {
+      case 'IS_TRUE':
+      case 'IS_NOT_FALSE':
+        return inner;
+      case 'IS_FALSE':
+      case 'IS_NOT_TRUE':
+        return !inner;
+      default:
+        return undefined;
+    }
+  }
+  return undefined;
+}
+
+function exprTruth(expr: AstObject): boolean | undefined {
+  const op = stringList(expr['name']).at(-1);
+  const left = expr['lexpr'] as AstNode | undefined;
+  const right = expr['rexpr'] as AstNode | undefined;
+  switch (expr['kind']) {
+    case 'AEXPR_OP': {
+      const l = constant(left);
+      const r = constant(right);
+      if (l && r && op) return compare(op, l.value, r.value);
+      if (left && right && sameColumn(left, right) && (op === '=' || op === '<=' || op === '>=')) return true;
+      return undefined;
+    }
+    case 'AEXPR_NOT_DISTINCT':
+      return left && right && sameColumn(left, right) ? true : undefined;
+    case 'AEXPR_LIKE':
+    case 'AEXPR_ILIKE': {
+      const pattern = constant(right);
+      if (op?.startsWith('!')) return undefined;
+      return typeof pattern?.value === 'string' && /^%+$/.test(pattern.value) ? true : undefined;
+    }
+    case 'AEXPR_IN': {
+      const l = constant(left);
+      const items = (right as { List?: { items?: AstNode[] } } | undefined)?.List?.items ?? [];
+      if (!l || op !== '=') return undefined;
+      return items.some((item) => {
+        const k = constant(item);
+        return k !== undefined && compare('=', l.value, k.value) === true;
+      })
+        ? true
+        : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function compare(op: string, a: Constant, b: Constant): boolean | undefined {
+  if (a === null || b === null) return false;
+  let x: Constant = a;
+  let y: Constant = b;
+  // PostgreSQL coerces an untyped literal to the other side's type: 1 = '1' is true.
+  if (typeof x === 'number' && typeof y === 'string' && y.trim() !== '' && !Number.isNaN(Number(y)))
+    y = Number(y);
+  if (typeof y === 'number' && typeof x === 'string' && x.trim() !== '' && !Number.isNaN(Number(x)))
+    x = Number(x);
+  if (typeof x === 'boolean' && typeof y === 'string') y = toBool(y) ?? y;
+  if (typeof y === 'boolean' && typeof x === 'string') x = toBool(x) ?? x;
+  if (typeof x !== typeof y) return undefined;
+  switch (op) {
+    case '=':
+      return x === y;
+    case '<>':
+    case '!=':
+      return x !== y;
+  }
+  // Ordering of strings depends on the collation: only numbers are compared.
+  if (typeof x !== 'number' || typeof y !== 'number') return undefined;
+  switch (op) {
+    case '<':
+      return x < y;
+    case '>':
+      return x > y;
+    case '<=':
+      return x <= y;
+    case '>=':
+      return x >= y;
+    default:
+      return undefined;
+  }
+}
+
+function sameColumn(a: AstNode, b: AstNode): boolean {
+  const x = a['ColumnRef'];
+  const y = b['ColumnRef'];
+  if (!x || !y) return false;
+  return JSON.stringify(x['fields']) === JSON.stringify(y['fields']);
+}
+
+/** x IS NULL OR x IS NOT NULL (in any order) among OR arms. */
+function complementaryNullTests(args: AstNode[]): boolean {
+  const tests = args.map((arg) => arg['NullTest']).filter((t) => t !== undefined);
+  return tests.some(
+    (a) =>
+      a['nulltesttype'] === 'IS_NULL' &&
+      tests.some((b) => b['nulltesttype'] === 'IS_NOT_NULL' && sameExpression(a['arg'], b['arg'])),
+  );
+}
+
+function sameExpression(a: unknown, b: unknown): boolean {
+  const strip = (value: unknown) => JSON.stringify(value, (key, v) => (key === 'location' ? undefined : v));
+  return strip(a) === strip(b);
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+
+function refShape(ref: AstObject): { names: string[]; star: boolean } {
+  const fields = (ref['fields'] as AstNode[] | undefined) ?? [];
+  const star = fields.length > 0 && 'A_Star' in fields[fields.length - 1]!;
+  return { names: stringList(star ? fields.slice(0, -1) : fields), star };
+}
+
+/** The sval of each String node in a list. */
+function stringList(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  const out: string[] = [];
+  for (const item of value as AstNode[]) {
+    const s = item?.['String']?.['sval'];
+    if (typeof s === 'string') out.push(s);
+  }
+  return out;
+}
+
+function constString(node: AstNode | undefined): string | undefined {
+  const k = constant(node);
+  return typeof k?.value === 'string' ? k.value : undefined;
+}
+
+function qualifiedName(rangeVar: AstObject): string {
+  const relname = String(rangeVar['relname']);
+  const schema = rangeVar['schemaname'];
+  return typeof schema === 'string' ? `${schema}.${relname}` : relname;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** libpg_query reports byte offsets into the UTF-8 text. */
+class SourceText {
+  readonly text: string;
+  readonly bytes: Buffer | undefined;
+  constructor(text: string) {
+    this.text = text;
+    const length = Buffer.byteLength(text);
+    this.bytes = length === text.length ? undefined : Buffer.from(text);
+  }
+  slice(start: number, end?: number): string {
+    if (!this.bytes) return this.text.slice(start, end);
+    return this.bytes.subarray(start, end).toString('utf8');
+  }
+}
