@@ -74,7 +74,7 @@ export function customResourceDefinitions(): JsonSchema[] {
                   type: 'string',
                   description: 'Kind is a string value representing the REST resource.',
                 },
-                metadata: { type: 'object', description: "Standard object's metadata." },
+                metadata: { type: 'object' },
                 spec: schemaOf(k.spec),
                 status: schemaOf(k.status),
               },

@@ -9,7 +9,18 @@ const cli = new URL('../bin/airlock.js', import.meta.url).pathname;
 
 test('airlock --help lists the commands', async () => {
   const { stdout } = await run(process.execPath, [cli, '--help']);
-  for (const command of ['operator', 'sidecar', 'init', 'local', 'sessions', 'approvals', 'approve', 'deny', 'audit', 'version']) {
+  for (const command of [
+    'operator',
+    'sidecar',
+    'init',
+    'local',
+    'sessions',
+    'approvals',
+    'approve',
+    'deny',
+    'audit',
+    'version',
+  ]) {
     assert.match(stdout, new RegExp(`^  ${command}\\s`, 'm'));
   }
 });
@@ -21,9 +32,12 @@ test('airlock version prints the package version', async () => {
 });
 
 test('an unknown command fails with exit code 2 and the help', async () => {
-  await assert.rejects(run(process.execPath, [cli, 'frobnicate']), (error: { code: number; stderr: string }) => {
-    assert.equal(error.code, 2);
-    assert.match(error.stderr, /unknown command "frobnicate"/);
-    return true;
-  });
+  await assert.rejects(
+    run(process.execPath, [cli, 'frobnicate']),
+    (error: { code: number; stderr: string }) => {
+      assert.equal(error.code, 2);
+      assert.match(error.stderr, /unknown command "frobnicate"/);
+      return true;
+    },
+  );
 });

@@ -4,7 +4,7 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(webcrypto as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
@@ -35,7 +35,7 @@ function serial(): string {
   return Buffer.from(bytes).toString('hex');
 }
 
-async function exportKey(key: CryptoKey): Promise<string> {
+async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
   return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END PRIVATE KEY-----\n`.replace(
     /\n\n/g,
@@ -43,7 +43,7 @@ async function exportKey(key: CryptoKey): Promise<string> {
   );
 }
 
-async function importKey(pem: string): Promise<CryptoKey> {
+async function importKey(pem: string): Promise<webcrypto.CryptoKey> {
   const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   return webcrypto.subtle.importKey('pkcs8', der, algorithm, true, ['sign']);
 }
@@ -53,7 +53,10 @@ function name(commonName: string, organizations: string[] = []): string {
   return [`CN=${escape(commonName)}`, ...organizations.map((o) => `O=${escape(o)}`)].join(', ');
 }
 
-export async function createCertificateAuthority(commonName: string, validFor = 3650 * day): Promise<CertificateAuthority> {
+export async function createCertificateAuthority(
+  commonName: string,
+  validFor = 3650 * day,
+): Promise<CertificateAuthority> {
   const keys = await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
   const now = Date.now();
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({
@@ -69,7 +72,10 @@ export async function createCertificateAuthority(commonName: string, validFor = 
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return loadCertificateAuthority({ certificate: certificate.toString('pem'), privateKey: await exportKey(keys.privateKey) });
+  return loadCertificateAuthority({
+    certificate: certificate.toString('pem'),
+    privateKey: await exportKey(keys.privateKey),
+  });
 }
 
 export async function loadCertificateAuthority(pair: KeyPairPem): Promise<CertificateAuthority> {
@@ -100,7 +106,10 @@ export async function loadCertificateAuthority(pair: KeyPairPem): Promise<Certif
         signingKey: caKey,
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+          new x509.KeyUsagesExtension(
+            x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+            true,
+          ),
           new x509.ExtendedKeyUsageExtension(usages),
           await x509.AuthorityKeyIdentifierExtension.create(caCertificate),
           ...(altNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(altNames)] : []),

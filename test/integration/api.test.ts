@@ -17,7 +17,14 @@ describe('API on a real kube-apiserver', requires('etcd', 'kube-apiserver', 'kub
   before(async () => {
     cluster = await startControlPlane();
     await cluster.kubectl(['apply', '-f', join(repository, 'crds')]);
-    await cluster.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=airlock']);
+    await cluster.kubectl([
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      'crd',
+      '-l',
+      'app.kubernetes.io/part-of=airlock',
+    ]);
   });
   after(async () => cluster?.stop());
 
@@ -31,13 +38,23 @@ describe('API on a real kube-apiserver', requires('etcd', 'kube-apiserver', 'kub
 
   test('TokenRequest issues an audience-bound token that TokenReview accepts', async () => {
     await cluster.kubectl(['create', 'serviceaccount', 'token-test', '-n', 'default']);
-    const token = (await cluster.kubectl(['create', 'token', 'token-test', '-n', 'default', '--audience', 'airlock'])).trim();
+    const token = (
+      await cluster.kubectl(['create', 'token', 'token-test', '-n', 'default', '--audience', 'airlock'])
+    ).trim();
     const review = (audience: string) =>
-      JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [audience] } });
-    const accepted = JSON.parse(await cluster.kubectl(['create', '-o', 'json', '-f', '-'], { input: review('airlock') }));
+      JSON.stringify({
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token, audiences: [audience] },
+      });
+    const accepted = JSON.parse(
+      await cluster.kubectl(['create', '-o', 'json', '-f', '-'], { input: review('airlock') }),
+    );
     assert.equal(accepted.status.authenticated, true);
     assert.equal(accepted.status.user.username, 'system:serviceaccount:default:token-test');
-    const refused = JSON.parse(await cluster.kubectl(['create', '-o', 'json', '-f', '-'], { input: review('other') }));
+    const refused = JSON.parse(
+      await cluster.kubectl(['create', '-o', 'json', '-f', '-'], { input: review('other') }),
+    );
     assert.notEqual(refused.status.authenticated, true);
   });
 
@@ -57,13 +74,17 @@ describe('API on a real kube-apiserver', requires('etcd', 'kube-apiserver', 'kub
   });
 
   test('defaults are applied by the API server', async () => {
-    const policy = JSON.parse(await cluster.kubectl(['get', 'ap', 'deploy-bot-bastion', '-n', 'agents', '-o', 'json']));
+    const policy = JSON.parse(
+      await cluster.kubectl(['get', 'ap', 'deploy-bot-bastion', '-n', 'agents', '-o', 'json']),
+    );
     assert.equal(policy.spec.mode, 'enforce');
     assert.deepEqual(policy.spec.recording, { enabled: true, results: 'summary' });
     assert.equal(policy.spec.masking[0].strategy, 'redact');
     assert.equal(policy.spec.masking[0].indirectUse, 'deny');
     assert.equal(policy.spec.rules[1].approval.scope, 'statement');
-    const bastion = JSON.parse(await cluster.kubectl(['get', 'conn', 'bastion', '-n', 'agents', '-o', 'json']));
+    const bastion = JSON.parse(
+      await cluster.kubectl(['get', 'conn', 'bastion', '-n', 'agents', '-o', 'json']),
+    );
     assert.equal(bastion.spec.tls.mode, 'verify-full');
   });
 
@@ -84,13 +105,34 @@ describe('API on a real kube-apiserver', requires('etcd', 'kube-apiserver', 'kub
     await cluster.kubectl(['create', '-f', '-'], { input: JSON.stringify(request) });
     const listed = await cluster.kubectl(['get', 'ar', '-n', 'agents']);
     assert.match(listed.split('\n')[0]!, /^NAME\s+REQUESTER\s+CONNECTION\s+REQUEST\s+PHASE\s+AGE$/);
-    assert.match(listed, /delete-order-42\s+support-agent-7d9f\s+orders-db\s+DELETE FROM orders WHERE id = \$1/);
+    assert.match(
+      listed,
+      /delete-order-42\s+support-agent-7d9f\s+orders-db\s+DELETE FROM orders WHERE id = \$1/,
+    );
     const decide = (action: string) =>
-      cluster.kubectl(['patch', 'ar', 'delete-order-42', '-n', 'agents', '--type=merge', '-p', JSON.stringify({ spec: { decision: { action } } })]);
+      cluster.kubectl([
+        'patch',
+        'ar',
+        'delete-order-42',
+        '-n',
+        'agents',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { decision: { action } } }),
+      ]);
     await decide('approve');
     await assert.rejects(decide('deny'), /a decision cannot be changed/);
     await assert.rejects(
-      cluster.kubectl(['patch', 'ar', 'delete-order-42', '-n', 'agents', '--type=merge', '-p', '{"spec":{"request":"DROP TABLE orders"}}']),
+      cluster.kubectl([
+        'patch',
+        'ar',
+        'delete-order-42',
+        '-n',
+        'agents',
+        '--type=merge',
+        '-p',
+        '{"spec":{"request":"DROP TABLE orders"}}',
+      ]),
       /request is immutable/,
     );
   });

@@ -43,7 +43,10 @@ function kubeconfig(url: string, ca: string, user: string, pair: KeyPairPem): st
     kind: 'Config',
     clusters: [{ name: 'airlock-test', cluster: { server: url, 'certificate-authority-data': b64(ca) } }],
     users: [
-      { name: user, user: { 'client-certificate-data': b64(pair.certificate), 'client-key-data': b64(pair.privateKey) } },
+      {
+        name: user,
+        user: { 'client-certificate-data': b64(pair.certificate), 'client-key-data': b64(pair.privateKey) },
+      },
     ],
     contexts: [{ name: user, context: { cluster: 'airlock-test', user, namespace: 'default' } }],
     'current-context': user,
@@ -79,14 +82,20 @@ export async function startControlPlane(): Promise<ControlPlane> {
     });
     const credentials = {} as Record<UserName, KeyPairPem>;
     for (const [key, user] of Object.entries(users) as [UserName, (typeof users)[UserName]][]) {
-      credentials[key] = await ca.issue({ commonName: user.name, organizations: [...user.groups], usage: 'client' });
+      credentials[key] = await ca.issue({
+        commonName: user.name,
+        organizations: [...user.groups],
+        usage: 'client',
+      });
     }
     const serviceAccountKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const file = (name: string) => join(dir.path, name);
     await writeFile(file('ca.crt'), ca.certificate);
     await writeFile(file('apiserver.crt'), serving.certificate);
     await writeFile(file('apiserver.key'), serving.privateKey, { mode: 0o600 });
-    await writeFile(file('sa.key'), serviceAccountKey.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    await writeFile(file('sa.key'), serviceAccountKey.privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+      mode: 0o600,
+    });
     await writeFile(file('sa.pub'), serviceAccountKey.publicKey.export({ type: 'spki', format: 'pem' }));
 
     const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
@@ -106,11 +115,10 @@ export async function startControlPlane(): Promise<ControlPlane> {
       { logFile: file('etcd.log') },
     );
     services.push(etcd);
-    await waitFor(
-      'etcd',
-      async () => (await fetch(`http://127.0.0.1:${etcdClient}/health`)).ok,
-      { service: etcd, timeoutMs: 30_000 },
-    );
+    await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdClient}/health`)).ok, {
+      service: etcd,
+      timeoutMs: 30_000,
+    });
 
     const apiserver = startService(
       'kube-apiserver',
@@ -138,15 +146,21 @@ export async function startControlPlane(): Promise<ControlPlane> {
     );
     services.push(apiserver);
     const url = `https://127.0.0.1:${apiPort}`;
-    await waitFor('kube-apiserver', async () => (await get(`${url}/readyz`, ca.certificate, credentials.admin)) === 200, {
-      service: apiserver,
-      timeoutMs: 90_000,
-    });
+    await waitFor(
+      'kube-apiserver',
+      async () => (await get(`${url}/readyz`, ca.certificate, credentials.admin)) === 200,
+      {
+        service: apiserver,
+        timeoutMs: 90_000,
+      },
+    );
 
     const kubeconfigs = {} as Record<UserName, string>;
     for (const key of Object.keys(users) as UserName[]) {
       kubeconfigs[key] = file(`${key}.kubeconfig`);
-      await writeFile(kubeconfigs[key], kubeconfig(url, ca.certificate, users[key].name, credentials[key]), { mode: 0o600 });
+      await writeFile(kubeconfigs[key], kubeconfig(url, ca.certificate, users[key].name, credentials[key]), {
+        mode: 0o600,
+      });
     }
     const kubectlPath = tool('kubectl');
     return {

@@ -1,6 +1,6 @@
 // Long-running processes for tests: free loopback ports, services with their logs in a file,
 // and a cleanup that leaves no process behind, even when a test fails or the runner exits.
-import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -100,11 +100,16 @@ export async function waitFor(
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   for (;;) {
     if (await check().catch(() => false)) return;
-    if (options.service && (options.service.child.exitCode !== null || options.service.child.signalCode !== null)) {
+    if (
+      options.service &&
+      (options.service.child.exitCode !== null || options.service.child.signalCode !== null)
+    ) {
       throw new Error(`${what}: ${options.service.name} exited early; see ${options.service.logFile}`);
     }
     if (Date.now() > deadline) {
-      throw new Error(`${what}: not ready in time${options.service ? `; see ${options.service.logFile}` : ''}`);
+      throw new Error(
+        `${what}: not ready in time${options.service ? `; see ${options.service.logFile}` : ''}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

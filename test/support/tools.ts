@@ -10,7 +10,9 @@ const repository = new URL('../../', import.meta.url).pathname;
 export function controlPlaneBin(): string | undefined {
   if (process.env.AIRLOCK_CONTROLPLANE_BIN) return process.env.AIRLOCK_CONTROLPLANE_BIN;
   try {
-    return execFileSync('bash', [join(repository, 'test/controlplane/build.sh'), '--check'], { encoding: 'utf8' }).trim();
+    return execFileSync('bash', [join(repository, 'test/controlplane/build.sh'), '--check'], {
+      encoding: 'utf8',
+    }).trim();
   } catch {
     return undefined;
   }
@@ -63,6 +65,7 @@ export function requires(...tools: string[]): { skip?: string } {
   const missing = tools.filter((t) => !findTool(t));
   if (missing.length === 0) return {};
   const message = `not run: missing ${missing.join(', ')}`;
-  if (process.env.CI === 'true') throw new Error(`CI=true and a required tool is missing: ${missing.join(', ')}`);
+  if (process.env.CI === 'true')
+    throw new Error(`CI=true and a required tool is missing: ${missing.join(', ')}`);
   return { skip: message };
 }
