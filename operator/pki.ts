@@ -48,9 +48,9 @@ async function importKey(pem: string): Promise<webcrypto.CryptoKey> {
   return webcrypto.subtle.importKey('pkcs8', der, algorithm, true, ['sign']);
 }
 
-function name(commonName: string, organizations: string[] = []): string {
-  const escape = (value: string) => value.replace(/([,+"\\<>;=])/g, '\\$1');
-  return [`CN=${escape(commonName)}`, ...organizations.map((o) => `O=${escape(o)}`)].join(', ');
+function distinguishedName(commonName: string, organizations: string[] = []): string {
+  const escapeValue = (value: string) => value.replace(/([,+"\\<>;=])/g, '\\$1');
+  return [`CN=${escapeValue(commonName)}`, ...organizations.map((o) => `O=${escapeValue(o)}`)].join(', ');
 }
 
 export async function createCertificateAuthority(
@@ -61,7 +61,7 @@ export async function createCertificateAuthority(
   const now = Date.now();
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: name(commonName),
+    name: distinguishedName(commonName),
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + validFor),
     signingAlgorithm: algorithm,
@@ -97,7 +97,7 @@ export async function loadCertificateAuthority(pair: KeyPairPem): Promise<Certif
       ];
       const certificate = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
-        subject: name(options.commonName, options.organizations),
+        subject: distinguishedName(options.commonName, options.organizations),
         issuer: caCertificate.subject,
         notBefore: new Date(now - 60_000),
         notAfter: new Date(now + (options.validFor ?? 365 * day)),

@@ -10,7 +10,7 @@ export interface QueueOptions {
   workers?: number;
 }
 
-export type Reconcile = (key: string) => Promise<ReconcileResult | undefined | void>;
+export type Reconcile = (key: string) => Promise<ReconcileResult | undefined> | Promise<void>;
 
 export interface ReconcileResult {
   /** Look again after this long even if nothing changes. */

@@ -63,7 +63,7 @@ export function connectionConditions(
   }
   const conditions = [credentials];
   const caRef = spec.tls?.caSecretRef;
-  const caMissing = caRef && !(caSecret && caSecret.data[caRef.key ?? 'ca.crt']);
+  const caMissing = caRef && !caSecret?.data[caRef.key ?? 'ca.crt'];
   const ready: DesiredCondition =
     credentials.status !== 'True'
       ? { type: 'Ready', status: 'False', reason: credentials.reason, message: credentials.message }
