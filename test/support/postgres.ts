@@ -4,7 +4,17 @@
 // `postgres` system user. Every server is stopped on stop() and on process exit.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,11 +143,19 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     ca = authority.cert;
     conf.push('ssl = on', "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'");
   }
-  writeFileSync(join(data, 'postgresql.conf'), `${readFileSync(join(data, 'postgresql.conf'), 'utf8')}\n${conf.join('\n')}\n`);
+  writeFileSync(
+    join(data, 'postgresql.conf'),
+    `${readFileSync(join(data, 'postgresql.conf'), 'utf8')}\n${conf.join('\n')}\n`,
+  );
   const hostType = options.tls ? 'hostssl' : 'host';
   writeFileSync(
     join(data, 'pg_hba.conf'),
-    ['local all all trust', `${hostType} all ${adminUser} 127.0.0.1/32 reject`, `${hostType} all all 127.0.0.1/32 ${auth}`, ''].join('\n'),
+    [
+      'local all all trust',
+      `${hostType} all ${adminUser} 127.0.0.1/32 reject`,
+      `${hostType} all all 127.0.0.1/32 ${auth}`,
+      '',
+    ].join('\n'),
   );
   chownTree(dir, ids);
   const logFile = join(dir, 'postgres.log');
@@ -148,7 +166,12 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   running.add(entry);
   hookExit();
   let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
 
   const admin = async (sql: string, database = 'postgres'): Promise<pg.QueryResult> => {
     const client = new pg.Client({ host: socketDir, port, user: adminUser, database });
@@ -212,4 +235,80 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// The enforcer in front of a test server
+
+import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
+import type { EventSink, SessionEvent } from '../../sidecar/audit/event.ts';
+import {
+  type PostgresEnforcer,
+  type PostgresServerOptions,
+  servePostgres,
+} from '../../sidecar/postgres/server.ts';
+
+export function policy(name: string, spec: Partial<Omit<BundlePolicy, 'name'>> = {}): BundlePolicy {
+  return {
+    name,
+    namespace: 'default',
+    mode: 'enforce',
+    recording: { enabled: true, results: 'summary' },
+    masking: [],
+    rules: [],
+    ...spec,
+  };
+}
+
+export function connectionFor(
+  server: PostgresServer,
+  policies: BundlePolicy[],
+  tls: BundleConnection['tls'] = { mode: 'disable' },
+): BundleConnection {
+  return {
+    name: 'orders-db',
+    namespace: 'default',
+    protocol: 'postgres',
+    host: server.host,
+    port: server.port,
+    tls,
+    credentials: { username: server.user, password: server.password },
+    postgres: { database: server.database },
+    policies,
+  };
+}
+
+export interface TestEnforcer extends PostgresEnforcer {
+  events: SessionEvent[];
+  /** Connection settings for a client: any user, a wrong password. */
+  client: { host: string; port: number; user: string; password: string; database: string };
+}
+
+export async function startEnforcer(
+  server: PostgresServer,
+  policies: BundlePolicy[],
+  options: Partial<Omit<PostgresServerOptions, 'connection' | 'events' | 'identity'>> & {
+    tls?: PostgresServerOptions['tls'];
+    upstreamTls?: BundleConnection['tls'];
+  } = {},
+): Promise<TestEnforcer> {
+  const events: SessionEvent[] = [];
+  const sink: EventSink = { emit: (event) => void events.push(event) };
+  const { upstreamTls, ...rest } = options;
+  const enforcer = await servePostgres({
+    connection: connectionFor(server, policies, upstreamTls),
+    identity: { namespace: 'default', serviceAccount: 'agent' },
+    events: sink,
+    ...rest,
+  });
+  return Object.assign(enforcer, {
+    events,
+    client: {
+      host: enforcer.host,
+      port: enforcer.port,
+      user: 'agent',
+      password: 'not-the-password',
+      database: 'whatever',
+    },
+  });
 }

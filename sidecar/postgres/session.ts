@@ -1,0 +1,1358 @@
+// One client session through the PostgreSQL enforcer: client ↔ enforcer ↔ server.
+//
+// The session is a streaming state machine over raw frames. Client messages are analysed and
+// decided before they are forwarded; server messages are relayed as they arrive, with DataRow,
+// CopyData, ErrorResponse and NoticeResponse values masked. Nothing is buffered beyond one
+// message.
+//
+// Ordering: every forwarded client message that the server answers gets an entry in `pending`,
+// in order, so the enforcer knows which request each response belongs to (for events, masking
+// layouts and error skipping). The enforcer never answers a client message by itself once the
+// session is up: a denied message is replaced upstream by a "poison" message that the server
+// rejects (a syntax error, or Execute of a portal that does not exist), and the server's
+// ErrorResponse is replaced by the denial. So the denial arrives in order with pipelined
+// results, the server skips to Sync after it exactly as after its own errors, an implicit
+// transaction is rolled back and an explicit one goes to E (failed), and ReadyForQuery
+// carries the true transaction status.
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { BundleConnection, Identity } from '../../api/bundle.ts';
+import type { EventSink, Outcome, RequestEvent, SessionEvent } from '../audit/event.ts';
+import { Catalog } from './catalog.ts';
+import { type Frame, type FrameError, FrameReader, maxClientMessageLength } from './frames.ts';
+import {
+  authenticationOk,
+  BodyReader,
+  backendKeyData,
+  type ColumnDescription,
+  cancelRequestCode,
+  decodeBind,
+  decodeCommandComplete,
+  decodeCopyResponse,
+  decodeExecute,
+  decodeFields,
+  decodeParse,
+  decodeQuery,
+  decodeRowDescription,
+  decodeStartup,
+  decodeTarget,
+  describe,
+  encodeCopyData,
+  encodeDataRow,
+  encodeFields,
+  errorResponse,
+  gssEncRequestCode,
+  negotiateProtocolVersion,
+  ProtocolViolation,
+  parameterStatus,
+  parse,
+  query,
+  readyForQuery,
+  rowsFromTag,
+  sslRequestCode,
+  type TransactionStatus,
+  terminate,
+} from './messages.ts';
+import type { Masker, PolicyEngine, SqlAnalysisResult, SqlStatementInfo, Verdict } from './policy.ts';
+import { connectUpstream, type Upstream, type UpstreamError, type UpstreamTarget } from './upstream.ts';
+
+export interface ApprovalRequest {
+  connection: string;
+  policy: string;
+  rule: string;
+  text: string;
+  reasons: string[];
+  timeoutMs: number;
+  scope: 'statement' | 'session';
+}
+
+export interface ApprovalResult {
+  approved: boolean;
+  decidedBy?: string;
+  reason?: string;
+  /** Id of the AccessRequest (or whatever recorded it), for the audit event. */
+  request?: string;
+}
+
+/** How a held statement gets a human decision. */
+export interface Approvals {
+  request(req: ApprovalRequest): Promise<ApprovalResult>;
+}
+
+/** Enforcer-issued cancel keys, mapped to the session that can cancel upstream. */
+export interface CancelRegistry {
+  register(pid: number, secret: number, cancel: () => Promise<void>): void;
+  unregister(pid: number, secret: number): void;
+  cancel(pid: number, secret: number): Promise<boolean>;
+}
+
+export interface SessionOptions {
+  connection: BundleConnection;
+  identity: Identity;
+  engine: PolicyEngine;
+  events: EventSink;
+  approvals?: Approvals;
+  cancels: CancelRegistry;
+  /** Certificate for the client side; without it SSLRequest is answered 'N'. */
+  tls?: { cert: string; key: string };
+  /** Longest approval wait while a transaction is open upstream (default 60 s). */
+  transactionHoldMs?: number;
+  /** Approval wait when the rule gives none (default 15 min). */
+  defaultApprovalMs?: number;
+  clientAddress: string;
+}
+
+/** Startup parameters forwarded upstream (lower case); all others are dropped. */
+const forwardedSettings = new Set([
+  'application_name',
+  'client_encoding',
+  'datestyle',
+  'timezone',
+  'intervalstyle',
+  'extra_float_digits',
+  'search_path',
+  'statement_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'idle_session_timeout',
+  'standard_conforming_strings',
+  'bytea_output',
+  'client_min_messages',
+  'default_transaction_isolation',
+  'default_transaction_read_only',
+  'lc_messages',
+  'lc_monetary',
+  'lc_numeric',
+  'lc_time',
+  'jit',
+  'geqo',
+  'work_mem',
+  'enable_seqscan',
+]);
+/** Settings that would change who the session acts as: refused, not silently dropped. */
+const identitySettings = new Set(['role', 'session_authorization', 'session_replication_role']);
+
+/** Binary-format types whose bytes are UTF-8 text (jsonb has a leading version byte). */
+const textTypes = new Set([25, 1043, 1042, 19, 114, 142, 705, 3802, 18]);
+/** Binary-format types that cannot hold detectable text. */
+const opaqueTypes = new Set([
+  16, 20, 21, 23, 26, 700, 701, 1082, 1083, 1114, 1184, 1186, 1266, 1700, 2950, 790, 600, 601, 602, 603, 604,
+  718, 869, 650, 829, 774, 3220, 28, 29, 5069, 24, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 1560,
+  1562,
+]);
+
+const poisonQuery = 'AIRLOCK DENIED';
+const deniedSqlState = '42501';
+
+/** One statement or message and what happened to it; becomes a RequestEvent. */
+interface RequestRecord {
+  text: string;
+  kind: string | undefined;
+  outcome: Outcome;
+  verdict?: Verdict;
+  approval?: { request: string; decidedBy?: string };
+  started: number;
+  rows?: number;
+  masked?: Record<string, number>;
+  error?: { code: string; message: string };
+  emitted?: boolean;
+}
+
+type ColumnAction = 'skip' | 'text' | 'lossy' | 'mask';
+interface ColumnPlan {
+  action: ColumnAction;
+  /** The column's type is text, so masked text stays valid for the client's decoder. */
+  textual: boolean;
+  binary: boolean;
+  jsonb: boolean;
+  rule?: unknown;
+}
+type Layout = ColumnPlan[];
+
+type Pending =
+  | { kind: 'query'; records: RequestRecord[]; index: number; replaceError?: Buffer }
+  | { kind: 'function'; record: RequestRecord; replaceError?: Buffer }
+  | { kind: 'parse'; record?: RequestRecord; replaceError?: Buffer }
+  | { kind: 'bind' }
+  | { kind: 'describe'; target: 'S' | 'P'; name: string; internal: boolean; sawParameters?: boolean }
+  | { kind: 'execute'; portal: string; record: RequestRecord; replaceError?: Buffer }
+  | { kind: 'close' }
+  | { kind: 'sync' };
+
+interface PreparedStatement {
+  text: string;
+  verdict: Verdict;
+  kind: string | undefined;
+}
+
+export class PostgresSession {
+  readonly id = randomUUID();
+  private readonly options: SessionOptions;
+  private readonly engine: PolicyEngine;
+  private readonly masker: Masker | undefined;
+  private client: Socket | TLSSocket;
+  private readonly clientReader = new FrameReader({ maxLength: maxClientMessageLength, startup: true });
+  private upstream: Upstream | undefined;
+  private catalog: Catalog | undefined;
+  private seq = 0;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private closed = false;
+  private status: TransactionStatus = 'I';
+  private key = { pid: 0, secret: 0 };
+
+  // Flow control: a side is paused while it has an async step in progress or the other side's
+  // socket is full.
+  private clientBusy = false;
+  private serverBusy = false;
+  private clientBlocked = false;
+  private serverBlocked = false;
+
+  // Client-side protocol state.
+  private skipUntilSync = false;
+  private readonly statements = new Map<string, PreparedStatement>();
+  private readonly portals = new Map<string, string>();
+  private readonly describedPortals = new Set<string>();
+  /** SQL-level PREPAREd statements by name, to decide EXECUTE name on what it runs. */
+  private readonly sqlPrepared = new Map<string, SqlStatementInfo>();
+  private readonly sessionApprovals = new Set<string>();
+
+  // Server-side protocol state.
+  private readonly pending: Pending[] = [];
+  private readonly portalLayouts = new Map<string, Layout | null>();
+  private layout: Layout | undefined;
+  private copyOut: { csv: boolean } | undefined;
+
+  constructor(client: Socket, options: SessionOptions) {
+    this.options = options;
+    this.engine = options.engine;
+    this.masker = options.engine.masker;
+    this.client = client;
+    client.setNoDelay(true);
+    this.attachClient(client);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Events
+
+  private emit(event: Record<string, unknown> & { type: SessionEvent['type'] }): void {
+    const { connection, identity } = this.options;
+    this.options.events.emit({
+      version: 1,
+      id: randomUUID(),
+      sessionId: this.id,
+      seq: this.seq++,
+      time: new Date().toISOString(),
+      connection: { name: connection.name, namespace: connection.namespace, protocol: 'postgres' },
+      identity,
+      ...event,
+    } as SessionEvent);
+  }
+
+  private emitRequest(record: RequestRecord): void {
+    if (record.emitted) return;
+    record.emitted = true;
+    const v = record.verdict;
+    const decided = v !== undefined && v.action !== 'allow';
+    const event: Omit<
+      RequestEvent,
+      'version' | 'id' | 'sessionId' | 'seq' | 'time' | 'connection' | 'identity'
+    > = {
+      type: 'request',
+      text: record.text,
+      outcome: record.outcome === 'allowed' && record.masked ? 'masked' : record.outcome,
+      durationMs: Date.now() - record.started,
+      ...(record.kind && { kind: record.kind }),
+      ...(decided && v.policy && { policy: v.policy }),
+      ...(decided && v.rule && { rule: v.rule }),
+      ...(decided && v.reasons?.length && { reasons: v.reasons }),
+      ...(v?.wouldHave?.length && { wouldHave: v.wouldHave }),
+      ...(record.approval && { approval: record.approval }),
+      ...(record.rows !== undefined && { rows: record.rows }),
+      ...(record.masked && { masked: record.masked }),
+      ...(record.error && { error: record.error }),
+    };
+    this.emit(event);
+  }
+
+  private protocolError(code: string, message: string): void {
+    this.emit({ type: 'protocol.error', code, message });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Sockets and flow control
+
+  private attachClient(socket: Socket | TLSSocket): void {
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      this.clientReader.push(chunk);
+      this.pumpClient();
+    });
+    socket.on('drain', () => {
+      this.serverBlocked = false;
+      this.flowUpstream();
+    });
+    socket.on('end', () => this.close('client closed the connection'));
+    socket.on('close', () => this.close('client closed the connection'));
+    socket.on('error', (error) => this.close(`client socket error: ${error.message}`));
+  }
+
+  private attachUpstream(upstream: Upstream): void {
+    const socket = upstream.socket;
+    socket.on('data', (chunk: Buffer) => {
+      upstream.reader.push(chunk);
+      this.pumpServer();
+    });
+    socket.on('drain', () => {
+      this.clientBlocked = false;
+      this.flowClient();
+    });
+    socket.on('end', () => this.close('server closed the connection'));
+    socket.on('close', () => this.close('server closed the connection'));
+    socket.on('error', (error) => this.close(`server socket error: ${error.message}`));
+    socket.resume();
+  }
+
+  private flowClient(): void {
+    if (this.closed) return;
+    if (this.clientBusy || this.clientBlocked) this.client.pause();
+    else {
+      this.client.resume();
+      if (this.clientReader.buffered > 0) queueMicrotask(() => this.pumpClient());
+    }
+  }
+
+  private flowUpstream(): void {
+    const socket = this.upstream?.socket;
+    if (!socket || this.closed) return;
+    if (this.serverBusy || this.serverBlocked) socket.pause();
+    else {
+      socket.resume();
+      if ((this.upstream?.reader.buffered ?? 0) > 0) queueMicrotask(() => this.pumpServer());
+    }
+  }
+
+  private writeClient(buffers: Buffer[]): void {
+    if (buffers.length === 0 || this.closed) return;
+    this.client.cork();
+    for (const b of buffers) {
+      this.bytesOut += b.length;
+      this.client.write(b);
+    }
+    this.client.uncork();
+    if (this.client.writableNeedDrain) {
+      this.serverBlocked = true;
+      this.flowUpstream();
+    }
+  }
+
+  private writeUpstream(buffer: Buffer): void {
+    const socket = this.upstream?.socket;
+    if (!socket || this.closed) return;
+    if (!socket.write(buffer)) {
+      this.clientBlocked = true;
+      this.flowClient();
+    }
+  }
+
+  /** Sends a FATAL error to the client and ends the session. */
+  private fatal(code: string, message: string, detail?: string): void {
+    if (this.closed) return;
+    const fields = errorResponse(code, message, { severity: 'FATAL', ...(detail && { detail }) });
+    this.bytesOut += fields.length;
+    this.client.end(fields);
+    this.close(message);
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.key.pid) this.options.cancels.unregister(this.key.pid, this.key.secret);
+    const upstream = this.upstream?.socket;
+    if (upstream && !upstream.destroyed) {
+      upstream.end(terminate());
+      upstream.destroySoon?.();
+    }
+    this.catalog?.close();
+    if (!this.client.destroyed) {
+      this.client.end();
+      setTimeout(() => this.client.destroy(), 1000).unref();
+    }
+    this.emit({ type: 'session.end', reason, bytesIn: this.bytesIn, bytesOut: this.bytesOut });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Client side
+
+  private pumpClient(): void {
+    while (!this.clientBusy && !this.closed) {
+      let frame: Frame | undefined;
+      try {
+        frame = this.clientReader.next();
+      } catch (error) {
+        const e = error as FrameError;
+        this.protocolError(e.code, e.message);
+        this.fatal(e.code === 'frame-too-large' ? '54000' : '08P01', e.message);
+        return;
+      }
+      if (!frame) return;
+      let step: Promise<void> | undefined;
+      try {
+        step = this.clientReader.startup ? this.onStartupFrame(frame) : this.onClientFrame(frame);
+      } catch (error) {
+        this.onClientError(error);
+        return;
+      }
+      if (step) {
+        this.clientBusy = true;
+        this.flowClient();
+        step.then(
+          () => {
+            this.clientBusy = false;
+            this.flowClient();
+            this.pumpClient();
+          },
+          (error: unknown) => this.onClientError(error),
+        );
+        return;
+      }
+    }
+  }
+
+  private onClientError(error: unknown): void {
+    if (error instanceof ProtocolViolation) {
+      this.protocolError(error.code, error.message);
+      this.fatal('08P01', `invalid message from client: ${error.message}`);
+      return;
+    }
+    this.protocolError('internal-error', (error as Error).message);
+    this.fatal('XX000', `Airlock enforcer error: ${(error as Error).message}`);
+  }
+
+  private onStartupFrame(frame: Frame): Promise<void> | undefined {
+    const code = frame.body.readInt32BE(0);
+    if (code === sslRequestCode) {
+      if (frame.body.length !== 4) throw new ProtocolViolation('invalid SSLRequest length');
+      if (this.client instanceof TLSSocket)
+        throw new ProtocolViolation('SSLRequest on an encrypted connection');
+      if (this.clientReader.buffered > 0) {
+        // Bytes sent before the handshake would be taken as if they came over TLS.
+        this.protocolError('plaintext-before-tls', 'client sent unencrypted data after SSLRequest');
+        this.fatal('08P01', 'received unencrypted data after SSL request');
+        return undefined;
+      }
+      if (!this.options.tls) {
+        this.client.write('N');
+        return undefined;
+      }
+      this.client.write('S');
+      this.upgradeClient(this.options.tls);
+      return undefined;
+    }
+    if (code === gssEncRequestCode) {
+      if (frame.body.length !== 4) throw new ProtocolViolation('invalid GSSENCRequest length');
+      this.client.write('N');
+      return undefined;
+    }
+    if (code === cancelRequestCode) {
+      if (frame.body.length !== 12) throw new ProtocolViolation('invalid CancelRequest length');
+      const pid = frame.body.readInt32BE(4);
+      const secret = frame.body.readInt32BE(8);
+      return this.options.cancels.cancel(pid, secret).then(() => {
+        this.closed = true;
+        this.client.end();
+      });
+    }
+    return this.onStartup(frame);
+  }
+
+  private upgradeClient(tls: { cert: string; key: string }): void {
+    const plain = this.client;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('drain');
+    plain.removeAllListeners('end');
+    plain.removeAllListeners('close');
+    plain.removeAllListeners('error');
+    plain.on('error', () => undefined);
+    const secure = new TLSSocket(plain, { isServer: true, cert: tls.cert, key: tls.key });
+    secure.on('error', (error) => this.close(`client TLS error: ${error.message}`));
+    this.client = secure;
+    this.attachClient(secure);
+  }
+
+  private async onStartup(frame: Frame): Promise<void> {
+    const startup = decodeStartup(frame.body);
+    if (startup.major !== 3) {
+      this.protocolError('unsupported-protocol', `protocol ${startup.major}.${startup.minor}`);
+      this.fatal(
+        '0A000',
+        `unsupported frontend protocol ${startup.major}.${startup.minor}: server supports 3.0 to 3.0`,
+      );
+      return;
+    }
+    const params = startup.parameters;
+    this.emit({
+      type: 'session.start',
+      client: {
+        address: this.options.clientAddress,
+        ...(params.has('user') && { user: params.get('user') }),
+        ...(params.has('application_name') && { application: params.get('application_name') }),
+      },
+    });
+    if (
+      params.has('replication') &&
+      params.get('replication') !== 'false' &&
+      params.get('replication') !== '0'
+    ) {
+      this.fatal('42501', 'Airlock does not allow replication connections through the enforcer');
+      return;
+    }
+    const forwarded: [string, string][] = [];
+    const unrecognized: string[] = [];
+    for (const [name, value] of params) {
+      const lower = name.toLowerCase();
+      if (name.startsWith('_pq_.')) unrecognized.push(name);
+      else if (lower === 'user' || lower === 'database' || lower === 'replication') continue;
+      else if (lower === 'options') {
+        const result = filterOptions(value);
+        if (result.refused) {
+          this.fatal(
+            '42501',
+            `Airlock does not let a client set ${result.refused}: the session runs as the Connection's user`,
+          );
+          return;
+        }
+        if (result.options) forwarded.push(['options', result.options]);
+      } else if (identitySettings.has(lower)) {
+        this.fatal(
+          '42501',
+          `Airlock does not let a client set ${name}: the session runs as the Connection's user`,
+        );
+        return;
+      } else if (forwardedSettings.has(lower)) forwarded.push([name, value]);
+    }
+    if (startup.minor > 0 || unrecognized.length > 0) {
+      // We speak 3.0 upstream; newer clients (PG18's 3.2) fall back when told so.
+      this.client.write(negotiateProtocolVersion(0, unrecognized));
+    }
+    const connection = this.options.connection;
+    const username = connection.credentials.username;
+    const password = connection.credentials.password;
+    if (!username || password === undefined) {
+      this.fatal('28000', `Airlock has no credential for Connection ${connection.name}`);
+      return;
+    }
+    const target: UpstreamTarget = {
+      host: connection.host,
+      port: connection.port,
+      tls: connection.tls,
+      username,
+      password,
+      database: connection.postgres?.database ?? username,
+    };
+    let upstream: Upstream;
+    try {
+      upstream = await connectUpstream(target, forwarded);
+    } catch (error) {
+      const e = error as UpstreamError;
+      this.protocolError(e.code ?? 'upstream-error', e.message);
+      const fields = e.fields;
+      if (fields && e.code === 'upstream-rejected') {
+        // The server refused the session itself (database missing, too many connections): relay it.
+        fields.set('S', 'FATAL');
+        fields.set('V', 'FATAL');
+        this.client.end(encodeFields('E', this.maskFields(fields)));
+        this.close(e.message);
+        return;
+      }
+      this.fatal(
+        e.code === 'upstream-auth' ? '28000' : '08006',
+        `Airlock could not connect to ${connection.name}: ${e.message}`,
+      );
+      return;
+    }
+    if (this.closed) {
+      upstream.socket.destroy();
+      return;
+    }
+    this.upstream = upstream;
+    this.catalog = new Catalog(target);
+    this.status = upstream.status;
+    this.key = randomKey();
+    const upstreamKey = upstream.backendKey;
+    this.options.cancels.register(this.key.pid, this.key.secret, async () => {
+      if (upstreamKey) {
+        const { cancelUpstream } = await import('./upstream.ts');
+        await cancelUpstream(target, upstreamKey.pid, upstreamKey.secret);
+      }
+    });
+    const out = [authenticationOk()];
+    for (const [name, value] of upstream.parameters) {
+      // The client sees the held user, as it is what the server reports.
+      out.push(parameterStatus(name, value));
+    }
+    out.push(...upstream.notices.map((n) => this.maskNotice(n)));
+    out.push(backendKeyData(this.key.pid, this.key.secret), readyForQuery(upstream.status));
+    this.clientReader.startup = false;
+    this.writeClient(out);
+    this.attachUpstream(upstream);
+  }
+
+  private onClientFrame(frame: Frame): Promise<void> | undefined {
+    const type = String.fromCharCode(frame.type);
+    if (this.skipUntilSync && type !== 'S' && type !== 'X') return undefined;
+    switch (type) {
+      case 'Q':
+        return this.onQuery(frame);
+      case 'P':
+        return this.onParse(frame);
+      case 'B': {
+        const bind = decodeBind(frame.body);
+        this.portals.set(bind.portal, bind.statement);
+        this.describedPortals.delete(bind.portal);
+        this.forward(frame, { kind: 'bind' });
+        return undefined;
+      }
+      case 'D': {
+        const target = decodeTarget(frame.body);
+        if (target.kind === 'P') this.describedPortals.add(target.name);
+        this.forward(frame, { kind: 'describe', target: target.kind, name: target.name, internal: false });
+        return undefined;
+      }
+      case 'E':
+        return this.onExecute(frame);
+      case 'C': {
+        const target = decodeTarget(frame.body);
+        if (target.kind === 'S') this.statements.delete(target.name);
+        else this.portals.delete(target.name);
+        this.forward(frame, { kind: 'close' });
+        return undefined;
+      }
+      case 'S':
+        this.skipUntilSync = false;
+        this.forward(frame, { kind: 'sync' });
+        return undefined;
+      case 'H':
+      case 'd':
+      case 'c':
+      case 'f':
+        this.forward(frame);
+        return undefined;
+      case 'F':
+        return this.onFunctionCall(frame);
+      case 'X':
+        this.writeUpstream(frame.raw);
+        this.close('client terminated the session');
+        return undefined;
+      default:
+        throw new ProtocolViolation(`unexpected message type ${JSON.stringify(type)}`);
+    }
+  }
+
+  private forward(frame: Frame, entry?: Pending): void {
+    if (entry) this.pending.push(entry);
+    this.writeUpstream(frame.raw);
+  }
+
+  /** Statements to decide on: the analysis plus, for EXECUTE name, the PREPAREd statement's. */
+  private effectiveAnalysis(analysis: SqlAnalysisResult): SqlAnalysisResult {
+    if (!analysis.ok) return analysis;
+    const extra: SqlStatementInfo[] = [];
+    for (const statement of analysis.statements) {
+      if (statement.executes === undefined) continue;
+      const inner = this.sqlPrepared.get(statement.executes);
+      if (inner !== undefined) extra.push(inner);
+    }
+    return extra.length > 0 ? { ok: true, statements: [...analysis.statements, ...extra] } : analysis;
+  }
+
+  private rememberPrepared(analysis: SqlAnalysisResult): void {
+    if (!analysis.ok) return;
+    for (const statement of analysis.statements) {
+      if (statement.prepared) this.sqlPrepared.set(statement.prepared.name, statement.prepared.inner);
+    }
+  }
+
+  private onQuery(frame: Frame): Promise<void> | undefined {
+    const text = decodeQuery(frame.body);
+    const started = Date.now();
+    const analysis = this.engine.analyze(text);
+    const verdict = this.engine.decide(this.effectiveAnalysis(analysis));
+    const copyOut = analysis.ok && analysis.statements.some((s) => s.kind === 'COPY');
+    if (verdict.action === 'allow' && !(this.masker && copyOut)) {
+      this.startQuery(frame, text, analysis, verdict, started, { outcome: 'allowed' });
+      return undefined;
+    }
+    return (async () => {
+      const effective =
+        verdict.action === 'allow' ? ((await this.checkMaskable(analysis)) ?? verdict) : verdict;
+      const gate = await this.gate(effective, text);
+      this.startQuery(frame, text, analysis, effective, started, gate);
+    })();
+  }
+
+  private startQuery(
+    frame: Frame,
+    text: string,
+    analysis: SqlAnalysisResult,
+    verdict: Verdict,
+    started: number,
+    gate: { outcome: Outcome; error?: string; approval?: { request: string; decidedBy?: string } },
+  ): void {
+    const statements = analysis.ok && analysis.statements.length > 0 ? analysis.statements : undefined;
+    const records: RequestRecord[] = (statements ?? [{ text, kind: undefined }]).map((s) => ({
+      text: s.text || text,
+      kind: s.kind,
+      outcome: 'allowed',
+      verdict,
+      started,
+    }));
+    for (const r of records) {
+      r.outcome = gate.outcome;
+      if (gate.approval) r.approval = gate.approval;
+    }
+    if (gate.error) {
+      // Deny the whole query before anything runs: the server would run earlier statements.
+      const first = records[0]!;
+      records.splice(1);
+      first.text = text;
+      first.error = { code: deniedSqlState, message: gate.error };
+      this.pending.push({
+        kind: 'query',
+        records,
+        index: 0,
+        replaceError: errorResponse(deniedSqlState, gate.error),
+      });
+      this.writeUpstream(query(poisonQuery));
+      return;
+    }
+    this.rememberPrepared(analysis);
+    this.pending.push({ kind: 'query', records, index: 0 });
+    this.writeUpstream(frame.raw);
+  }
+
+  /**
+   * COPY TO STDOUT can be masked only by detectors (its rows carry no column identities), and
+   * binary COPY not at all: refuse what masking could not cover.
+   */
+  private async checkMaskable(analysis: SqlAnalysisResult): Promise<Verdict | undefined> {
+    if (!analysis.ok || !this.masker) return undefined;
+    for (const statement of analysis.statements) {
+      if (statement.kind !== 'COPY' || !/\bto\s+stdout\b/i.test(statement.text)) continue;
+      if (/\bbinary\b/i.test(statement.text)) {
+        return {
+          action: 'deny',
+          message: 'binary COPY output cannot be masked',
+          reasons: ['masking'],
+          wouldHave: [],
+        };
+      }
+      if (!this.masker.columns || !this.catalog) continue;
+      for (const table of statement.tables) {
+        const columns = await this.catalog.columnsOf(table);
+        const masked = columns.find((c) => this.masker?.columnRule(c) !== undefined);
+        if (masked) {
+          return {
+            action: 'deny',
+            message: `COPY TO STDOUT of ${masked.schema}.${masked.table} cannot mask column ${masked.column}; use SELECT`,
+            reasons: ['masking'],
+            wouldHave: [],
+          };
+        }
+      }
+    }
+    return undefined;
+  }
+
+  /** Applies a verdict: resolves to an error message when the request must not run. */
+  private async gate(
+    verdict: Verdict,
+    text: string,
+  ): Promise<{ outcome: Outcome; error?: string; approval?: { request: string; decidedBy?: string } }> {
+    if (verdict.action === 'allow') return { outcome: 'allowed' };
+    if (verdict.action === 'deny') {
+      const message = this.engine.denialMessage(verdict);
+      return { outcome: 'blocked', error: message };
+    }
+    const policy = verdict.policy ?? '';
+    const rule = verdict.rule ?? '';
+    const sessionKey = `${policy}/${rule}`;
+    if (this.sessionApprovals.has(sessionKey))
+      return { outcome: 'approved', approval: { request: 'session' } };
+    const approvals = this.options.approvals;
+    if (!approvals) {
+      return {
+        outcome: 'blocked',
+        error: `Airlock: AccessPolicy ${policy} rule ${rule} requires approval, and approvals are not available`,
+      };
+    }
+    let timeoutMs = verdict.approval?.timeoutMs ?? this.options.defaultApprovalMs ?? 15 * 60_000;
+    if (this.status !== 'I') timeoutMs = Math.min(timeoutMs, this.options.transactionHoldMs ?? 60_000);
+    const scope = verdict.approval?.scope ?? 'statement';
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), timeoutMs);
+    });
+    const result = await Promise.race([
+      approvals
+        .request({
+          connection: this.options.connection.name,
+          policy,
+          rule,
+          text,
+          reasons: verdict.reasons ?? [],
+          timeoutMs,
+          scope,
+        })
+        .catch((error: unknown) => ({
+          approved: false,
+          reason: `approval failed: ${(error as Error).message}`,
+        })),
+      expired,
+    ]).finally(() => clearTimeout(timer));
+    if (result === 'expired') {
+      return {
+        outcome: 'expired',
+        error: `Airlock: approval for AccessPolicy ${policy} rule ${rule} expired after ${Math.round(timeoutMs / 1000)} s; the statement did not run`,
+      };
+    }
+    const approval = {
+      request: (result as ApprovalResult).request ?? randomUUID(),
+      ...((result as ApprovalResult).decidedBy && { decidedBy: (result as ApprovalResult).decidedBy }),
+    };
+    if (result.approved) {
+      if (scope === 'session') this.sessionApprovals.add(sessionKey);
+      return { outcome: 'approved', approval };
+    }
+    return {
+      outcome: 'denied',
+      approval,
+      error: `Airlock: approval for AccessPolicy ${policy} rule ${rule} was denied${result.reason ? `: ${result.reason}` : ''}`,
+    };
+  }
+
+  private onParse(frame: Frame): undefined {
+    const message = decodeParse(frame.body);
+    const analysis = this.engine.analyze(message.text);
+    const verdict = this.engine.decide(this.effectiveAnalysis(analysis));
+    const kind = analysis.ok ? analysis.statements[0]?.kind : undefined;
+    if (verdict.action === 'deny') {
+      const error = this.engine.denialMessage(verdict);
+      const record: RequestRecord = {
+        text: message.text,
+        kind,
+        outcome: 'blocked',
+        verdict,
+        started: Date.now(),
+        error: { code: deniedSqlState, message: error },
+      };
+      this.pending.push({ kind: 'parse', record, replaceError: errorResponse(deniedSqlState, error) });
+      this.writeUpstream(parse(message.name, poisonQuery));
+      this.skipUntilSync = true;
+      return undefined;
+    }
+    // Held statements wait at Execute, so each execution is approved.
+    this.statements.set(message.name, { text: message.text, verdict, kind });
+    this.rememberPrepared(analysis);
+    this.forward(frame, { kind: 'parse' });
+    return undefined;
+  }
+
+  private onExecute(frame: Frame): Promise<void> | undefined {
+    const { portal } = decodeExecute(frame.body);
+    const statementName = this.portals.get(portal);
+    const statement = statementName === undefined ? undefined : this.statements.get(statementName);
+    const record: RequestRecord = {
+      text: statement?.text ?? '',
+      kind: statement?.kind,
+      outcome: 'allowed',
+      started: Date.now(),
+      ...(statement && { verdict: statement.verdict }),
+    };
+    if (statement && statement.verdict.action !== 'allow') {
+      return this.gate(statement.verdict, statement.text).then((gate) => {
+        record.outcome = gate.outcome;
+        if (gate.approval) record.approval = gate.approval;
+        if (!gate.error) {
+          this.startExecute(frame, portal, record);
+          return;
+        }
+        record.error = { code: deniedSqlState, message: gate.error };
+        this.pending.push({
+          kind: 'execute',
+          portal,
+          record,
+          replaceError: errorResponse(deniedSqlState, gate.error),
+        });
+        // Executing a portal that does not exist fails without side effects.
+        const poison = Buffer.from(`E\0\0\0\0airlock-denied-${randomUUID()}\0\0\0\0\0`, 'latin1');
+        poison.writeInt32BE(poison.length - 1, 1);
+        this.writeUpstream(poison);
+        this.skipUntilSync = true;
+      });
+    }
+    this.startExecute(frame, portal, record);
+    return undefined;
+  }
+
+  private startExecute(frame: Frame, portal: string, record: RequestRecord): void {
+    if (this.masker && !this.describedPortals.has(portal)) {
+      // Rows must be masked by column: learn the portal's columns without the client seeing it.
+      this.describedPortals.add(portal);
+      this.pending.push({ kind: 'describe', target: 'P', name: portal, internal: true });
+      this.writeUpstream(describe('P', portal));
+    }
+    this.forward(frame, { kind: 'execute', portal, record });
+  }
+
+  private onFunctionCall(frame: Frame): undefined {
+    const oid = new BodyReader(frame.body).uint32();
+    const record: RequestRecord = {
+      text: `FunctionCall ${oid}`,
+      kind: 'CALL',
+      outcome: 'allowed',
+      started: Date.now(),
+    };
+    // A FunctionCall runs a function by OID, outside SQL analysis: it is refused whenever an
+    // enforce-mode policy has rules or masking for this Connection.
+    if (this.engine.enforcing) {
+      const message =
+        'Airlock denied a FunctionCall message: fast-path function calls bypass policy; use SELECT';
+      record.outcome = 'blocked';
+      record.error = { code: deniedSqlState, message };
+      this.pending.push({ kind: 'function', record, replaceError: errorResponse(deniedSqlState, message) });
+      this.writeUpstream(query(poisonQuery));
+      return undefined;
+    }
+    this.forward(frame, { kind: 'function', record });
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Server side
+
+  private pumpServer(): void {
+    const upstream = this.upstream;
+    if (!upstream) return;
+    const out: Buffer[] = [];
+    while (!this.serverBusy && !this.closed) {
+      let frame: Frame | undefined;
+      try {
+        frame = upstream.reader.next();
+      } catch (error) {
+        this.protocolError('server-frame', (error as Error).message);
+        this.writeClient(out);
+        this.fatal('08P01', `invalid message from the server: ${(error as Error).message}`);
+        return;
+      }
+      if (!frame) break;
+      let step: Promise<void> | undefined;
+      try {
+        step = this.onServerFrame(frame, out);
+      } catch (error) {
+        this.protocolError('server-message', (error as Error).message);
+        this.writeClient(out);
+        this.fatal('08P01', `invalid message from the server: ${(error as Error).message}`);
+        return;
+      }
+      if (step) {
+        this.writeClient(out);
+        out.length = 0;
+        this.serverBusy = true;
+        this.flowUpstream();
+        step.then(
+          () => {
+            this.serverBusy = false;
+            this.flowUpstream();
+            this.pumpServer();
+          },
+          (error: unknown) => {
+            this.protocolError('masking-error', (error as Error).message);
+            this.fatal(
+              'XX000',
+              `Airlock could not resolve result columns for masking: ${(error as Error).message}`,
+            );
+          },
+        );
+        return;
+      }
+    }
+    this.writeClient(out);
+  }
+
+  private onServerFrame(frame: Frame, out: Buffer[]): Promise<void> | undefined {
+    const type = frame.type;
+    const head = this.pending[0];
+    switch (type) {
+      case 0x44: {
+        // DataRow: the hot path.
+        if (!this.masker) out.push(frame.raw);
+        else out.push(this.maskRow(frame.raw, this.currentLayout(head), this.recordOf(head)));
+        this.countRow(head);
+        return undefined;
+      }
+      case 0x4e: // NoticeResponse
+        out.push(this.maskNotice(frame.raw));
+        return undefined;
+      case 0x41: // NotificationResponse
+      case 0x53: // ParameterStatus
+        out.push(frame.raw);
+        return undefined;
+      case 0x45: // ErrorResponse
+        this.onServerError(frame, head, out);
+        return undefined;
+      case 0x5a: // ReadyForQuery
+        this.status = String.fromCharCode(frame.body[0] ?? 73) as TransactionStatus;
+        this.completeThrough(head, out, frame.raw);
+        return undefined;
+      case 0x54: {
+        // RowDescription
+        const columns = decodeRowDescription(frame.body);
+        if (head?.kind === 'describe') {
+          this.pending.shift();
+          if (!head.internal) out.push(frame.raw);
+          if (head.target === 'P' && this.masker)
+            return this.compileLayout(columns, (l) => this.portalLayouts.set(head.name, l));
+          return undefined;
+        }
+        out.push(frame.raw);
+        if (this.masker) return this.compileLayout(columns, (l) => (this.layout = l));
+        return undefined;
+      }
+      case 0x6e: // NoData
+        if (head?.kind === 'describe') {
+          this.pending.shift();
+          if (head.target === 'P') this.portalLayouts.set(head.name, null);
+          if (head.internal) return undefined;
+        }
+        out.push(frame.raw);
+        return undefined;
+      case 0x74: // ParameterDescription (Describe statement: RowDescription or NoData follows)
+        out.push(frame.raw);
+        return undefined;
+      case 0x31: // ParseComplete
+      case 0x32: // BindComplete
+      case 0x33: // CloseComplete
+        if (head && (head.kind === 'parse' || head.kind === 'bind' || head.kind === 'close'))
+          this.pending.shift();
+        out.push(frame.raw);
+        return undefined;
+      case 0x43: {
+        // CommandComplete
+        this.finishStatement(head, decodeCommandComplete(frame.body));
+        this.copyOut = undefined;
+        this.layout = undefined;
+        out.push(frame.raw);
+        return undefined;
+      }
+      case 0x73: // PortalSuspended
+        if (head?.kind === 'execute') {
+          this.pending.shift();
+          this.emitRequest(head.record);
+        }
+        out.push(frame.raw);
+        return undefined;
+      case 0x49: // EmptyQueryResponse
+        this.finishStatement(head, undefined);
+        out.push(frame.raw);
+        return undefined;
+      case 0x48: {
+        // CopyOutResponse
+        const copy = decodeCopyResponse(frame.body);
+        if (copy.format !== 0 && this.masker) {
+          throw new Error('binary COPY output while masking is configured');
+        }
+        this.copyOut = { csv: /\bcsv\b/i.test(this.recordOf(head)?.text ?? '') };
+        out.push(frame.raw);
+        return undefined;
+      }
+      case 0x64: // CopyData
+        if (this.copyOut && this.masker) out.push(this.maskCopyRow(frame.body, this.recordOf(head)));
+        else out.push(frame.raw);
+        return undefined;
+      case 0x56: // FunctionCallResponse
+        out.push(this.masker ? this.maskLossyMessage(frame) : frame.raw);
+        return undefined;
+      default:
+        // CopyInResponse, CopyDone, CopyBothResponse and anything newer: relay unchanged.
+        out.push(frame.raw);
+        return undefined;
+    }
+  }
+
+  private recordOf(head: Pending | undefined): RequestRecord | undefined {
+    if (!head) return undefined;
+    if (head.kind === 'query') return head.records[head.index];
+    if (head.kind === 'execute' || head.kind === 'function') return head.record;
+    return undefined;
+  }
+
+  private countRow(head: Pending | undefined): void {
+    const record = this.recordOf(head);
+    if (record) record.rows = (record.rows ?? 0) + 1;
+  }
+
+  private finishStatement(head: Pending | undefined, tag: string | undefined): void {
+    if (!head) return;
+    const record = this.recordOf(head);
+    if (record) {
+      const rows = tag === undefined ? undefined : rowsFromTag(tag);
+      if (rows !== undefined) record.rows = rows;
+    }
+    if (head.kind === 'query') {
+      if (record) this.emitRequest(record);
+      head.index++;
+    } else if (head.kind === 'execute') {
+      this.pending.shift();
+      this.emitRequest(head.record);
+    }
+  }
+
+  private onServerError(frame: Frame, head: Pending | undefined, out: Buffer[]): void {
+    const replaced = head && 'replaceError' in head ? head.replaceError : undefined;
+    const fields = decodeFields(frame.body);
+    const record = this.recordOf(head) ?? (head?.kind === 'parse' ? head.record : undefined);
+    if (replaced) out.push(replaced);
+    else out.push(this.masker ? encodeFields('E', this.maskFields(fields)) : frame.raw);
+    if (record && !record.error) {
+      record.error = { code: fields.get('C') ?? 'XX000', message: this.maskText(fields.get('M') ?? '') };
+      if (record.outcome === 'allowed' || record.outcome === 'approved')
+        record.error.code = fields.get('C') ?? 'XX000';
+    }
+    this.copyOut = undefined;
+    this.layout = undefined;
+    if (!head) return;
+    if (head.kind === 'query') {
+      if (record) this.emitRequest(record);
+      head.index = head.records.length;
+      return;
+    }
+    if (head.kind === 'function') return;
+    // Extended protocol: the server skips everything up to Sync.
+    if (record) this.emitRequest(record);
+    while (this.pending.length > 0 && this.pending[0]!.kind !== 'sync') this.pending.shift();
+    if (fields.get('S') === 'FATAL' || fields.get('V') === 'FATAL') return;
+  }
+
+  private completeThrough(head: Pending | undefined, out: Buffer[], raw: Buffer): void {
+    if (head && (head.kind === 'sync' || head.kind === 'query' || head.kind === 'function')) {
+      this.pending.shift();
+      if (head.kind === 'query')
+        for (const r of head.records)
+          if (r.error || r.rows !== undefined || r.outcome !== 'allowed') this.emitRequest(r);
+      if (head.kind === 'function') this.emitRequest(head.record);
+    }
+    this.layout = undefined;
+    out.push(raw);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Masking
+
+  private currentLayout(head: Pending | undefined): Layout | undefined {
+    if (head?.kind === 'execute') return this.portalLayouts.get(head.portal) ?? undefined;
+    return this.layout;
+  }
+
+  private compileLayout(
+    columns: ColumnDescription[],
+    set: (layout: Layout) => void,
+  ): Promise<void> | undefined {
+    const masker = this.masker;
+    if (!masker) return undefined;
+    const build = (): void => {
+      set(
+        columns.map((c): ColumnPlan => {
+          const ref =
+            masker.columns && c.tableOid !== 0 ? this.catalog?.column(c.tableOid, c.attnum) : undefined;
+          const rule = ref ? masker.columnRule(ref) : undefined;
+          const textual = textTypes.has(c.typeOid);
+          const binary = c.format === 1;
+          const plan: ColumnPlan = { action: 'skip', textual, binary, jsonb: binary && c.typeOid === 3802 };
+          if (rule !== undefined) {
+            plan.action = 'mask';
+            plan.rule = rule;
+          } else if (!masker.scans) plan.action = 'skip';
+          else if (!binary || textual) plan.action = 'text';
+          else plan.action = opaqueTypes.has(c.typeOid) ? 'skip' : 'lossy';
+          return plan;
+        }),
+      );
+    };
+    const unresolved = masker.columns
+      ? columns.filter((c) => c.tableOid !== 0 && this.catalog?.column(c.tableOid, c.attnum) === undefined)
+      : [];
+    if (unresolved.length === 0 || !this.catalog) {
+      build();
+      return undefined;
+    }
+    // Hold the result stream until the columns' tables are known.
+    return this.catalog.resolve(unresolved.map((c) => c.tableOid)).then(build);
+  }
+
+  private addCounts(record: RequestRecord | undefined, counts: Record<string, number>): void {
+    if (!record) return;
+    for (const key in counts) {
+      const n = counts[key]!;
+      if (n === 0) continue;
+      record.masked ??= {};
+      record.masked[key] = (record.masked[key] ?? 0) + n;
+    }
+  }
+
+  /** Masks one DataRow; returns the frame itself when nothing changed. */
+  private maskRow(raw: Buffer, layout: Layout | undefined, record: RequestRecord | undefined): Buffer {
+    const masker = this.masker!;
+    const count = raw.readInt16BE(5);
+    let at = 7;
+    let changes: Map<number, Buffer | null> | undefined;
+    for (let i = 0; i < count; i++) {
+      const length = raw.readInt32BE(at);
+      at += 4;
+      if (length < 0) continue;
+      if (at + length > raw.length) throw new ProtocolViolation('DataRow field beyond the message');
+      const plan = layout?.[i];
+      const action: ColumnAction = plan ? plan.action : 'lossy';
+      if (action !== 'skip') {
+        const value = raw.subarray(at, at + length);
+        const result = this.maskValue(masker, value, plan, action, record);
+        if (result !== value) {
+          changes ??= new Map();
+          changes.set(i, result);
+        }
+      }
+      at += length;
+    }
+    if (!changes) return raw;
+    const values: (Buffer | null)[] = [];
+    at = 7;
+    for (let i = 0; i < count; i++) {
+      const length = raw.readInt32BE(at);
+      at += 4;
+      if (changes.has(i)) values.push(changes.get(i)!);
+      else values.push(length < 0 ? null : raw.subarray(at, at + length));
+      if (length > 0) at += length;
+    }
+    return encodeDataRow(values);
+  }
+
+  private maskValue(
+    masker: Masker,
+    value: Buffer,
+    plan: ColumnPlan | undefined,
+    action: ColumnAction,
+    record: RequestRecord | undefined,
+  ): Buffer | null {
+    const textual = plan?.textual ?? false;
+    if (action === 'mask' && plan?.binary && !textual) {
+      // A binary non-text value cannot carry a mask: it becomes NULL.
+      const result = masker.mask('', plan.rule);
+      this.addCounts(record, Object.keys(result.counts).length > 0 ? result.counts : { column: 1 });
+      return null;
+    }
+    const jsonb = plan?.jsonb ?? false;
+    const text = jsonb ? value.toString('utf8', 1) : value.toString('utf8');
+    const result = masker.mask(text, action === 'mask' ? plan?.rule : undefined);
+    this.addCounts(record, result.counts);
+    if (result.value === text) return value;
+    // Masked text in a non-text column would not decode: send NULL instead.
+    if (!textual || action === 'lossy') return null;
+    const encoded = Buffer.from(result.value, 'utf8');
+    return jsonb ? Buffer.concat([value.subarray(0, 1), encoded]) : encoded;
+  }
+
+  /** COPY TO STDOUT rows: detectors over each field (text format) or the whole line (CSV). */
+  private maskCopyRow(data: Buffer, record: RequestRecord | undefined): Buffer {
+    const masker = this.masker!;
+    if (!masker.scans) return encodeCopyData(data);
+    const line = data.toString('utf8');
+    const fields = this.copyOut?.csv ? [line] : line.split('\t');
+    let changed = false;
+    const masked = fields.map((field) => {
+      const result = masker.mask(field);
+      this.addCounts(record, result.counts);
+      if (result.value !== field) changed = true;
+      return result.value;
+    });
+    return changed ? encodeCopyData(Buffer.from(masked.join('\t'), 'utf8')) : encodeCopyData(data);
+  }
+
+  private maskLossyMessage(frame: Frame): Buffer {
+    const text = frame.body.toString('utf8');
+    const result = this.masker!.mask(text);
+    if (result.value === text) return frame.raw;
+    // A FunctionCallResponse whose value would be masked becomes a NULL result.
+    return Buffer.from([0x56, 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff]);
+  }
+
+  private maskText(text: string): string {
+    return this.masker ? this.masker.mask(text).value : text;
+  }
+
+  /** Error and notice text can carry values (CAST(ssn AS int) puts the value in the message). */
+  private maskFields(fields: Map<string, string>): Map<string, string> {
+    if (!this.masker) return fields;
+    for (const code of ['M', 'D', 'H', 'W', 'q']) {
+      const value = fields.get(code);
+      if (value !== undefined) fields.set(code, this.maskText(value));
+    }
+    return fields;
+  }
+
+  private maskNotice(raw: Buffer): Buffer {
+    if (!this.masker) return raw;
+    return encodeFields('N', this.maskFields(decodeFields(raw.subarray(5))));
+  }
+}
+
+function randomKey(): { pid: number; secret: number } {
+  const bytes = new Uint32Array(2);
+  crypto.getRandomValues(bytes);
+  return { pid: (bytes[0]! & 0x7fffffff) | 1, secret: bytes[1]! | 0 };
+}
+
+/**
+ * Filters the startup `options` string: `-c name=value` and `--name=value` settings on the
+ * allow-list are kept, identity-changing ones are refused, everything else (other switches,
+ * other settings) is dropped.
+ */
+export function filterOptions(options: string): { options: string; refused?: string } {
+  const tokens: string[] = [];
+  let current = '';
+  let escaped = false;
+  let inToken = false;
+  for (const ch of options) {
+    if (escaped) {
+      current += ch;
+      escaped = false;
+      inToken = true;
+    } else if (ch === '\\') {
+      escaped = true;
+    } else if (/\s/.test(ch)) {
+      if (inToken) tokens.push(current);
+      current = '';
+      inToken = false;
+    } else {
+      current += ch;
+      inToken = true;
+    }
+  }
+  if (inToken) tokens.push(current);
+  const kept: string[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    let setting: string | undefined;
+    if (token === '-c') setting = tokens[++i];
+    else if (token.startsWith('-c')) setting = token.slice(2);
+    else if (token.startsWith('--')) setting = token.slice(2);
+    if (setting === undefined) continue;
+    const eq = setting.indexOf('=');
+    if (eq <= 0) continue;
+    const name = setting.slice(0, eq).toLowerCase().replaceAll('-', '_');
+    if (identitySettings.has(name)) return { options: '', refused: name };
+    if (forwardedSettings.has(name))
+      kept.push(`-c ${setting.replaceAll('\\', '\\\\').replaceAll(' ', '\\ ')}`);
+  }
+  return { options: kept.join(' ') };
+}
