@@ -1,0 +1,355 @@
+// Built-in detectors of sensitive values in free text. Each one has a cheap prefilter over a
+// per-value character profile (so the common value costs one pass over its characters), a
+// linear candidate search (bounded regexes with no nested quantifiers, or indexOf), and a
+// validator (Luhn, MOD-97, SSA rules, JSON header, octet ranges) that keeps false positives down.
+import type { Detector } from '../../api/v1alpha1.ts';
+
+/** Counts of the character classes prefilters look at; filled by profile(). */
+export interface Profile {
+  digits: number;
+  upper: number;
+  at: number;
+  dash: number;
+  dot: number;
+  colon: number;
+  plus: number;
+}
+
+export function profile(value: string, into: Profile): Profile {
+  let digits = 0;
+  let upper = 0;
+  let at = 0;
+  let dash = 0;
+  let dot = 0;
+  let colon = 0;
+  let plus = 0;
+  for (let i = 0; i < value.length; i++) {
+    const ch = value.charCodeAt(i);
+    if (ch >= 48 && ch <= 57) digits++;
+    else if (ch >= 65 && ch <= 90) upper++;
+    else if (ch === 64) at++;
+    else if (ch === 45) dash++;
+    else if (ch === 46) dot++;
+    else if (ch === 58) colon++;
+    else if (ch === 43) plus++;
+  }
+  into.digits = digits;
+  into.upper = upper;
+  into.at = at;
+  into.dash = dash;
+  into.dot = dot;
+  into.colon = colon;
+  into.plus = plus;
+  return into;
+}
+
+/** A finding: value.slice(start, end) is sensitive. */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+export interface DetectorScanner {
+  name: Detector;
+  /** Shortest value that can hold a finding. */
+  minLength: number;
+  /** Cheap test; false means find() would find nothing. */
+  maybe(value: string, p: Profile): boolean;
+  /** Appends findings in order of start. */
+  find(value: string, out: Span[]): void;
+}
+
+function each(re: RegExp, value: string, visit: (m: RegExpExecArray) => void): void {
+  re.lastIndex = 0;
+  for (let m = re.exec(value); m !== null; m = re.exec(value)) {
+    visit(m);
+    if (m[0].length === 0) re.lastIndex++;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validators (exported for tests and for the operator's examples)
+
+export function luhnValid(digits: string): boolean {
+  let sum = 0;
+  let double = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return false;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double = !double;
+  }
+  return digits.length > 0 && sum % 10 === 0;
+}
+
+/** IBAN check digits: rearranged, letters as 10..35, the number mod 97 is 1. */
+export function ibanValid(iban: string): boolean {
+  if (iban.length < 15 || iban.length > 34 || !/^[A-Z]{2}[0-9]{2}[A-Z0-9]+$/.test(iban)) return false;
+  const rearranged = iban.slice(4) + iban.slice(0, 4);
+  let rest = 0;
+  for (let i = 0; i < rearranged.length; i++) {
+    const ch = rearranged.charCodeAt(i);
+    if (ch >= 65) rest = (rest * 100 + (ch - 55)) % 97;
+    else rest = (rest * 10 + (ch - 48)) % 97;
+  }
+  return rest === 1;
+}
+
+/** SSA rules: area not 000, 666 or 900-999; group not 00; serial not 0000. */
+export function ssnValid(area: string, group: string, serial: string): boolean {
+  return area !== '000' && area !== '666' && area[0] !== '9' && group !== '00' && serial !== '0000';
+}
+
+function ipv4Valid(text: string): boolean {
+  const parts = text.split('.');
+  return (
+    parts.length === 4 &&
+    parts.every((p) => p.length > 0 && p.length <= 3 && (p === '0' || p[0] !== '0') && Number(p) <= 255)
+  );
+}
+
+/** A full IPv6 address (with at most one '::' and an optional IPv4 tail), at least 3 groups. */
+export function ipv6Valid(text: string): boolean {
+  const halves = text.split('::');
+  if (halves.length > 2) return false;
+  let groups = 0;
+  let written = 0;
+  for (let h = 0; h < halves.length; h++) {
+    const half = halves[h]!;
+    if (half === '') continue;
+    const parts = half.split(':');
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      const last = h === halves.length - 1 && i === parts.length - 1;
+      if (last && part.includes('.')) {
+        if (!ipv4Valid(part)) return false;
+        groups += 2;
+        written += 2;
+      } else if (/^[0-9A-Fa-f]{1,4}$/.test(part)) {
+        groups++;
+        written++;
+      } else return false;
+    }
+  }
+  if (halves.length === 2 ? groups > 7 : groups !== 8) return false;
+  return written >= 3;
+}
+
+function jwtHeaderValid(header: string): boolean {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+    return (
+      typeof parsed === 'object' && parsed !== null && typeof (parsed as { alg?: unknown }).alg === 'string'
+    );
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scanners
+
+// Issuer prefixes 2-6 (Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard, Discover/
+// UnionPay): a 13-digit epoch-milliseconds timestamp starts with 1 and is left alone.
+const cardRe = /(?<![0-9])[2-6](?:[ -]?[0-9]){12,18}(?![0-9])/g;
+const creditCard: DetectorScanner = {
+  name: 'credit-card',
+  minLength: 13,
+  maybe: (_v, p) => p.digits >= 13,
+  find(value, out) {
+    each(cardRe, value, (m) => {
+      const digits = m[0].replace(/[ -]/g, '');
+      if (luhnValid(digits)) out.push({ start: m.index, end: m.index + m[0].length });
+    });
+  },
+};
+
+const localChar = (ch: number) =>
+  (ch >= 97 && ch <= 122) ||
+  (ch >= 65 && ch <= 90) ||
+  (ch >= 48 && ch <= 57) ||
+  ch === 46 ||
+  ch === 95 ||
+  ch === 37 ||
+  ch === 43 ||
+  ch === 45;
+const domainChar = (ch: number) =>
+  (ch >= 97 && ch <= 122) || (ch >= 65 && ch <= 90) || (ch >= 48 && ch <= 57) || ch === 46 || ch === 45;
+const domainRe = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
+const email: DetectorScanner = {
+  name: 'email',
+  minLength: 6,
+  maybe: (_v, p) => p.at > 0 && p.dot > 0,
+  find(value, out) {
+    // Expand around each '@' (linear, unlike a regex that retries the local part at every start).
+    let from = 0;
+    for (let at = value.indexOf('@', from); at >= 0; at = value.indexOf('@', from)) {
+      from = at + 1;
+      let start = at;
+      while (start > 0 && at - start < 64 && localChar(value.charCodeAt(start - 1))) start--;
+      while (start < at && value.charCodeAt(start) === 46) start++;
+      let end = at + 1;
+      while (end < value.length && end - at <= 253 && domainChar(value.charCodeAt(end))) end++;
+      while (end > at + 1 && (value.charCodeAt(end - 1) === 46 || value.charCodeAt(end - 1) === 45)) end--;
+      if (start === at || !domainRe.test(value.slice(at + 1, end))) continue;
+      out.push({ start, end });
+      from = end;
+    }
+  },
+};
+
+// Only the dashed form in free text: a bare 9-digit number is too often something else.
+// Columns known to hold SSNs are masked whole through `columns`.
+const ssnRe = /(?<![0-9-])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![0-9]|-[0-9])/g;
+const usSsn: DetectorScanner = {
+  name: 'us-ssn',
+  minLength: 11,
+  maybe: (_v, p) => p.digits >= 9 && p.dash >= 2,
+  find(value, out) {
+    each(ssnRe, value, (m) => {
+      if (ssnValid(m[1]!, m[2]!, m[3]!)) out.push({ start: m.index, end: m.index + m[0].length });
+    });
+  },
+};
+
+// Uppercase electronic form or groups of four separated by single spaces.
+const ibanRe = /(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g;
+const iban: DetectorScanner = {
+  name: 'iban',
+  minLength: 15,
+  maybe: (_v, p) => p.upper >= 2 && p.digits >= 2,
+  find(value, out) {
+    each(ibanRe, value, (m) => {
+      const text = m[0];
+      // The greedy candidate may run into a following word in capitals: try shorter ends.
+      for (let end = text.length; end >= 15; end--) {
+        if (end < text.length && text[end] !== ' ') continue;
+        if (ibanValid(text.slice(0, end).replace(/ /g, ''))) {
+          out.push({ start: m.index, end: m.index + end });
+          return;
+        }
+      }
+    });
+  },
+};
+
+// E.164 (+ and 8-15 digits, single separators allowed) or NANP with separators: (555) 123-4567,
+// 555-123-4567, 555.123.4567, +1 555 123 4567. A bare run of digits is not a phone number here.
+const phoneRe =
+  /(?<![0-9A-Za-z+])(?:\+?1[ .-]?)?(?:\([2-9][0-9]{2}\)[ .-]?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}(?![0-9])|(?<![0-9A-Za-z+])\+[1-9](?:[ .-]?[0-9]){7,14}(?![0-9])/g;
+const phone: DetectorScanner = {
+  name: 'phone',
+  minLength: 9,
+  maybe: (_v, p) => (p.plus > 0 && p.digits >= 8) || p.digits >= 10,
+  find(value, out) {
+    each(phoneRe, value, (m) => out.push({ start: m.index, end: m.index + m[0].length }));
+  },
+};
+
+const ipv4Re = /(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9]|\.[0-9])/g;
+const ipv4: DetectorScanner = {
+  name: 'ipv4',
+  minLength: 7,
+  maybe: (_v, p) => p.dot >= 3 && p.digits >= 4,
+  find(value, out) {
+    each(ipv4Re, value, (m) => {
+      if (ipv4Valid(m[0])) out.push({ start: m.index, end: m.index + m[0].length });
+    });
+  },
+};
+
+const ipv6Re = /(?<![0-9A-Za-z:.])[0-9A-Fa-f:.]{3,45}(?![0-9A-Za-z:])/g;
+const ipv6: DetectorScanner = {
+  name: 'ipv6',
+  minLength: 5,
+  maybe: (_v, p) => p.colon >= 2,
+  find(value, out) {
+    each(ipv6Re, value, (m) => {
+      let text = m[0];
+      while (text.endsWith('.')) text = text.slice(0, -1);
+      if (text.includes(':') && ipv6Valid(text)) out.push({ start: m.index, end: m.index + text.length });
+    });
+  },
+};
+
+const jwtRe = /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+const jwt: DetectorScanner = {
+  name: 'jwt',
+  minLength: 16,
+  maybe: (v, p) => p.dot >= 2 && v.includes('eyJ'),
+  find(value, out) {
+    each(jwtRe, value, (m) => {
+      const header = m[0].slice(0, m[0].indexOf('.'));
+      if (jwtHeaderValid(header)) out.push({ start: m.index, end: m.index + m[0].length });
+    });
+  },
+};
+
+const awsRe = /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/g;
+const awsAccessKey: DetectorScanner = {
+  name: 'aws-access-key',
+  minLength: 20,
+  maybe: (v, p) => p.upper >= 4 && (v.includes('AKIA') || v.includes('ASIA')),
+  find(value, out) {
+    each(awsRe, value, (m) => out.push({ start: m.index, end: m.index + m[0].length }));
+  },
+};
+
+const pemBegin = /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----/y;
+const pemEnd = /-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----/g;
+const privateKey: DetectorScanner = {
+  name: 'private-key',
+  minLength: 30,
+  maybe: (v, p) => p.dash >= 10 && v.includes('-----BEGIN'),
+  find(value, out) {
+    let from = 0;
+    for (let at = value.indexOf('-----BEGIN', from); at >= 0; at = value.indexOf('-----BEGIN', from)) {
+      pemBegin.lastIndex = at;
+      if (!pemBegin.test(value)) {
+        from = at + 1;
+        continue;
+      }
+      pemEnd.lastIndex = pemBegin.lastIndex;
+      const end = pemEnd.exec(value);
+      // A key cut off before its END line is still a key: mask to the end of the value.
+      const stop = end ? end.index + end[0].length : value.length;
+      out.push({ start: at, end: stop });
+      from = stop;
+    }
+  },
+};
+
+// The token after "Bearer " is masked, the scheme kept. A word after "bearer" in prose is not
+// a token: at least 8 characters with a digit, or 20 characters.
+const bearerRe = /(?<![A-Za-z0-9])[Bb](?:earer|EARER)[ \t]+([A-Za-z0-9\-._~+/]+=*)/g;
+const bearerToken: DetectorScanner = {
+  name: 'bearer-token',
+  minLength: 15,
+  maybe: (v) => v.includes('earer') || v.includes('EARER'),
+  find(value, out) {
+    each(bearerRe, value, (m) => {
+      const token = m[1]!;
+      if (token.length < 20 && (token.length < 8 || !/[0-9]/.test(token))) return;
+      const end = m.index + m[0].length;
+      out.push({ start: end - token.length, end });
+    });
+  },
+};
+
+export const detectorScanners: Record<Detector, DetectorScanner> = {
+  'credit-card': creditCard,
+  email,
+  'us-ssn': usSsn,
+  iban,
+  phone,
+  ipv4,
+  ipv6,
+  jwt,
+  'aws-access-key': awsAccessKey,
+  'private-key': privateKey,
+  'bearer-token': bearerToken,
+};

@@ -1,0 +1,337 @@
+// Masking of response values. compileMasking turns the policies' masking rules into a plan
+// once per bundle; the plan then runs on every text value of every row, so the path for a
+// value with nothing to mask does one pass over its characters and allocates only the result.
+//
+// Strategies:
+//   redact  → "[REDACTED:<detector or pattern>]" for findings, "[REDACTED]" for whole columns
+//   partial → every letter and digit but the last 4 becomes '*', separators stay
+//             ("4111-1111-1111-1111" → "****-****-****-1111"); a value with fewer than 8
+//             letters and digits is starred entirely, so at most half of it is ever shown
+//   hash    → "h:" and 12 hex digits of HMAC-SHA256(key, value): stable per key, so joins and
+//             group-bys still work, and not reversible without the key
+// Values are text here; what a masked non-text column (int, date, bytea) becomes on the wire
+// (a changed type OID, or NULL) is the protocol layer's decision.
+import { createHmac } from 'node:crypto';
+import { RE2JS } from 're2js';
+import type { BundlePolicy } from '../../api/bundle.ts';
+import type { MaskingRule } from '../../api/v1alpha1.ts';
+import { type DetectorScanner, detectorScanners, type Profile, profile, type Span } from './detectors.ts';
+import { matchGlob, splitColumnGlob } from './glob.ts';
+
+export type Strategy = MaskingRule['strategy'];
+
+/** redact > hash > partial: how much of the value survives. */
+const strength: Record<Strategy, number> = { partial: 1, hash: 2, redact: 3 };
+
+export interface ColumnMask {
+  strategy: Strategy;
+  policy: string;
+  /** The masking rule's name. */
+  rule: string;
+  /** The column glob that matched. */
+  glob: string;
+  /** Count key: <rule>/<glob>. */
+  key: string;
+  /** Only audit-mode policies mask this column: the value is left alone and counted in wouldMask. */
+  audit: boolean;
+  /** Count keys of audit-mode rules that also match (counted in wouldMask). */
+  wouldMask: string[];
+}
+
+export interface MaskResult {
+  /** The same string when nothing was masked. */
+  value: string;
+  counts: Record<string, number>;
+  /** What audit-mode policies would have masked. */
+  wouldMask: Record<string, number>;
+}
+
+export interface MaskingPlan {
+  /** Some detector or pattern scans free text (so maskText on an unmasked column can change it). */
+  hasScanners: boolean;
+  /** Some rule masks columns (so columnRule can return something). */
+  hasColumns: boolean;
+  columnRule(qualified: { schema: string; table: string; column: string }): ColumnMask | undefined;
+  maskText(value: string, column?: ColumnMask): MaskResult;
+}
+
+export interface MaskingOptions {
+  /** Key for the hash strategy; per bundle, so hashes cannot be compared across tenants. */
+  hashKey?: string | Uint8Array;
+}
+
+export const defaultHashKey = 'airlock-mask-v1';
+
+/** A user pattern compiled with RE2 (linear time). */
+export interface CompiledPattern {
+  regex: string;
+  re: RE2JS;
+}
+
+export function compilePattern(
+  regex: string,
+): { ok: true; pattern: CompiledPattern } | { ok: false; error: string } {
+  try {
+    return { ok: true, pattern: { regex, re: RE2JS.compile(regex) } };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { ok: false, error: `invalid RE2 pattern ${JSON.stringify(regex)}: ${message}` };
+  }
+}
+
+export function applyStrategy(
+  strategy: Strategy,
+  value: string,
+  label: string,
+  hashKey: string | Uint8Array,
+): string {
+  switch (strategy) {
+    case 'redact':
+      return label ? `[REDACTED:${label}]` : '[REDACTED]';
+    case 'hash':
+      return `h:${createHmac('sha256', hashKey).update(value).digest('hex').slice(0, 12)}`;
+    case 'partial':
+      return partial(value);
+  }
+}
+
+function partial(value: string): string {
+  let alnum = 0;
+  for (let i = 0; i < value.length; i++) if (isAlnum(value.charCodeAt(i))) alnum++;
+  let keep = alnum >= 8 ? 4 : 0;
+  const out: string[] = new Array(value.length);
+  for (let i = value.length - 1; i >= 0; i--) {
+    const ch = value[i]!;
+    if (!isAlnum(value.charCodeAt(i))) out[i] = ch;
+    else if (keep > 0) {
+      out[i] = ch;
+      keep--;
+    } else out[i] = '*';
+  }
+  return out.join('');
+}
+
+function isAlnum(ch: number): boolean {
+  return (ch >= 48 && ch <= 57) || (ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122) || ch > 127;
+}
+
+// ---------------------------------------------------------------------------------------
+
+interface Consumer {
+  key: string;
+  strategy: Strategy;
+}
+
+/** One detector or pattern, shared by every rule that uses it. */
+interface Scanner {
+  label: string;
+  minLength: number;
+  maybe(value: string, p: Profile): boolean;
+  find(value: string, out: Span[]): void;
+  enforce: Consumer[];
+  audit: Consumer[];
+  /** Strongest enforce strategy. */
+  strategy: Strategy | undefined;
+}
+
+interface Finding extends Span {
+  scanner: Scanner;
+}
+
+const noCounts: Record<string, number> = Object.freeze({}) as Record<string, number>;
+
+export function compileMasking(policies: BundlePolicy[], options: MaskingOptions = {}): MaskingPlan {
+  const hashKey = options.hashKey ?? defaultHashKey;
+  const scanners = new Map<string, Scanner>();
+  const columnRules: { policy: BundlePolicy; rule: MaskingRule }[] = [];
+  for (const policy of policies) {
+    const audit = policy.mode === 'audit';
+    for (const rule of policy.masking) {
+      if (rule.columns && rule.columns.length > 0) columnRules.push({ policy, rule });
+      for (const detector of rule.detectors ?? []) {
+        const scanner = scannerFor(scanners, `d:${detector}`, () => fromDetector(detectorScanners[detector]));
+        (audit ? scanner.audit : scanner.enforce).push({
+          key: `${rule.name}/${detector}`,
+          strategy: rule.strategy,
+        });
+      }
+      for (const pattern of rule.patterns ?? []) {
+        const compiled = compilePattern(pattern.regex);
+        // The operator validates patterns before they reach a bundle; one that still fails to
+        // compile must not silently mask nothing.
+        if (!compiled.ok) throw new Error(`masking rule ${rule.name} of ${policy.name}: ${compiled.error}`);
+        const scanner = scannerFor(scanners, `p:${pattern.name}:${pattern.regex}`, () =>
+          fromPattern(pattern.name, compiled.pattern),
+        );
+        (audit ? scanner.audit : scanner.enforce).push({
+          key: `${rule.name}/${pattern.name}`,
+          strategy: rule.strategy,
+        });
+      }
+    }
+  }
+  const list = [...scanners.values()];
+  for (const scanner of list) {
+    scanner.strategy = scanner.enforce.reduce<Strategy | undefined>(
+      (best, c) => (best === undefined || strength[c.strategy] > strength[best] ? c.strategy : best),
+      undefined,
+    );
+  }
+  const minLength = list.length === 0 ? Infinity : Math.min(...list.map((s) => s.minLength));
+  const scratch: Profile = { digits: 0, upper: 0, at: 0, dash: 0, dot: 0, colon: 0, plus: 0 };
+  const columnCache = new Map<string, ColumnMask | undefined>();
+
+  function columnRule(q: { schema: string; table: string; column: string }): ColumnMask | undefined {
+    const cacheKey = `${q.schema}\u0000${q.table}\u0000${q.column}`;
+    if (columnCache.has(cacheKey)) return columnCache.get(cacheKey);
+    let enforce: ColumnMask | undefined;
+    let audit: ColumnMask | undefined;
+    const wouldMask: string[] = [];
+    const seen = new Set<BundlePolicy>();
+    for (const { policy, rule } of columnRules) {
+      // The first matching rule of each policy decides for that policy.
+      if (seen.has(policy)) continue;
+      const glob = rule.columns!.find((g) => columnGlobMatches(g, q));
+      if (glob === undefined) continue;
+      seen.add(policy);
+      const mask: ColumnMask = {
+        strategy: rule.strategy,
+        policy: policy.name,
+        rule: rule.name,
+        glob,
+        key: `${rule.name}/${glob}`,
+        audit: policy.mode === 'audit',
+        wouldMask,
+      };
+      if (mask.audit) {
+        wouldMask.push(mask.key);
+        audit ??= mask;
+      } else if (!enforce || strength[mask.strategy] > strength[enforce.strategy]) enforce = mask;
+    }
+    const result = enforce ?? (audit && { ...audit, wouldMask: wouldMask.filter((k) => k !== audit!.key) });
+    columnCache.set(cacheKey, result);
+    return result;
+  }
+
+  function maskText(value: string, column?: ColumnMask): MaskResult {
+    if (column) {
+      const wouldMask = column.wouldMask.length === 0 ? noCounts : countKeys(column.wouldMask);
+      if (column.audit) return { value, counts: noCounts, wouldMask: { ...wouldMask, [column.key]: 1 } };
+      return {
+        value: applyStrategy(column.strategy, value, '', hashKey),
+        counts: { [column.key]: 1 },
+        wouldMask,
+      };
+    }
+    if (value.length < minLength) return { value, counts: noCounts, wouldMask: noCounts };
+    const p = profile(value, scratch);
+    let findings: Finding[] | undefined;
+    for (const scanner of list) {
+      if (!scanner.maybe(value, p)) continue;
+      const spans: Span[] = [];
+      scanner.find(value, spans);
+      if (spans.length === 0) continue;
+      findings ??= [];
+      for (const span of spans) findings.push({ start: span.start, end: span.end, scanner });
+    }
+    if (!findings) return { value, counts: noCounts, wouldMask: noCounts };
+    return applyFindings(value, findings, hashKey);
+  }
+
+  return { hasScanners: list.length > 0, hasColumns: columnRules.length > 0, columnRule, maskText };
+}
+
+function scannerFor(scanners: Map<string, Scanner>, key: string, make: () => Scanner): Scanner {
+  let scanner = scanners.get(key);
+  if (!scanner) {
+    scanner = make();
+    scanners.set(key, scanner);
+  }
+  return scanner;
+}
+
+function fromDetector(d: DetectorScanner): Scanner {
+  return {
+    label: d.name,
+    minLength: d.minLength,
+    maybe: d.maybe,
+    find: d.find,
+    enforce: [],
+    audit: [],
+    strategy: undefined,
+  };
+}
+
+function fromPattern(name: string, pattern: CompiledPattern): Scanner {
+  const re = pattern.re;
+  return {
+    label: name,
+    minLength: 1,
+    // RE2's DFA answers "is there a match" without building match state.
+    maybe: (value) => re.test(value),
+    find(value, out) {
+      const m = re.matcher(value);
+      let from = 0;
+      while (from <= value.length && m.find(from)) {
+        const start = m.start();
+        const end = m.end();
+        if (end > start) out.push({ start, end });
+        from = end > start ? end : start + 1;
+      }
+    },
+    enforce: [],
+    audit: [],
+    strategy: undefined,
+  };
+}
+
+function countKeys(keys: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const key of keys) counts[key] = (counts[key] ?? 0) + 1;
+  return counts;
+}
+
+function applyFindings(value: string, findings: Finding[], hashKey: string | Uint8Array): MaskResult {
+  const counts: Record<string, number> = {};
+  const wouldMask: Record<string, number> = {};
+  for (const f of findings) {
+    for (const c of f.scanner.enforce) counts[c.key] = (counts[c.key] ?? 0) + 1;
+    for (const c of f.scanner.audit) wouldMask[c.key] = (wouldMask[c.key] ?? 0) + 1;
+  }
+  const masking = findings.filter((f) => f.scanner.strategy !== undefined);
+  if (masking.length === 0) return { value, counts: noCounts, wouldMask };
+  masking.sort((a, b) => a.start - b.start || b.end - a.end);
+  // Overlapping findings (a card inside an IBAN, a JWT after "Bearer") merge into one span,
+  // masked with the strongest strategy among them.
+  let out = '';
+  let cursor = 0;
+  for (let i = 0; i < masking.length; ) {
+    const first = masking[i]!;
+    let end = first.end;
+    let strategy = first.scanner.strategy!;
+    let label = first.scanner.label;
+    let j = i + 1;
+    for (; j < masking.length && masking[j]!.start < end; j++) {
+      const next = masking[j]!;
+      end = Math.max(end, next.end);
+      if (strength[next.scanner.strategy!] > strength[strategy]) {
+        strategy = next.scanner.strategy!;
+        label = next.scanner.label;
+      }
+    }
+    out +=
+      value.slice(cursor, first.start) +
+      applyStrategy(strategy, value.slice(first.start, end), label, hashKey);
+    cursor = end;
+    i = j;
+  }
+  out += value.slice(cursor);
+  return { value: out, counts, wouldMask: Object.keys(wouldMask).length === 0 ? noCounts : wouldMask };
+}
+
+function columnGlobMatches(glob: string, q: { schema: string; table: string; column: string }): boolean {
+  const g = splitColumnGlob(glob);
+  if (!matchGlob(g.column, q.column, true)) return false;
+  if (g.table !== undefined && !matchGlob(g.table, q.table, true)) return false;
+  return g.schema === undefined || matchGlob(g.schema, q.schema, true);
+}
