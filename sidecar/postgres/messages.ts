@@ -368,3 +368,30 @@ export function encodeCopyData(data: Buffer): Buffer {
   data.copy(out, 5);
   return out;
 }
+
+export function bind(
+  portal: string,
+  statement: string,
+  values: (string | null)[] = [],
+  resultFormats: number[] = [],
+): Buffer {
+  const w = new Writer().cstring(portal).cstring(statement).int16(0).int16(values.length);
+  for (const v of values) {
+    if (v === null) w.int32(-1);
+    else {
+      const b = Buffer.from(v, 'utf8');
+      w.int32(b.length).bytes(b);
+    }
+  }
+  w.int16(resultFormats.length);
+  for (const f of resultFormats) w.int16(f);
+  return w.message('B');
+}
+
+export function execute(portal: string, maxRows = 0): Buffer {
+  return new Writer().cstring(portal).int32(maxRows).message('E');
+}
+
+export function close(kind: 'S' | 'P', name: string): Buffer {
+  return new Writer().int8(kind.charCodeAt(0)).cstring(name).message('C');
+}

@@ -54,7 +54,14 @@ import {
   type TransactionStatus,
   terminate,
 } from './messages.ts';
-import type { Masker, PolicyEngine, SqlAnalysisResult, SqlStatementInfo, Verdict } from './policy.ts';
+import type {
+  ColumnMask,
+  Masker,
+  PolicyEngine,
+  SqlAnalysisResult,
+  SqlStatementInfo,
+  Verdict,
+} from './policy.ts';
 import { connectUpstream, type Upstream, type UpstreamError, type UpstreamTarget } from './upstream.ts';
 
 export interface ApprovalRequest {
@@ -155,6 +162,7 @@ interface RequestRecord {
   started: number;
   rows?: number;
   masked?: Record<string, number>;
+  wouldMask?: Record<string, number>;
   error?: { code: string; message: string };
   emitted?: boolean;
 }
@@ -166,7 +174,7 @@ interface ColumnPlan {
   textual: boolean;
   binary: boolean;
   jsonb: boolean;
-  rule?: unknown;
+  rule?: ColumnMask;
 }
 type Layout = ColumnPlan[];
 
@@ -267,13 +275,32 @@ export class PostgresSession {
       ...(decided && v.policy && { policy: v.policy }),
       ...(decided && v.rule && { rule: v.rule }),
       ...(decided && v.reasons?.length && { reasons: v.reasons }),
-      ...(v?.wouldHave?.length && { wouldHave: v.wouldHave }),
+      ...((v?.wouldHave?.length || record.wouldMask) && {
+        wouldHave: [
+          ...(v?.wouldHave ?? []),
+          ...Object.entries(record.wouldMask ?? {}).map(([key, n]) => ({
+            action: 'mask',
+            policy: this.auditPolicyOf(key),
+            rule: `masking:${key}`,
+            reason: `${n} value(s) would have been masked`,
+          })),
+        ],
+      }),
       ...(record.approval && { approval: record.approval }),
       ...(record.rows !== undefined && { rows: record.rows }),
       ...(record.masked && { masked: record.masked }),
       ...(record.error && { error: record.error }),
     };
     this.emit(event);
+  }
+
+  /** The audit-mode policy whose masking rule a count key (<rule>/<detector or column>) names. */
+  private auditPolicyOf(key: string): string {
+    const rule = key.split('/')[0];
+    const policy = this.options.connection.policies.find(
+      (p) => p.mode === 'audit' && p.masking.some((m) => m.name === rule),
+    );
+    return policy?.name ?? '';
   }
 
   private protocolError(code: string, message: string): void {
@@ -1068,7 +1095,7 @@ export class PostgresSession {
         return undefined;
       }
       case 0x64: // CopyData
-        if (this.copyOut && this.masker) out.push(this.maskCopyRow(frame.body, this.recordOf(head)));
+        if (this.copyOut && this.masker) out.push(this.maskCopyRow(frame, this.recordOf(head)));
         else out.push(frame.raw);
         return undefined;
       case 0x56: // FunctionCallResponse
@@ -1191,13 +1218,22 @@ export class PostgresSession {
     return this.catalog.resolve(unresolved.map((c) => c.tableOid)).then(build);
   }
 
-  private addCounts(record: RequestRecord | undefined, counts: Record<string, number>): void {
+  private addCounts(
+    record: RequestRecord | undefined,
+    result: { counts: Record<string, number>; wouldMask?: Record<string, number> },
+  ): void {
     if (!record) return;
-    for (const key in counts) {
-      const n = counts[key]!;
+    for (const key in result.counts) {
+      const n = result.counts[key]!;
       if (n === 0) continue;
       record.masked ??= {};
       record.masked[key] = (record.masked[key] ?? 0) + n;
+    }
+    for (const key in result.wouldMask) {
+      const n = result.wouldMask[key]!;
+      if (n === 0) continue;
+      record.wouldMask ??= {};
+      record.wouldMask[key] = (record.wouldMask[key] ?? 0) + n;
     }
   }
 
@@ -1245,16 +1281,21 @@ export class PostgresSession {
     record: RequestRecord | undefined,
   ): Buffer | null {
     const textual = plan?.textual ?? false;
-    if (action === 'mask' && plan?.binary && !textual) {
+    const rule = plan?.rule;
+    if (action === 'mask' && rule && plan?.binary && !textual) {
       // A binary non-text value cannot carry a mask: it becomes NULL.
-      const result = masker.mask('', plan.rule);
-      this.addCounts(record, Object.keys(result.counts).length > 0 ? result.counts : { column: 1 });
+      const wouldMask = Object.fromEntries(rule.wouldMask.map((key) => [key, 1]));
+      if (rule.audit) {
+        this.addCounts(record, { counts: {}, wouldMask: { ...wouldMask, [rule.key]: 1 } });
+        return value;
+      }
+      this.addCounts(record, { counts: { [rule.key]: 1 }, wouldMask });
       return null;
     }
     const jsonb = plan?.jsonb ?? false;
     const text = jsonb ? value.toString('utf8', 1) : value.toString('utf8');
-    const result = masker.mask(text, action === 'mask' ? plan?.rule : undefined);
-    this.addCounts(record, result.counts);
+    const result = masker.mask(text, action === 'mask' ? rule : undefined);
+    this.addCounts(record, result);
     if (result.value === text) return value;
     // Masked text in a non-text column would not decode: send NULL instead.
     if (!textual || action === 'lossy') return null;
@@ -1263,19 +1304,19 @@ export class PostgresSession {
   }
 
   /** COPY TO STDOUT rows: detectors over each field (text format) or the whole line (CSV). */
-  private maskCopyRow(data: Buffer, record: RequestRecord | undefined): Buffer {
+  private maskCopyRow(frame: Frame, record: RequestRecord | undefined): Buffer {
     const masker = this.masker!;
-    if (!masker.scans) return encodeCopyData(data);
-    const line = data.toString('utf8');
+    if (!masker.scans) return frame.raw;
+    const line = frame.body.toString('utf8');
     const fields = this.copyOut?.csv ? [line] : line.split('\t');
     let changed = false;
     const masked = fields.map((field) => {
       const result = masker.mask(field);
-      this.addCounts(record, result.counts);
+      this.addCounts(record, result);
       if (result.value !== field) changed = true;
       return result.value;
     });
-    return changed ? encodeCopyData(Buffer.from(masked.join('\t'), 'utf8')) : encodeCopyData(data);
+    return changed ? encodeCopyData(Buffer.from(masked.join('\t'), 'utf8')) : frame.raw;
   }
 
   private maskLossyMessage(frame: Frame): Buffer {

@@ -312,3 +312,109 @@ export async function startEnforcer(
     },
   });
 }
+
+// ---------------------------------------------------------------------------------------
+// A raw protocol client, for what drivers do not do (pipelines, row limits, bad frames)
+
+import { type Socket as NetSocket, connect as netConnect } from 'node:net';
+import { type Frame, FrameReader } from '../../sidecar/postgres/frames.ts';
+import { decodeFields, encodeStartup } from '../../sidecar/postgres/messages.ts';
+
+export interface RawFrame {
+  type: string;
+  body: Buffer;
+  /** ErrorResponse/NoticeResponse fields. */
+  fields?: Map<string, string>;
+}
+
+export class RawClient {
+  readonly socket: NetSocket;
+  private readonly reader = new FrameReader({ maxLength: 1 << 30 });
+  private waiters: (() => void)[] = [];
+  closed = false;
+  constructor(socket: NetSocket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      this.reader.push(chunk);
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+  }
+  static async connect(host: string, port: number): Promise<RawClient> {
+    const socket = netConnect({ host, port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return new RawClient(socket);
+  }
+  /** Connects and completes startup (ignores the password: the enforcer never asks). */
+  static async session(host: string, port: number, params: [string, string][] = []): Promise<RawClient> {
+    const client = await RawClient.connect(host, port);
+    client.send(encodeStartup([['user', 'agent'], ['database', 'x'], ...params]));
+    const frames = await client.until('Z');
+    const error = frames.find((f) => f.type === 'E');
+    if (error) throw new Error(`startup failed: ${error.fields?.get('M')}`);
+    return client;
+  }
+  send(...buffers: Buffer[]): void {
+    this.socket.write(Buffer.concat(buffers));
+  }
+  /** Raw bytes of the next n bytes (for one-byte SSL answers). */
+  async bytes(n: number): Promise<Buffer> {
+    const frames: Buffer[] = [];
+    while (this.reader.buffered < n) {
+      if (this.closed) throw new Error('connection closed');
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    const all = this.reader.drain();
+    frames.push(all.subarray(0, n));
+    if (all.length > n) this.reader.push(all.subarray(n));
+    return frames[0]!;
+  }
+  async next(timeoutMs = 10_000): Promise<RawFrame | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const frame: Frame | undefined = this.reader.next();
+      if (frame) {
+        const type = String.fromCharCode(frame.type);
+        return {
+          type,
+          body: Buffer.from(frame.body),
+          ...((type === 'E' || type === 'N') && { fields: decodeFields(frame.body) }),
+        };
+      }
+      if (this.closed) return undefined;
+      if (Date.now() > deadline) throw new Error('timed out waiting for a message');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+  /** Messages up to and including the first of the given type (or until the connection closes). */
+  async until(type: string, timeoutMs = 10_000): Promise<RawFrame[]> {
+    const frames: RawFrame[] = [];
+    for (;;) {
+      const frame = await this.next(timeoutMs);
+      if (!frame) return frames;
+      frames.push(frame);
+      if (frame.type === type) return frames;
+    }
+  }
+  close(): void {
+    this.socket.destroy();
+  }
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
