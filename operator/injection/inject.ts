@@ -83,11 +83,14 @@ export const injectionReasons = [
   'UidConflict',
   'NetAdminRequested',
   'PortConflict',
+  // Set by the webhook server, not by injectPod: the grants could not be computed.
+  'GrantsUnavailable',
 ] as const;
 export type InjectionReason = (typeof injectionReasons)[number];
 
 export interface InjectionReport {
-  result: 'injected' | 'skipped' | 'refused';
+  /** error: the webhook could not decide (the pod is refused, and created on a retry). */
+  result: 'injected' | 'skipped' | 'refused' | 'error';
   reason: InjectionReason;
   message: string;
   /** What was injected, as recorded in the annotation. */
