@@ -9,6 +9,7 @@ import { conditionsChanged, type DesiredCondition, setConditions } from './condi
 import {
   type Clients,
   customResourcePath,
+  describeError,
   keyOf,
   listCustom,
   mergePatch,
@@ -62,10 +63,7 @@ export class Controllers {
     this.#connectionQueue = new WorkQueue((key) => this.reconcileConnection(key), onError('Connection'));
     this.#policyQueue = new WorkQueue((key) => this.reconcilePolicy(key), onError('AccessPolicy'));
     const watchError = (name: string) => (error: unknown, restartInMs: number) =>
-      logger.warn(
-        { informer: name, err: String((error as Error)?.message ?? error), restartInMs },
-        'watch stopped; restarting',
-      );
+      logger.warn({ informer: name, err: describeError(error), restartInMs }, 'watch stopped; restarting');
     this.connections = new Watched({
       name: 'connections',
       config: clients.config,

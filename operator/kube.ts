@@ -146,3 +146,11 @@ export function listCustom<T extends KubernetesObject>(api: CustomObjectsApi, pl
   return async () =>
     (await api.listClusterCustomObject({ group, version, plural })) as unknown as KubernetesListObject<T>;
 }
+
+/** One line saying what went wrong: client-node errors carry the whole response otherwise. */
+export function describeError(error: unknown): string {
+  const text = String((error as Error)?.message ?? error);
+  const message = /\\"message\\":\\"([^\\]*)\\"/.exec(text)?.[1] ?? /"message":"([^"]*)"/.exec(text)?.[1];
+  const code = statusCode(error);
+  return message ? `${code ? `${code}: ` : ''}${message}` : text.split('\n')[0]!;
+}
