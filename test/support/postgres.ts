@@ -418,3 +418,61 @@ export class RawClient {
     for (const w of waiters) w();
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// psql, the real client
+
+import { spawn as spawnProcess } from 'node:child_process';
+
+export interface PsqlResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs psql against host:port with a script on stdin. PGPASSWORD is deliberately wrong. */
+export function psql(
+  target: { host: string; port: number },
+  script: string,
+  options: { args?: string[]; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<PsqlResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawnProcess(
+      'psql',
+      [
+        '-X',
+        '-q',
+        '-h',
+        target.host,
+        '-p',
+        String(target.port),
+        '-U',
+        'agent',
+        '-d',
+        'anything',
+        ...(options.args ?? []),
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          PGPASSWORD: 'wrong-password',
+          PGSSLMODE: 'disable',
+          PGCONNECT_TIMEOUT: '10',
+          ...options.env,
+        },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(script);
+  });
+}
