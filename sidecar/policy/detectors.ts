@@ -161,12 +161,30 @@ const creditCard: DetectorScanner = {
   minLength: 13,
   maybe: (_v, p) => p.digits >= 13,
   find(value, out) {
-    each(cardRe, value, (m) => {
-      const digits = m[0].replace(/[ -]/g, '');
-      if (luhnValid(digits)) out.push({ start: m.index, end: m.index + m[0].length });
-    });
+    cardRe.lastIndex = 0;
+    for (let m = cardRe.exec(value); m !== null; m = cardRe.exec(value)) {
+      const end = luhnPrefix(m[0]);
+      if (end > 0) {
+        out.push({ start: m.index, end: m.index + end });
+        cardRe.lastIndex = m.index + end;
+      } else {
+        // The greedy candidate may have run into other digits: try the next start too.
+        cardRe.lastIndex = m.index + 1;
+      }
+    }
   },
 };
+
+/** Length of the longest Luhn-valid prefix of 13+ digits ending before a separator, or 0. */
+function luhnPrefix(candidate: string): number {
+  for (let end = candidate.length; end > 0; end--) {
+    if (end < candidate.length && candidate[end] !== ' ' && candidate[end] !== '-') continue;
+    const digits = candidate.slice(0, end).replace(/[ -]/g, '');
+    if (digits.length < 13) return 0;
+    if (luhnValid(digits)) return end;
+  }
+  return 0;
+}
 
 const localChar = (ch: number) =>
   (ch >= 97 && ch <= 122) ||
