@@ -56,6 +56,7 @@ import {
 } from './messages.ts';
 import type {
   ColumnMask,
+  ColumnRef,
   Masker,
   PolicyEngine,
   SqlAnalysisResult,
@@ -776,16 +777,27 @@ export class PostgresSession {
         };
       }
       if (!this.masker.columns || !this.catalog) continue;
-      for (const table of statement.tables) {
-        const columns = await this.catalog.columnsOf(table);
-        const masked = columns.find((c) => this.masker?.columnRule(c) !== undefined);
-        if (masked) {
-          return {
-            action: 'deny',
-            message: `COPY TO STDOUT of ${masked.schema}.${masked.table} cannot mask column ${masked.column}; use SELECT`,
-            reasons: ['masking'],
-            wouldHave: [],
-          };
+      // Only the columns the COPY reads matter ('*' reads them all).
+      const columnsByTable = new Map<string, ColumnRef[]>();
+      for (const use of statement.columnUses) {
+        for (const table of use.table ? [use.table] : statement.tables) {
+          let columns = columnsByTable.get(table);
+          if (!columns) {
+            columns = await this.catalog.columnsOf(table);
+            columnsByTable.set(table, columns);
+          }
+          const masked = columns.find(
+            (c) =>
+              (use.column === '*' || c.column === use.column) && this.masker?.columnRule(c) !== undefined,
+          );
+          if (masked) {
+            return {
+              action: 'deny',
+              message: `COPY TO STDOUT cannot mask column ${masked.schema}.${masked.table}.${masked.column}; use SELECT`,
+              reasons: ['masking'],
+              wouldHave: [],
+            };
+          }
         }
       }
     }

@@ -1,0 +1,243 @@
+// Masking of results through the PostgreSQL enforcer: DataRows (text and binary), errors,
+// notices and COPY out, with column rules resolved from table OIDs and detectors on values.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import type { RequestEvent } from '../../sidecar/audit/event.ts';
+import { bind, describe as describeMessage, execute, parse, sync } from '../../sidecar/postgres/messages.ts';
+import {
+  type PostgresServer,
+  policy,
+  psql,
+  RawClient,
+  startEnforcer,
+  startPostgres,
+  type TestEnforcer,
+} from '../support/postgres.ts';
+
+const email = 'ada@example.com';
+const card = '4111111111111111';
+const ssn = '078-05-1120';
+
+let server: PostgresServer;
+let enforcer: TestEnforcer;
+let audit: TestEnforcer;
+
+const masking = {
+  name: 'pii',
+  detectors: ['email', 'credit-card', 'us-ssn'] as ('email' | 'credit-card' | 'us-ssn')[],
+  columns: ['public.customers.ssn', 'customers.salary'],
+  strategy: 'redact' as const,
+  indirectUse: 'allow' as const,
+};
+
+before(async () => {
+  server = await startPostgres();
+  await server.asUser(`
+    CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card text, card_num numeric(16), ssn text,
+      salary int, notes text, profile jsonb, emails text[]);
+    INSERT INTO customers VALUES
+      (1, 'Ada', '${email}', '${card}', ${card}, '${ssn}', 100000, 'call ada@example.com after 5', '{"email": "${email}"}', ARRAY['${email}']),
+      (2, 'Bob', 'bob@example.org', '5500 0000 0000 0004', 5500000000000004, '219-09-9999', 90000, 'no pii here', '{"x": 1}', ARRAY['x']);
+    CREATE TABLE plain (id int, word text);
+    INSERT INTO plain SELECT g, 'word' || g FROM generate_series(1, 10) g;
+  `);
+  enforcer = await startEnforcer(server, [policy('pii-policy', { masking: [masking] })]);
+  audit = await startEnforcer(server, [policy('pii-audit', { mode: 'audit', masking: [masking] })]);
+});
+
+after(async () => {
+  await enforcer?.close();
+  await audit?.close();
+  await server?.stop();
+});
+
+async function query(target: TestEnforcer, config: string | pg.QueryConfig): Promise<pg.QueryResult> {
+  const c = new pg.Client(target.client);
+  await c.connect();
+  try {
+    return await c.query(config as pg.QueryConfig);
+  } finally {
+    await c.end();
+  }
+}
+
+function noValuesIn(events: unknown[]): void {
+  const text = JSON.stringify(events);
+  for (const value of [email, card, ssn, '219-09-9999']) {
+    assert.ok(!text.includes(value), `an event carries ${value}`);
+  }
+}
+
+describe('postgres enforcer: masking', () => {
+  test('simple protocol: detectors and column rules, through aliases', async () => {
+    const { rows } = await query(
+      enforcer,
+      'SELECT id, name, email AS contact, card, ssn AS x, notes FROM customers ORDER BY id',
+    );
+    assert.equal(rows[0].name, 'Ada');
+    assert.equal(rows[0].contact, '[REDACTED:email]');
+    assert.equal(rows[0].card, '[REDACTED:credit-card]');
+    assert.equal(rows[0].x, '[REDACTED]');
+    assert.equal(rows[0].notes, 'call [REDACTED:email] after 5');
+    assert.equal(rows[1].card, '[REDACTED:credit-card]');
+    assert.equal(rows[1].x, '[REDACTED]');
+    assert.equal(rows[1].notes, 'no pii here');
+  });
+
+  test('subqueries and views do not escape column rules', async () => {
+    await server.asUser('CREATE OR REPLACE VIEW customer_view AS SELECT id, ssn FROM customers');
+    const sub = await query(enforcer, 'SELECT s FROM (SELECT ssn AS s, id FROM customers) t ORDER BY id');
+    assert.deepEqual(
+      sub.rows.map((r) => r.s),
+      ['[REDACTED]', '[REDACTED]'],
+    );
+  });
+
+  test('extended protocol, text format', async () => {
+    const { rows } = await query(enforcer, {
+      text: 'SELECT email, ssn, salary, card_num FROM customers WHERE id = $1',
+      values: [1],
+    });
+    assert.equal(rows[0].email, '[REDACTED:email]');
+    assert.equal(rows[0].ssn, '[REDACTED]');
+    // Non-text values that must be masked become NULL, so clients still decode them.
+    assert.equal(rows[0].salary, null);
+    assert.equal(rows[0].card_num, null);
+  });
+
+  test('extended protocol, binary format', async () => {
+    const { rows } = await query(enforcer, {
+      text: 'SELECT id, email, ssn, salary, card_num, profile, emails FROM customers WHERE id = $1',
+      values: [1],
+      binary: true,
+    } as pg.QueryConfig);
+    assert.equal(rows[0].id, 1);
+    assert.equal(rows[0].email, '[REDACTED:email]');
+    assert.equal(rows[0].ssn, '[REDACTED]');
+    assert.equal(rows[0].salary, null);
+    // A binary array of text is not decodable as text: a finding in it makes it NULL.
+    assert.equal(rows[0].emails, null);
+    const profile = String(rows[0].profile);
+    assert.ok(!profile.includes(email), profile);
+    assert.match(profile, /REDACTED:email/);
+  });
+
+  test('Execute without Describe is still masked by column', async () => {
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    raw.send(
+      parse('', 'SELECT ssn, email FROM customers WHERE id = 1'),
+      bind('', '', [], []),
+      execute('', 0),
+      sync(),
+    );
+    const frames = await raw.until('Z');
+    raw.close();
+    const row = frames.find((f) => f.type === 'D');
+    assert.ok(row, JSON.stringify(frames.map((f) => f.type)));
+    const text = row.body.toString('utf8');
+    assert.ok(!text.includes(ssn) && !text.includes(email), text);
+    assert.deepEqual(
+      frames.map((f) => f.type),
+      ['1', '2', 'D', 'C', 'Z'],
+      'the internal Describe must not reach the client',
+    );
+  });
+
+  test('Describe then Execute in one pipeline', async () => {
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    raw.send(
+      parse('s1', 'SELECT ssn FROM customers ORDER BY id'),
+      describeMessage('S', 's1'),
+      bind('p1', 's1', [], [1]),
+      describeMessage('P', 'p1'),
+      execute('p1', 0),
+      sync(),
+    );
+    const frames = await raw.until('Z');
+    raw.close();
+    assert.deepEqual(
+      frames.map((f) => f.type),
+      ['1', 't', 'T', '2', 'T', 'D', 'D', 'C', 'Z'],
+    );
+    for (const row of frames.filter((f) => f.type === 'D')) assert.match(row.body.toString(), /REDACTED/);
+  });
+
+  test('error and notice text is masked', async () => {
+    await assert.rejects(
+      query(enforcer, 'SELECT CAST(email AS int) FROM customers WHERE id = 1'),
+      (error: Error) => {
+        assert.ok(!error.message.includes(email), error.message);
+        assert.match(error.message, /REDACTED:email/);
+        return true;
+      },
+    );
+    const c = new pg.Client(enforcer.client);
+    const notices: string[] = [];
+    c.on('notice', (n) => notices.push(n.message ?? ''));
+    await c.connect();
+    await c.query(`DO $$ BEGIN RAISE NOTICE 'card %', (SELECT card FROM customers WHERE id = 1); END $$`);
+    await c.end();
+    assert.equal(notices.length, 1);
+    assert.ok(!notices[0]?.includes(card), notices[0]);
+  });
+
+  test('COPY out is scanned by detectors; COPY of a table with masked columns is refused', async () => {
+    const result = await psql(
+      enforcer,
+      'COPY (SELECT id, email, notes FROM customers ORDER BY id) TO STDOUT;',
+      {
+        args: ['-At'],
+      },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      result.stdout,
+      '1\t[REDACTED:email]\tcall [REDACTED:email] after 5\n2\t[REDACTED:email]\tno pii here\n',
+    );
+    const refused = await psql(enforcer, 'COPY customers TO STDOUT;', {
+      args: ['-At', '-v', 'ON_ERROR_STOP=1'],
+    });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /ssn/);
+    assert.ok(!refused.stdout.includes(ssn));
+    const binary = await psql(enforcer, 'COPY plain TO STDOUT WITH (FORMAT binary);', { args: ['-At'] });
+    assert.match(binary.stderr, /binary COPY/);
+  });
+
+  test('unmasked tables pass through unchanged', async () => {
+    const { rows } = await query(enforcer, { text: 'SELECT id, word FROM plain ORDER BY id', values: [] });
+    assert.equal(rows.length, 10);
+    assert.equal(rows[9].word, 'word10');
+  });
+
+  test('events count masked values and never carry them', async () => {
+    const before = enforcer.events.length;
+    await query(enforcer, 'SELECT email, ssn FROM customers');
+    await new Promise((r) => setTimeout(r, 50));
+    const event = enforcer.events
+      .slice(before)
+      .find((e): e is RequestEvent => e.type === 'request' && e.text === 'SELECT email, ssn FROM customers');
+    assert.ok(event);
+    assert.equal(event.outcome, 'masked');
+    assert.equal(event.rows, 2);
+    assert.deepEqual(event.masked, { 'pii/email': 2, 'pii/public.customers.ssn': 2 });
+    noValuesIn(enforcer.events);
+  });
+
+  test('audit mode lets values through and records what would have been masked', async () => {
+    const { rows } = await query(audit, 'SELECT email, ssn FROM customers WHERE id = 1');
+    assert.deepEqual(rows[0], { email, ssn });
+    await new Promise((r) => setTimeout(r, 50));
+    const event = audit.events.find(
+      (e): e is RequestEvent => e.type === 'request' && e.text.startsWith('SELECT email'),
+    );
+    assert.ok(event);
+    assert.equal(event.outcome, 'allowed');
+    assert.ok(
+      event.wouldHave?.some((w) => w.action === 'mask' && w.policy === 'pii-audit'),
+      JSON.stringify(event),
+    );
+    noValuesIn(audit.events);
+  });
+});
