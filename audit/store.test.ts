@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { PGlite } from '@electric-sql/pglite';
+import type { SessionEvent } from '../sidecar/audit/event.ts';
+import { AuditStore, canonical } from './store.ts';
+
+let directory: string;
+before(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'airlock-store-'));
+});
+after(async () => rm(directory, { recursive: true, force: true }));
+
+function session(sessionId: string, statements: string[]): SessionEvent[] {
+  const base = {
+    version: 1 as const,
+    sessionId,
+    connection: { name: 'orders-db', namespace: 'agents', protocol: 'postgres' },
+    identity: { namespace: 'agents', serviceAccount: 'support-agent' },
+  };
+  const time = () => new Date().toISOString();
+  return [
+    {
+      ...base,
+      id: randomUUID(),
+      seq: 0,
+      time: time(),
+      type: 'session.start',
+      client: { address: '127.0.0.1:5000' },
+    },
+    ...statements.map(
+      (text, i): SessionEvent => ({
+        ...base,
+        id: randomUUID(),
+        seq: i + 1,
+        time: time(),
+        type: 'request',
+        text,
+        outcome: text.startsWith('DROP') ? 'blocked' : 'masked',
+        ...(text.startsWith('DROP') ? { rule: 'no-drop' } : { masked: { 'pii/email': 2 } }),
+        durationMs: 1,
+      }),
+    ),
+    {
+      ...base,
+      id: randomUUID(),
+      seq: statements.length + 1,
+      time: time(),
+      type: 'session.end',
+      reason: 'client',
+      bytesIn: 10,
+      bytesOut: 20,
+    },
+  ];
+}
+
+test('canonical JSON sorts keys and drops undefined', () => {
+  assert.equal(canonical({ b: 1, a: [{ d: undefined, c: 'x' }] }), '{"a":[{"c":"x"}],"b":1}');
+});
+
+test('appends, dedupes resends, summarizes and verifies; every kind of tampering is caught', async () => {
+  const location = join(directory, 'store');
+  const store = await AuditStore.open(location);
+  const first = session('s1', ['SELECT * FROM customers', 'DROP TABLE customers']);
+  assert.equal(await store.append(first), 4);
+  assert.equal(await store.append(first), 0, 'a resend adds nothing');
+  const second = session('s2', ['SELECT 1', 'SELECT 2', 'SELECT 3']);
+  assert.equal(await store.append([...second.slice(0, 2), first[1]!, ...second.slice(2)]), 5);
+  const [latest, earliest] = await store.sessions();
+  assert.equal(latest!.id, 's2');
+  assert.deepEqual(
+    {
+      requests: earliest!.requests,
+      blocked: earliest!.blocked,
+      masked: earliest!.masked,
+      ended: Boolean(earliest!.ended),
+    },
+    { requests: 2, blocked: 1, masked: 2, ended: true },
+  );
+  const shown = await store.session('s1');
+  assert.deepEqual(
+    shown!.events.map((e) => e.type),
+    ['session.start', 'request', 'request', 'session.end'],
+  );
+  assert.deepEqual(await store.verify(), { ok: true, events: 9 });
+  await assert.rejects(
+    (async () => {
+      await store.close();
+      const db = await PGlite.create(location);
+      try {
+        await db.query(
+          "UPDATE audit_events SET body = jsonb_set(body, '{text}', '\"SELECT 1\"') WHERE position = 3",
+        );
+      } finally {
+        await db.close();
+      }
+    })(),
+    /append-only/,
+  );
+
+  // A superuser who disables the trigger can edit, delete, insert and reorder: verify names the event.
+  const tamper = async (sql: string) => {
+    const db = await PGlite.create(location);
+    await db.exec(
+      `ALTER TABLE audit_events DISABLE TRIGGER ALL; ${sql}; ALTER TABLE audit_events ENABLE TRIGGER ALL;`,
+    );
+    await db.close();
+    const reopened = await AuditStore.open(location);
+    const result = await reopened.verify();
+    await reopened.close();
+    return result;
+  };
+  const edited = await tamper(
+    "UPDATE audit_events SET body = jsonb_set(body, '{text}', '\"SELECT 1\"') WHERE position = 3",
+  );
+  assert.equal(edited.ok, false);
+  assert.equal(edited.firstBad!.position, 3);
+  assert.match(edited.firstBad!.problem, /edited/);
+  await tamper(
+    "UPDATE audit_events SET body = jsonb_set(body, '{text}', '\"DROP TABLE customers\"') WHERE position = 3",
+  );
+  const deleted = await tamper('DELETE FROM audit_events WHERE position = 5');
+  assert.equal(deleted.firstBad!.position, 6);
+  assert.match(deleted.firstBad!.problem, /deleted or moved/);
+});
+
+test('reordering and insertion are caught', async () => {
+  const location = join(directory, 'store2');
+  const store = await AuditStore.open(location);
+  await store.append(session('s3', ['SELECT 1', 'SELECT 2']));
+  await store.close();
+  const tamper = async (sql: string) => {
+    const db = await PGlite.create(location);
+    await db.exec(
+      `ALTER TABLE audit_events DISABLE TRIGGER ALL; ${sql}; ALTER TABLE audit_events ENABLE TRIGGER ALL;`,
+    );
+    await db.close();
+    const reopened = await AuditStore.open(location);
+    const result = await reopened.verify();
+    await reopened.close();
+    return result;
+  };
+  const swapped = await tamper(
+    'UPDATE audit_events SET position = -2 WHERE position = 2; UPDATE audit_events SET position = 2 WHERE position = 3; UPDATE audit_events SET position = 3 WHERE position = -2',
+  );
+  assert.equal(swapped.firstBad!.position, 2);
+  await tamper(
+    'UPDATE audit_events SET position = -3 WHERE position = 3; UPDATE audit_events SET position = 3 WHERE position = 2; UPDATE audit_events SET position = 2 WHERE position = -3',
+  );
+  const restored = await AuditStore.open(location);
+  assert.equal((await restored.verify()).ok, true, 'putting the events back in order verifies again');
+  await restored.close();
+  const inserted = await tamper(
+    "UPDATE audit_events SET position = position + 1 WHERE position >= 2; INSERT INTO audit_events SELECT 2, 'forged', session_id, type, time, body, prev_hash, hash FROM audit_events WHERE position = 3",
+  );
+  assert.equal(inserted.ok, false);
+  assert.equal(inserted.firstBad!.position, 3);
+});
