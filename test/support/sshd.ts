@@ -54,9 +54,11 @@ export async function startSshd(options: { extraConfig?: string[] } = {}): Promi
   const hostKey = generateKeyPair(dir, 'ssh_host_ed25519_key');
   const clientKey = generateKeyPair(dir, 'client_ed25519');
   writeFileSync(join(dir, 'authorized_keys'), `${clientKey.publicKey}\n`, { mode: 0o600 });
-  const sftpServer = ['/usr/lib/openssh/sftp-server', '/usr/libexec/openssh/sftp-server', '/usr/libexec/sftp-server'].find((candidate) =>
-    existsSync(candidate),
-  );
+  const sftpServer = [
+    '/usr/lib/openssh/sftp-server',
+    '/usr/libexec/openssh/sftp-server',
+    '/usr/libexec/sftp-server',
+  ].find((candidate) => existsSync(candidate));
   const config = [
     `Port ${port}`,
     'ListenAddress 127.0.0.1',

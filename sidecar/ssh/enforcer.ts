@@ -1,0 +1,597 @@
+// The SSH enforcer. Toward the agent it is an SSH server (identity is the pod's, so any client
+// key, or none, is accepted); toward the target it is an SSH client that authenticates with the
+// held key and accepts only host keys listed in the Connection's ssh.knownHosts. Each exec
+// request is parsed into the commands it would run and decided before anything runs; shells and
+// subsystems are decided as interactive sessions; forwarding of ports and agents is refused.
+// Output is masked by the policies' detectors, and every session is recorded: exec requests as
+// request events, shells as asciicast v2 data events.
+import type { AddressInfo } from 'node:net';
+import { finished } from 'node:stream/promises';
+import ssh2, {
+  type AuthContext,
+  type Client,
+  type ClientChannel,
+  type PseudoTtyInfo,
+  type ServerChannel,
+  type Connection as ServerConnection,
+  type Session,
+} from 'ssh2';
+import type { BundlePolicy } from '../../api/bundle.ts';
+import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
+import { type Decision, decideSsh, denialMessage } from '../policy/decide.ts';
+import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
+import { holdForApproval } from '../tcp/approval.ts';
+import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
+import { parseCommandLine, spellings } from './command.ts';
+import { fingerprint, isKnownHostKey, type KnownHosts, keyType, parseKnownHosts } from './known-hosts.ts';
+import { MaskingTransform, StreamMasker } from './output.ts';
+
+// ssh2 is CommonJS: its classes come from the default export.
+const { Client: SshClient, Server, utils } = ssh2;
+
+export interface SshEnforcerOptions extends EnforcerOptions {
+  /** The host key the enforcer presents to the agent (PEM or OpenSSH); one is generated when omitted. */
+  hostKey?: string;
+  /** How long to wait for the target's SSH handshake. */
+  connectTimeoutMs?: number;
+}
+
+/** Exit status the agent sees when Airlock refuses a command (as a shell does for "cannot execute"). */
+export const refusedExitStatus = 126;
+/** Exit status when the target cannot be reached (as ssh itself uses). */
+export const unreachableExitStatus = 255;
+
+export class UpstreamError extends Error {
+  readonly code: 'host-key-rejected' | 'connect-failed';
+  constructor(code: UpstreamError['code'], message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
+  const { connection } = options;
+  if (connection.protocol !== 'ssh')
+    throw new Error(`Connection ${connection.name} is not an ssh Connection`);
+  const knownHosts = parseKnownHosts(connection.ssh?.knownHosts ?? []);
+  const hostKey = options.hostKey ?? utils.generateKeyPairSync('ed25519').private;
+  const plan = compileMasking(connection.policies);
+  const clients = new Set<ServerConnection>();
+  const server = new Server({ hostKeys: [hostKey], ident: 'Airlock' }, (client, info) => {
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
+    new AgentSession(options, knownHosts, plan, client, info.ip).run();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    address: server.address() as AddressInfo,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const client of clients) client.end();
+      });
+    },
+  };
+}
+
+/** One agent connection: its upstream connection, its channels and its recording. */
+class AgentSession {
+  private readonly options: SshEnforcerOptions;
+  private readonly knownHosts: KnownHosts;
+  private readonly plan: MaskingPlan;
+  private readonly client: ServerConnection;
+  private readonly address: string;
+  private readonly recorder: SessionRecorder;
+  private upstream: Promise<Client> | undefined;
+  private upstreamClient: Client | undefined;
+  /** policy/rule pairs approved for the rest of the session (approval scope session). */
+  private readonly sessionApprovals = new Set<string>();
+  private readonly closed = new AbortController();
+
+  constructor(
+    options: SshEnforcerOptions,
+    knownHosts: KnownHosts,
+    plan: MaskingPlan,
+    client: ServerConnection,
+    address: string,
+  ) {
+    this.options = options;
+    this.knownHosts = knownHosts;
+    this.plan = plan;
+    this.client = client;
+    this.address = address;
+    this.recorder = new SessionRecorder(options.connection, options.identity, options.events);
+  }
+
+  private get policies(): BundlePolicy[] {
+    return this.options.connection.policies;
+  }
+
+  run(): void {
+    const client = this.client;
+    let user: string | undefined;
+    client.on('authentication', (ctx: AuthContext) => {
+      // The pod's identity is what counts; the agent's key (or none) is not a credential here.
+      user = ctx.username;
+      if (['none', 'publickey', 'password', 'keyboard-interactive'].includes(ctx.method)) ctx.accept();
+      else ctx.reject(['none', 'publickey']);
+    });
+    client.on('ready', () => {
+      this.recorder.start({ address: this.address, ...(user !== undefined && { user }) });
+      this.upstream = this.connectUpstream();
+      // Failure is reported per channel, with a message the agent sees.
+      this.upstream.catch((error: Error) => {
+        this.recorder.error(error instanceof UpstreamError ? error.code : 'connect-failed', error.message);
+      });
+    });
+    client.on('session', (accept) => this.session(accept()));
+    client.on('tcpip', (_accept, reject, info) => {
+      this.refuse('direct-tcpip', `port forwarding to ${info.destIP}:${info.destPort}`);
+      reject();
+    });
+    client.on('openssh.streamlocal', (_accept, reject, info) => {
+      this.refuse('direct-streamlocal', `forwarding to socket ${info.socketPath}`);
+      reject();
+    });
+    client.on('request', (_accept, reject, name, info) => {
+      const where =
+        'bindPort' in info
+          ? `${info.bindAddr}:${info.bindPort}`
+          : (info as { socketPath: string }).socketPath;
+      this.refuse(name, `remote forwarding (${name} ${where})`);
+      reject?.();
+    });
+    client.on('error', (error) => this.recorder.error('agent-connection', error.message));
+    client.on('close', () => {
+      this.closed.abort();
+      this.upstreamClient?.end();
+      this.recorder.end('closed');
+    });
+  }
+
+  /** What is recorded of agent-typed text: never a value the policies mask. */
+  private redact(text: string): string {
+    return this.plan.hasScanners ? this.plan.maskText(text).value : text;
+  }
+
+  private refuse(kind: string, what: string): void {
+    this.recorder.request({
+      text: what,
+      kind,
+      outcome: 'blocked',
+      reasons: [`${what} is not allowed through Airlock`],
+      durationMs: 0,
+    });
+  }
+
+  private connectUpstream(): Promise<Client> {
+    const { connection } = this.options;
+    return new Promise<Client>((resolve, reject) => {
+      const upstream = new SshClient();
+      this.upstreamClient = upstream;
+      let rejectedKey: Buffer | undefined;
+      if (this.knownHosts.keys.length === 0) {
+        reject(
+          new UpstreamError(
+            'host-key-rejected',
+            `Connection ${connection.name} lists no usable host key in ssh.knownHosts`,
+          ),
+        );
+        return;
+      }
+      let ready = false;
+      upstream.once('ready', () => {
+        ready = true;
+        resolve(upstream);
+      });
+      upstream.once('error', (error) => {
+        if (rejectedKey) {
+          reject(
+            new UpstreamError(
+              'host-key-rejected',
+              `host key verification failed: ${connection.host}:${connection.port} presented ${keyType(rejectedKey)} ${fingerprint(rejectedKey)}, which is not in Connection ${connection.name}'s ssh.knownHosts`,
+            ),
+          );
+        } else {
+          reject(
+            new UpstreamError(
+              'connect-failed',
+              `cannot reach ${connection.host}:${connection.port}: ${error.message}`,
+            ),
+          );
+        }
+      });
+      // The target hanging up ends the agent's connection; a failed connect is reported per channel instead.
+      upstream.on('close', () => {
+        if (ready && !this.closed.signal.aborted) this.client.end();
+      });
+      upstream.connect({
+        host: connection.host,
+        port: connection.port,
+        username: connection.credentials.username ?? '',
+        privateKey: connection.credentials.privateKey ?? '',
+        readyTimeout: this.options.connectTimeoutMs ?? 20_000,
+        algorithms: { serverHostKey: this.knownHosts.algorithms as never },
+        hostVerifier: (key: Buffer) => {
+          if (isKnownHostKey(this.knownHosts, key)) return true;
+          rejectedKey = Buffer.from(key);
+          return false;
+        },
+      });
+    });
+  }
+
+  private session(session: Session): void {
+    let pty: PseudoTtyInfo | undefined;
+    let active: ClientChannel | undefined;
+    session.on('pty', (accept, _reject, info) => {
+      pty = info;
+      accept?.();
+    });
+    session.on('window-change', (accept, _reject, info) => {
+      active?.setWindow(info.rows, info.cols, info.height, info.width);
+      accept?.();
+    });
+    // Environment variables could change what the remote shell runs (BASH_ENV, LD_PRELOAD).
+    session.on('env', (_accept, reject) => reject?.());
+    session.on('auth-agent', (_accept, reject) => {
+      this.refuse('auth-agent', 'agent forwarding');
+      reject?.();
+    });
+    session.on('x11', (_accept, reject) => {
+      this.refuse('x11', 'X11 forwarding');
+      reject?.();
+    });
+    session.on('signal', (accept, _reject, info) => {
+      active?.signal(info.name);
+      accept?.();
+    });
+    session.on('exec', (accept, _reject, info) => {
+      const channel = accept();
+      void this.exec(channel, info.command, pty, (c) => {
+        active = c;
+      });
+    });
+    session.on('shell', (accept) => {
+      const channel = accept();
+      void this.interactive(channel, { kind: 'shell', pty }, (c) => {
+        active = c;
+      });
+    });
+    session.on('subsystem', (accept, _reject, info) => {
+      const channel = accept();
+      void this.interactive(channel, { kind: 'subsystem', name: info.name }, (c) => {
+        active = c;
+      });
+    });
+  }
+
+  /** Decides an exec request's command line. */
+  decideExec(command: string): Decision {
+    const parsed = parseCommandLine(command);
+    const decision = decideSsh(this.policies, parsed.commands.flatMap(spellings), { interactive: false });
+    if (parsed.unverifiable.length === 0) return decision;
+    const reason = `the command line cannot be verified statically (${parsed.unverifiable.join('; ')})`;
+    return this.refuseUnderCommandRules(decision, reason);
+  }
+
+  /** Decides a shell or subsystem. */
+  decideInteractive(what: string, argv: string[][]): Decision {
+    const decision = decideSsh(this.policies, argv, { interactive: true });
+    let result = this.refuseUnderCommandRules(
+      decision,
+      `an ${what} cannot be checked against command rules, so it is refused where the policy has them`,
+    );
+    if (what !== 'interactive shell' && result.action === 'allow' && this.plan.hasScanners) {
+      // A subsystem (sftp) moves file contents in a binary protocol that detectors cannot read.
+      const masking = this.policies.find(
+        (p) => p.mode === 'enforce' && p.masking.some((m) => m.detectors || m.patterns),
+      );
+      if (masking) {
+        result = {
+          action: 'deny',
+          policy: masking.name,
+          message: `the ${what} carries file contents that Airlock cannot mask`,
+          reasons: [`AccessPolicy "${masking.name}" masks output, and the ${what} cannot be masked`],
+          wouldHave: result.wouldHave,
+        };
+      }
+    }
+    return result;
+  }
+
+  private refuseUnderCommandRules(decision: Decision, reason: string): Decision {
+    if (decision.action === 'deny') return decision;
+    const withRules = (p: BundlePolicy) => p.rules.some((r) => r.ssh?.commands && r.ssh.commands.length > 0);
+    const enforcing = this.policies.find((p) => p.mode === 'enforce' && withRules(p));
+    if (enforcing) {
+      return {
+        action: 'deny',
+        policy: enforcing.name,
+        message: reason,
+        reasons: [`${reason}; AccessPolicy "${enforcing.name}" has command rules`, ...decision.reasons],
+        wouldHave: decision.wouldHave,
+      };
+    }
+    const auditing = this.policies.filter((p) => p.mode === 'audit' && withRules(p));
+    return {
+      ...decision,
+      wouldHave: [
+        ...decision.wouldHave,
+        ...auditing.map((p) => ({ action: 'deny' as const, policy: p.name, reason })),
+      ],
+    };
+  }
+
+  /**
+   * Applies a decision: returns how it went, after holding for approval when needed. A refusal
+   * has already been written to the channel's stderr with exit status 126.
+   */
+  private async gate(
+    channel: ServerChannel,
+    decision: Decision,
+    text: string,
+    what: string,
+  ): Promise<{ go: boolean; fields: Partial<RequestFields> }> {
+    const fields: Partial<RequestFields> = {
+      ...(decision.policy !== undefined && { policy: decision.policy }),
+      ...(decision.rule !== undefined && { rule: decision.rule }),
+      ...(decision.reasons.length > 0 && { reasons: decision.reasons }),
+      ...(decision.wouldHave.length > 0 && { wouldHave: decision.wouldHave }),
+    };
+    const refuse = (message: string, outcome: RequestFields['outcome']) => {
+      channel.stderr.write(`${message}\r\n`);
+      this.finish(channel, refusedExitStatus);
+      return { go: false, fields: { ...fields, outcome } };
+    };
+    if (decision.action === 'allow') return { go: true, fields: { ...fields, outcome: 'allowed' } };
+    if (decision.action === 'deny') return refuse(denialMessage(decision, what), 'blocked');
+    const key = `${decision.policy}/${decision.rule}`;
+    if (this.sessionApprovals.has(key)) {
+      return { go: true, fields: { ...fields, outcome: 'approved', approval: { request: 'session' } } };
+    }
+    const approval = decision.approval ?? {
+      timeoutMs: 15 * 60_000,
+      scope: 'statement' as const,
+      approvers: { groups: [], users: [] },
+    };
+    channel.stderr.write(`${denialMessage(decision, what)}; waiting for a decision...\r\n`);
+    const closed = new AbortController();
+    channel.once('close', () => closed.abort());
+    const result = await holdForApproval(
+      this.options.approvals,
+      {
+        sessionId: this.recorder.id,
+        connection: this.options.connection.name,
+        policy: decision.policy ?? '',
+        rule: decision.rule ?? '',
+        text: this.redact(text),
+        reasons: decision.reasons,
+        timeoutMs: approval.timeoutMs,
+        scope: approval.scope,
+        approvers: approval.approvers,
+      },
+      AbortSignal.any([closed.signal, this.closed.signal]),
+    );
+    const approvalField = {
+      request: `${this.recorder.id}/${decision.policy}/${decision.rule}`,
+      ...(result.decidedBy !== undefined && { decidedBy: result.decidedBy }),
+    };
+    if (result.approved) {
+      if (approval.scope === 'session') this.sessionApprovals.add(key);
+      return { go: true, fields: { ...fields, outcome: 'approved', approval: approvalField } };
+    }
+    const detail = result.reason ? `: ${result.reason}` : '';
+    const message =
+      result.outcome === 'expired'
+        ? `airlock: ${what} not approved in time (AccessPolicy "${decision.policy}" rule "${decision.rule}")${detail}`
+        : `airlock: ${what} denied by approver${result.decidedBy ? ` ${result.decidedBy}` : ''} (AccessPolicy "${decision.policy}" rule "${decision.rule}")${detail}`;
+    const refused = refuse(message, result.outcome === 'expired' ? 'expired' : 'denied');
+    return { go: false, fields: { ...refused.fields, approval: approvalField } };
+  }
+
+  private finish(channel: ServerChannel, status: number | string): void {
+    try {
+      if (typeof status === 'number') channel.exit(status);
+      else channel.exit(status, false, '');
+    } catch {
+      // The agent may already have closed the channel.
+    }
+    channel.end();
+  }
+
+  private async target(channel: ServerChannel): Promise<Client | undefined> {
+    try {
+      if (!this.upstream) throw new UpstreamError('connect-failed', 'no upstream connection');
+      return await this.upstream;
+    } catch (error) {
+      channel.stderr.write(`airlock: ${(error as Error).message}\r\n`);
+      this.finish(channel, unreachableExitStatus);
+      return undefined;
+    }
+  }
+
+  private async exec(
+    channel: ServerChannel,
+    command: string,
+    pty: PseudoTtyInfo | undefined,
+    setActive: (c: ClientChannel) => void,
+  ): Promise<void> {
+    const started = Date.now();
+    const decision = this.decideExec(command);
+    const gate = await this.gate(channel, decision, command, 'command');
+    const record = (extra: Partial<RequestFields>) =>
+      this.recorder.request({
+        text: this.redact(command),
+        kind: 'exec',
+        outcome: 'allowed',
+        ...gate.fields,
+        ...extra,
+        durationMs: Date.now() - started,
+      });
+    if (!gate.go) {
+      record({});
+      return;
+    }
+    const upstream = await this.target(channel);
+    if (!upstream) {
+      record({ outcome: 'error', error: { code: 'upstream', message: 'target unreachable' } });
+      return;
+    }
+    upstream.exec(command, pty ? { pty: ptyOptions(pty) } : {}, (error, stream) => {
+      if (error) {
+        channel.stderr.write(`airlock: the target refused the command: ${error.message}\r\n`);
+        this.finish(channel, unreachableExitStatus);
+        record({ outcome: 'error', error: { code: 'upstream-exec', message: error.message } });
+        return;
+      }
+      setActive(stream);
+      void this.relay(channel, stream, false).then(({ status, masked, wouldMask }) => {
+        const count = Object.values(masked).reduce((a, b) => a + b, 0);
+        record({
+          ...(count > 0 && { masked, outcome: gate.fields.outcome === 'approved' ? 'approved' : 'masked' }),
+          ...(Object.keys(wouldMask).length > 0 && {
+            wouldHave: [
+              ...(gate.fields.wouldHave ?? []),
+              ...Object.entries(wouldMask).map(([key, n]) => ({
+                action: 'mask',
+                policy: key.split('/')[0] ?? key,
+                reason: `${n} value(s) would be masked (${key})`,
+              })),
+            ],
+          }),
+          ...(status !== undefined && { exitStatus: status }),
+        });
+      });
+    });
+  }
+
+  private async interactive(
+    channel: ServerChannel,
+    request: { kind: 'shell'; pty: PseudoTtyInfo | undefined } | { kind: 'subsystem'; name: string },
+    setActive: (c: ClientChannel) => void,
+  ): Promise<void> {
+    const started = Date.now();
+    const what = request.kind === 'shell' ? 'interactive shell' : `${request.name} subsystem`;
+    const text = request.kind === 'shell' ? 'shell' : `subsystem ${request.name}`;
+    const decision = this.decideInteractive(what, request.kind === 'shell' ? [] : [[request.name]]);
+    const gate = await this.gate(channel, decision, text, what);
+    const record = (extra: Partial<RequestFields>) =>
+      this.recorder.request({
+        text,
+        kind: request.kind,
+        outcome: 'allowed',
+        ...gate.fields,
+        ...extra,
+        durationMs: Date.now() - started,
+      });
+    if (!gate.go) {
+      record({});
+      return;
+    }
+    const upstream = await this.target(channel);
+    if (!upstream) {
+      record({ outcome: 'error', error: { code: 'upstream', message: 'target unreachable' } });
+      return;
+    }
+    const opened = (error: Error | undefined, stream: ClientChannel) => {
+      if (error) {
+        channel.stderr.write(`airlock: the target refused the ${what}: ${error.message}\r\n`);
+        this.finish(channel, unreachableExitStatus);
+        record({ outcome: 'error', error: { code: 'upstream-open', message: error.message } });
+        return;
+      }
+      setActive(stream);
+      // The decision is recorded when the shell opens; its terminal data follows as data events.
+      record({});
+      void this.relay(channel, stream, request.kind === 'shell');
+    };
+    if (request.kind === 'shell') {
+      if (request.pty) upstream.shell(ptyOptions(request.pty), opened);
+      else upstream.shell(false, opened);
+    } else {
+      upstream.subsys(request.name, opened);
+    }
+  }
+
+  /**
+   * Relays one channel both ways until the target closes it; masks output when the policies
+   * scan free text (a subsystem never reaches here when they do); records terminal data for
+   * shells. Resolves with the exit status and masked counts.
+   */
+  private async relay(
+    channel: ServerChannel,
+    stream: ClientChannel,
+    terminal: boolean,
+  ): Promise<{
+    status: number | string | undefined;
+    masked: Record<string, number>;
+    wouldMask: Record<string, number>;
+  }> {
+    let status: number | string | undefined;
+    stream.on('exit', (code: number | null, signal?: string) => {
+      status = code ?? signal ?? undefined;
+    });
+    channel.on('data', (data: Buffer) => {
+      this.recorder.bytesIn += data.length;
+      if (terminal) this.recorder.data('input', this.redact(data.toString('utf8')));
+    });
+    channel.pipe(stream);
+    channel.on('close', () => stream.close());
+    const outputs: MaskingTransform[] = [];
+    const outputDone: Promise<unknown>[] = [];
+    const wire = (source: NodeJS.ReadableStream, sink: NodeJS.WritableStream) => {
+      const count = (n: number) => {
+        this.recorder.bytesOut += n;
+      };
+      if (this.plan.hasScanners) {
+        const masker = new StreamMasker((text) => this.plan.maskText(text));
+        const transform = new MaskingTransform(masker, {
+          observe: (text) => {
+            count(Buffer.byteLength(text));
+            if (terminal) this.recorder.data('output', text);
+          },
+        });
+        outputs.push(transform);
+        source.pipe(transform).pipe(sink, { end: false });
+        outputDone.push(finished(transform).catch(() => undefined));
+      } else {
+        source.on('data', (data: Buffer) => {
+          count(data.length);
+          if (terminal) this.recorder.data('output', data.toString('utf8'));
+        });
+        source.pipe(sink, { end: false });
+        outputDone.push(finished(source as never).catch(() => undefined));
+      }
+    };
+    wire(stream, channel);
+    wire(stream.stderr, channel.stderr);
+    await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+    await Promise.race([Promise.all(outputDone), new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.finish(channel, status ?? 0);
+    const masked: Record<string, number> = {};
+    const wouldMask: Record<string, number> = {};
+    for (const t of outputs) {
+      for (const [k, n] of Object.entries(t.masker.counts)) masked[k] = (masked[k] ?? 0) + n;
+      for (const [k, n] of Object.entries(t.masker.wouldMask)) wouldMask[k] = (wouldMask[k] ?? 0) + n;
+    }
+    return { status, masked, wouldMask };
+  }
+}
+
+function ptyOptions(pty: PseudoTtyInfo) {
+  return {
+    term: pty.term || 'xterm',
+    rows: pty.rows,
+    cols: pty.cols,
+    height: pty.height,
+    width: pty.width,
+    modes: pty.modes,
+  };
+}
