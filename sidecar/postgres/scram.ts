@@ -26,13 +26,13 @@ export interface ScramClient {
  */
 export function scramClient(
   password: string,
-  options: { bindingData?: Buffer; tls?: boolean; nonce?: string } = {},
+  options: { bindingData?: Buffer; tls?: boolean; nonce?: string; user?: string } = {},
 ): ScramClient {
   const plus = options.bindingData !== undefined;
   const gs2Header = plus ? 'p=tls-server-end-point,,' : options.tls ? 'y,,' : 'n,,';
   const clientNonce = options.nonce ?? randomBytes(18).toString('base64');
   // PostgreSQL takes the user from the startup packet and ignores this one.
-  const clientFirstBare = `n=*,r=${clientNonce}`;
+  const clientFirstBare = `n=${options.user ?? '*'},r=${clientNonce}`;
   let serverSignature: Buffer | undefined;
   return {
     mechanism: plus ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256',

@@ -58,6 +58,8 @@ export interface Upstream {
   /** NoticeResponse frames the server sent during startup, to relay. */
   notices: Buffer[];
   tls: boolean;
+  /** How the server authenticated us: SCRAM-SHA-256-PLUS, SCRAM-SHA-256, md5, password or trust. */
+  authentication: string;
 }
 
 /** Reads whole frames from a socket with await; used only during connection setup. */
@@ -187,7 +189,7 @@ export async function connectUpstream(
         socket.write(
           encodeStartup([['user', target.username], ['database', target.database], ...parameters]),
         );
-        await authenticate(socket, source, target, tls);
+        const authentication = await authenticate(socket, source, target, tls);
         const result: Upstream = {
           socket,
           reader: source.reader,
@@ -196,6 +198,7 @@ export async function connectUpstream(
           status: 'I',
           notices: [],
           tls,
+          authentication,
         };
         for (;;) {
           const frame = await source.next();
@@ -235,9 +238,10 @@ async function authenticate(
   source: FrameSource,
   target: UpstreamTarget,
   tls: boolean,
-): Promise<void> {
+): Promise<string> {
   let scram: ReturnType<typeof scramClient> | undefined;
   let scramDone = false;
+  let method = 'trust';
   for (;;) {
     const frame = await source.next();
     const type = String.fromCharCode(frame.type);
@@ -254,11 +258,13 @@ async function authenticate(
       case 0:
         if (scram && !scramDone)
           throw new UpstreamError('upstream-auth', 'server skipped SCRAM verification');
-        return;
+        return scram?.mechanism ?? method;
       case 3:
+        method = 'password';
         socket.write(passwordMessage(target.password));
         break;
       case 5: {
+        method = 'md5';
         const salt = r.bytes(4);
         const inner = createHash('md5')
           .update(target.password + target.username)
