@@ -8,7 +8,27 @@ export const version = 'v1alpha1';
 export const apiVersion = `${group}/${version}`;
 
 const describe = <T extends z.ZodType>(schema: T, description: string): T => schema.meta({ description });
-const cel = (rule: string, message: string) => ({ rule, message });
+/**
+ * A cross-field rule, stated once: as CEL for the API server (x-kubernetes-validations) and
+ * as a check for everything that validates without it (`airlock local`, the operator).
+ */
+interface CrossFieldRule<T> {
+  rule: string;
+  message: string;
+  holds: (value: T) => boolean;
+}
+const cel = <T>(rule: string, message: string, holds: (value: T) => boolean): CrossFieldRule<T> => ({
+  rule,
+  message,
+  holds,
+});
+function validated<T extends z.ZodType>(schema: T, rules: CrossFieldRule<z.output<T>>[]): T {
+  return schema
+    .superRefine((value, ctx) => {
+      for (const { holds, message } of rules) if (!holds(value)) ctx.addIssue({ code: 'custom', message });
+    })
+    .meta({ 'x-kubernetes-validations': rules.map(({ rule, message }) => ({ rule, message })) }) as T;
+}
 
 const dnsLabel = z
   .string()
@@ -93,8 +113,8 @@ export const credentialKeys: Record<Protocol, readonly (readonly string[])[]> = 
 export const tlsModes = ['disable', 'require', 'verify-full'] as const;
 
 export const connectionSpecSchema = describe(
-  z
-    .object({
+  validated(
+    z.object({
       protocol: describe(
         z.enum(protocols),
         'Protocol the agent speaks to the target: postgres, ssh, http or tcp. It selects the enforcer.',
@@ -178,22 +198,35 @@ export const connectionSpecSchema = describe(
           .optional(),
         'HTTP options. Only for protocol http.',
       ),
-    })
-    .meta({
-      'x-kubernetes-validations': [
-        cel(
-          "self.protocol == 'tcp' || has(self.credentials)",
-          'credentials.secretRef is required unless protocol is tcp',
-        ),
-        cel("self.protocol == 'ssh' || !has(self.ssh)", 'ssh options are only valid for protocol ssh'),
-        cel("self.protocol != 'ssh' || has(self.ssh)", 'ssh.knownHosts is required for protocol ssh'),
-        cel(
-          "self.protocol == 'postgres' || !has(self.postgres)",
-          'postgres options are only valid for protocol postgres',
-        ),
-        cel("self.protocol == 'http' || !has(self.http)", 'http options are only valid for protocol http'),
-      ],
     }),
+    [
+      cel(
+        "self.protocol == 'tcp' || has(self.credentials)",
+        'credentials.secretRef is required unless protocol is tcp',
+        (s) => s.protocol === 'tcp' || s.credentials !== undefined,
+      ),
+      cel(
+        "self.protocol == 'ssh' || !has(self.ssh)",
+        'ssh options are only valid for protocol ssh',
+        (s) => s.protocol === 'ssh' || !s.ssh,
+      ),
+      cel(
+        "self.protocol != 'ssh' || has(self.ssh)",
+        'ssh.knownHosts is required for protocol ssh',
+        (s) => s.protocol !== 'ssh' || !!s.ssh,
+      ),
+      cel(
+        "self.protocol == 'postgres' || !has(self.postgres)",
+        'postgres options are only valid for protocol postgres',
+        (s) => s.protocol === 'postgres' || !s.postgres,
+      ),
+      cel(
+        "self.protocol == 'http' || !has(self.http)",
+        'http options are only valid for protocol http',
+        (s) => s.protocol === 'http' || !s.http,
+      ),
+    ],
+  ),
   'One governed target: a database, host or internal API, and how the sidecar reaches it.',
 );
 export type ConnectionSpec = z.infer<typeof connectionSpecSchema>;
@@ -269,8 +302,8 @@ export const sqlClasses = ['read', 'write', 'ddl', 'dcl', 'admin'] as const;
 export type SqlClass = (typeof sqlClasses)[number];
 
 const subjectSchema = describe(
-  z
-    .object({
+  validated(
+    z.object({
       kind: describe(
         z.enum(['ServiceAccount', 'Group']),
         'ServiceAccount (an agent pod identity) or Group (an OIDC group of people or agents).',
@@ -280,21 +313,21 @@ const subjectSchema = describe(
         z.string().min(1).max(63).optional(),
         "Namespace of the ServiceAccount; the AccessPolicy's own namespace when omitted.",
       ),
-    })
-    .meta({
-      'x-kubernetes-validations': [
-        cel(
-          "self.kind == 'ServiceAccount' || !has(self.namespace)",
-          'namespace is only valid for ServiceAccount subjects',
-        ),
-      ],
     }),
+    [
+      cel(
+        "self.kind == 'ServiceAccount' || !has(self.namespace)",
+        'namespace is only valid for ServiceAccount subjects',
+        (s) => s.kind === 'ServiceAccount' || s.namespace === undefined,
+      ),
+    ],
+  ),
   'An identity the policy applies to.',
 );
 
 const maskingSchema = describe(
-  z
-    .object({
+  validated(
+    z.object({
       name: describe(
         dnsLabel,
         'Name of the masking rule, unique in the policy; events count masked values under it.',
@@ -337,21 +370,21 @@ const maskingSchema = describe(
         z.enum(['deny', 'require-approval', 'allow']).default('deny'),
         "What happens when a statement uses a masked column inside an expression or a predicate (encode(email,'hex'), WHERE ssn LIKE '1%'), which could reveal it.",
       ),
-    })
-    .meta({
-      'x-kubernetes-validations': [
-        cel(
-          'has(self.detectors) || has(self.columns) || has(self.jsonPaths) || has(self.patterns)',
-          'a masking rule needs at least one of detectors, columns, jsonPaths or patterns',
-        ),
-      ],
     }),
+    [
+      cel(
+        'has(self.detectors) || has(self.columns) || has(self.jsonPaths) || has(self.patterns)',
+        'a masking rule needs at least one of detectors, columns, jsonPaths or patterns',
+        (s) => Boolean(s.detectors || s.columns || s.jsonPaths || s.patterns),
+      ),
+    ],
+  ),
   'What to mask in responses, and how.',
 );
 
 const ruleSchema = describe(
-  z
-    .object({
+  validated(
+    z.object({
       name: describe(dnsLabel, 'Name of the rule, unique in the policy; shown to the agent when it blocks.'),
       action: describe(
         z.enum(['deny', 'require-approval']),
@@ -451,20 +484,23 @@ const ruleSchema = describe(
           .optional(),
         'Approval settings. Required when action is require-approval.',
       ),
-    })
-    .meta({
-      'x-kubernetes-validations': [
-        cel('has(self.sql) || has(self.ssh) || has(self.http)', 'a rule needs sql, ssh or http criteria'),
-        cel(
-          "self.action != 'require-approval' || has(self.approval)",
-          'approval is required when action is require-approval',
-        ),
-        cel(
-          "self.action == 'require-approval' || !has(self.approval)",
-          'approval is only valid when action is require-approval',
-        ),
-      ],
     }),
+    [
+      cel('has(self.sql) || has(self.ssh) || has(self.http)', 'a rule needs sql, ssh or http criteria', (s) =>
+        Boolean(s.sql || s.ssh || s.http),
+      ),
+      cel(
+        "self.action != 'require-approval' || has(self.approval)",
+        'approval is required when action is require-approval',
+        (s) => s.action !== 'require-approval' || s.approval !== undefined,
+      ),
+      cel(
+        "self.action == 'require-approval' || !has(self.approval)",
+        'approval is only valid when action is require-approval',
+        (s) => s.action === 'require-approval' || s.approval === undefined,
+      ),
+    ],
+  ),
   'A rule that denies or holds for approval what it matches. The most restrictive decision wins.',
 );
 
@@ -513,7 +549,9 @@ export type PolicyRule = z.infer<typeof ruleSchema>;
 export const accessRequestPhases = ['Pending', 'Approved', 'Denied', 'Expired'] as const;
 export type AccessRequestPhase = (typeof accessRequestPhases)[number];
 
-const immutable = (field: string) => cel(`self.${field} == oldSelf.${field}`, `${field} is immutable`);
+// Transition rules compare with the stored object: only the API server can check them.
+const transition = (rule: string, message: string) => ({ rule, message });
+const immutable = (field: string) => transition(`self.${field} == oldSelf.${field}`, `${field} is immutable`);
 
 export const accessRequestSpecSchema = describe(
   z
@@ -557,7 +595,7 @@ export const accessRequestSpecSchema = describe(
         immutable('rule'),
         immutable('requester'),
         immutable('request'),
-        cel(
+        transition(
           '!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)',
           'a decision cannot be changed',
         ),

@@ -29,15 +29,30 @@ export const commands: Record<string, Command> = {
   init: { summary: 'Install the traffic capture of an agent pod (init container)', usage: 'airlock init' },
   local: {
     summary: 'Serve the whole data path on one machine from manifests',
-    usage: 'airlock local -f DIR --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT',
+    usage:
+      'airlock local -f DIR --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT [--store DIR|URL]',
+    run: async (args) => (await import('../local/local.ts')).runLocal(args),
   },
   sessions: {
     summary: 'List, show and replay recorded sessions',
-    usage: 'airlock sessions list|show|replay',
+    usage: 'airlock sessions list|show ID [-o json] [--store DIR|URL]',
+    run: async (args) => (await import('../local/commands.ts')).sessionsCommand(args),
   },
-  approvals: { summary: 'List requests waiting for approval', usage: 'airlock approvals list' },
-  approve: { summary: 'Approve a held request', usage: 'airlock approve ID' },
-  deny: { summary: 'Deny a held request', usage: 'airlock deny ID [--reason TEXT]' },
+  approvals: {
+    summary: 'List requests waiting for approval',
+    usage: 'airlock approvals list [-o json] [--store DIR|URL]',
+    run: async (args) => (await import('../local/commands.ts')).approvalsCommand(args),
+  },
+  approve: {
+    summary: 'Approve a held request',
+    usage: 'airlock approve ID [--store DIR|URL]',
+    run: async (args) => (await import('../local/commands.ts')).decideCommand('approve')(args),
+  },
+  deny: {
+    summary: 'Deny a held request',
+    usage: 'airlock deny ID [--reason TEXT] [--store DIR|URL]',
+    run: async (args) => (await import('../local/commands.ts')).decideCommand('deny')(args),
+  },
   audit: { summary: 'Verify and export the audit trail', usage: 'airlock audit verify [--store STORE]' },
 };
 

@@ -23,6 +23,8 @@ export interface ApprovalResult {
   outcome: 'approved' | 'denied' | 'expired';
   decidedBy?: string;
   reason?: string;
+  /** The id of the AccessRequest (or local request) that recorded it. */
+  request?: string;
 }
 
 /** Where held requests go: the operator's AccessRequest flow, or `airlock local`'s own queue. */

@@ -1,0 +1,183 @@
+// `airlock sessions`, `airlock approvals`, `airlock approve`, `airlock deny` for local mode:
+// through the running `airlock local` when there is one, else straight from the store.
+import { parseArgs } from 'node:util';
+import { AuditStore, type SessionSummary } from '../audit/store.ts';
+import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { PendingApproval } from './approvals.ts';
+import { callControl, controlSocket, defaultStore } from './control.ts';
+
+function options(args: string[]) {
+  return parseArgs({
+    args,
+    options: { store: { type: 'string' }, output: { type: 'string', short: 'o' }, reason: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+}
+
+async function fromStoreOrProcess<T>(
+  store: string,
+  path: string,
+  direct: (s: AuditStore) => Promise<T>,
+): Promise<T> {
+  const viaProcess = await callControl<T>(controlSocket(store), 'GET', path);
+  if (viaProcess) {
+    if (viaProcess.status !== 200)
+      throw new Error((viaProcess.body as { message?: string })?.message ?? `status ${viaProcess.status}`);
+    return viaProcess.body;
+  }
+  const opened = await AuditStore.open(store);
+  try {
+    return await direct(opened);
+  } finally {
+    await opened.close();
+  }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows
+    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
+    .join('\n');
+}
+
+const clock = (iso: string) => iso.slice(11, 23);
+
+export function renderSession(summary: SessionSummary, events: SessionEvent[]): string {
+  const lines = [
+    `session ${summary.id}`,
+    `  connection ${summary.namespace}/${summary.connection} (${summary.protocol}) as ${summary.identity}`,
+    `  started ${summary.started}${summary.ended ? `, ended ${summary.ended}` : ', open'}; ${summary.requests} requests, ${summary.blocked} blocked, ${summary.masked} values masked`,
+    '',
+  ];
+  for (const event of events) {
+    if (event.type === 'session.start')
+      lines.push(`${clock(event.time)}  connected from ${event.client.address}`);
+    else if (event.type === 'session.end') lines.push(`${clock(event.time)}  ended: ${event.reason}`);
+    else if (event.type === 'protocol.error')
+      lines.push(`${clock(event.time)}  protocol error ${event.code}: ${event.message}`);
+    else if (event.type === 'request') {
+      const details = [
+        event.rows !== undefined ? `${event.rows} rows` : '',
+        event.masked && Object.keys(event.masked).length
+          ? `masked ${Object.entries(event.masked)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : '',
+        event.rule ? `rule ${event.policy ?? ''}/${event.rule}` : '',
+        event.approval?.decidedBy ? `decided by ${event.approval.decidedBy}` : '',
+        event.wouldHave?.length
+          ? `audit: would ${event.wouldHave.map((w) => `${w.action} (${w.policy}/${w.rule ?? ''})`).join(', ')}`
+          : '',
+        event.error ? `error ${event.error.code}` : '',
+      ].filter(Boolean);
+      lines.push(
+        `${clock(event.time)}  ${event.outcome.padEnd(8)}  ${event.text.replace(/\s+/g, ' ').slice(0, 100)}${details.length ? `  [${details.join('; ')}]` : ''}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+export async function sessionsCommand(args: string[]): Promise<number> {
+  const { values, positionals } = options(args);
+  const store = values.store ?? defaultStore();
+  const json = values.output === 'json';
+  const [verb, id] = positionals;
+  if (verb === 'list') {
+    const sessions = await fromStoreOrProcess(store, '/sessions', (s) => s.sessions());
+    if (json) console.log(JSON.stringify(sessions, null, 2));
+    else if (sessions.length === 0) console.log('no sessions recorded');
+    else
+      console.log(
+        table([
+          ['SESSION', 'CONNECTION', 'IDENTITY', 'STARTED', 'REQUESTS', 'BLOCKED', 'MASKED'],
+          ...sessions.map((s) => [
+            s.id,
+            s.connection,
+            s.identity,
+            s.started,
+            String(s.requests),
+            String(s.blocked),
+            String(s.masked),
+          ]),
+        ]),
+      );
+    return 0;
+  }
+  if (verb === 'show' && id) {
+    const session = await fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) =>
+      s.session(id),
+    );
+    if (!session) {
+      console.error(`airlock sessions: no session ${id}`);
+      return 1;
+    }
+    console.log(json ? JSON.stringify(session, null, 2) : renderSession(session.summary, session.events));
+    return 0;
+  }
+  console.error('Usage: airlock sessions list|show ID [-o json] [--store DIR|URL]');
+  return 2;
+}
+
+export async function approvalsCommand(args: string[]): Promise<number> {
+  const { values, positionals } = options(args);
+  if (positionals[0] !== 'list') {
+    console.error('Usage: airlock approvals list [-o json] [--store DIR|URL]');
+    return 2;
+  }
+  const response = await callControl<PendingApproval[]>(
+    controlSocket(values.store ?? defaultStore()),
+    'GET',
+    '/approvals',
+  );
+  if (!response) {
+    console.error('airlock approvals: no running `airlock local` uses this store');
+    return 1;
+  }
+  if (values.output === 'json') console.log(JSON.stringify(response.body, null, 2));
+  else if (response.body.length === 0) console.log('no requests waiting for approval');
+  else
+    console.log(
+      table([
+        ['ID', 'CONNECTION', 'POLICY/RULE', 'EXPIRES', 'REQUEST'],
+        ...response.body.map((p) => [
+          p.id,
+          p.request.connection,
+          `${p.request.policy}/${p.request.rule}`,
+          p.expiresAt,
+          p.request.text.replace(/\s+/g, ' ').slice(0, 80),
+        ]),
+      ]),
+    );
+  return 0;
+}
+
+export function decideCommand(decision: 'approve' | 'deny') {
+  return async (args: string[]): Promise<number> => {
+    const { values, positionals } = options(args);
+    const [id] = positionals;
+    if (!id) {
+      console.error(
+        `Usage: airlock ${decision} ID${decision === 'deny' ? ' [--reason TEXT]' : ''} [--store DIR|URL]`,
+      );
+      return 2;
+    }
+    const response = await callControl<{ message?: string }>(
+      controlSocket(values.store ?? defaultStore()),
+      'POST',
+      `/approvals/${encodeURIComponent(id)}/${decision}`,
+      values.reason === undefined ? {} : { reason: values.reason },
+    );
+    if (!response) {
+      console.error(`airlock ${decision}: no running \`airlock local\` uses this store`);
+      return 1;
+    }
+    if (response.status !== 200) {
+      console.error(`airlock ${decision}: ${response.body?.message ?? `status ${response.status}`}`);
+      return 1;
+    }
+    console.log(`${id} ${decision === 'approve' ? 'approved' : 'denied'}`);
+    return 0;
+  };
+}

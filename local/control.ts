@@ -1,0 +1,99 @@
+// The control socket of a running `airlock local`: a Unix socket beside the store, through
+// which `airlock sessions|approvals|approve|deny` reach the process. Whoever can open it
+// acts as the approver: local mode is a single-user tool.
+import { createHash } from 'node:crypto';
+import { unlink } from 'node:fs/promises';
+import { createServer, request, type Server } from 'node:http';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AuditStore } from '../audit/store.ts';
+import type { LocalApprovals } from './approvals.ts';
+
+export function defaultStore(): string {
+  return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'airlock', 'local');
+}
+
+export function controlSocket(store: string): string {
+  return /^postgres(ql)?:\/\//.test(store)
+    ? join(tmpdir(), `airlock-${createHash('sha256').update(store).digest('hex').slice(0, 12)}.sock`)
+    : join(store, 'control.sock');
+}
+
+export async function serveControl(
+  socketPath: string,
+  parts: { store: AuditStore; approvals: LocalApprovals; flush: () => Promise<void> },
+): Promise<Server> {
+  const server = createServer(async (req, res) => {
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://local');
+      const parts2 = url.pathname.split('/').filter(Boolean);
+      if (req.method === 'GET' && url.pathname === '/sessions') {
+        await parts.flush();
+        return send(200, await parts.store.sessions(Number(url.searchParams.get('limit') ?? 100)));
+      }
+      if (req.method === 'GET' && parts2[0] === 'sessions' && parts2[1]) {
+        await parts.flush();
+        const session = await parts.store.session(decodeURIComponent(parts2[1]));
+        return session ? send(200, session) : send(404, { message: `no session ${parts2[1]}` });
+      }
+      if (req.method === 'GET' && url.pathname === '/approvals') return send(200, parts.approvals.list());
+      if (
+        req.method === 'POST' &&
+        parts2[0] === 'approvals' &&
+        parts2[1] &&
+        ['approve', 'deny'].includes(parts2[2] ?? '')
+      ) {
+        let body = '';
+        for await (const chunk of req) body += chunk;
+        const reason = body ? (JSON.parse(body) as { reason?: string }).reason : undefined;
+        const decided = parts.approvals.decide(
+          decodeURIComponent(parts2[1]),
+          parts2[2] === 'approve',
+          reason,
+        );
+        return decided
+          ? send(200, { id: parts2[1], decision: parts2[2] })
+          : send(404, { message: `no pending request ${parts2[1]}` });
+      }
+      send(404, { message: 'not found' });
+    } catch (error) {
+      send(500, { message: (error as Error).message });
+    }
+  });
+  await unlink(socketPath).catch(() => {});
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  return server;
+}
+
+/** Calls the running `airlock local`; undefined when nothing listens on the socket. */
+export function callControl<T>(
+  socketPath: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T } | undefined> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { socketPath, method, path, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || 'null') as T }));
+      },
+    );
+    req.on('error', (error: NodeJS.ErrnoException) =>
+      ['ENOENT', 'ECONNREFUSED'].includes(error.code ?? '') ? resolve(undefined) : reject(error),
+    );
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}

@@ -1,0 +1,150 @@
+// `airlock local`: the whole data path on one machine. Reads manifests, compiles the bundle
+// for one identity with the operator's compiler, serves each listed Connection with its
+// enforcer, and records sessions in the store. The commands that read sessions and decide
+// approvals talk to it through its control socket.
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { compileBundle, type Identity } from '../api/bundle.ts';
+import { StoreSink } from '../audit/sink.ts';
+import { AuditStore } from '../audit/store.ts';
+import type { Enforcer } from '../sidecar/enforcer.ts';
+import { serveConnection } from '../sidecar/serve.ts';
+import { LocalApprovals } from './approvals.ts';
+import { controlSocket, defaultStore, serveControl } from './control.ts';
+import { loadManifests, ManifestError } from './manifests.ts';
+
+export const localUsage = `Usage: airlock local -f DIR [-f DIR...] --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT [--listen ...] [--store DIR | --store postgres://...]
+
+Serves each listed Connection on HOST:PORT with its enforcer, under the policies that grant it
+to the identity given with --as. Sessions are recorded in the store (embedded PGlite in DIR by
+default: ${defaultStore()}).`;
+
+const identitySchema = z
+  .string()
+  .regex(/^system:serviceaccount:[a-z0-9-]+:[a-z0-9.-]+$/, 'must be system:serviceaccount:NAMESPACE:NAME');
+const listenSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9.-]*=(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be CONNECTION=HOST:PORT');
+
+export interface LocalOptions {
+  manifests: string[];
+  identity: Identity;
+  listen: { connection: string; host: string; port: number }[];
+  store: string;
+}
+
+export function parseLocalArgs(args: string[]): LocalOptions {
+  const { values } = parseArgs({
+    args,
+    options: {
+      file: { type: 'string', short: 'f', multiple: true },
+      as: { type: 'string' },
+      listen: { type: 'string', multiple: true },
+      store: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (!values.file?.length) throw new ManifestError('at least one -f DIR is required');
+  const as = identitySchema.safeParse(values.as);
+  if (!as.success) throw new ManifestError(`--as ${as.error.issues[0]!.message}`);
+  const [, , namespace, serviceAccount] = as.data.split(':') as [string, string, string, string];
+  if (!values.listen?.length)
+    throw new ManifestError('at least one --listen CONNECTION=HOST:PORT is required');
+  const listen = values.listen.map((value) => {
+    const parsed = listenSchema.safeParse(value);
+    if (!parsed.success) throw new ManifestError(`--listen ${value}: ${parsed.error.issues[0]!.message}`);
+    const [connection, address] = value.split('=') as [string, string];
+    const colon = address.lastIndexOf(':');
+    const port = Number(address.slice(colon + 1));
+    if (port < 1 || port > 65535) throw new ManifestError(`--listen ${value}: port must be 1-65535`);
+    return { connection, host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port };
+  });
+  return {
+    manifests: values.file,
+    identity: { namespace, serviceAccount },
+    listen,
+    store: values.store ?? defaultStore(),
+  };
+}
+
+export interface LocalServer {
+  enforcers: Map<string, Enforcer>;
+  approvals: LocalApprovals;
+  store: AuditStore;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startLocal(options: LocalOptions, log: (line: string) => void): Promise<LocalServer> {
+  const sources = await loadManifests(options.manifests);
+  const { bundle, problems } = compileBundle(sources, options.identity);
+  for (const listen of options.listen) {
+    if (bundle.connections.some((c) => c.name === listen.connection)) continue;
+    const problem = problems.find((p) => p.connection === listen.connection);
+    throw new ManifestError(
+      problem
+        ? `Connection ${listen.connection}: ${problem.message}`
+        : `Connection ${listen.connection} is not granted to system:serviceaccount:${options.identity.namespace}:${options.identity.serviceAccount} by any AccessPolicy`,
+    );
+  }
+  const store = await AuditStore.open(options.store);
+  const sink = new StoreSink(store, (error) =>
+    log(`airlock local: could not record events: ${(error as Error).message}`),
+  );
+  const approvals = new LocalApprovals('local');
+  const control = await serveControl(controlSocket(options.store), {
+    store,
+    approvals,
+    flush: () => sink.flush(),
+  });
+  const enforcers = new Map<string, Enforcer>();
+  const close = async () => {
+    approvals.close();
+    await Promise.all([...enforcers.values()].map((e) => e.close()));
+    await new Promise((resolve) => control.close(resolve));
+    await sink.flush();
+    await store.close();
+  };
+  try {
+    for (const listen of options.listen) {
+      const connection = bundle.connections.find((c) => c.name === listen.connection)!;
+      const enforcer = await serveConnection({
+        connection,
+        identity: options.identity,
+        listen: { host: listen.host, port: listen.port },
+        events: sink,
+        approvals,
+      });
+      enforcers.set(listen.connection, enforcer);
+      log(
+        `airlock local: ${connection.name} (${connection.protocol} ${connection.host}:${connection.port}) on ${enforcer.address.address}:${enforcer.address.port}, policies ${connection.policies.map((p) => `${p.name}${p.mode === 'audit' ? ' (audit)' : ''}`).join(', ')}`,
+      );
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { enforcers, approvals, store, flush: () => sink.flush(), close };
+}
+
+export async function runLocal(args: string[]): Promise<number> {
+  let options: LocalOptions;
+  let server: LocalServer;
+  try {
+    options = parseLocalArgs(args);
+    server = await startLocal(options, (line) => console.error(line));
+  } catch (error) {
+    console.error(`airlock local: ${(error as Error).message}`);
+    if (error instanceof ManifestError || (error as Error).name === 'TypeError')
+      console.error(`\n${localUsage}`);
+    return 2;
+  }
+  console.error(`airlock local: recording to ${options.store}; ready`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  console.error('airlock local: draining');
+  await server.close();
+  return 0;
+}

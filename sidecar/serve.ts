@@ -1,0 +1,40 @@
+// Starts the enforcer for one granted Connection by its protocol: the one place the sidecar
+// and `airlock local` choose an enforcer.
+import type { Enforcer, EnforcerOptions } from './enforcer.ts';
+import { servePostgres } from './postgres/server.ts';
+import { serveSsh } from './ssh/enforcer.ts';
+
+export async function serveConnection(options: EnforcerOptions): Promise<Enforcer> {
+  const { connection, listen } = options;
+  switch (connection.protocol) {
+    case 'postgres': {
+      const enforcer = await servePostgres({
+        connection,
+        identity: options.identity,
+        events: options.events,
+        approvals: {
+          request: (request) =>
+            options.approvals.request({
+              ...request,
+              sessionId: '',
+              approvers: { groups: [], users: [] },
+            }),
+        },
+        host: listen.host,
+        port: listen.port,
+      });
+      return {
+        address: {
+          address: enforcer.host,
+          port: enforcer.port,
+          family: listen.host.includes(':') ? 'IPv6' : 'IPv4',
+        },
+        close: () => enforcer.close(),
+      };
+    }
+    case 'ssh':
+      return serveSsh(options);
+    default:
+      throw new Error(`the ${connection.protocol} enforcer is not available yet`);
+  }
+}
