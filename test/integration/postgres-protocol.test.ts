@@ -50,7 +50,7 @@ after(async () => {
 function untyped(...ints: number[]): Buffer {
   const b = Buffer.alloc(4 + ints.length * 4);
   b.writeInt32BE(b.length, 0);
-  ints.forEach((v, i) => b.writeInt32BE(v, 4 + i * 4));
+  for (const [i, v] of ints.entries()) b.writeInt32BE(v, 4 + i * 4);
   return b;
 }
 
