@@ -1,0 +1,186 @@
+// Statements held for approval: approved, denied, expired, capped inside a transaction.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import pg from 'pg';
+import type { RequestEvent } from '../../sidecar/audit/event.ts';
+import { query } from '../../sidecar/postgres/messages.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals } from '../../sidecar/postgres/session.ts';
+import {
+  type PostgresServer,
+  policy,
+  RawClient,
+  startEnforcer,
+  startPostgres,
+  type TestEnforcer,
+} from '../support/postgres.ts';
+
+/** An Approvals hook the test decides by hand. */
+class ManualApprovals implements Approvals {
+  requests: { req: ApprovalRequest; decide: (result: ApprovalResult) => void }[] = [];
+  private waiters: (() => void)[] = [];
+  request(req: ApprovalRequest): Promise<ApprovalResult> {
+    return new Promise((resolve) => {
+      this.requests.push({ req, decide: resolve });
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+  async next(): Promise<{ req: ApprovalRequest; decide: (result: ApprovalResult) => void }> {
+    while (this.requests.length === 0) await new Promise<void>((r) => this.waiters.push(r));
+    return this.requests.shift()!;
+  }
+}
+
+const approvals = new ManualApprovals();
+let server: PostgresServer;
+let enforcer: TestEnforcer;
+
+const rules = policy('careful', {
+  rules: [
+    {
+      name: 'hold-deletes',
+      action: 'require-approval',
+      sql: { statements: ['DELETE'] },
+      approval: { approvers: { users: ['alice'] }, timeout: '2s', scope: 'statement' },
+    },
+    {
+      name: 'hold-updates-per-session',
+      action: 'require-approval',
+      sql: { statements: ['UPDATE'] },
+      approval: { approvers: { users: ['alice'] }, timeout: '10s', scope: 'session' },
+    },
+  ],
+});
+
+before(async () => {
+  server = await startPostgres();
+  enforcer = await startEnforcer(server, [rules], { approvals, transactionHoldMs: 500 });
+});
+
+beforeEach(async () => {
+  await server.asUser(
+    'DROP TABLE IF EXISTS t; CREATE TABLE t (id int, v int); INSERT INTO t SELECT g, 0 FROM generate_series(1, 5) g',
+  );
+});
+
+after(async () => {
+  await enforcer?.close();
+  await server?.stop();
+});
+
+async function count(): Promise<number> {
+  return (await server.asUser('SELECT count(*)::int AS n FROM t')).rows[0].n;
+}
+
+const requestEvents = () => enforcer.events.filter((e): e is RequestEvent => e.type === 'request');
+
+describe('approvals', () => {
+  test('a held DELETE runs once approved', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    const running = c.query('DELETE FROM t WHERE id = 1');
+    const held = await approvals.next();
+    assert.equal(held.req.connection, 'orders-db');
+    assert.equal(held.req.policy, 'careful');
+    assert.equal(held.req.rule, 'hold-deletes');
+    assert.equal(held.req.text, 'DELETE FROM t WHERE id = 1');
+    assert.equal(held.req.timeoutMs, 2000);
+    assert.equal(held.req.scope, 'statement');
+    assert.equal(await count(), 5, 'nothing runs while held');
+    held.decide({ approved: true, decidedBy: 'alice', request: 'ar-1' });
+    assert.equal((await running).rowCount, 1);
+    assert.equal(await count(), 4);
+    await c.end();
+    const event = requestEvents().find((e) => e.text === 'DELETE FROM t WHERE id = 1');
+    assert.equal(event?.outcome, 'approved');
+    assert.deepEqual(event?.approval, { request: 'ar-1', decidedBy: 'alice' });
+    assert.equal(event?.rows, 1);
+  });
+
+  test('a denied DELETE (extended protocol) fails with 42501 and does not run', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    const running = c.query({ text: 'DELETE FROM t WHERE id = $1', values: [2] });
+    const held = await approvals.next();
+    assert.equal(held.req.text, 'DELETE FROM t WHERE id = $1');
+    held.decide({ approved: false, decidedBy: 'alice', reason: 'not today' });
+    await assert.rejects(running, (error: pg.DatabaseError) => {
+      assert.equal(error.code, '42501');
+      assert.match(error.message, /denied/);
+      assert.match(error.message, /not today/);
+      return true;
+    });
+    assert.equal(await count(), 5);
+    assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
+    await c.end();
+  });
+
+  test('an undecided DELETE expires with 42501', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    const started = Date.now();
+    const running = c.query('DELETE FROM t');
+    await approvals.next();
+    await assert.rejects(running, (error: pg.DatabaseError) => {
+      assert.equal(error.code, '42501');
+      assert.match(error.message, /expired/);
+      return true;
+    });
+    assert.ok(Date.now() - started >= 1900);
+    assert.equal(await count(), 5);
+    await c.end();
+    assert.ok(requestEvents().some((e) => e.text === 'DELETE FROM t' && e.outcome === 'expired'));
+  });
+
+  test('inside a transaction the hold is capped, and expiry fails the transaction', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    await c.query('BEGIN');
+    const started = Date.now();
+    const running = c.query('DELETE FROM t WHERE id = 3');
+    const held = await approvals.next();
+    assert.equal(held.req.timeoutMs, 500);
+    await assert.rejects(running, { code: '42501' });
+    assert.ok(Date.now() - started < 1900);
+    await assert.rejects(c.query('SELECT 1'), { code: '25P02' });
+    await c.query('ROLLBACK');
+    await c.end();
+  });
+
+  test('messages after a held statement wait for the decision', async () => {
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    raw.send(query('DELETE FROM t WHERE id = 4'), query("SELECT 'after'"));
+    const held = await approvals.next();
+    await new Promise((r) => setTimeout(r, 200));
+    held.decide({ approved: true, decidedBy: 'alice' });
+    const first = await raw.until('Z');
+    const second = await raw.until('Z');
+    assert.deepEqual(
+      first.map((f) => f.type),
+      ['C', 'Z'],
+    );
+    assert.match(first[0]?.body.toString() ?? '', /DELETE 1/);
+    assert.deepEqual(
+      second.map((f) => f.type),
+      ['T', 'D', 'C', 'Z'],
+    );
+    raw.close();
+  });
+
+  test('session scope lets the rest of the session through', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    const first = c.query('UPDATE t SET v = 1 WHERE id = 1');
+    (await approvals.next()).decide({ approved: true, decidedBy: 'alice' });
+    await first;
+    await c.query('UPDATE t SET v = 2 WHERE id = 2');
+    assert.equal(approvals.requests.length, 0);
+    await c.end();
+    // A new session asks again.
+    const d = new pg.Client(enforcer.client);
+    await d.connect();
+    const again = d.query('UPDATE t SET v = 3 WHERE id = 3');
+    (await approvals.next()).decide({ approved: false, decidedBy: 'alice' });
+    await assert.rejects(again, { code: '42501' });
+    await d.end();
+  });
+});
