@@ -13,6 +13,8 @@ export interface Profile {
   dot: number;
   colon: number;
   plus: number;
+  /** Longest run of digits where single spaces or dashes between digits do not break it. */
+  cardRun: number;
 }
 
 export function profile(value: string, into: Profile): Profile {
@@ -23,15 +25,25 @@ export function profile(value: string, into: Profile): Profile {
   let dot = 0;
   let colon = 0;
   let plus = 0;
+  let run = 0;
+  let cardRun = 0;
+  let previous = 0;
   for (let i = 0; i < value.length; i++) {
     const ch = value.charCodeAt(i);
-    if (ch >= 48 && ch <= 57) digits++;
-    else if (ch >= 65 && ch <= 90) upper++;
-    else if (ch === 64) at++;
-    else if (ch === 45) dash++;
-    else if (ch === 46) dot++;
-    else if (ch === 58) colon++;
-    else if (ch === 43) plus++;
+    if (ch >= 48 && ch <= 57) {
+      digits++;
+      if (++run > cardRun) cardRun = run;
+    } else {
+      if (ch >= 65 && ch <= 90) upper++;
+      else if (ch === 64) at++;
+      else if (ch === 45) dash++;
+      else if (ch === 46) dot++;
+      else if (ch === 58) colon++;
+      else if (ch === 43) plus++;
+      // A single space or dash between digits continues a card-number run.
+      if (!((ch === 32 || ch === 45) && previous >= 48 && previous <= 57)) run = 0;
+    }
+    previous = ch;
   }
   into.digits = digits;
   into.upper = upper;
@@ -40,6 +52,7 @@ export function profile(value: string, into: Profile): Profile {
   into.dot = dot;
   into.colon = colon;
   into.plus = plus;
+  into.cardRun = cardRun;
   return into;
 }
 
@@ -159,7 +172,7 @@ const cardRe = /(?<![0-9])[2-6](?:[ -]?[0-9]){12,18}(?![0-9])/g;
 const creditCard: DetectorScanner = {
   name: 'credit-card',
   minLength: 13,
-  maybe: (_v, p) => p.digits >= 13,
+  maybe: (_v, p) => p.cardRun >= 13,
   find(value, out) {
     cardRe.lastIndex = 0;
     for (let m = cardRe.exec(value); m !== null; m = cardRe.exec(value)) {
@@ -222,24 +235,53 @@ const email: DetectorScanner = {
 
 // Only the dashed form in free text: a bare 9-digit number is too often something else.
 // Columns known to hold SSNs are masked whole through `columns`.
-const ssnRe = /(?<![0-9-])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![0-9]|-[0-9])/g;
 const usSsn: DetectorScanner = {
   name: 'us-ssn',
   minLength: 11,
   maybe: (_v, p) => p.digits >= 9 && p.dash >= 2,
   find(value, out) {
-    each(ssnRe, value, (m) => {
-      if (ssnValid(m[1]!, m[2]!, m[3]!)) out.push({ start: m.index, end: m.index + m[0].length });
-    });
+    // ddd-dd-dddd, found from its first dash: cheaper than a regex tried at every position.
+    for (let dash = value.indexOf('-', 3); dash >= 0; dash = value.indexOf('-', dash + 1)) {
+      const start = dash - 3;
+      if (value.charCodeAt(dash + 3) !== 45) continue;
+      if (!digitsAt(value, start, 3) || !digitsAt(value, dash + 1, 2) || !digitsAt(value, dash + 4, 4))
+        continue;
+      const before = start > 0 ? value.charCodeAt(start - 1) : 0;
+      const after = value.charCodeAt(dash + 8);
+      if (
+        isDigit(before) ||
+        before === 45 ||
+        isDigit(after) ||
+        (after === 45 && isDigit(value.charCodeAt(dash + 9)))
+      ) {
+        continue;
+      }
+      if (
+        ssnValid(value.slice(start, dash), value.slice(dash + 1, dash + 3), value.slice(dash + 4, dash + 8))
+      ) {
+        out.push({ start, end: dash + 8 });
+        dash += 7;
+      }
+    }
   },
 };
+
+function isDigit(ch: number): boolean {
+  return ch >= 48 && ch <= 57;
+}
+
+function digitsAt(value: string, start: number, count: number): boolean {
+  if (start < 0 || start + count > value.length) return false;
+  for (let i = start; i < start + count; i++) if (!isDigit(value.charCodeAt(i))) return false;
+  return true;
+}
 
 // Uppercase electronic form or groups of four separated by single spaces.
 const ibanRe = /(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g;
 const iban: DetectorScanner = {
   name: 'iban',
   minLength: 15,
-  maybe: (_v, p) => p.upper >= 2 && p.digits >= 2,
+  maybe: (v, p) => v.length >= 15 && p.upper >= 2 && p.digits >= 2,
   find(value, out) {
     each(ibanRe, value, (m) => {
       const text = m[0];
@@ -255,16 +297,39 @@ const iban: DetectorScanner = {
   },
 };
 
-// E.164 (+ and 8-15 digits, single separators allowed) or NANP with separators: (555) 123-4567,
-// 555-123-4567, 555.123.4567, +1 555 123 4567. A bare run of digits is not a phone number here.
-const phoneRe =
-  /(?<![0-9A-Za-z+])(?:\+?1[ .-]?)?(?:\([2-9][0-9]{2}\)[ .-]?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}(?![0-9])|(?<![0-9A-Za-z+])\+[1-9](?:[ .-]?[0-9]){7,14}(?![0-9])/g;
+// E.164 (+ and 8-15 digits, single separators allowed) or NANP with separators: (555) 234-5678,
+// 555-234-5678, 555.234.5678, +1 555 234 5678. A bare run of digits is not a phone number here.
+const e164Re = /(?<![0-9A-Za-z+])\+[1-9](?:[ .-]?[0-9]){7,14}(?![0-9])/g;
+const nanpRe =
+  /(?<![0-9A-Za-z+])(?:\+?1[ .-]?)?(?:\([2-9][0-9]{2}\)[ .-]?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}(?![0-9])/y;
 const phone: DetectorScanner = {
   name: 'phone',
   minLength: 9,
   maybe: (_v, p) => (p.plus > 0 && p.digits >= 8) || p.digits >= 10,
   find(value, out) {
-    each(phoneRe, value, (m) => out.push({ start: m.index, end: m.index + m[0].length }));
+    const found: Span[] = [];
+    if (value.includes('+'))
+      each(e164Re, value, (m) => found.push({ start: m.index, end: m.index + m[0].length }));
+    // NANP: anchor on the separator before the last four digits, then try the few possible
+    // candidates with a sticky regex (a handful of positions, not every one).
+    for (let i = 7; i + 4 < value.length; i++) {
+      const sep = value.charCodeAt(i);
+      if (sep !== 32 && sep !== 45 && sep !== 46) continue;
+      if (!digitsAt(value, i - 3, 3) || !digitsAt(value, i + 1, 4) || isDigit(value.charCodeAt(i + 5)))
+        continue;
+      for (const back of [12, 11, 10, 9, 8, 7]) {
+        const start = i - back;
+        if (start < 0) continue;
+        nanpRe.lastIndex = start;
+        const m = nanpRe.exec(value);
+        if (m && m.index + m[0].length === i + 5) {
+          found.push({ start, end: i + 5 });
+          break;
+        }
+      }
+    }
+    found.sort((a, b) => a.start - b.start);
+    for (const span of found) out.push(span);
   },
 };
 
@@ -284,7 +349,7 @@ const ipv6Re = /(?<![0-9A-Za-z:.])[0-9A-Fa-f:.]{3,45}(?![0-9A-Za-z:])/g;
 const ipv6: DetectorScanner = {
   name: 'ipv6',
   minLength: 5,
-  maybe: (_v, p) => p.colon >= 2,
+  maybe: (v, p) => p.colon >= 7 || (p.colon >= 2 && v.includes('::')),
   find(value, out) {
     each(ipv6Re, value, (m) => {
       let text = m[0];

@@ -178,7 +178,7 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     );
   }
   const minLength = list.length === 0 ? Infinity : Math.min(...list.map((s) => s.minLength));
-  const scratch: Profile = { digits: 0, upper: 0, at: 0, dash: 0, dot: 0, colon: 0, plus: 0 };
+  const scratch: Profile = { digits: 0, upper: 0, at: 0, dash: 0, dot: 0, colon: 0, plus: 0, cardRun: 0 };
   const columnCache = new Map<string, ColumnMask | undefined>();
 
   function columnRule(q: { schema: string; table: string; column: string }): ColumnMask | undefined {
