@@ -1,0 +1,201 @@
+// The framer and message codecs of the PostgreSQL enforcer, with property-based cases: the
+// same bytes split anywhere parse the same, and no input crashes it or escapes its bound.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { type Frame, FrameError, FrameReader } from '../../sidecar/postgres/frames.ts';
+import {
+  bind,
+  decodeBind,
+  decodeFields,
+  decodeStartup,
+  encodeFields,
+  encodeStartup,
+  rowsFromTag,
+} from '../../sidecar/postgres/messages.ts';
+import { filterOptions } from '../../sidecar/postgres/session.ts';
+
+const message = fc
+  .record({ type: fc.integer({ min: 0x21, max: 0x7e }), body: fc.uint8Array({ maxLength: 200 }) })
+  .map(({ type, body }) => {
+    const b = Buffer.alloc(5 + body.length);
+    b[0] = type;
+    b.writeInt32BE(body.length + 4, 1);
+    Buffer.from(body).copy(b, 5);
+    return b;
+  });
+
+function readAll(reader: FrameReader, chunks: Buffer[]): Frame[] {
+  const frames: Frame[] = [];
+  for (const chunk of chunks) {
+    reader.push(chunk);
+    for (let f = reader.next(); f; f = reader.next())
+      frames.push({ ...f, raw: Buffer.from(f.raw), body: Buffer.from(f.body) });
+  }
+  return frames;
+}
+
+function splitAt(bytes: Buffer, points: number[]): Buffer[] {
+  const sorted = [...new Set(points.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let last = 0;
+  for (const p of sorted) {
+    chunks.push(bytes.subarray(last, p));
+    last = p;
+  }
+  chunks.push(bytes.subarray(last));
+  return chunks;
+}
+
+describe('FrameReader', () => {
+  test('a sequence split at every single offset parses the same', () => {
+    fc.assert(
+      fc.property(fc.array(message, { minLength: 1, maxLength: 6 }), (messages) => {
+        const bytes = Buffer.concat(messages);
+        const whole = readAll(new FrameReader({ maxLength: 1 << 20 }), [bytes]);
+        assert.equal(whole.length, messages.length);
+        whole.forEach((f, i) => assert.deepEqual(f.raw, messages[i]));
+        for (let offset = 0; offset <= bytes.length; offset++) {
+          const split = readAll(new FrameReader({ maxLength: 1 << 20 }), [
+            bytes.subarray(0, offset),
+            bytes.subarray(offset),
+          ]);
+          assert.deepEqual(
+            split.map((f) => f.raw),
+            whole.map((f) => f.raw),
+          );
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  test('random chunkings parse the same, startup phase included', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(
+          fc.stringMatching(/^[a-z_]{1,12}$/),
+          fc.string({ maxLength: 20 }).filter((s) => !s.includes('\0')),
+        ),
+        fc.array(message, { maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        (params, messages, points) => {
+          const startup = encodeStartup(Object.entries(params));
+          const bytes = Buffer.concat([startup, ...messages]);
+          const reader = new FrameReader({ maxLength: 1 << 20, startup: true });
+          const frames: Buffer[] = [];
+          for (const chunk of splitAt(bytes, points)) {
+            reader.push(chunk);
+            for (let f = reader.next(); f; f = reader.next()) {
+              frames.push(Buffer.from(f.raw));
+              if (f.type === 0) {
+                assert.deepEqual(Object.fromEntries(decodeStartup(f.body).parameters), { ...params });
+                reader.startup = false;
+              }
+            }
+          }
+          assert.deepEqual(frames, [startup, ...messages]);
+        },
+      ),
+    );
+  });
+
+  test('random bytes never crash it and never yield a frame beyond the bound', () => {
+    const bound = 300;
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 2000 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        fc.boolean(),
+        (bytes, points, startup) => {
+          const reader = new FrameReader({ maxLength: bound, startup });
+          let consumed = 0;
+          try {
+            for (const chunk of splitAt(Buffer.from(bytes), points)) {
+              reader.push(chunk);
+              for (let f = reader.next(); f; f = reader.next()) {
+                assert.ok(f.raw.length <= (startup ? 10_000 : bound + 1));
+                consumed += f.raw.length;
+                if (startup && f.body.length > 0) reader.startup = false;
+              }
+            }
+          } catch (error) {
+            assert.ok(error instanceof FrameError, String(error));
+            assert.throws(() => reader.next(), FrameError, 'a failed reader stays failed');
+            return;
+          }
+          assert.equal(consumed + reader.buffered, bytes.length);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  test('the bound is exact and checked from the header alone', () => {
+    const reader = new FrameReader({ maxLength: 100 });
+    const ok = Buffer.alloc(101);
+    ok[0] = 0x51;
+    ok.writeInt32BE(100, 1);
+    reader.push(ok);
+    assert.equal(reader.next()?.raw.length, 101);
+    const big = Buffer.from([0x51, 0, 0, 0, 101]);
+    reader.push(big);
+    assert.throws(() => reader.next(), { code: 'frame-too-large' });
+    const short = new FrameReader({ maxLength: 100 });
+    short.push(Buffer.from([0x51, 0, 0, 0, 3]));
+    assert.throws(() => short.next(), { code: 'frame-invalid-length' });
+  });
+
+  test('a message within one chunk is returned without copying', () => {
+    const bytes = Buffer.concat([Buffer.from([0x44, 0, 0, 0, 6, 0, 0]), Buffer.from([0x43, 0, 0, 0, 5, 0])]);
+    const reader = new FrameReader({ maxLength: 100 });
+    reader.push(bytes);
+    const first = reader.next();
+    assert.equal(first?.raw.buffer, bytes.buffer);
+  });
+});
+
+describe('messages', () => {
+  test('error fields round-trip', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(
+          fc.constantFrom('S', 'V', 'C', 'M', 'D', 'H', 'P', 'W'),
+          fc.string().filter((s) => !s.includes('\0')),
+        ),
+        (fields) => {
+          const map = new Map(Object.entries(fields));
+          const encoded = encodeFields('E', map);
+          assert.deepEqual(decodeFields(encoded.subarray(5)), map);
+        },
+      ),
+    );
+  });
+
+  test('Bind decodes portal, statement and result formats', () => {
+    const b = bind('portal', 'stmt', ['a', null, 'ccc'], [1, 0]);
+    assert.deepEqual(decodeBind(b.subarray(5)), {
+      portal: 'portal',
+      statement: 'stmt',
+      resultFormats: [1, 0],
+    });
+    assert.throws(() => decodeBind(b.subarray(5, 20)), { code: 'protocol-violation' });
+  });
+
+  test('rows from CommandComplete tags', () => {
+    assert.equal(rowsFromTag('SELECT 3'), 3);
+    assert.equal(rowsFromTag('INSERT 0 5'), 5);
+    assert.equal(rowsFromTag('COPY 2'), 2);
+    assert.equal(rowsFromTag('CREATE TABLE'), undefined);
+  });
+
+  test('startup options: allowed settings kept, identity settings refused, the rest dropped', () => {
+    assert.deepEqual(filterOptions('-c statement_timeout=5s --geqo=off -c log_statement=all -X'), {
+      options: '-c statement_timeout=5s -c geqo=off',
+    });
+    assert.equal(filterOptions('-c role=admin').refused, 'role');
+    assert.equal(filterOptions('--session-authorization=admin').refused, 'session_authorization');
+    assert.equal(filterOptions('-crole=admin').refused, 'role');
+    assert.deepEqual(filterOptions('-c search_path=a\\ b'), { options: '-c search_path=a\\ b' });
+  });
+});
