@@ -54,7 +54,7 @@ describe('FrameReader', () => {
         const bytes = Buffer.concat(messages);
         const whole = readAll(new FrameReader({ maxLength: 1 << 20 }), [bytes]);
         assert.equal(whole.length, messages.length);
-        whole.forEach((f, i) => assert.deepEqual(f.raw, messages[i]));
+        for (const [i, f] of whole.entries()) assert.deepEqual(f.raw, messages[i]);
         for (let offset = 0; offset <= bytes.length; offset++) {
           const split = readAll(new FrameReader({ maxLength: 1 << 20 }), [
             bytes.subarray(0, offset),
