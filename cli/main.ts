@@ -25,7 +25,12 @@ export const commands: Record<string, Command> = {
     summary: 'Run the operator: controllers, injector, control API, collector',
     usage: 'airlock operator',
   },
-  sidecar: { summary: 'Run the enforcing sidecar in an agent pod', usage: 'airlock sidecar' },
+  sidecar: {
+    summary: 'Run the enforcing sidecar in an agent pod',
+    usage:
+      'airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...',
+    run: async (args) => (await import('../sidecar/command.ts')).runSidecar(args),
+  },
   init: { summary: 'Install the traffic capture of an agent pod (init container)', usage: 'airlock init' },
   local: {
     summary: 'Serve the whole data path on one machine from manifests',

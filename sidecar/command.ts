@@ -1,0 +1,98 @@
+// `airlock sidecar`: options parsed once at the edge, then the Sidecar, its probes and metrics.
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { EventSink } from './audit/event.ts';
+import type { Approvals } from './enforcer.ts';
+import { parseListen, Sidecar } from './sidecar.ts';
+
+export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]... [--health-listen HOST:PORT]`;
+
+/** Session events as JSON log lines, one per event, on stdout. */
+export const jsonLogSink: EventSink = {
+  emit: (event) => process.stdout.write(`${JSON.stringify({ msg: 'session event', event })}\n`),
+};
+
+/** Until the operator's AccessRequest flow is deployed, a held request is refused, never let through. */
+export const noApprovals: Approvals = {
+  request: async () => ({
+    approved: false,
+    outcome: 'denied',
+    reason: 'this sidecar has no approval service; the request was refused',
+  }),
+};
+
+export async function runSidecar(args: string[]): Promise<number> {
+  let values: {
+    'control-api'?: string;
+    'token-file'?: string;
+    'ca-file'?: string;
+    listen?: string[];
+    'health-listen'?: string;
+  };
+  let listen: ReturnType<typeof parseListen>[];
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        'control-api': { type: 'string' },
+        'token-file': { type: 'string' },
+        'ca-file': { type: 'string' },
+        listen: { type: 'string', multiple: true },
+        'health-listen': { type: 'string' },
+      },
+    }).values;
+    for (const required of ['control-api', 'token-file', 'ca-file'] as const) {
+      if (!values[required]) throw new Error(`--${required} is required`);
+    }
+    listen = (values.listen ?? []).map(parseListen);
+  } catch (error) {
+    console.error(`airlock sidecar: ${(error as Error).message}\n\n${sidecarUsage}`);
+    return 2;
+  }
+  const logger = pino({ base: { component: 'airlock-sidecar' } });
+  const sidecar = new Sidecar({
+    controlApi: values['control-api']!,
+    tokenFile: values['token-file']!,
+    caFile: values['ca-file']!,
+    listen,
+    events: jsonLogSink,
+    approvals: noApprovals,
+    logger,
+  });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'airlock_sidecar_bundle_received',
+    help: '1 once a policy bundle has been received.',
+    registers: [registry],
+    collect() {
+      this.set(sidecar.bundle ? 1 : 0);
+    },
+  });
+  const [healthHost, healthPort] = (values['health-listen'] ?? '0.0.0.0:15021').split(/:(?=\d+$)/);
+  const health = createServer(async (req, res) => {
+    if (req.url === '/healthz') res.end('ok\n');
+    else if (req.url === '/readyz') {
+      res.writeHead(sidecar.bundle ? 200 : 503);
+      res.end(sidecar.bundle ? 'ready\n' : 'no policy bundle yet\n');
+    } else if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(await registry.metrics());
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  health.listen(Number(healthPort), healthHost);
+  await sidecar.start();
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  logger.info('draining');
+  await sidecar.stop();
+  health.close();
+  return 0;
+}
