@@ -26,9 +26,15 @@ export const metricsPort = 15020;
 export const healthPort = 15021;
 export const tokenAudience = 'airlock';
 
-const volumeNames = { token: 'airlock-token', ca: 'airlock-ca', spool: 'airlock-spool' } as const;
+const volumeNames = {
+  token: 'airlock-token',
+  ca: 'airlock-ca',
+  spool: 'airlock-spool',
+  noKubeToken: 'airlock-no-kube-token',
+} as const;
 const mountPaths = {
   token: '/var/run/secrets/airlock.dev/serviceaccount',
+  kubeToken: '/var/run/secrets/kubernetes.io/serviceaccount',
   ca: '/etc/airlock/ca',
   spool: '/var/lib/airlock/spool',
 } as const;
@@ -343,10 +349,19 @@ function initContainer(connections: CapturedConnection[], options: InjectionOpti
     command: ['airlock', 'init'],
     args,
     resources: options.initResources as V1ResourceRequirements,
+    volumeMounts: [noKubeToken],
     securityContext,
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }
+
+/**
+ * An empty directory where Kubernetes would mount the ServiceAccount's API token. Airlock's
+ * containers need no Kubernetes API access, and with this mount the ServiceAccount admission
+ * plugin, which runs again after the injection, leaves them alone; otherwise its change would
+ * also call the injector a second time (reinvocationPolicy IfNeeded) for every pod.
+ */
+const noKubeToken = { name: volumeNames.noKubeToken, mountPath: mountPaths.kubeToken, readOnly: true };
 
 function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -411,6 +426,7 @@ function sidecarContainer(connections: CapturedConnection[], options: InjectionO
       { name: volumeNames.token, mountPath: mountPaths.token, readOnly: true },
       { name: volumeNames.ca, mountPath: mountPaths.ca, readOnly: true },
       { name: volumeNames.spool, mountPath: mountPaths.spool },
+      noKubeToken,
     ],
     securityContext: {
       runAsUser: sidecarUid,
@@ -447,5 +463,6 @@ function volumes(options: InjectionOptions): V1Volume[] {
       configMap: { name: options.caConfigMap, items: [{ key: 'ca.crt', path: 'ca.crt' }] },
     },
     { name: volumeNames.spool, emptyDir: { sizeLimit: options.spoolSizeLimit } },
+    { name: volumeNames.noKubeToken, emptyDir: { medium: 'Memory', sizeLimit: '1Ki' } },
   ];
 }

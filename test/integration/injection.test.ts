@@ -203,8 +203,12 @@ describe('sidecar injection on a real kube-apiserver', requires('etcd', 'kube-ap
   });
 
   test('a pod in an opted-in namespace is stored with airlock-init, the native sidecar and its capture', async () => {
+    const reinvoked = await counted('skipped', 'AlreadyInjected');
     await create(pod('support-agent', 'agents', { spec: { serviceAccountName: 'support-agent' } }));
     const p = await stored('support-agent', 'agents');
+    // The ServiceAccount plugin, rerun after the injection, leaves Airlock's containers alone,
+    // so the injector is called once per pod, not twice.
+    assert.equal(await counted('skipped', 'AlreadyInjected'), reinvoked);
     const init = p.spec!.initContainers!;
     assert.deepEqual(
       init.map((c) => c.name),
@@ -244,6 +248,11 @@ describe('sidecar injection on a real kube-apiserver', requires('etcd', 'kube-ap
       .filter((c) => c.volumeMounts?.some((m) => m.name === 'airlock-token'))
       .map((c) => c.name);
     assert.deepEqual(mountsToken, ['airlock-sidecar']);
+    const kubeApiMounts = init.filter((c) =>
+      c.volumeMounts?.some((m) => m.name.startsWith('kube-api-access')),
+    );
+    assert.deepEqual(kubeApiMounts, [], 'no Kubernetes API token in airlock-init or the sidecar');
+    assert.ok(p.spec!.containers[0]!.volumeMounts!.some((m) => m.name.startsWith('kube-api-access')));
     assert.deepEqual(p.spec!.volumes!.find((v) => v.name === 'airlock-ca')?.configMap?.name, 'airlock-ca');
     assert.deepEqual(injectedRecord(p), {
       version: '0.1.0',
