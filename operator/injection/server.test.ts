@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { connect } from 'node:tls';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -219,6 +219,28 @@ describe('injection webhook server', () => {
     assert.match(text, /airlock_injections_total\{result="refused",reason="UidConflict"\} 1/);
     assert.match(text, /airlock_injections_total\{result="error",reason="GrantsUnavailable"\} 1/);
     assert.match(text, /airlock_injection_duration_seconds_count\{result="skipped"\} 1/);
+  });
+
+  test('an idle keep-alive connection outlives the API server’s idle timeout (no broken pipe)', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: ca.certificate });
+    const get = () =>
+      new Promise<import('node:net').Socket>((resolve, reject) => {
+        const req = request(`${server.url}/healthz`, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(req.socket as import('node:net').Socket));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const first = await get();
+    let closed = false;
+    first.once('close', () => {
+      closed = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 6000)); // Node's default keepAliveTimeout is 5 s
+    assert.equal(closed, false);
+    assert.equal(await get(), first);
+    agent.destroy();
   });
 
   test('a new serving certificate is served without a restart', async () => {

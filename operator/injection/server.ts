@@ -170,6 +170,8 @@ export async function admit(
 }
 
 const maxBody = 8 * 1024 * 1024;
+/** Longer than any API server keeps an idle connection to a webhook (Go's IdleConnTimeout, 90 s). */
+export const idleTimeout = 180_000;
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -205,6 +207,12 @@ export async function startInjectionServer(options: InjectionServerOptions): Pro
     minVersion: 'TLSv1.2',
     ...(initial && { cert: initial.certificate, key: initial.privateKey }),
   });
+  // The API server's client keeps idle connections for 90 s and does not retry a POST that
+  // meets a connection the server just closed ("broken pipe": with failurePolicy Fail, a failed
+  // pod creation). So the server must never be the side that closes an idle connection first.
+  server.keepAliveTimeout = idleTimeout;
+  server.headersTimeout = idleTimeout + 1000;
+  server.requestTimeout = 30_000;
   let serving = initial !== undefined;
   const unsubscribe = options.certificates.onChange((pair) => {
     server.setSecureContext({ minVersion: 'TLSv1.2', cert: pair.certificate, key: pair.privateKey });
