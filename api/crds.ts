@@ -1,6 +1,6 @@
 // Generates the CustomResourceDefinitions in crds/ from the zod schemas in api/v1alpha1.ts.
 // `make crds` writes them; a unit test fails when the committed YAML is stale.
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
@@ -8,7 +8,11 @@ import { group, kinds, version } from './v1alpha1.ts';
 
 type JsonSchema = { [key: string]: unknown };
 
-export const crdDirectory = fileURLToPath(new URL('../crds/', import.meta.url));
+/** crds/ for kubectl, and the chart's crds/ for Helm: the same files. */
+export const crdDirectories = [
+  fileURLToPath(new URL('../crds/', import.meta.url)),
+  fileURLToPath(new URL('../charts/airlock/crds/', import.meta.url)),
+];
 
 /** Turns zod's JSON Schema into an OpenAPI v3 structural schema as apiextensions v1 accepts it. */
 function structural(node: unknown): unknown {
@@ -98,13 +102,16 @@ export function crdFileName(crd: JsonSchema): string {
 /** Writes crds/*.yaml, or with `check` reports the files whose content differs. */
 export async function syncCrds(check: boolean): Promise<string[]> {
   const stale: string[] = [];
-  for (const crd of customResourceDefinitions()) {
-    const file = crdDirectory + crdFileName(crd);
-    const want = renderCrd(crd);
-    const have = await readFile(file, 'utf8').catch(() => '');
-    if (have === want) continue;
-    stale.push(file);
-    if (!check) await writeFile(file, want);
+  for (const directory of crdDirectories) {
+    if (!check) await mkdir(directory, { recursive: true });
+    for (const crd of customResourceDefinitions()) {
+      const file = directory + crdFileName(crd);
+      const want = renderCrd(crd);
+      const have = await readFile(file, 'utf8').catch(() => '');
+      if (have === want) continue;
+      stale.push(file);
+      if (!check) await writeFile(file, want);
+    }
   }
   return stale;
 }
