@@ -26,6 +26,14 @@ export interface Frame {
   body: Buffer;
 }
 
+/** Consecutive whole messages of one type: chunk[start, end). */
+export interface MessageRun {
+  chunk: Buffer;
+  start: number;
+  end: number;
+  count: number;
+}
+
 export type FrameErrorCode = 'frame-too-large' | 'frame-invalid-length';
 
 export class FrameError extends Error {
@@ -96,6 +104,36 @@ export class FrameReader {
     if (this.available < total) return undefined;
     const raw = this.take(total);
     return { type, raw, body: raw.subarray(headerLength) };
+  }
+
+  /**
+   * Consumes the longest run of whole messages of one type that lie in the current chunk, and
+   * returns where they are, without allocating per message (the DataRow fast path). Anything
+   * unusual (another type, a bad length, a message crossing chunks) is left for next().
+   */
+  takeRun(type: number): MessageRun | undefined {
+    if (this.failed || this.startup) return undefined;
+    const chunk = this.chunks[0];
+    if (!chunk) return undefined;
+    const start = this.offset;
+    let at = start;
+    let count = 0;
+    while (at + 5 <= chunk.length && chunk[at] === type) {
+      const length =
+        ((chunk[at + 1]! << 24) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 8) | chunk[at + 4]!) >>> 0;
+      if (length < 4 || length > this.maxLength || at + 1 + length > chunk.length) break;
+      at += 1 + length;
+      count++;
+    }
+    if (count === 0) return undefined;
+    this.available -= at - start;
+    if (at === chunk.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    } else {
+      this.offset = at;
+    }
+    return { chunk, start, end: at, count };
   }
 
   /** Removes and returns every buffered byte (used when the stream changes hands, e.g. TLS). */

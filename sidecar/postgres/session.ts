@@ -20,7 +20,13 @@ import { TLSSocket } from 'node:tls';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink, Outcome, RequestEvent, SessionEvent } from '../audit/event.ts';
 import { Catalog } from './catalog.ts';
-import { type Frame, type FrameError, FrameReader, maxClientMessageLength } from './frames.ts';
+import {
+  type Frame,
+  type FrameError,
+  FrameReader,
+  type MessageRun,
+  maxClientMessageLength,
+} from './frames.ts';
 import {
   authenticationOk,
   BodyReader,
@@ -39,7 +45,6 @@ import {
   decodeTarget,
   describe,
   encodeCopyData,
-  encodeDataRow,
   encodeFields,
   errorResponse,
   gssEncRequestCode,
@@ -361,14 +366,28 @@ export class PostgresSession {
     }
   }
 
+  /**
+   * One write per batch: adjacent views of the same received chunk (unchanged messages) are
+   * joined without copying; anything else is concatenated once. Many small writes cost far
+   * more than one memcpy.
+   */
   private writeClient(buffers: Buffer[]): void {
     if (buffers.length === 0 || this.closed) return;
-    this.client.cork();
+    const joined: Buffer[] = [];
+    let size = 0;
+    let last: Buffer | undefined;
     for (const b of buffers) {
-      this.bytesOut += b.length;
-      this.client.write(b);
+      size += b.length;
+      if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+        last = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+        joined[joined.length - 1] = last;
+      } else {
+        joined.push(b);
+        last = b;
+      }
     }
-    this.client.uncork();
+    this.bytesOut += size;
+    this.client.write(joined.length === 1 ? joined[0]! : Buffer.concat(joined, size));
     if (this.client.writableNeedDrain) {
       this.serverBlocked = true;
       this.flowUpstream();
@@ -978,6 +997,11 @@ export class PostgresSession {
     while (!this.serverBusy && !this.closed) {
       let frame: Frame | undefined;
       try {
+        const run = upstream.reader.takeRun(0x44);
+        if (run) {
+          this.onDataRows(run, out);
+          continue;
+        }
         frame = upstream.reader.next();
       } catch (error) {
         this.protocolError('server-frame', (error as Error).message);
@@ -1026,8 +1050,10 @@ export class PostgresSession {
     switch (type) {
       case 0x44: {
         // DataRow: the hot path.
-        if (!this.masker) out.push(frame.raw);
-        else out.push(this.maskRow(frame.raw, this.currentLayout(head), this.recordOf(head)));
+        const masked = this.masker
+          ? this.maskRow(frame.raw, 0, frame.raw.length, this.currentLayout(head), this.recordOf(head))
+          : undefined;
+        out.push(masked ?? frame.raw);
         this.countRow(head);
         return undefined;
       }
@@ -1118,6 +1144,35 @@ export class PostgresSession {
         out.push(frame.raw);
         return undefined;
     }
+  }
+
+  /** DataRows in bulk: unchanged rows go out as one view of the received chunk. */
+  private onDataRows(run: MessageRun, out: Buffer[]): void {
+    const head = this.pending[0];
+    const record = this.recordOf(head);
+    if (record) record.rows = (record.rows ?? 0) + run.count;
+    const { chunk, end } = run;
+    if (!this.masker) {
+      out.push(chunk.subarray(run.start, end));
+      return;
+    }
+    const layout = this.currentLayout(head);
+    let span = run.start;
+    let at = run.start;
+    while (at < end) {
+      const next =
+        at +
+        1 +
+        (((chunk[at + 1]! << 24) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 8) | chunk[at + 4]!) >>> 0);
+      const masked = this.maskRow(chunk, at, next, layout, record);
+      if (masked) {
+        if (span < at) out.push(chunk.subarray(span, at));
+        out.push(masked);
+        span = next;
+      }
+      at = next;
+    }
+    if (span < end) out.push(chunk.subarray(span, end));
   }
 
   private recordOf(head: Pending | undefined): RequestRecord | undefined {
@@ -1249,70 +1304,74 @@ export class PostgresSession {
     }
   }
 
-  /** Masks one DataRow; returns the frame itself when nothing changed. */
-  private maskRow(raw: Buffer, layout: Layout | undefined, record: RequestRecord | undefined): Buffer {
+  /**
+   * Masks the DataRow at raw[base, limit); undefined when nothing changed. The hot path: field
+   * boundaries are read straight from the bytes, and only a changed value allocates.
+   */
+  private maskRow(
+    raw: Buffer,
+    base: number,
+    limit: number,
+    layout: Layout | undefined,
+    record: RequestRecord | undefined,
+  ): Buffer | undefined {
     const masker = this.masker!;
-    const count = raw.readInt16BE(5);
-    let at = 7;
-    let changes: Map<number, Buffer | null> | undefined;
+    if (limit - base < 7) throw new ProtocolViolation('DataRow shorter than its header');
+    const count = (raw[base + 5]! << 8) | raw[base + 6]!;
+    let at = base + 7;
+    let changedAt: number[] | undefined;
+    let changedTo: (string | null)[] | undefined;
     for (let i = 0; i < count; i++) {
-      const length = raw.readInt32BE(at);
+      if (at + 4 > limit) throw new ProtocolViolation('DataRow shorter than its fields');
+      const length = (raw[at]! << 24) | (raw[at + 1]! << 16) | (raw[at + 2]! << 8) | raw[at + 3]!;
       at += 4;
       if (length < 0) continue;
-      if (at + length > raw.length) throw new ProtocolViolation('DataRow field beyond the message');
-      const plan = layout?.[i];
-      const action: ColumnAction = plan ? plan.action : 'lossy';
-      if (action !== 'skip') {
-        const value = raw.subarray(at, at + length);
-        const result = this.maskValue(masker, value, plan, action, record);
-        if (result !== value) {
-          changes ??= new Map();
-          changes.set(i, result);
+      const end = at + length;
+      if (end > limit) throw new ProtocolViolation('DataRow field beyond the message');
+      const plan = layout?.[i] ?? unknownColumn;
+      if (plan.action !== 'skip') {
+        const result = this.maskValue(masker, raw, at, end, plan, record);
+        if (result !== unchanged) {
+          changedAt ??= [];
+          changedTo ??= [];
+          changedAt.push(i);
+          changedTo.push(result);
         }
       }
-      at += length;
+      at = end;
     }
-    if (!changes) return raw;
-    const values: (Buffer | null)[] = [];
-    at = 7;
-    for (let i = 0; i < count; i++) {
-      const length = raw.readInt32BE(at);
-      at += 4;
-      if (changes.has(i)) values.push(changes.get(i)!);
-      else values.push(length < 0 ? null : raw.subarray(at, at + length));
-      if (length > 0) at += length;
-    }
-    return encodeDataRow(values);
+    if (!changedAt || !changedTo) return undefined;
+    return rebuildDataRow(raw.subarray(base, limit), count, changedAt, changedTo);
   }
 
+  /** The masked value of raw[start, end), null for NULL, or `unchanged`. */
   private maskValue(
     masker: Masker,
-    value: Buffer,
-    plan: ColumnPlan | undefined,
-    action: ColumnAction,
+    raw: Buffer,
+    start: number,
+    end: number,
+    plan: ColumnPlan,
     record: RequestRecord | undefined,
-  ): Buffer | null {
-    const textual = plan?.textual ?? false;
-    const rule = plan?.rule;
-    if (action === 'mask' && rule && plan?.binary && !textual) {
+  ): string | null | typeof unchanged {
+    const rule = plan.rule;
+    if (plan.action === 'mask' && rule && plan.binary && !plan.textual) {
       // A binary non-text value cannot carry a mask: it becomes NULL.
       const wouldMask = Object.fromEntries(rule.wouldMask.map((key) => [key, 1]));
       if (rule.audit) {
         this.addCounts(record, { counts: {}, wouldMask: { ...wouldMask, [rule.key]: 1 } });
-        return value;
+        return unchanged;
       }
       this.addCounts(record, { counts: { [rule.key]: 1 }, wouldMask });
       return null;
     }
-    const jsonb = plan?.jsonb ?? false;
-    const text = jsonb ? value.toString('utf8', 1) : value.toString('utf8');
-    const result = masker.mask(text, action === 'mask' ? rule : undefined);
-    this.addCounts(record, result);
-    if (result.value === text) return value;
+    const text = raw.toString('utf8', plan.jsonb ? start + 1 : start, end);
+    const result = masker.mask(text, plan.action === 'mask' ? rule : undefined);
+    if (record && (hasKeys(result.counts) || hasKeys(result.wouldMask))) this.addCounts(record, result);
+    if (result.value === text) return unchanged;
     // Masked text in a non-text column would not decode: send NULL instead.
-    if (!textual || action === 'lossy') return null;
-    const encoded = Buffer.from(result.value, 'utf8');
-    return jsonb ? Buffer.concat([value.subarray(0, 1), encoded]) : encoded;
+    if (!plan.textual || plan.action === 'lossy') return null;
+    // jsonb binary keeps its version byte (1).
+    return plan.jsonb ? `\u0001${result.value}` : result.value;
   }
 
   /** COPY TO STDOUT rows: detectors over each field (text format) or the whole line (CSV). */
@@ -1357,6 +1416,62 @@ export class PostgresSession {
     if (!this.masker) return raw;
     return encodeFields('N', this.maskFields(decodeFields(raw.subarray(5))));
   }
+}
+
+const unchanged: unique symbol = Symbol('unchanged');
+
+/** A column without a description: scanned, and NULL when anything is found. */
+const unknownColumn: ColumnPlan = { action: 'lossy', textual: false, binary: true, jsonb: false };
+
+/** A DataRow with some fields replaced (a string, written as UTF-8, or null), in one allocation. */
+function rebuildDataRow(
+  raw: Buffer,
+  count: number,
+  changedAt: number[],
+  changedTo: (string | null)[],
+): Buffer {
+  let size = raw.length;
+  let at = 7;
+  let next = 0;
+  for (let i = 0; i < count && next < changedAt.length; i++) {
+    const length = raw.readInt32BE(at);
+    at += 4 + Math.max(length, 0);
+    if (changedAt[next] === i) {
+      const value = changedTo[next++];
+      size +=
+        (value === null || value === undefined ? 0 : Buffer.byteLength(value, 'utf8')) - Math.max(length, 0);
+    }
+  }
+  const out = Buffer.allocUnsafe(size);
+  raw.copy(out, 0, 0, 7);
+  out.writeInt32BE(size - 1, 1);
+  let from = 7;
+  let to = 7;
+  next = 0;
+  for (let i = 0; i < count; i++) {
+    const length = raw.readInt32BE(from);
+    const fieldEnd = from + 4 + Math.max(length, 0);
+    if (changedAt[next] === i) {
+      const value = changedTo[next++];
+      if (value === null || value === undefined) {
+        out.writeInt32BE(-1, to);
+        to += 4;
+      } else {
+        const written = out.write(value, to + 4, 'utf8');
+        out.writeInt32BE(written, to);
+        to += 4 + written;
+      }
+    } else {
+      to += raw.copy(out, to, from, fieldEnd);
+    }
+    from = fieldEnd;
+  }
+  return out;
+}
+
+function hasKeys(object: Record<string, number> | undefined): boolean {
+  for (const _ in object) return true;
+  return false;
 }
 
 function randomKey(): { pid: number; secret: number } {

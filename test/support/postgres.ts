@@ -43,6 +43,8 @@ export interface PostgresServer {
   /** PEM of the CA that signed the server certificate (CN localhost, SANs localhost and 127.0.0.1). */
   ca?: string;
   url: string;
+  /** Directory of the server's Unix socket (trust authentication; setup and direct baselines). */
+  socketDir: string;
   /** Runs SQL as the superuser over the Unix socket (setup and inspection). */
   admin(sql: string, database?: string): Promise<pg.QueryResult>;
   /** Runs SQL as the application user over the Unix socket. */
@@ -219,6 +221,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     password,
     database,
     ...(ca !== undefined && { ca }),
+    socketDir,
     url: `postgresql://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
     admin,
     asUser,
@@ -344,8 +347,11 @@ export class RawClient {
     });
     socket.on('error', () => undefined);
   }
+  /** host may be a Unix socket directory (starts with /). */
   static async connect(host: string, port: number): Promise<RawClient> {
-    const socket = netConnect({ host, port });
+    const socket = host.startsWith('/')
+      ? netConnect({ path: `${host}/.s.PGSQL.${port}` })
+      : netConnect({ host, port });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
@@ -355,7 +361,8 @@ export class RawClient {
   /** Connects and completes startup (ignores the password: the enforcer never asks). */
   static async session(host: string, port: number, params: [string, string][] = []): Promise<RawClient> {
     const client = await RawClient.connect(host, port);
-    client.send(encodeStartup([['user', 'agent'], ['database', 'x'], ...params]));
+    const startup = new Map<string, string>([['user', 'agent'], ['database', 'x'], ...params]);
+    client.send(encodeStartup(startup));
     const frames = await client.until('Z');
     const error = frames.find((f) => f.type === 'E');
     if (error) throw new Error(`startup failed: ${error.fields?.get('M')}`);
