@@ -24,11 +24,30 @@ export function createTestCa(name = 'Airlock Test CA'): TestCa {
   try {
     openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key'], dir);
     openssl(
-      ['req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '2', '-subj', `/CN=${name}`, '-out', 'ca.crt',
-        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        'ca.key',
+        '-sha256',
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${name}`,
+        '-out',
+        'ca.crt',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
       dir,
     );
-    const ca = { cert: readFileSync(join(dir, 'ca.crt'), 'utf8'), key: readFileSync(join(dir, 'ca.key'), 'utf8') };
+    const ca = {
+      cert: readFileSync(join(dir, 'ca.crt'), 'utf8'),
+      key: readFileSync(join(dir, 'ca.key'), 'utf8'),
+    };
     return {
       ...ca,
       issue(commonName, names = { dns: ['localhost'], ip: ['127.0.0.1'] }) {
@@ -36,7 +55,10 @@ export function createTestCa(name = 'Airlock Test CA'): TestCa {
         try {
           writeFileSync(join(leaf, 'ca.crt'), ca.cert);
           writeFileSync(join(leaf, 'ca.key'), ca.key, { mode: 0o600 });
-          const sans = [...(names.dns ?? []).map((d) => `DNS:${d}`), ...(names.ip ?? []).map((i) => `IP:${i}`)];
+          const sans = [
+            ...(names.dns ?? []).map((d) => `DNS:${d}`),
+            ...(names.ip ?? []).map((i) => `IP:${i}`),
+          ];
           writeFileSync(
             join(leaf, 'ext.cnf'),
             [
@@ -48,13 +70,35 @@ export function createTestCa(name = 'Airlock Test CA'): TestCa {
             ].join('\n'),
           );
           openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'leaf.key'], leaf);
-          openssl(['req', '-new', '-key', 'leaf.key', '-subj', `/CN=${commonName}`, '-out', 'leaf.csr'], leaf);
           openssl(
-            ['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-sha256',
-              '-days', '2', '-extfile', 'ext.cnf', '-out', 'leaf.crt'],
+            ['req', '-new', '-key', 'leaf.key', '-subj', `/CN=${commonName}`, '-out', 'leaf.csr'],
             leaf,
           );
-          return { cert: readFileSync(join(leaf, 'leaf.crt'), 'utf8'), key: readFileSync(join(leaf, 'leaf.key'), 'utf8') };
+          openssl(
+            [
+              'x509',
+              '-req',
+              '-in',
+              'leaf.csr',
+              '-CA',
+              'ca.crt',
+              '-CAkey',
+              'ca.key',
+              '-CAcreateserial',
+              '-sha256',
+              '-days',
+              '2',
+              '-extfile',
+              'ext.cnf',
+              '-out',
+              'leaf.crt',
+            ],
+            leaf,
+          );
+          return {
+            cert: readFileSync(join(leaf, 'leaf.crt'), 'utf8'),
+            key: readFileSync(join(leaf, 'leaf.key'), 'utf8'),
+          };
         } finally {
           rmSync(leaf, { recursive: true, force: true });
         }
