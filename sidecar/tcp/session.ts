@@ -13,8 +13,11 @@ import {
 
 type Base = 'version' | 'id' | 'sessionId' | 'seq' | 'time' | 'connection' | 'identity' | 'type';
 
-/** A request event's own fields; exitStatus carries an SSH command's exit code or signal. */
-export type RequestFields = Omit<RequestEvent, Base> & { exitStatus?: number | string };
+/**
+ * A request event's own fields, plus two the event schema does not have yet: exitStatus (an SSH
+ * command's exit code or signal) and status (an HTTP response status).
+ */
+export type RequestFields = Omit<RequestEvent, Base> & { exitStatus?: number | string; status?: number };
 
 export class SessionRecorder {
   readonly id = randomUUID();

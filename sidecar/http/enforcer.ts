@@ -1,0 +1,637 @@
+// The HTTP enforcer. The agent speaks plain HTTP/1.1 to the listener; the enforcer normalizes
+// the path (and rejects ambiguous ones), decides the request, holds it for approval when a rule
+// says so, strips whatever credential the agent sent, injects the held one, and forwards over
+// http or https (verify-full by default). Responses are masked by the policies' detectors and
+// JSON paths while they stream: a JSON body up to a bound is parsed and masked value by value,
+// anything larger or textual is masked chunk by chunk (with a carry-over for split values).
+// Requests and responses are recorded, bodies up to a bound and summarized beyond it.
+import { randomUUID } from 'node:crypto';
+import {
+  createServer,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { type AddressInfo, isIP, type Socket } from 'node:net';
+import { Transform, type TransformCallback } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
+import { type Decision, decideHttp, denialMessage } from '../policy/decide.ts';
+import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
+import { MaskingTransform, StreamMasker } from '../ssh/output.ts';
+import { holdForApproval } from '../tcp/approval.ts';
+import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
+import { compileJsonPaths, type JsonPathRule, maskJson } from './json.ts';
+import { normalizeTarget } from './path.ts';
+
+export interface HttpEnforcerOptions extends EnforcerOptions {
+  /** Bodies up to this size are recorded whole; larger ones are summarized. */
+  maxRecordedBody?: number;
+  /** JSON bodies up to this size are parsed and masked value by value; larger ones stream. */
+  maxJsonBody?: number;
+}
+
+export const defaultMaxRecordedBody = 64 * 1024;
+export const defaultMaxJsonBody = 8 * 1024 * 1024;
+
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Content types whose bytes are not text: passed through unmasked. */
+const binaryType =
+  /^(image|audio|video|font)\/|^application\/(octet-stream|zip|gzip|x-gzip|x-tar|pdf|wasm|x-protobuf|protobuf|grpc)/i;
+
+interface Target {
+  secure: boolean;
+  agent: HttpAgent;
+  tls: { rejectUnauthorized: boolean; ca?: string; servername?: string };
+}
+
+export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer> {
+  const { connection } = options;
+  if (connection.protocol !== 'http')
+    throw new Error(`Connection ${connection.name} is not an http Connection`);
+  const secure = (connection.http?.scheme ?? 'https') === 'https';
+  const tlsOptions = {
+    rejectUnauthorized: connection.tls.mode !== 'require',
+    ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
+    ...((connection.tls.serverName ?? (isIP(connection.host) ? undefined : connection.host)) !==
+      undefined && {
+      servername: connection.tls.serverName ?? connection.host,
+    }),
+  };
+  const target: Target = {
+    secure,
+    agent: secure ? new HttpsAgent({ keepAlive: true, ...tlsOptions }) : new HttpAgent({ keepAlive: true }),
+    tls: tlsOptions,
+  };
+  const plan = compileMasking(connection.policies);
+  const jsonPaths = compileJsonPaths(connection.policies);
+  const sessions = new WeakMap<Socket, SessionRecorder>();
+  const sockets = new Set<Socket>();
+  const server = createServer({ keepAlive: true });
+  // Approval holds can be long; headers must still arrive promptly.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    const recorder = new SessionRecorder(connection, options.identity, options.events);
+    recorder.start({ address: socket.remoteAddress ?? '' });
+    sessions.set(socket, recorder);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      recorder.bytesIn = socket.bytesRead;
+      recorder.bytesOut = socket.bytesWritten;
+      recorder.end('closed');
+    });
+  });
+  const context: Context = { options, plan, jsonPaths, target, sessionApprovals: new Set() };
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const recorder = sessions.get(req.socket);
+    if (!recorder) {
+      res.destroy();
+      return;
+    }
+    handle(context, recorder, req, res).catch((error: Error) => {
+      recorder.error('internal', error.message);
+      if (!res.headersSent) problem(res, 502, 'Airlock could not complete the request', error.message);
+      else res.destroy();
+    });
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    const recorder = sessions.get(socket);
+    refuseUpgrade(context, recorder, req, socket);
+  });
+  server.on('clientError', (_error, socket: Socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    address: server.address() as AddressInfo,
+    close: () => closeServer(server, sockets, target),
+  };
+}
+
+async function closeServer(server: Server, sockets: Set<Socket>, target: Target): Promise<void> {
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+    for (const socket of sockets) socket.end();
+    setTimeout(() => {
+      for (const socket of sockets) socket.destroy();
+    }, 1000).unref();
+  });
+  target.agent.destroy();
+}
+
+interface Context {
+  options: HttpEnforcerOptions;
+  plan: MaskingPlan;
+  jsonPaths: JsonPathRule[];
+  target: Target;
+  sessionApprovals: Set<string>;
+}
+
+function problem(
+  res: ServerResponse,
+  status: number,
+  title: string,
+  detail: string,
+  extra: Record<string, unknown> = {},
+): void {
+  const body = JSON.stringify({
+    type: `https://airlock.dev/problems/${status === 403 ? 'denied' : status === 400 ? 'bad-request' : 'upstream'}`,
+    title,
+    status,
+    detail,
+    airlock: true,
+    ...extra,
+  });
+  res.writeHead(status, {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(body),
+    'x-airlock': 'enforced',
+  });
+  res.end(body);
+}
+
+/** Header names that carry the agent's credentials: never forwarded, never recorded. */
+function credentialHeaders(context: Context): Set<string> {
+  const names = new Set(['authorization', 'proxy-authorization', 'cookie']);
+  const header = context.options.connection.credentials.header;
+  if (header) names.add(header.toLowerCase());
+  return names;
+}
+
+function describeHeaders(headers: IncomingHttpHeaders, secret: Set<string>): string {
+  return Object.entries(headers)
+    .map(
+      ([name, value]) =>
+        `${name}: ${secret.has(name) || name === 'set-cookie' ? '[REDACTED]' : String(value)}`,
+    )
+    .join('\r\n');
+}
+
+function decisionFields(decision: Decision): Partial<RequestFields> {
+  return {
+    ...(decision.policy !== undefined && { policy: decision.policy }),
+    ...(decision.rule !== undefined && { rule: decision.rule }),
+    ...(decision.reasons.length > 0 && { reasons: decision.reasons }),
+    ...(decision.wouldHave.length > 0 && { wouldHave: decision.wouldHave }),
+  };
+}
+
+async function handle(
+  context: Context,
+  recorder: SessionRecorder,
+  req: IncomingMessage,
+  res: ServerResponse,
+) {
+  const started = Date.now();
+  const { connection } = context.options;
+  const method = (req.method ?? 'GET').toUpperCase();
+  const normalized = normalizeTarget(req.url ?? '');
+  const record = (fields: Partial<RequestFields> & Pick<RequestFields, 'outcome'>) =>
+    recorder.request({
+      text: `${method} ${normalized.ok ? normalized.path : redactText(context, req.url ?? '')}`,
+      kind: 'http',
+      durationMs: Date.now() - started,
+      ...fields,
+    });
+  if (!normalized.ok) {
+    problem(res, 400, 'Airlock rejected an ambiguous request path', normalized.reason);
+    record({ outcome: 'blocked', reasons: [normalized.reason], status: 400 });
+    req.resume();
+    return;
+  }
+  const decision = decideHttp(connection.policies, { method, path: normalized.path });
+  let fields = decisionFields(decision);
+  if (decision.action === 'deny') {
+    problem(res, 403, 'Denied by Airlock', denialMessage(decision, 'request'), {
+      policy: decision.policy,
+      rule: decision.rule,
+    });
+    record({ ...fields, outcome: 'blocked', status: 403 });
+    req.resume();
+    return;
+  }
+  let outcome: RequestFields['outcome'] = 'allowed';
+  if (decision.action === 'require-approval') {
+    const key = `${decision.policy}/${decision.rule}`;
+    if (context.sessionApprovals.has(key)) {
+      outcome = 'approved';
+      fields = { ...fields, approval: { request: 'session' } };
+    } else {
+      const approval = decision.approval ?? {
+        timeoutMs: 15 * 60_000,
+        scope: 'statement' as const,
+        approvers: { groups: [], users: [] },
+      };
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      const result = await holdForApproval(
+        context.options.approvals,
+        {
+          sessionId: recorder.id,
+          connection: connection.name,
+          policy: decision.policy ?? '',
+          rule: decision.rule ?? '',
+          text: `${method} ${normalized.path}`,
+          reasons: decision.reasons,
+          timeoutMs: approval.timeoutMs,
+          scope: approval.scope,
+          approvers: approval.approvers,
+        },
+        gone.signal,
+      );
+      fields = {
+        ...fields,
+        approval: {
+          request: randomUUID(),
+          ...(result.decidedBy !== undefined && { decidedBy: result.decidedBy }),
+        },
+      };
+      if (!result.approved) {
+        const expired = result.outcome === 'expired';
+        if (!res.destroyed) {
+          problem(
+            res,
+            403,
+            expired ? 'Not approved in time' : 'Denied by an approver',
+            `airlock: request ${expired ? 'not approved in time' : `denied${result.decidedBy ? ` by ${result.decidedBy}` : ''}`} (AccessPolicy "${decision.policy}" rule "${decision.rule}")${result.reason ? `: ${result.reason}` : ''}`,
+            { policy: decision.policy, rule: decision.rule },
+          );
+        }
+        record({ ...fields, outcome: expired ? 'expired' : 'denied', status: 403 });
+        req.resume();
+        return;
+      }
+      if (approval.scope === 'session') context.sessionApprovals.add(key);
+      outcome = 'approved';
+    }
+  }
+  await forward(
+    context,
+    recorder,
+    req,
+    res,
+    `${normalized.path}${normalized.query}`,
+    (status, masked, wouldMask, error) => {
+      const count = Object.values(masked).reduce((a, b) => a + b, 0);
+      record({
+        ...fields,
+        outcome: error ? 'error' : count > 0 && outcome === 'allowed' ? 'masked' : outcome,
+        ...(count > 0 && { masked }),
+        ...(Object.keys(wouldMask).length > 0 && {
+          wouldHave: [
+            ...(fields.wouldHave ?? []),
+            ...Object.entries(wouldMask).map(([key, n]) => ({
+              action: 'mask',
+              policy: key.split('/')[0] ?? key,
+              reason: `${n} value(s) would be masked (${key})`,
+            })),
+          ],
+        }),
+        ...(status !== undefined && { status }),
+        ...(error && { error }),
+      });
+    },
+  );
+}
+
+function redactText(context: Context, text: string): string {
+  return context.plan.hasScanners ? context.plan.maskText(text).value : text;
+}
+
+/** Body recording: the first maxRecordedBody bytes, then a summary of the rest. */
+class BodyRecord {
+  private readonly limit: number;
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  total = 0;
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+  add(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.kept >= this.limit) return;
+    const part = chunk.subarray(0, this.limit - this.kept);
+    this.chunks.push(Buffer.from(part));
+    this.kept += part.length;
+  }
+  text(contentType: string | undefined): string {
+    if (this.total === 0) return '';
+    if (contentType && binaryType.test(contentType)) return `[${this.total} bytes of ${contentType}]`;
+    const head = Buffer.concat(this.chunks).toString('utf8');
+    return this.total > this.kept
+      ? `${head}\n[... ${this.total - this.kept} more bytes, ${this.total} in all]`
+      : head;
+  }
+}
+
+type Done = (
+  status: number | undefined,
+  masked: Record<string, number>,
+  wouldMask: Record<string, number>,
+  error?: { code: string; message: string },
+) => void;
+
+async function forward(
+  context: Context,
+  recorder: SessionRecorder,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  done: Done,
+): Promise<void> {
+  const { connection } = context.options;
+  const secret = credentialHeaders(context);
+  const maxRecorded = context.options.maxRecordedBody ?? defaultMaxRecordedBody;
+  const masking = context.plan.hasScanners || context.jsonPaths.length > 0;
+  const headers: OutgoingHttpHeaders = {};
+  const connectionTokens = String(req.headers.connection ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim());
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || hopByHop.has(name) || connectionTokens.includes(name) || secret.has(name))
+      continue;
+    // The enforcer already answered the agent's Expect: 100-continue; the body follows at once.
+    if (name === 'host' || name === 'expect') continue;
+    headers[name] = value;
+  }
+  headers.host =
+    connection.port === (context.target.secure ? 443 : 80)
+      ? connection.host
+      : `${connection.host}:${connection.port}`;
+  if (req.headers['transfer-encoding']) headers['transfer-encoding'] = 'chunked';
+  // Compressed responses cannot be scanned: ask for identity (and decode if the target ignores it).
+  if (masking) headers['accept-encoding'] = 'identity';
+  const credentials = connection.credentials;
+  if (credentials.token) headers.authorization = `Bearer ${credentials.token}`;
+  else if (credentials.header && credentials.value !== undefined)
+    headers[credentials.header.toLowerCase()] = credentials.value;
+
+  const requestBody = new BodyRecord(maxRecorded);
+  req.on('data', (chunk: Buffer) => requestBody.add(chunk));
+  const send = context.target.secure ? httpsRequest : httpRequest;
+  const upstream = send({
+    host: connection.host,
+    port: connection.port,
+    method: req.method,
+    path,
+    headers,
+    agent: context.target.agent,
+    ...(context.target.secure && context.target.tls),
+  });
+  let finished = false;
+  const finish: Done = (...args) => {
+    if (finished) return;
+    finished = true;
+    done(...args);
+  };
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
+  upstream.on('error', (error: Error & { code?: string }) => {
+    const message = `${connection.host}:${connection.port}: ${error.message}`;
+    if (!res.headersSent) problem(res, 502, 'Airlock could not reach the target', message);
+    else res.destroy();
+    finish(undefined, {}, {}, { code: error.code ?? 'upstream', message });
+  });
+  upstream.on('response', (response: IncomingMessage) => {
+    recordExchange(recorder, context, req, path, requestBody, secret);
+    const status = response.statusCode ?? 502;
+    const outHeaders: OutgoingHttpHeaders = {};
+    const responseTokens = String(response.headers.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((t) => t.trim());
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (value === undefined || hopByHop.has(name) || responseTokens.includes(name)) continue;
+      outHeaders[name] = value;
+    }
+    const contentType = String(response.headers['content-type'] ?? '');
+    const encoding = String(response.headers['content-encoding'] ?? 'identity').toLowerCase();
+    const responseBody = new BodyRecord(maxRecorded);
+    const recordResponse = () =>
+      recorder.data(
+        'output',
+        `HTTP/1.1 ${status}\r\n${describeHeaders(response.headers, secret)}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
+      );
+    let source: NodeJS.ReadableStream = response;
+    const shouldMask =
+      masking && !binaryType.test(contentType) && method(req) !== 'HEAD' && status !== 204 && status !== 304;
+    if (shouldMask && encoding !== 'identity') {
+      const decoder =
+        encoding === 'gzip' || encoding === 'x-gzip'
+          ? createGunzip()
+          : encoding === 'deflate'
+            ? createInflate()
+            : encoding === 'br'
+              ? createBrotliDecompress()
+              : undefined;
+      if (!decoder) {
+        response.resume();
+        problem(res, 502, 'Airlock cannot mask this response', `unsupported content-encoding ${encoding}`);
+        finish(502, {}, {}, { code: 'content-encoding', message: encoding });
+        return;
+      }
+      response.pipe(decoder);
+      source = decoder;
+      delete outHeaders['content-encoding'];
+    }
+    if (!shouldMask) {
+      res.writeHead(status, outHeaders);
+      response.on('data', (chunk: Buffer) => responseBody.add(chunk));
+      response.pipe(res);
+      response.on('end', () => {
+        recordResponse();
+        finish(status, {}, {});
+      });
+      response.on('error', () => res.destroy());
+      return;
+    }
+    delete outHeaders['content-length'];
+    const maxJson = context.options.maxJsonBody ?? defaultMaxJsonBody;
+    const isJson = /^application\/(.+\+)?json\b/i.test(contentType);
+    const transform = isJson ? new JsonMasking(context, maxJson) : new TextMasking(context);
+    transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
+    res.writeHead(status, outHeaders);
+    source.pipe(transform).pipe(res);
+    transform.on('end', () => {
+      recordResponse();
+      finish(status, transform.counts(), transform.wouldMask());
+    });
+    transform.on('error', (error: Error) => {
+      res.destroy();
+      finish(status, transform.counts(), transform.wouldMask(), { code: 'mask', message: error.message });
+    });
+    source.on('error', (error: Error) => transform.destroy(error));
+  });
+  req.pipe(upstream);
+}
+
+function method(req: IncomingMessage): string {
+  return (req.method ?? 'GET').toUpperCase();
+}
+
+function recordExchange(
+  recorder: SessionRecorder,
+  context: Context,
+  req: IncomingMessage,
+  path: string,
+  body: BodyRecord,
+  secret: Set<string>,
+): void {
+  recorder.data(
+    'input',
+    `${method(req)} ${redactText(context, path)} HTTP/${req.httpVersion}\r\n${describeHeaders(req.headers, secret)}\r\n\r\n${redactText(context, body.text(req.headers['content-type']))}`,
+  );
+}
+
+interface Counting {
+  counts(): Record<string, number>;
+  wouldMask(): Record<string, number>;
+}
+
+/** Text bodies: detectors chunk by chunk, with the masker's carry-over for split values. */
+class TextMasking extends MaskingTransform implements Counting {
+  constructor(context: Context) {
+    super(new StreamMasker((text) => context.plan.maskText(text)), { idleMs: 1000 });
+  }
+  counts() {
+    return this.masker.counts;
+  }
+  wouldMask() {
+    return this.masker.wouldMask;
+  }
+}
+
+/**
+ * JSON bodies: held up to maxJson bytes, then parsed and masked value by value (detectors and
+ * JSON paths). A larger body, or one that does not parse, falls back to streaming text masking.
+ */
+class JsonMasking extends Transform implements Counting {
+  private readonly context: Context;
+  private readonly maxJson: number;
+  private held: Buffer[] = [];
+  private size = 0;
+  private streaming: StreamMasker | undefined;
+  private readonly total: Record<string, number> = {};
+  private readonly would: Record<string, number> = {};
+
+  constructor(context: Context, maxJson: number) {
+    super();
+    this.context = context;
+    this.maxJson = maxJson;
+  }
+
+  counts() {
+    return this.streaming ? merge(this.total, this.streaming.counts) : this.total;
+  }
+  wouldMask() {
+    return this.streaming ? merge(this.would, this.streaming.wouldMask) : this.would;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.streaming) {
+      this.push(this.streaming.push(chunk));
+      callback();
+      return;
+    }
+    this.held.push(chunk);
+    this.size += chunk.length;
+    if (this.size > this.maxJson) {
+      // Too large to hold: stream it through the detectors instead (JSON paths cannot apply).
+      this.streaming = new StreamMasker((text) => this.context.plan.maskText(text));
+      const text = this.streaming.push(Buffer.concat(this.held));
+      this.held = [];
+      this.push(text);
+    }
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.streaming) {
+      this.push(this.streaming.flush(true));
+      callback();
+      return;
+    }
+    const raw = Buffer.concat(this.held).toString('utf8');
+    let document: unknown;
+    try {
+      document = JSON.parse(raw);
+    } catch {
+      const masker = new StreamMasker((text) => this.context.plan.maskText(text));
+      this.streaming = masker;
+      this.push(masker.push(Buffer.from(raw)) + masker.flush(true));
+      callback();
+      return;
+    }
+    const result = maskJson(document, this.context.plan, this.context.jsonPaths);
+    merge(this.total, result.counts);
+    merge(this.would, result.wouldMask);
+    const changed = Object.keys(result.counts).length > 0;
+    this.push(changed ? JSON.stringify(result.value) : raw);
+    callback();
+  }
+}
+
+function merge(into: Record<string, number>, from: Record<string, number>): Record<string, number> {
+  for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+  return into;
+}
+
+/**
+ * WebSocket and other upgrades carry frames that no rule can check and no detector can mask:
+ * there is no policy field to allow them yet, so they are refused.
+ */
+function refuseUpgrade(
+  context: Context,
+  recorder: SessionRecorder | undefined,
+  req: IncomingMessage,
+  socket: Socket,
+): void {
+  const normalized = normalizeTarget(req.url ?? '');
+  const body = JSON.stringify({
+    type: 'https://airlock.dev/problems/denied',
+    title: 'Denied by Airlock',
+    status: 403,
+    detail: `airlock: protocol upgrade (${String(req.headers.upgrade ?? '')}) is not allowed through Airlock`,
+    airlock: true,
+  });
+  socket.end(
+    `HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  recorder?.request({
+    text: `${method(req)} ${normalized.ok ? normalized.path : redactText(context, req.url ?? '')}`,
+    kind: 'http-upgrade',
+    outcome: 'blocked',
+    reasons: [`upgrade to ${String(req.headers.upgrade ?? '')} is not allowed`],
+    durationMs: 0,
+    status: 403,
+  });
+}

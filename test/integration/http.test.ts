@@ -1,0 +1,400 @@
+// The HTTP enforcer between curl and a real node:http / https target.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
+import { createCertificateAuthority } from '../../operator/pki.ts';
+import type { DataEvent, RequestEvent, SessionEvent } from '../../sidecar/audit/event.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
+import { serveHttp } from '../../sidecar/http/enforcer.ts';
+import { policy } from '../../sidecar/policy/fixtures.ts';
+import { customer, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
+import { temporaryDirectory } from '../support/process.ts';
+import { requires } from '../support/tools.ts';
+
+class ScriptedApprovals implements Approvals {
+  readonly requests: ApprovalRequest[] = [];
+  decide: (request: ApprovalRequest) => ApprovalResult | 'never' = () => 'never';
+  request(request: ApprovalRequest, signal?: AbortSignal): Promise<ApprovalResult> {
+    this.requests.push(request);
+    const answer = this.decide(request);
+    if (answer !== 'never') return new Promise((resolve) => setTimeout(() => resolve(answer), 50));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ approved: false, outcome: 'expired' }), request.timeoutMs);
+      signal?.addEventListener('abort', () => clearTimeout(timer));
+    });
+  }
+}
+
+interface Curl {
+  code: number | null;
+  status: number;
+  body: string;
+  headers: string;
+  stderr: string;
+}
+
+/** curl with -s; appends the status code on its own last line. */
+function curl(args: string[], timeoutMs = 60_000): Promise<Curl> {
+  return new Promise((resolve, reject) => {
+    // Headers go to a file: curl 7.88 crashes writing them to /dev/stderr when that is a pipe.
+    const headerFile = join(tmpdir(), `airlock-curl-${randomUUID()}`);
+    const child = spawn('curl', ['-s', '-S', '-D', headerFile, '-w', '\n%{http_code}', ...args]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const cut = stdout.lastIndexOf('\n');
+      let headers = '';
+      try {
+        headers = readFileSync(headerFile, 'utf8');
+        rmSync(headerFile, { force: true });
+      } catch {}
+      resolve({
+        code,
+        status: Number(stdout.slice(cut + 1)),
+        body: stdout.slice(0, cut),
+        headers,
+        stderr,
+      });
+    });
+  });
+}
+
+describe('HTTP enforcer', requires('curl'), () => {
+  let upstream: HttpUpstream;
+  let enforcer: Enforcer | undefined;
+  const events: SessionEvent[] = [];
+  const approvals = new ScriptedApprovals();
+
+  before(async () => {
+    upstream = await startHttpUpstream();
+  });
+  after(async () => {
+    await enforcer?.close();
+    await upstream?.close();
+  });
+
+  function connection(policies: BundlePolicy[], overrides: Partial<BundleConnection> = {}): BundleConnection {
+    return {
+      name: 'billing-api',
+      namespace: 'default',
+      protocol: 'http',
+      host: '127.0.0.1',
+      port: upstream.port,
+      tls: { mode: 'verify-full' },
+      credentials: { token: 'held-token-s3cret' },
+      http: { scheme: 'http' },
+      policies,
+      ...overrides,
+    };
+  }
+
+  async function enforce(
+    policies: BundlePolicy[],
+    overrides: Partial<BundleConnection> = {},
+  ): Promise<string> {
+    await enforcer?.close();
+    events.length = 0;
+    approvals.requests.length = 0;
+    upstream.requests.length = 0;
+    enforcer = await serveHttp({
+      connection: connection(policies, overrides),
+      identity: { namespace: 'default', serviceAccount: 'agent' },
+      listen: { host: '127.0.0.1', port: 0 },
+      events: { emit: (event) => events.push(event) },
+      approvals,
+    });
+    return `http://127.0.0.1:${enforcer.address.port}`;
+  }
+
+  const requests = () => events.filter((e): e is RequestEvent => e.type === 'request');
+  async function settled(count = 1): Promise<void> {
+    for (let i = 0; i < 100 && requests().length < count; i++) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  const pii = policy({
+    name: 'api-agents',
+    masking: [
+      { name: 'pii', detectors: ['credit-card', 'email'], strategy: 'redact', indirectUse: 'deny' },
+      { name: 'names', jsonPaths: ['$.customer.name'], strategy: 'partial', indirectUse: 'deny' },
+    ],
+    rules: [
+      {
+        name: 'no-admin',
+        action: 'deny',
+        message: 'admin endpoints are off limits',
+        http: { paths: ['/admin', '/admin/**'] },
+      },
+      { name: 'no-deletes', action: 'deny', http: { methods: ['DELETE'] } },
+      {
+        name: 'approve-deploys',
+        action: 'require-approval',
+        http: { methods: ['POST'], paths: ['/deploy/**'] },
+        approval: { approvers: { users: ['carol'] }, timeout: '1s', scope: 'statement' },
+      },
+    ],
+  });
+
+  it('injects the held credential and strips the agent’s', async () => {
+    const base = await enforce([pii]);
+    const result = await curl([
+      `${base}/whoami`,
+      '-H',
+      'Authorization: Bearer agent-own-token',
+      '-H',
+      'Cookie: session=agent',
+      '-H',
+      'Proxy-Authorization: Basic eA==',
+    ]);
+    assert.equal(result.status, 200);
+    const seen = upstream.requests[0]!;
+    assert.equal(seen.headers.authorization, 'Bearer held-token-s3cret');
+    assert.equal(seen.headers.cookie, undefined);
+    assert.equal(seen.headers['proxy-authorization'], undefined);
+    assert.equal(seen.headers.host, `127.0.0.1:${upstream.port}`);
+    await settled();
+    const recorded = JSON.stringify(events);
+    assert.ok(!recorded.includes('held-token-s3cret'), 'the held credential is never recorded');
+    assert.ok(!recorded.includes('agent-own-token'), "the agent's credential is never recorded");
+
+    // A custom header credential replaces the agent's copy of that header.
+    const custom = await enforce([pii], { credentials: { header: 'X-Api-Key', value: 'held-key' } });
+    await curl([`${custom}/whoami`, '-H', 'X-Api-Key: agent-key']);
+    assert.equal(upstream.requests[0]?.headers['x-api-key'], 'held-key');
+    assert.equal(upstream.requests[0]?.headers.authorization, undefined);
+  });
+
+  it('masks JSON responses by detectors and JSON paths', async () => {
+    const base = await enforce([pii]);
+    const result = await curl([`${base}/data`, '-H', 'Accept-Encoding: gzip']);
+    assert.equal(result.status, 200);
+    const body = JSON.parse(result.body);
+    assert.equal(body.customer.email, '[REDACTED:email]');
+    assert.equal(body.customer.card, '[REDACTED:credit-card]');
+    assert.equal(body.customer.name, '*****');
+    assert.equal(body.customer.tier, 'gold');
+    assert.equal(body.count, customer.count);
+    assert.ok(!result.body.includes('4111'));
+    await settled();
+    const [request] = requests();
+    assert.equal(request?.text, 'GET /data');
+    assert.equal(request?.outcome, 'masked');
+    assert.ok(Object.values(request?.masked ?? {}).reduce((a, b) => a + b, 0) >= 4);
+    const output = events.filter((e): e is DataEvent => e.type === 'data' && e.stream === 'output');
+    assert.ok(output.length === 1 && !output[0]!.data.includes('4111111111111111'));
+  });
+
+  it('denies by method and path on the normalized path, with a problem document', async () => {
+    const base = await enforce([pii]);
+    for (const path of [
+      '/admin',
+      '/admin/x',
+      '/admin/../admin/x',
+      '/%61dmin/x',
+      '//admin/x',
+      '/x/../admin/users',
+    ]) {
+      const result = await curl(['--path-as-is', `${base}${path}`]);
+      assert.equal(result.status, 403, path);
+      assert.match(result.headers, /content-type: application\/problem\+json/i);
+      const problem = JSON.parse(result.body);
+      assert.equal(problem.policy, 'api-agents');
+      assert.equal(problem.rule, 'no-admin');
+      assert.match(
+        problem.detail,
+        /airlock: request denied by AccessPolicy "api-agents" rule "no-admin": admin endpoints are off limits/,
+      );
+    }
+    const del = await curl(['-X', 'DELETE', `${base}/orders/1`]);
+    assert.equal(del.status, 403);
+    assert.equal(JSON.parse(del.body).rule, 'no-deletes');
+    for (const path of ['/admin%2fx', '/admin%2Fx', '/%2e%2e/admin', '/a%5cadmin', '/a%00']) {
+      const result = await curl(['--path-as-is', `${base}${path}`]);
+      assert.equal(result.status, 400, path);
+    }
+    assert.equal(upstream.requests.length, 0, 'nothing denied reaches the target');
+    const ok = await curl(['--path-as-is', `${base}/orders/./1`]);
+    assert.equal(ok.status, 200);
+    assert.equal(upstream.requests[0]?.url, '/orders/1', 'the target gets the normalized path');
+  });
+
+  it('holds a request for approval: approved, denied, expired', async () => {
+    const base = await enforce([pii]);
+    approvals.decide = () => ({ approved: true, outcome: 'approved', decidedBy: 'carol' });
+    let result = await curl(['-X', 'POST', '--data', 'v=1', `${base}/deploy/web`]);
+    assert.equal(result.status, 200);
+    assert.equal(upstream.requests.length, 1);
+    assert.equal(approvals.requests[0]?.text, 'POST /deploy/web');
+    assert.deepEqual(approvals.requests[0]?.approvers, { groups: [], users: ['carol'] });
+
+    approvals.decide = () => ({ approved: false, outcome: 'denied', decidedBy: 'carol' });
+    result = await curl(['-X', 'POST', '--data', 'v=2', `${base}/deploy/web`]);
+    assert.equal(result.status, 403);
+    assert.match(JSON.parse(result.body).detail, /denied by carol/);
+
+    approvals.decide = () => 'never';
+    result = await curl(['-X', 'POST', '--data', 'v=3', `${base}/deploy/web`]);
+    assert.equal(result.status, 403);
+    assert.equal(JSON.parse(result.body).title, 'Not approved in time');
+    assert.equal(upstream.requests.length, 1, 'only the approved request reached the target');
+    await settled(3);
+    assert.deepEqual(
+      requests().map((r) => r.outcome),
+      ['approved', 'denied', 'expired'],
+    );
+    assert.equal(requests()[0]?.approval?.decidedBy, 'carol');
+  });
+
+  it('keeps the agent connection alive across requests', async () => {
+    const base = await enforce([pii]);
+    const result = await curl(['-v', `${base}/a`, `${base}/b`, `${base}/text`]);
+    assert.equal(result.code, 0);
+    assert.match(result.stderr, /Re-using existing connection|Reusing existing/i);
+    await settled(3);
+    assert.equal(events.filter((e) => e.type === 'session.start').length, 1);
+    assert.match(result.body, /card \[REDACTED:credit-card\] and mail \[REDACTED:email\]/);
+  });
+
+  it('masks a value split across slow chunks', async () => {
+    const base = await enforce([pii]);
+    const result = await curl([`${base}/slow`]);
+    assert.equal(result.status, 200);
+    assert.equal(result.body, 'start [REDACTED:credit-card] end\n');
+  });
+
+  it('streams a 50 MB body with bounded memory, masking as it goes', async () => {
+    const base = await enforce([pii]);
+    const dir = await temporaryDirectory('http-big');
+    try {
+      const file = join(dir.path, 'big.txt');
+      const baseline = process.memoryUsage();
+      let peak = 0;
+      const sampler = setInterval(() => {
+        const now = process.memoryUsage();
+        peak = Math.max(peak, now.heapUsed + now.arrayBuffers - baseline.heapUsed - baseline.arrayBuffers);
+      }, 20);
+      const result = await curl(['-o', file, `${base}/big?mb=50`]);
+      clearInterval(sampler);
+      assert.equal(result.status, 200);
+      const size = statSync(file).size;
+      assert.ok(size > 50 * 1024 * 1024, `received ${size} bytes`);
+      const text = readFileSync(file, 'latin1');
+      assert.equal(text.indexOf('4111111111111111'), -1);
+      const masked = text.split('[REDACTED:credit-card]').length - 1;
+      assert.ok(masked > 500, `${masked} values masked`);
+      assert.ok(peak < 64 * 1024 * 1024, `peak memory growth ${Math.round(peak / 1048576)} MiB`);
+      await settled();
+      const output = events.find((e): e is DataEvent => e.type === 'data' && e.stream === 'output');
+      assert.ok(output && output.data.length < 100 * 1024, 'the recorded body is summarized');
+      assert.match(output.data, /more bytes/);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('streams a large request body to the target', async () => {
+    const base = await enforce([pii]);
+    const dir = await temporaryDirectory('http-upload');
+    try {
+      const file = join(dir.path, 'upload.bin');
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(file, Buffer.alloc(8 * 1024 * 1024, 7));
+      const result = await curl([
+        '-X',
+        'PUT',
+        '--data-binary',
+        `@${file}`,
+        '-H',
+        'Content-Type: application/octet-stream',
+        `${base}/echo`,
+      ]);
+      assert.equal(result.status, 200);
+      assert.equal(JSON.parse(result.body).bytes, 8 * 1024 * 1024);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('refuses WebSocket upgrades', async () => {
+    const base = await enforce([policy({ name: 'api-agents' })]);
+    const result = await curl([
+      '--http1.1',
+      '-H',
+      'Connection: Upgrade',
+      '-H',
+      'Upgrade: websocket',
+      '-H',
+      'Sec-WebSocket-Version: 13',
+      '-H',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      `${base}/socket`,
+    ]);
+    assert.equal(result.status, 403);
+    assert.match(result.body, /upgrade/);
+    assert.equal(upstream.requests.length, 0);
+  });
+
+  describe('https target', () => {
+    let secure: HttpUpstream;
+    let ca: string;
+    before(async () => {
+      const authority = await createCertificateAuthority('Airlock Test CA');
+      const leaf = await authority.issue({
+        commonName: 'billing.internal',
+        dnsNames: ['billing.internal', 'localhost'],
+        ipAddresses: ['127.0.0.1'],
+        usage: 'server',
+      });
+      ca = authority.certificate;
+      secure = await startHttpUpstream({ cert: leaf.certificate, key: leaf.privateKey });
+    });
+    after(async () => {
+      await secure?.close();
+    });
+
+    it('verifies the target against the Connection CA and server name', async () => {
+      let base = await enforce([pii], {
+        port: secure.port,
+        http: { scheme: 'https' },
+        tls: { mode: 'verify-full', ca, serverName: 'billing.internal' },
+      });
+      let result = await curl([`${base}/data`]);
+      assert.equal(result.status, 200);
+      assert.equal(JSON.parse(result.body).customer.card, '[REDACTED:credit-card]');
+      assert.equal(secure.requests.at(-1)?.headers.authorization, 'Bearer held-token-s3cret');
+
+      // Without the CA the certificate does not verify: 502, nothing sent.
+      const before = secure.requests.length;
+      base = await enforce([pii], {
+        port: secure.port,
+        http: { scheme: 'https' },
+        tls: { mode: 'verify-full' },
+      });
+      result = await curl([`${base}/data`]);
+      assert.equal(result.status, 502);
+      assert.equal(secure.requests.length, before);
+
+      // A wrong server name fails too.
+      base = await enforce([pii], {
+        port: secure.port,
+        http: { scheme: 'https' },
+        tls: { mode: 'verify-full', ca, serverName: 'other.internal' },
+      });
+      result = await curl([`${base}/data`]);
+      assert.equal(result.status, 502);
+    });
+  });
+});

@@ -1,0 +1,97 @@
+// A real HTTP (or HTTPS) target for tests: records what reaches it and serves fixed routes,
+// including large and slow bodies written with backpressure.
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  bodyBytes: number;
+}
+
+export interface HttpUpstream {
+  port: number;
+  requests: SeenRequest[];
+  close(): Promise<void>;
+}
+
+export const customer = {
+  customer: { name: 'Alice', email: 'alice@example.com', card: '4111111111111111', tier: 'gold' },
+  note: 'card on file 4111 1111 1111 1111',
+  count: 3,
+};
+
+async function writeAll(res: ServerResponse, chunk: string | Buffer): Promise<void> {
+  if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, bodyBytes: number): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://upstream');
+  switch (url.pathname) {
+    case '/data':
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(customer));
+      return;
+    case '/text':
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('card 4111111111111111 and mail bob@example.org\n');
+      return;
+    case '/big': {
+      // Megabytes of text lines, a card number in every 1000th line.
+      const megabytes = Number(url.searchParams.get('mb') ?? '50');
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const line = `${'x'.repeat(99)}\n`;
+      const block = line.repeat(1000 - 1) + `card 4111111111111111${'y'.repeat(78)}\n`;
+      const blocks = Math.ceil((megabytes * 1024 * 1024) / block.length);
+      for (let i = 0; i < blocks; i++) await writeAll(res, block);
+      res.end();
+      return;
+    }
+    case '/slow': {
+      // A card number split across chunks written 150 ms apart.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      for (const part of ['start ', '4111 1111', ' 1111 1111', ' end\n']) {
+        await writeAll(res, part);
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      res.end();
+      return;
+    }
+    case '/echo':
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ method: req.method, bytes: bodyBytes }));
+      return;
+    default:
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ method: req.method, path: url.pathname }));
+  }
+}
+
+export async function startHttpUpstream(tls?: { cert: string; key: string }): Promise<HttpUpstream> {
+  const requests: SeenRequest[] = [];
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    req.on('end', () => {
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes: bytes });
+      route(req, res, bytes).catch(() => res.destroy());
+    });
+  };
+  const server = tls
+    ? createHttpsServer({ cert: tls.cert, key: tls.key }, handler)
+    : createHttpServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
