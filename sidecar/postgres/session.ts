@@ -173,6 +173,15 @@ interface RequestRecord {
   emitted?: boolean;
 }
 
+interface Gate {
+  outcome: Outcome;
+  /** Set when the request must not run: the message of the error the client gets. */
+  error?: string;
+  /** SQLSTATE of that error; 42501 when omitted. */
+  code?: string;
+  approval?: { request: string; decidedBy?: string };
+}
+
 type ColumnAction = 'skip' | 'text' | 'lossy' | 'mask';
 interface ColumnPlan {
   action: ColumnAction;
@@ -231,6 +240,8 @@ export class PostgresSession {
   /** SQL-level PREPAREd statements by name, to decide EXECUTE name on what it runs. */
   private readonly sqlPrepared = new Map<string, SqlStatementInfo>();
   private readonly sessionApprovals = new Set<string>();
+  /** Set while a statement waits for approval. */
+  private cancelHold: (() => void) | undefined;
 
   // Server-side protocol state.
   private readonly pending: Pending[] = [];
@@ -629,6 +640,10 @@ export class PostgresSession {
     this.key = randomKey();
     const upstreamKey = upstream.backendKey;
     this.options.cancels.register(this.key.pid, this.key.secret, async () => {
+      if (this.cancelHold) {
+        this.cancelHold();
+        return;
+      }
       if (upstreamKey) {
         const { cancelUpstream } = await import('./upstream.ts');
         await cancelUpstream(target, upstreamKey.pid, upstreamKey.secret);
@@ -706,9 +721,12 @@ export class PostgresSession {
   private effectiveAnalysis(analysis: SqlAnalysisResult): SqlAnalysisResult {
     if (!analysis.ok) return analysis;
     const extra: SqlStatementInfo[] = [];
+    const prepared = new Map(this.sqlPrepared);
     for (const statement of analysis.statements) {
+      // PREPARE and EXECUTE may come in the same query string.
+      if (statement.prepared) prepared.set(statement.prepared.name, statement.prepared.inner);
       if (statement.executes === undefined) continue;
-      const inner = this.sqlPrepared.get(statement.executes);
+      const inner = prepared.get(statement.executes);
       if (inner !== undefined) extra.push(inner);
     }
     return extra.length > 0 ? { ok: true, statements: [...analysis.statements, ...extra] } : analysis;
@@ -745,7 +763,7 @@ export class PostgresSession {
     analysis: SqlAnalysisResult,
     verdict: Verdict,
     started: number,
-    gate: { outcome: Outcome; error?: string; approval?: { request: string; decidedBy?: string } },
+    gate: Gate,
   ): void {
     const statements = analysis.ok && analysis.statements.length > 0 ? analysis.statements : undefined;
     const records: RequestRecord[] = (statements ?? [{ text, kind: undefined }]).map((s) => ({
@@ -764,12 +782,12 @@ export class PostgresSession {
       const first = records[0]!;
       records.splice(1);
       first.text = text;
-      first.error = { code: deniedSqlState, message: gate.error };
+      first.error = { code: gate.code ?? deniedSqlState, message: gate.error };
       this.pending.push({
         kind: 'query',
         records,
         index: 0,
-        replaceError: errorResponse(deniedSqlState, gate.error),
+        replaceError: errorResponse(gate.code ?? deniedSqlState, gate.error),
       });
       this.writeUpstream(query(poisonQuery));
       return;
@@ -824,10 +842,7 @@ export class PostgresSession {
   }
 
   /** Applies a verdict: resolves to an error message when the request must not run. */
-  private async gate(
-    verdict: Verdict,
-    text: string,
-  ): Promise<{ outcome: Outcome; error?: string; approval?: { request: string; decidedBy?: string } }> {
+  private async gate(verdict: Verdict, text: string): Promise<Gate> {
     if (verdict.action === 'allow') return { outcome: 'allowed' };
     if (verdict.action === 'deny') {
       const message = this.engine.denialMessage(verdict);
@@ -852,7 +867,12 @@ export class PostgresSession {
     const expired = new Promise<'expired'>((resolve) => {
       timer = setTimeout(() => resolve('expired'), timeoutMs);
     });
+    // A CancelRequest for this session ends the wait, as it would end a running statement.
+    const cancelled = new Promise<'cancelled'>((resolve) => {
+      this.cancelHold = () => resolve('cancelled');
+    });
     const result = await Promise.race([
+      cancelled,
       approvals
         .request({
           connection: this.options.connection.name,
@@ -868,7 +888,17 @@ export class PostgresSession {
           reason: `approval failed: ${(error as Error).message}`,
         })),
       expired,
-    ]).finally(() => clearTimeout(timer));
+    ]).finally(() => {
+      clearTimeout(timer);
+      this.cancelHold = undefined;
+    });
+    if (result === 'cancelled') {
+      return {
+        outcome: 'error',
+        code: '57014',
+        error: 'canceling statement due to user request (it was waiting for approval)',
+      };
+    }
     if (result === 'expired') {
       return {
         outcome: 'expired',
@@ -936,12 +966,12 @@ export class PostgresSession {
           this.startExecute(frame, portal, record);
           return;
         }
-        record.error = { code: deniedSqlState, message: gate.error };
+        record.error = { code: gate.code ?? deniedSqlState, message: gate.error };
         this.pending.push({
           kind: 'execute',
           portal,
           record,
-          replaceError: errorResponse(deniedSqlState, gate.error),
+          replaceError: errorResponse(gate.code ?? deniedSqlState, gate.error),
         });
         // Executing a portal that does not exist fails without side effects.
         const poison = Buffer.from(`E\0\0\0\0airlock-denied-${randomUUID()}\0\0\0\0\0`, 'latin1');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import pg from 'pg';
 import type { RequestEvent } from '../../sidecar/audit/event.ts';
-import { query } from '../../sidecar/postgres/messages.ts';
+import { encodeCancelRequest, query } from '../../sidecar/postgres/messages.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals } from '../../sidecar/postgres/session.ts';
 import {
   type PostgresServer,
@@ -182,5 +182,40 @@ describe('approvals', () => {
     (await approvals.next()).decide({ approved: false, decidedBy: 'alice' });
     await assert.rejects(again, { code: '42501' });
     await d.end();
+  });
+});
+
+describe('approvals and cancel', () => {
+  test('a CancelRequest ends the wait with 57014, and the statement does not run', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    const running = assert.rejects(c.query('DELETE FROM t WHERE id = 5'), { code: '57014' });
+    await approvals.next();
+    const key = c as unknown as { processID: number; secretKey: number };
+    const cancel = await RawClient.connect(enforcer.host, enforcer.port);
+    cancel.send(encodeCancelRequest(key.processID, key.secretKey));
+    await running;
+    assert.equal(await count(), 5);
+    assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
+    await c.end();
+  });
+
+  test('PREPARE and EXECUTE: EXECUTE is held like the statement it runs', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    // Preparing it is held too (the policy sees the DELETE inside); approve that.
+    const preparing = c.query('PREPARE wipe AS DELETE FROM t');
+    (await approvals.next()).decide({ approved: true, decidedBy: 'alice' });
+    await preparing;
+    const running = assert.rejects(c.query('EXECUTE wipe'), { code: '42501' });
+    const held = await approvals.next();
+    assert.equal(held.req.rule, 'hold-deletes');
+    held.decide({ approved: false });
+    await running;
+    const same = assert.rejects(c.query('PREPARE wipe2 AS DELETE FROM t; EXECUTE wipe2'), { code: '42501' });
+    (await approvals.next()).decide({ approved: false });
+    await same;
+    assert.equal(await count(), 5);
+    await c.end();
   });
 });
