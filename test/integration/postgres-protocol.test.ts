@@ -398,3 +398,48 @@ describe('malformed and oversized frames', () => {
     raw.close();
   });
 });
+
+describe('robustness', () => {
+  test('random bytes after startup never take the enforcer down', async () => {
+    const fc = (await import('fast-check')).default;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 1, maxLength: 300 }),
+        fc.boolean(),
+        async (bytes, afterStartup) => {
+          const raw = afterStartup
+            ? await RawClient.session(enforcer.host, enforcer.port)
+            : await RawClient.connect(enforcer.host, enforcer.port);
+          raw.send(Buffer.from(bytes));
+          // Either the session answers or closes; give it a moment, then drop it.
+          await Promise.race([
+            raw.until('never', 2000).catch(() => []),
+            new Promise((r) => setTimeout(r, 100)),
+          ]);
+          raw.close();
+        },
+      ),
+      { numRuns: 60 },
+    );
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    raw.send(query('SELECT 1'));
+    assert.equal(types(await raw.until('Z')), 'T D C Z');
+    raw.close();
+  });
+
+  test('a client that stops reading holds the stream back, then gets every row', async () => {
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    raw.socket.pause();
+    raw.send(query('SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 200000) g'));
+    await new Promise((r) => setTimeout(r, 1000));
+    raw.socket.resume();
+    let rows = 0;
+    for (;;) {
+      const frame = await raw.next(30_000);
+      if (!frame || frame.type === 'Z') break;
+      if (frame.type === 'D') rows++;
+    }
+    assert.equal(rows, 200_000);
+    raw.close();
+  });
+});
