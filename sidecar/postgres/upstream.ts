@@ -147,7 +147,7 @@ export async function openChannel(target: UpstreamTarget, timeoutMs = 10_000): P
       });
       tcp.pause();
       if (answer.length !== 1) {
-        // Bytes after 'S' would be accepted as if they came over TLS (CVE-2021-23214).
+        // Bytes after 'S' would be accepted as if they came over TLS (CVE-2021-23222).
         throw new UpstreamError('upstream-tls', 'server sent unencrypted data after the SSL response');
       }
       if (answer[0] !== 0x53) throw new UpstreamError('upstream-tls', 'server does not support TLS');
