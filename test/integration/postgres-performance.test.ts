@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FrameReader } from '../../sidecar/postgres/frames.ts';
 import { query as queryMessage } from '../../sidecar/postgres/messages.ts';
+import { loadPolicyEngine } from '../../sidecar/postgres/policy.ts';
 import { servePostgres } from '../../sidecar/postgres/server.ts';
 import { connectionFor, type PostgresServer, policy, RawClient, startPostgres } from '../support/postgres.ts';
 
@@ -23,9 +24,20 @@ const masking = [
 
 /** Child mode: serve one enforcer and report its port, RSS on request. */
 async function child(): Promise<void> {
-  const config = JSON.parse(process.env.AIRLOCK_PERF_CHILD!) as { server: PostgresServer; mask: boolean };
+  const config = JSON.parse(process.env.AIRLOCK_PERF_CHILD!) as {
+    server: PostgresServer;
+    mask: boolean | 'noop';
+  };
+  const policies = [policy('p', config.mask ? { masking } : {})];
+  const engine = await loadPolicyEngine(policies);
+  if (config.mask === 'noop' && engine.masker) {
+    // The enforcer's own cost: every value decoded and offered to a masker that finds nothing.
+    const nothing = { counts: {}, wouldMask: {} };
+    engine.masker.mask = (value) => ({ value, ...nothing });
+  }
   const enforcer = await servePostgres({
-    connection: connectionFor(config.server, [policy('p', config.mask ? { masking } : {})]),
+    engine,
+    connection: connectionFor(config.server, policies),
     identity: { namespace: 'default', serviceAccount: 'perf' },
     events: { emit: () => undefined },
   });
@@ -58,7 +70,7 @@ interface Child {
   stop(): void;
 }
 
-async function spawnEnforcer(server: PostgresServer, mask: boolean): Promise<Child> {
+async function spawnEnforcer(server: PostgresServer, mask: boolean | 'noop'): Promise<Child> {
   const { admin: _a, asUser: _u, logs: _l, stop: _s, ...plain } = server;
   // --liftoff-only: V8's optimizing tier for the SQL parser's WASM costs hundreds of MB of
   // RSS while it compiles (see the report); the sidecar runs with it too.
@@ -140,8 +152,9 @@ if (process.env.AIRLOCK_PERF_CHILD) {
     test('masked stream within 1.3x of direct, memory flat', { timeout: 600_000 }, async () => {
       const plainChild = await spawnEnforcer(server, false);
       const maskChild = await spawnEnforcer(server, true);
+      const noopChild = await spawnEnforcer(server, 'noop');
       try {
-        const results: Record<string, number[]> = { direct: [], plain: [], masked: [] };
+        const results: Record<string, number[]> = { direct: [], plain: [], noop: [], masked: [] };
         const direct = [
           ['user', server.user],
           ['database', server.database],
@@ -150,6 +163,7 @@ if (process.env.AIRLOCK_PERF_CHILD) {
         for (let i = 0; i < 3; i++) {
           results.direct!.push((await stream(server.socketDir, server.port, direct)).ms);
           results.plain!.push((await stream('127.0.0.1', plainChild.port)).ms);
+          results.noop!.push((await stream('127.0.0.1', noopChild.port)).ms);
           const masked = await stream('127.0.0.1', maskChild.port);
           assert.equal(masked.rows, rows);
           sample = masked.sample;
@@ -159,6 +173,7 @@ if (process.env.AIRLOCK_PERF_CHILD) {
         const base = Math.min(...results.direct!);
         const plain = Math.min(...results.plain!);
         const masked = Math.min(...results.masked!);
+        const noop = Math.min(...results.noop!);
         console.log(
           JSON.stringify({
             rows,
@@ -166,6 +181,7 @@ if (process.env.AIRLOCK_PERF_CHILD) {
             plainMs: Math.round(plain),
             maskedMs: Math.round(masked),
             plainRatio: plain / base,
+            noopScanRatio: noop / base,
             maskedRatio: masked / base,
             idleRssMB: maskChild.idleRss / 1e6,
             peakRssMB: stats.peak / 1e6,
@@ -179,6 +195,7 @@ if (process.env.AIRLOCK_PERF_CHILD) {
       } finally {
         plainChild.stop();
         maskChild.stop();
+        noopChild.stop();
       }
     });
   });
