@@ -2,7 +2,9 @@
 // and `airlock local` choose an enforcer.
 import type { Enforcer, EnforcerOptions } from './enforcer.ts';
 import { servePostgres } from './postgres/server.ts';
+import { serveHttp } from './http/enforcer.ts';
 import { serveSsh } from './ssh/enforcer.ts';
+import { serveTcp } from './tcp/enforcer.ts';
 
 export async function serveConnection(options: EnforcerOptions): Promise<Enforcer> {
   const { connection, listen } = options;
@@ -34,7 +36,9 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
     }
     case 'ssh':
       return serveSsh(options);
-    default:
-      throw new Error(`the ${connection.protocol} enforcer is not available yet`);
+    case 'http':
+      return serveHttp(options);
+    case 'tcp':
+      return serveTcp(options);
   }
 }
