@@ -45,6 +45,10 @@ export interface RequestEvent extends EventBase {
   wouldHave?: { action: string; policy: string; rule?: string; reason: string }[];
   approval?: { request: string; decidedBy?: string };
   rows?: number;
+  /** Exit status of an SSH command. */
+  exitStatus?: number | string;
+  /** HTTP response status. */
+  status?: number;
   /** Masked value counts by masking rule and detector or column. */
   masked?: Record<string, number>;
   durationMs: number;

@@ -13,11 +13,8 @@ import {
 
 type Base = 'version' | 'id' | 'sessionId' | 'seq' | 'time' | 'connection' | 'identity' | 'type';
 
-/**
- * A request event's own fields, plus two the event schema does not have yet: exitStatus (an SSH
- * command's exit code or signal) and status (an HTTP response status).
- */
-export type RequestFields = Omit<RequestEvent, Base> & { exitStatus?: number | string; status?: number };
+/** A request event's own fields: what a session knows, before the recorder adds the rest. */
+export type RequestFields = Omit<RequestEvent, Base>;
 
 export class SessionRecorder {
   readonly id = randomUUID();
