@@ -92,6 +92,13 @@ async function main(): Promise<void> {
           },
           { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace } },
           { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'agent', namespace } },
+          { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench-plain' } },
+          {
+            apiVersion: 'v1',
+            kind: 'ServiceAccount',
+            metadata: { name: 'default', namespace: 'bench-plain' },
+          },
+          { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'agent', namespace: 'bench-plain' } },
         ],
       }),
     });
@@ -122,11 +129,11 @@ async function main(): Promise<void> {
       cert: Buffer.from(user.certData!, 'base64'),
       key: Buffer.from(user.keyData!, 'base64'),
     });
-    const createPod = (): Promise<{ initContainers: number }> =>
+    const createPod = (target = namespace): Promise<{ initContainers: number }> =>
       new Promise((resolve, reject) => {
-        const body = JSON.stringify(pod());
+        const body = JSON.stringify({ ...pod(), metadata: { ...pod().metadata, namespace: target } });
         const req = request(
-          `${cluster.url}/api/v1/namespaces/${namespace}/pods`,
+          `${cluster.url}/api/v1/namespaces/${target}/pods`,
           {
             method: 'POST',
             agent,
@@ -217,6 +224,26 @@ async function main(): Promise<void> {
       }
     }
 
+    // Side by side under the same background load, at the same total rate: the webhook
+    // registered, pods alternate between the opted-in namespace (injected) and a namespace
+    // the webhook's namespaceSelector leaves out (the webhook is not called).
+    optOut = false;
+    await register(true);
+    const interleaved = { plain: [] as number[], injected: [] as number[] };
+    {
+      const started = performance.now();
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < 2 * rate * seconds; i++) {
+        const wait = started + (i * 1000) / rate - performance.now();
+        if (wait > 0) await sleep(wait);
+        const [target, into] =
+          i % 2 === 0 ? ['bench-plain', interleaved.plain] : [namespace, interleaved.injected];
+        const t0 = performance.now();
+        pending.push(createPod(target).then(() => void into.push(performance.now() - t0)));
+      }
+      await Promise.all(pending);
+    }
+
     const stats = (xs: number[]) => {
       const sorted = [...xs].sort((a, b) => a - b);
       return [50, 90, 99].map((p) => percentile(sorted, p)).concat(sorted.at(-1)!);
@@ -244,6 +271,15 @@ async function main(): Promise<void> {
         row('with webhook, pod injected', injectedStats),
         row('added: call only (opted out)', added(skipped)),
         row('added: injected', added(injectedStats)),
+        '',
+        `interleaved, webhook registered, ${rate} pods/s alternating (${interleaved.plain.length} pods each)`,
+        row('namespace not selected', stats(interleaved.plain)),
+        row('namespace selected, injected', stats(interleaved.injected)),
+        row(
+          'added: injected',
+          stats(interleaved.injected).map((x, i) => x - stats(interleaved.plain)[i]!),
+        ),
+        '',
         `webhook server time (mean): injected ${serverMean('injected')}, skipped ${serverMean('skipped')}`,
         `goal: added p99 <= 20 ms when injected: ${added(injectedStats)[2]! <= 20 ? 'met' : 'NOT met'}`,
       ].join('\n'),
