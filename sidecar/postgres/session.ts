@@ -78,6 +78,8 @@ export interface ApprovalRequest {
   reasons: string[];
   timeoutMs: number;
   scope: 'statement' | 'session';
+  /** Aborted when the enforcer stops waiting (client cancelled or went away). */
+  signal?: AbortSignal;
 }
 
 export interface ApprovalResult {
@@ -156,6 +158,8 @@ const opaqueTypes = new Set([
 ]);
 
 const poisonQuery = 'AIRLOCK DENIED';
+/** Client bytes read ahead while a message waits. */
+const readAheadLimit = 1024 * 1024;
 const deniedSqlState = '42501';
 
 /** One statement or message and what happened to it; becomes a RequestEvent. */
@@ -331,7 +335,8 @@ export class PostgresSession {
     socket.on('data', (chunk: Buffer) => {
       this.bytesIn += chunk.length;
       this.clientReader.push(chunk);
-      this.pumpClient();
+      if (this.clientBusy) this.flowClient();
+      else this.pumpClient();
     });
     socket.on('drain', () => {
       this.serverBlocked = false;
@@ -360,7 +365,11 @@ export class PostgresSession {
 
   private flowClient(): void {
     if (this.closed) return;
-    if (this.clientBusy || this.clientBlocked) this.client.pause();
+    // While a message waits (upstream connect, approval), keep reading a little ahead so that
+    // a client that goes away is noticed; beyond that, stop reading.
+    if (this.clientBlocked || (this.clientBusy && this.clientReader.buffered > readAheadLimit))
+      this.client.pause();
+    else if (this.clientBusy) this.client.resume();
     else {
       this.client.resume();
       if (this.clientReader.buffered > 0) queueMicrotask(() => this.pumpClient());
@@ -426,6 +435,7 @@ export class PostgresSession {
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.cancelHold?.();
     if (this.key.pid) this.options.cancels.unregister(this.key.pid, this.key.secret);
     const upstream = this.upstream?.socket;
     if (upstream && !upstream.destroyed) {
@@ -868,6 +878,7 @@ export class PostgresSession {
       timer = setTimeout(() => resolve('expired'), timeoutMs);
     });
     // A CancelRequest for this session ends the wait, as it would end a running statement.
+    const withdrawn = new AbortController();
     const cancelled = new Promise<'cancelled'>((resolve) => {
       this.cancelHold = () => resolve('cancelled');
     });
@@ -882,6 +893,7 @@ export class PostgresSession {
           reasons: verdict.reasons ?? [],
           timeoutMs,
           scope,
+          signal: withdrawn.signal,
         })
         .catch((error: unknown) => ({
           approved: false,
@@ -892,6 +904,7 @@ export class PostgresSession {
       clearTimeout(timer);
       this.cancelHold = undefined;
     });
+    if (result === 'cancelled' || result === 'expired') withdrawn.abort();
     if (result === 'cancelled') {
       return {
         outcome: 'error',

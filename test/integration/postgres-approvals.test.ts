@@ -219,3 +219,19 @@ describe('approvals and cancel', () => {
     await c.end();
   });
 });
+
+describe('approvals and disconnects', () => {
+  test('a client that goes away while held withdraws the request; nothing runs', async () => {
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    raw.send(query('DELETE FROM t WHERE id = 1'));
+    const held = await approvals.next();
+    assert.equal(held.req.signal?.aborted, false);
+    raw.close();
+    const deadline = Date.now() + 5000;
+    while (!held.req.signal?.aborted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(held.req.signal?.aborted, true);
+    held.decide({ approved: true, decidedBy: 'alice' });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await count(), 5);
+  });
+});
