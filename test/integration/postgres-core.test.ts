@@ -264,3 +264,43 @@ describe('postgres enforcer: statements', () => {
     );
   });
 });
+
+describe('postgres enforcer: audit mode and asynchronous messages', () => {
+  test('audit mode lets a DROP through and records what would have happened', async () => {
+    await server.asUser('CREATE TABLE scratch (id int)');
+    const audit = await startEnforcer(server, [{ ...rules, name: 'dry-run', mode: 'audit' }]);
+    try {
+      const c = client({ port: audit.port });
+      await c.connect();
+      await c.query('DROP TABLE scratch');
+      await c.end();
+      await new Promise((r) => setTimeout(r, 50));
+      const event = audit.events.find(
+        (e): e is RequestEvent => e.type === 'request' && e.text === 'DROP TABLE scratch',
+      );
+      assert.equal(event?.outcome, 'allowed');
+      assert.ok(
+        event?.wouldHave?.some((w) => w.action === 'deny' && w.policy === 'dry-run' && w.rule === 'no-drop'),
+        JSON.stringify(event),
+      );
+      const { rows } = await server.asUser("SELECT to_regclass('scratch') IS NULL AS gone");
+      assert.equal(rows[0].gone, true);
+    } finally {
+      await audit.close();
+    }
+  });
+
+  test('ParameterStatus changes reach the client at any time', async () => {
+    const c = client();
+    await c.connect();
+    const seen: [string, string][] = [];
+    (c as unknown as { connection: NodeJS.EventEmitter }).connection.on(
+      'parameterStatus',
+      (m: { parameterName: string; parameterValue: string }) =>
+        seen.push([m.parameterName, m.parameterValue]),
+    );
+    await c.query("SET application_name = 'renamed-agent'");
+    assert.deepEqual(seen, [['application_name', 'renamed-agent']]);
+    await c.end();
+  });
+});
