@@ -7,7 +7,8 @@ import type { EventSink } from './audit/event.ts';
 import type { Approvals } from './enforcer.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
 
-export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]... [--health-listen HOST:PORT]`;
+export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...
+       [--health-port 15021] [--metrics-port 15020] [--spool-dir DIR]`;
 
 /** Session events as JSON log lines, one per event, on stdout. */
 export const jsonLogSink: EventSink = {
@@ -40,7 +41,9 @@ export async function runSidecar(args: string[]): Promise<number> {
         'token-file': { type: 'string' },
         'ca-file': { type: 'string' },
         listen: { type: 'string', multiple: true },
-        'health-listen': { type: 'string' },
+        'health-port': { type: 'string', default: '15021' },
+        'metrics-port': { type: 'string', default: '15020' },
+        'spool-dir': { type: 'string' },
       },
     }).values;
     for (const required of ['control-api', 'token-file', 'ca-file'] as const) {
@@ -71,21 +74,27 @@ export async function runSidecar(args: string[]): Promise<number> {
       this.set(sidecar.bundle ? 1 : 0);
     },
   });
-  const [healthHost, healthPort] = (values['health-listen'] ?? '0.0.0.0:15021').split(/:(?=\d+$)/);
-  const health = createServer(async (req, res) => {
+  const health = createServer((req, res) => {
     if (req.url === '/healthz') res.end('ok\n');
     else if (req.url === '/readyz') {
       res.writeHead(sidecar.bundle ? 200 : 503);
       res.end(sidecar.bundle ? 'ready\n' : 'no policy bundle yet\n');
-    } else if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': registry.contentType });
-      res.end(await registry.metrics());
     } else {
       res.writeHead(404);
       res.end();
     }
   });
-  health.listen(Number(healthPort), healthHost);
+  const metrics = createServer(async (req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': registry.contentType });
+    res.end(await registry.metrics());
+  });
+  health.listen(Number(values['health-port']));
+  metrics.listen(Number(values['metrics-port']));
   await sidecar.start();
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
@@ -94,5 +103,6 @@ export async function runSidecar(args: string[]): Promise<number> {
   logger.info('draining');
   await sidecar.stop();
   health.close();
+  metrics.close();
   return 0;
 }

@@ -382,7 +382,7 @@ function sidecarContainer(connections: CapturedConnection[], options: InjectionO
     '--metrics-port',
     String(metricsPort),
   ];
-  for (const c of connections) args.push('--listen', `${c.name}=${c.vip}:${c.port}`);
+  for (const c of connections) args.push('--listen', `${c.name}=${c.vip}:${c.port}/${c.protocol}`);
   const field = (fieldPath: string) => ({ valueFrom: { fieldRef: { fieldPath } } });
   return {
     name: sidecarContainerName,

@@ -217,7 +217,7 @@ describe('sidecar injection on a real kube-apiserver', requires('etcd', 'kube-ap
     const [capture, sidecar] = init as [(typeof init)[0], (typeof init)[0]];
     assert.equal(sidecar.restartPolicy, 'Always');
     assert.deepEqual(sidecar.command, ['airlock', 'sidecar']);
-    assert.ok(sidecar.args!.join(' ').includes('--listen orders-db=240.240.0.1:5432'));
+    assert.ok(sidecar.args!.join(' ').includes('--listen orders-db=240.240.0.1:5432/postgres'));
     assert.deepEqual(capture.securityContext?.capabilities, { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] });
     assert.equal(capture.securityContext?.runAsUser, 0);
     assert.equal(capture.securityContext?.runAsNonRoot, false);
