@@ -30,7 +30,9 @@ export async function runSidecar(args: string[]): Promise<number> {
     'token-file'?: string;
     'ca-file'?: string;
     listen?: string[];
-    'health-listen'?: string;
+    'health-port'?: string;
+    'metrics-port'?: string;
+    'spool-dir'?: string;
   };
   let listen: ReturnType<typeof parseListen>[];
   try {
