@@ -3,6 +3,7 @@
 // state machine can be read (and tested) on its own.
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { type Decision, decideSql, denialMessage } from '../policy/decide.ts';
+import { detectorScanners } from '../policy/detectors.ts';
 import { type ColumnMask, compileMasking } from '../policy/masking.ts';
 import { analyzeSql, loadSqlParser, type SqlAnalysis, type SqlStatement } from '../policy/sql.ts';
 
@@ -31,6 +32,11 @@ export interface Masker {
   scans: boolean;
   /** Column rules exist, so result columns must be resolved to table columns. */
   columns: boolean;
+  /**
+   * No scanner matches text shorter than this (characters); a value with fewer UTF-8 bytes is
+   * skipped without decoding it.
+   */
+  minScanLength: number;
   columnRule(ref: ColumnRef): ColumnMask | undefined;
   mask(value: string, column?: ColumnMask): MaskResult;
 }
@@ -44,6 +50,15 @@ export interface PolicyEngine {
   enforcing: boolean;
 }
 
+function minScanLength(policies: BundlePolicy[]): number {
+  let min = Number.POSITIVE_INFINITY;
+  for (const rule of policies.flatMap((p) => p.masking)) {
+    if ((rule.patterns?.length ?? 0) > 0) return 1;
+    for (const detector of rule.detectors ?? []) min = Math.min(min, detectorScanners[detector].minLength);
+  }
+  return Number.isFinite(min) ? Math.max(1, min) : 1;
+}
+
 /** Builds the engine for one Connection's policies from sidecar/policy/. */
 export async function loadPolicyEngine(policies: BundlePolicy[]): Promise<PolicyEngine> {
   await loadSqlParser();
@@ -55,6 +70,7 @@ export async function loadPolicyEngine(policies: BundlePolicy[]): Promise<Policy
     masker: plan && {
       scans: plan.hasScanners,
       columns: plan.hasColumns,
+      minScanLength: minScanLength(policies),
       columnRule: (ref) => plan.columnRule(ref),
       mask: (value, column) => plan.maskText(value, column),
     },

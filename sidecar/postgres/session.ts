@@ -244,6 +244,9 @@ export class PostgresSession {
   /** SQL-level PREPAREd statements by name, to decide EXECUTE name on what it runs. */
   private readonly sqlPrepared = new Map<string, SqlStatementInfo>();
   private readonly sessionApprovals = new Set<string>();
+  /** The DataRow being masked, decoded once when it is ASCII. */
+  private rowText: string | undefined;
+  private rowAscii: boolean | undefined;
   /** Set while a statement waits for approval. */
   private cancelHold: (() => void) | undefined;
 
@@ -1364,6 +1367,10 @@ export class PostgresSession {
     let at = base + 7;
     let changedAt: number[] | undefined;
     let changedTo: (string | null)[] | undefined;
+    // An ASCII row is decoded once, and its fields are substrings: one native call per row
+    // instead of one per value.
+    this.rowText = undefined;
+    this.rowAscii = undefined;
     for (let i = 0; i < count; i++) {
       if (at + 4 > limit) throw new ProtocolViolation('DataRow shorter than its fields');
       const length = (raw[at]! << 24) | (raw[at + 1]! << 16) | (raw[at + 2]! << 8) | raw[at + 3]!;
@@ -1372,8 +1379,8 @@ export class PostgresSession {
       const end = at + length;
       if (end > limit) throw new ProtocolViolation('DataRow field beyond the message');
       const plan = layout?.[i] ?? unknownColumn;
-      if (plan.action !== 'skip') {
-        const result = this.maskValue(masker, raw, at, end, plan, record);
+      if (plan.action === 'mask' || (plan.action !== 'skip' && length >= masker.minScanLength)) {
+        const result = this.maskValue(masker, raw, base + 7, limit, at, end, plan, record);
         if (result !== unchanged) {
           changedAt ??= [];
           changedTo ??= [];
@@ -1391,6 +1398,8 @@ export class PostgresSession {
   private maskValue(
     masker: Masker,
     raw: Buffer,
+    fieldsStart: number,
+    limit: number,
     start: number,
     end: number,
     plan: ColumnPlan,
@@ -1407,7 +1416,15 @@ export class PostgresSession {
       this.addCounts(record, { counts: { [rule.key]: 1 }, wouldMask });
       return null;
     }
-    const text = raw.toString('utf8', plan.jsonb ? start + 1 : start, end);
+    const from = plan.jsonb ? start + 1 : start;
+    if (this.rowAscii === undefined) this.rowAscii = isAscii(raw, fieldsStart, limit);
+    let text: string;
+    if (this.rowAscii) {
+      this.rowText ??= raw.toString('latin1', fieldsStart, limit);
+      text = this.rowText.substring(from - fieldsStart, end - fieldsStart);
+    } else {
+      text = raw.toString('utf8', from, end);
+    }
     const result = masker.mask(text, plan.action === 'mask' ? rule : undefined);
     if (record && (hasKeys(result.counts) || hasKeys(result.wouldMask))) this.addCounts(record, result);
     if (result.value === text) return unchanged;
@@ -1510,6 +1527,11 @@ function rebuildDataRow(
     from = fieldEnd;
   }
   return out;
+}
+
+function isAscii(bytes: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i]! > 0x7f) return false;
+  return true;
 }
 
 function hasKeys(object: Record<string, number> | undefined): boolean {

@@ -205,6 +205,14 @@ describe('postgres enforcer: masking', () => {
     assert.match(binary.stderr, /binary COPY/);
   });
 
+  test('non-ASCII rows are decoded as UTF-8', async () => {
+    const { rows } = await query(enforcer, {
+      text: "SELECT 'Zoë ☃' AS name, 'café ' || email AS note, 'naïve' AS plain FROM customers WHERE id = $1",
+      values: [1],
+    });
+    assert.deepEqual(rows[0], { name: 'Zoë ☃', note: 'café [REDACTED:email]', plain: 'naïve' });
+  });
+
   test('unmasked tables pass through unchanged', async () => {
     const { rows } = await query(enforcer, { text: 'SELECT id, word FROM plain ORDER BY id', values: [] });
     assert.equal(rows.length, 10);
