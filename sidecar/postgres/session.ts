@@ -238,6 +238,8 @@ export class PostgresSession {
 
   // Client-side protocol state.
   private skipUntilSync = false;
+  /** Extended-protocol messages forwarded since the last Sync (an implicit transaction is open). */
+  private unsynced = false;
   private readonly statements = new Map<string, PreparedStatement>();
   private readonly portals = new Map<string, string>();
   private readonly describedPortals = new Set<string>();
@@ -706,6 +708,7 @@ export class PostgresSession {
       }
       case 'S':
         this.skipUntilSync = false;
+        this.unsynced = false;
         this.forward(frame, { kind: 'sync' });
         return undefined;
       case 'H':
@@ -726,6 +729,7 @@ export class PostgresSession {
   }
 
   private forward(frame: Frame, entry?: Pending): void {
+    if (entry && entry.kind !== 'sync' && entry.kind !== 'query') this.unsynced = true;
     if (entry) this.pending.push(entry);
     this.writeUpstream(frame.raw);
   }
@@ -874,7 +878,10 @@ export class PostgresSession {
       };
     }
     let timeoutMs = verdict.approval?.timeoutMs ?? this.options.defaultApprovalMs ?? 15 * 60_000;
-    if (this.status !== 'I') timeoutMs = Math.min(timeoutMs, this.options.transactionHoldMs ?? 60_000);
+    // An open transaction (explicit, or the implicit one of an unsynced extended-protocol
+    // group) holds locks and a snapshot upstream while we wait: bound the wait.
+    if (this.status !== 'I' || this.unsynced)
+      timeoutMs = Math.min(timeoutMs, this.options.transactionHoldMs ?? 60_000);
     const scope = verdict.approval?.scope ?? 'statement';
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'expired'>((resolve) => {

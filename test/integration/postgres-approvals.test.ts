@@ -102,6 +102,8 @@ describe('approvals', () => {
     const running = c.query({ text: 'DELETE FROM t WHERE id = $1', values: [2] });
     const held = await approvals.next();
     assert.equal(held.req.text, 'DELETE FROM t WHERE id = $1');
+    // Parse and Bind already opened an implicit transaction upstream: the wait is capped.
+    assert.equal(held.req.timeoutMs, 500);
     held.decide({ approved: false, decidedBy: 'alice', reason: 'not today' });
     await assert.rejects(running, (error: pg.DatabaseError) => {
       assert.equal(error.code, '42501');
