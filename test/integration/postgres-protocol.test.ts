@@ -443,3 +443,33 @@ describe('robustness', () => {
     raw.close();
   });
 });
+
+describe('large messages and lost servers', () => {
+  test('a 2 MB query split across many chunks works', async () => {
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    const literal = 'x'.repeat(2 * 1024 * 1024);
+    raw.send(query(`SELECT length('${literal}')`));
+    const frames = await raw.until('Z');
+    assert.equal(types(frames), 'T D C Z');
+    assert.deepEqual(dataRowValues(frames[1]!.body), [String(literal.length)]);
+    raw.close();
+  });
+
+  test('a server that ends the session: the client gets its FATAL and the session ends', async () => {
+    const c = new pg.Client(enforcer.client);
+    const errors: Error[] = [];
+    c.on('error', (e) => errors.push(e));
+    await c.connect();
+    const { rows } = await c.query('SELECT pg_backend_pid() AS pid');
+    const ended = new Promise<void>((resolve) => c.on('end', () => resolve()));
+    await server.admin(`SELECT pg_terminate_backend(${rows[0].pid})`);
+    await ended;
+    assert.ok(
+      errors.some((e) => /terminat/.test(e.message)),
+      errors.map((e) => e.message).join('; '),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    const end = enforcer.events.filter((e) => e.type === 'session.end').at(-1);
+    assert.ok(end && end.type === 'session.end' && /server closed/.test(end.reason));
+  });
+});
