@@ -1,17 +1,17 @@
-// Runs the adversarial corpus (corpus.ts) against prod-db-agents.
+// Runs the adversarial corpora (corpus.ts) against their policies (fixtures.ts).
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { corpus } from './corpus.ts';
+import type { BundlePolicy } from '../../api/bundle.ts';
+import { corpus, type Expect, schemaCorpus } from './corpus.ts';
 import { decideSql } from './decide.ts';
-import { prodPolicy } from './fixtures.ts';
+import { prodPolicy, schemaPolicy } from './fixtures.ts';
 import { analyzeSql, loadSqlParser } from './sql.ts';
 
-describe('adversarial SQL corpus against prod-db-agents', () => {
-  before(() => loadSqlParser());
-  for (const [sql, expected] of corpus) {
+function runCorpus(policy: BundlePolicy, rows: [string, Expect][]): void {
+  for (const [sql, expected] of rows) {
     it(`${expected.action}${expected.rule ? ` (${expected.rule})` : ''}: ${JSON.stringify(sql).slice(0, 100)}`, () => {
       const analysis = analyzeSql(sql);
-      const decision = decideSql([prodPolicy], analysis);
+      const decision = decideSql([policy], analysis);
       assert.equal(decision.action, expected.action, JSON.stringify({ decision, analysis }));
       assert.equal(decision.rule, expected.rule);
       if (expected.action === 'deny') assert.ok(decision.reasons.length > 0);
@@ -24,6 +24,16 @@ describe('adversarial SQL corpus against prod-db-agents', () => {
       }
     });
   }
+}
+
+describe('schema-qualified rules against unqualified names (search_path)', () => {
+  before(() => loadSqlParser());
+  runCorpus(schemaPolicy, schemaCorpus);
+});
+
+describe('adversarial SQL corpus against prod-db-agents', () => {
+  before(() => loadSqlParser());
+  runCorpus(prodPolicy, corpus);
 
   it('parse failures name the parser error', () => {
     const decision = decideSql([prodPolicy], analyzeSql('DR/**/OP TABLE t'));

@@ -204,3 +204,47 @@ export const corpus: [string, Expect][] = [
   ['SELECT phone FROM customers', { action: 'allow' }],
   ['SELECT lower(name) FROM customers WHERE id > 10 ORDER BY name', { action: 'allow' }],
 ];
+
+/**
+ * Against fixtures.ts schemaPolicy. SET search_path = audit makes an unqualified name mean
+ * audit.name, so an unqualified name is taken to be in every schema.
+ */
+export const schemaCorpus: [string, Expect][] = [
+  ['SET search_path = audit', { action: 'allow', kinds: ['SET'] }],
+  [
+    'SET search_path = audit; DELETE FROM events WHERE id = 1',
+    { action: 'deny', rule: 'protect-audit', kinds: ['SET', 'DELETE'] },
+  ],
+  ["SELECT set_config('search_path', 'audit', false)", { action: 'allow' }],
+  ['DELETE FROM events WHERE id = 1', { action: 'deny', rule: 'protect-audit' }],
+  ['delete from EVENTS where id = 1', { action: 'deny', rule: 'protect-audit' }],
+  ['UPDATE "events" SET x = 1 WHERE id = 2', { action: 'deny', rule: 'protect-audit' }],
+  ['INSERT INTO events VALUES (1)', { action: 'deny', rule: 'protect-audit' }],
+  ['TRUNCATE events', { action: 'deny', rule: 'protect-audit' }],
+  ['DROP TABLE events', { action: 'deny', rule: 'protect-audit' }],
+  [
+    'WITH d AS (DELETE FROM events WHERE id = 1 RETURNING *) SELECT * FROM d',
+    { action: 'deny', rule: 'protect-audit' },
+  ],
+  ['DELETE FROM audit.events WHERE id = 1', { action: 'deny', rule: 'protect-audit' }],
+  ['DELETE FROM Audit.Events WHERE id = 1', { action: 'deny', rule: 'protect-audit' }],
+  ['DELETE FROM prod.audit.events WHERE id = 1', { action: 'deny', rule: 'protect-audit' }],
+  // Written with another schema, the name cannot be resolved into audit.
+  ['DELETE FROM public.events WHERE id = 1', { action: 'allow' }],
+  ['SELECT * FROM events', { action: 'allow' }],
+  ['SELECT purge_all()', { action: 'deny', rule: 'no-purge' }],
+  ['SELECT audit.purge_all()', { action: 'deny', rule: 'no-purge' }],
+  ['SELECT public.purge_all()', { action: 'allow' }],
+  // An unqualified name could be audit's as well as billing's: the strictest rule wins.
+  [
+    'SET search_path = billing; UPDATE invoices SET paid = true WHERE id = 1',
+    { action: 'deny', rule: 'protect-audit' },
+  ],
+  [
+    'UPDATE billing.invoices SET paid = true WHERE id = 1',
+    { action: 'require-approval', rule: 'approve-billing' },
+  ],
+  ['SET search_path = billing; SELECT close_month()', { action: 'require-approval', rule: 'approve-close' }],
+  ['SELECT sales.close_month()', { action: 'allow' }],
+  ['UPDATE sales.invoices SET paid = true WHERE id = 1', { action: 'allow' }],
+];

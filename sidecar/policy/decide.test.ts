@@ -174,11 +174,14 @@ describe('column globs against column uses', () => {
     );
   });
 
-  it('SQL names: public.x matches unqualified x; exact names survive search_path; wildcards do not', () => {
+  it('SQL names: an unqualified name may be in any schema (search_path), a qualified one is exact', () => {
     assert.ok(matchSqlName('public.orders', 'orders'));
     assert.ok(matchSqlName('orders', 'sales.orders'));
     assert.ok(matchSqlName('sales.orders', 'orders'));
-    assert.ok(!matchSqlName('audit.*', 'orders'));
+    assert.ok(matchSqlName('audit.*', 'orders'));
+    assert.ok(matchSqlName('audit.log_*', 'LOG_2024'));
+    assert.ok(!matchSqlName('audit.log_*', 'orders'));
+    assert.ok(!matchSqlName('audit.*', 'public.orders'));
     assert.ok(matchSqlName('audit.*', 'audit.orders'));
     assert.ok(!matchSqlName('public.orders', 'sales.orders'));
   });

@@ -47,3 +47,18 @@ export const prodPolicy: BundlePolicy = policy({
     },
   ],
 });
+
+/** Rules on schema-qualified globs, which an unqualified name must not slip past. */
+export const schemaPolicy: BundlePolicy = policy({
+  name: 'schema-rules',
+  rules: [
+    { name: 'protect-audit', action: 'deny', sql: { classes: ['write', 'ddl'], tables: ['audit.*'] } },
+    { name: 'no-purge', action: 'deny', sql: { functions: ['audit.purge_*'] } },
+    {
+      name: 'approve-billing',
+      action: 'require-approval',
+      sql: { classes: ['write'], tables: ['billing.invoice*'] },
+    },
+    { name: 'approve-close', action: 'require-approval', sql: { functions: ['billing.close_*'] } },
+  ],
+});

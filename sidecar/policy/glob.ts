@@ -49,18 +49,17 @@ export function splitQualified(name: string): { schema?: string; name: string } 
  * A glob over [schema.]name against a relation or function as written in SQL. SQL names are
  * compared without regard to case, so a quoted "Customers" matches customers: for deny rules
  * and masking, matching more is the safe side. A glob without a schema matches any schema.
- * An unqualified name is resolved by search_path, which the client controls; it matches a
- * schema-qualified glob when the glob's schema matches public, or when the glob names the
- * relation exactly (no wildcard in its name part): `sales.customers` still catches
- * `customers` after SET search_path = sales, while `audit.*` does not catch every table.
+ * An unqualified name is resolved by search_path, which the client controls (SET search_path
+ * = audit, then DELETE FROM events), so its schema is unknown: it matches a schema-qualified
+ * glob whenever the name part matches. Rules only deny or hold for approval, so matching
+ * more can only make Airlock stricter.
  */
 export function matchSqlName(glob: string, written: string): boolean {
   const g = splitQualified(glob);
   const w = splitQualified(written);
   if (!matchGlob(g.name, w.name, true)) return false;
-  if (g.schema === undefined) return true;
-  if (w.schema !== undefined) return matchGlob(g.schema, w.schema, true);
-  return matchGlob(g.schema, 'public', true) || !/[*?]/.test(g.name);
+  if (g.schema === undefined || w.schema === undefined) return true;
+  return matchGlob(g.schema, w.schema, true);
 }
 
 /** Splits a column glob [schema.]table.column; a bare name is a column of any table. */

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { before, beforeEach, describe, it } from 'node:test';
 import type { BundlePolicy } from '../../api/bundle.ts';
-import { corpus } from './corpus.ts';
+import { corpus, schemaCorpus } from './corpus.ts';
 import { decideSql } from './decide.ts';
-import { prodPolicy } from './fixtures.ts';
+import { prodPolicy, schemaPolicy } from './fixtures.ts';
 import { analyzeSql, clearSqlCache, literalShape, loadSqlParser } from './sql.ts';
 
 function decision(sql: string, policies: BundlePolicy[] = [prodPolicy]) {
@@ -165,6 +165,7 @@ describe('analysis cache and literal fast path', () => {
   it('property: for random literals in corpus texts, the cached analysis is the fresh one', () => {
     const texts = [
       ...corpus.map(([sql]) => sql),
+      ...schemaCorpus.map(([sql]) => sql),
       'SELECT abalance FROM pgbench_accounts WHERE aid = 48213;',
       "SELECT a, b FROM t WHERE a IN (1, 2, 3) AND b = 'x' ORDER BY 2 LIMIT 10 OFFSET 20",
       "SELECT * FROM orders o JOIN customers c ON c.id = o.cid WHERE o.total > 10.5 AND c.name LIKE 'A%'",
@@ -229,12 +230,17 @@ describe('analysis cache and literal fast path', () => {
     assert.ok(reused > 200, `reused ${reused}`);
   });
 
-  it('the corpus decides the same through a warm cache', () => {
-    for (const [sql] of corpus) analyzeSql(sql);
-    for (const [sql, expected] of corpus) {
-      const d = decideSql([prodPolicy], analyzeSql(sql));
-      assert.equal(d.action, expected.action, sql);
-      assert.equal(d.rule, expected.rule, sql);
+  it('the corpora decide the same through a warm cache', () => {
+    for (const [policy, rows] of [
+      [prodPolicy, corpus],
+      [schemaPolicy, schemaCorpus],
+    ] as const) {
+      for (const [sql] of rows) analyzeSql(sql);
+      for (const [sql, expected] of rows) {
+        const d = decideSql([policy], analyzeSql(sql));
+        assert.equal(d.action, expected.action, sql);
+        assert.equal(d.rule, expected.rule, sql);
+      }
     }
   });
 
