@@ -23,7 +23,8 @@ export const commands: Record<string, Command> = {
   },
   operator: {
     summary: 'Run the operator: controllers, injector, control API, collector',
-    usage: 'airlock operator',
+    usage: 'airlock operator [--kubeconfig PATH] [--namespace NS] [--certificates operator|cert-manager] ...',
+    run: async (args) => (await import('../operator/command.ts')).runOperator(args),
   },
   sidecar: {
     summary: 'Run the enforcing sidecar in an agent pod',

@@ -8,9 +8,11 @@ import type { Logger } from 'pino';
 import type { BundleSources } from '../api/bundle.ts';
 import { ControlApi } from './control-api.ts';
 import { Controllers, decodeSecret } from './controllers.ts';
+import type { ServingCertificateSource } from './injection/server.ts';
 import { type Clients, describeError } from './kube.ts';
 import { LeaderElector } from './leader.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import type { KeyPairPem } from './pki.ts';
 import { type Handler, listen, probeServer, secureServer } from './server.ts';
 
 export interface OperatorOptions {
@@ -22,7 +24,11 @@ export interface OperatorOptions {
   identity: string;
   listen: { host: string; port: number };
   probeListen: { host: string; port: number };
-  tls: { certificate: string; privateKey: string };
+  /**
+   * The serving certificate: fixed, or a source that changes (the certificate manager), made
+   * once leader election runs, since only the leader may create it.
+   */
+  tls: KeyPairPem | ((isLeader: () => boolean) => Promise<ServingCertificateSource>);
   /** Extra HTTPS routes, such as the injection webhook. */
   routes?: Record<string, Handler>;
   leaseName?: string;
@@ -90,8 +96,12 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
 
   const onError = (error: unknown) =>
     logger.error({ err: String((error as Error)?.stack ?? error) }, 'request failed');
+  const source: ServingCertificateSource =
+    typeof options.tls === 'function'
+      ? await options.tls(() => elector.isLeader)
+      : { current: () => options.tls as KeyPairPem, onChange: () => () => {} };
   const https = secureServer(
-    options.tls,
+    source.current()!,
     { '/v1/bundle': (req, res) => api.serveBundle(req, res), ...options.routes },
     onError,
   );
@@ -106,6 +116,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     },
     onError,
   );
+  const unsubscribe = source.onChange((pair) =>
+    https.setSecureContext({ cert: pair.certificate, key: pair.privateKey, minVersion: 'TLSv1.2' }),
+  );
   const address = await listen(https, options.listen.host, options.listen.port);
   const probeAddress = await listen(probes, options.probeListen.host, options.probeListen.port);
   logger.info({ address, probeAddress }, 'operator listening');
@@ -118,6 +131,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     metrics,
     https,
     async stop() {
+      unsubscribe();
       api.close();
       await elector.stop();
       await controllers.stop();

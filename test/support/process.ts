@@ -1,7 +1,7 @@
 // Long-running processes for tests: free loopback ports, services with their logs in a file,
 // and a cleanup that leaves no process behind, even when a test fails or the runner exits.
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -91,6 +91,15 @@ export function startService(
   };
 }
 
+/** The last lines a service logged, for an error message. */
+export function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return `(no log at ${file})`;
+  }
+}
+
 /** Polls check until it returns true, or fails with what the service logged. */
 export async function waitFor(
   what: string,
@@ -104,11 +113,11 @@ export async function waitFor(
       options.service &&
       (options.service.child.exitCode !== null || options.service.child.signalCode !== null)
     ) {
-      throw new Error(`${what}: ${options.service.name} exited early; see ${options.service.logFile}`);
+      throw new Error(`${what}: ${options.service.name} exited early:\n${tail(options.service.logFile)}`);
     }
     if (Date.now() > deadline) {
       throw new Error(
-        `${what}: not ready in time${options.service ? `; see ${options.service.logFile}` : ''}`,
+        `${what}: not ready in time${options.service ? `:\n${tail(options.service.logFile)}` : ''}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -1,0 +1,195 @@
+// `airlock operator`: flags parsed once at the edge, then the pieces wired together: caches,
+// reconcilers and leader election, the certificate manager, the control API, the injection
+// webhook, and the CA published to every namespace.
+
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { CoreV1Api } from '@kubernetes/client-node';
+import pino from 'pino';
+import { z } from 'zod';
+import { grants } from '../api/bundle.ts';
+import { CaPublisher, caConfigMapName } from './ca-publisher.ts';
+import { type CertificateManager, createCertificateManager } from './certificates.ts';
+import type { Controllers } from './controllers.ts';
+import { kubernetesEventRecorder } from './injection/events.ts';
+import type { Grant } from './injection/hosts.ts';
+import { injectionOptions } from './injection/inject.ts';
+import { type InjectionServer, startInjectionServer } from './injection/server.ts';
+import { clients, loadKubeConfig } from './kube.ts';
+import { createMetrics } from './metrics.ts';
+import { type Operator, startOperator } from './operator.ts';
+
+export const operatorUsage = `Usage: airlock operator [--kubeconfig PATH] [--namespace NS] [--identity NAME]
+  [--service NAME] [--image IMAGE] [--certificates operator|cert-manager]
+  [--webhook-port 8443] [--control-api-port 9443] [--probe-port 8080]
+  [--cluster-domain cluster.local] [--tls-ip IP]... [--tls-dns NAME]... [--control-api-url URL]
+  [--log-level info]`;
+
+const flagsSchema = z.object({
+  kubeconfig: z.string().optional(),
+  namespace: z.string().regex(/^[a-z0-9-]+$/),
+  identity: z.string().min(1),
+  service: z.string().regex(/^[a-z0-9-]+$/),
+  image: z.string().min(1),
+  certificates: z.enum(['operator', 'cert-manager']),
+  'webhook-port': z.coerce.number().int().min(1).max(65535),
+  'control-api-port': z.coerce.number().int().min(1).max(65535),
+  'probe-port': z.coerce.number().int().min(1).max(65535),
+  'cluster-domain': z.string(),
+  'tls-ip': z.array(z.ipv4().or(z.ipv6())),
+  'tls-dns': z.array(z.string()),
+  'control-api-url': z.url().optional(),
+  'log-level': z.enum(['debug', 'info', 'warn', 'error']),
+});
+export type OperatorFlags = z.infer<typeof flagsSchema>;
+
+export function parseOperatorFlags(args: string[], env: NodeJS.ProcessEnv): OperatorFlags {
+  const { values } = parseArgs({
+    args,
+    options: {
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string', default: env.POD_NAMESPACE ?? 'airlock-system' },
+      identity: { type: 'string', default: env.POD_NAME ?? hostname() },
+      service: { type: 'string', default: 'airlock-operator' },
+      image: { type: 'string', default: 'ghcr.io/airlock-dev/airlock:0.1.0' },
+      certificates: { type: 'string', default: 'operator' },
+      'webhook-port': { type: 'string', default: '8443' },
+      'control-api-port': { type: 'string', default: '9443' },
+      'probe-port': { type: 'string', default: '8080' },
+      'cluster-domain': { type: 'string', default: 'cluster.local' },
+      'tls-ip': { type: 'string', multiple: true, default: [] },
+      'tls-dns': { type: 'string', multiple: true, default: [] },
+      'control-api-url': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  const parsed = flagsSchema.safeParse(values);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`--${issue.path.join('.')}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** The Connections an AccessPolicy grants a ServiceAccount, as the injector needs them. */
+export function grantsFrom(controllers: Controllers, namespace: string, serviceAccount: string): Grant[] {
+  const identity = { namespace, serviceAccount };
+  const found = new Map<string, Grant>();
+  for (const policy of controllers.policies.list()) {
+    if (!grants(policy, identity)) continue;
+    for (const name of policy.spec.connections) {
+      const connection = controllers.connections.get(policy.metadata.namespace ?? namespace, name);
+      if (!connection) continue;
+      const { host, port, protocol } = connection.spec;
+      found.set(name, { name, host, port, protocol });
+    }
+  }
+  return [...found.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export interface RunningOperator {
+  operator: Operator;
+  certificates: CertificateManager;
+  injection: InjectionServer;
+  publisher: CaPublisher;
+  stop(): Promise<void>;
+}
+
+export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger): Promise<RunningOperator> {
+  const config = loadKubeConfig(flags.kubeconfig);
+  const kube = clients(config);
+  const metrics = createMetrics();
+  let certificates: CertificateManager | undefined;
+  let publisher: CaPublisher | undefined;
+  const operator = await startOperator({
+    clients: kube,
+    logger,
+    metrics,
+    namespace: flags.namespace,
+    identity: flags.identity,
+    listen: { host: '0.0.0.0', port: flags['control-api-port'] },
+    probeListen: { host: '0.0.0.0', port: flags['probe-port'] },
+    tls: async (isLeader) => {
+      publisher = new CaPublisher({
+        config,
+        core: kube.core,
+        logger,
+        caBundle: () => certificates?.caBundle(),
+        isLeader,
+      });
+      certificates = createCertificateManager(config, {
+        namespace: flags.namespace,
+        secretName: `${flags.service}-tls`,
+        mode: flags.certificates,
+        serviceName: flags.service,
+        clusterDomain: flags['cluster-domain'],
+        dnsNames: flags['tls-dns'],
+        ipAddresses: flags['tls-ip'],
+        mutatingWebhookConfigurations: ['airlock-injector'],
+        isLeader,
+        log: logger,
+      });
+      await publisher.start();
+      await certificates.start();
+      certificates.onChange(() => publisher?.resync());
+      publisher.resync();
+      return certificates;
+    },
+  });
+  const certs = certificates!;
+  const caPublisher = publisher!;
+  const controlApiUrl =
+    flags['control-api-url'] ??
+    `https://${flags.service}.${flags.namespace}.svc.${flags['cluster-domain']}:${flags['control-api-port']}`;
+  const injection = await startInjectionServer({
+    port: flags['webhook-port'],
+    injection: injectionOptions({
+      image: flags.image,
+      version: flags.image.split(':').at(-1) ?? 'dev',
+      controlApiUrl,
+      caConfigMap: caConfigMapName,
+      clusterDomain: flags['cluster-domain'],
+      excludedNamespaces: [flags.namespace, 'kube-system'],
+    }),
+    certificates: certs,
+    grantsFor: (namespace, serviceAccount) => grantsFrom(operator.controllers, namespace, serviceAccount),
+    recordEvent: kubernetesEventRecorder(config.makeApiClient(CoreV1Api)),
+    registry: metrics.registry,
+    log: logger,
+  });
+  logger.info({ webhook: injection.url, controlApi: controlApiUrl }, 'operator ready');
+  return {
+    operator,
+    certificates: certs,
+    injection,
+    publisher: caPublisher,
+    async stop() {
+      await injection.close();
+      certs.stop();
+      await caPublisher.stop();
+      await operator.stop();
+    },
+  };
+}
+
+export async function runOperator(args: string[]): Promise<number> {
+  let flags: OperatorFlags;
+  try {
+    flags = parseOperatorFlags(args, process.env);
+  } catch (error) {
+    console.error(`airlock operator: ${(error as Error).message}\n\n${operatorUsage}`);
+    return 2;
+  }
+  const logger = pino({
+    level: flags['log-level'],
+    base: { component: 'airlock-operator', identity: flags.identity },
+  });
+  const running = await runOperatorWith(flags, logger);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  logger.info('shutting down; releasing the lease');
+  await running.stop();
+  return 0;
+}

@@ -1,0 +1,271 @@
+// The real commands, as processes: `airlock operator` against a real API server creates its
+// certificates, publishes its CA, patches the webhook and injects pods; `airlock sidecar`,
+// started with that pod's token and the published CA, serves PostgreSQL under the policy; a
+// SIGTERM drains the operator and releases its lease.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { webhookConfiguration } from '../../operator/injection/configuration.ts';
+import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
+import { type PostgresServer, startPostgres } from '../support/postgres.ts';
+import { freePort, type Service, startService, waitFor } from '../support/process.ts';
+import { requires } from '../support/tools.ts';
+
+const run = promisify(execFile);
+const repository = new URL('../../', import.meta.url).pathname;
+const cli = join(repository, 'bin/airlock.js');
+
+describe(
+  'airlock operator and airlock sidecar as processes',
+  requires('etcd', 'kube-apiserver', 'kubectl', 'postgres', 'psql'),
+  () => {
+    let cluster: ControlPlane;
+    let database: PostgresServer;
+    let work: string;
+    let operator: Service;
+    const ports = { webhook: 0, controlApi: 0, probe: 0 };
+    const kubectl = (args: string[], input?: string) =>
+      cluster.kubectl(args, input === undefined ? {} : { input });
+    const apply = (manifest: object) => kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
+
+    before(async () => {
+      work = await mkdtemp(join(tmpdir(), 'airlock-processes-'));
+      database = await startPostgres();
+      await database.admin(
+        "CREATE TABLE customers (id int, email text); INSERT INTO customers VALUES (1, 'ada@example.com')",
+        database.database,
+      );
+      await database.admin(`GRANT ALL ON customers TO ${database.user}`, database.database);
+      cluster = await startControlPlane();
+      await kubectl(['apply', '-f', join(repository, 'crds')]);
+      await kubectl([
+        'wait',
+        '--for=condition=Established',
+        '--timeout=60s',
+        'crd',
+        '-l',
+        'app.kubernetes.io/part-of=airlock',
+      ]);
+      await kubectl(['create', 'namespace', 'airlock-system']);
+      await kubectl(['create', 'namespace', 'agents']);
+      await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
+      await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'orders-db', namespace: 'agents' },
+        stringData: { username: database.user, password: database.password },
+      });
+      await apply({
+        apiVersion: 'airlock.dev/v1alpha1',
+        kind: 'Connection',
+        metadata: { name: 'orders-db', namespace: 'agents' },
+        spec: {
+          protocol: 'postgres',
+          host: 'orders-db.data.svc.cluster.local',
+          port: database.port,
+          tls: { mode: 'disable' },
+          credentials: { secretRef: { name: 'orders-db' } },
+          postgres: { database: database.database },
+        },
+      });
+      await apply({
+        apiVersion: 'airlock.dev/v1alpha1',
+        kind: 'AccessPolicy',
+        metadata: { name: 'agent-orders', namespace: 'agents' },
+        spec: {
+          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+          connections: ['orders-db'],
+          masking: [{ name: 'pii', detectors: ['email'] }],
+          rules: [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }],
+        },
+      });
+      ports.webhook = await freePort();
+      ports.controlApi = await freePort();
+      ports.probe = await freePort();
+      await apply(
+        webhookConfiguration({
+          operatorNamespace: 'airlock-system',
+          url: `https://127.0.0.1:${ports.webhook}/inject`,
+        }),
+      );
+      operator = startService(
+        'airlock operator',
+        process.execPath,
+        [
+          cli,
+          'operator',
+          `--kubeconfig=${cluster.kubeconfig.admin}`,
+          '--namespace=airlock-system',
+          '--identity=operator-0',
+          '--tls-ip=127.0.0.1',
+          `--webhook-port=${ports.webhook}`,
+          `--control-api-port=${ports.controlApi}`,
+          `--probe-port=${ports.probe}`,
+          `--control-api-url=https://127.0.0.1:${ports.controlApi}`,
+          '--image=airlock:test',
+        ],
+        { logFile: join(work, 'operator.log') },
+      );
+      await waitFor(
+        'operator ready',
+        async () =>
+          (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
+          (await readFile(join(work, 'operator.log'), 'utf8')).includes('operator ready'),
+        { service: operator, timeoutMs: 60_000 },
+      );
+    });
+    after(async () => {
+      await operator?.stop();
+      await cluster?.stop();
+      await database?.stop();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    test('the operator keeps its certificate in a Secret, patches the webhook and publishes its CA', async () => {
+      const secret = JSON.parse(
+        await kubectl(['get', 'secret', 'airlock-operator-tls', '-n', 'airlock-system', '-o', 'json']),
+      );
+      assert.ok(secret.data['tls.crt'] && secret.data['ca.crt']);
+      const ca = Buffer.from(secret.data['ca.crt'], 'base64').toString();
+      const webhook = JSON.parse(
+        await kubectl(['get', 'mutatingwebhookconfiguration', 'airlock-injector', '-o', 'json']),
+      );
+      for (const entry of webhook.webhooks)
+        assert.equal(Buffer.from(entry.clientConfig.caBundle, 'base64').toString(), ca);
+      await waitFor('CA published', async () => {
+        const map = JSON.parse(
+          await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']),
+        );
+        return map.data['ca.crt'] === ca;
+      });
+    });
+
+    test('a pod created in a labeled namespace is injected; its sidecar process serves the granted database', async () => {
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'agent-0', namespace: 'agents' },
+        spec: {
+          serviceAccountName: 'agent',
+          containers: [{ name: 'agent', image: 'agent:1', command: ['sleep', 'infinity'] }],
+        },
+      });
+      const pod = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
+      const sidecar = pod.spec.initContainers.find((c: { name: string }) => c.name === 'airlock-sidecar');
+      assert.equal(sidecar.restartPolicy, 'Always');
+      assert.ok(pod.metadata.annotations['airlock.dev/injected']);
+      const listen = sidecar.args[sidecar.args.indexOf('--listen') + 1] as string;
+      assert.match(listen, /^orders-db=240\.240\.0\.1:\d+\/postgres$/);
+      assert.deepEqual(
+        pod.spec.hostAliases.find((a: { ip: string }) => a.ip === '240.240.0.1').hostnames.sort(),
+        ['orders-db.data', 'orders-db.data.svc', 'orders-db.data.svc.cluster.local'],
+      );
+
+      // This machine has no cluster DNS: point the Connection at the database's address. The
+      // sidecar gets the change through its bundle like any other.
+      await kubectl([
+        'patch',
+        'conn',
+        'orders-db',
+        '-n',
+        'agents',
+        '--type=merge',
+        '-p',
+        '{"spec":{"host":"127.0.0.1"}}',
+      ]);
+
+      // Run the sidecar as the pod would, with the pod's own token and the published CA, on
+      // loopback instead of the virtual IP (capture is the init container's job).
+      const token = await kubectl([
+        'create',
+        'token',
+        'agent',
+        '-n',
+        'agents',
+        '--audience=airlock',
+        '--bound-object-kind=Pod',
+        '--bound-object-name=agent-0',
+        `--bound-object-uid=${pod.metadata.uid}`,
+      ]);
+      const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
+        .data['ca.crt'];
+      await writeFile(join(work, 'token'), token.trim());
+      await writeFile(join(work, 'ca.crt'), ca);
+      const [listenPort, healthPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+      const sidecarProcess = startService(
+        'airlock sidecar',
+        process.execPath,
+        [
+          cli,
+          'sidecar',
+          `--control-api=https://127.0.0.1:${ports.controlApi}`,
+          `--token-file=${join(work, 'token')}`,
+          `--ca-file=${join(work, 'ca.crt')}`,
+          `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
+          `--health-port=${healthPort}`,
+          `--metrics-port=${metricsPort}`,
+        ],
+        { logFile: join(work, 'sidecar.log') },
+      );
+      try {
+        await waitFor(
+          'sidecar ready',
+          async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok,
+          {
+            service: sidecarProcess,
+          },
+        );
+        const psql = (sql: string) =>
+          run(
+            'psql',
+            [
+              '-X',
+              '-At',
+              '-h',
+              '127.0.0.1',
+              '-p',
+              String(listenPort),
+              '-U',
+              'agent',
+              '-d',
+              'anything',
+              '-c',
+              sql,
+            ],
+            {
+              env: { ...process.env, PGPASSWORD: 'not-the-password' },
+            },
+          ).then(
+            (r) => r.stdout.trim(),
+            (e: { stderr: string }) => e.stderr.trim(),
+          );
+        const row = await psql('SELECT id, email FROM customers');
+        assert.match(row, /^1\|/);
+        assert.ok(!row.includes('ada@example.com'), row);
+        assert.match(await psql('DROP TABLE customers'), /AccessPolicy "agent-orders" rule "no-drop"/);
+        const log = await readFile(join(work, 'sidecar.log'), 'utf8');
+        assert.ok(!log.includes(database.password), 'the sidecar never logs the credential');
+        assert.ok(!log.includes('ada@example.com'), 'masked values never reach the events');
+        assert.match(log, /"outcome":"blocked"/);
+        const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        assert.match(metrics, /airlock_sidecar_bundle_received 1/);
+      } finally {
+        await sidecarProcess.stop();
+      }
+    });
+
+    test('SIGTERM stops the operator cleanly and releases its lease', async () => {
+      operator.child.kill('SIGTERM');
+      assert.equal(await operator.exited, 0);
+      const lease = JSON.parse(
+        await kubectl(['get', 'lease', 'airlock-operator', '-n', 'airlock-system', '-o', 'json']),
+      );
+      assert.equal(lease.spec.holderIdentity ?? '', '');
+    });
+  },
+);
