@@ -7,7 +7,7 @@ SHELL := /bin/bash
 NODE_BIN := $(shell scripts/node.sh)
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-UNIT_TESTS := 'api/**/*.test.ts' 'audit/**/*.test.ts' 'local/**/*.test.ts' 'cli/**/*.test.ts' 'operator/**/*.test.ts' 'sidecar/**/*.test.ts'
+UNIT_TESTS := 'api/**/*.test.ts' 'audit/**/*.test.ts' 'local/**/*.test.ts' 'charts/**/*.test.ts' 'cli/**/*.test.ts' 'operator/**/*.test.ts' 'sidecar/**/*.test.ts'
 INTEGRATION_TESTS := 'test/integration/**/*.test.ts'
 E2E_TESTS := 'test/e2e/**/*.test.ts'
 NODE_TEST := node --test --test-reporter=spec --test-timeout=600000
@@ -57,6 +57,7 @@ format: node_modules
 .PHONY: crds
 crds: node_modules
 	node api/crds.ts
+	node charts/generate.ts
 
 .PHONY: controlplane
 controlplane:
