@@ -255,6 +255,7 @@ export interface BindMessage {
   statement: string;
   /** Result column format codes as sent: [] all text, [f] all f, or one per column. */
   resultFormats: number[];
+  parameterCount: number;
 }
 
 export function decodeBind(body: Buffer): BindMessage {
@@ -271,7 +272,7 @@ export function decodeBind(body: Buffer): BindMessage {
   const resultCount = r.int16();
   const resultFormats: number[] = [];
   for (let i = 0; i < resultCount; i++) resultFormats.push(r.int16());
-  return { portal, statement, resultFormats };
+  return { portal, statement, resultFormats, parameterCount: paramCount };
 }
 
 export function decodeTarget(body: Buffer): { kind: 'S' | 'P'; name: string } {

@@ -200,8 +200,8 @@ type Layout = ColumnPlan[];
 type Pending =
   | { kind: 'query'; records: RequestRecord[]; index: number; replaceError?: Buffer }
   | { kind: 'function'; record: RequestRecord; replaceError?: Buffer }
-  | { kind: 'parse'; record?: RequestRecord; replaceError?: Buffer }
-  | { kind: 'bind' }
+  | { kind: 'parse'; record?: RequestRecord; replaceError?: Buffer; text?: string }
+  | { kind: 'bind'; portal: string }
   | { kind: 'describe'; target: 'S' | 'P'; name: string; internal: boolean; sawParameters?: boolean }
   | { kind: 'execute'; portal: string; record: RequestRecord; replaceError?: Buffer }
   | { kind: 'close' }
@@ -241,7 +241,8 @@ export class PostgresSession {
   /** Extended-protocol messages forwarded since the last Sync (an implicit transaction is open). */
   private unsynced = false;
   private readonly statements = new Map<string, PreparedStatement>();
-  private readonly portals = new Map<string, string>();
+  /** Portal → the statement it was bound to, and whether Bind carried parameter values. */
+  private readonly portals = new Map<string, { statement: string; parameters: boolean }>();
   private readonly describedPortals = new Set<string>();
   /** SQL-level PREPAREd statements by name, to decide EXECUTE name on what it runs. */
   private readonly sqlPrepared = new Map<string, SqlStatementInfo>();
@@ -686,9 +687,9 @@ export class PostgresSession {
         return this.onParse(frame);
       case 'B': {
         const bind = decodeBind(frame.body);
-        this.portals.set(bind.portal, bind.statement);
+        this.portals.set(bind.portal, { statement: bind.statement, parameters: bind.parameterCount > 0 });
         this.describedPortals.delete(bind.portal);
-        this.forward(frame, { kind: 'bind' });
+        this.forward(frame, { kind: 'bind', portal: bind.portal });
         return undefined;
       }
       case 'D': {
@@ -966,13 +967,13 @@ export class PostgresSession {
     // Held statements wait at Execute, so each execution is approved.
     this.statements.set(message.name, { text: message.text, verdict, kind });
     this.rememberPrepared(analysis);
-    this.forward(frame, { kind: 'parse' });
+    this.forward(frame, { kind: 'parse', text: message.text });
     return undefined;
   }
 
   private onExecute(frame: Frame): Promise<void> | undefined {
     const { portal } = decodeExecute(frame.body);
-    const statementName = this.portals.get(portal);
+    const statementName = this.portals.get(portal)?.statement;
     const statement = statementName === undefined ? undefined : this.statements.get(statementName);
     const record: RequestRecord = {
       text: statement?.text ?? '',
@@ -1259,13 +1260,24 @@ export class PostgresSession {
   private onServerError(frame: Frame, head: Pending | undefined, out: Buffer[]): void {
     const replaced = head && 'replaceError' in head ? head.replaceError : undefined;
     const fields = decodeFields(frame.body);
-    const record = this.recordOf(head) ?? (head?.kind === 'parse' ? head.record : undefined);
+    const record = this.recordOf(head) ?? this.recordForFailure(head);
     if (replaced) out.push(replaced);
     else out.push(this.masker ? encodeFields('E', this.maskFields(fields)) : frame.raw);
     if (record && !record.error) {
-      record.error = { code: fields.get('C') ?? 'XX000', message: this.maskText(fields.get('M') ?? '') };
-      if (record.outcome === 'allowed' || record.outcome === 'approved')
-        record.error.code = fields.get('C') ?? 'XX000';
+      // A server error (the denial's own error is already recorded).
+      // Server messages can quote bound parameter values ("invalid input syntax for type
+      // integer: ..."), which events never carry.
+      const bound =
+        head &&
+        (head.kind === 'bind' || head.kind === 'execute') &&
+        this.portals.get(head.portal)?.parameters;
+      record.error = {
+        code: fields.get('C') ?? 'XX000',
+        message: bound
+          ? 'server error (message withheld: it may quote bound parameters)'
+          : this.maskText(fields.get('M') ?? ''),
+      };
+      if (record.outcome === 'allowed') record.outcome = 'error';
     }
     this.copyOut = undefined;
     this.layout = undefined;
@@ -1279,7 +1291,22 @@ export class PostgresSession {
     // Extended protocol: the server skips everything up to Sync.
     if (record) this.emitRequest(record);
     while (this.pending.length > 0 && this.pending[0]!.kind !== 'sync') this.pending.shift();
-    if (fields.get('S') === 'FATAL' || fields.get('V') === 'FATAL') return;
+  }
+
+  /** A record for an extended-protocol statement that failed before Execute (at Parse or Bind). */
+  private recordForFailure(head: Pending | undefined): RequestRecord | undefined {
+    if (head?.kind === 'parse') {
+      if (head.record) return head.record;
+      if (head.text === undefined) return undefined;
+      return { text: head.text, kind: undefined, outcome: 'error', started: Date.now() };
+    }
+    if (head?.kind === 'bind') {
+      const name = this.portals.get(head.portal)?.statement;
+      const statement = name === undefined ? undefined : this.statements.get(name);
+      if (!statement) return undefined;
+      return { text: statement.text, kind: statement.kind, outcome: 'error', started: Date.now() };
+    }
+    return undefined;
   }
 
   private completeThrough(head: Pending | undefined, out: Buffer[], raw: Buffer): void {

@@ -198,6 +198,14 @@ describe('postgres enforcer: statements', () => {
     await assert.rejects(c.query('SELECT * FROM nope'), { code: '42P01' });
     await assert.rejects(c.query({ text: 'SELECT $1::int', values: ['x'] }), { code: '22P02' });
     await c.end();
+    for (const text of ['SELECT * FROM nope', 'SELECT $1::int']) {
+      const event = requests().find((e) => e.text === text);
+      assert.equal(event?.outcome, 'error', text);
+      assert.ok(event?.error?.code === '42P01' || event?.error?.code === '22P02');
+    }
+    // Bound values never reach events, even when the server's message quotes them.
+    const bindError = requests().find((e) => e.text === 'SELECT $1::int');
+    assert.match(bindError?.error?.message ?? '', /withheld/);
   });
 
   test('COPY in and out through psql', async () => {
