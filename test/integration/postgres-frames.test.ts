@@ -178,6 +178,7 @@ describe('messages', () => {
       portal: 'portal',
       statement: 'stmt',
       resultFormats: [1, 0],
+      parameterCount: 3,
     });
     assert.throws(() => decodeBind(b.subarray(5, 20)), { code: 'protocol-violation' });
   });
