@@ -19,6 +19,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink, Outcome, RequestEvent, SessionEvent } from '../audit/event.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals } from '../enforcer.ts';
 import { Catalog } from './catalog.ts';
 import {
   type Frame,
@@ -70,30 +71,8 @@ import type {
 } from './policy.ts';
 import { connectUpstream, type Upstream, type UpstreamError, type UpstreamTarget } from './upstream.ts';
 
-export interface ApprovalRequest {
-  connection: string;
-  policy: string;
-  rule: string;
-  text: string;
-  reasons: string[];
-  timeoutMs: number;
-  scope: 'statement' | 'session';
-  /** Aborted when the enforcer stops waiting (client cancelled or went away). */
-  signal?: AbortSignal;
-}
-
-export interface ApprovalResult {
-  approved: boolean;
-  decidedBy?: string;
-  reason?: string;
-  /** Id of the AccessRequest (or whatever recorded it), for the audit event. */
-  request?: string;
-}
-
-/** How a held statement gets a human decision. */
-export interface Approvals {
-  request(req: ApprovalRequest): Promise<ApprovalResult>;
-}
+// How a held statement gets a human decision: the contract every enforcer shares.
+export type { ApprovalRequest, ApprovalResult, Approvals };
 
 /** Enforcer-issued cancel keys, mapped to the session that can cancel upstream. */
 export interface CancelRegistry {
@@ -896,20 +875,27 @@ export class PostgresSession {
     const result = await Promise.race([
       cancelled,
       approvals
-        .request({
-          connection: this.options.connection.name,
-          policy,
-          rule,
-          text,
-          reasons: verdict.reasons ?? [],
-          timeoutMs,
-          scope,
-          signal: withdrawn.signal,
-        })
-        .catch((error: unknown) => ({
-          approved: false,
-          reason: `approval failed: ${(error as Error).message}`,
-        })),
+        .request(
+          {
+            sessionId: this.id,
+            connection: this.options.connection.name,
+            policy,
+            rule,
+            text,
+            reasons: verdict.reasons ?? [],
+            timeoutMs,
+            scope,
+            approvers: verdict.approval?.approvers ?? { groups: [], users: [] },
+          },
+          withdrawn.signal,
+        )
+        .catch(
+          (error: unknown): ApprovalResult => ({
+            approved: false,
+            outcome: 'denied',
+            reason: `approval failed: ${(error as Error).message}`,
+          }),
+        ),
       expired,
     ]).finally(() => {
       clearTimeout(timer);
@@ -923,7 +909,7 @@ export class PostgresSession {
         error: 'canceling statement due to user request (it was waiting for approval)',
       };
     }
-    if (result === 'expired') {
+    if (result === 'expired' || (!result.approved && result.outcome === 'expired')) {
       return {
         outcome: 'expired',
         error: `Airlock: approval for AccessPolicy ${policy} rule ${rule} expired after ${Math.round(timeoutMs / 1000)} s; the statement did not run`,

@@ -14,17 +14,23 @@ import {
   type TestEnforcer,
 } from '../support/postgres.ts';
 
+interface Held {
+  req: ApprovalRequest;
+  signal: AbortSignal | undefined;
+  decide: (result: ApprovalResult) => void;
+}
+
 /** An Approvals hook the test decides by hand. */
 class ManualApprovals implements Approvals {
-  requests: { req: ApprovalRequest; decide: (result: ApprovalResult) => void }[] = [];
+  requests: Held[] = [];
   private waiters: (() => void)[] = [];
-  request(req: ApprovalRequest): Promise<ApprovalResult> {
+  request(req: ApprovalRequest, signal?: AbortSignal): Promise<ApprovalResult> {
     return new Promise((resolve) => {
-      this.requests.push({ req, decide: resolve });
+      this.requests.push({ req, signal, decide: resolve });
       for (const w of this.waiters.splice(0)) w();
     });
   }
-  async next(): Promise<{ req: ApprovalRequest; decide: (result: ApprovalResult) => void }> {
+  async next(): Promise<Held> {
     while (this.requests.length === 0) await new Promise<void>((r) => this.waiters.push(r));
     return this.requests.shift()!;
   }
@@ -85,8 +91,13 @@ describe('approvals', () => {
     assert.equal(held.req.text, 'DELETE FROM t WHERE id = 1');
     assert.equal(held.req.timeoutMs, 2000);
     assert.equal(held.req.scope, 'statement');
+    assert.deepEqual(held.req.approvers, { groups: [], users: ['alice'] });
+    const start = enforcer.events.find(
+      (e) => e.type === 'session.start' && e.sessionId === held.req.sessionId,
+    );
+    assert.ok(start, 'the request names the session');
     assert.equal(await count(), 5, 'nothing runs while held');
-    held.decide({ approved: true, decidedBy: 'alice', request: 'ar-1' });
+    held.decide({ approved: true, outcome: 'approved', decidedBy: 'alice', request: 'ar-1' });
     assert.equal((await running).rowCount, 1);
     assert.equal(await count(), 4);
     await c.end();
@@ -104,7 +115,7 @@ describe('approvals', () => {
     assert.equal(held.req.text, 'DELETE FROM t WHERE id = $1');
     // Parse and Bind already opened an implicit transaction upstream: the wait is capped.
     assert.equal(held.req.timeoutMs, 500);
-    held.decide({ approved: false, decidedBy: 'alice', reason: 'not today' });
+    held.decide({ approved: false, outcome: 'denied', decidedBy: 'alice', reason: 'not today' });
     await assert.rejects(running, (error: pg.DatabaseError) => {
       assert.equal(error.code, '42501');
       assert.match(error.message, /denied/);
@@ -133,6 +144,16 @@ describe('approvals', () => {
     assert.ok(requestEvents().some((e) => e.text === 'DELETE FROM t' && e.outcome === 'expired'));
   });
 
+  test('an approval system that reports expiry fails the statement as expired', async () => {
+    const c = new pg.Client(enforcer.client);
+    await c.connect();
+    const running = assert.rejects(c.query('DELETE FROM t WHERE id = 2'), /expired/);
+    (await approvals.next()).decide({ approved: false, outcome: 'expired' });
+    await running;
+    assert.equal(await count(), 5);
+    await c.end();
+  });
+
   test('inside a transaction the hold is capped, and expiry fails the transaction', async () => {
     const c = new pg.Client(enforcer.client);
     await c.connect();
@@ -153,7 +174,7 @@ describe('approvals', () => {
     raw.send(query('DELETE FROM t WHERE id = 4'), query("SELECT 'after'"));
     const held = await approvals.next();
     await new Promise((r) => setTimeout(r, 200));
-    held.decide({ approved: true, decidedBy: 'alice' });
+    held.decide({ approved: true, outcome: 'approved', decidedBy: 'alice' });
     const first = await raw.until('Z');
     const second = await raw.until('Z');
     assert.deepEqual(
@@ -172,7 +193,7 @@ describe('approvals', () => {
     const c = new pg.Client(enforcer.client);
     await c.connect();
     const first = c.query('UPDATE t SET v = 1 WHERE id = 1');
-    (await approvals.next()).decide({ approved: true, decidedBy: 'alice' });
+    (await approvals.next()).decide({ approved: true, outcome: 'approved', decidedBy: 'alice' });
     await first;
     await c.query('UPDATE t SET v = 2 WHERE id = 2');
     assert.equal(approvals.requests.length, 0);
@@ -181,7 +202,7 @@ describe('approvals', () => {
     const d = new pg.Client(enforcer.client);
     await d.connect();
     const again = d.query('UPDATE t SET v = 3 WHERE id = 3');
-    (await approvals.next()).decide({ approved: false, decidedBy: 'alice' });
+    (await approvals.next()).decide({ approved: false, outcome: 'denied', decidedBy: 'alice' });
     await assert.rejects(again, { code: '42501' });
     await d.end();
   });
@@ -207,15 +228,15 @@ describe('approvals and cancel', () => {
     await c.connect();
     // Preparing it is held too (the policy sees the DELETE inside); approve that.
     const preparing = c.query('PREPARE wipe AS DELETE FROM t');
-    (await approvals.next()).decide({ approved: true, decidedBy: 'alice' });
+    (await approvals.next()).decide({ approved: true, outcome: 'approved', decidedBy: 'alice' });
     await preparing;
     const running = assert.rejects(c.query('EXECUTE wipe'), { code: '42501' });
     const held = await approvals.next();
     assert.equal(held.req.rule, 'hold-deletes');
-    held.decide({ approved: false });
+    held.decide({ approved: false, outcome: 'denied' });
     await running;
     const same = assert.rejects(c.query('PREPARE wipe2 AS DELETE FROM t; EXECUTE wipe2'), { code: '42501' });
-    (await approvals.next()).decide({ approved: false });
+    (await approvals.next()).decide({ approved: false, outcome: 'denied' });
     await same;
     assert.equal(await count(), 5);
     await c.end();
@@ -227,12 +248,12 @@ describe('approvals and disconnects', () => {
     const raw = await RawClient.session(enforcer.host, enforcer.port);
     raw.send(query('DELETE FROM t WHERE id = 1'));
     const held = await approvals.next();
-    assert.equal(held.req.signal?.aborted, false);
+    assert.equal(held.signal?.aborted, false);
     raw.close();
     const deadline = Date.now() + 5000;
-    while (!held.req.signal?.aborted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(held.req.signal?.aborted, true);
-    held.decide({ approved: true, decidedBy: 'alice' });
+    while (!held.signal?.aborted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(held.signal?.aborted, true);
+    held.decide({ approved: true, outcome: 'approved', decidedBy: 'alice' });
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(await count(), 5);
   });
