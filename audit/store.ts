@@ -36,6 +36,8 @@ const migrations: string[] = [
      FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();`,
 ];
 
+export const isPostgresUrl = (location: string) => /^postgres(ql)?:\/\//.test(location);
+
 export interface SessionSummary {
   id: string;
   connection: string;
@@ -85,7 +87,7 @@ export class AuditStore {
 
   /** Opens a store: a postgres:// URL, or a directory for embedded PGlite. */
   static async open(location: string): Promise<AuditStore> {
-    const db = /^postgres(ql)?:\/\//.test(location) ? await postgres(location) : await pglite(location);
+    const db = isPostgresUrl(location) ? await postgres(location) : await pglite(location);
     const store = new AuditStore(db, location);
     await store.#migrate();
     return store;
@@ -123,28 +125,37 @@ export class AuditStore {
       );
       let position = head ? Number(head.position) : 0;
       let previous = head?.hash ?? genesis;
-      let added = 0;
+      const rows: unknown[][] = [];
       for (const event of events) {
         if (existing.has(event.id)) continue;
         existing.add(event.id);
         position++;
         const hash = chainHash(previous, position, event);
-        await tx.query(
-          'INSERT INTO audit_events (position, id, session_id, type, time, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
-          [
-            position,
-            event.id,
-            event.sessionId,
-            event.type,
-            event.time,
-            JSON.stringify(event),
-            previous,
-            hash,
-          ],
-        );
+        rows.push([
+          position,
+          event.id,
+          event.sessionId,
+          event.type,
+          event.time,
+          JSON.stringify(event),
+          previous,
+          hash,
+        ]);
         previous = hash;
-        added++;
       }
+      // Multi-row inserts: one round trip per 500 events.
+      for (let start = 0; start < rows.length; start += 500) {
+        const chunk = rows.slice(start, start + 500);
+        const values = chunk.map(
+          (_, i) =>
+            `($${i * 8 + 1}, $${i * 8 + 2}, $${i * 8 + 3}, $${i * 8 + 4}, $${i * 8 + 5}, $${i * 8 + 6}, $${i * 8 + 7}, $${i * 8 + 8})`,
+        );
+        await tx.query(
+          `INSERT INTO audit_events (position, id, session_id, type, time, body, prev_hash, hash) VALUES ${values.join(', ')}`,
+          chunk.flat(),
+        );
+      }
+      const added = rows.length;
       return added;
     });
   }

@@ -9,7 +9,11 @@ import { callControl, controlSocket, defaultStore } from './control.ts';
 function options(args: string[]) {
   return parseArgs({
     args,
-    options: { store: { type: 'string' }, output: { type: 'string', short: 'o' }, reason: { type: 'string' } },
+    options: {
+      store: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      reason: { type: 'string' },
+    },
     allowPositionals: true,
     strict: true,
   });

@@ -6,7 +6,8 @@ import { unlink } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AuditStore } from '../audit/store.ts';
+import type { AuditLog } from '../audit/log.ts';
+import { isPostgresUrl } from '../audit/store.ts';
 import type { LocalApprovals } from './approvals.ts';
 
 export function defaultStore(): string {
@@ -14,14 +15,14 @@ export function defaultStore(): string {
 }
 
 export function controlSocket(store: string): string {
-  return /^postgres(ql)?:\/\//.test(store)
+  return isPostgresUrl(store)
     ? join(tmpdir(), `airlock-${createHash('sha256').update(store).digest('hex').slice(0, 12)}.sock`)
     : join(store, 'control.sock');
 }
 
 export async function serveControl(
   socketPath: string,
-  parts: { store: AuditStore; approvals: LocalApprovals; flush: () => Promise<void> },
+  parts: { store: AuditLog; approvals: LocalApprovals; flush: () => Promise<void> },
 ): Promise<Server> {
   const server = createServer(async (req, res) => {
     const send = (status: number, body: unknown) => {

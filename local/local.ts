@@ -5,8 +5,8 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { compileBundle, type Identity } from '../api/bundle.ts';
+import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { StoreSink } from '../audit/sink.ts';
-import { AuditStore } from '../audit/store.ts';
 import type { Enforcer } from '../sidecar/enforcer.ts';
 import { serveConnection } from '../sidecar/serve.ts';
 import { LocalApprovals } from './approvals.ts';
@@ -70,7 +70,7 @@ export function parseLocalArgs(args: string[]): LocalOptions {
 export interface LocalServer {
   enforcers: Map<string, Enforcer>;
   approvals: LocalApprovals;
-  store: AuditStore;
+  store: AuditLog;
   flush(): Promise<void>;
   close(): Promise<void>;
 }
@@ -87,10 +87,16 @@ export async function startLocal(options: LocalOptions, log: (line: string) => v
         : `Connection ${listen.connection} is not granted to system:serviceaccount:${options.identity.namespace}:${options.identity.serviceAccount} by any AccessPolicy`,
     );
   }
-  const store = await AuditStore.open(options.store);
-  const sink = new StoreSink(store, (error) =>
-    log(`airlock local: could not record events: ${(error as Error).message}`),
-  );
+  const store = await openAuditLog(options.store);
+  let lastShedLog = 0;
+  const sink = new StoreSink(store, {
+    onError: (error) => log(`airlock local: could not record events: ${(error as Error).message}`),
+    onShed: (total) => {
+      if (Date.now() - lastShedLog < 1000) return;
+      lastShedLog = Date.now();
+      log(`airlock local: the store cannot keep up; ${total} events shed so far (terminal data first)`);
+    },
+  });
   const approvals = new LocalApprovals('local');
   const control = await serveControl(controlSocket(options.store), {
     store,

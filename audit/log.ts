@@ -1,0 +1,55 @@
+// The audit log as the rest of Airlock uses it: an AuditStore on PostgreSQL directly, or the
+// embedded PGlite store in a worker thread, behind the same methods.
+import { Worker } from 'node:worker_threads';
+import type { SessionEvent } from '../sidecar/audit/event.ts';
+import { AuditStore, isPostgresUrl, type SessionSummary, type VerifyResult } from './store.ts';
+
+export interface AuditLog {
+  readonly location: string;
+  append(events: SessionEvent[]): Promise<number>;
+  sessions(limit?: number): Promise<SessionSummary[]>;
+  session(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined>;
+  verify(): Promise<VerifyResult>;
+  close(): Promise<void>;
+}
+
+export async function openAuditLog(location: string): Promise<AuditLog> {
+  if (isPostgresUrl(location)) return AuditStore.open(location);
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: { location } });
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let next = 0;
+  await new Promise<void>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('message', () => {
+      worker.off('error', reject);
+      resolve();
+    });
+  });
+  worker.on('message', ({ id, result, error }: { id: number; result?: unknown; error?: string }) => {
+    const call = pending.get(id);
+    pending.delete(id);
+    if (error !== undefined) call?.reject(new Error(error));
+    else call?.resolve(result);
+  });
+  worker.on('error', (error) => {
+    for (const call of pending.values()) call.reject(error);
+    pending.clear();
+  });
+  const call = <T>(method: string, ...args: unknown[]) =>
+    new Promise<T>((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      worker.postMessage({ id, method, args });
+    });
+  return {
+    location,
+    append: (events) => call('append', events),
+    sessions: (limit) => call('sessions', limit),
+    session: (id) => call('session', id),
+    verify: () => call('verify'),
+    async close() {
+      await call('close');
+      await worker.terminate();
+    },
+  };
+}

@@ -1,0 +1,19 @@
+// Runs an AuditStore in a worker thread: the embedded PGlite database is CPU-heavy WebAssembly,
+// and on the enforcer's event loop it would stall the data path. The main thread talks to it
+// through openAuditLog() in log.ts.
+import { parentPort, workerData } from 'node:worker_threads';
+import { AuditStore } from './store.ts';
+
+type Method = 'append' | 'sessions' | 'session' | 'verify' | 'close';
+
+const store = await AuditStore.open((workerData as { location: string }).location);
+parentPort!.postMessage({ ready: true });
+parentPort!.on('message', async ({ id, method, args }: { id: number; method: Method; args: unknown[] }) => {
+  try {
+    const result = await (store[method] as (...a: unknown[]) => Promise<unknown>)(...args);
+    parentPort!.postMessage({ id, result });
+    if (method === 'close') parentPort!.close();
+  } catch (error) {
+    parentPort!.postMessage({ id, error: (error as Error).message });
+  }
+});
