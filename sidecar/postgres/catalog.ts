@@ -1,6 +1,8 @@
 // Resolves result columns to table columns (RowDescription carries only table OID and
-// attribute number) over a side connection with the same held credential. Answers are cached,
-// so each table is looked up once per session.
+// attribute number) over a side connection with the same held credential. Answers are cached
+// briefly: a table is looked up again after ttlMs, when an attribute number is new to the
+// cache, and after the session itself changes the schema (the session calls invalidate()), so
+// a renamed or added column cannot keep an old identity for long.
 import type { Socket } from 'node:net';
 import { FrameReader, maxServerMessageLength } from './frames.ts';
 import { BodyReader, decodeFields, query, terminate } from './messages.ts';
@@ -12,26 +14,40 @@ export class Catalog {
   private socket: Socket | undefined;
   private reader: FrameReader | undefined;
   private chain: Promise<unknown> = Promise.resolve();
-  private readonly tables = new Map<number, Map<number, ColumnRef>>();
+  private readonly ttlMs: number;
+  private readonly tables = new Map<number, { loaded: number; columns: Map<number, ColumnRef> }>();
 
-  constructor(target: UpstreamTarget) {
+  constructor(target: UpstreamTarget, options: { ttlMs?: number } = {}) {
     this.target = target;
+    this.ttlMs = options.ttlMs ?? 5000;
   }
 
-  /** The column refs for (table OID, attnum) pairs, from cache or one catalog query. */
+  /** Whether (table OID, attnum) must be looked up before column() can answer for it. */
+  needs(tableOid: number, attnum: number): boolean {
+    if (tableOid === 0 || attnum <= 0) return false;
+    const entry = this.tables.get(tableOid);
+    return !entry || Date.now() - entry.loaded > this.ttlMs || !entry.columns.has(attnum);
+  }
+
+  invalidate(): void {
+    this.tables.clear();
+  }
+
+  /** Loads the columns of these tables in one catalog query. */
   async resolve(oids: number[]): Promise<void> {
-    const missing = [...new Set(oids)].filter((oid) => oid !== 0 && !this.tables.has(oid));
+    const missing = [...new Set(oids)].filter((oid) => oid !== 0);
     if (missing.length === 0) return;
     const rows = await this.query(
       'SELECT a.attrelid::int8, a.attnum, n.nspname, c.relname, a.attname FROM pg_catalog.pg_attribute a ' +
         'JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
         `WHERE a.attrelid IN (${missing.map((oid) => `${oid}::oid`).join(',')}) AND a.attnum > 0`,
     );
-    for (const oid of missing) this.tables.set(oid, new Map());
+    const loaded = Date.now();
+    for (const oid of missing) this.tables.set(oid, { loaded, columns: new Map() });
     for (const [relid, attnum, schema, table, column] of rows) {
       this.tables
         .get(Number(relid))
-        ?.set(Number(attnum), { schema: schema!, table: table!, column: column! });
+        ?.columns.set(Number(attnum), { schema: schema!, table: table!, column: column! });
     }
   }
 
@@ -47,7 +63,7 @@ export class Catalog {
   }
 
   column(tableOid: number, attnum: number): ColumnRef | undefined {
-    return this.tables.get(tableOid)?.get(attnum);
+    return this.tables.get(tableOid)?.columns.get(attnum);
   }
 
   close(): void {

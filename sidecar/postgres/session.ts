@@ -137,6 +137,7 @@ const opaqueTypes = new Set([
 ]);
 
 const poisonQuery = 'AIRLOCK DENIED';
+const schemaChanging = new Set(['ALTER', 'DROP', 'CREATE', 'COMMENT', 'IMPORT']);
 /** Client bytes read ahead while a message waits. */
 const readAheadLimit = 1024 * 1024;
 const deniedSqlState = '42501';
@@ -1234,6 +1235,8 @@ export class PostgresSession {
       const rows = tag === undefined ? undefined : rowsFromTag(tag);
       if (rows !== undefined) record.rows = rows;
     }
+    // After this session changes the schema, column identities are looked up again.
+    if (record?.kind && schemaChanging.has(record.kind)) this.catalog?.invalidate();
     if (head.kind === 'query') {
       if (record) this.emitRequest(record);
       head.index++;
@@ -1340,9 +1343,9 @@ export class PostgresSession {
         }),
       );
     };
-    const unresolved = masker.columns
-      ? columns.filter((c) => c.tableOid !== 0 && this.catalog?.column(c.tableOid, c.attnum) === undefined)
-      : [];
+    const catalog = this.catalog;
+    const unresolved =
+      masker.columns && catalog ? columns.filter((c) => catalog.needs(c.tableOid, c.attnum)) : [];
     if (unresolved.length === 0 || !this.catalog) {
       build();
       return undefined;

@@ -205,6 +205,43 @@ describe('postgres enforcer: masking', () => {
     assert.match(binary.stderr, /binary COPY/);
   });
 
+  test('a column renamed to a masked name is masked from then on', async () => {
+    await server.asUser(
+      "CREATE TABLE renamed (id int, ssn text, other text); INSERT INTO renamed VALUES (1, 'a', 'b')",
+    );
+    const masked = policy('rename-policy', {
+      masking: [{ name: 'cols', columns: ['*.renamed.ssn'], strategy: 'redact', indirectUse: 'allow' }],
+    });
+    const target = await startEnforcer(server, [masked]);
+    try {
+      const c = new pg.Client(target.client);
+      await c.connect();
+      assert.deepEqual((await c.query('SELECT ssn, other FROM renamed')).rows[0], {
+        ssn: '[REDACTED]',
+        other: 'b',
+      });
+      // In this session: the DDL invalidates what the enforcer knew.
+      await c.query('ALTER TABLE renamed RENAME COLUMN ssn TO old_ssn');
+      await c.query('ALTER TABLE renamed RENAME COLUMN other TO ssn');
+      assert.deepEqual((await c.query('SELECT old_ssn, ssn FROM renamed')).rows[0], {
+        old_ssn: 'a',
+        ssn: '[REDACTED]',
+      });
+      // In another session: the cache entry expires.
+      await server.asUser(
+        'ALTER TABLE renamed RENAME COLUMN ssn TO other; ALTER TABLE renamed RENAME COLUMN old_ssn TO ssn',
+      );
+      await new Promise((r) => setTimeout(r, 5200));
+      assert.deepEqual((await c.query('SELECT ssn, other FROM renamed')).rows[0], {
+        ssn: '[REDACTED]',
+        other: 'b',
+      });
+      await c.end();
+    } finally {
+      await target.close();
+    }
+  });
+
   test('non-ASCII rows are decoded as UTF-8', async () => {
     const { rows } = await query(enforcer, {
       text: "SELECT 'Zoë ☃' AS name, 'café ' || email AS note, 'naïve' AS plain FROM customers WHERE id = $1",
