@@ -4,7 +4,12 @@
 // validator (Luhn, MOD-97, SSA rules, JSON header, octet ranges) that keeps false positives down.
 import type { Detector } from '../../api/v1alpha1.ts';
 
-/** Counts of the character classes prefilters look at; filled by profile(). */
+/**
+ * What prefilters look at, from one pre-scan of a value. A long value without a digit (most
+ * free text) is not walked in JS: native searches tell which characters are present, and a
+ * present character's count is given as the value's length, an upper bound. Gates compare
+ * counts with minimums, so a bound can only let a detector run, never hide a finding.
+ */
 export interface Profile {
   digits: number;
   upper: number;
@@ -17,7 +22,25 @@ export interface Profile {
   cardRun: number;
 }
 
+const digitRe = /[0-9]/;
+const upperRe = /[A-Z]/;
+/** Below this length one JS pass costs less than the native searches of the digitless path. */
+const nativeScanFrom = 48;
+
 export function profile(value: string, into: Profile): Profile {
+  if (value.length >= nativeScanFrom && !digitRe.test(value)) {
+    // Every detector that needs digits is ruled out; the rest need only presence.
+    const bound = value.length;
+    into.digits = 0;
+    into.cardRun = 0;
+    into.upper = upperRe.test(value) ? bound : 0;
+    into.at = value.indexOf('@') < 0 ? 0 : bound;
+    into.dash = value.indexOf('-') < 0 ? 0 : bound;
+    into.dot = value.indexOf('.') < 0 ? 0 : bound;
+    into.colon = value.indexOf(':') < 0 ? 0 : bound;
+    into.plus = value.indexOf('+') < 0 ? 0 : bound;
+    return into;
+  }
   let digits = 0;
   let upper = 0;
   let at = 0;
@@ -302,6 +325,8 @@ const iban: DetectorScanner = {
 const e164Re = /(?<![0-9A-Za-z+])\+[1-9](?:[ .-]?[0-9]){7,14}(?![0-9])/g;
 const nanpRe =
   /(?<![0-9A-Za-z+])(?:\+?1[ .-]?)?(?:\([2-9][0-9]{2}\)[ .-]?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}(?![0-9])/y;
+/** ddd, a separator, dddd not followed by a digit: where a NANP number ends. */
+const nanpTail = /[0-9]{3}[ .-][0-9]{4}(?![0-9])/g;
 const phone: DetectorScanner = {
   name: 'phone',
   minLength: 9,
@@ -310,19 +335,19 @@ const phone: DetectorScanner = {
     const found: Span[] = [];
     if (value.includes('+'))
       each(e164Re, value, (m) => found.push({ start: m.index, end: m.index + m[0].length }));
-    // NANP: anchor on the separator before the last four digits, then try the few possible
-    // candidates with a sticky regex (a handful of positions, not every one).
-    for (let i = 7; i + 4 < value.length; i++) {
-      const sep = value.charCodeAt(i);
-      if (sep !== 32 && sep !== 45 && sep !== 46) continue;
-      if (!digitsAt(value, i - 3, 3) || !digitsAt(value, i + 1, 4) || isDigit(value.charCodeAt(i + 5)))
-        continue;
+    // NANP: anchor on the separator before the last four digits (found natively, each start
+    // tried so overlapping candidates are not skipped), then try the few possible candidates
+    // with a sticky regex (a handful of positions, not every one).
+    nanpTail.lastIndex = 4;
+    for (let m = nanpTail.exec(value); m !== null; m = nanpTail.exec(value)) {
+      nanpTail.lastIndex = m.index + 1;
+      const i = m.index + 3;
       for (const back of [12, 11, 10, 9, 8, 7]) {
         const start = i - back;
         if (start < 0) continue;
         nanpRe.lastIndex = start;
-        const m = nanpRe.exec(value);
-        if (m && m.index + m[0].length === i + 5) {
+        const n = nanpRe.exec(value);
+        if (n && n.index + n[0].length === i + 5) {
           found.push({ start, end: i + 5 });
           break;
         }
@@ -372,11 +397,12 @@ const jwt: DetectorScanner = {
   },
 };
 
+const awsHint = /A[KS]IA/;
 const awsRe = /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/g;
 const awsAccessKey: DetectorScanner = {
   name: 'aws-access-key',
   minLength: 20,
-  maybe: (v, p) => p.upper >= 4 && (v.includes('AKIA') || v.includes('ASIA')),
+  maybe: (v, p) => p.upper >= 4 && awsHint.test(v),
   find(value, out) {
     each(awsRe, value, (m) => out.push({ start: m.index, end: m.index + m[0].length }));
   },
@@ -408,11 +434,13 @@ const privateKey: DetectorScanner = {
 
 // The token after "Bearer " is masked, the scheme kept. A word after "bearer" in prose is not
 // a token: at least 8 characters with a digit, or 20 characters.
+/** One native search instead of two includes(). */
+const bearerHint = /[Bb](?:earer|EARER)/;
 const bearerRe = /(?<![A-Za-z0-9])[Bb](?:earer|EARER)[ \t]+([A-Za-z0-9\-._~+/]+=*)/g;
 const bearerToken: DetectorScanner = {
   name: 'bearer-token',
   minLength: 15,
-  maybe: (v) => v.includes('earer') || v.includes('EARER'),
+  maybe: (v) => bearerHint.test(v),
   find(value, out) {
     each(bearerRe, value, (m) => {
       const token = m[1]!;

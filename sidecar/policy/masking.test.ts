@@ -215,6 +215,38 @@ describe('compileMasking', () => {
     }
   });
 
+  it('prefilters: values without a digit are still scanned for what needs no digit', () => {
+    const plan = planWith([{ name: 'pii', detectors: [...detectors] }]);
+    const cases: [string, string][] = [
+      ['mail alice@example.com now', 'mail [REDACTED:email] now'],
+      ['host ab::cd:ef up', 'host [REDACTED:ipv6] up'],
+      ['host ab:cd:ef:ab:cd:ef:ab:cd up', 'host [REDACTED:ipv6] up'],
+      ['t eyJhbGciOiJhYWEifQ.abc.def x', 't [REDACTED:jwt] x'],
+      ['key AKIAABCDEFGHIJKLMNOP end', 'key [REDACTED:aws-access-key] end'],
+      ['Authorization: Bearer abcdefghijklmnopqrstuvwx', 'Authorization: Bearer [REDACTED:bearer-token]'],
+      ['-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----', '[REDACTED:private-key]'],
+    ];
+    // Long values take the native pre-scan, short ones the JS pass: both must find them.
+    const filler = ' and then some more words, long enough for the native pre-scan';
+    for (const [value, masked] of cases) {
+      assert.ok(!/[0-9]/.test(value), value);
+      assert.equal(plan.maskText(value).value, masked);
+      assert.equal(plan.maskText(value + filler).value, masked + filler);
+      assert.equal(plan.maskText(filler + value).value, filler + masked);
+    }
+  });
+
+  it('phone: NANP candidates found by a native search, at every separator', () => {
+    const plan = detectOnly('phone');
+    assert.equal(plan.maskText('call 555-234-5678 now').value, 'call [REDACTED:phone] now');
+    assert.equal(plan.maskText('555-234-5678-234-5678').value, '[REDACTED:phone]-234-5678');
+    assert.equal(
+      plan.maskText('a (555) 234-5678, b 555.234.5678').value,
+      'a [REDACTED:phone], b [REDACTED:phone]',
+    );
+    assert.equal(plan.maskText('2024-01-15 10:00:00+00').value, '2024-01-15 10:00:00+00');
+  });
+
   it('compilePattern rejects invalid RE2 with a clear error', () => {
     const bad = compilePattern('(?<=x)y');
     assert.equal(bad.ok, false);
@@ -309,6 +341,52 @@ describe('masking properties', () => {
         hashed.maskText(text);
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it('prefilters never change a result: the same as running every scanner on every value', () => {
+    const rules = [
+      { name: 'pii', detectors: [...detectors], strategy: 'redact' },
+      { name: 'ids', patterns: [{ name: 'order', regex: 'ORD-[0-9]{6}' }], strategy: 'hash' },
+    ] as MaskingRule[];
+    const gated = compileMasking([policy({ name: 'p', masking: rules })]);
+    const every = compileMasking([policy({ name: 'p', masking: rules })], { prefilter: false });
+    const token = fc.oneof(
+      cardArb,
+      emailArb,
+      ssnArb,
+      fc.constantFrom(
+        ...'0123456789abcdefABCDEFXYZ@.-+:() _/='.split(''),
+        'eyJhbGciOiJhYWEifQ',
+        'eyJhbGciOiJIUzI1NiJ9',
+        'AKIA',
+        'ASIA',
+        'Bearer ',
+        'BEARER ',
+        'bearer ',
+        '-----BEGIN PRIVATE KEY-----',
+        '-----END PRIVATE KEY-----',
+        '::',
+        '+1 ',
+        '+44 20 7946 0958',
+        '(555) ',
+        '234-5678',
+        '192.168.1.1',
+        'fe80::1',
+        'ab:cd:ef:ab:cd:ef:ab:cd',
+        'GB82 WEST 1234 5698 7654 32',
+        'DE89370400440532013000',
+        'ORD-123456',
+        'example.com',
+        ' the quick brown fox jumps over the lazy dog ',
+      ),
+    );
+    fc.assert(
+      fc.property(fc.array(token, { maxLength: 24 }), (parts) => {
+        const text = parts.join('');
+        assert.deepEqual(gated.maskText(text), every.maskText(text), JSON.stringify(text));
+      }),
+      { numRuns: 2_000 },
     );
   });
 

@@ -1,6 +1,7 @@
 // Masking of response values. compileMasking turns the policies' masking rules into a plan
 // once per bundle; the plan then runs on every text value of every row, so the path for a
-// value with nothing to mask does one pass over its characters and allocates only the result.
+// value with nothing to mask is a pre-scan that rules detectors out (native searches for long
+// values without a digit, one JS pass otherwise), and it returns the same string.
 //
 // Strategies:
 //   redact  → "[REDACTED:<detector or pattern>]" for findings, "[REDACTED]" for whole columns
@@ -58,6 +59,8 @@ export interface MaskingPlan {
 export interface MaskingOptions {
   /** Key for the hash strategy; per bundle, so hashes cannot be compared across tenants. */
   hashKey?: string | Uint8Array;
+  /** false: run every scanner on every value, skipping the cheap prefilters (tests compare). */
+  prefilter?: boolean;
 }
 
 export const defaultHashKey = 'airlock-mask-v1';
@@ -178,7 +181,17 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     );
   }
   const minLength = list.length === 0 ? Infinity : Math.min(...list.map((s) => s.minLength));
-  const scratch: Profile = { digits: 0, upper: 0, at: 0, dash: 0, dot: 0, colon: 0, plus: 0, cardRun: 0 };
+  const prefilter = options.prefilter ?? true;
+  const scratch: Profile = {
+    digits: 0,
+    upper: 0,
+    at: 0,
+    dash: 0,
+    dot: 0,
+    colon: 0,
+    plus: 0,
+    cardRun: 0,
+  };
   const columnCache = new Map<string, ColumnMask | undefined>();
 
   function columnRule(q: { schema: string; table: string; column: string }): ColumnMask | undefined {
@@ -223,11 +236,13 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
         wouldMask,
       };
     }
-    if (value.length < minLength) return { value, counts: noCounts, wouldMask: noCounts };
-    const p = profile(value, scratch);
+    if (prefilter) {
+      if (value.length < minLength) return { value, counts: noCounts, wouldMask: noCounts };
+      profile(value, scratch);
+    }
     let findings: Finding[] | undefined;
     for (const scanner of list) {
-      if (!scanner.maybe(value, p)) continue;
+      if (prefilter && !scanner.maybe(value, scratch)) continue;
       const spans: Span[] = [];
       scanner.find(value, spans);
       if (spans.length === 0) continue;
