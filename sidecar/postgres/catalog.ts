@@ -1,13 +1,41 @@
 // Resolves result columns to table columns (RowDescription carries only table OID and
-// attribute number) over a side connection with the same held credential. Answers are cached
-// briefly: a table is looked up again after ttlMs, when an attribute number is new to the
-// cache, and after the session itself changes the schema (the session calls invalidate()), so
-// a renamed or added column cannot keep an old identity for long.
+// attribute number) over a side connection with the same held credential.
+//
+// Views and materialized views report their own OID, so a view over a masked column would
+// escape a column rule. For them the enforcer follows the column's lineage: it describes the
+// view's definition (pg_get_viewdef) on the side connection, and the server's RowDescription
+// names the base table column behind each view column, recursively. A view column the server
+// cannot trace (an expression) is treated as possibly any column the view depends on
+// (pg_depend), so a masked column inside an expression stays masked.
+//
+// Answers are cached briefly: a table is looked up again after ttlMs, when an attribute number
+// is new to the cache, and after the session itself changes the schema (invalidate()), so a
+// renamed or added column cannot keep an old identity for long.
 import type { Socket } from 'node:net';
 import { FrameReader, maxServerMessageLength } from './frames.ts';
-import { BodyReader, decodeFields, query, terminate } from './messages.ts';
+import {
+  BodyReader,
+  decodeFields,
+  decodeRowDescription,
+  describe,
+  parse,
+  query,
+  sync,
+  terminate,
+} from './messages.ts';
 import type { ColumnRef } from './policy.ts';
 import { connectUpstream, type UpstreamTarget } from './upstream.ts';
+
+interface Relation {
+  loaded: number;
+  columns: Map<number, ColumnRef>;
+  /** View column → the column it shows, when the server can tell. */
+  lineage?: Map<number, { tableOid: number; attnum: number }>;
+  /** Every table column the view's definition depends on. */
+  depends?: { tableOid: number; attnum: number }[];
+}
+
+const maxViewDepth = 8;
 
 export class Catalog {
   private readonly target: UpstreamTarget;
@@ -15,40 +43,81 @@ export class Catalog {
   private reader: FrameReader | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private readonly ttlMs: number;
-  private readonly tables = new Map<number, { loaded: number; columns: Map<number, ColumnRef> }>();
+  private readonly relations = new Map<number, Relation>();
 
   constructor(target: UpstreamTarget, options: { ttlMs?: number } = {}) {
     this.target = target;
     this.ttlMs = options.ttlMs ?? 5000;
   }
 
-  /** Whether (table OID, attnum) must be looked up before column() can answer for it. */
+  /** Whether (table OID, attnum) must be looked up before refs() can answer for it. */
   needs(tableOid: number, attnum: number): boolean {
     if (tableOid === 0 || attnum <= 0) return false;
-    const entry = this.tables.get(tableOid);
+    const entry = this.relations.get(tableOid);
     return !entry || Date.now() - entry.loaded > this.ttlMs || !entry.columns.has(attnum);
   }
 
   invalidate(): void {
-    this.tables.clear();
+    this.relations.clear();
   }
 
-  /** Loads the columns of these tables in one catalog query. */
-  async resolve(oids: number[]): Promise<void> {
-    const missing = [...new Set(oids)].filter((oid) => oid !== 0);
-    if (missing.length === 0) return;
+  /** Loads these relations (and, for views, what their columns show) in a few catalog queries. */
+  async resolve(oids: number[], depth = 0): Promise<void> {
+    const wanted = [...new Set(oids)].filter((oid) => oid !== 0);
+    if (wanted.length === 0) return;
+    const list = wanted.map((oid) => `${oid}::oid`).join(',');
     const rows = await this.query(
-      'SELECT a.attrelid::int8, a.attnum, n.nspname, c.relname, a.attname FROM pg_catalog.pg_attribute a ' +
+      'SELECT a.attrelid::int8, a.attnum, n.nspname, c.relname, a.attname, c.relkind FROM pg_catalog.pg_attribute a ' +
         'JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-        `WHERE a.attrelid IN (${missing.map((oid) => `${oid}::oid`).join(',')}) AND a.attnum > 0`,
+        `WHERE a.attrelid IN (${list}) AND a.attnum > 0`,
     );
     const loaded = Date.now();
-    for (const oid of missing) this.tables.set(oid, { loaded, columns: new Map() });
-    for (const [relid, attnum, schema, table, column] of rows) {
-      this.tables
+    const views = new Set<number>();
+    for (const oid of wanted) this.relations.set(oid, { loaded, columns: new Map() });
+    for (const [relid, attnum, schema, table, column, relkind] of rows) {
+      this.relations
         .get(Number(relid))
         ?.columns.set(Number(attnum), { schema: schema!, table: table!, column: column! });
+      if (relkind === 'v' || relkind === 'm') views.add(Number(relid));
     }
+    if (views.size === 0) return;
+    if (depth >= maxViewDepth) throw new Error(`views nested deeper than ${maxViewDepth}`);
+    const next: number[] = [];
+    for (const view of views) {
+      const relation = this.relations.get(view)!;
+      const [definition] = await this.query(`SELECT pg_catalog.pg_get_viewdef(${view}::oid)`);
+      const shown = await this.describe(definition?.[0] ?? '');
+      relation.lineage = new Map();
+      shown.forEach((column, index) => {
+        if (column.tableOid === 0) return;
+        relation.lineage!.set(index + 1, column);
+        next.push(column.tableOid);
+      });
+      const depends = await this.query(
+        'SELECT DISTINCT d.refobjid::int8, d.refobjsubid FROM pg_catalog.pg_depend d ' +
+          'JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid ' +
+          "WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass " +
+          `AND r.ev_class = ${view}::oid AND d.refobjid <> ${view}::oid AND d.refobjsubid > 0`,
+      );
+      relation.depends = depends.map(([oid, attnum]) => ({ tableOid: Number(oid), attnum: Number(attnum) }));
+      next.push(...relation.depends.map((d) => d.tableOid));
+    }
+    const unknown = [...new Set(next)].filter((oid) => !this.relations.has(oid));
+    await this.resolve(unknown, depth + 1);
+  }
+
+  /**
+   * Every column identity a result column may carry: its own, and through views the columns
+   * it shows (or, when a view column is an expression, every column the view depends on).
+   */
+  refs(tableOid: number, attnum: number, depth = 0): ColumnRef[] {
+    const relation = this.relations.get(tableOid);
+    const own = relation?.columns.get(attnum);
+    if (!relation || !own) return [];
+    if (!relation.lineage || depth >= maxViewDepth) return [own];
+    const shown = relation.lineage.get(attnum);
+    if (shown) return [own, ...this.refs(shown.tableOid, shown.attnum, depth + 1)];
+    return [own, ...(relation.depends ?? []).flatMap((d) => this.refs(d.tableOid, d.attnum, depth + 1))];
   }
 
   /** Columns of a table named in SQL, resolved with the side connection's search_path. */
@@ -62,22 +131,48 @@ export class Catalog {
     return rows.map(([schema, table, column]) => ({ schema: schema!, table: table!, column: column! }));
   }
 
-  column(tableOid: number, attnum: number): ColumnRef | undefined {
-    return this.tables.get(tableOid)?.columns.get(attnum);
-  }
-
   close(): void {
     if (this.socket && !this.socket.destroyed) this.socket.end(terminate());
     this.socket = undefined;
   }
 
   private query(text: string): Promise<(string | null)[][]> {
-    const run = this.chain.then(() => this.run(text));
+    return this.serial(async () => {
+      const rows: (string | null)[][] = [];
+      await this.exchange(query(text), (type, body) => {
+        if (type !== 'D') return;
+        const r = new BodyReader(body);
+        const count = r.int16();
+        const row: (string | null)[] = [];
+        for (let i = 0; i < count; i++) {
+          const length = r.int32();
+          row.push(length < 0 ? null : r.bytes(length).toString('utf8'));
+        }
+        rows.push(row);
+      });
+      return rows;
+    });
+  }
+
+  /** The result columns of a query, from Parse + Describe (nothing runs). */
+  private describe(text: string): Promise<{ tableOid: number; attnum: number }[]> {
+    return this.serial(async () => {
+      let columns: { tableOid: number; attnum: number }[] = [];
+      await this.exchange(Buffer.concat([parse('', text), describe('S', ''), sync()]), (type, body) => {
+        if (type === 'T') columns = decodeRowDescription(body);
+      });
+      return columns;
+    });
+  }
+
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(work);
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async run(text: string): Promise<(string | null)[][]> {
+  /** Sends messages and reads up to ReadyForQuery; rejects on an ErrorResponse. */
+  private async exchange(messages: Buffer, onFrame: (type: string, body: Buffer) => void): Promise<void> {
     if (!this.socket || this.socket.destroyed) {
       const upstream = await connectUpstream(this.target, [['application_name', 'airlock-catalog']]);
       this.socket = upstream.socket;
@@ -86,31 +181,20 @@ export class Catalog {
     }
     const socket = this.socket;
     const reader = this.reader ?? new FrameReader({ maxLength: maxServerMessageLength });
-    socket.write(query(text));
-    const rows: (string | null)[][] = [];
+    socket.write(messages);
     let error: string | undefined;
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       const onData = (chunk: Buffer) => {
         reader.push(chunk);
         for (let frame = reader.next(); frame; frame = reader.next()) {
           const type = String.fromCharCode(frame.type);
-          if (type === 'D') {
-            const r = new BodyReader(frame.body);
-            const count = r.int16();
-            const row: (string | null)[] = [];
-            for (let i = 0; i < count; i++) {
-              const length = r.int32();
-              row.push(length < 0 ? null : r.bytes(length).toString('utf8'));
-            }
-            rows.push(row);
-          } else if (type === 'E') {
-            error = decodeFields(frame.body).get('M');
-          } else if (type === 'Z') {
+          if (type === 'E') error = decodeFields(frame.body).get('M');
+          else if (type === 'Z') {
             cleanup();
             if (error) reject(new Error(`catalog lookup failed: ${error}`));
-            else resolve(rows);
+            else resolve();
             return;
-          }
+          } else onFrame(type, frame.body);
         }
       };
       const onClose = () => {

@@ -1327,9 +1327,13 @@ export class PostgresSession {
     const build = (): void => {
       set(
         columns.map((c): ColumnPlan => {
-          const ref =
-            masker.columns && c.tableOid !== 0 ? this.catalog?.column(c.tableOid, c.attnum) : undefined;
-          const rule = ref ? masker.columnRule(ref) : undefined;
+          const refs =
+            masker.columns && c.tableOid !== 0 ? (this.catalog?.refs(c.tableOid, c.attnum) ?? []) : [];
+          let rule: ColumnMask | undefined;
+          for (const ref of refs) {
+            rule = masker.columnRule(ref);
+            if (rule) break;
+          }
           const textual = textTypes.has(c.typeOid);
           const binary = c.format === 1;
           const plan: ColumnPlan = { action: 'skip', textual, binary, jsonb: binary && c.typeOid === 3802 };

@@ -85,11 +85,38 @@ describe('postgres enforcer: masking', () => {
     assert.equal(rows[1].notes, 'no pii here');
   });
 
-  test('subqueries and views do not escape column rules', async () => {
-    await server.asUser('CREATE OR REPLACE VIEW customer_view AS SELECT id, ssn FROM customers');
+  test('subqueries, CTEs and views do not escape column rules', async () => {
+    await server.asUser(`
+      CREATE OR REPLACE VIEW customer_view AS SELECT id, ssn AS tax_id, name FROM customers;
+      CREATE OR REPLACE VIEW nested_view AS SELECT tax_id AS x, name FROM customer_view;
+      CREATE OR REPLACE VIEW expression_view AS SELECT id, upper(ssn) AS shout FROM customers;
+      CREATE MATERIALIZED VIEW IF NOT EXISTS customer_mat AS SELECT id, ssn AS s FROM customers;
+    `);
     const sub = await query(enforcer, 'SELECT s FROM (SELECT ssn AS s, id FROM customers) t ORDER BY id');
     assert.deepEqual(
       sub.rows.map((r) => r.s),
+      ['[REDACTED]', '[REDACTED]'],
+    );
+    const cte = await query(enforcer, 'WITH w AS (SELECT ssn FROM customers) SELECT ssn FROM w');
+    assert.deepEqual(
+      cte.rows.map((r) => r.ssn),
+      ['[REDACTED]', '[REDACTED]'],
+    );
+    const view = await query(enforcer, 'SELECT id, tax_id, name FROM customer_view ORDER BY id');
+    assert.deepEqual(view.rows[0], { id: 1, tax_id: '[REDACTED]', name: 'Ada' });
+    const nested = await query(enforcer, 'SELECT x, name FROM nested_view ORDER BY name');
+    assert.deepEqual(nested.rows[0], { x: '[REDACTED]', name: 'Ada' });
+    const expression = await query(enforcer, {
+      text: 'SELECT shout FROM expression_view ORDER BY id',
+      values: [],
+    });
+    assert.deepEqual(
+      expression.rows.map((r) => r.shout),
+      ['[REDACTED]', '[REDACTED]'],
+    );
+    const mat = await query(enforcer, 'SELECT s FROM customer_mat ORDER BY id');
+    assert.deepEqual(
+      mat.rows.map((r) => r.s),
       ['[REDACTED]', '[REDACTED]'],
     );
   });
