@@ -1,8 +1,8 @@
 // Starts the enforcer for one granted Connection by its protocol: the one place the sidecar
 // and `airlock local` choose an enforcer.
 import type { Enforcer, EnforcerOptions } from './enforcer.ts';
-import { servePostgres } from './postgres/server.ts';
 import { serveHttp } from './http/enforcer.ts';
+import { servePostgres } from './postgres/server.ts';
 import { serveSsh } from './ssh/enforcer.ts';
 import { serveTcp } from './tcp/enforcer.ts';
 
