@@ -72,7 +72,7 @@ export async function loadPolicyEngine(policies: BundlePolicy[]): Promise<Policy
       columns: plan.hasColumns,
       minScanLength: minScanLength(policies),
       columnRule: (ref) => plan.columnRule(ref),
-      mask: (value, column) => plan.maskText(value, column),
+      mask: plan.maskText,
     },
     enforcing: policies.some((p) => p.mode === 'enforce' && (p.rules.length > 0 || p.masking.length > 0)),
   };

@@ -21,6 +21,7 @@ import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink, Outcome, RequestEvent, SessionEvent } from '../audit/event.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals } from '../enforcer.ts';
 import { Catalog } from './catalog.ts';
+import { RowWriter } from './datarow.ts';
 import {
   type Frame,
   type FrameError,
@@ -230,6 +231,9 @@ export class PostgresSession {
   /** The DataRow being masked, decoded once when it is ASCII. */
   private rowText: string | undefined;
   private rowAscii: boolean | undefined;
+  private readonly changedAt: number[] = [];
+  private readonly changedTo: (string | null)[] = [];
+  private readonly rows = new RowWriter();
   /** Set while a statement waits for approval. */
   private cancelHold: (() => void) | undefined;
 
@@ -1035,6 +1039,7 @@ export class PostgresSession {
     const upstream = this.upstream;
     if (!upstream) return;
     const out: Buffer[] = [];
+    this.rows.reset();
     while (!this.serverBusy && !this.closed) {
       let frame: Frame | undefined;
       try {
@@ -1392,8 +1397,9 @@ export class PostgresSession {
     if (limit - base < 7) throw new ProtocolViolation('DataRow shorter than its header');
     const count = (raw[base + 5]! << 8) | raw[base + 6]!;
     let at = base + 7;
-    let changedAt: number[] | undefined;
-    let changedTo: (string | null)[] | undefined;
+    const changedAt = this.changedAt;
+    const changedTo = this.changedTo;
+    let changes = 0;
     // An ASCII row is decoded once, and its fields are substrings: one native call per row
     // instead of one per value.
     this.rowText = undefined;
@@ -1409,16 +1415,14 @@ export class PostgresSession {
       if (plan.action === 'mask' || (plan.action !== 'skip' && length >= masker.minScanLength)) {
         const result = this.maskValue(masker, raw, base + 7, limit, at, end, plan, record);
         if (result !== unchanged) {
-          changedAt ??= [];
-          changedTo ??= [];
-          changedAt.push(i);
-          changedTo.push(result);
+          changedAt[changes] = i;
+          changedTo[changes++] = result;
         }
       }
       at = end;
     }
-    if (!changedAt || !changedTo) return undefined;
-    return rebuildDataRow(raw.subarray(base, limit), count, changedAt, changedTo);
+    if (changes === 0) return undefined;
+    return this.rows.write(raw, base, limit, changedAt, changedTo, changes);
   }
 
   /** The masked value of raw[start, end), null for NULL, or `unchanged`. */
@@ -1509,52 +1513,6 @@ const unchanged: unique symbol = Symbol('unchanged');
 
 /** A column without a description: scanned, and NULL when anything is found. */
 const unknownColumn: ColumnPlan = { action: 'lossy', textual: false, binary: true, jsonb: false };
-
-/** A DataRow with some fields replaced (a string, written as UTF-8, or null), in one allocation. */
-function rebuildDataRow(
-  raw: Buffer,
-  count: number,
-  changedAt: number[],
-  changedTo: (string | null)[],
-): Buffer {
-  let size = raw.length;
-  let at = 7;
-  let next = 0;
-  for (let i = 0; i < count && next < changedAt.length; i++) {
-    const length = raw.readInt32BE(at);
-    at += 4 + Math.max(length, 0);
-    if (changedAt[next] === i) {
-      const value = changedTo[next++];
-      size +=
-        (value === null || value === undefined ? 0 : Buffer.byteLength(value, 'utf8')) - Math.max(length, 0);
-    }
-  }
-  const out = Buffer.allocUnsafe(size);
-  raw.copy(out, 0, 0, 7);
-  out.writeInt32BE(size - 1, 1);
-  let from = 7;
-  let to = 7;
-  next = 0;
-  for (let i = 0; i < count; i++) {
-    const length = raw.readInt32BE(from);
-    const fieldEnd = from + 4 + Math.max(length, 0);
-    if (changedAt[next] === i) {
-      const value = changedTo[next++];
-      if (value === null || value === undefined) {
-        out.writeInt32BE(-1, to);
-        to += 4;
-      } else {
-        const written = out.write(value, to + 4, 'utf8');
-        out.writeInt32BE(written, to);
-        to += 4 + written;
-      }
-    } else {
-      to += raw.copy(out, to, from, fieldEnd);
-    }
-    from = fieldEnd;
-  }
-  return out;
-}
 
 function isAscii(bytes: Buffer, start: number, end: number): boolean {
   for (let i = start; i < end; i++) if (bytes[i]! > 0x7f) return false;

@@ -3,12 +3,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { RowWriter } from '../../sidecar/postgres/datarow.ts';
 import { type Frame, FrameError, FrameReader } from '../../sidecar/postgres/frames.ts';
 import {
   bind,
   decodeBind,
   decodeFields,
   decodeStartup,
+  encodeDataRow,
   encodeFields,
   encodeStartup,
   rowsFromTag,
@@ -198,5 +200,51 @@ describe('messages', () => {
     assert.equal(filterOptions('--session-authorization=admin').refused, 'session_authorization');
     assert.equal(filterOptions('-crole=admin').refused, 'role');
     assert.deepEqual(filterOptions('-c search_path=a\\ b'), { options: '-c search_path=a\\ b' });
+  });
+});
+
+describe('RowWriter', () => {
+  test('rewritten rows decode to the original fields with the replacements', () => {
+    const field = fc.option(fc.string({ maxLength: 40 }), { nil: null });
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(field, { maxLength: 8 }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.tuple(fc.nat(), field), { maxLength: 6 }),
+        (rows, replacements) => {
+          const writer = new RowWriter();
+          const views: Buffer[] = [];
+          const expected: (string | null)[][] = [];
+          for (const fields of rows) {
+            const raw = encodeDataRow(fields.map((f) => (f === null ? null : Buffer.from(f))));
+            // Pad around the row so offsets matter.
+            const padded = Buffer.concat([Buffer.from('xyz'), raw, Buffer.from('w')]);
+            const changes = new Map<number, string | null>();
+            for (const [index, value] of replacements)
+              if (fields.length > 0) changes.set(index % fields.length, value);
+            const changedAt = [...changes.keys()].sort((a, b) => a - b);
+            const changedTo = changedAt.map((i) => changes.get(i)!);
+            views.push(writer.write(padded, 3, 3 + raw.length, changedAt, changedTo, changedAt.length));
+            expected.push(fields.map((f, i) => (changes.has(i) ? changes.get(i)! : f)));
+          }
+          const reader = new FrameReader({ maxLength: 1 << 20 });
+          reader.push(Buffer.concat(views));
+          for (const want of expected) {
+            const frame = reader.next();
+            assert.equal(frame?.type, 0x44);
+            const body = frame!.body;
+            const got: (string | null)[] = [];
+            let at = 2;
+            for (let i = 0; i < body.readInt16BE(0); i++) {
+              const length = body.readInt32BE(at);
+              at += 4;
+              got.push(length < 0 ? null : body.toString('utf8', at, at + length));
+              if (length > 0) at += length;
+            }
+            assert.deepEqual(got, want);
+          }
+          assert.equal(reader.next(), undefined);
+        },
+      ),
+    );
   });
 });
