@@ -70,7 +70,13 @@ import type {
   SqlStatementInfo,
   Verdict,
 } from './policy.ts';
-import { connectUpstream, type Upstream, type UpstreamError, type UpstreamTarget } from './upstream.ts';
+import {
+  cancelUpstream,
+  connectUpstream,
+  type Upstream,
+  type UpstreamError,
+  type UpstreamTarget,
+} from './upstream.ts';
 
 // How a held statement gets a human decision: the contract every enforcer shares.
 export type { ApprovalRequest, ApprovalResult, Approvals };
@@ -645,7 +651,6 @@ export class PostgresSession {
         return;
       }
       if (upstreamKey) {
-        const { cancelUpstream } = await import('./upstream.ts');
         await cancelUpstream(target, upstreamKey.pid, upstreamKey.secret);
       }
     });
