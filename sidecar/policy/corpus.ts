@@ -182,6 +182,13 @@ export const corpus: [string, Expect][] = [
   ["SELECT id FROM customers WHERE ssn LIKE '1%'", { action: 'deny', rule: 'masking:pii' }],
   ["SELECT ssn FROM customers UNION SELECT 'x'", { action: 'deny', rule: 'masking:pii' }],
   ['SELECT id FROM customers ORDER BY ssn', { action: 'deny', rule: 'masking:pii' }],
+  // Sorting or grouping by a masked column through its position or its alias reveals its order.
+  ['SELECT id, ssn FROM customers ORDER BY 2', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT id, ssn FROM customers GROUP BY 2, 1', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT ssn AS s, id FROM customers ORDER BY s DESC', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT DISTINCT ON (2) id, c.ssn FROM customers c', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT id, ssn FROM customers ORDER BY 1', { action: 'allow' }],
+  ['SELECT id AS ssn_ref, ssn FROM customers ORDER BY ssn_ref', { action: 'allow' }],
   ['SELECT lower(c.email) FROM public.customers c', { action: 'deny', rule: 'masking:pii' }],
   ['SELECT row_to_json(c) FROM customers c', { action: 'deny', rule: 'masking:pii' }],
   ['SELECT row_to_json(c.*) FROM customers c', { action: 'deny', rule: 'masking:pii' }],

@@ -251,7 +251,8 @@ const isCommentStart = (ch: number, next: number) => (ch === 45 && next === 45) 
  * underscores, hex or a leading dot; any ';' but one at the end. '$' never survives in a
  * shape, so a shape cannot collide with a verbatim text. A number right after '(' or ',' is
  * kept verbatim: it may be a type's precision, where the grammar takes only some values
- * (float(54) is a syntax error).
+ * (float(54) is a syntax error), or a position in GROUP BY 1, 2 or DISTINCT ON (2); so is one
+ * right after BY (ORDER BY 2), which names an output column.
  */
 export function literalShape(text: string): string | undefined {
   const n = text.length;
@@ -261,6 +262,7 @@ export function literalShape(text: string): string | undefined {
   /** The previous character that is not white space. */
   let last = 0;
   let ended = false;
+  let afterBy = false;
   for (let i = 0; i < n; ) {
     const ch = text.charCodeAt(i);
     if (isSpace(ch)) {
@@ -269,9 +271,13 @@ export function literalShape(text: string): string | undefined {
     }
     if (ended || !isPlain(ch)) return undefined;
     const before = i > 0 ? text.charCodeAt(i - 1) : 0;
+    const previousWasBy = afterBy;
+    afterBy = false;
     if (isIdentStart(ch)) {
+      const start = i;
       i++;
       while (i < n && isIdentChar(text.charCodeAt(i))) i++;
+      afterBy = i - start === 2 && text.slice(start, i).toLowerCase() === 'by';
       last = 97;
     } else if (ch === 39) {
       if (isIdentChar(before) || before === 38 || before === 34) return undefined;
@@ -307,7 +313,8 @@ export function literalShape(text: string): string | undefined {
       }
       const after = text.charCodeAt(j);
       if (isIdentChar(after) || after === 46 || after === 34 || after === 39) return undefined;
-      if (last !== 40 && last !== 44) {
+      // After BY a number names an output column by position (ORDER BY 2): kept verbatim.
+      if (last !== 40 && last !== 44 && !previousWasBy) {
         shape += `${text.slice(copied, i)}${decimal ? '$d' : '$i'}`;
         copied = j;
         literals++;
@@ -754,15 +761,51 @@ class Walk {
       // only make an unqualified column there more ambiguous, never wrongly attributed.
       this.inScope(items, () => {
         this.value(from);
-        for (const target of (body['targetList'] as AstNode[] | undefined) ?? []) {
+        const targets = (body['targetList'] as AstNode[] | undefined) ?? [];
+        for (const target of targets) {
           const res = target['ResTarget'];
           const ref = (res?.['val'] as AstNode | undefined)?.['ColumnRef'];
           if (res && ref) this.targetColumn(ref, role, exists);
           else this.value(target);
         }
+        this.targetsReferencedBy(body, targets);
         this.fields(body, new Set(['targetList', 'fromClause', 'withClause', 'larg', 'rarg']));
       });
     });
+  }
+
+  /**
+   * ORDER BY, GROUP BY and DISTINCT ON may name a target by position (`ORDER BY 2`) or by its
+   * alias (`SELECT ssn AS s … ORDER BY s`): that sorts or groups by the target's value, an
+   * indirect use, though the clause itself names no column of a table.
+   */
+  targetsReferencedBy(body: AstObject, targets: AstNode[]): void {
+    const clauses = [
+      ...((body['sortClause'] as AstNode[] | undefined) ?? []).map(
+        (s) => s['SortBy']?.['node'] as AstNode | undefined,
+      ),
+      ...((body['groupClause'] as AstNode[] | undefined) ?? []),
+      ...((body['distinctClause'] as AstNode[] | undefined) ?? []),
+    ];
+    for (const item of clauses) {
+      if (!item) continue;
+      let target: AstObject | undefined;
+      const constant = item['A_Const'] as AstObject | undefined;
+      if (constant && constant['ival'] !== undefined) {
+        const position = Number((constant['ival'] as AstObject)['ival'] ?? 0);
+        target = targets[position - 1]?.['ResTarget'];
+      }
+      const columnRef = item['ColumnRef'] as AstObject | undefined;
+      if (!target && columnRef) {
+        const { names, star } = refShape(columnRef);
+        if (!star && names.length === 1)
+          target = targets.map((t) => t['ResTarget']).find((r) => r?.['name'] === names[0]);
+      }
+      const value = target?.['val'] as AstNode | undefined;
+      if (!value) continue;
+      if (value['ColumnRef']) this.columnRef(value['ColumnRef'] as AstObject, 'harmful');
+      else this.value(value);
+    }
   }
 
   /** A bare column reference in a target list. */
