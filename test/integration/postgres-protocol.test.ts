@@ -473,3 +473,33 @@ describe('large messages and lost servers', () => {
     assert.ok(end && end.type === 'session.end' && /server closed/.test(end.reason));
   });
 });
+
+describe('COPY in the extended protocol', () => {
+  test('COPY FROM STDIN and TO STDOUT through Parse/Bind/Execute', async () => {
+    await server.asUser('CREATE TABLE IF NOT EXISTS copy_ext (id int, note text)');
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    raw.send(parse('', 'COPY copy_ext FROM STDIN'), bind('', ''), execute(''), flush());
+    assert.equal(types(await raw.until('G')), '1 2 G');
+    const data = (line: string) => {
+      const body = Buffer.from(line);
+      const header = Buffer.alloc(5);
+      header.write('d');
+      header.writeInt32BE(body.length + 4, 1);
+      return Buffer.concat([header, body]);
+    };
+    raw.send(data('1\tone\n'), data('2\ttwo\n'), Buffer.from([0x63, 0, 0, 0, 4]), sync());
+    const done = await raw.until('Z');
+    assert.equal(types(done), 'C Z');
+    assert.match(done[0]!.body.toString(), /COPY 2/);
+    raw.send(
+      parse('', 'COPY (SELECT id, note FROM copy_ext ORDER BY id) TO STDOUT'),
+      bind('', ''),
+      execute(''),
+      sync(),
+    );
+    const out = await raw.until('Z');
+    assert.equal(types(out), '1 2 H d d c C Z');
+    assert.equal(out[3]!.body.toString(), '1\tone\n');
+    raw.close();
+  });
+});
