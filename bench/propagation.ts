@@ -33,15 +33,7 @@ const custom = config.makeApiClient(CustomObjectsApi);
 let operator: ReturnType<typeof startService> | undefined;
 const streams: { destroy(): void }[] = [];
 try {
-  await cluster.kubectl(['apply', '-f', join(repository, 'crds')]);
-  await cluster.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd',
-    '-l',
-    'app.kubernetes.io/part-of=airlock',
-  ]);
+  await cluster.installCrds();
   for (const ns of ['airlock-system', namespace])
     await core.createNamespace({ body: { metadata: { name: ns } } });
   await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'agent' } } });

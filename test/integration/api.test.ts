@@ -16,15 +16,7 @@ describe('API on a real kube-apiserver', requires('etcd', 'kube-apiserver', 'kub
 
   before(async () => {
     cluster = await startControlPlane();
-    await cluster.kubectl(['apply', '-f', join(repository, 'crds')]);
-    await cluster.kubectl([
-      'wait',
-      '--for=condition=Established',
-      '--timeout=60s',
-      'crd',
-      '-l',
-      'app.kubernetes.io/part-of=airlock',
-    ]);
+    await cluster.installCrds();
   });
   after(async () => cluster?.stop());
 

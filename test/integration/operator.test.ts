@@ -3,7 +3,6 @@
 // changes reach a connected sidecar, and two replicas hand the lease over.
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
@@ -15,7 +14,7 @@ import { type ControlPlane, startControlPlane } from '../support/controlplane.ts
 import { freePort } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
 
-const repository = new URL('../../', import.meta.url).pathname;
+const _repository = new URL('../../', import.meta.url).pathname;
 const password = 'Secr3t-orders-password';
 
 type Line = { type: string; bundle?: Bundle };
@@ -165,36 +164,12 @@ describe('operator on a real kube-apiserver', requires('etcd', 'kube-apiserver',
     return JSON.parse(await kubectl(['get', 'pod', name, '-n', 'agents', '-o', 'json'])).metadata
       .uid as string;
   };
-  const podToken = async (serviceAccount: string, pod: string, uid: string, audience = 'airlock') =>
-    (
-      await kubectl([
-        'create',
-        'token',
-        serviceAccount,
-        '-n',
-        'agents',
-        '--audience',
-        audience,
-        '--bound-object-kind',
-        'Pod',
-        '--bound-object-name',
-        pod,
-        '--bound-object-uid',
-        uid,
-      ])
-    ).trim();
+  const podToken = (serviceAccount: string, name: string, uid: string, audience = 'airlock') =>
+    cluster.podToken({ namespace: 'agents', name, uid, serviceAccount }, audience);
 
   before(async () => {
     cluster = await startControlPlane();
-    await kubectl(['apply', '-f', join(repository, 'crds')]);
-    await kubectl([
-      'wait',
-      '--for=condition=Established',
-      '--timeout=60s',
-      'crd',
-      '-l',
-      'app.kubernetes.io/part-of=airlock',
-    ]);
+    await cluster.installCrds();
     await kubectl(['create', 'namespace', 'airlock-system']);
     await kubectl(['create', 'namespace', 'agents']);
     for (const sa of ['support-agent', 'deploy-bot', 'stranger']) {

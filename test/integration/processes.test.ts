@@ -41,15 +41,7 @@ describe(
       );
       await database.admin(`GRANT ALL ON customers TO ${database.user}`, database.database);
       cluster = await startControlPlane();
-      await kubectl(['apply', '-f', join(repository, 'crds')]);
-      await kubectl([
-        'wait',
-        '--for=condition=Established',
-        '--timeout=60s',
-        'crd',
-        '-l',
-        'app.kubernetes.io/part-of=airlock',
-      ]);
+      await cluster.installCrds();
       await kubectl(['create', 'namespace', 'airlock-system']);
       await kubectl(['create', 'namespace', 'agents']);
       await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
@@ -181,17 +173,12 @@ describe(
 
       // Run the sidecar as the pod would, with the pod's own token and the published CA, on
       // loopback instead of the virtual IP (capture is the init container's job).
-      const token = await kubectl([
-        'create',
-        'token',
-        'agent',
-        '-n',
-        'agents',
-        '--audience=airlock',
-        '--bound-object-kind=Pod',
-        '--bound-object-name=agent-0',
-        `--bound-object-uid=${pod.metadata.uid}`,
-      ]);
+      const token = await cluster.podToken({
+        namespace: 'agents',
+        name: 'agent-0',
+        uid: pod.metadata.uid,
+        serviceAccount: 'agent',
+      });
       const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
         .data['ca.crt'];
       await writeFile(join(work, 'token'), token.trim());

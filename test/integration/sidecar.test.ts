@@ -19,7 +19,7 @@ import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { freePort } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
 
-const repository = new URL('../../', import.meta.url).pathname;
+const _repository = new URL('../../', import.meta.url).pathname;
 
 describe(
   'sidecar with the operator, on a real API server and PostgreSQL',
@@ -62,15 +62,7 @@ describe(
       await database.admin(`GRANT ALL ON orders TO ${database.user}`, database.database);
       cluster = await startControlPlane();
       const kubectl = (args: string[]) => cluster.kubectl(args);
-      await kubectl(['apply', '-f', join(repository, 'crds')]);
-      await kubectl([
-        'wait',
-        '--for=condition=Established',
-        '--timeout=60s',
-        'crd',
-        '-l',
-        'app.kubernetes.io/part-of=airlock',
-      ]);
+      await cluster.installCrds();
       await kubectl(['create', 'namespace', 'airlock-system']);
       await kubectl(['create', 'namespace', 'agents']);
       await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
@@ -106,21 +98,12 @@ describe(
       });
       const uid = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json'])).metadata
         .uid;
-      const token = await kubectl([
-        'create',
-        'token',
-        'agent',
-        '-n',
-        'agents',
-        '--audience',
-        'airlock',
-        '--bound-object-kind',
-        'Pod',
-        '--bound-object-name',
-        'agent-0',
-        '--bound-object-uid',
-        uid,
-      ]);
+      const token = await cluster.podToken({
+        namespace: 'agents',
+        name: 'agent-0',
+        uid: uid,
+        serviceAccount: 'agent',
+      });
       const authority = await createCertificateAuthority('airlock-operator');
       const serving = await authority.issue({
         commonName: 'airlock-operator',

@@ -12,6 +12,7 @@ import { freePort, type Service, startService, temporaryDirectory, waitFor } fro
 import { tool } from './tools.ts';
 
 const run = promisify(execFile);
+const repository = new URL('../../', import.meta.url).pathname;
 
 export const users = {
   admin: { name: 'admin', groups: ['system:masters'] },
@@ -33,6 +34,13 @@ export interface ControlPlane {
   credentials: Record<UserName, KeyPairPem>;
   /** Runs the real kubectl as a user; rejects with stderr on a non-zero exit. */
   kubectl(args: string[], options?: { as?: UserName; input?: string }): Promise<string>;
+  /** Applies crds/ and waits until the API server serves them. */
+  installCrds(): Promise<void>;
+  /** A token from the TokenRequest API, bound to a pod, for an audience. */
+  podToken(
+    pod: { namespace: string; name: string; uid: string; serviceAccount: string },
+    audience?: string,
+  ): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -163,25 +171,48 @@ export async function startControlPlane(): Promise<ControlPlane> {
       });
     }
     const kubectlPath = tool('kubectl');
+    const kubectl: ControlPlane['kubectl'] = async (args, options = {}) => {
+      const child = run(kubectlPath, [`--kubeconfig=${kubeconfigs[options.as ?? 'admin']}`, ...args], {
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      if (options.input !== undefined) child.child.stdin?.end(options.input);
+      try {
+        return (await child).stdout;
+      } catch (error) {
+        const failure = error as { stderr?: string; message: string };
+        throw new Error(`kubectl ${args.join(' ')}: ${failure.stderr?.trim() || failure.message}`);
+      }
+    };
     return {
       url,
       ca: ca.certificate,
       directory: dir.path,
       kubeconfig: kubeconfigs,
       credentials,
-      async kubectl(args, options = {}) {
-        const child = run(kubectlPath, [`--kubeconfig=${kubeconfigs[options.as ?? 'admin']}`, ...args], {
-          maxBuffer: 16 * 1024 * 1024,
-        });
-        if (options.input !== undefined) {
-          child.child.stdin?.end(options.input);
-        }
-        try {
-          return (await child).stdout;
-        } catch (error) {
-          const failure = error as { stderr?: string; message: string };
-          throw new Error(`kubectl ${args.join(' ')}: ${failure.stderr?.trim() || failure.message}`);
-        }
+      kubectl,
+      async installCrds() {
+        await kubectl(['apply', '-f', join(repository, 'crds')]);
+        await kubectl([
+          'wait',
+          '--for=condition=Established',
+          '--timeout=60s',
+          'crd',
+          '-l',
+          'app.kubernetes.io/part-of=airlock',
+        ]);
+      },
+      async podToken(pod, audience = 'airlock') {
+        const token = await kubectl([
+          'create',
+          'token',
+          pod.serviceAccount,
+          `--namespace=${pod.namespace}`,
+          `--audience=${audience}`,
+          '--bound-object-kind=Pod',
+          `--bound-object-name=${pod.name}`,
+          `--bound-object-uid=${pod.uid}`,
+        ]);
+        return token.trim();
       },
       stop,
     };
