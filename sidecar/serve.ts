@@ -14,14 +14,7 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
         connection,
         identity: options.identity,
         events: options.events,
-        approvals: {
-          request: (request) =>
-            options.approvals.request({
-              ...request,
-              sessionId: '',
-              approvers: { groups: [], users: [] },
-            }),
-        },
+        approvals: options.approvals,
         host: listen.host,
         port: listen.port,
       });
