@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { createCertificateAuthority } from '../../operator/pki.ts';
 import type { ProtocolErrorEvent } from '../../sidecar/audit/event.ts';
 import {
   bind,
@@ -14,7 +15,6 @@ import {
   query,
   sync,
 } from '../../sidecar/postgres/messages.ts';
-import { createTestCa } from '../support/pki.ts';
 import {
   type PostgresServer,
   policy,
@@ -28,7 +28,13 @@ import {
 let server: PostgresServer;
 let enforcer: TestEnforcer;
 let secure: TestEnforcer;
-const ca = createTestCa('Airlock Enforcer Test CA');
+const ca = await createCertificateAuthority('Airlock Enforcer Test CA');
+const leaf = await ca.issue({
+  commonName: 'localhost',
+  dnsNames: ['localhost'],
+  ipAddresses: ['127.0.0.1'],
+  usage: 'server',
+});
 
 const rules = policy('guard', {
   rules: [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }],
@@ -38,7 +44,7 @@ before(async () => {
   server = await startPostgres();
   await server.asUser('CREATE TABLE log (id int)');
   enforcer = await startEnforcer(server, [rules]);
-  secure = await startEnforcer(server, [rules], { tls: ca.issue('localhost') });
+  secure = await startEnforcer(server, [rules], { tls: { cert: leaf.certificate, key: leaf.privateKey } });
 });
 
 after(async () => {
@@ -97,7 +103,7 @@ describe('startup', () => {
   });
 
   test('TLS to the client when the enforcer has a certificate: pg and psql verify-full', async () => {
-    const c = new pg.Client({ ...secure.client, ssl: { ca: ca.cert, servername: 'localhost' } });
+    const c = new pg.Client({ ...secure.client, ssl: { ca: ca.certificate, servername: 'localhost' } });
     await c.connect();
     assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
     await c.end();
@@ -105,7 +111,7 @@ describe('startup', () => {
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');
     const dir = mkdtempSync(join(tmpdir(), 'airlock-psql-'));
-    writeFileSync(join(dir, 'ca.crt'), ca.cert);
+    writeFileSync(join(dir, 'ca.crt'), ca.certificate);
     const result = await psql({ host: 'localhost', port: secure.port }, 'SELECT 42;', {
       args: ['-At'],
       env: { PGSSLMODE: 'verify-full', PGSSLROOTCERT: join(dir, 'ca.crt') },

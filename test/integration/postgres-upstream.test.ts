@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { createCertificateAuthority } from '../../operator/pki.ts';
 import { scramClient, signatureHash } from '../../sidecar/postgres/scram.ts';
 import { connectUpstream, type UpstreamTarget } from '../../sidecar/postgres/upstream.ts';
-import { createTestCa } from '../support/pki.ts';
 import { type PostgresServer, policy, psql, startEnforcer, startPostgres } from '../support/postgres.ts';
 
 function targetOf(server: PostgresServer, tls: UpstreamTarget['tls'] = { mode: 'disable' }): UpstreamTarget {
@@ -43,9 +43,9 @@ describe('SCRAM client', () => {
     });
   });
 
-  test('channel binding hash follows the certificate signature algorithm', () => {
-    const ca = createTestCa();
-    const der = new X509Certificate(ca.cert).raw;
+  test('channel binding hash follows the certificate signature algorithm', async () => {
+    const ca = await createCertificateAuthority('Airlock Test CA');
+    const der = new X509Certificate(ca.certificate).raw;
     assert.equal(signatureHash(der), 'sha256');
     assert.equal(signatureHash(Buffer.from([1, 2, 3])), 'sha256');
   });
@@ -119,9 +119,12 @@ describe('upstream TLS', () => {
   });
 
   test('verify-full refuses another CA and another name', async () => {
-    const other = createTestCa('Someone Else');
+    const other = await createCertificateAuthority('Someone Else');
     await assert.rejects(
-      connectUpstream(targetOf(server, { mode: 'verify-full', ca: other.cert, serverName: 'localhost' }), []),
+      connectUpstream(
+        targetOf(server, { mode: 'verify-full', ca: other.certificate, serverName: 'localhost' }),
+        [],
+      ),
       { code: 'upstream-tls' },
     );
     await assert.rejects(

@@ -19,7 +19,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { createTestCa } from './pki.ts';
+import { createCertificateAuthority } from '../../operator/pki.ts';
 
 const bin = process.env.AIRLOCK_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const adminUser = 'airlock_admin';
@@ -138,11 +138,16 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     'shared_buffers = 32MB',
   ];
   if (options.tls) {
-    const authority = createTestCa('Airlock Test PostgreSQL CA');
-    const leaf = authority.issue('localhost', { dns: ['localhost'], ip: ['127.0.0.1'] });
-    writeFileSync(join(data, 'server.crt'), leaf.cert);
-    writeFileSync(join(data, 'server.key'), leaf.key, { mode: 0o600 });
-    ca = authority.cert;
+    const authority = await createCertificateAuthority('Airlock Test PostgreSQL CA');
+    const leaf = await authority.issue({
+      commonName: 'localhost',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+      usage: 'server',
+    });
+    writeFileSync(join(data, 'server.crt'), leaf.certificate);
+    writeFileSync(join(data, 'server.key'), leaf.privateKey, { mode: 0o600 });
+    ca = authority.certificate;
     conf.push('ssl = on', "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'");
   }
   writeFileSync(
