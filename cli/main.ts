@@ -32,7 +32,12 @@ export const commands: Record<string, Command> = {
       'airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...',
     run: async (args) => (await import('../sidecar/command.ts')).runSidecar(args),
   },
-  init: { summary: 'Install the traffic capture of an agent pod (init container)', usage: 'airlock init' },
+  init: {
+    summary: 'Install the traffic capture of an agent pod (init container)',
+    usage:
+      'airlock init --sidecar-uid UID --virtual-cidr CIDR [--egress strict|permissive] [--virtual NAME=VIP:PORT]...',
+    run: async (args) => (await import('../sidecar/capture/command.ts')).runInit(args),
+  },
   local: {
     summary: 'Serve the whole data path on one machine from manifests',
     usage:
