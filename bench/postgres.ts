@@ -151,6 +151,7 @@ spec:
     'airlock local',
     process.execPath,
     [
+      '--liftoff-only',
       join(repository, 'bin/airlock.js'),
       'local',
       '-f',
