@@ -2,20 +2,31 @@
 // embedded PGlite store in a worker thread, behind the same methods.
 import { Worker } from 'node:worker_threads';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
-import { AuditStore, isPostgresUrl, type SessionSummary, type VerifyResult } from './store.ts';
+import {
+  AuditStore,
+  isPostgresUrl,
+  type SessionSummary,
+  type StoreOptions,
+  type VerifyResult,
+} from './store.ts';
 
 export interface AuditLog {
   readonly location: string;
   append(events: SessionEvent[]): Promise<number>;
+  /** As append, returning the events that were new to the store. */
+  add(events: SessionEvent[]): Promise<SessionEvent[]>;
+  prune(before: Date): Promise<{ pruned: number; through: number }>;
   sessions(limit?: number): Promise<SessionSummary[]>;
   session(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined>;
   verify(): Promise<VerifyResult>;
   close(): Promise<void>;
 }
 
-export async function openAuditLog(location: string): Promise<AuditLog> {
-  if (isPostgresUrl(location)) return AuditStore.open(location);
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: { location } });
+export async function openAuditLog(location: string, options: StoreOptions = {}): Promise<AuditLog> {
+  if (isPostgresUrl(location)) return AuditStore.open(location, options);
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+    workerData: { location, key: options.key?.toString('base64') },
+  });
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let next = 0;
   await new Promise<void>((resolve, reject) => {
@@ -44,6 +55,8 @@ export async function openAuditLog(location: string): Promise<AuditLog> {
   return {
     location,
     append: (events) => call('append', events),
+    add: (events) => call('add', events),
+    prune: (before) => call('prune', before),
     sessions: (limit) => call('sessions', limit),
     session: (id) => call('session', id),
     verify: () => call('verify'),

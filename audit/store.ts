@@ -3,7 +3,7 @@
 // reordered, even by a database superuser. The same schema and migrations serve PostgreSQL
 // (production, several collector replicas: appends serialize on an advisory lock) and
 // embedded PGlite (the default, in a directory).
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
 
@@ -34,7 +34,42 @@ const migrations: string[] = [
      BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$;
    CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
      FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();`,
+  // Checkpoints anchor both ends of the chain: `head` (the last appended event) catches a cut
+  // tail, `genesis` (the last pruned event) lets retention drop a prefix. Each is signed with
+  // an HMAC key kept outside the database, so a database superuser cannot forge one.
+  `CREATE TABLE audit_checkpoints (
+     kind text PRIMARY KEY,
+     position bigint NOT NULL,
+     hash text NOT NULL,
+     mac text NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );
+   -- Pruning deletes a prefix inside a transaction that says so; nothing else may delete.
+   CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF TG_OP = 'DELETE' AND current_setting('airlock.prune', true) = 'on' THEN RETURN OLD; END IF;
+       RAISE EXCEPTION 'audit_events is append-only';
+     END $$;`,
 ];
+
+export interface StoreOptions {
+  /** HMAC key that signs the checkpoints; without it, a cut tail goes unnoticed. */
+  key?: Buffer;
+}
+
+type CheckpointKind = 'head' | 'genesis';
+interface Checkpoint {
+  kind: CheckpointKind;
+  position: number;
+  hash: string;
+  mac: string;
+}
+
+function checkpointMac(key: Buffer, kind: CheckpointKind, position: number, hash: string): string {
+  return createHmac('sha256', key)
+    .update(`airlock-audit-checkpoint\n${kind}\n${position}\n${hash}`)
+    .digest('hex');
+}
 
 export const isPostgresUrl = (location: string) => /^postgres(ql)?:\/\//.test(location);
 
@@ -54,6 +89,10 @@ export interface SessionSummary {
 export interface VerifyResult {
   ok: boolean;
   events: number;
+  /** Whether signed checkpoints were checked (a key was given and found them valid). */
+  anchored?: boolean;
+  /** Position of the last pruned event (0 when nothing was pruned). */
+  prunedThrough?: number;
   /** The first event that does not fit the chain, and why. */
   firstBad?: { position: number; id: string; problem: string };
 }
@@ -78,17 +117,19 @@ export function chainHash(previous: string, position: number, event: unknown): s
 
 export class AuditStore {
   readonly #db: Database;
+  readonly #key: Buffer | undefined;
   readonly location: string;
 
-  private constructor(db: Database, location: string) {
+  private constructor(db: Database, location: string, key: Buffer | undefined) {
     this.#db = db;
+    this.#key = key;
     this.location = location;
   }
 
   /** Opens a store: a postgres:// URL, or a directory for embedded PGlite. */
-  static async open(location: string): Promise<AuditStore> {
+  static async open(location: string, options: StoreOptions = {}): Promise<AuditStore> {
     const db = isPostgresUrl(location) ? await postgres(location) : await pglite(location);
-    const store = new AuditStore(db, location);
+    const store = new AuditStore(db, location, options.key);
     await store.#migrate();
     return store;
   }
@@ -111,7 +152,12 @@ export class AuditStore {
 
   /** Appends events in order; events already stored (by id) are skipped, so resends are harmless. */
   async append(events: SessionEvent[]): Promise<number> {
-    if (events.length === 0) return 0;
+    return (await this.add(events)).length;
+  }
+
+  /** As append, returning the events that were new to the store. */
+  async add(events: SessionEvent[]): Promise<SessionEvent[]> {
+    if (events.length === 0) return [];
     return this.#db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock(4242002)');
       const ids = events.map((e) => e.id);
@@ -126,9 +172,11 @@ export class AuditStore {
       let position = head ? Number(head.position) : 0;
       let previous = head?.hash ?? genesis;
       const rows: unknown[][] = [];
+      const added: SessionEvent[] = [];
       for (const event of events) {
         if (existing.has(event.id)) continue;
         existing.add(event.id);
+        added.push(event);
         position++;
         const hash = chainHash(previous, position, event);
         rows.push([
@@ -155,8 +203,59 @@ export class AuditStore {
           chunk.flat(),
         );
       }
-      const added = rows.length;
+      if (rows.length > 0 && this.#key) await this.#checkpoint(tx, 'head', position, previous);
       return added;
+    });
+  }
+
+  async #checkpoint(
+    tx: Pick<Database, 'query'>,
+    kind: CheckpointKind,
+    position: number,
+    hash: string,
+  ): Promise<void> {
+    const mac = this.#key ? checkpointMac(this.#key, kind, position, hash) : '';
+    await tx.query(
+      `INSERT INTO audit_checkpoints (kind, position, hash, mac) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (kind) DO UPDATE SET position = $2, hash = $3, mac = $4, updated_at = now()`,
+      [kind, position, hash, mac],
+    );
+  }
+
+  async #checkpoints(): Promise<Map<CheckpointKind, Checkpoint>> {
+    const rows = await this.#db.query<{ kind: CheckpointKind; position: string; hash: string; mac: string }>(
+      'SELECT kind, position, hash, mac FROM audit_checkpoints',
+    );
+    return new Map(rows.map((r) => [r.kind, { ...r, position: Number(r.position) }]));
+  }
+
+  /**
+   * Drops the events older than the cutoff from the start of the chain (the chain's order, not
+   * the clock's, decides: pruning stops at the first event that is young enough), and records
+   * the last dropped event as the chain's new genesis.
+   */
+  async prune(before: Date): Promise<{ pruned: number; through: number }> {
+    return this.#db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(4242002)');
+      const [young] = await tx.query<{ position: string | null }>(
+        'SELECT min(position) AS position FROM audit_events WHERE time >= $1',
+        [before.toISOString()],
+      );
+      const [last] = await tx.query<{ position: string | null; low: string | null }>(
+        'SELECT max(position) AS position, min(position) AS low FROM audit_events',
+      );
+      if (last?.position == null) return { pruned: 0, through: 0 };
+      const through = young?.position != null ? Number(young.position) - 1 : Number(last.position);
+      const low = Number(last.low);
+      if (through < low) return { pruned: 0, through: low - 1 };
+      const [edge] = await tx.query<{ hash: string }>('SELECT hash FROM audit_events WHERE position = $1', [
+        through,
+      ]);
+      await this.#checkpoint(tx, 'genesis', through, edge!.hash);
+      await tx.query("SELECT set_config('airlock.prune', 'on', true)");
+      await tx.query('DELETE FROM audit_events WHERE position <= $1', [through]);
+      await tx.query("SELECT set_config('airlock.prune', 'off', true)");
+      return { pruned: through - low + 1, through };
     });
   }
 
@@ -182,9 +281,30 @@ export class AuditStore {
 
   /** Walks the chain in order, in batches: linear in the store's size. */
   async verify(): Promise<VerifyResult> {
-    let previous = genesis;
-    let expected = 1;
+    const checkpoints = await this.#checkpoints();
+    const start = checkpoints.get('genesis');
+    const head = checkpoints.get('head');
+    const key = this.#key;
+    const forged = (c: Checkpoint | undefined) =>
+      c !== undefined &&
+      key !== undefined &&
+      !safeEqual(c.mac, checkpointMac(key, c.kind, c.position, c.hash));
+    const badCheckpoint = (c: Checkpoint): VerifyResult => ({
+      ok: false,
+      events: 0,
+      firstBad: {
+        position: c.position,
+        id: `checkpoint:${c.kind}`,
+        problem: `the ${c.kind} checkpoint's signature does not match: it was forged or the key is wrong`,
+      },
+    });
+    if (forged(start)) return badCheckpoint(start!);
+    if (forged(head)) return badCheckpoint(head!);
+    const anchored = key !== undefined && head !== undefined;
+    let previous = start?.hash ?? genesis;
+    let expected = (start?.position ?? 0) + 1;
     let count = 0;
+    let lastId = '';
     for (;;) {
       const rows = await this.#db.query<{
         position: string;
@@ -211,17 +331,41 @@ export class AuditStore {
           );
         if (chainHash(previous, position, parseJson(row.body)) !== row.hash)
           return bad('its content does not match its hash: it was edited');
+        if (head && position === head.position && row.hash !== head.hash)
+          return bad('it is not the event the head checkpoint signed: the chain was rewritten');
         previous = row.hash;
+        lastId = row.id;
         expected++;
         count++;
       }
     }
-    return { ok: true, events: count };
+    const through = start?.position ?? 0;
+    if (head && expected - 1 < head.position) {
+      return {
+        ok: false,
+        events: count,
+        firstBad: {
+          position: expected,
+          id: lastId ? `after ${lastId}` : '(none)',
+          problem: `the chain ends at position ${expected - 1}, but the head checkpoint signed position ${head.position}: ${head.position - expected + 1} events were cut from the tail`,
+        },
+      };
+    }
+    return {
+      ok: true,
+      events: count,
+      ...(anchored && { anchored }),
+      ...(through > 0 && { prunedThrough: through }),
+    };
   }
 
   async close(): Promise<void> {
     await this.#db.close();
   }
+}
+
+function safeEqual(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
 function parseJson<T>(value: T | string): T {

@@ -4,9 +4,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditStore } from './store.ts';
 
-type Method = 'append' | 'sessions' | 'session' | 'verify' | 'close';
+type Method = 'append' | 'add' | 'prune' | 'sessions' | 'session' | 'verify' | 'close';
 
-const store = await AuditStore.open((workerData as { location: string }).location);
+const { location, key } = workerData as { location: string; key?: string };
+const store = await AuditStore.open(location, key ? { key: Buffer.from(key, 'base64') } : {});
 parentPort!.postMessage({ ready: true });
 parentPort!.on('message', async ({ id, method, args }: { id: number; method: Method; args: unknown[] }) => {
   try {

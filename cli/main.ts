@@ -64,7 +64,11 @@ export const commands: Record<string, Command> = {
     usage: 'airlock deny ID [--reason TEXT] [--store DIR|URL]',
     run: async (args) => (await import('../local/commands.ts')).decideCommand('deny')(args),
   },
-  audit: { summary: 'Verify and export the audit trail', usage: 'airlock audit verify [--store STORE]' },
+  audit: {
+    summary: 'Verify the audit trail and prune it by age',
+    usage: 'airlock audit verify|prune --store DIR|URL [--key FILE] [--retention 30d] [-o json]',
+    run: async (args) => (await import('../audit/command.ts')).auditCommand(args),
+  },
 };
 
 function help(): string {
