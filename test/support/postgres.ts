@@ -31,6 +31,8 @@ export interface PostgresOptions {
   tls?: boolean;
   /** pg_hba method for the application user over TCP; scram-sha-256 when omitted. */
   auth?: PostgresAuth;
+  /** Also listen on these addresses and accept the application user from these CIDRs (pod networks). */
+  network?: { listen: string[]; clients: string[] };
 }
 
 export interface PostgresServer {
@@ -127,7 +129,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   const port = await freePort();
   let ca: string | undefined;
   const conf = [
-    "listen_addresses = '127.0.0.1'",
+    `listen_addresses = '${['127.0.0.1', ...(options.network?.listen ?? [])].join(',')}'`,
     `port = ${port}`,
     `unix_socket_directories = '${socketDir}'`,
     `password_encryption = '${auth === 'md5' ? 'md5' : 'scram-sha-256'}'`,
@@ -161,6 +163,8 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
       'local all all trust',
       `${hostType} all ${adminUser} 127.0.0.1/32 reject`,
       `${hostType} all all 127.0.0.1/32 ${auth}`,
+      ...(options.network?.clients ?? []).map((cidr) => `${hostType} all ${adminUser} ${cidr} reject`),
+      ...(options.network?.clients ?? []).map((cidr) => `${hostType} all all ${cidr} ${auth}`),
       '',
     ].join('\n'),
   );

@@ -1,0 +1,310 @@
+// An injected pod, run on this machine by the pod runner: the real operator against a real
+// API server injects it; `airlock init` captures its traffic in its own network namespace; the
+// sidecar (uid 1337, the pod's TokenRequest token) serves the granted database; the agent's
+// unchanged psql, as uid 1000, reaches it only through the sidecar, and every bypass fails.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { V1Pod } from '@kubernetes/client-node';
+import { webhookConfiguration } from '../../operator/injection/configuration.ts';
+import { type ControlPlane, serviceAccountIssuer, startControlPlane } from '../support/controlplane.ts';
+import {
+  type ClusterNetwork,
+  podCidrs,
+  type RunningPod,
+  runPod,
+  startClusterNetwork,
+} from '../support/pod-runner.ts';
+import { type PostgresServer, startPostgres } from '../support/postgres.ts';
+import { freePort, type Service, startService, temporaryDirectory, waitFor } from '../support/process.ts';
+import { requires } from '../support/tools.ts';
+
+const repository = new URL('../../', import.meta.url).pathname;
+const cli = join(repository, 'bin/airlock.js');
+
+describe(
+  'an injected pod on this machine: capture, enforcement and bypass attempts',
+  requires(
+    'ip',
+    'iptables',
+    'ip6tables',
+    'setpriv',
+    'python3',
+    'psql',
+    'postgres',
+    'etcd',
+    'kube-apiserver',
+    'kubectl',
+  ),
+  () => {
+    let network: ClusterNetwork;
+    let cluster: ControlPlane;
+    let database: PostgresServer;
+    let work: { path: string; remove(): Promise<void> };
+    let operator: Service;
+    let pod: RunningPod;
+    let stored: V1Pod;
+    const ports = { webhook: 0, controlApi: 0, probe: 0 };
+    const kubectl = (args: string[], input?: string) =>
+      cluster.kubectl(args, input === undefined ? {} : { input });
+    const apply = (manifest: object) => kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
+    const psql = (host: string, port: number, sql: string) =>
+      pod.exec(
+        'psql',
+        ['-X', '-At', '-h', host, '-p', String(port), '-U', 'agent', '-d', 'orders', '-c', sql],
+        {
+          env: { PGPASSWORD: 'not-the-password', PGCONNECT_TIMEOUT: '5' },
+        },
+      );
+
+    before(async () => {
+      work = await temporaryDirectory('e2e-pod');
+      network = await startClusterNetwork();
+      database = await startPostgres({
+        network: { listen: [network.address, network.address6], clients: podCidrs },
+      });
+      await database.admin(
+        "CREATE TABLE customers (id int, email text); INSERT INTO customers VALUES (1, 'ada@example.com')",
+        database.database,
+      );
+      await database.admin(`GRANT ALL ON customers TO ${database.user}`, database.database);
+      cluster = await startControlPlane();
+      await cluster.installCrds();
+      await kubectl(['create', 'namespace', 'airlock-system']);
+      await kubectl(['create', 'namespace', 'agents']);
+      await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
+      await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'orders-db', namespace: 'agents' },
+        stringData: { username: database.user, password: database.password },
+      });
+      await apply({
+        apiVersion: 'airlock.dev/v1alpha1',
+        kind: 'Connection',
+        metadata: { name: 'orders-db', namespace: 'agents' },
+        spec: {
+          protocol: 'postgres',
+          host: 'orders-db.data.svc.cluster.local',
+          port: database.port,
+          tls: { mode: 'disable' },
+          credentials: { secretRef: { name: 'orders-db' } },
+          postgres: { database: database.database },
+        },
+      });
+      await apply({
+        apiVersion: 'airlock.dev/v1alpha1',
+        kind: 'AccessPolicy',
+        metadata: { name: 'agent-orders', namespace: 'agents' },
+        spec: {
+          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+          connections: ['orders-db'],
+          masking: [{ name: 'pii', detectors: ['email'] }],
+          rules: [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }],
+        },
+      });
+      ports.webhook = await freePort();
+      ports.controlApi = await freePort();
+      ports.probe = await freePort();
+      await apply(
+        webhookConfiguration({
+          operatorNamespace: 'airlock-system',
+          url: `https://127.0.0.1:${ports.webhook}/inject`,
+        }),
+      );
+      operator = startService(
+        'airlock operator',
+        process.execPath,
+        [
+          cli,
+          'operator',
+          `--kubeconfig=${cluster.kubeconfig.admin}`,
+          '--namespace=airlock-system',
+          '--identity=operator-0',
+          '--tls-ip=127.0.0.1',
+          `--tls-ip=${network.address}`,
+          `--webhook-port=${ports.webhook}`,
+          `--control-api-port=${ports.controlApi}`,
+          `--probe-port=${ports.probe}`,
+          `--control-api-url=https://${network.address}:${ports.controlApi}`,
+          '--image=airlock:test',
+        ],
+        { logFile: join(work.path, 'operator.log') },
+      );
+      await waitFor(
+        'operator ready',
+        async () =>
+          (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
+          (await readFile(join(work.path, 'operator.log'), 'utf8')).includes('operator ready'),
+        { service: operator, timeoutMs: 60_000 },
+      );
+      await waitFor(
+        'CA published',
+        async () => (await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents'])) !== '',
+      );
+
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'agent-0', namespace: 'agents' },
+        spec: {
+          serviceAccountName: 'agent',
+          securityContext: { runAsUser: 1000 },
+          containers: [{ name: 'agent', image: 'agent:1', command: ['sleep', 'infinity'] }],
+        },
+      });
+      stored = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
+      // No cluster DNS on this machine: the sidecar reaches the database at its address on the
+      // cluster bridge. The change reaches the sidecar through its bundle; the pod keeps its
+      // hostAliases, so the agent still uses the hostname.
+      await kubectl([
+        'patch',
+        'conn',
+        'orders-db',
+        '-n',
+        'agents',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { host: network.address } }),
+      ]);
+      const token = await cluster.podToken(
+        { namespace: 'agents', name: 'agent-0', uid: stored.metadata?.uid ?? '', serviceAccount: 'agent' },
+        'airlock',
+      );
+      const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
+        .data['ca.crt'];
+      pod = await runPod(stored, { network, token, ca });
+      await waitFor('sidecar ready', async () => (await fetch(`http://${pod.address}:15021/readyz`)).ok, {
+        service: pod.sidecar,
+        timeoutMs: 30_000,
+      });
+    });
+    after(async () => {
+      await pod?.stop();
+      await operator?.stop();
+      await cluster?.stop();
+      await database?.stop();
+      await network?.stop();
+      await work?.remove();
+    });
+
+    test('airlock init prints what it installed', () => {
+      assert.match(pod.initOutput, /installed ip route replace local 240\.240\.0\.0\/16 dev lo/);
+      assert.match(pod.initOutput, /egress strict/);
+      assert.match(pod.initOutput, /ip6tables -t filter OUTPUT -> AIRLOCK_OUTPUT/);
+    });
+
+    test("the agent's unchanged psql, by hostname, sees masked data and gets DROP refused", async () => {
+      const row = await psql(
+        'orders-db.data.svc.cluster.local',
+        database.port,
+        'SELECT id, email FROM customers',
+      );
+      assert.equal(row.code, 0, row.stderr);
+      assert.match(row.stdout, /^1\|/);
+      assert.ok(!row.stdout.includes('ada@example.com'), row.stdout);
+      const drop = await psql('orders-db.data.svc.cluster.local', database.port, 'DROP TABLE customers');
+      assert.notEqual(drop.code, 0);
+      assert.match(drop.stderr, /AccessPolicy "agent-orders" rule "no-drop"/);
+      assert.equal(
+        (await database.admin('SELECT count(*) AS n FROM customers', database.database)).rows[0].n,
+        '1',
+      );
+    });
+
+    test("the sidecar's events record the session; its log holds no credential and no unmasked value", async () => {
+      const log = await readFile(pod.sidecar.logFile, 'utf8');
+      assert.match(log, /"msg":"session event"/);
+      assert.match(log, /"outcome":"blocked"/);
+      assert.ok(!log.includes(database.password));
+      assert.ok(!log.includes('ada@example.com'));
+    });
+
+    // The sidecar reaches this same address from this same namespace (the first test): what
+    // stops the agent is the capture, not routing or pg_hba.
+    test('bypass: the database address directly from the agent uid is rejected', async () => {
+      const direct = await psql(network.address, database.port, 'SELECT email FROM customers');
+      assert.notEqual(direct.code, 0);
+      assert.match(direct.stderr, /Connection refused/);
+    });
+
+    test('bypass: another port on the cluster (the control API) is rejected', async () => {
+      const other = await pod.exec('/usr/bin/python3', [
+        '-c',
+        `import socket; socket.create_connection(("${network.address}", ${ports.controlApi}), timeout=5)`,
+      ]);
+      assert.notEqual(other.code, 0);
+      assert.match(other.stderr, /ConnectionRefusedError/);
+    });
+
+    test('bypass: the database over IPv6 is rejected', async () => {
+      const v6 = await psql(network.address6, database.port, 'SELECT email FROM customers');
+      assert.notEqual(v6.code, 0);
+      assert.match(v6.stderr, /Connection refused/);
+    });
+
+    test('bypass: a raw socket needs CAP_NET_RAW, which the agent lacks', async () => {
+      const raw = await pod.exec('/usr/bin/python3', [
+        '-c',
+        'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)',
+      ]);
+      assert.notEqual(raw.code, 0);
+      assert.match(raw.stderr, /PermissionError: \[Errno 1\] Operation not permitted/);
+    });
+
+    test('bypass: a name outside hostAliases does not resolve; the granted one resolves to its virtual IP', async () => {
+      const other = await psql('orders-db-replica.data.svc.cluster.local', database.port, 'SELECT 1');
+      assert.notEqual(other.code, 0);
+      assert.match(other.stderr, /could not translate host name/);
+      const resolved = await pod.exec('getent', ['hosts', 'orders-db.data.svc.cluster.local']);
+      assert.match(resolved.stdout, /^240\.240\.0\.1\s/);
+    });
+
+    test("bypass: the agent's own ServiceAccount token is refused by the control API", async () => {
+      // The token the kubelet would mount for the agent: the API server's audience, not airlock.
+      const own = await cluster.podToken(
+        { namespace: 'agents', name: 'agent-0', uid: stored.metadata?.uid ?? '', serviceAccount: 'agent' },
+        serviceAccountIssuer,
+      );
+      const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
+        .data['ca.crt'];
+      // From outside the pod (inside it, strict egress already refuses the connection).
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(
+          `https://${network.address}:${ports.controlApi}/v1/bundle`,
+          { ca, headers: { authorization: `Bearer ${own.trim()}` } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 401);
+    });
+
+    test("bypass: the agent uid cannot read the sidecar's token", async () => {
+      const read = await pod.exec('cat', [join(pod.sidecarDirectory, 'token')]);
+      assert.notEqual(read.code, 0);
+      assert.match(read.stderr, /Permission denied/);
+    });
+
+    test("killing the sidecar makes the agent's connection fail, never bypass", async () => {
+      await pod.sidecar.stop();
+      const after = await psql(
+        'orders-db.data.svc.cluster.local',
+        database.port,
+        'SELECT email FROM customers',
+      );
+      assert.notEqual(after.code, 0);
+      assert.match(after.stderr, /Connection refused/);
+      const direct = await psql(network.address, database.port, 'SELECT email FROM customers');
+      assert.notEqual(direct.code, 0);
+      assert.ok(!direct.stdout.includes('ada@example.com'));
+    });
+  },
+);
