@@ -8,11 +8,12 @@ import type { Approvals } from './enforcer.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
 
 export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...
-       [--health-port 15021] [--metrics-port 15020] [--spool-dir DIR]`;
+       [--health-port 15021] [--metrics-port 15020] [--spool-dir DIR] [--drain-seconds 20]`;
 
 /** Session events as JSON log lines, one per event, on stdout. */
 export const jsonLogSink: EventSink = {
   emit: (event) => process.stdout.write(`${JSON.stringify({ msg: 'session event', event })}\n`),
+  flush: () => new Promise((resolve) => process.stdout.write('', () => resolve())),
 };
 
 /** Until the operator's AccessRequest flow is deployed, a held request is refused, never let through. */
@@ -33,6 +34,7 @@ export async function runSidecar(args: string[]): Promise<number> {
     'health-port'?: string;
     'metrics-port'?: string;
     'spool-dir'?: string;
+    'drain-seconds'?: string;
   };
   let listen: ReturnType<typeof parseListen>[];
   try {
@@ -46,12 +48,15 @@ export async function runSidecar(args: string[]): Promise<number> {
         'health-port': { type: 'string', default: '15021' },
         'metrics-port': { type: 'string', default: '15020' },
         'spool-dir': { type: 'string' },
+        'drain-seconds': { type: 'string', default: '20' },
       },
     }).values;
     for (const required of ['control-api', 'token-file', 'ca-file'] as const) {
       if (!values[required]) throw new Error(`--${required} is required`);
     }
     listen = (values.listen ?? []).map(parseListen);
+    if (!/^\d+(\.\d+)?$/.test(values['drain-seconds']!))
+      throw new Error('--drain-seconds must be a number of seconds');
   } catch (error) {
     console.error(`airlock sidecar: ${(error as Error).message}\n\n${sidecarUsage}`);
     return 2;
@@ -102,8 +107,11 @@ export async function runSidecar(args: string[]): Promise<number> {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  logger.info('draining');
-  await sidecar.stop();
+  // Kubernetes waits terminationGracePeriodSeconds before SIGKILL: drain within it.
+  const drainMs = Number(values['drain-seconds']) * 1000;
+  logger.info({ drainSeconds: drainMs / 1000 }, 'draining');
+  await sidecar.drain(Date.now() + drainMs);
+  logger.info('drained');
   health.close();
   metrics.close();
   return 0;

@@ -44,4 +44,9 @@ export interface Enforcer {
   address: AddressInfo;
   /** Stops accepting, then ends the open sessions. */
   close(): Promise<void>;
+  /**
+   * Stops accepting, lets work in flight finish until `deadlineMs` (epoch ms), then ends the
+   * open sessions. Without it, draining is `close()`.
+   */
+  drain?(deadlineMs: number): Promise<void>;
 }

@@ -25,6 +25,7 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
           family: listen.host.includes(':') ? 'IPv6' : 'IPv4',
         },
         close: () => enforcer.close(),
+        drain: (deadlineMs) => enforcer.drain(deadlineMs),
       };
     }
     case 'ssh':

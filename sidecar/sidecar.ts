@@ -248,6 +248,24 @@ export class Sidecar {
     return this.#served.get(connection)?.kind;
   }
 
+  /**
+   * Graceful drain (SIGTERM): the bundle stays as it is, every listener stops accepting, work in
+   * flight finishes until `deadlineMs` (epoch ms), the sessions close, and the events are flushed.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+    this.#current?.destroy();
+    await this.#applying;
+    await Promise.all(
+      [...this.#served.values()].map((s) =>
+        s.enforcer.drain ? s.enforcer.drain(deadlineMs) : s.enforcer.close(),
+      ),
+    );
+    this.#served.clear();
+    await this.#options.events.flush?.();
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#retry);

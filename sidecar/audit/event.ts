@@ -81,6 +81,8 @@ export interface EventSink {
    * spool is full): the message the enforcer refuses new sessions and statements with.
    */
   refusal?(): string | undefined;
+  /** Resolves once every event emitted so far is delivered or spooled (the sidecar's drain). */
+  flush?(): Promise<void>;
 }
 
 /**

@@ -20,6 +20,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { settle, stopAccepting } from '../drain.ts';
 import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
 import { type Decision, decideHttp, denialMessage } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
@@ -131,6 +132,14 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
   return {
     address: server.address() as AddressInfo,
     close: () => closeServer(server, sockets, target),
+    async drain(deadlineMs) {
+      // Idle keep-alive connections close now; a request in flight gets its response with
+      // `connection: close`.
+      stopAccepting(server);
+      server.closeIdleConnections();
+      await settle(() => sockets.size > 0, deadlineMs);
+      await closeServer(server, sockets, target);
+    },
   };
 }
 

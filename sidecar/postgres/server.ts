@@ -3,6 +3,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../audit/event.ts';
+import { settle, stopAccepting } from '../drain.ts';
 import { loadPolicyEngine, type PolicyEngine } from './policy.ts';
 import { type Approvals, type CancelRegistry, PostgresSession } from './session.ts';
 
@@ -28,6 +29,8 @@ export interface PostgresEnforcer {
   /** Sessions currently open. */
   sessions(): number;
   close(): Promise<void>;
+  /** Stops accepting, waits (until the deadline) for statements in flight, then closes. */
+  drain(deadlineMs: number): Promise<void>;
 }
 
 export function cancelRegistry(): CancelRegistry {
@@ -76,15 +79,21 @@ export async function servePostgres(options: PostgresServerOptions): Promise<Pos
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
+  const close = async (reason: string) => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const session of open) session.close(reason);
+    for (const socket of sockets) socket.destroy();
+    await closed;
+  };
   return {
     host: options.host ?? '127.0.0.1',
     port,
     sessions: () => open.size,
-    async close() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const session of open) session.close('enforcer shutting down');
-      for (const socket of sockets) socket.destroy();
-      await closed;
+    close: () => close('enforcer shutting down'),
+    async drain(deadlineMs) {
+      stopAccepting(server);
+      await settle(() => [...open].some((session) => session.busy()), deadlineMs);
+      await close('the sidecar is draining');
     },
   };
 }

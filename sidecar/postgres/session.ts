@@ -428,6 +428,12 @@ export class PostgresSession {
     this.close(message);
   }
 
+  /** A statement is running, held for approval or being answered: a drain waits for it. */
+  busy(): boolean {
+    if (this.closed) return false;
+    return this.pending.length > 0 || this.clientBusy || this.serverBusy || this.cancelHold !== undefined;
+  }
+
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;

@@ -17,6 +17,7 @@ import ssh2, {
   type Session,
 } from 'ssh2';
 import type { BundlePolicy } from '../../api/bundle.ts';
+import { settle, stopAccepting } from '../drain.ts';
 import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
 import { type Decision, decideSsh, denialMessage } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
@@ -69,13 +70,19 @@ export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
       resolve();
     });
   });
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const client of clients) client.end();
+    });
   return {
     address: server.address() as AddressInfo,
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const client of clients) client.end();
-      });
+    close,
+    async drain(deadlineMs) {
+      // A shell's idleness is not visible from here: wait for the clients to leave.
+      stopAccepting(server);
+      await settle(() => clients.size > 0, deadlineMs);
+      await close();
     },
   };
 }

@@ -4,6 +4,7 @@
 // agent's own TLS, if any, passes through end to end, so tls.mode is not applied here. Every
 // session is recorded: start, the connect as a request event, and the end with byte counts.
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { settle, stopAccepting } from '../drain.ts';
 import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
 import { SessionRecorder } from './session.ts';
 
@@ -26,13 +27,19 @@ export async function serveTcp(options: TcpEnforcerOptions): Promise<Enforcer> {
       resolve();
     });
   });
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const socket of sockets) socket.destroy();
+    });
   return {
     address: server.address() as AddressInfo,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      }),
+    close,
+    async drain(deadlineMs) {
+      stopAccepting(server);
+      await settle(() => sockets.size > 0, deadlineMs);
+      await close();
+    },
   };
 }
 

@@ -3,7 +3,7 @@
 // started with that pod's token and the published CA, serves PostgreSQL under the policy; a
 // SIGTERM drains the operator and releases its lease.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -241,6 +241,91 @@ describe(
         assert.match(log, /"outcome":"blocked"/);
         const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
         assert.match(metrics, /airlock_sidecar_bundle_received 1/);
+      } finally {
+        await sidecarProcess.stop();
+      }
+    });
+
+    test('SIGTERM drains the sidecar: the statement in flight completes, a new connection is refused, exit 0', async () => {
+      // The token, the CA and the Connection's address are the previous test's.
+      const [listenPort, healthPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+      const logFile = join(work, 'sidecar-drain.log');
+      const sidecarProcess = startService(
+        'airlock sidecar',
+        process.execPath,
+        [
+          cli,
+          'sidecar',
+          `--control-api=https://127.0.0.1:${ports.controlApi}`,
+          `--token-file=${join(work, 'token')}`,
+          `--ca-file=${join(work, 'ca.crt')}`,
+          `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
+          `--health-port=${healthPort}`,
+          `--metrics-port=${metricsPort}`,
+          '--drain-seconds=10',
+        ],
+        { logFile },
+      );
+      const psql = (sql: string) =>
+        run(
+          'psql',
+          ['-X', '-At', '-h', '127.0.0.1', '-p', String(listenPort), '-U', 'agent', '-d', 'x', '-c', sql],
+          { env: { ...process.env, PGPASSWORD: 'not-the-password', PGCONNECT_TIMEOUT: '5' } },
+        ).then(
+          (r) => ({ ok: true, out: r.stdout.trim() }),
+          (e: { stderr: string }) => ({ ok: false, out: e.stderr.trim() }),
+        );
+      try {
+        await waitFor(
+          'sidecar ready',
+          async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok,
+          {
+            service: sidecarProcess,
+          },
+        );
+        // An idle session, open across the drain: it is closed once the statement has finished.
+        const idle = spawn(
+          'psql',
+          ['-X', '-At', '-h', '127.0.0.1', '-p', String(listenPort), '-U', 'agent', '-d', 'x'],
+          { env: { ...process.env, PGPASSWORD: 'not-the-password' }, stdio: ['pipe', 'ignore', 'ignore'] },
+        );
+        const idleExited = new Promise((resolve) => idle.once('exit', resolve));
+        await waitFor('the idle session open', async () =>
+          (await readFile(logFile, 'utf8')).includes('"type":"session.start"'),
+        );
+        const slow = psql("SELECT pg_sleep(2), 'slept'");
+        await waitFor(
+          'the statement in flight upstream',
+          async () =>
+            (
+              await database.admin(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%' AND state = 'active'",
+              )
+            ).rowCount === 1,
+        );
+        const signalled = Date.now();
+        sidecarProcess.child.kill('SIGTERM');
+        await waitFor('the listener closed', async () => {
+          const { ok, out } = await psql('SELECT 1');
+          assert.ok(!ok, `a connection during the drain must not be served: ${out}`);
+          return /refused/i.test(out);
+        });
+        assert.equal(Date.now() - signalled < 2000, true, 'the refusal came while the statement ran');
+        assert.deepEqual(await slow, { ok: true, out: '|slept' });
+        assert.equal(await sidecarProcess.exited, 0);
+        assert.ok(Date.now() - signalled < 10_000, 'exited within the grace period');
+        const log = await readFile(logFile, 'utf8');
+        assert.match(
+          log,
+          /"text":"SELECT pg_sleep\(2\), 'slept'".*"outcome":"allowed"|"outcome":"allowed".*pg_sleep/,
+        );
+        const ends = log.split('\n').filter((line) => line.includes('"type":"session.end"'));
+        assert.equal(ends.length, 2, 'both sessions recorded their end before the exit');
+        assert.ok(ends.some((line) => line.includes('"reason":"the sidecar is draining"')));
+        const drained = log.indexOf('"msg":"drained"');
+        assert.ok(drained > log.indexOf('"outcome":"allowed"'), 'the drain finished after the statement');
+        idle.stdin?.end();
+        await idleExited;
       } finally {
         await sidecarProcess.stop();
       }
