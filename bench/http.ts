@@ -121,6 +121,7 @@ spec:
     'airlock local',
     process.execPath,
     [
+      '--liftoff-only', // as the CLI would re-run itself; so the measured process is the enforcer
       join(repository, 'bin/airlock.js'),
       'local',
       '-f',

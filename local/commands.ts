@@ -1,7 +1,15 @@
 // `airlock sessions`, `airlock approvals`, `airlock approve`, `airlock deny` for local mode:
-// through the running `airlock local` when there is one, else straight from the store.
+// through the running `airlock local` when there is one, else straight from the store. Approvals
+// go to the cluster's AccessRequests instead when cli/cluster.ts says so (kubectl airlock).
 import { parseArgs } from 'node:util';
 import { AuditStore, type SessionSummary } from '../audit/store.ts';
+import {
+  clusterOptions,
+  decideInCluster,
+  listInCluster,
+  localRunningAt,
+  usesCluster,
+} from '../cli/cluster.ts';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
 import type { PendingApproval } from './approvals.ts';
 import { callControl, controlSocket, defaultStore } from './control.ts';
@@ -13,6 +21,7 @@ function options(args: string[]) {
       store: { type: 'string' },
       output: { type: 'string', short: 'o' },
       reason: { type: 'string' },
+      ...clusterOptions,
     },
     allowPositionals: true,
     strict: true,
@@ -124,12 +133,18 @@ export async function sessionsCommand(args: string[]): Promise<number> {
   return 2;
 }
 
+const inCluster = (values: ReturnType<typeof options>['values']) =>
+  usesCluster(values, process.env, process.argv[1] ?? '', localRunningAt(controlSocket(defaultStore())));
+
 export async function approvalsCommand(args: string[]): Promise<number> {
   const { values, positionals } = options(args);
   if (positionals[0] !== 'list') {
-    console.error('Usage: airlock approvals list [-o json] [--store DIR|URL]');
+    console.error(
+      'Usage: airlock approvals list [-o json] [--store DIR|URL | -n NS|-A [--all] [--kubeconfig PATH]]',
+    );
     return 2;
   }
+  if (inCluster(values)) return listInCluster(values);
   const response = await callControl<PendingApproval[]>(
     controlSocket(values.store ?? defaultStore()),
     'GET',
@@ -163,10 +178,11 @@ export function decideCommand(decision: 'approve' | 'deny') {
     const [id] = positionals;
     if (!id) {
       console.error(
-        `Usage: airlock ${decision} ID${decision === 'deny' ? ' [--reason TEXT]' : ''} [--store DIR|URL]`,
+        `Usage: airlock ${decision} ID [--reason TEXT] [--store DIR|URL | -n NS [--kubeconfig PATH]]`,
       );
       return 2;
     }
+    if (inCluster(values)) return decideInCluster(decision, id, values.reason, values);
     const response = await callControl<{ message?: string }>(
       controlSocket(values.store ?? defaultStore()),
       'POST',

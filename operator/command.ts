@@ -8,6 +8,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import pino from 'pino';
 import { z } from 'zod';
 import { grants } from '../api/bundle.ts';
+import { approvalWebhookName } from './approvals/configuration.ts';
 import { CaPublisher, caConfigMapName } from './ca-publisher.ts';
 import { type CertificateManager, createCertificateManager } from './certificates.ts';
 import type { Controllers } from './controllers.ts';
@@ -125,7 +126,8 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
         clusterDomain: flags['cluster-domain'],
         dnsNames: flags['tls-dns'],
         ipAddresses: flags['tls-ip'],
-        mutatingWebhookConfigurations: ['airlock-injector'],
+        mutatingWebhookConfigurations: ['airlock-injector', approvalWebhookName],
+        validatingWebhookConfigurations: [approvalWebhookName],
         isLeader,
         log: logger,
       });
@@ -156,6 +158,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
     recordEvent: kubernetesEventRecorder(config.makeApiClient(CoreV1Api)),
     registry: metrics.registry,
     log: logger,
+    routes: operator.approvals.admissionRoutes,
   });
   logger.info({ webhook: injection.url, controlApi: controlApiUrl }, 'operator ready');
   return {

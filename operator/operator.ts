@@ -6,6 +6,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { BundleSources } from '../api/bundle.ts';
+import { ApprovalService } from './approvals/service.ts';
 import { ControlApi } from './control-api.ts';
 import { Controllers, decodeSecret } from './controllers.ts';
 import type { ServingCertificateSource } from './injection/server.ts';
@@ -42,6 +43,8 @@ export interface Operator {
   probeAddress: AddressInfo;
   controllers: Controllers;
   controlApi: ControlApi;
+  /** AccessRequests: the sidecars' approval API, the reconciler and the admission handlers. */
+  approvals: ApprovalService;
   elector: LeaderElector;
   metrics: Metrics;
   https: HttpsServer;
@@ -63,6 +66,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       logger.info({ identity: options.identity }, 'became leader');
       metrics.leader.set(1);
       controllers.resync();
+      approvals.resync();
     },
     onStoppedLeading: () => {
       logger.info({ identity: options.identity }, 'stopped leading');
@@ -91,7 +95,15 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     sources,
   });
   const api = controlApi;
+  const approvals = new ApprovalService({
+    clients,
+    logger,
+    controlApi: api,
+    policies: controllers.policies,
+    isLeader: () => elector.isLeader,
+  });
   await controllers.start();
+  await approvals.start();
   elector.start();
 
   const onError = (error: unknown) =>
@@ -102,7 +114,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       : { current: () => options.tls as KeyPairPem, onChange: () => () => {} };
   const https = secureServer(
     source.current()!,
-    { '/v1/bundle': (req, res) => api.serveBundle(req, res), ...options.routes },
+    { '/v1/bundle': (req, res) => api.serveBundle(req, res), ...approvals.routes, ...options.routes },
     onError,
   );
   const probes: Server = probeServer(
@@ -110,7 +122,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       registry: metrics.registry,
       live: () => true,
       ready: () => {
-        const detail = Object.fromEntries(controllers.watches.map((w) => [w.name, w.healthy]));
+        const detail = Object.fromEntries(
+          [...controllers.watches, approvals.requests].map((w) => [w.name, w.healthy]),
+        );
         return { ready: Object.values(detail).every(Boolean), detail };
       },
     },
@@ -127,12 +141,14 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     probeAddress,
     controllers,
     controlApi: api,
+    approvals,
     elector,
     metrics,
     https,
     async stop() {
       unsubscribe();
       api.close();
+      await approvals.stop();
       await elector.stop();
       await controllers.stop();
       https.closeAllConnections();

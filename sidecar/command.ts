@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { OperatorApprovals } from './approvals.ts';
 import type { EventSink } from './audit/event.ts';
 import type { Approvals } from './enforcer.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
@@ -16,7 +17,7 @@ export const jsonLogSink: EventSink = {
   flush: () => new Promise((resolve) => process.stdout.write('', () => resolve())),
 };
 
-/** Until the operator's AccessRequest flow is deployed, a held request is refused, never let through. */
+/** Refuses every held request, never lets one through (tests that need no approval service). */
 export const noApprovals: Approvals = {
   request: async () => ({
     approved: false,
@@ -62,13 +63,20 @@ export async function runSidecar(args: string[]): Promise<number> {
     return 2;
   }
   const logger = pino({ base: { component: 'airlock-sidecar' } });
+  // Held requests become AccessRequests through the operator, with the same token and CA.
+  const approvals = new OperatorApprovals({
+    controlApi: values['control-api']!,
+    tokenFile: values['token-file']!,
+    caFile: values['ca-file']!,
+    logger,
+  });
   const sidecar = new Sidecar({
     controlApi: values['control-api']!,
     tokenFile: values['token-file']!,
     caFile: values['ca-file']!,
     listen,
     events: jsonLogSink,
-    approvals: noApprovals,
+    approvals,
     logger,
   });
   const registry = new Registry();
@@ -112,6 +120,7 @@ export async function runSidecar(args: string[]): Promise<number> {
   logger.info({ drainSeconds: drainMs / 1000 }, 'draining');
   await sidecar.drain(Date.now() + drainMs);
   logger.info('drained');
+  approvals.close();
   health.close();
   metrics.close();
   return 0;

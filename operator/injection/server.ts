@@ -44,6 +44,8 @@ export interface InjectionServerOptions {
   recordEvent?(event: InjectionEvent): void;
   registry?: Registry;
   log?: Log;
+  /** More admission webhooks served on the same listener, by path (the AccessRequest ones). */
+  routes?: Record<string, (req: IncomingMessage, res: ServerResponse) => void | Promise<void>>;
 }
 
 export interface InjectionServer {
@@ -225,6 +227,17 @@ export async function startInjectionServer(options: InjectionServerOptions): Pro
     if (req.method === 'GET' && path === '/healthz') return send(res, 200, 'ok');
     if (req.method === 'GET' && path === '/readyz')
       return send(res, serving ? 200 : 503, serving ? 'ok' : 'no certificate');
+    const route = path === undefined ? undefined : options.routes?.[path];
+    if (route) {
+      void Promise.resolve(route(req, res)).catch((error: unknown) => {
+        options.log?.error(
+          { event: 'admission-failed', path, err: error },
+          'admission webhook failed to answer',
+        );
+        if (!res.headersSent) send(res, 500, 'internal error');
+      });
+      return;
+    }
     if (path !== injectionPath) return send(res, 404, 'not found');
     if (req.method !== 'POST') return send(res, 405, 'method not allowed');
     const started = process.hrtime.bigint();

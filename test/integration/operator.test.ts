@@ -397,6 +397,7 @@ describe('operator on a real kube-apiserver', requires('etcd', 'kube-apiserver',
       connections: true,
       accesspolicies: true,
       secrets: true,
+      accessrequests: true,
     });
   });
 

@@ -1,0 +1,469 @@
+// The approval workflow end to end, with real parts: the real `airlock operator` and
+// `airlock sidecar` processes against a real API server and PostgreSQL, psql as the agent, and
+// the approvers deciding with the real kubectl and the `kubectl airlock` plugin, each with their
+// own credentials (alice in dba-oncall approves; bob is no approver; the agent's own
+// ServiceAccount may not decide its request).
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
+import { webhookConfiguration } from '../../operator/injection/configuration.ts';
+import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
+import { type PostgresServer, startPostgres } from '../support/postgres.ts';
+import { freePort, type Service, startService, waitFor } from '../support/process.ts';
+import { requires, tool } from '../support/tools.ts';
+
+const run = promisify(execFile);
+const repository = new URL('../../', import.meta.url).pathname;
+const cli = join(repository, 'bin/airlock.js');
+
+interface AccessRequestJson {
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec: {
+    connection: string;
+    policy: string;
+    rule: string;
+    request: string;
+    requester: { pod: string; serviceAccount: string };
+    decision?: { action: string; reason?: string };
+  };
+  status?: { phase?: string; decidedBy?: string; decidedAt?: string; expiresAt?: string };
+}
+
+describe(
+  'approvals: AccessRequests decided with kubectl airlock',
+  requires('etcd', 'kube-apiserver', 'kubectl', 'postgres', 'psql'),
+  () => {
+    let cluster: ControlPlane;
+    let database: PostgresServer;
+    let work: string;
+    let operator: Service;
+    let sidecar: Service;
+    let listenPort = 0;
+    const ports = { webhook: 0, controlApi: 0, probe: 0 };
+    const kubectl = (args: string[], input?: string) =>
+      cluster.kubectl(args, input === undefined ? {} : { input });
+    const apply = (manifest: object) => kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
+    const failure = (promise: Promise<unknown>) =>
+      promise.then(
+        () => assert.fail('expected a refusal'),
+        (error: Error) => error.message,
+      );
+
+    /** Runs the real plugin through kubectl, as an approver types it. */
+    const plugin = async (as: 'approver' | 'user', args: string[]) => {
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        PATH: `${join(work, 'plugins')}:${dirname(process.execPath)}:${process.env.PATH}`,
+      };
+      delete env.KUBECONFIG;
+      return run(tool('kubectl'), ['airlock', ...args, `--kubeconfig=${cluster.kubeconfig[as]}`], {
+        env,
+      }).then(
+        (r) => ({ code: 0, out: r.stdout.trim() }),
+        (e: { code: number; stdout: string; stderr: string }) => ({
+          code: e.code,
+          out: `${e.stdout}${e.stderr}`.trim(),
+        }),
+      );
+    };
+
+    const psql = (sql: string) =>
+      run(
+        'psql',
+        [
+          '-X',
+          '-At',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-h',
+          '127.0.0.1',
+          '-p',
+          String(listenPort),
+          '-U',
+          'agent',
+          '-d',
+          'x',
+          '-c',
+          sql,
+        ],
+        { env: { ...process.env, PGPASSWORD: 'not-the-password', PGCONNECT_TIMEOUT: '5' } },
+      ).then(
+        (r) => ({ ok: true, out: r.stdout.trim() }),
+        (e: { stderr: string }) => ({ ok: false, out: e.stderr.trim() }),
+      );
+
+    const requests = async (): Promise<AccessRequestJson[]> =>
+      JSON.parse(await kubectl(['get', 'accessrequests', '-n', 'agents', '-o', 'json'])).items;
+    const get = async (name: string): Promise<AccessRequestJson> =>
+      JSON.parse(await kubectl(['get', 'ar', name, '-n', 'agents', '-o', 'json']));
+
+    /** Waits for a new Pending AccessRequest that holds a statement matching `text`. */
+    const held = async (text: RegExp): Promise<AccessRequestJson> => {
+      let found: AccessRequestJson | undefined;
+      await waitFor(
+        'a pending AccessRequest',
+        async () => {
+          found = (await requests()).find(
+            (r) => r.status?.phase === 'Pending' && text.test(r.spec.request) && !r.spec.decision,
+          );
+          return found !== undefined;
+        },
+        { timeoutMs: 15_000 },
+      );
+      return found!;
+    };
+
+    before(async () => {
+      work = await mkdtemp(join(tmpdir(), 'airlock-approvals-'));
+      await import('node:fs/promises').then((fs) => fs.mkdir(join(work, 'plugins')));
+      await symlink(cli, join(work, 'plugins', 'kubectl-airlock'));
+      database = await startPostgres();
+      await database.admin(
+        "CREATE TABLE orders (id int, status text); INSERT INTO orders VALUES (1, 'paid'), (2, 'paid'), (3, 'paid')",
+        database.database,
+      );
+      await database.admin(`GRANT ALL ON orders TO ${database.user}`, database.database);
+      cluster = await startControlPlane();
+      await cluster.installCrds();
+      await kubectl(['create', 'namespace', 'airlock-system']);
+      await kubectl(['create', 'namespace', 'agents']);
+      await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
+      await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
+      // RBAC lets everyone here write AccessRequests, so that the webhook is what refuses.
+      await kubectl([
+        'create',
+        'clusterrole',
+        'airlock-approver',
+        '--verb=get,list,watch,patch,update',
+        '--resource=accessrequests.airlock.dev',
+      ]);
+      await kubectl([
+        'create',
+        'rolebinding',
+        'approvers',
+        '-n',
+        'agents',
+        '--clusterrole=airlock-approver',
+        '--group=dba-oncall',
+        '--user=bob',
+        '--serviceaccount=agents:agent',
+      ]);
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'orders-db', namespace: 'agents' },
+        stringData: { username: database.user, password: database.password },
+      });
+      await apply({
+        apiVersion: 'airlock.dev/v1alpha1',
+        kind: 'Connection',
+        metadata: { name: 'orders-db', namespace: 'agents' },
+        spec: {
+          protocol: 'postgres',
+          host: '127.0.0.1',
+          port: database.port,
+          tls: { mode: 'disable' },
+          credentials: { secretRef: { name: 'orders-db' } },
+          postgres: { database: database.database },
+        },
+      });
+      await apply({
+        apiVersion: 'airlock.dev/v1alpha1',
+        kind: 'AccessPolicy',
+        metadata: { name: 'agent-orders', namespace: 'agents' },
+        spec: {
+          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+          connections: ['orders-db'],
+          rules: [
+            {
+              name: 'writes',
+              action: 'require-approval',
+              sql: { statements: ['UPDATE'] },
+              approval: { approvers: { groups: ['dba-oncall'] }, timeout: '2m' },
+            },
+            {
+              name: 'deletes',
+              action: 'require-approval',
+              sql: { statements: ['DELETE'] },
+              approval: { approvers: { groups: ['dba-oncall'] }, timeout: '3s' },
+            },
+          ],
+        },
+      });
+      ports.webhook = await freePort();
+      ports.controlApi = await freePort();
+      ports.probe = await freePort();
+      await apply(
+        webhookConfiguration({
+          operatorNamespace: 'airlock-system',
+          url: `https://127.0.0.1:${ports.webhook}/inject`,
+        }),
+      );
+      const approvals = approvalWebhookConfigurations({
+        operatorNamespace: 'airlock-system',
+        url: `https://127.0.0.1:${ports.webhook}`,
+      });
+      await apply(approvals.mutating);
+      await apply(approvals.validating);
+      operator = startService(
+        'airlock operator',
+        process.execPath,
+        [
+          cli,
+          'operator',
+          `--kubeconfig=${cluster.kubeconfig.admin}`,
+          '--namespace=airlock-system',
+          '--identity=operator-0',
+          '--tls-ip=127.0.0.1',
+          `--webhook-port=${ports.webhook}`,
+          `--control-api-port=${ports.controlApi}`,
+          `--probe-port=${ports.probe}`,
+          `--control-api-url=https://127.0.0.1:${ports.controlApi}`,
+          '--image=airlock:test',
+        ],
+        { logFile: join(work, 'operator.log') },
+      );
+      await waitFor(
+        'operator ready',
+        async () =>
+          (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
+          (await readFile(join(work, 'operator.log'), 'utf8')).includes('operator ready'),
+        { service: operator, timeoutMs: 60_000 },
+      );
+      await waitFor('approval webhooks trust the operator', async () => {
+        const validating = JSON.parse(
+          await kubectl(['get', 'validatingwebhookconfiguration', 'airlock-approvals', '-o', 'json']),
+        );
+        const mutating = JSON.parse(
+          await kubectl(['get', 'mutatingwebhookconfiguration', 'airlock-approvals', '-o', 'json']),
+        );
+        return Boolean(
+          validating.webhooks[0].clientConfig.caBundle && mutating.webhooks[0].clientConfig.caBundle,
+        );
+      });
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'agent-0', namespace: 'agents' },
+        spec: {
+          serviceAccountName: 'agent',
+          containers: [{ name: 'agent', image: 'agent:1', command: ['sleep', 'infinity'] }],
+        },
+      });
+      const pod = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
+      const token = await cluster.podToken({
+        namespace: 'agents',
+        name: 'agent-0',
+        uid: pod.metadata.uid,
+        serviceAccount: 'agent',
+      });
+      await waitFor('CA published', async () => {
+        await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents']);
+        return true;
+      });
+      const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
+        .data['ca.crt'];
+      await writeFile(join(work, 'token'), token);
+      await writeFile(join(work, 'ca.crt'), ca);
+      listenPort = await freePort();
+      const healthPort = await freePort();
+      sidecar = startService(
+        'airlock sidecar',
+        process.execPath,
+        [
+          cli,
+          'sidecar',
+          `--control-api=https://127.0.0.1:${ports.controlApi}`,
+          `--token-file=${join(work, 'token')}`,
+          `--ca-file=${join(work, 'ca.crt')}`,
+          `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
+          `--health-port=${healthPort}`,
+          `--metrics-port=${await freePort()}`,
+        ],
+        { logFile: join(work, 'sidecar.log') },
+      );
+      await waitFor('sidecar ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, {
+        service: sidecar,
+      });
+    });
+    after(async () => {
+      await sidecar?.stop();
+      await operator?.stop();
+      await cluster?.stop();
+      await database?.stop();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    test('a held UPDATE becomes an AccessRequest; alice approves it with kubectl airlock and it runs', async (t) => {
+      const statement = psql("UPDATE orders SET status = 'refunded' WHERE id = 1");
+      const request = await held(/'refunded'/);
+      assert.equal(request.spec.connection, 'orders-db');
+      assert.equal(request.spec.policy, 'agent-orders');
+      assert.equal(request.spec.rule, 'writes');
+      assert.deepEqual(request.spec.requester, { pod: 'agent-0', serviceAccount: 'agent' });
+      // The statement as the enforcer gives it: literals of a simple query are kept as typed.
+      assert.equal(request.spec.request, "UPDATE orders SET status = 'refunded' WHERE id = 1");
+      const ttl = Date.parse(request.status!.expiresAt!) - Date.now();
+      assert.ok(ttl > 60_000 && ttl <= 120_000, `expires with the rule's timeout: ${ttl} ms`);
+      const table = await kubectl(['get', 'ar', '-n', 'agents']);
+      assert.match(table, /REQUESTER\s+CONNECTION\s+REQUEST\s+PHASE\s+AGE/);
+      assert.match(table, /agent-0\s+orders-db\s+UPDATE orders/);
+
+      const listed = await plugin('approver', ['approvals', 'list', '-n', 'agents']);
+      assert.equal(listed.code, 0, listed.out);
+      assert.match(
+        listed.out,
+        new RegExp(`${request.metadata.name}\\s+Pending\\s+agent/agent-0\\s+orders-db`),
+      );
+
+      const approved = await plugin('approver', [
+        'approve',
+        request.metadata.name,
+        '-n',
+        'agents',
+        '--reason',
+        'ticket 42',
+      ]);
+      assert.equal(approved.code, 0, approved.out);
+      assert.match(approved.out, /approved/);
+      const decided = Date.now();
+      const result = await statement;
+      t.diagnostic(`statement released ${Date.now() - decided} ms after kubectl airlock approve returned`);
+      assert.ok(Date.now() - decided < 1000);
+      assert.deepEqual(result, { ok: true, out: 'UPDATE 1' });
+      const stored = await get(request.metadata.name);
+      assert.equal(stored.status?.phase, 'Approved');
+      assert.equal(stored.status?.decidedBy, 'alice');
+      assert.ok(stored.status?.decidedAt);
+      const row = await database.admin('SELECT status FROM orders WHERE id = 1', database.database);
+      assert.equal(row.rows[0].status, 'refunded');
+    });
+
+    test('bob, no approver, and the agent itself are refused; alice denies, and the statement fails', async () => {
+      const statement = psql("UPDATE orders SET status = 'void' WHERE id = 2");
+      const request = await held(/id = 2/);
+      const name = request.metadata.name;
+
+      const bob = await plugin('user', ['approve', name, '-n', 'agents']);
+      assert.equal(bob.code, 1);
+      assert.match(bob.out, /bob may not decide .*lists as approvers group dba-oncall/);
+
+      const self = await failure(
+        kubectl([
+          'patch',
+          'ar',
+          name,
+          '-n',
+          'agents',
+          '--as=system:serviceaccount:agents:agent',
+          '--type=merge',
+          '-p',
+          '{"spec":{"decision":{"action":"approve"}}}',
+        ]),
+      );
+      assert.match(
+        self,
+        /system:serviceaccount:agents:agent requested .* nobody may approve their own request/,
+      );
+
+      const denied = await plugin('approver', [
+        'deny',
+        name,
+        '-n',
+        'agents',
+        '--reason',
+        'not during the freeze',
+      ]);
+      assert.equal(denied.code, 0, denied.out);
+      const result = await statement;
+      assert.equal(result.ok, false);
+      assert.match(result.out, /denied|not during the freeze/i);
+      const decided = await get(name);
+      assert.equal(decided.status?.phase, 'Denied');
+      assert.equal(decided.status?.decidedBy, 'alice');
+      const row = await database.admin('SELECT status FROM orders WHERE id = 2', database.database);
+      assert.equal(row.rows[0].status, 'paid');
+
+      // A second decision, and any other edit, after the decision.
+      const again = await plugin('approver', ['approve', name, '-n', 'agents']);
+      assert.equal(again.code, 1);
+      assert.match(again.out, /a decision cannot be changed/);
+      const edit = await failure(
+        kubectl([
+          'patch',
+          'ar',
+          name,
+          '-n',
+          'agents',
+          '--type=merge',
+          '-p',
+          '{"spec":{"request":"SELECT 1"}}',
+        ]),
+      );
+      assert.match(edit, /immutable|cannot be changed/);
+      const relabel = await failure(
+        kubectl([
+          'patch',
+          'ar',
+          name,
+          '-n',
+          'agents',
+          '--type=merge',
+          '-p',
+          '{"metadata":{"annotations":{"airlock.dev/decided-by":"mallory"}}}',
+        ]),
+      );
+      assert.match(relabel, /decided-by annotation is written by Airlock .* cannot be changed/);
+    });
+
+    test('decidedBy comes from the API server, whatever the patch body claims', async () => {
+      const statement = psql("UPDATE orders SET status = 'shipped' WHERE id = 3");
+      const request = await held(/'shipped'/);
+      await cluster.kubectl(
+        [
+          'patch',
+          'ar',
+          request.metadata.name,
+          '-n',
+          'agents',
+          '--type=merge',
+          '-p',
+          JSON.stringify({
+            metadata: { annotations: { 'airlock.dev/decided-by': 'mallory' } },
+            spec: { decision: { action: 'approve' } },
+            status: { decidedBy: 'mallory', phase: 'Approved' },
+          }),
+        ],
+        { as: 'approver' },
+      );
+      assert.deepEqual(await statement, { ok: true, out: 'UPDATE 1' });
+      const decided = await get(request.metadata.name);
+      assert.equal(decided.status?.decidedBy, 'alice');
+      assert.equal(decided.metadata.annotations?.['airlock.dev/decided-by'], 'alice');
+    });
+
+    test('a request nobody decides expires at its timeout, and can no longer be decided', async () => {
+      const started = Date.now();
+      const statement = psql('DELETE FROM orders WHERE id = 3');
+      const request = await held(/DELETE FROM orders/);
+      const result = await statement;
+      assert.equal(result.ok, false);
+      assert.match(result.out, /expired/);
+      assert.ok(Date.now() - started < 10_000);
+      await waitFor(
+        'phase Expired',
+        async () => (await get(request.metadata.name)).status?.phase === 'Expired',
+      );
+      const late = await plugin('approver', ['approve', request.metadata.name, '-n', 'agents']);
+      assert.equal(late.code, 1);
+      assert.match(late.out, /expired/);
+      const rows = await database.admin('SELECT count(*)::int AS n FROM orders', database.database);
+      assert.equal(rows.rows[0].n, 3);
+    });
+  },
+);
