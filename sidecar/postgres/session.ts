@@ -164,6 +164,9 @@ interface RequestRecord {
   emitted?: boolean;
 }
 
+/** 53100 disk_full: the audit spool is full, so nothing more may run. */
+const auditUnavailableSqlState = '53100';
+
 interface Gate {
   outcome: Outcome;
   /** Set when the request must not run: the message of the error the client gets. */
@@ -562,6 +565,11 @@ export class PostgresSession {
       return;
     }
     const params = startup.parameters;
+    const unrecorded = this.options.events.refusal?.();
+    if (unrecorded) {
+      this.fatal(auditUnavailableSqlState, unrecorded);
+      return;
+    }
     this.emit({
       type: 'session.start',
       client: {
@@ -758,7 +766,7 @@ export class PostgresSession {
     const analysis = this.engine.analyze(text);
     const verdict = this.engine.decide(this.effectiveAnalysis(analysis));
     const copyOut = analysis.ok && analysis.statements.some((s) => s.kind === 'COPY');
-    if (verdict.action === 'allow' && !(this.masker && copyOut)) {
+    if (verdict.action === 'allow' && !(this.masker && copyOut) && !this.options.events.refusal?.()) {
       this.startQuery(frame, text, analysis, verdict, started, { outcome: 'allowed' });
       return undefined;
     }
@@ -856,6 +864,9 @@ export class PostgresSession {
 
   /** Applies a verdict: resolves to an error message when the request must not run. */
   private async gate(verdict: Verdict, text: string): Promise<Gate> {
+    // Fail closed when the audit trail cannot record what would run.
+    const unrecorded = this.options.events.refusal?.();
+    if (unrecorded) return { outcome: 'error', error: unrecorded, code: auditUnavailableSqlState };
     if (verdict.action === 'allow') return { outcome: 'allowed' };
     if (verdict.action === 'deny') {
       const message = this.engine.denialMessage(verdict);
@@ -984,7 +995,7 @@ export class PostgresSession {
       started: Date.now(),
       ...(statement && { verdict: statement.verdict }),
     };
-    if (statement && statement.verdict.action !== 'allow') {
+    if (statement && (statement.verdict.action !== 'allow' || this.options.events.refusal?.())) {
       return this.gate(statement.verdict, statement.text).then((gate) => {
         record.outcome = gate.outcome;
         if (gate.approval) record.approval = gate.approval;
