@@ -1,0 +1,81 @@
+// The export webhook against a real local HTTP receiver that fails for a while.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import pino from 'pino';
+import type { SessionEvent } from '../sidecar/audit/event.ts';
+import { formatBatch, WebhookSink } from './webhook.ts';
+
+function event(seq: number): SessionEvent {
+  return {
+    version: 1,
+    id: `e-${seq}`,
+    sessionId: 's1',
+    seq,
+    time: new Date().toISOString(),
+    connection: { name: 'orders-db', namespace: 'agents', protocol: 'postgres' },
+    identity: { namespace: 'agents', serviceAccount: 'agent', pod: 'agent-0' },
+    type: 'request',
+    text: seq % 2 ? 'DROP TABLE customers' : `SELECT ${seq}`,
+    outcome: seq % 2 ? 'blocked' : 'allowed',
+    ...(seq % 2 ? { policy: 'agent-orders', rule: 'no-drop' } : {}),
+    durationMs: 1,
+  };
+}
+
+test('a receiver that fails for a while gets every event, in order, once it recovers', async () => {
+  const received: string[] = [];
+  let failUntil = Date.now() + 1500;
+  let refusals = 0;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      if (Date.now() < failUntil) {
+        refusals++;
+        // Alternate ways of failing: an error status, and a connection cut mid-answer.
+        if (refusals % 2) res.writeHead(503).end();
+        else req.socket.destroy();
+        return;
+      }
+      assert.equal(req.headers['content-type'], 'application/x-ndjson');
+      for (const line of body.trimEnd().split('\n')) received.push((JSON.parse(line) as SessionEvent).id);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const sink = new WebhookSink({
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/siem`,
+    format: 'generic',
+    logger: pino({ level: 'silent' }),
+    batchSize: 100,
+    flushMs: 10,
+    minRetryMs: 50,
+    maxRetryMs: 400,
+  });
+  for (let seq = 0; seq < 1000; seq++) sink.emit(event(seq));
+  const deadline = Date.now() + 20_000;
+  while (new Set(received).size < 1000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  sink.stop();
+  server.close();
+  assert.ok(refusals >= 2, 'the receiver failed first');
+  assert.equal(new Set(received).size, 1000, 'every event arrived');
+  assert.deepEqual(
+    [...new Set(received)],
+    Array.from({ length: 1000 }, (_, i) => `e-${i}`),
+    'in order',
+  );
+  failUntil = 0;
+});
+
+test('the Slack format is one incoming-webhook message per batch', () => {
+  const { body, contentType } = formatBatch('slack', [event(0), event(1)]);
+  assert.equal(contentType, 'application/json');
+  const message = JSON.parse(body) as { text: string };
+  assert.match(message.text, /^\*allowed\* agents\/agent \(pod agent-0\) on agents\/orders-db: `SELECT 0`/);
+  assert.match(message.text, /\*blocked\* .*`DROP TABLE customers` \(rule agent-orders\/no-drop\)/);
+});
