@@ -168,6 +168,9 @@ export async function runPod(pod: V1Pod, options: RunPodOptions): Promise<Runnin
     await ip(...inPod(['ip', '-6', 'addr', 'add', `${address6}/64`, 'dev', 'eth0', 'nodad']));
     await ip(...inPod(['ip', 'link', 'set', 'eth0', 'up']));
     await ip(...inPod(['ip', 'link', 'set', 'lo', 'up']));
+    // As containerd does for every pod: any uid may bind ports below 1024 (ssh on 22, http on
+    // 80), in this namespace only.
+    await run('ip', inPod(['sysctl', '-q', '-w', 'net.ipv4.ip_unprivileged_port_start=0']));
 
     // /etc/hosts as the kubelet writes it: localhost, the pod, then hostAliases in order.
     mkdirSync(etc, { recursive: true });
