@@ -288,7 +288,9 @@ export class PostgresSession {
       'version' | 'id' | 'sessionId' | 'seq' | 'time' | 'connection' | 'identity'
     > = {
       type: 'request',
-      text: record.text,
+      // Literals typed by the agent can carry the values masking protects: the detectors scan
+      // the recorded text too, so an email in a WHERE clause is not kept in the trail.
+      text: this.maskText(record.text),
       outcome: record.outcome === 'allowed' && record.masked ? 'masked' : record.outcome,
       durationMs: Date.now() - record.started,
       ...(record.kind && { kind: record.kind }),
@@ -908,7 +910,7 @@ export class PostgresSession {
             connection: this.options.connection.name,
             policy,
             rule,
-            text,
+            text: this.maskText(text),
             reasons: verdict.reasons ?? [],
             timeoutMs,
             scope,

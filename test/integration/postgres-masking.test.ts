@@ -297,6 +297,18 @@ describe('postgres enforcer: masking', () => {
     noValuesIn(enforcer.events);
   });
 
+  test('a value the agent types into a statement is masked in the recorded text', async () => {
+    const before = enforcer.events.length;
+    await query(enforcer, `SELECT id FROM customers WHERE email = '${email}' AND id > 0`);
+    await new Promise((r) => setTimeout(r, 50));
+    const event = enforcer.events
+      .slice(before)
+      .find((e): e is RequestEvent => e.type === 'request' && e.text.startsWith('SELECT id FROM customers WHERE email ='));
+    assert.ok(event);
+    assert.ok(!event.text.includes(email), event.text);
+    assert.match(event.text, /AND id > 0$/);
+  });
+
   test('audit mode lets values through and records what would have been masked', async () => {
     const { rows } = await query(audit, 'SELECT email, ssn FROM customers WHERE id = 1');
     assert.deepEqual(rows[0], { email, ssn });
