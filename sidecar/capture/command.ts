@@ -1,7 +1,8 @@
 // `airlock init`: parses the injector's arguments (operator/injection/README.md), builds the
 // plan (rules.ts) and installs it with ip and iptables-restore. Needs root or NET_ADMIN.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs, promisify } from 'node:util';
 import { CaptureError, type CapturePlan, captureRules } from './rules.ts';
 
@@ -9,7 +10,8 @@ const run = promisify(execFile);
 
 export const initUsage = `Usage: airlock init --sidecar-uid UID --virtual-cidr CIDR [--egress strict|permissive]
        [--virtual NAME=VIP:PORT]... [--redirect IP:PORT=VIP:PORT]...
-       [--exclude-outbound-cidrs CIDR,...] [--exclude-outbound-ports PORT,...] [--dry-run]`;
+       [--exclude-outbound-cidrs CIDR,...] [--exclude-outbound-ports PORT,...]
+       [--dns IP]... (default: the nameservers in /etc/resolv.conf) [--dry-run]`;
 
 /** Which iptables backend the image's iptables speaks: nf_tables or legacy. */
 export async function iptablesBackend(): Promise<'nft' | 'legacy'> {
@@ -73,6 +75,21 @@ export async function installCapture(plan: CapturePlan): Promise<string[]> {
   return installed;
 }
 
+/** The pod's nameservers as the kubelet wrote them (dnsPolicy, dnsConfig); scoped ones are skipped. */
+export function resolvConfNameservers(text = readResolvConf()): string[] {
+  return [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)]
+    .map((m) => m[1]!)
+    .filter((address) => !address.includes('%') && isIP(address) !== 0);
+}
+
+function readResolvConf(): string {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 const list = (values: string[] | undefined) =>
   (values ?? [])
     .flatMap((v) => v.split(','))
@@ -93,6 +110,7 @@ export async function runInit(args: string[]): Promise<number> {
         redirect: { type: 'string', multiple: true },
         'exclude-outbound-cidrs': { type: 'string', multiple: true },
         'exclude-outbound-ports': { type: 'string', multiple: true },
+        dns: { type: 'string', multiple: true },
         'dry-run': { type: 'boolean', default: false },
       },
     });
@@ -108,6 +126,7 @@ export async function runInit(args: string[]): Promise<number> {
       redirect: values.redirect ?? [],
       excludeOutboundCidrs: list(values['exclude-outbound-cidrs']),
       excludeOutboundPorts: list(values['exclude-outbound-ports']),
+      dns: values.dns ? list(values.dns) : resolvConfNameservers(),
     });
   } catch (error) {
     const message =

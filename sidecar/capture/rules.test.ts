@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { resolvConfNameservers } from './command.ts';
 import { CaptureError, type CaptureOptionsInput, captureRules } from './rules.ts';
 
 const fixtures = new URL('../../test/fixtures/capture/', import.meta.url).pathname;
@@ -16,6 +17,7 @@ const base = {
   redirect: [],
   excludeOutboundCidrs: [],
   excludeOutboundPorts: [],
+  dns: ['10.96.0.10'],
 } satisfies CaptureOptionsInput;
 
 const cases: Record<string, CaptureOptionsInput> = {
@@ -28,6 +30,7 @@ const cases: Record<string, CaptureOptionsInput> = {
     redirect: ['10.20.0.5:5432=240.240.0.3:5432'],
     excludeOutboundCidrs: ['10.96.0.0/12', 'fd00:10::/64'],
     excludeOutboundPorts: [8125, '9090'],
+    dns: ['10.96.0.10', 'fd00:10::a'],
   },
 };
 
@@ -46,14 +49,42 @@ for (const [name, options] of Object.entries(cases)) {
   });
 }
 
-test('strict egress ends each family with a reject of TCP, after the sidecar uid is let out', () => {
+test('strict egress ends each family with a reject of TCP and of UDP, after the sidecar uid is let out', () => {
   const plan = captureRules({ ...base, egress: 'strict' });
   for (const text of [plan.ipv4, plan.ipv6]) {
     const filter = text.slice(text.indexOf('*filter'));
     const lines = filter.split('\n').filter((l) => l.startsWith('-A'));
-    assert.equal(lines.at(-1), '-A AIRLOCK_OUTPUT -p tcp -j REJECT --reject-with tcp-reset');
+    assert.equal(lines.at(-2), '-A AIRLOCK_OUTPUT -p tcp -j REJECT --reject-with tcp-reset');
+    assert.match(
+      lines.at(-1) ?? '',
+      /^-A AIRLOCK_OUTPUT -p udp -j REJECT --reject-with icmp6?-port-unreachable$/,
+    );
     assert.ok(lines.some((l) => l.includes('-m owner --uid-owner 1337 -j RETURN')));
   }
+});
+
+test('strict egress lets port 53 reach only the nameservers, and rejects other UDP', () => {
+  const plan = captureRules({ ...base, egress: 'strict', dns: ['10.96.0.10', 'fd00:10::a'] });
+  const v4 = plan.ipv4.split('\n').filter((l) => l.includes('--dport 53'));
+  assert.deepEqual(v4, [
+    '-A AIRLOCK_OUTPUT -d 10.96.0.10/32 -p udp --dport 53 -j RETURN',
+    '-A AIRLOCK_OUTPUT -d 10.96.0.10/32 -p tcp --dport 53 -j RETURN',
+  ]);
+  assert.match(plan.ipv6, /-d fd00:10::a\/128 -p udp --dport 53 -j RETURN/);
+  assert.ok(plan.ipv4.includes('-A AIRLOCK_OUTPUT -p udp -j REJECT --reject-with icmp-port-unreachable'));
+  assert.ok(plan.ipv6.includes('-A AIRLOCK_OUTPUT -p udp -j REJECT --reject-with icmp6-port-unreachable'));
+  const none = captureRules({ ...base, egress: 'strict', dns: [] });
+  assert.ok(!none.ipv4.includes('--dport 53'), 'no nameserver, no port 53');
+});
+
+test('the default nameservers are those of resolv.conf, without scoped or malformed ones', () => {
+  assert.deepEqual(
+    resolvConfNameservers(
+      'search agents.svc.cluster.local\nnameserver 10.96.0.10\nnameserver fe80::1%eth0\n nameserver fd00::a\noptions ndots:5\n',
+    ),
+    ['10.96.0.10', 'fd00::a'],
+  );
+  assert.deepEqual(resolvConfNameservers(''), []);
 });
 
 test('permissive egress rejects nothing but still redirects IP literals', () => {
@@ -86,6 +117,7 @@ test('malformed arguments are refused', () => {
     { excludeOutboundCidrs: ['10.0.0.0/40'] },
     { excludeOutboundPorts: [70000] },
     { virtualCidr: 'fd00::/64' },
+    { dns: ['kube-dns'] },
   ]) {
     assert.throws(() => captureRules({ ...base, ...bad }), JSON.stringify(bad));
   }

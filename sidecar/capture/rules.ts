@@ -1,7 +1,7 @@
 // What `airlock init` installs, as data: the local route for the virtual range and the
 // iptables-restore text of Airlock's own chains. Pure, so the exact rules are unit-tested
 // (golden files) and the runner (command.ts) only executes them.
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 
 /** Airlock's chains: flushed and refilled on every run, so a re-run never duplicates a rule. */
@@ -59,6 +59,8 @@ export const captureOptionsSchema = z.object({
   ),
   excludeOutboundCidrs: z.array(cidr),
   excludeOutboundPorts: z.array(port),
+  /** The pod's nameservers: the only addresses port 53 (UDP and TCP) may reach in strict mode. */
+  dns: z.array(z.string().refine((value) => isIP(value) !== 0, 'not an IP address')).default([]),
 });
 export type CaptureOptions = z.output<typeof captureOptionsSchema>;
 export type CaptureOptionsInput = z.input<typeof captureOptionsSchema>;
@@ -84,8 +86,9 @@ export class CaptureError extends Error {
 }
 
 /**
- * The rules for one pod. The DNS exclusion (udp and tcp 53 to any address) is what lets the
- * agent resolve names; it is also the only non-sidecar TCP port out in strict mode.
+ * The rules for one pod. In strict mode the agent may reach, besides loopback and the virtual
+ * range, only the pod's nameservers on port 53 (UDP and TCP) and the exclusions: any other TCP
+ * is reset and any other UDP rejected, so neither a DNS-shaped port nor a datagram leaves.
  */
 export function captureRules(input: CaptureOptionsInput): CapturePlan {
   const options = captureOptionsSchema.parse(input);
@@ -113,16 +116,23 @@ export function captureRules(input: CaptureOptionsInput): CapturePlan {
   ];
   const filter = (family: 4 | 6, excluded: string[]) => {
     if (options.egress === 'permissive') return ['*filter', `:${chains.filter} - [0:0]`, 'COMMIT'];
+    const nameservers = options.dns.filter((a) => (family === 4 ? isIPv4(a) : isIPv6(a)));
     const rules = [
       '-o lo -j RETURN',
       ...(family === 4 ? [`-d ${options.virtualCidr} -j RETURN`] : []),
       `-m owner --uid-owner ${uid} -j RETURN`,
       '-m conntrack --ctstate ESTABLISHED,RELATED -j RETURN',
-      '-p udp --dport 53 -j RETURN',
-      '-p tcp --dport 53 -j RETURN',
+      ...nameservers.flatMap((a) => [
+        `-d ${a}/${family === 4 ? 32 : 128} -p udp --dport 53 -j RETURN`,
+        `-d ${a}/${family === 4 ? 32 : 128} -p tcp --dport 53 -j RETURN`,
+      ]),
       ...excluded.map((c) => `-d ${c} -j RETURN`),
-      ...options.excludeOutboundPorts.map((p) => `-p tcp --dport ${p} -j RETURN`),
+      ...options.excludeOutboundPorts.flatMap((p) => [
+        `-p tcp --dport ${p} -j RETURN`,
+        `-p udp --dport ${p} -j RETURN`,
+      ]),
       '-p tcp -j REJECT --reject-with tcp-reset',
+      `-p udp -j REJECT --reject-with ${family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable'}`,
     ];
     return [
       '*filter',
@@ -141,7 +151,9 @@ export function captureRules(input: CaptureOptionsInput): CapturePlan {
       (r) => `redirect: ${r.from.host}:${r.from.port} -> ${r.to.host}:${r.to.port} (all uids but ${uid})`,
     ),
     options.egress === 'strict'
-      ? `egress strict: TCP from uids other than ${uid} is rejected, IPv4 and IPv6, except loopback, ${options.virtualCidr}, DNS (53)${
+      ? `egress strict: TCP and UDP from uids other than ${uid} are rejected, IPv4 and IPv6, except loopback, ${options.virtualCidr}, DNS (53) to ${
+          options.dns.length > 0 ? options.dns.join(', ') : 'no nameserver'
+        }${
           options.excludeOutboundCidrs.length > 0 ? `, ${options.excludeOutboundCidrs.join(', ')}` : ''
         }${options.excludeOutboundPorts.length > 0 ? `, ports ${options.excludeOutboundPorts.join(', ')}` : ''}`
       : 'egress permissive: traffic outside the Connections is not restricted',

@@ -3,8 +3,10 @@
 // sidecar (uid 1337, the pod's TokenRequest token) serves the granted database; the agent's
 // unchanged psql, as uid 1000, reaches it only through the sidecar, and every bypass fails.
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -291,6 +293,55 @@ describe(
       const read = await pod.exec('cat', [join(pod.sidecarDirectory, 'token')]);
       assert.notEqual(read.code, 0);
       assert.match(read.stderr, /Permission denied/);
+    });
+
+    // A UDP and a TCP listener on port 53 of the cluster address, which is not the pod's
+    // nameserver (resolv.conf says 127.0.0.1), and UDP to another port there. The sidecar uid
+    // reaches them (the path exists); the agent reaches none.
+    test('bypass: UDP to another address, and port 53 of an address that is not the nameserver, are rejected', async () => {
+      const received: string[] = [];
+      const udp = createSocket('udp4');
+      udp.on('message', (message) => received.push(message.toString()));
+      await new Promise<void>((resolve) => udp.bind(53, network.address, resolve));
+      const tcp = createServer((socket) => {
+        received.push('tcp');
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => tcp.listen(53, network.address, resolve));
+      const other = createSocket('udp4');
+      other.on('message', (message) => received.push(`other:${message.toString()}`));
+      await new Promise<void>((resolve) => other.bind(0, network.address, resolve));
+      const otherPort = other.address().port;
+      const send = (uid: number, text: string, port: number) =>
+        pod.exec(
+          '/usr/bin/python3',
+          [
+            '-c',
+            `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n  s.sendto(b"${text}", ("${network.address}", ${port})); print("sent")\nexcept OSError as e: print("refused", e.errno)`,
+          ],
+          { uid },
+        );
+      try {
+        assert.match((await send(1000, 'agent-dns', 53)).stdout, /refused|sent/);
+        assert.match((await send(1000, 'agent-other', otherPort)).stdout, /refused|sent/);
+        const tcp53 = await pod.exec('/usr/bin/python3', [
+          '-c',
+          `import socket; socket.create_connection(("${network.address}", 53), timeout=5)`,
+        ]);
+        assert.notEqual(tcp53.code, 0);
+        assert.match(tcp53.stderr, /ConnectionRefusedError/);
+        // The control: the sidecar's uid gets through, and after its datagrams arrive, anything
+        // the agent had got through would have arrived too.
+        await send(1337, 'sidecar-dns', 53);
+        await send(1337, 'sidecar-other', otherPort);
+        await waitFor('the sidecar datagrams', async () => received.length >= 2, { timeoutMs: 5000 });
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.deepEqual(received.sort(), ['other:sidecar-other', 'sidecar-dns']);
+      } finally {
+        udp.close();
+        other.close();
+        await new Promise((resolve) => tcp.close(resolve));
+      }
     });
 
     test("killing the sidecar makes the agent's connection fail, never bypass", async () => {
