@@ -1,6 +1,7 @@
 // `airlock sessions`, `airlock approvals`, `airlock approve`, `airlock deny` for local mode:
 // through the running `airlock local` when there is one, else straight from the store. Approvals
 // go to the cluster's AccessRequests instead when cli/cluster.ts says so (kubectl airlock).
+import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { AuditStore, type SessionSummary } from '../audit/store.ts';
 import {
@@ -21,6 +22,8 @@ function options(args: string[]) {
       store: { type: 'string' },
       output: { type: 'string', short: 'o' },
       reason: { type: 'string' },
+      speed: { type: 'string' },
+      asciicast: { type: 'string' },
       ...clusterOptions,
     },
     allowPositionals: true,
@@ -129,8 +132,63 @@ export async function sessionsCommand(args: string[]): Promise<number> {
     console.log(json ? JSON.stringify(session, null, 2) : renderSession(session.summary, session.events));
     return 0;
   }
-  console.error('Usage: airlock sessions list|show ID [-o json] [--store DIR|URL]');
+  if (verb === 'replay' && id) {
+    const session = await fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) =>
+      s.session(id),
+    );
+    if (!session) {
+      console.error(`airlock sessions: no session ${id}`);
+      return 1;
+    }
+    const cast = asciicast(session.summary, session.events);
+    if (!cast) {
+      // A session without terminal data (SQL, HTTP, exec) replays as its timeline.
+      console.log(renderSession(session.summary, session.events));
+      return 0;
+    }
+    if (values.asciicast) {
+      await writeFile(values.asciicast, cast.map((line) => JSON.stringify(line)).join('\n') + '\n');
+      console.log(`wrote ${values.asciicast} (asciicast v2, ${cast.length - 1} events)`);
+      return 0;
+    }
+    await play(cast, Number(values.speed ?? 1));
+    return 0;
+  }
+  console.error(
+    'Usage: airlock sessions list|show|replay ID [-o json] [--speed N] [--asciicast FILE] [--store DIR|URL]',
+  );
   return 2;
+}
+
+type CastLine = Record<string, unknown> | [number, 'i' | 'o', string];
+
+/** The session's terminal data as asciicast v2: a header, then [seconds, "i"|"o", data]. */
+export function asciicast(summary: SessionSummary, events: SessionEvent[]): CastLine[] | undefined {
+  const frames = events.filter((e) => e.type === 'data');
+  if (frames.length === 0) return undefined;
+  return [
+    {
+      version: 2,
+      width: 80,
+      height: 24,
+      timestamp: Math.floor(Date.parse(summary.started) / 1000),
+      title: `${summary.connection} as ${summary.identity}`,
+    },
+    ...frames.map((e): CastLine => [e.at, e.stream === 'input' ? 'i' : 'o', e.data]),
+  ];
+}
+
+/** Plays the output frames in the terminal at their pace (long pauses shortened to 2 s). */
+async function play(cast: CastLine[], speed: number): Promise<void> {
+  let previous = 0;
+  for (const line of cast.slice(1) as [number, 'i' | 'o', string][]) {
+    const [at, kind, data] = line;
+    const pause = Math.min(Math.max(at - previous, 0), 2) / (speed > 0 ? speed : 1);
+    previous = at;
+    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause * 1000));
+    if (kind === 'o') process.stdout.write(data);
+  }
+  process.stdout.write('\n');
 }
 
 const inCluster = (values: ReturnType<typeof options>['values']) =>
