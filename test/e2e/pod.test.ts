@@ -3,13 +3,16 @@
 // sidecar (uid 1337, the pod's TokenRequest token) serves the granted database; the agent's
 // unchanged psql, as uid 1000, reaches it only through the sidecar, and every bypass fails.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
+import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
 import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { type ControlPlane, serviceAccountIssuer, startControlPlane } from '../support/controlplane.ts';
 import {
@@ -25,6 +28,7 @@ import { requires } from '../support/tools.ts';
 
 const repository = new URL('../../', import.meta.url).pathname;
 const cli = join(repository, 'bin/airlock.js');
+const run = promisify(execFile);
 
 describe(
   'an injected pod on this machine: capture, enforcement and bypass attempts',
@@ -105,9 +109,34 @@ describe(
           subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
           connections: ['orders-db'],
           masking: [{ name: 'pii', detectors: ['email'] }],
-          rules: [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }],
+          rules: [
+            { name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } },
+            {
+              name: 'deletes',
+              action: 'require-approval',
+              sql: { statements: ['DELETE'] },
+              approval: { approvers: { groups: ['dba-oncall'] }, timeout: '2m' },
+            },
+          ],
         },
       });
+      // Approvers need RBAC on AccessRequests; the admission webhooks decide who may decide.
+      await kubectl([
+        'create',
+        'clusterrole',
+        'airlock-approver',
+        '--verb=get,list,watch,patch',
+        '--resource=accessrequests.airlock.dev',
+      ]);
+      await kubectl([
+        'create',
+        'rolebinding',
+        'approvers',
+        '-n',
+        'agents',
+        '--clusterrole=airlock-approver',
+        '--group=dba-oncall',
+      ]);
       ports.webhook = await freePort();
       ports.controlApi = await freePort();
       ports.probe = await freePort();
@@ -117,6 +146,12 @@ describe(
           url: `https://127.0.0.1:${ports.webhook}/inject`,
         }),
       );
+      const approvalWebhooks = approvalWebhookConfigurations({
+        operatorNamespace: 'airlock-system',
+        url: `https://127.0.0.1:${ports.webhook}`,
+      });
+      await apply(approvalWebhooks.mutating);
+      await apply(approvalWebhooks.validating);
       operator = startService(
         'airlock operator',
         process.execPath,
@@ -143,6 +178,16 @@ describe(
           (await readFile(join(work.path, 'operator.log'), 'utf8')).includes('operator ready'),
         { service: operator, timeoutMs: 60_000 },
       );
+      await waitFor('approval webhooks trust the operator', async () => {
+        const [mutating, validating] = await Promise.all(
+          ['mutatingwebhookconfiguration', 'validatingwebhookconfiguration'].map(async (kind) =>
+            JSON.parse(await kubectl(['get', kind, 'airlock-approvals', '-o', 'json'])),
+          ),
+        );
+        return Boolean(
+          mutating.webhooks[0].clientConfig.caBundle && validating.webhooks[0].clientConfig.caBundle,
+        );
+      });
       await waitFor(
         'CA published',
         async () => (await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents'])) !== '',
@@ -211,6 +256,45 @@ describe(
       const drop = await psql('orders-db.data.svc.cluster.local', database.port, 'DROP TABLE customers');
       assert.notEqual(drop.code, 0);
       assert.match(drop.stderr, /AccessPolicy "agent-orders" rule "no-drop"/);
+      assert.equal(
+        (await database.admin('SELECT count(*) AS n FROM customers', database.database)).rows[0].n,
+        '1',
+      );
+    });
+
+    test('a held DELETE becomes an AccessRequest; alice approves it and it runs', async () => {
+      await database.admin("INSERT INTO customers VALUES (2, 'grace@example.com')", database.database);
+      const statement = psql(
+        'orders-db.data.svc.cluster.local',
+        database.port,
+        'DELETE FROM customers WHERE id = 2',
+      );
+      let name = '';
+      await waitFor('the AccessRequest', async () => {
+        const list = JSON.parse(await kubectl(['get', 'ar', '-n', 'agents', '-o', 'json']));
+        name =
+          list.items.find((r: { spec: { request: string } }) => r.spec.request.includes('DELETE'))?.metadata
+            .name ?? '';
+        return name !== '';
+      });
+      const request = JSON.parse(await kubectl(['get', 'ar', name, '-n', 'agents', '-o', 'json']));
+      assert.deepEqual(request.spec.requester, { pod: 'agent-0', serviceAccount: 'agent' });
+      assert.equal(request.spec.rule, 'deletes');
+      const approve = await run(process.execPath, [
+        cli,
+        'approve',
+        name,
+        '-n',
+        'agents',
+        `--kubeconfig=${cluster.kubeconfig.approver}`,
+      ]);
+      assert.match(approve.stdout, /approved/);
+      const result = await statement;
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /DELETE 1/);
+      const stored = JSON.parse(await kubectl(['get', 'ar', name, '-n', 'agents', '-o', 'json']));
+      assert.equal(stored.status.phase, 'Approved');
+      assert.equal(stored.status.decidedBy, 'alice');
       assert.equal(
         (await database.admin('SELECT count(*) AS n FROM customers', database.database)).rows[0].n,
         '1',
