@@ -3,11 +3,16 @@
 // the token proves, never the one in the body; ingest is idempotent by event id, so a sidecar
 // that resends after a lost answer stores nothing twice.
 import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Identity } from '../api/bundle.ts';
-import type { AuditLog } from '../audit/log.ts';
+import { loadKey } from '../audit/command.ts';
+import { type AuditLog, openAuditLog } from '../audit/log.ts';
+import { isPostgresUrl } from '../audit/store.ts';
+import { jsonLogExport, type WebhookFormat, WebhookSink } from '../audit/webhook.ts';
 import { type EventSink, type SessionEvent, sessionEventSchema } from '../sidecar/audit/event.ts';
 import { Refusal, respondJson } from './control-api.ts';
 
@@ -157,4 +162,115 @@ function readBody(request: IncomingMessage, maxBytes: number): Promise<string> {
     request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     request.on('error', reject);
   });
+}
+
+export interface AuditSettings {
+  /** A postgres:// URL, or a directory for the embedded store. */
+  store: string;
+  /** HMAC key for the checkpoints; for a directory store, made beside it when absent. */
+  keyFile?: string;
+  /** Prune events older than this many milliseconds, hourly. */
+  retentionMs?: number;
+  webhooks: string[];
+  webhookFormat: WebhookFormat;
+  jsonLogs: boolean;
+}
+
+export interface RunningCollector {
+  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The collector as the operator runs it. The store opens on the first batch, not at start: an
+ * operator that never receives events never touches it. An embedded store belongs to one
+ * process: a lock file beside it refuses a second one (the sidecars spool meanwhile).
+ */
+export function runCollector(
+  settings: AuditSettings,
+  context: { authenticate: CollectorOptions['authenticate']; logger: Logger; registry?: Registry },
+): RunningCollector {
+  const { logger } = context;
+  const exports: (EventSink & { stop?(): void })[] = settings.webhooks.map(
+    (url) =>
+      new WebhookSink({
+        url,
+        format: settings.webhookFormat,
+        logger,
+        ...(context.registry && { registry: context.registry }),
+      }),
+  );
+  if (settings.jsonLogs) exports.push(jsonLogExport());
+  const embedded = !isPostgresUrl(settings.store);
+  let opening: Promise<AuditLog> | undefined;
+  let lock: string | undefined;
+  let pruning: NodeJS.Timeout | undefined;
+  const open = async (): Promise<AuditLog> => {
+    if (embedded) {
+      await mkdir(dirname(settings.store), { recursive: true });
+      lock = await takeLock(`${settings.store}.lock`);
+    }
+    const keyFile = settings.keyFile ?? (embedded ? `${settings.store}.key` : undefined);
+    const key = keyFile ? await loadKey(keyFile, true) : undefined;
+    if (!key) logger.warn('no --audit-key: checkpoints are unsigned, and a cut tail would go unnoticed');
+    const log = await openAuditLog(settings.store, key ? { key } : {});
+    logger.info({ store: embedded ? settings.store : 'postgres', signed: Boolean(key) }, 'audit store open');
+    if (settings.retentionMs) {
+      const prune = () =>
+        log
+          .prune(new Date(Date.now() - settings.retentionMs!))
+          .then((r) => r.pruned > 0 && logger.info(r, 'audit events past retention pruned'))
+          .catch((error) => logger.error({ err: (error as Error).message }, 'audit pruning failed'));
+      void prune();
+      pruning = setInterval(prune, 3_600_000).unref();
+    }
+    return log;
+  };
+  const store: Pick<AuditLog, 'add'> = {
+    add: async (events) => {
+      opening ??= open().catch((error) => {
+        opening = undefined;
+        throw error;
+      });
+      return (await opening).add(events);
+    },
+  };
+  const handler = collector({
+    authenticate: context.authenticate,
+    store,
+    logger,
+    exports,
+    ...(context.registry && { registry: context.registry }),
+  });
+  return {
+    handler,
+    async close() {
+      clearInterval(pruning);
+      for (const sink of exports) sink.stop?.();
+      const log = await opening?.catch(() => undefined);
+      await log?.close();
+      if (lock) await rm(lock, { force: true });
+    },
+  };
+}
+
+/** A lock file holding our pid; one left by a process that is gone is taken over. */
+async function takeLock(file: string): Promise<string> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(file, String(process.pid), { flag: 'wx' });
+      return file;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = Number(await readFile(file, 'utf8').catch(() => '0'));
+      let alive = false;
+      try {
+        if (holder > 0) process.kill(holder, 0);
+        alive = holder > 0;
+      } catch {}
+      if (alive) throw new Error(`the embedded audit store is in use by process ${holder} (${file})`);
+      await rm(file, { force: true });
+    }
+  }
+  throw new Error(`cannot lock ${file}`);
 }

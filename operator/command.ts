@@ -8,9 +8,12 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import pino from 'pino';
 import { z } from 'zod';
 import { grants } from '../api/bundle.ts';
+import { parseRetention } from '../audit/command.ts';
 import { approvalWebhookName } from './approvals/configuration.ts';
 import { CaPublisher, caConfigMapName } from './ca-publisher.ts';
 import { type CertificateManager, createCertificateManager } from './certificates.ts';
+import { runCollector } from './collector.ts';
+import { Refusal } from './control-api.ts';
 import type { Controllers } from './controllers.ts';
 import { kubernetesEventRecorder } from './injection/events.ts';
 import type { Grant } from './injection/hosts.ts';
@@ -24,7 +27,8 @@ export const operatorUsage = `Usage: airlock operator [--kubeconfig PATH] [--nam
   [--service NAME] [--image IMAGE] [--certificates operator|cert-manager]
   [--webhook-port 8443] [--control-api-port 9443] [--probe-port 8080]
   [--cluster-domain cluster.local] [--tls-ip IP]... [--tls-dns NAME]... [--control-api-url URL]
-  [--log-level info]`;
+  [--store /var/lib/airlock/audit|postgres://…] [--audit-key FILE] [--audit-retention 30d]
+  [--export-webhook URL]... [--export-format generic|slack] [--export-log] [--log-level info]`;
 
 const flagsSchema = z.object({
   kubeconfig: z.string().optional(),
@@ -41,6 +45,15 @@ const flagsSchema = z.object({
   'tls-dns': z.array(z.string()),
   'control-api-url': z.url().optional(),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
+  store: z.string().min(1),
+  'audit-key': z.string().optional(),
+  'audit-retention': z
+    .string()
+    .regex(/^\d+[dhms]$/, 'must be a number and a unit, like 30d')
+    .optional(),
+  'export-webhook': z.array(z.url()),
+  'export-format': z.enum(['generic', 'slack']),
+  'export-log': z.boolean(),
 });
 export type OperatorFlags = z.infer<typeof flagsSchema>;
 
@@ -62,6 +75,12 @@ export function parseOperatorFlags(args: string[], env: NodeJS.ProcessEnv): Oper
       'tls-dns': { type: 'string', multiple: true, default: [] },
       'control-api-url': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
+      store: { type: 'string', default: '/var/lib/airlock/audit' },
+      'audit-key': { type: 'string' },
+      'audit-retention': { type: 'string' },
+      'export-webhook': { type: 'string', multiple: true, default: [] },
+      'export-format': { type: 'string', default: 'generic' },
+      'export-log': { type: 'boolean', default: false },
     },
   });
   const parsed = flagsSchema.safeParse(values);
@@ -100,6 +119,27 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
   const config = loadKubeConfig(flags.kubeconfig);
   const kube = clients(config);
   const metrics = createMetrics();
+  // The collector is routed before the operator (and its control API) exists: until then a
+  // batch is answered 503 and the sidecar resends it.
+  let authenticator: Operator['controlApi'] | undefined;
+  const collector = runCollector(
+    {
+      store: flags.store,
+      ...(flags['audit-key'] && { keyFile: flags['audit-key'] }),
+      ...(flags['audit-retention'] && { retentionMs: parseRetention(flags['audit-retention']) }),
+      webhooks: flags['export-webhook'],
+      webhookFormat: flags['export-format'],
+      jsonLogs: flags['export-log'],
+    },
+    {
+      authenticate: async (authorization) => {
+        if (!authenticator) throw new Refusal('TokenRejected', 'the operator is starting', 503);
+        return authenticator.authenticate(authorization);
+      },
+      logger,
+      registry: metrics.registry,
+    },
+  );
   let certificates: CertificateManager | undefined;
   let publisher: CaPublisher | undefined;
   const operator = await startOperator({
@@ -110,6 +150,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
     identity: flags.identity,
     listen: { host: '0.0.0.0', port: flags['control-api-port'] },
     probeListen: { host: '0.0.0.0', port: flags['probe-port'] },
+    routes: { '/v1/events': collector.handler },
     tls: async (isLeader) => {
       publisher = new CaPublisher({
         config,
@@ -138,6 +179,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
       return certificates;
     },
   });
+  authenticator = operator.controlApi;
   const certs = certificates!;
   const caPublisher = publisher!;
   const controlApiUrl =
@@ -171,6 +213,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
       certs.stop();
       await caPublisher.stop();
       await operator.stop();
+      await collector.close();
     },
   };
 }

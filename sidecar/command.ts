@@ -4,12 +4,13 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { OperatorApprovals } from './approvals.ts';
+import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
 import type { EventSink } from './audit/event.ts';
 import type { Approvals } from './enforcer.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
 
 export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...
-       [--health-port 15021] [--metrics-port 15020] [--spool-dir DIR] [--drain-seconds 20]`;
+       [--health-port 15021] [--metrics-port 15020] [--spool-dir DIR] [--audit-full fail-closed|drop] [--no-audit-log] [--drain-seconds 20]`;
 
 /** Session events as JSON log lines, one per event, on stdout. */
 export const jsonLogSink: EventSink = {
@@ -35,6 +36,8 @@ export async function runSidecar(args: string[]): Promise<number> {
     'health-port'?: string;
     'metrics-port'?: string;
     'spool-dir'?: string;
+    'audit-full'?: string;
+    'audit-log'?: boolean;
     'drain-seconds'?: string;
   };
   let listen: ReturnType<typeof parseListen>[];
@@ -49,13 +52,19 @@ export async function runSidecar(args: string[]): Promise<number> {
         'health-port': { type: 'string', default: '15021' },
         'metrics-port': { type: 'string', default: '15020' },
         'spool-dir': { type: 'string' },
+        'audit-full': { type: 'string', default: 'fail-closed' },
+        // Session events are also JSON log lines unless --no-audit-log.
+        'audit-log': { type: 'boolean', default: true },
         'drain-seconds': { type: 'string', default: '20' },
       },
+      allowNegative: true,
     }).values;
     for (const required of ['control-api', 'token-file', 'ca-file'] as const) {
       if (!values[required]) throw new Error(`--${required} is required`);
     }
     listen = (values.listen ?? []).map(parseListen);
+    if (values['audit-full'] !== 'fail-closed' && values['audit-full'] !== 'drop')
+      throw new Error('--audit-full must be fail-closed or drop');
     if (!/^\d+(\.\d+)?$/.test(values['drain-seconds']!))
       throw new Error('--drain-seconds must be a number of seconds');
   } catch (error) {
@@ -70,16 +79,27 @@ export async function runSidecar(args: string[]): Promise<number> {
     caFile: values['ca-file']!,
     logger,
   });
+  const registry = new Registry();
+  // Session events go to the operator's collector, spooled while it is unreachable.
+  const delivery = new CollectorDelivery({
+    url: new URL('/v1/events', values['control-api']!).toString(),
+    tokenFile: values['token-file']!,
+    caFile: values['ca-file']!,
+    ...(values['spool-dir'] && { spoolDir: values['spool-dir'] }),
+    onFull: values['audit-full'] as SpoolFullPolicy,
+    ...(values['audit-log'] && { mirror: jsonLogSink }),
+    logger,
+    registry,
+  });
   const sidecar = new Sidecar({
     controlApi: values['control-api']!,
     tokenFile: values['token-file']!,
     caFile: values['ca-file']!,
     listen,
-    events: jsonLogSink,
+    events: delivery,
     approvals,
     logger,
   });
-  const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
     name: 'airlock_sidecar_bundle_received',
@@ -121,6 +141,8 @@ export async function runSidecar(args: string[]): Promise<number> {
   await sidecar.drain(Date.now() + drainMs);
   logger.info('drained');
   approvals.close();
+  await Promise.race([delivery.drained(), new Promise((resolve) => setTimeout(resolve, 2000))]);
+  await delivery.stop();
   health.close();
   metrics.close();
   return 0;

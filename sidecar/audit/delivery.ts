@@ -41,6 +41,8 @@ export interface DeliveryOptions {
   flushMs?: number;
   logger: Logger;
   registry?: Registry;
+  /** Also gets every event as it is emitted (JSON logs). */
+  mirror?: EventSink;
 }
 
 interface Sent {
@@ -51,8 +53,8 @@ interface Sent {
 }
 
 export class CollectorDelivery implements EventSink {
-  readonly #options: Required<Omit<DeliveryOptions, 'spoolDir' | 'caFile' | 'registry'>> &
-    Pick<DeliveryOptions, 'spoolDir' | 'caFile'>;
+  readonly #options: Required<Omit<DeliveryOptions, 'spoolDir' | 'caFile' | 'registry' | 'mirror'>> &
+    Pick<DeliveryOptions, 'spoolDir' | 'caFile' | 'mirror'>;
   #queue: string[] = [];
   #spool?: { file: string; offsetFile: string; fd: number; size: number; offset: number };
   #spooling = false;
@@ -120,6 +122,7 @@ export class CollectorDelivery implements EventSink {
   }
 
   emit(event: SessionEvent): void {
+    this.#options.mirror?.emit(event);
     if (this.#queue.length >= this.#options.maxQueued) {
       this.#drop(1, 'queue-full');
       return;
