@@ -201,6 +201,7 @@ describe(
           `--kubeconfig=${cluster.kubeconfig.admin}`,
           '--namespace=airlock-system',
           '--identity=operator-0',
+          `--store=${join(work.path, 'audit')}`,
           '--tls-ip=127.0.0.1',
           `--tls-ip=${network.address}`,
           `--webhook-port=${ports.webhook}`,

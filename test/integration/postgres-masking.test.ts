@@ -303,7 +303,10 @@ describe('postgres enforcer: masking', () => {
     await new Promise((r) => setTimeout(r, 50));
     const event = enforcer.events
       .slice(before)
-      .find((e): e is RequestEvent => e.type === 'request' && e.text.startsWith('SELECT id FROM customers WHERE email ='));
+      .find(
+        (e): e is RequestEvent =>
+          e.type === 'request' && e.text.startsWith('SELECT id FROM customers WHERE email ='),
+      );
     assert.ok(event);
     assert.ok(!event.text.includes(email), event.text);
     assert.match(event.text, /AND id > 0$/);

@@ -94,6 +94,7 @@ describe(
           `--kubeconfig=${cluster.kubeconfig.admin}`,
           '--namespace=airlock-system',
           '--identity=operator-0',
+          `--store=${join(work, 'audit')}`,
           '--tls-ip=127.0.0.1',
           `--webhook-port=${ports.webhook}`,
           `--control-api-port=${ports.controlApi}`,
