@@ -12,9 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
-import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
-import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { type ControlPlane, serviceAccountIssuer, startControlPlane } from '../support/controlplane.ts';
+import { startOperatorProcess } from '../support/operator.ts';
 import {
   type ClusterNetwork,
   podCidrs,
@@ -23,7 +22,7 @@ import {
   startClusterNetwork,
 } from '../support/pod-runner.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
-import { freePort, type Service, startService, temporaryDirectory, waitFor } from '../support/process.ts';
+import { type Service, temporaryDirectory, waitFor } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
 
 const repository = new URL('../../', import.meta.url).pathname;
@@ -137,58 +136,12 @@ describe(
         '--clusterrole=airlock-approver',
         '--group=dba-oncall',
       ]);
-      ports.webhook = await freePort();
-      ports.controlApi = await freePort();
-      ports.probe = await freePort();
-      await apply(
-        webhookConfiguration({
-          operatorNamespace: 'airlock-system',
-          url: `https://127.0.0.1:${ports.webhook}/inject`,
-        }),
-      );
-      const approvalWebhooks = approvalWebhookConfigurations({
-        operatorNamespace: 'airlock-system',
-        url: `https://127.0.0.1:${ports.webhook}`,
+      const started = await startOperatorProcess(cluster, work.path, {
+        address: network.address,
+        approvals: true,
       });
-      await apply(approvalWebhooks.mutating);
-      await apply(approvalWebhooks.validating);
-      operator = startService(
-        'airlock operator',
-        process.execPath,
-        [
-          cli,
-          'operator',
-          `--kubeconfig=${cluster.kubeconfig.admin}`,
-          '--namespace=airlock-system',
-          '--identity=operator-0',
-          `--store=${join(work.path, 'audit')}`,
-          '--tls-ip=127.0.0.1',
-          `--tls-ip=${network.address}`,
-          `--webhook-port=${ports.webhook}`,
-          `--control-api-port=${ports.controlApi}`,
-          `--probe-port=${ports.probe}`,
-          `--control-api-url=https://${network.address}:${ports.controlApi}`,
-          '--image=airlock:test',
-        ],
-        { logFile: join(work.path, 'operator.log') },
-      );
-      await waitFor(
-        'operator ready',
-        async () =>
-          (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
-          (await readFile(join(work.path, 'operator.log'), 'utf8')).includes('operator ready'),
-        { service: operator, timeoutMs: 60_000 },
-      );
-      await waitFor('approval webhooks trust the operator', async () => {
-        const [mutating, validating] = await Promise.all(
-          ['mutatingwebhookconfiguration', 'validatingwebhookconfiguration'].map(async (kind) =>
-            JSON.parse(await kubectl(['get', kind, 'airlock-approvals', '-o', 'json'])),
-          ),
-        );
-        return Boolean(
-          mutating.webhooks[0].clientConfig.caBundle && validating.webhooks[0].clientConfig.caBundle,
-        );
-      });
+      operator = started.service;
+      Object.assign(ports, started.ports);
       await waitFor(
         'CA published',
         async () => (await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents'])) !== '',

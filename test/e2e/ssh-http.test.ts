@@ -10,8 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
+import { startOperatorProcess } from '../support/operator.ts';
 import {
   type ClusterNetwork,
   podCidrs,
@@ -20,12 +20,12 @@ import {
   startClusterNetwork,
 } from '../support/pod-runner.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
-import { freePort, type Service, startService, temporaryDirectory, waitFor } from '../support/process.ts';
+import { type Service, temporaryDirectory, waitFor } from '../support/process.ts';
 import { type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
 const repository = new URL('../../', import.meta.url).pathname;
-const cli = join(repository, 'bin/airlock.js');
+const _cli = join(repository, 'bin/airlock.js');
 const heldToken = 'held-billing-token-7f3a';
 
 /** The billing API: JSON with a customer's email, an admin route, and what reached it. */
@@ -183,42 +183,9 @@ describe(
         [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }],
       );
 
-      ports.webhook = await freePort();
-      ports.controlApi = await freePort();
-      ports.probe = await freePort();
-      await apply(
-        webhookConfiguration({
-          operatorNamespace: 'airlock-system',
-          url: `https://127.0.0.1:${ports.webhook}/inject`,
-        }),
-      );
-      operator = startService(
-        'airlock operator',
-        process.execPath,
-        [
-          cli,
-          'operator',
-          `--kubeconfig=${cluster.kubeconfig.admin}`,
-          '--namespace=airlock-system',
-          '--identity=operator-0',
-          `--store=${join(work.path, 'audit')}`,
-          '--tls-ip=127.0.0.1',
-          `--tls-ip=${network.address}`,
-          `--webhook-port=${ports.webhook}`,
-          `--control-api-port=${ports.controlApi}`,
-          `--probe-port=${ports.probe}`,
-          `--control-api-url=https://${network.address}:${ports.controlApi}`,
-          '--image=airlock:test',
-        ],
-        { logFile: join(work.path, 'operator.log') },
-      );
-      await waitFor(
-        'operator ready',
-        async () =>
-          (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
-          (await readFile(join(work.path, 'operator.log'), 'utf8')).includes('operator ready'),
-        { service: operator, timeoutMs: 60_000 },
-      );
+      const started = await startOperatorProcess(cluster, work.path, { address: network.address });
+      operator = started.service;
+      Object.assign(ports, started.ports);
       await waitFor(
         'CA published',
         async () => (await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents'])) !== '',

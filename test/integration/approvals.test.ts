@@ -5,14 +5,13 @@
 // ServiceAccount may not decide its request).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
-import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
+import { startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../support/process.ts';
 import { requires, tool } from '../support/tools.ts';
@@ -195,58 +194,9 @@ describe(
           ],
         },
       });
-      ports.webhook = await freePort();
-      ports.controlApi = await freePort();
-      ports.probe = await freePort();
-      await apply(
-        webhookConfiguration({
-          operatorNamespace: 'airlock-system',
-          url: `https://127.0.0.1:${ports.webhook}/inject`,
-        }),
-      );
-      const approvals = approvalWebhookConfigurations({
-        operatorNamespace: 'airlock-system',
-        url: `https://127.0.0.1:${ports.webhook}`,
-      });
-      await apply(approvals.mutating);
-      await apply(approvals.validating);
-      operator = startService(
-        'airlock operator',
-        process.execPath,
-        [
-          cli,
-          'operator',
-          `--kubeconfig=${cluster.kubeconfig.admin}`,
-          '--namespace=airlock-system',
-          '--identity=operator-0',
-          `--store=${join(work, 'audit')}`,
-          '--tls-ip=127.0.0.1',
-          `--webhook-port=${ports.webhook}`,
-          `--control-api-port=${ports.controlApi}`,
-          `--probe-port=${ports.probe}`,
-          `--control-api-url=https://127.0.0.1:${ports.controlApi}`,
-          '--image=airlock:test',
-        ],
-        { logFile: join(work, 'operator.log') },
-      );
-      await waitFor(
-        'operator ready',
-        async () =>
-          (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
-          (await readFile(join(work, 'operator.log'), 'utf8')).includes('operator ready'),
-        { service: operator, timeoutMs: 60_000 },
-      );
-      await waitFor('approval webhooks trust the operator', async () => {
-        const validating = JSON.parse(
-          await kubectl(['get', 'validatingwebhookconfiguration', 'airlock-approvals', '-o', 'json']),
-        );
-        const mutating = JSON.parse(
-          await kubectl(['get', 'mutatingwebhookconfiguration', 'airlock-approvals', '-o', 'json']),
-        );
-        return Boolean(
-          validating.webhooks[0].clientConfig.caBundle && mutating.webhooks[0].clientConfig.caBundle,
-        );
-      });
+      const started = await startOperatorProcess(cluster, work, { approvals: true });
+      operator = started.service;
+      Object.assign(ports, started.ports);
       await apply({
         apiVersion: 'v1',
         kind: 'Pod',

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
+import { startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
@@ -76,41 +76,9 @@ describe(
           rules: [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }],
         },
       });
-      ports.webhook = await freePort();
-      ports.controlApi = await freePort();
-      ports.probe = await freePort();
-      await apply(
-        webhookConfiguration({
-          operatorNamespace: 'airlock-system',
-          url: `https://127.0.0.1:${ports.webhook}/inject`,
-        }),
-      );
-      operator = startService(
-        'airlock operator',
-        process.execPath,
-        [
-          cli,
-          'operator',
-          `--kubeconfig=${cluster.kubeconfig.admin}`,
-          '--namespace=airlock-system',
-          '--identity=operator-0',
-          `--store=${join(work, 'audit')}`,
-          '--tls-ip=127.0.0.1',
-          `--webhook-port=${ports.webhook}`,
-          `--control-api-port=${ports.controlApi}`,
-          `--probe-port=${ports.probe}`,
-          `--control-api-url=https://127.0.0.1:${ports.controlApi}`,
-          '--image=airlock:test',
-        ],
-        { logFile: join(work, 'operator.log') },
-      );
-      await waitFor(
-        'operator ready',
-        async () =>
-          (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
-          (await readFile(join(work, 'operator.log'), 'utf8')).includes('operator ready'),
-        { service: operator, timeoutMs: 60_000 },
-      );
+      const started = await startOperatorProcess(cluster, work);
+      operator = started.service;
+      Object.assign(ports, started.ports);
     });
     after(async () => {
       await operator?.stop();

@@ -1,0 +1,98 @@
+// The real `airlock operator` as a process against a test control plane: free ports, the
+// webhook configurations registered with URLs on this machine, a temporary audit store, and
+// a wait until it is ready (and, with approvals, until the API server trusts its webhooks).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
+import { webhookConfiguration } from '../../operator/injection/configuration.ts';
+import type { ControlPlane } from './controlplane.ts';
+import { freePort, type Service, startService, waitFor } from './process.ts';
+
+const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
+
+export interface OperatorProcess {
+  service: Service;
+  ports: { webhook: number; controlApi: number; probe: number };
+  /** https://ADDRESS:PORT, as sidecars reach the control API. */
+  controlApiUrl: string;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+export interface OperatorProcessOptions {
+  /** Where sidecars reach the operator (a pod network's address); 127.0.0.1 by default. */
+  address?: string;
+  /** The audit store; a directory under `directory` by default. */
+  store?: string;
+  /** Also register the AccessRequest admission webhooks and wait until they are trusted. */
+  approvals?: boolean;
+  extraArgs?: string[];
+}
+
+export async function startOperatorProcess(
+  cluster: ControlPlane,
+  directory: string,
+  options: OperatorProcessOptions = {},
+): Promise<OperatorProcess> {
+  const apply = (manifest: object) =>
+    cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(manifest) });
+  const ports = { webhook: await freePort(), controlApi: await freePort(), probe: await freePort() };
+  const address = options.address ?? '127.0.0.1';
+  await apply(
+    webhookConfiguration({
+      operatorNamespace: 'airlock-system',
+      url: `https://127.0.0.1:${ports.webhook}/inject`,
+    }),
+  );
+  if (options.approvals) {
+    const approvals = approvalWebhookConfigurations({
+      operatorNamespace: 'airlock-system',
+      url: `https://127.0.0.1:${ports.webhook}`,
+    });
+    await apply(approvals.mutating);
+    await apply(approvals.validating);
+  }
+  const controlApiUrl = `https://${address}:${ports.controlApi}`;
+  const logFile = join(directory, 'operator.log');
+  const service = startService(
+    'airlock operator',
+    process.execPath,
+    [
+      cli,
+      'operator',
+      `--kubeconfig=${cluster.kubeconfig.admin}`,
+      '--namespace=airlock-system',
+      '--identity=operator-0',
+      `--store=${options.store ?? join(directory, 'audit')}`,
+      '--tls-ip=127.0.0.1',
+      ...(address === '127.0.0.1' ? [] : [`--tls-ip=${address}`]),
+      `--webhook-port=${ports.webhook}`,
+      `--control-api-port=${ports.controlApi}`,
+      `--probe-port=${ports.probe}`,
+      `--control-api-url=${controlApiUrl}`,
+      '--image=airlock:test',
+      ...(options.extraArgs ?? []),
+    ],
+    { logFile },
+  );
+  await waitFor(
+    'operator ready',
+    async () =>
+      (await fetch(`http://127.0.0.1:${ports.probe}/readyz`)).ok &&
+      (await readFile(logFile, 'utf8')).includes('operator ready'),
+    { service, timeoutMs: 60_000 },
+  );
+  if (options.approvals) {
+    await waitFor('approval webhooks trust the operator', async () => {
+      const [mutating, validating] = await Promise.all(
+        ['mutatingwebhookconfiguration', 'validatingwebhookconfiguration'].map(async (kind) =>
+          JSON.parse(await cluster.kubectl(['get', kind, 'airlock-approvals', '-o', 'json'])),
+        ),
+      );
+      return Boolean(
+        mutating.webhooks[0].clientConfig.caBundle && validating.webhooks[0].clientConfig.caBundle,
+      );
+    });
+  }
+  return { service, ports, controlApiUrl, logFile, stop: () => service.stop() };
+}
