@@ -15,6 +15,7 @@ import pg from 'pg';
 import { approvalWebhookConfigurations } from '../operator/approvals/configuration.ts';
 import { webhookConfiguration } from '../operator/injection/configuration.ts';
 import { startControlPlane } from '../test/support/controlplane.ts';
+import { grantOrdersDb } from '../test/support/operator.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 import { freePort, startService, waitFor } from '../test/support/process.ts';
 import { findTool } from '../test/support/tools.ts';
@@ -67,32 +68,9 @@ try {
     '--clusterrole=airlock-approver',
     '--group=dba-oncall',
   ]);
-  await apply({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: 'orders-db', namespace: 'agents' },
-    stringData: { username: database.user, password: database.password },
-  });
-  await apply({
-    apiVersion: 'airlock.dev/v1alpha1',
-    kind: 'Connection',
-    metadata: { name: 'orders-db', namespace: 'agents' },
-    spec: {
-      protocol: 'postgres',
-      host: '127.0.0.1',
-      port: database.port,
-      tls: { mode: 'disable' },
-      credentials: { secretRef: { name: 'orders-db' } },
-      postgres: { database: database.database },
-    },
-  });
-  await apply({
-    apiVersion: 'airlock.dev/v1alpha1',
-    kind: 'AccessPolicy',
-    metadata: { name: 'agent-orders', namespace: 'agents' },
-    spec: {
-      subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
-      connections: ['orders-db'],
+  await grantOrdersDb(cluster, database, {
+    host: '127.0.0.1',
+    policy: {
       rules: [
         {
           name: 'writes',

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type ControlPlane, serviceAccountIssuer, startControlPlane } from '../support/controlplane.ts';
-import { startOperatorProcess } from '../support/operator.ts';
+import { grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
 import {
   type ClusterNetwork,
   podCidrs,
@@ -81,32 +81,9 @@ describe(
       await kubectl(['create', 'namespace', 'agents']);
       await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
       await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
-      await apply({
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name: 'orders-db', namespace: 'agents' },
-        stringData: { username: database.user, password: database.password },
-      });
-      await apply({
-        apiVersion: 'airlock.dev/v1alpha1',
-        kind: 'Connection',
-        metadata: { name: 'orders-db', namespace: 'agents' },
-        spec: {
-          protocol: 'postgres',
-          host: 'orders-db.data.svc.cluster.local',
-          port: database.port,
-          tls: { mode: 'disable' },
-          credentials: { secretRef: { name: 'orders-db' } },
-          postgres: { database: database.database },
-        },
-      });
-      await apply({
-        apiVersion: 'airlock.dev/v1alpha1',
-        kind: 'AccessPolicy',
-        metadata: { name: 'agent-orders', namespace: 'agents' },
-        spec: {
-          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
-          connections: ['orders-db'],
+      await grantOrdersDb(cluster, database, {
+        host: 'orders-db.data.svc.cluster.local',
+        policy: {
           masking: [{ name: 'pii', detectors: ['email'] }],
           rules: [
             { name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } },

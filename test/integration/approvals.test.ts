@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
-import { startOperatorProcess } from '../support/operator.ts';
+import { grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../support/process.ts';
 import { requires, tool } from '../support/tools.ts';
@@ -152,32 +152,9 @@ describe(
         '--user=bob',
         '--serviceaccount=agents:agent',
       ]);
-      await apply({
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name: 'orders-db', namespace: 'agents' },
-        stringData: { username: database.user, password: database.password },
-      });
-      await apply({
-        apiVersion: 'airlock.dev/v1alpha1',
-        kind: 'Connection',
-        metadata: { name: 'orders-db', namespace: 'agents' },
-        spec: {
-          protocol: 'postgres',
-          host: '127.0.0.1',
-          port: database.port,
-          tls: { mode: 'disable' },
-          credentials: { secretRef: { name: 'orders-db' } },
-          postgres: { database: database.database },
-        },
-      });
-      await apply({
-        apiVersion: 'airlock.dev/v1alpha1',
-        kind: 'AccessPolicy',
-        metadata: { name: 'agent-orders', namespace: 'agents' },
-        spec: {
-          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
-          connections: ['orders-db'],
+      await grantOrdersDb(cluster, database, {
+        host: '127.0.0.1',
+        policy: {
           rules: [
             {
               name: 'writes',

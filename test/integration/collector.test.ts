@@ -17,6 +17,7 @@ import type { SessionEvent } from '../../sidecar/audit/event.ts';
 import { noApprovals } from '../../sidecar/command.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
+import { grantOrdersDb } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
@@ -114,31 +115,7 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
     await kubectl(['create', 'namespace', 'airlock-system']);
     await kubectl(['create', 'namespace', 'agents']);
     await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
-    await apply({
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: 'orders-db', namespace: 'agents' },
-      stringData: { username: database.user, password: database.password },
-    });
-    await apply({
-      apiVersion: 'airlock.dev/v1alpha1',
-      kind: 'Connection',
-      metadata: { name: 'orders-db', namespace: 'agents' },
-      spec: {
-        protocol: 'postgres',
-        host: '127.0.0.1',
-        port: database.port,
-        tls: { mode: 'disable' },
-        credentials: { secretRef: { name: 'orders-db' } },
-        postgres: { database: database.database },
-      },
-    });
-    await apply({
-      apiVersion: 'airlock.dev/v1alpha1',
-      kind: 'AccessPolicy',
-      metadata: { name: 'agent-orders', namespace: 'agents' },
-      spec: { subjects: [{ kind: 'ServiceAccount', name: 'agent' }], connections: ['orders-db'] },
-    });
+    await grantOrdersDb(cluster, database, { host: '127.0.0.1', policy: {} });
     ports.webhook = await freePort();
     ports.controlApi = await freePort();
     ports.probe = await freePort();

@@ -3,9 +3,11 @@
 // a wait until it is ready (and, with approvals, until the API server trusts its webhooks).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AccessPolicySpecInput } from '../../api/v1alpha1.ts';
 import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
 import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import type { ControlPlane } from './controlplane.ts';
+import type { PostgresServer } from './postgres.ts';
 import { freePort, type Service, startService, waitFor } from './process.ts';
 
 const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
@@ -95,4 +97,50 @@ export async function startOperatorProcess(
     });
   }
   return { service, ports, controlApiUrl, logFile, stop: () => service.stop() };
+}
+
+/**
+ * The PostgreSQL scenario most suites share: the held credential in Secret `orders-db`, a
+ * Connection `orders-db` to the test database, and AccessPolicy `agent-orders` granting it to
+ * ServiceAccount `agent`, all in namespace `agents`, with the masking and rules given.
+ */
+export async function grantOrdersDb(
+  cluster: ControlPlane,
+  database: PostgresServer,
+  options: { host: string; policy: Pick<AccessPolicySpecInput, 'masking' | 'rules'> },
+): Promise<void> {
+  const manifests = [
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'orders-db', namespace: 'agents' },
+      stringData: { username: database.user, password: database.password },
+    },
+    {
+      apiVersion: 'airlock.dev/v1alpha1',
+      kind: 'Connection',
+      metadata: { name: 'orders-db', namespace: 'agents' },
+      spec: {
+        protocol: 'postgres',
+        host: options.host,
+        port: database.port,
+        tls: { mode: 'disable' },
+        credentials: { secretRef: { name: 'orders-db' } },
+        postgres: { database: database.database },
+      },
+    },
+    {
+      apiVersion: 'airlock.dev/v1alpha1',
+      kind: 'AccessPolicy',
+      metadata: { name: 'agent-orders', namespace: 'agents' },
+      spec: {
+        subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+        connections: ['orders-db'],
+        ...options.policy,
+      },
+    },
+  ];
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: manifests }),
+  });
 }
