@@ -24,7 +24,7 @@ if (major < 24 || wantsLiftoff) {
           'node',
         )
       : process.execPath;
-  const flags = ['local', 'sidecar'].includes(args[0] ?? '') ? ['--liftoff-only'] : [];
+  const flags = wantsLiftoff ? ['--liftoff-only'] : [];
   const child = spawn(node, [...flags, ...process.execArgv, self, ...args], { stdio: 'inherit' });
   // A terminal's Ctrl-C reaches the child with its process group; termination is forwarded.
   process.on('SIGINT', () => {});
