@@ -15,11 +15,21 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
+import { type Socket as NetSocket, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import { createCertificateAuthority } from '../../operator/pki.ts';
+import type { EventSink, SessionEvent } from '../../sidecar/audit/event.ts';
+import { type Frame, FrameReader } from '../../sidecar/postgres/frames.ts';
+import { decodeFields, encodeStartup } from '../../sidecar/postgres/messages.ts';
+import {
+  type PostgresEnforcer,
+  type PostgresServerOptions,
+  servePostgres,
+} from '../../sidecar/postgres/server.ts';
+import { freePort } from './process.ts';
 
 const bin = process.env.AIRLOCK_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const adminUser = 'airlock_admin';
@@ -86,17 +96,6 @@ function postgresIds(): { uid: number; gid: number } | undefined {
 
 function chownTree(path: string, ids: { uid: number; gid: number } | undefined): void {
   if (ids) execFileSync('chown', ['-R', `${ids.uid}:${ids.gid}`, path]);
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 let template: string | undefined;
@@ -252,14 +251,6 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
 // ---------------------------------------------------------------------------------------
 // The enforcer in front of a test server
 
-import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
-import type { EventSink, SessionEvent } from '../../sidecar/audit/event.ts';
-import {
-  type PostgresEnforcer,
-  type PostgresServerOptions,
-  servePostgres,
-} from '../../sidecar/postgres/server.ts';
-
 export function policy(name: string, spec: Partial<Omit<BundlePolicy, 'name'>> = {}): BundlePolicy {
   return {
     name,
@@ -327,10 +318,6 @@ export async function startEnforcer(
 
 // ---------------------------------------------------------------------------------------
 // A raw protocol client, for what drivers do not do (pipelines, row limits, bad frames)
-
-import { type Socket as NetSocket, connect as netConnect } from 'node:net';
-import { type Frame, FrameReader } from '../../sidecar/postgres/frames.ts';
-import { decodeFields, encodeStartup } from '../../sidecar/postgres/messages.ts';
 
 export interface RawFrame {
   type: string;
@@ -438,8 +425,6 @@ export class RawClient {
 // ---------------------------------------------------------------------------------------
 // psql, the real client
 
-import { spawn as spawnProcess } from 'node:child_process';
-
 export interface PsqlResult {
   code: number | null;
   stdout: string;
@@ -453,7 +438,7 @@ export function psql(
   options: { args?: string[]; env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<PsqlResult> {
   return new Promise((resolve, reject) => {
-    const child = spawnProcess(
+    const child = spawn(
       'psql',
       [
         '-X',
