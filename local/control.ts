@@ -31,34 +31,34 @@ export async function serveControl(
     };
     try {
       const url = new URL(req.url ?? '/', 'http://local');
-      const parts2 = url.pathname.split('/').filter(Boolean);
+      const segments = url.pathname.split('/').filter(Boolean);
       if (req.method === 'GET' && url.pathname === '/sessions') {
         await parts.flush();
         return send(200, await parts.store.sessions(Number(url.searchParams.get('limit') ?? 100)));
       }
-      if (req.method === 'GET' && parts2[0] === 'sessions' && parts2[1]) {
+      if (req.method === 'GET' && segments[0] === 'sessions' && segments[1]) {
         await parts.flush();
-        const session = await parts.store.session(decodeURIComponent(parts2[1]));
-        return session ? send(200, session) : send(404, { message: `no session ${parts2[1]}` });
+        const session = await parts.store.session(decodeURIComponent(segments[1]));
+        return session ? send(200, session) : send(404, { message: `no session ${segments[1]}` });
       }
       if (req.method === 'GET' && url.pathname === '/approvals') return send(200, parts.approvals.list());
       if (
         req.method === 'POST' &&
-        parts2[0] === 'approvals' &&
-        parts2[1] &&
-        ['approve', 'deny'].includes(parts2[2] ?? '')
+        segments[0] === 'approvals' &&
+        segments[1] &&
+        ['approve', 'deny'].includes(segments[2] ?? '')
       ) {
         let body = '';
         for await (const chunk of req) body += chunk;
         const reason = body ? (JSON.parse(body) as { reason?: string }).reason : undefined;
         const decided = parts.approvals.decide(
-          decodeURIComponent(parts2[1]),
-          parts2[2] === 'approve',
+          decodeURIComponent(segments[1]),
+          segments[2] === 'approve',
           reason,
         );
         return decided
-          ? send(200, { id: parts2[1], decision: parts2[2] })
-          : send(404, { message: `no pending request ${parts2[1]}` });
+          ? send(200, { id: segments[1], decision: segments[2] })
+          : send(404, { message: `no pending request ${segments[1]}` });
       }
       send(404, { message: 'not found' });
     } catch (error) {
