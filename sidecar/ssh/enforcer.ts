@@ -50,12 +50,24 @@ export class UpstreamError extends Error {
   }
 }
 
+/**
+ * An ed25519 key pair in OpenSSH format. ssh2's generator now and then (about 2 in 1,000)
+ * writes a private key its own parser rejects as malformed, so each key is parsed before use.
+ */
+export function generateHostKey(): { private: string; public: string } {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const pair = utils.generateKeyPairSync('ed25519');
+    if (!(utils.parseKey(pair.private) instanceof Error)) return pair;
+  }
+  throw new Error('could not generate a host key that parses');
+}
+
 export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
   const { connection } = options;
   if (connection.protocol !== 'ssh')
     throw new Error(`Connection ${connection.name} is not an ssh Connection`);
   const knownHosts = parseKnownHosts(connection.ssh?.knownHosts ?? []);
-  const hostKey = options.hostKey ?? utils.generateKeyPairSync('ed25519').private;
+  const hostKey = options.hostKey ?? generateHostKey().private;
   const plan = compileMasking(connection.policies);
   const clients = new Set<ServerConnection>();
   const server = new Server({ hostKeys: [hostKey], ident: 'Airlock' }, (client, info) => {

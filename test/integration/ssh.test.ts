@@ -4,12 +4,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import ssh2 from 'ssh2';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { DataEvent, RequestEvent, SessionEvent } from '../../sidecar/audit/event.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
-import { serveSsh } from '../../sidecar/ssh/enforcer.ts';
+import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
 import { generateKeyPair, type KeyPair, type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
@@ -70,7 +69,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
   before(async () => {
     sshd = await startSshd();
     agentKey = generateKeyPair(sshd.dir, 'agent');
-    enforcerHostKey = ssh2.utils.generateKeyPairSync('ed25519');
+    enforcerHostKey = generateHostKey();
     work = join(sshd.dir, 'work');
     mkdirSync(work);
   });
