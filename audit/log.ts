@@ -16,8 +16,11 @@ export interface AuditLog {
   /** As append, returning the events that were new to the store. */
   add(events: SessionEvent[]): Promise<SessionEvent[]>;
   prune(before: Date): Promise<{ pruned: number; through: number }>;
-  sessions(limit?: number): Promise<SessionSummary[]>;
-  session(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined>;
+  sessions(limit?: number, namespace?: string): Promise<SessionSummary[]>;
+  session(
+    id: string,
+    namespace?: string,
+  ): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined>;
   verify(): Promise<VerifyResult>;
   close(): Promise<void>;
 }
@@ -57,8 +60,8 @@ export async function openAuditLog(location: string, options: StoreOptions = {})
     append: (events) => call('append', events),
     add: (events) => call('add', events),
     prune: (before) => call('prune', before),
-    sessions: (limit) => call('sessions', limit),
-    session: (id) => call('session', id),
+    sessions: (limit, namespace) => call('sessions', limit, namespace),
+    session: (id, namespace) => call('session', id, namespace),
     verify: () => call('verify'),
     async close() {
       await call('close');

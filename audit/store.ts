@@ -259,20 +259,31 @@ export class AuditStore {
     });
   }
 
-  async sessions(limit = 100): Promise<SessionSummary[]> {
+  /**
+   * The most recent sessions, newest first. With a namespace, only the sessions of workloads in
+   * it, counted from their own events only: the collector stamps each event with its sender's
+   * namespace, so events another namespace sent under the same session id are not part of it.
+   */
+  async sessions(limit = 100, namespace?: string): Promise<SessionSummary[]> {
+    const scoped = namespace === undefined ? '' : "WHERE body->'identity'->>'namespace' = $2";
     const rows = await this.#db.query<{ session_id: string; bodies: SessionEvent[] }>(
       `SELECT session_id, json_agg(body ORDER BY position) AS bodies FROM audit_events
-        WHERE session_id IN (SELECT session_id FROM audit_events GROUP BY session_id ORDER BY min(position) DESC LIMIT $1)
+        WHERE session_id IN (SELECT session_id FROM audit_events ${scoped} GROUP BY session_id ORDER BY min(position) DESC LIMIT $1)
+        ${scoped.replace('WHERE', 'AND')}
         GROUP BY session_id ORDER BY min(position) DESC`,
-      [limit],
+      namespace === undefined ? [limit] : [limit, namespace],
     );
     return rows.map((row) => summarize(row.session_id, parseJson(row.bodies)));
   }
 
-  async session(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined> {
+  async session(
+    id: string,
+    namespace?: string,
+  ): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined> {
     const rows = await this.#db.query<{ body: SessionEvent }>(
-      'SELECT body FROM audit_events WHERE session_id = $1 ORDER BY position',
-      [id],
+      `SELECT body FROM audit_events WHERE session_id = $1
+        ${namespace === undefined ? '' : "AND body->'identity'->>'namespace' = $2"} ORDER BY position`,
+      namespace === undefined ? [id] : [id, namespace],
     );
     if (rows.length === 0) return undefined;
     const events = rows.map((r) => parseJson(r.body));

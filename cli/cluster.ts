@@ -1,6 +1,7 @@
-// `kubectl airlock approve|deny|approvals list` against a cluster: AccessRequests read and
-// decided with the caller's own kubeconfig, so the API server knows who decides (the admission
-// webhook records it; nothing here claims it).
+// `kubectl airlock approve|deny|approvals list|sessions` against a cluster: AccessRequests read
+// and decided, and recorded sessions read (the operator's aggregated sessions API), with the
+// caller's own kubeconfig, so the API server knows who decides or reads (the admission webhook
+// records it, RBAC authorizes it; nothing here claims it).
 //
 // Which side a command talks to: the cluster when the CLI runs as the kubectl plugin
 // (kubectl-airlock), or when -n/--namespace, --kubeconfig, --context or -A is given, or when
@@ -11,6 +12,9 @@ import { basename } from 'node:path';
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { AccessRequest } from '../api/v1alpha1.ts';
 import { group, version } from '../api/v1alpha1.ts';
+import type { SessionSummary } from '../audit/store.ts';
+import { type Session, sessionSummary, sessionsGroup, sessionsVersion } from '../operator/sessions-api.ts';
+import type { SessionEvent } from '../sidecar/audit/event.ts';
 
 export interface ClusterFlags {
   namespace?: string | undefined;
@@ -160,4 +164,31 @@ export async function listInCluster(
     ]),
   );
   return 0;
+}
+
+/** Recorded sessions through the API server (sessions.audit.airlock.dev), as the caller. */
+export function clusterSessions(flags: ClusterFlags) {
+  const { api, namespace } = connect(flags);
+  const plural = { group: sessionsGroup, version: sessionsVersion, plural: 'sessions' };
+  const failed = (error: unknown): never => {
+    throw new Error(message(error));
+  };
+  return {
+    async list(): Promise<SessionSummary[]> {
+      const list = (await (flags['all-namespaces']
+        ? api.listClusterCustomObject(plural)
+        : api.listNamespacedCustomObject({ ...plural, namespace })
+      ).catch(failed)) as { items: Session[] };
+      return list.items.map(sessionSummary);
+    },
+    async get(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined> {
+      try {
+        const session = (await api.getNamespacedCustomObject({ ...plural, namespace, name: id })) as Session;
+        return { summary: sessionSummary(session), events: session.events ?? [] };
+      } catch (error) {
+        if ((error as { code?: number }).code === 404) return undefined;
+        return failed(error);
+      }
+    },
+  };
 }

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { AuditStore, type SessionSummary } from '../audit/store.ts';
 import {
   clusterOptions,
+  clusterSessions,
   decideInCluster,
   listInCluster,
   localRunningAt,
@@ -95,50 +96,58 @@ export function renderSession(summary: SessionSummary, events: SessionEvent[]): 
   return lines.join('\n');
 }
 
+/** Where sessions are read: the cluster's sessions API, the running `airlock local`, or its store. */
+function sessionSource(values: ReturnType<typeof options>['values']) {
+  if (inCluster(values)) return clusterSessions(values);
+  const store = values.store ?? defaultStore();
+  return {
+    list: () => fromStoreOrProcess(store, '/sessions', (s) => s.sessions()),
+    get: (id: string) =>
+      fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) => s.session(id)),
+  };
+}
+
 export async function sessionsCommand(args: string[]): Promise<number> {
   const { values, positionals } = options(args);
-  const store = values.store ?? defaultStore();
   const json = values.output === 'json';
   const [verb, id] = positionals;
-  if (verb === 'list') {
-    const sessions = await fromStoreOrProcess(store, '/sessions', (s) => s.sessions());
-    if (json) console.log(JSON.stringify(sessions, null, 2));
-    else if (sessions.length === 0) console.log('no sessions recorded');
-    else
-      console.log(
-        table([
-          ['SESSION', 'CONNECTION', 'IDENTITY', 'STARTED', 'REQUESTS', 'BLOCKED', 'MASKED'],
-          ...sessions.map((s) => [
-            s.id,
-            s.connection,
-            s.identity,
-            s.started,
-            String(s.requests),
-            String(s.blocked),
-            String(s.masked),
-          ]),
-        ]),
-      );
-    return 0;
+  const usage =
+    'Usage: airlock sessions list|show|replay ID [-o json] [--speed N] [--asciicast FILE] [--store DIR|URL | -n NS|-A [--kubeconfig PATH]]';
+  if (!(verb === 'list' || ((verb === 'show' || verb === 'replay') && id))) {
+    console.error(usage);
+    return 2;
   }
-  if (verb === 'show' && id) {
-    const session = await fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) =>
-      s.session(id),
-    );
+  const source = sessionSource(values);
+  try {
+    if (verb === 'list') {
+      const sessions = await source.list();
+      if (json) console.log(JSON.stringify(sessions, null, 2));
+      else if (sessions.length === 0) console.log('no sessions recorded');
+      else
+        console.log(
+          table([
+            ['SESSION', 'CONNECTION', 'IDENTITY', 'STARTED', 'REQUESTS', 'BLOCKED', 'MASKED'],
+            ...sessions.map((s) => [
+              s.id,
+              s.connection,
+              s.identity,
+              s.started,
+              String(s.requests),
+              String(s.blocked),
+              String(s.masked),
+            ]),
+          ]),
+        );
+      return 0;
+    }
+    const session = await source.get(id!);
     if (!session) {
       console.error(`airlock sessions: no session ${id}`);
       return 1;
     }
-    console.log(json ? JSON.stringify(session, null, 2) : renderSession(session.summary, session.events));
-    return 0;
-  }
-  if (verb === 'replay' && id) {
-    const session = await fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) =>
-      s.session(id),
-    );
-    if (!session) {
-      console.error(`airlock sessions: no session ${id}`);
-      return 1;
+    if (verb === 'show') {
+      console.log(json ? JSON.stringify(session, null, 2) : renderSession(session.summary, session.events));
+      return 0;
     }
     const cast = asciicast(session.summary, session.events);
     if (!cast) {
@@ -153,11 +162,10 @@ export async function sessionsCommand(args: string[]): Promise<number> {
     }
     await play(cast, Number(values.speed ?? 1));
     return 0;
+  } catch (error) {
+    console.error(`airlock sessions: ${(error as Error).message}`);
+    return 1;
   }
-  console.error(
-    'Usage: airlock sessions list|show|replay ID [-o json] [--speed N] [--asciicast FILE] [--store DIR|URL]',
-  );
-  return 2;
 }
 
 type CastLine = Record<string, unknown> | [number, 'i' | 'o', string];

@@ -1,6 +1,7 @@
 // The webhook's certificates: a CA and a serving certificate for the operator Service, kept in
 // one Secret. The leader creates, renews and rotates them and writes the CA bundle into the
-// webhook configurations; every replica reads the Secret and serves what it holds.
+// webhook configurations and the sessions APIService; every replica reads the Secret and
+// serves what it holds.
 //
 // Secret (type kubernetes.io/tls): tls.crt, tls.key (serving), ca.crt (the trusted bundle,
 // signing CA first, older CAs after it until they expire), ca.key (the signing CA's key).
@@ -24,10 +25,12 @@
 import { X509Certificate } from 'node:crypto';
 import {
   AdmissionregistrationV1Api,
+  ApiregistrationV1Api,
   CoreV1Api,
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
+  type V1APIService,
   type V1MutatingWebhookConfiguration,
   type V1Secret,
   type V1ValidatingWebhookConfiguration,
@@ -51,6 +54,8 @@ export interface CertificateOptions {
   /** Webhook configurations whose every entry gets the CA bundle, by name. */
   mutatingWebhookConfigurations?: string[];
   validatingWebhookConfigurations?: string[];
+  /** Aggregated APIServices (the sessions API) that get the CA bundle, by name. */
+  apiServices?: string[];
   /** Lifetimes and renewal margins, in milliseconds. Margins default to a third of the lifetime. */
   caValidity?: number;
   caRenewBefore?: number;
@@ -146,6 +151,7 @@ export function createCertificateManager(
 ): CertificateManager {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+  const registration = kubeConfig.makeApiClient(ApiregistrationV1Api);
   const now = options.now ?? Date.now;
   const mode = options.mode ?? 'operator';
   const isLeader = options.isLeader ?? (() => true);
@@ -317,44 +323,60 @@ export function createCertificateManager(
   }
 
   /**
-   * Writes the bundle into every entry of the named webhook configurations with a JSON Patch
+   * Writes the bundle into every entry of the named webhook configurations, and into the named
+   * APIServices, with a JSON Patch
    * that first tests the resourceVersion it read, so a concurrent writer is never overwritten.
    */
   async function publish(caBundle: string): Promise<void> {
     const encoded = Buffer.from(caBundle).toString('base64');
     const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
-    const operations = (config: V1MutatingWebhookConfiguration | V1ValidatingWebhookConfiguration) => {
-      const stale = (config.webhooks ?? []).flatMap((webhook, i) =>
-        webhook.clientConfig.caBundle === encoded
-          ? []
-          : [{ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded }],
-      );
-      return stale.length === 0
+    const guarded = (object: { metadata?: { resourceVersion?: string } }, stale: object[]) =>
+      stale.length === 0
         ? []
         : [
-            { op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
+            { op: 'test', path: '/metadata/resourceVersion', value: object.metadata?.resourceVersion },
             ...stale,
           ];
-    };
-    const kinds = [
+    const webhooks = (config: V1MutatingWebhookConfiguration | V1ValidatingWebhookConfiguration) =>
+      guarded(
+        config,
+        (config.webhooks ?? []).flatMap((webhook, i) =>
+          webhook.clientConfig.caBundle === encoded
+            ? []
+            : [{ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded }],
+        ),
+      );
+    const apiService = (service: V1APIService) =>
+      guarded(
+        service,
+        service.spec?.caBundle === encoded ? [] : [{ op: 'add', path: '/spec/caBundle', value: encoded }],
+      );
+    const kinds: {
+      names: string[];
+      operations(name: string): Promise<object[]>;
+      patch(name: string, body: object[]): Promise<unknown>;
+    }[] = [
       {
         names: options.mutatingWebhookConfigurations ?? [],
-        read: (name: string) => admission.readMutatingWebhookConfiguration({ name }),
-        patch: (name: string, body: object[]) =>
-          admission.patchMutatingWebhookConfiguration({ name, body }, jsonPatch),
+        operations: async (name) => webhooks(await admission.readMutatingWebhookConfiguration({ name })),
+        patch: (name, body) => admission.patchMutatingWebhookConfiguration({ name, body }, jsonPatch),
       },
       {
         names: options.validatingWebhookConfigurations ?? [],
-        read: (name: string) => admission.readValidatingWebhookConfiguration({ name }),
-        patch: (name: string, body: object[]) =>
-          admission.patchValidatingWebhookConfiguration({ name, body }, jsonPatch),
+        operations: async (name) => webhooks(await admission.readValidatingWebhookConfiguration({ name })),
+        patch: (name, body) => admission.patchValidatingWebhookConfiguration({ name, body }, jsonPatch),
+      },
+      {
+        names: options.apiServices ?? [],
+        operations: async (name) => apiService(await registration.readAPIService({ name })),
+        patch: (name, body) => registration.patchAPIService({ name, body }, jsonPatch),
       },
     ];
     for (const kind of kinds) {
       for (const name of kind.names) {
         for (let attempt = 0; ; attempt++) {
           try {
-            const body = operations(await kind.read(name));
+            const body = await kind.operations(name);
             if (body.length === 0) break;
             await kind.patch(name, body);
             options.log?.info({ event: 'ca-bundle-published', configuration: name }, 'CA bundle published');

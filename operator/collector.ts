@@ -178,12 +178,14 @@ export interface AuditSettings {
 
 export interface RunningCollector {
   handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** The store, opened on first use, for reading sessions back. */
+  log(): Promise<AuditLog>;
   close(): Promise<void>;
 }
 
 /**
- * The collector as the operator runs it. The store opens on the first batch, not at start: an
- * operator that never receives events never touches it. An embedded store belongs to one
+ * The collector as the operator runs it. The store opens on first use (a batch, or a session
+ * read), not at start: an operator that is never used never touches it. An embedded store belongs to one
  * process: a lock file beside it refuses a second one (the sidecars spool meanwhile).
  */
 export function runCollector(
@@ -226,15 +228,14 @@ export function runCollector(
     }
     return log;
   };
-  const store: Pick<AuditLog, 'add'> = {
-    add: async (events) => {
-      opening ??= open().catch((error) => {
-        opening = undefined;
-        throw error;
-      });
-      return (await opening).add(events);
-    },
+  const log = (): Promise<AuditLog> => {
+    opening ??= open().catch((error) => {
+      opening = undefined;
+      throw error;
+    });
+    return opening;
   };
+  const store: Pick<AuditLog, 'add'> = { add: async (events) => (await log()).add(events) };
   const handler = collector({
     authenticate: context.authenticate,
     store,
@@ -244,6 +245,7 @@ export function runCollector(
   });
   return {
     handler,
+    log,
     async close() {
       clearInterval(pruning);
       for (const sink of exports) sink.stop?.();

@@ -3,6 +3,7 @@
 // with backoff and reports whether it is healthy, so readiness can reflect it.
 import {
   AuthenticationV1Api,
+  AuthorizationV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -30,6 +31,7 @@ export interface Clients {
   custom: CustomObjectsApi;
   coordination: CoordinationV1Api;
   authentication: AuthenticationV1Api;
+  authorization: AuthorizationV1Api;
 }
 
 export function clients(config: KubeConfig): Clients {
@@ -39,6 +41,7 @@ export function clients(config: KubeConfig): Clients {
     custom: config.makeApiClient(CustomObjectsApi),
     coordination: config.makeApiClient(CoordinationV1Api),
     authentication: config.makeApiClient(AuthenticationV1Api),
+    authorization: config.makeApiClient(AuthorizationV1Api),
   };
 }
 

@@ -12,14 +12,19 @@ import type { Registry } from 'prom-client';
 
 export type Handler = (request: IncomingMessage, response: ServerResponse) => void | Promise<void>;
 
+/** Handlers by exact path; a key ending in "/" also serves every path below it. */
 export interface Routes {
   [path: string]: Handler;
 }
 
 function route(routes: Routes, onError: (error: unknown) => void): Handler {
+  const prefixes = Object.keys(routes)
+    .filter((path) => path.endsWith('/'))
+    .sort((a, b) => b.length - a.length);
   return async (request, response) => {
     const path = (request.url ?? '/').split('?')[0]!;
-    const handler = routes[path];
+    const prefix = prefixes.find((p) => path.startsWith(p));
+    const handler = routes[path] ?? (prefix === undefined ? undefined : routes[prefix]);
     try {
       if (!handler) {
         response.writeHead(404, { 'content-type': 'application/json' });
@@ -56,7 +61,15 @@ export function secureServer(
   onError: (e: unknown) => void,
 ) {
   const server = createHttpsServer(
-    { cert: tls.certificate, key: tls.privateKey, minVersion: 'TLSv1.2' },
+    // A client certificate is asked for, never required: the API server's front proxy presents
+    // one (the sessions API checks it); sidecars authenticate with their token instead.
+    {
+      cert: tls.certificate,
+      key: tls.privateKey,
+      minVersion: 'TLSv1.2',
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
     route(routes, onError),
   );
   server.keepAliveTimeout = 65_000;

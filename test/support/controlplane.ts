@@ -96,6 +96,10 @@ export async function startControlPlane(): Promise<ControlPlane> {
         usage: 'client',
       });
     }
+    // The aggregation layer: the API server proxies aggregated APIs (the operator's sessions)
+    // with a client certificate from its own front-proxy CA and the caller in X-Remote-* headers.
+    const frontProxyCa = await createCertificateAuthority('airlock-test-front-proxy-ca');
+    const frontProxyClient = await frontProxyCa.issue({ commonName: 'front-proxy-client', usage: 'client' });
     const serviceAccountKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const file = (name: string) => join(dir.path, name);
     await writeFile(file('ca.crt'), ca.certificate);
@@ -104,6 +108,9 @@ export async function startControlPlane(): Promise<ControlPlane> {
     await writeFile(file('sa.key'), serviceAccountKey.privateKey.export({ type: 'pkcs8', format: 'pem' }), {
       mode: 0o600,
     });
+    await writeFile(file('front-proxy-ca.crt'), frontProxyCa.certificate);
+    await writeFile(file('front-proxy-client.crt'), frontProxyClient.certificate);
+    await writeFile(file('front-proxy-client.key'), frontProxyClient.privateKey, { mode: 0o600 });
     await writeFile(file('sa.pub'), serviceAccountKey.publicKey.export({ type: 'spki', format: 'pem' }));
 
     const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
@@ -145,6 +152,14 @@ export async function startControlPlane(): Promise<ControlPlane> {
         `--api-audiences=${serviceAccountIssuer}`,
         '--service-cluster-ip-range=10.96.0.0/16',
         '--authorization-mode=RBAC',
+        `--requestheader-client-ca-file=${file('front-proxy-ca.crt')}`,
+        '--requestheader-allowed-names=front-proxy-client',
+        '--requestheader-username-headers=X-Remote-User',
+        '--requestheader-uid-headers=X-Remote-Uid',
+        '--requestheader-group-headers=X-Remote-Group',
+        '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+        `--proxy-client-cert-file=${file('front-proxy-client.crt')}`,
+        `--proxy-client-key-file=${file('front-proxy-client.key')}`,
         '--allow-privileged=true',
         '--enable-priority-and-fairness=false',
         `--cert-dir=${file('certs')}`,

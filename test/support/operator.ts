@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { AccessPolicySpecInput } from '../../api/v1alpha1.ts';
 import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
 import { webhookConfiguration } from '../../operator/injection/configuration.ts';
+import { apiServiceConfiguration, apiServiceName } from '../../operator/sessions-api.ts';
 import type { ControlPlane } from './controlplane.ts';
 import type { PostgresServer } from './postgres.ts';
 import { freePort, type Service, startService, waitFor } from './process.ts';
@@ -28,6 +29,11 @@ export interface OperatorProcessOptions {
   store?: string;
   /** Also register the AccessRequest admission webhooks and wait until they are trusted. */
   approvals?: boolean;
+  /**
+   * Also register the sessions APIService and wait until the API server reaches it. Its Service
+   * is an ExternalName for localhost, so the API server dials the operator on this machine.
+   */
+  sessionsApi?: boolean;
   extraArgs?: string[];
 }
 
@@ -53,6 +59,19 @@ export async function startOperatorProcess(
     });
     await apply(approvals.mutating);
     await apply(approvals.validating);
+  }
+  if (options.sessionsApi) {
+    await apply({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'airlock-operator', namespace: 'airlock-system' },
+      spec: { type: 'ExternalName', externalName: 'localhost' },
+    });
+    await apply(
+      apiServiceConfiguration({
+        service: { name: 'airlock-operator', namespace: 'airlock-system', port: ports.controlApi },
+      }),
+    );
   }
   const controlApiUrl = `https://${address}:${ports.controlApi}`;
   const logFile = join(directory, 'operator.log');
@@ -95,6 +114,18 @@ export async function startOperatorProcess(
         mutating.webhooks[0].clientConfig.caBundle && validating.webhooks[0].clientConfig.caBundle,
       );
     });
+  }
+  if (options.sessionsApi) {
+    await waitFor(
+      'the API server reaches the sessions API',
+      async () => {
+        const status = JSON.parse(await cluster.kubectl(['get', 'apiservice', apiServiceName, '-o', 'json']));
+        return status.status?.conditions?.some(
+          (c: { type: string; status: string }) => c.type === 'Available' && c.status === 'True',
+        );
+      },
+      { service, timeoutMs: 60_000 },
+    );
   }
   return { service, ports, controlApiUrl, logFile, stop: () => service.stop() };
 }
