@@ -4,8 +4,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import pino from 'pino';
+import { Registry } from 'prom-client';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
-import { formatBatch, WebhookSink } from './webhook.ts';
+import { formatBatch, WebhookSender, WebhookSink } from './webhook.ts';
 
 function event(seq: number): SessionEvent {
   return {
@@ -78,4 +79,56 @@ test('the Slack format is one incoming-webhook message per batch', () => {
   const message = JSON.parse(body) as { text: string };
   assert.match(message.text, /^\*allowed\* agents\/agent \(pod agent-0\) on agents\/orders-db: `SELECT 0`/);
   assert.match(message.text, /\*blocked\* .*`DROP TABLE customers` \(rule agent-orders\/no-drop\)/);
+});
+
+test('senders of every stream share one registry, their metrics labeled by stream and receiver', async () => {
+  const bodies: { type: string; body: string }[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      bodies.push({ type: req.headers['content-type'] ?? '', body });
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  const registry = new Registry();
+  const logger = pino({ level: 'silent' });
+  const audit = [
+    new WebhookSink({ url, format: 'generic', logger, registry, flushMs: 5 }),
+    new WebhookSink({ url: `${url}?second`, format: 'generic', logger, registry, flushMs: 5 }),
+  ];
+  const notes = new WebhookSender<{ n: number }>({
+    url,
+    stream: 'notifications',
+    encode: (items) => ({ body: items.map((i) => `n=${i.n}`).join(','), contentType: 'text/plain' }),
+    logger,
+    registry,
+    flushMs: 5,
+  });
+  for (const sink of audit) sink.emit(event(0));
+  notes.push({ n: 1 });
+  notes.push({ n: 2 });
+  const deadline = Date.now() + 10_000;
+  while (bodies.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  for (const sender of [...audit, notes]) sender.stop();
+  server.close();
+  assert.deepEqual(
+    bodies.find((b) => b.type === 'text/plain')?.body,
+    'n=1,n=2',
+    'the encoder makes the body',
+  );
+  const sent = await registry.getSingleMetric('airlock_export_events_total')!.get();
+  const host = new URL(url).host;
+  assert.deepEqual(
+    sent.values.map((v) => [v.labels, v.value]),
+    [
+      [{ stream: 'audit', receiver: host }, 2],
+      [{ stream: 'notifications', receiver: host }, 2],
+    ],
+  );
 });

@@ -1,39 +1,59 @@
-// Export to a SIEM or a chat: stored session events POSTed in batches, retried with backoff
-// until the receiver answers 2xx, in order (at least once: a receiver that timed out after
-// storing gets the batch again; events carry ids to dedupe on). Formats: `generic`, NDJSON of
-// the events as stored; `slack`, one incoming-webhook message per batch.
+// Webhooks to a SIEM or a chat: items POSTed in batches, retried with backoff until the
+// receiver answers 2xx, in order (at least once: a receiver that timed out after storing gets
+// the batch again; items carry ids to dedupe on). One sender carries every stream: the audit
+// export of stored session events (WebhookSink) and the AccessRequest notifications. Formats:
+// `generic`, NDJSON of the items; `slack`, incoming-webhook messages.
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { EventSink, SessionEvent } from '../sidecar/audit/event.ts';
 
 export type WebhookFormat = 'generic' | 'slack';
 
-export interface WebhookOptions {
+/** A request body as the receiver gets it. */
+export interface WebhookBody {
+  body: string;
+  contentType: string;
+}
+
+export interface WebhookSenderOptions<T> {
   url: string;
-  format: WebhookFormat;
+  /** What is sent, for metrics (label `stream`) and logs: `export`, `notify`. */
+  stream: string;
+  /** One batch as one request body. */
+  encode: (items: T[]) => WebhookBody;
   logger: Logger;
   registry?: Registry;
   batchSize?: number;
   flushMs?: number;
-  /** Most events held while the receiver is down; older ones are shed past it, and counted. */
+  /** Most items held while the receiver is down; older ones are shed past it, and counted. */
   maxQueued?: number;
   /** Backoff bounds. */
   minRetryMs?: number;
   maxRetryMs?: number;
+}
+
+export interface WebhookOptions extends Omit<WebhookSenderOptions<SessionEvent>, 'stream' | 'encode'> {
+  format: WebhookFormat;
   /** Only these event types (all when omitted); Slack channels usually want blocked requests only. */
   types?: SessionEvent['type'][];
 }
 
+/** Newline-delimited JSON, one item a line. */
+export function ndjson(items: unknown[]): WebhookBody {
+  return {
+    body: `${items.map((item) => JSON.stringify(item)).join('\n')}\n`,
+    contentType: 'application/x-ndjson',
+  };
+}
+
+/** One Slack incoming-webhook message. */
+export function slackMessage(text: string): WebhookBody {
+  return { body: JSON.stringify({ text }), contentType: 'application/json' };
+}
+
 /** One batch as the receiver gets it. */
-export function formatBatch(
-  format: WebhookFormat,
-  events: SessionEvent[],
-): { body: string; contentType: string } {
-  if (format === 'generic')
-    return {
-      body: `${events.map((e) => JSON.stringify(e)).join('\n')}\n`,
-      contentType: 'application/x-ndjson',
-    };
+export function formatBatch(format: WebhookFormat, events: SessionEvent[]): WebhookBody {
+  if (format === 'generic') return ndjson(events);
   const lines = events.map((e) => {
     const who = `${e.identity.namespace}/${e.identity.serviceAccount}${e.identity.pod ? ` (pod ${e.identity.pod})` : ''}`;
     const where = `${e.connection.namespace}/${e.connection.name}`;
@@ -44,19 +64,26 @@ export function formatBatch(
     if (e.type === 'protocol.error') return `protocol error: ${who} on ${where}: ${e.code} ${e.message}`;
     return `${e.type}: ${who} on ${where}`;
   });
-  return { body: JSON.stringify({ text: lines.join('\n') }), contentType: 'application/json' };
+  return slackMessage(lines.join('\n'));
 }
 
-export class WebhookSink implements EventSink {
-  readonly #options: Required<Omit<WebhookOptions, 'registry' | 'types'>> & Pick<WebhookOptions, 'types'>;
-  #queue: SessionEvent[] = [];
+/** A metric shared by every sender on a registry (a second sender would otherwise collide). */
+function shared<M>(registry: Registry | undefined, name: string, make: (registers: Registry[]) => M): M {
+  return (registry?.getSingleMetric(name) as M | undefined) ?? make(registry ? [registry] : []);
+}
+
+/** Queues items for one receiver and POSTs them in order, retrying with backoff and jitter. */
+export class WebhookSender<T> {
+  readonly #options: Required<Omit<WebhookSenderOptions<T>, 'registry'>>;
+  readonly #receiver: string;
+  #queue: T[] = [];
   #sending = false;
   #timer?: NodeJS.Timeout;
   #failures = 0;
   #stopped = false;
   readonly #metrics;
 
-  constructor(options: WebhookOptions) {
+  constructor(options: WebhookSenderOptions<T>) {
     this.#options = {
       batchSize: 500,
       flushMs: 200,
@@ -65,27 +92,43 @@ export class WebhookSink implements EventSink {
       maxRetryMs: 30_000,
       ...options,
     };
-    const registers = options.registry ? [options.registry] : [];
-    const host = new URL(options.url).host;
+    const { registry } = options;
+    this.#receiver = new URL(options.url).host;
+    const labels = { stream: options.stream, receiver: this.#receiver };
     this.#metrics = {
-      sent: new Counter({
-        name: 'airlock_export_events_total',
-        help: 'Session events exported, by receiver and result (delivered, shed).',
-        labelNames: ['receiver', 'result'] as const,
-        registers,
-      }).labels({ receiver: host }),
-      shed: new Counter({
-        name: 'airlock_export_shed_events_total',
-        help: 'Session events shed because a receiver stayed down past the queue bound.',
-        labelNames: ['receiver'] as const,
-        registers,
-      }).labels({ receiver: host }),
-      queued: new Gauge({
-        name: 'airlock_export_queued_events',
-        help: 'Session events waiting for a receiver.',
-        labelNames: ['receiver'] as const,
-        registers,
-      }).labels({ receiver: host }),
+      sent: shared(
+        registry,
+        'airlock_export_events_total',
+        (registers) =>
+          new Counter({
+            name: 'airlock_export_events_total',
+            help: 'Items POSTed to webhooks (stream audit: session events; notifications: AccessRequest notifications), by stream and receiver.',
+            labelNames: ['stream', 'receiver'] as const,
+            registers,
+          }),
+      ).labels(labels),
+      shed: shared(
+        registry,
+        'airlock_export_shed_events_total',
+        (registers) =>
+          new Counter({
+            name: 'airlock_export_shed_events_total',
+            help: 'Items shed because a receiver stayed down past the queue bound, by stream and receiver.',
+            labelNames: ['stream', 'receiver'] as const,
+            registers,
+          }),
+      ).labels(labels),
+      queued: shared(
+        registry,
+        'airlock_export_queued_events',
+        (registers) =>
+          new Gauge({
+            name: 'airlock_export_queued_events',
+            help: 'Items waiting for a receiver, by stream and receiver.',
+            labelNames: ['stream', 'receiver'] as const,
+            registers,
+          }),
+      ).labels(labels),
     };
   }
 
@@ -93,13 +136,12 @@ export class WebhookSink implements EventSink {
     return this.#queue.length;
   }
 
-  emit(event: SessionEvent): void {
-    if (this.#options.types && !this.#options.types.includes(event.type)) return;
+  push(item: T): void {
     if (this.#queue.length >= this.#options.maxQueued) {
       this.#queue.shift();
       this.#metrics.shed.inc();
     }
-    this.#queue.push(event);
+    this.#queue.push(item);
     this.#metrics.queued.set(this.#queue.length);
     this.#schedule(this.#queue.length >= this.#options.batchSize ? 0 : this.#options.flushMs);
   }
@@ -117,10 +159,11 @@ export class WebhookSink implements EventSink {
   async #send(): Promise<void> {
     if (this.#sending) return;
     this.#sending = true;
+    const { logger, stream } = this.#options;
     try {
       while (this.#queue.length > 0 && !this.#stopped) {
         const batch = this.#queue.slice(0, this.#options.batchSize);
-        const { body, contentType } = formatBatch(this.#options.format, batch);
+        const { body, contentType } = this.#options.encode(batch);
         let problem: string | undefined;
         try {
           const response = await fetch(this.#options.url, {
@@ -138,16 +181,18 @@ export class WebhookSink implements EventSink {
           // Shedding may have moved the head while the batch was in flight.
           const index = this.#queue.indexOf(batch[0]!);
           if (index >= 0) this.#queue.splice(index, batch.length);
+          if (this.#failures > 0)
+            logger.info(
+              { stream, receiver: this.#receiver, failures: this.#failures },
+              'webhook receiving again',
+            );
           this.#failures = 0;
           this.#metrics.sent.inc(batch.length);
           this.#metrics.queued.set(this.#queue.length);
           continue;
         }
         if (this.#failures++ === 0)
-          this.#options.logger.warn(
-            { receiver: new URL(this.#options.url).host, problem },
-            'export webhook failed; retrying with backoff',
-          );
+          logger.warn({ stream, receiver: this.#receiver, problem }, 'webhook failed; retrying with backoff');
         const delay = Math.min(
           this.#options.minRetryMs * 2 ** (this.#failures - 1),
           this.#options.maxRetryMs,
@@ -160,10 +205,40 @@ export class WebhookSink implements EventSink {
     if (this.#queue.length > 0) this.#schedule(this.#options.flushMs);
   }
 
-  /** Stops retrying; undelivered events are lost with the process (the store keeps them). */
+  /** Stops retrying; undelivered items are lost with the process. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+  }
+}
+
+/** The audit export: stored session events to one receiver (stream `audit`). */
+export class WebhookSink implements EventSink {
+  readonly #sender: WebhookSender<SessionEvent>;
+  readonly #types: SessionEvent['type'][] | undefined;
+
+  constructor(options: WebhookOptions) {
+    const { format, types, ...rest } = options;
+    this.#types = types;
+    this.#sender = new WebhookSender({
+      ...rest,
+      stream: 'audit',
+      encode: (events) => formatBatch(format, events),
+    });
+  }
+
+  get queued(): number {
+    return this.#sender.queued;
+  }
+
+  emit(event: SessionEvent): void {
+    if (this.#types && !this.#types.includes(event.type)) return;
+    this.#sender.push(event);
+  }
+
+  /** Stops retrying; undelivered events are lost with the process (the store keeps them). */
+  stop(): void {
+    this.#sender.stop();
   }
 }
 

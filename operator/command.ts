@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { grants } from '../api/bundle.ts';
 import { parseRetention } from '../audit/command.ts';
 import { approvalWebhookName } from './approvals/configuration.ts';
+import { webhookNotifier } from './approvals/notify.ts';
 import { CaPublisher, caConfigMapName } from './ca-publisher.ts';
 import { type CertificateManager, createCertificateManager } from './certificates.ts';
 import { runCollector } from './collector.ts';
@@ -22,13 +23,20 @@ import { type InjectionServer, startInjectionServer } from './injection/server.t
 import { clients, loadKubeConfig } from './kube.ts';
 import { createMetrics } from './metrics.ts';
 import { type Operator, startOperator } from './operator.ts';
+import { apiServiceName, sessionsApi } from './sessions-api.ts';
 
 export const operatorUsage = `Usage: airlock operator [--kubeconfig PATH] [--namespace NS] [--identity NAME]
   [--service NAME] [--image IMAGE] [--certificates operator|cert-manager]
   [--webhook-port 8443] [--control-api-port 9443] [--probe-port 8080]
   [--cluster-domain cluster.local] [--tls-ip IP]... [--tls-dns NAME]... [--control-api-url URL]
   [--store /var/lib/airlock/audit|postgres://…] [--audit-key FILE] [--audit-retention 30d]
-  [--export-webhook URL]... [--export-format generic|slack] [--export-log] [--log-level info]`;
+  [--export-webhook URL]... [--export-format generic|slack] [--export-log]
+  [--notify-webhook URL]... [--notify-format generic|slack] [--log-level info]
+
+  --notify-webhook  POSTs a notification when an AccessRequest is created (with the command
+                    that decides it) and when it is approved, denied or expired; repeatable.
+                    generic: NDJSON, type accessrequest.created|approved|denied|expired;
+                    slack: an incoming-webhook message per request.`;
 
 const flagsSchema = z.object({
   kubeconfig: z.string().optional(),
@@ -54,6 +62,8 @@ const flagsSchema = z.object({
   'export-webhook': z.array(z.url()),
   'export-format': z.enum(['generic', 'slack']),
   'export-log': z.boolean(),
+  'notify-webhook': z.array(z.url()),
+  'notify-format': z.enum(['generic', 'slack']),
 });
 export type OperatorFlags = z.infer<typeof flagsSchema>;
 
@@ -81,6 +91,8 @@ export function parseOperatorFlags(args: string[], env: NodeJS.ProcessEnv): Oper
       'export-webhook': { type: 'string', multiple: true, default: [] },
       'export-format': { type: 'string', default: 'generic' },
       'export-log': { type: 'boolean', default: false },
+      'notify-webhook': { type: 'string', multiple: true, default: [] },
+      'notify-format': { type: 'string', default: 'generic' },
     },
   });
   const parsed = flagsSchema.safeParse(values);
@@ -140,6 +152,10 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
       registry: metrics.registry,
     },
   );
+  const notifier = webhookNotifier(flags['notify-webhook'], flags['notify-format'], {
+    logger,
+    registry: metrics.registry,
+  });
   let certificates: CertificateManager | undefined;
   let publisher: CaPublisher | undefined;
   const operator = await startOperator({
@@ -150,7 +166,16 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
     identity: flags.identity,
     listen: { host: '0.0.0.0', port: flags['control-api-port'] },
     probeListen: { host: '0.0.0.0', port: flags['probe-port'] },
-    routes: { '/v1/events': collector.handler },
+    notify: notifier.notify,
+    routes: {
+      '/v1/events': collector.handler,
+      ...sessionsApi({
+        core: kube.core,
+        authorization: kube.authorization,
+        store: collector.log,
+        logger,
+      }),
+    },
     tls: async (isLeader) => {
       publisher = new CaPublisher({
         config,
@@ -169,6 +194,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
         ipAddresses: flags['tls-ip'],
         mutatingWebhookConfigurations: ['airlock-injector', approvalWebhookName],
         validatingWebhookConfigurations: [approvalWebhookName],
+        apiServices: [apiServiceName],
         isLeader,
         log: logger,
       });
@@ -214,6 +240,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
       await caPublisher.stop();
       await operator.stop();
       await collector.close();
+      notifier.stop();
     },
   };
 }

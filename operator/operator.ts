@@ -6,6 +6,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { BundleSources } from '../api/bundle.ts';
+import type { AccessRequestNotification } from './approvals/notify.ts';
 import { ApprovalService } from './approvals/service.ts';
 import { ControlApi } from './control-api.ts';
 import { Controllers, decodeSecret } from './controllers.ts';
@@ -36,6 +37,8 @@ export interface OperatorOptions {
   leaseDurationMs?: number;
   retryPeriodMs?: number;
   metrics?: Metrics;
+  /** Notifications of AccessRequests: created here, or decided or expired by this leader. */
+  notify?: (notification: AccessRequestNotification) => void;
 }
 
 export interface Operator {
@@ -101,6 +104,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     controlApi: api,
     policies: controllers.policies,
     isLeader: () => elector.isLeader,
+    ...(options.notify && { notify: options.notify }),
   });
   await controllers.start();
   await approvals.start();

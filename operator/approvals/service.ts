@@ -1,7 +1,9 @@
 // The approval workflow in the operator: sidecars ask for an approval (POST /v1/approvals),
 // which becomes an AccessRequest in the pod's namespace; they wait for its phase with a long
 // poll (GET /v1/approvals?name=NAME); the reconciler moves the phase from the decision and the
-// expiry; the admission webhooks (admission.ts) guard who decides.
+// expiry; the admission webhooks (admission.ts) guard who decides. Both ends notify the
+// configured receivers (notify.ts): the replica that creates a request, and the leader that
+// moves its phase.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KubernetesObject } from '@kubernetes/client-node';
@@ -31,6 +33,7 @@ import {
   validateAccessRequest,
 } from './admission.ts';
 import { mutatePath, validatePath } from './configuration.ts';
+import { type AccessRequestNotification, notificationOf, outcomeType } from './notify.ts';
 
 export const approvalsPath = '/v1/approvals';
 export const requesterPodLabel = 'airlock.dev/requester-pod';
@@ -106,6 +109,8 @@ export interface ApprovalServiceOptions {
   controlApi: ControlApi;
   policies: Watched<AccessPolicy & KubernetesObject>;
   isLeader: () => boolean;
+  /** Where notifications of created and decided requests go. */
+  notify?: (notification: AccessRequestNotification) => void;
   /** Longest a wait request stays open before it answers Pending (the sidecar asks again). */
   longPollMs?: number;
 }
@@ -290,14 +295,15 @@ export class ApprovalService {
       },
     };
     const expiresAt = new Date(Date.now() + timeoutMs).toISOString();
+    let created: Stored;
     try {
-      await clients.custom.createNamespacedCustomObject({
+      created = (await clients.custom.createNamespacedCustomObject({
         group,
         version,
         plural: 'accessrequests',
         namespace: identity.namespace,
         body: object,
-      });
+      })) as Stored;
       await clients.custom.patchNamespacedCustomObjectStatus(
         {
           group,
@@ -316,6 +322,13 @@ export class ApprovalService {
     logger.info(
       { event: 'accessrequest-created', name, identity, policy: body.policy, rule: body.rule, expiresAt },
       'request held for approval',
+    );
+    this.#options.notify?.(
+      notificationOf(
+        'accessrequest.created',
+        { ...object, metadata: created.metadata ?? object.metadata, status: { phase: 'Pending', expiresAt } },
+        { approvers: rule.approval.approvers },
+      ),
     );
     const state: ApprovalState = { name, namespace: identity.namespace, phase: 'Pending', expiresAt };
     respondJson(res, 201, state);
@@ -383,7 +396,8 @@ export class ApprovalService {
     const request = this.requests.get(namespace, name);
     if (!request) return undefined;
     const policy = this.#options.policies.get(namespace, request.spec.policy);
-    const timeout = policy?.spec.rules?.find((r) => r.name === request.spec.rule)?.approval?.timeout ?? '15m';
+    const approval = policy?.spec.rules?.find((r) => r.name === request.spec.rule)?.approval;
+    const timeout = approval?.timeout ?? '15m';
     const { status, requeueAfterMs } = desiredStatus(request, new Date(), durationMs(timeout));
     if (status) {
       try {
@@ -406,6 +420,16 @@ export class ApprovalService {
         { event: 'accessrequest-phase', key, ...status },
         `AccessRequest ${key} ${status.phase}`,
       );
+      // The patch above is conditional on the resourceVersion: one replica, once, per move.
+      const type = outcomeType(status.phase);
+      if (type)
+        this.#options.notify?.(
+          notificationOf(
+            type,
+            { ...request, status: { ...request.status, ...status } },
+            { approvers: approval?.approvers },
+          ),
+        );
     }
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   }

@@ -2,10 +2,13 @@
 // `airlock sidecar` processes against a real API server and PostgreSQL, psql as the agent, and
 // the approvers deciding with the real kubectl and the `kubectl airlock` plugin, each with their
 // own credentials (alice in dba-oncall approves; bob is no approver; the agent's own
-// ServiceAccount may not decide its request).
+// ServiceAccount may not decide its request). A real HTTP receiver on loopback takes the
+// operator's notifications (--notify-webhook), refusing its first attempts.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -28,9 +31,29 @@ interface AccessRequestJson {
     rule: string;
     request: string;
     requester: { pod: string; serviceAccount: string };
+    reasons?: string[];
     decision?: { action: string; reason?: string };
   };
   status?: { phase?: string; decidedBy?: string; decidedAt?: string; expiresAt?: string };
+}
+
+interface NotificationJson {
+  id: string;
+  type: string;
+  namespace: string;
+  name: string;
+  phase: string;
+  requester: { namespace: string; serviceAccount: string; pod: string };
+  connection: string;
+  policy: string;
+  rule: string;
+  text: string;
+  reasons: string[];
+  approvers?: { groups?: string[]; users?: string[] };
+  expiresAt?: string;
+  decidedBy?: string;
+  reason?: string;
+  decide?: { approve: string; deny: string };
 }
 
 describe(
@@ -43,6 +66,10 @@ describe(
     let operator: Service;
     let sidecar: Service;
     let listenPort = 0;
+    let receiver: Server;
+    /** What the receiver accepted, in order; it answers 503 to its first two POSTs. */
+    const notifications: NotificationJson[] = [];
+    const refused: string[] = [];
     const ports = { webhook: 0, controlApi: 0, probe: 0 };
     const kubectl = (args: string[], input?: string) =>
       cluster.kubectl(args, input === undefined ? {} : { input });
@@ -100,6 +127,17 @@ describe(
       JSON.parse(await kubectl(['get', 'accessrequests', '-n', 'agents', '-o', 'json'])).items;
     const get = async (name: string): Promise<AccessRequestJson> =>
       JSON.parse(await kubectl(['get', 'ar', name, '-n', 'agents', '-o', 'json']));
+
+    /** Waits for the receiver to have a notification of `type` for the request, and returns it. */
+    const notified = async (name: string, type: string): Promise<NotificationJson> => {
+      await waitFor(
+        `${type} notification for ${name}`,
+        async () => notifications.some((n) => n.name === name && n.type === type),
+        { timeoutMs: 15_000 },
+      );
+      return notifications.find((n) => n.name === name && n.type === type)!;
+    };
+    const notificationsOf = (name: string) => notifications.filter((n) => n.name === name).map((n) => n.type);
 
     /** Waits for a new Pending AccessRequest that holds a statement matching `text`. */
     const held = async (text: RegExp): Promise<AccessRequestJson> => {
@@ -171,7 +209,34 @@ describe(
           ],
         },
       });
-      const started = await startOperatorProcess(cluster, work, { approvals: true });
+      receiver = createServer((req, res) => {
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (chunk) => {
+          body += chunk;
+        });
+        req.on('end', () => {
+          if (refused.length < 2) {
+            refused.push(body);
+            res.writeHead(503).end();
+            return;
+          }
+          if (req.headers['content-type'] !== 'application/x-ndjson') {
+            res.writeHead(415).end();
+            return;
+          }
+          for (const line of body.trimEnd().split('\n')) notifications.push(JSON.parse(line));
+          res.writeHead(204).end();
+        });
+      });
+      await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+      const started = await startOperatorProcess(cluster, work, {
+        approvals: true,
+        extraArgs: [
+          `--notify-webhook=http://127.0.0.1:${(receiver.address() as AddressInfo).port}/airlock`,
+          '--notify-format=generic',
+        ],
+      });
       operator = started.service;
       Object.assign(ports, started.ports);
       await apply({
@@ -224,6 +289,7 @@ describe(
       await operator?.stop();
       await cluster?.stop();
       await database?.stop();
+      receiver?.close();
       await rm(work, { recursive: true, force: true });
     });
 
@@ -242,6 +308,45 @@ describe(
       assert.match(table, /REQUESTER\s+CONNECTION\s+REQUEST\s+PHASE\s+AGE/);
       assert.match(table, /agent-0\s+orders-db\s+UPDATE orders/);
 
+      // The receiver refused the first attempts; the notification arrived on a retry.
+      const created = await notified(request.metadata.name, 'accessrequest.created');
+      assert.equal(refused.length, 2);
+      assert.match(refused[0]!, new RegExp(`"name":"${request.metadata.name}"`));
+      assert.deepEqual(
+        {
+          namespace: created.namespace,
+          name: created.name,
+          phase: created.phase,
+          requester: created.requester,
+          connection: created.connection,
+          policy: created.policy,
+          rule: created.rule,
+          text: created.text,
+          reasons: created.reasons,
+          approvers: created.approvers,
+          expiresAt: created.expiresAt,
+          decide: created.decide,
+        },
+        {
+          namespace: 'agents',
+          name: request.metadata.name,
+          phase: 'Pending',
+          requester: { namespace: 'agents', serviceAccount: 'agent', pod: 'agent-0' },
+          connection: 'orders-db',
+          policy: 'agent-orders',
+          rule: 'writes',
+          text: request.spec.request,
+          reasons: request.spec.reasons ?? [],
+          approvers: { groups: ['dba-oncall'] },
+          expiresAt: request.status!.expiresAt,
+          decide: {
+            approve: `kubectl airlock approve ${request.metadata.name} -n agents`,
+            deny: `kubectl airlock deny ${request.metadata.name} -n agents --reason TEXT`,
+          },
+        },
+      );
+      assert.ok(created.reasons.length > 0, 'the reasons it is held');
+
       const listed = await plugin('approver', ['approvals', 'list', '-n', 'agents']);
       assert.equal(listed.code, 0, listed.out);
       assert.match(
@@ -249,14 +354,10 @@ describe(
         new RegExp(`${request.metadata.name}\\s+Pending\\s+agent/agent-0\\s+orders-db`),
       );
 
-      const approved = await plugin('approver', [
-        'approve',
-        request.metadata.name,
-        '-n',
-        'agents',
-        '--reason',
-        'ticket 42',
-      ]);
+      // Alice types the command the notification gave her.
+      const [kubectlWord, airlockWord, ...command] = created.decide!.approve.split(' ');
+      assert.deepEqual([kubectlWord, airlockWord], ['kubectl', 'airlock']);
+      const approved = await plugin('approver', [...command, '--reason', 'ticket 42']);
       assert.equal(approved.code, 0, approved.out);
       assert.match(approved.out, /approved/);
       const decided = Date.now();
@@ -270,6 +371,15 @@ describe(
       assert.ok(stored.status?.decidedAt);
       const row = await database.admin('SELECT status FROM orders WHERE id = 1', database.database);
       assert.equal(row.rows[0].status, 'refunded');
+      const outcome = await notified(request.metadata.name, 'accessrequest.approved');
+      assert.equal(outcome.phase, 'Approved');
+      assert.equal(outcome.decidedBy, 'alice');
+      assert.equal(outcome.reason, 'ticket 42');
+      assert.equal(outcome.decide, undefined);
+      assert.deepEqual(notificationsOf(request.metadata.name), [
+        'accessrequest.created',
+        'accessrequest.approved',
+      ]);
     });
 
     test('bob, no approver, and the agent itself are refused; alice denies, and the statement fails', async () => {
@@ -316,6 +426,11 @@ describe(
       assert.equal(decided.status?.decidedBy, 'alice');
       const row = await database.admin('SELECT status FROM orders WHERE id = 2', database.database);
       assert.equal(row.rows[0].status, 'paid');
+      const outcome = await notified(name, 'accessrequest.denied');
+      assert.equal(outcome.decidedBy, 'alice');
+      assert.equal(outcome.reason, 'not during the freeze');
+      // bob's refused attempt and the agent's own changed nothing, so notified nothing.
+      assert.deepEqual(notificationsOf(name), ['accessrequest.created', 'accessrequest.denied']);
 
       // A second decision, and any other edit, after the decision.
       const again = await plugin('approver', ['approve', name, '-n', 'agents']);
@@ -392,6 +507,25 @@ describe(
       assert.match(late.out, /expired/);
       const rows = await database.admin('SELECT count(*)::int AS n FROM orders', database.database);
       assert.equal(rows.rows[0].n, 3);
+      const outcome = await notified(request.metadata.name, 'accessrequest.expired');
+      assert.equal(outcome.phase, 'Expired');
+      assert.equal(outcome.decidedBy, undefined);
+      assert.equal(outcome.rule, 'deletes');
+    });
+
+    test('every AccessRequest was notified once when created and once when decided, without a credential', async () => {
+      const all = await requests();
+      assert.equal(all.length, 4);
+      for (const request of all) {
+        assert.deepEqual(
+          notificationsOf(request.metadata.name),
+          ['accessrequest.created', `accessrequest.${request.status?.phase?.toLowerCase()}`],
+          request.metadata.name,
+        );
+      }
+      assert.equal(new Set(notifications.map((n) => n.id)).size, notifications.length, 'no id twice');
+      const everything = JSON.stringify(notifications);
+      assert.ok(!everything.includes(database.password), 'the held password is in no notification');
     });
   },
 );

@@ -27,6 +27,12 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
   });
   after(async () => cluster?.stop());
 
+  test('without notification Secrets the operator gets no --notify flags', async () => {
+    const rendered = await helm(['template', 'airlock', chart, '--namespace', 'airlock-system']);
+    assert.match(rendered, /- --store=\/var\/lib\/airlock\/audit/);
+    assert.doesNotMatch(rendered, /--notify-|AIRLOCK_NOTIFY_WEBHOOK/);
+  });
+
   test('helm lint passes', async () => {
     assert.match(await helm(['lint', chart]), /1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
@@ -40,6 +46,10 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
       'airlock-system',
       '--create-namespace',
       '--wait=false',
+      '--set',
+      'notifications.webhookSecrets={airlock-slack}',
+      '--set',
+      'notifications.format=slack',
     ]);
     const crds = await cluster.kubectl(['get', 'crd', '-o', 'name']);
     for (const name of ['connections', 'accesspolicies', 'accessrequests'])
@@ -51,6 +61,18 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
     assert.equal(container.image, 'ghcr.io/airlock-dev/airlock:0.1.0');
     assert.deepEqual(container.args.slice(0, 2), ['operator', '--namespace=$(POD_NAMESPACE)']);
     assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    // A notification webhook URL is a credential: it comes from its Secret, never from values.
+    assert.deepEqual(
+      container.args.filter((a: string) => a.startsWith('--notify-')),
+      ['--notify-webhook=$(AIRLOCK_NOTIFY_WEBHOOK_0)', '--notify-format=slack'],
+    );
+    assert.deepEqual(
+      container.env.find((e: { name: string }) => e.name === 'AIRLOCK_NOTIFY_WEBHOOK_0'),
+      {
+        name: 'AIRLOCK_NOTIFY_WEBHOOK_0',
+        valueFrom: { secretKeyRef: { name: 'airlock-slack', key: 'url' } },
+      },
+    );
     const webhook = JSON.parse(
       await cluster.kubectl(['get', 'mutatingwebhookconfiguration', 'airlock-injector', '-o', 'json']),
     );
