@@ -113,9 +113,26 @@ describe(
         '--clusterrole=airlock-approver',
         '--group=dba-oncall',
       ]);
+      // alice also reads the recorded sessions of "agents" (the sessions API, through RBAC).
+      await apply({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'airlock-session-reader' },
+        rules: [{ apiGroups: ['audit.airlock.dev'], resources: ['sessions'], verbs: ['get', 'list'] }],
+      });
+      await kubectl([
+        'create',
+        'rolebinding',
+        'session-readers',
+        '-n',
+        'agents',
+        '--clusterrole=airlock-session-reader',
+        '--group=dba-oncall',
+      ]);
       const started = await startOperatorProcess(cluster, work.path, {
         address: network.address,
         approvals: true,
+        sessionsApi: true,
       });
       operator = started.service;
       Object.assign(ports, started.ports);
@@ -238,6 +255,24 @@ describe(
       assert.match(log, /"outcome":"blocked"/);
       assert.ok(!log.includes(database.password));
       assert.ok(!log.includes('ada@example.com'));
+    });
+
+    test('alice reads the recorded sessions through the API server: the DROP blocked, the DELETE approved by her', async () => {
+      const airlock = (args: string[]) =>
+        run(process.execPath, [cli, ...args, '-n', 'agents', `--kubeconfig=${cluster.kubeconfig.approver}`]);
+      let list: { id: string; connection: string; blocked: number }[] = [];
+      await waitFor('the sessions reach the collector', async () => {
+        list = JSON.parse((await airlock(['sessions', 'list', '-o', 'json'])).stdout);
+        return list.some((s) => s.blocked > 0);
+      });
+      assert.ok(list.every((s) => s.connection === 'orders-db'));
+      const timelines = await Promise.all(
+        list.map(async (s) => (await airlock(['sessions', 'show', s.id])).stdout),
+      );
+      const all = timelines.join('\n');
+      assert.match(all, /blocked\s+DROP TABLE customers/);
+      assert.match(all, /approved\s+DELETE FROM customers WHERE id = 2\s+\[.*decided by alice/);
+      assert.ok(!all.includes('ada@example.com'), 'no unmasked value in the recorded sessions');
     });
 
     // The sidecar reaches this same address from this same namespace (the first test): what
