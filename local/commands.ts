@@ -1,6 +1,7 @@
 // `airlock sessions`, `airlock approvals`, `airlock approve`, `airlock deny` for local mode:
 // through the running `airlock local` when there is one, else straight from the store. Approvals
-// go to the cluster's AccessRequests instead when cli/cluster.ts says so (kubectl airlock).
+// go to the cluster's AccessRequests, and sessions to its sessions API, instead when
+// cli/cluster.ts says so (kubectl airlock).
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { AuditStore, type SessionSummary } from '../audit/store.ts';
