@@ -27,10 +27,10 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
   });
   after(async () => cluster?.stop());
 
-  test('without notification Secrets the operator gets no --notify flags', async () => {
+  test('without webhook Secrets the operator gets no --notify or --export flags', async () => {
     const rendered = await helm(['template', 'airlock', chart, '--namespace', 'airlock-system']);
     assert.match(rendered, /- --store=\/var\/lib\/airlock\/audit/);
-    assert.doesNotMatch(rendered, /--notify-|AIRLOCK_NOTIFY_WEBHOOK/);
+    assert.doesNotMatch(rendered, /--notify-|AIRLOCK_NOTIFY_WEBHOOK|--export-|AIRLOCK_EXPORT_WEBHOOK/);
   });
 
   test('helm lint passes', async () => {
@@ -50,6 +50,10 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
       'notifications.webhookSecrets={airlock-slack}',
       '--set',
       'notifications.format=slack',
+      '--set',
+      'audit.export.webhookSecrets={airlock-siem,airlock-siem-2}',
+      '--set',
+      'audit.export.log=true',
     ]);
     const crds = await cluster.kubectl(['get', 'crd', '-o', 'name']);
     for (const name of ['connections', 'accesspolicies', 'accessrequests'])
@@ -73,6 +77,23 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
         valueFrom: { secretKeyRef: { name: 'airlock-slack', key: 'url' } },
       },
     );
+    // So is an export webhook URL.
+    assert.deepEqual(
+      container.args.filter((a: string) => a.startsWith('--export-')),
+      [
+        '--export-webhook=$(AIRLOCK_EXPORT_WEBHOOK_0)',
+        '--export-webhook=$(AIRLOCK_EXPORT_WEBHOOK_1)',
+        '--export-format=generic',
+        '--export-log',
+      ],
+    );
+    assert.deepEqual(
+      container.env.find((e: { name: string }) => e.name === 'AIRLOCK_EXPORT_WEBHOOK_1'),
+      {
+        name: 'AIRLOCK_EXPORT_WEBHOOK_1',
+        valueFrom: { secretKeyRef: { name: 'airlock-siem-2', key: 'url' } },
+      },
+    );
     const webhook = JSON.parse(
       await cluster.kubectl(['get', 'mutatingwebhookconfiguration', 'airlock-injector', '-o', 'json']),
     );
@@ -92,10 +113,31 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
       '--as=system:serviceaccount:airlock-system:airlock-operator',
     ]);
     assert.equal(can.trim(), 'yes');
+    // The sessions API: registered with the API server, routed to the operator's control API
+    // port; the operator may authorize reads and read the front proxy's settings.
+    const apiService = JSON.parse(
+      await cluster.kubectl(['get', 'apiservice', 'v1alpha1.audit.airlock.dev', '-o', 'json']),
+    );
+    assert.deepEqual(apiService.spec.service, {
+      name: 'airlock-operator',
+      namespace: 'airlock-system',
+      port: 9443,
+    });
+    const operator = '--as=system:serviceaccount:airlock-system:airlock-operator';
+    for (const [verb, resource, ...rest] of [
+      ['create', 'subjectaccessreviews.authorization.k8s.io'],
+      ['patch', 'apiservices.apiregistration.k8s.io/v1alpha1.audit.airlock.dev'],
+      ['get', 'configmap/extension-apiserver-authentication', '-n', 'kube-system'],
+    ])
+      assert.equal(
+        (await cluster.kubectl(['auth', 'can-i', verb!, resource!, ...rest, operator])).trim(),
+        'yes',
+      );
     await helm(['uninstall', 'airlock', '--namespace', 'airlock-system']);
     await assert.rejects(
       cluster.kubectl(['get', 'mutatingwebhookconfiguration', 'airlock-injector']),
       /NotFound/,
     );
+    await assert.rejects(cluster.kubectl(['get', 'apiservice', 'v1alpha1.audit.airlock.dev']), /NotFound/);
   });
 });
