@@ -86,6 +86,9 @@ export function startService(
       const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
+      // Processes it forked outside its group (sshd's sessions) may still hold its output.
+      child.stdout?.destroy();
+      child.stderr?.destroy();
       log.end();
     },
   };
