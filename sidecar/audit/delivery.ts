@@ -3,8 +3,9 @@
 // reached they go to a bounded spool file (the pod's emptyDir) and are resent from it, oldest
 // first, when it returns. The collector stores by event id, so a resend after a lost answer
 // stores nothing twice. When the spool is full, the policy decides: `fail-closed` (the default)
-// makes refusal() return a message, and the enforcers refuse new sessions and statements with
-// it; `drop` sheds events, counts them in a metric and logs it.
+// makes refusal() return a message, and the enforcers refuse new sessions and requests (SQL
+// statements, SSH commands, HTTP requests, TCP connections) with it; `drop` sheds events, counts
+// them in a metric and logs it.
 import {
   closeSync,
   existsSync,
@@ -137,7 +138,7 @@ export class CollectorDelivery implements EventSink {
   /** Set while the spool is full under the fail-closed policy: why new work is refused. */
   refusal(): string | undefined {
     if (!this.#full || this.#options.onFull !== 'fail-closed') return undefined;
-    return 'Airlock: the audit trail cannot be recorded (the collector is unreachable and the local spool is full); new statements are refused until it recovers';
+    return 'Airlock: the audit trail cannot be recorded (the collector is unreachable and the local spool is full); new sessions and requests are refused until it recovers';
   }
 
   /** Delivery state, for readiness and tests. */
@@ -215,7 +216,7 @@ export class CollectorDelivery implements EventSink {
       logger.error(
         { policy: this.#options.onFull, maxSpoolBytes: this.#options.maxSpoolBytes },
         this.#options.onFull === 'fail-closed'
-          ? 'audit spool full: refusing new sessions and statements until the collector catches up'
+          ? 'audit spool full: refusing new sessions and requests until the collector catches up'
           : 'audit spool full: dropping session events until the collector catches up',
       );
     else logger.warn('audit spool has room again');

@@ -78,7 +78,8 @@ export interface EventSink {
   emit(event: SessionEvent): void;
   /**
    * Set when the sink cannot take more events and the policy is to fail closed (the audit
-   * spool is full): the message the enforcer refuses new sessions and statements with.
+   * spool is full): the message the enforcer refuses new sessions and requests with. Enforcers
+   * ask again for every session and request, so work resumes as soon as it clears.
    */
   refusal?(): string | undefined;
   /** Resolves once every event emitted so far is delivered or spooled (the sidecar's drain). */

@@ -4,7 +4,8 @@
 // http or https (verify-full by default). Responses are masked by the policies' detectors and
 // JSON paths while they stream: a JSON body up to a bound is parsed and masked value by value,
 // anything larger or textual is masked chunk by chunk (with a carry-over for split values).
-// Requests and responses are recorded, bodies up to a bound and summarized beyond it.
+// Requests and responses are recorded, bodies up to a bound and summarized beyond it. While the
+// audit trail cannot record them (the spool is full under fail-closed), requests get a 503.
 import { randomUUID } from 'node:crypto';
 import {
   createServer,
@@ -88,25 +89,36 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
   // Approval holds can be long; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
+  /** Starts recording a connection's session, once: at connect, or at its first request served. */
+  const begin = (socket: Socket): SessionRecorder => {
+    const existing = sessions.get(socket);
+    if (existing) return existing;
     const recorder = new SessionRecorder(connection, options.identity, options.events);
     recorder.start({ address: socket.remoteAddress ?? '' });
     sessions.set(socket, recorder);
     socket.on('close', () => {
-      sockets.delete(socket);
       recorder.bytesIn = socket.bytesRead;
       recorder.bytesOut = socket.bytesWritten;
       recorder.end('closed');
     });
+    return recorder;
+  };
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    // A connection made while the audit trail cannot record it starts its session later.
+    if (!options.events.refusal?.()) begin(socket);
   });
   const context: Context = { options, plan, jsonPaths, target, sessionApprovals: new Set() };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const recorder = sessions.get(req.socket);
-    if (!recorder) {
-      res.destroy();
+    // Fail closed on the audit trail, for every request: nothing reaches the target while
+    // it cannot be recorded, and requests are served again as soon as it can.
+    const unrecorded = options.events.refusal?.();
+    if (unrecorded) {
+      refuseUnrecorded(context, sessions.get(req.socket), req, res, unrecorded);
       return;
     }
+    const recorder = begin(req.socket);
     handle(context, recorder, req, res).catch((error: Error) => {
       recorder.error('internal', error.message);
       if (!res.headersSent) problem(res, 502, 'Airlock could not complete the request', error.message);
@@ -163,6 +175,13 @@ interface Context {
   sessionApprovals: Set<string>;
 }
 
+/** The problem type of each status the enforcer answers with itself; any other is the target's failure. */
+const problemTypes: Record<number, string> = {
+  400: 'bad-request',
+  403: 'denied',
+  503: 'audit-unavailable',
+};
+
 function problem(
   res: ServerResponse,
   status: number,
@@ -171,7 +190,7 @@ function problem(
   extra: Record<string, unknown> = {},
 ): void {
   const body = JSON.stringify({
-    type: `https://airlock.dev/problems/${status === 403 ? 'denied' : status === 400 ? 'bad-request' : 'upstream'}`,
+    type: `https://airlock.dev/problems/${problemTypes[status] ?? 'upstream'}`,
     title,
     status,
     detail,
@@ -332,6 +351,36 @@ async function handle(
 
 function redactText(context: Context, text: string): string {
   return context.plan.hasScanners ? context.plan.maskText(text).value : text;
+}
+
+/** "METHOD path" as recorded: the normalized path, or the raw target masked when it is ambiguous. */
+function requestText(context: Context, req: IncomingMessage): string {
+  const normalized = normalizeTarget(req.url ?? '');
+  return `${method(req)} ${normalized.ok ? normalized.path : redactText(context, req.url ?? '')}`;
+}
+
+/**
+ * Refuses a request because the audit trail cannot record it: 503, and nothing is forwarded.
+ * The refusal is recorded only in a session that already started (a new one is not started
+ * while the sink has no room).
+ */
+function refuseUnrecorded(
+  context: Context,
+  recorder: SessionRecorder | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+  message: string,
+): void {
+  problem(res, 503, 'Refused by Airlock: the audit trail is unavailable', message);
+  recorder?.request({
+    text: requestText(context, req),
+    kind: 'http',
+    outcome: 'error',
+    error: { code: 'audit-unavailable', message },
+    status: 503,
+    durationMs: 0,
+  });
+  req.resume();
 }
 
 /** Body recording: the first maxRecordedBody bytes, then a summary of the rest. */
@@ -624,7 +673,6 @@ function refuseUpgrade(
   req: IncomingMessage,
   socket: Socket,
 ): void {
-  const normalized = normalizeTarget(req.url ?? '');
   const body = JSON.stringify({
     type: 'https://airlock.dev/problems/denied',
     title: 'Denied by Airlock',
@@ -636,7 +684,7 @@ function refuseUpgrade(
     `HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
   recorder?.request({
-    text: `${method(req)} ${normalized.ok ? normalized.path : redactText(context, req.url ?? '')}`,
+    text: requestText(context, req),
     kind: 'http-upgrade',
     outcome: 'blocked',
     reasons: [`upgrade to ${String(req.headers.upgrade ?? '')} is not allowed`],

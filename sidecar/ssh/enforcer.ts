@@ -4,7 +4,9 @@
 // request is parsed into the commands it would run and decided before anything runs; shells and
 // subsystems are decided as interactive sessions; forwarding of ports and agents is refused.
 // Output is masked by the policies' detectors, and every session is recorded: exec requests as
-// request events, shells as asciicast v2 data events.
+// request events, shells as asciicast v2 data events. While the audit trail cannot record
+// (the spool is full under fail-closed), every exec, shell and subsystem request is refused as
+// a denial is, and a connection made meanwhile neither starts its session nor reaches the target.
 import type { AddressInfo } from 'node:net';
 import { finished } from 'node:stream/promises';
 import ssh2, {
@@ -109,6 +111,10 @@ class AgentSession {
   private readonly recorder: SessionRecorder;
   private upstream: Promise<Client> | undefined;
   private upstreamClient: Client | undefined;
+  /** The agent's user name, once authenticated. */
+  private user: string | undefined;
+  /** Whether the session is recorded and its upstream connection made (see admit()). */
+  private started = false;
   /** policy/rule pairs approved for the rest of the session (approval scope session). */
   private readonly sessionApprovals = new Set<string>();
   private readonly closed = new AbortController();
@@ -134,21 +140,13 @@ class AgentSession {
 
   run(): void {
     const client = this.client;
-    let user: string | undefined;
     client.on('authentication', (ctx: AuthContext) => {
       // The pod's identity is what counts; the agent's key (or none) is not a credential here.
-      user = ctx.username;
+      this.user = ctx.username;
       if (['none', 'publickey', 'password', 'keyboard-interactive'].includes(ctx.method)) ctx.accept();
       else ctx.reject(['none', 'publickey']);
     });
-    client.on('ready', () => {
-      this.recorder.start({ address: this.address, ...(user !== undefined && { user }) });
-      this.upstream = this.connectUpstream();
-      // Failure is reported per channel, with a message the agent sees.
-      this.upstream.catch((error: Error) => {
-        this.recorder.error(error instanceof UpstreamError ? error.code : 'connect-failed', error.message);
-      });
-    });
+    client.on('ready', () => this.admit());
     client.on('session', (accept) => this.session(accept()));
     client.on('tcpip', (_accept, reject, info) => {
       this.refuse('direct-tcpip', `port forwarding to ${info.destIP}:${info.destPort}`);
@@ -166,12 +164,33 @@ class AgentSession {
       this.refuse(name, `remote forwarding (${name} ${where})`);
       reject?.();
     });
-    client.on('error', (error) => this.recorder.error('agent-connection', error.message));
+    client.on('error', (error) => {
+      if (this.started) this.recorder.error('agent-connection', error.message);
+    });
     client.on('close', () => {
       this.closed.abort();
       this.upstreamClient?.end();
-      this.recorder.end('closed');
+      if (this.started) this.recorder.end('closed');
     });
+  }
+
+  /**
+   * Fails closed on the audit trail: returns the refusal while the event sink cannot record
+   * the session's work. Otherwise starts the session (recording, upstream connection) if it
+   * has not started yet, and returns undefined. Asked at connect and for every request, so a
+   * session opened while the trail was full starts once it has room again.
+   */
+  private admit(): string | undefined {
+    const unrecorded = this.options.events.refusal?.();
+    if (unrecorded || this.started) return unrecorded;
+    this.started = true;
+    this.recorder.start({ address: this.address, ...(this.user !== undefined && { user: this.user }) });
+    this.upstream = this.connectUpstream();
+    // Failure is reported per channel, with a message the agent sees.
+    this.upstream.catch((error: Error) => {
+      this.recorder.error(error instanceof UpstreamError ? error.code : 'connect-failed', error.message);
+    });
+    return undefined;
   }
 
   /** What is recorded of agent-typed text: never a value the policies mask. */
@@ -180,6 +199,9 @@ class AgentSession {
   }
 
   private refuse(kind: string, what: string): void {
+    // Recorded in a started session; a session not started (the audit trail was full) may start now.
+    this.admit();
+    if (!this.started) return;
     this.recorder.request({
       text: what,
       kind,
@@ -369,6 +391,15 @@ class AgentSession {
       this.finish(channel, refusedExitStatus);
       return { go: false, fields: { ...fields, outcome } };
     };
+    // Fail closed when the audit trail cannot record what would run.
+    const unrecorded = this.admit();
+    if (unrecorded) {
+      refuse(unrecorded, 'error');
+      return {
+        go: false,
+        fields: { outcome: 'error', error: { code: 'audit-unavailable', message: unrecorded } },
+      };
+    }
     if (decision.action === 'allow') return { go: true, fields: { ...fields, outcome: 'allowed' } };
     if (decision.action === 'deny') return refuse(denialMessage(decision, what), 'blocked');
     const key = `${decision.policy}/${decision.rule}`;
@@ -455,7 +486,8 @@ class AgentSession {
         durationMs: Date.now() - started,
       });
     if (!gate.go) {
-      record({});
+      // A session refused before it started has nothing recorded to add this to.
+      if (this.started) record({});
       return;
     }
     const upstream = await this.target(channel);
@@ -511,7 +543,8 @@ class AgentSession {
         durationMs: Date.now() - started,
       });
     if (!gate.go) {
-      record({});
+      // A session refused before it started has nothing recorded to add this to.
+      if (this.started) record({});
       return;
     }
     const upstream = await this.target(channel);

@@ -3,6 +3,8 @@
 // connection is refused). Bytes pass unchanged in both directions, half-closes included; the
 // agent's own TLS, if any, passes through end to end, so tls.mode is not applied here. Every
 // session is recorded: start, the connect as a request event, and the end with byte counts.
+// While the audit trail cannot record a session (the spool is full under fail-closed), a new
+// connection is closed before anything is connected or recorded.
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { settle, stopAccepting } from '../drain.ts';
 import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
@@ -45,6 +47,13 @@ export async function serveTcp(options: TcpEnforcerOptions): Promise<Enforcer> {
 
 function relay(options: TcpEnforcerOptions, agent: Socket, sockets: Set<Socket>): void {
   const { connection } = options;
+  // Fail closed on the audit trail: no upstream connect and no event (the sink has no room for
+  // one). A session already relaying goes on: its bytes are opaque, so there is no request in
+  // them to refuse, only the whole stream, which was granted and recorded when it opened.
+  if (options.events.refusal?.()) {
+    agent.destroy();
+    return;
+  }
   const recorder = new SessionRecorder(connection, options.identity, options.events);
   const started = Date.now();
   recorder.start({ address: agent.remoteAddress ?? '' });
