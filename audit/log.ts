@@ -6,6 +6,7 @@ import {
   AuditStore,
   isPostgresUrl,
   type SessionSummary,
+  type StoredEvent,
   type StoreOptions,
   type VerifyResult,
 } from './store.ts';
@@ -22,6 +23,14 @@ export interface AuditLog {
     namespace?: string,
   ): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined>;
   verify(): Promise<VerifyResult>;
+  /** Up to `limit` events after `position`, in chain order. */
+  eventsAfter(position: number, limit: number): Promise<StoredEvent[]>;
+  /** The position of the last stored event. */
+  head(): Promise<number>;
+  /** An export sink's cursor; a sink seen for the first time starts at the head. */
+  exportCursor(sink: string): Promise<number>;
+  /** Moves a sink's cursor forward (never backwards); returns where it is. */
+  advanceExportCursor(sink: string, position: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -63,6 +72,10 @@ export async function openAuditLog(location: string, options: StoreOptions = {})
     sessions: (limit, namespace) => call('sessions', limit, namespace),
     session: (id, namespace) => call('session', id, namespace),
     verify: () => call('verify'),
+    eventsAfter: (position, limit) => call('eventsAfter', position, limit),
+    head: () => call('head'),
+    exportCursor: (sink) => call('exportCursor', sink),
+    advanceExportCursor: (sink, position) => call('advanceExportCursor', sink, position),
     async close() {
       await call('close');
       await worker.terminate();

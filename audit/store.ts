@@ -50,7 +50,20 @@ const migrations: string[] = [
        IF TG_OP = 'DELETE' AND current_setting('airlock.prune', true) = 'on' THEN RETURN OLD; END IF;
        RAISE EXCEPTION 'audit_events is append-only';
      END $$;`,
+  // Export cursors: per export webhook, the position of the last event its receiver answered
+  // 2xx for. Outside the hash chain (verify never reads it); it only moves forward.
+  `CREATE TABLE audit_export_cursors (
+     sink text PRIMARY KEY,
+     position bigint NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );`,
 ];
+
+/** A stored event and its position in the chain. */
+export interface StoredEvent {
+  position: number;
+  event: SessionEvent;
+}
 
 export interface StoreOptions {
   /** HMAC key that signs the checkpoints; without it, a cut tail goes unnoticed. */
@@ -290,6 +303,64 @@ export class AuditStore {
     return { summary: summarize(id, events), events };
   }
 
+  /**
+   * Up to `limit` events after `position`, in chain order. Appends serialize on an advisory
+   * lock held until they commit, so positions become visible in order: a reader that saw
+   * position N never later finds a new event before it.
+   */
+  async eventsAfter(position: number, limit: number): Promise<StoredEvent[]> {
+    const rows = await this.#db.query<{ position: string; body: SessionEvent }>(
+      'SELECT position, body FROM audit_events WHERE position > $1 ORDER BY position LIMIT $2',
+      [position, limit],
+    );
+    return rows.map((r) => ({ position: Number(r.position), event: parseJson(r.body) }));
+  }
+
+  /** The position of the last stored event (0 when none ever was). */
+  async head(): Promise<number> {
+    const [row] = await this.#db.query<{ position: string | null }>(
+      'SELECT max(position) AS position FROM audit_events',
+    );
+    if (row?.position != null) return Number(row.position);
+    // Everything pruned: the chain goes on after the genesis checkpoint.
+    return (await this.#checkpoints()).get('genesis')?.position ?? 0;
+  }
+
+  /**
+   * An export sink's cursor: the position of the last event it delivered. A sink seen for the
+   * first time starts at the head, so a newly configured receiver gets what is stored from now
+   * on, not the whole history.
+   */
+  async exportCursor(sink: string): Promise<number> {
+    const [existing] = await this.#db.query<{ position: string }>(
+      'SELECT position FROM audit_export_cursors WHERE sink = $1',
+      [sink],
+    );
+    if (existing) return Number(existing.position);
+    // Two replicas seeing it first at once: the first insert wins, the other reads it.
+    await this.#db.query(
+      'INSERT INTO audit_export_cursors (sink, position) VALUES ($1, $2) ON CONFLICT (sink) DO NOTHING',
+      [sink, await this.head()],
+    );
+    const [created] = await this.#db.query<{ position: string }>(
+      'SELECT position FROM audit_export_cursors WHERE sink = $1',
+      [sink],
+    );
+    return Number(created!.position);
+  }
+
+  /** Moves a sink's cursor to `position`, never backwards; returns where it is. */
+  async advanceExportCursor(sink: string, position: number): Promise<number> {
+    const [row] = await this.#db.query<{ position: string }>(
+      `INSERT INTO audit_export_cursors (sink, position) VALUES ($1, $2)
+       ON CONFLICT (sink) DO UPDATE
+         SET position = GREATEST(audit_export_cursors.position, EXCLUDED.position), updated_at = now()
+       RETURNING position`,
+      [sink, position],
+    );
+    return Number(row!.position);
+  }
+
   /** Walks the chain in order, in batches: linear in the store's size. */
   async verify(): Promise<VerifyResult> {
     const checkpoints = await this.#checkpoints();
@@ -444,6 +515,9 @@ async function pglite(directory: string): Promise<Database> {
 async function postgres(url: string): Promise<Database> {
   const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: url, max: 4 });
+  // An idle connection the server ends (a restart, a failover) leaves the pool, and the next
+  // query opens another; unheard, the pool's error event would end the process.
+  pool.on('error', () => {});
   return {
     query: async <T>(text: string, params?: unknown[]) => (await pool.query(text, params)).rows as T[],
     async transaction(fn) {

@@ -1,4 +1,5 @@
-// The export webhook against a real local HTTP receiver that fails for a while.
+// The webhook sender's in-memory queue (the AccessRequest notifications) against a real local
+// HTTP receiver that fails for a while; the audit export over the store is in export.test.ts.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,7 +7,7 @@ import { test } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
-import { formatBatch, WebhookSender, WebhookSink } from './webhook.ts';
+import { formatBatch, WebhookSender } from './webhook.ts';
 
 function event(seq: number): SessionEvent {
   return {
@@ -25,7 +26,7 @@ function event(seq: number): SessionEvent {
   };
 }
 
-test('a receiver that fails for a while gets every event, in order, once it recovers', async () => {
+test('the in-memory queue: a receiver that fails for a while gets every item, in order, once it recovers', async () => {
   const received: string[] = [];
   let failUntil = Date.now() + 1500;
   let refusals = 0;
@@ -49,16 +50,17 @@ test('a receiver that fails for a while gets every event, in order, once it reco
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const sink = new WebhookSink({
+  const sink = new WebhookSender<SessionEvent>({
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/siem`,
-    format: 'generic',
+    stream: 'notifications',
+    encode: (events) => formatBatch('generic', events),
     logger: pino({ level: 'silent' }),
     batchSize: 100,
     flushMs: 10,
     minRetryMs: 50,
     maxRetryMs: 400,
   });
-  for (let seq = 0; seq < 1000; seq++) sink.emit(event(seq));
+  for (let seq = 0; seq < 1000; seq++) sink.push(event(seq));
   const deadline = Date.now() + 20_000;
   while (new Set(received).size < 1000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   sink.stop();
@@ -98,10 +100,18 @@ test('senders of every stream share one registry, their metrics labeled by strea
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
   const registry = new Registry();
   const logger = pino({ level: 'silent' });
-  const audit = [
-    new WebhookSink({ url, format: 'generic', logger, registry, flushMs: 5 }),
-    new WebhookSink({ url: `${url}?second`, format: 'generic', logger, registry, flushMs: 5 }),
-  ];
+  // As each audit export makes its sender.
+  const audit = [url, `${url}?second`].map(
+    (to) =>
+      new WebhookSender<SessionEvent>({
+        url: to,
+        stream: 'audit',
+        encode: (events) => formatBatch('generic', events),
+        logger,
+        registry,
+        flushMs: 5,
+      }),
+  );
   const notes = new WebhookSender<{ n: number }>({
     url,
     stream: 'notifications',
@@ -110,7 +120,7 @@ test('senders of every stream share one registry, their metrics labeled by strea
     registry,
     flushMs: 5,
   });
-  for (const sink of audit) sink.emit(event(0));
+  for (const sender of audit) sender.push(event(0));
   notes.push({ n: 1 });
   notes.push({ n: 2 });
   const deadline = Date.now() + 10_000;

@@ -1,11 +1,14 @@
 // Webhooks to a SIEM or a chat: items POSTed in batches, retried with backoff until the
 // receiver answers 2xx, in order (at least once: a receiver that timed out after storing gets
 // the batch again; items carry ids to dedupe on). One sender carries every stream: the audit
-// export of stored session events (WebhookSink) and the AccessRequest notifications. Formats:
+// export of stored session events (WebhookExport, which reads them from the store behind a
+// cursor kept in the store) and the AccessRequest notifications (queued in memory). Formats:
 // `generic`, NDJSON of the items; `slack`, incoming-webhook messages.
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { EventSink, SessionEvent } from '../sidecar/audit/event.ts';
+import type { AuditLog } from './log.ts';
 
 export type WebhookFormat = 'generic' | 'slack';
 
@@ -25,17 +28,27 @@ export interface WebhookSenderOptions<T> {
   registry?: Registry;
   batchSize?: number;
   flushMs?: number;
-  /** Most items held while the receiver is down; older ones are shed past it, and counted. */
+  /** Most items queued by push() while the receiver is down; older ones are shed past it, and counted. */
   maxQueued?: number;
   /** Backoff bounds. */
   minRetryMs?: number;
   maxRetryMs?: number;
 }
 
-export interface WebhookOptions extends Omit<WebhookSenderOptions<SessionEvent>, 'stream' | 'encode'> {
+/** What the export reads and writes in the store. */
+export type ExportStore = Pick<AuditLog, 'eventsAfter' | 'head' | 'exportCursor' | 'advanceExportCursor'>;
+
+export interface WebhookExportOptions
+  extends Omit<WebhookSenderOptions<SessionEvent>, 'stream' | 'encode' | 'flushMs' | 'maxQueued'> {
   format: WebhookFormat;
   /** Only these event types (all when omitted); Slack channels usually want blocked requests only. */
   types?: SessionEvent['type'][];
+  /** The store, opened on first use. */
+  store: () => Promise<ExportStore>;
+  /** Whether this replica exports now (the leader, with several replicas); always when omitted. */
+  active?: () => boolean;
+  /** How often to look for new events when nothing wakes the export. */
+  pollMs?: number;
 }
 
 /** Newline-delimited JSON, one item a line. */
@@ -72,7 +85,7 @@ function shared<M>(registry: Registry | undefined, name: string, make: (register
   return (registry?.getSingleMetric(name) as M | undefined) ?? make(registry ? [registry] : []);
 }
 
-/** Queues items for one receiver and POSTs them in order, retrying with backoff and jitter. */
+/** POSTs batches to one receiver, retrying with backoff and jitter until it answers 2xx. */
 export class WebhookSender<T> {
   readonly #options: Required<Omit<WebhookSenderOptions<T>, 'registry'>>;
   readonly #receiver: string;
@@ -81,6 +94,7 @@ export class WebhookSender<T> {
   #timer?: NodeJS.Timeout;
   #failures = 0;
   #stopped = false;
+  readonly #abort = new AbortController();
   readonly #metrics;
 
   constructor(options: WebhookSenderOptions<T>) {
@@ -113,7 +127,7 @@ export class WebhookSender<T> {
         (registers) =>
           new Counter({
             name: 'airlock_export_shed_events_total',
-            help: 'Items shed because a receiver stayed down past the queue bound, by stream and receiver.',
+            help: 'Items shed because a receiver stayed down past the queue bound, by stream and receiver (the audit export sheds nothing: the store is its queue).',
             labelNames: ['stream', 'receiver'] as const,
             registers,
           }),
@@ -124,7 +138,7 @@ export class WebhookSender<T> {
         (registers) =>
           new Gauge({
             name: 'airlock_export_queued_events',
-            help: 'Items waiting for a receiver, by stream and receiver.',
+            help: 'Items waiting for a receiver, by stream and receiver (stream audit: stored events after its cursor, on the replica that exports).',
             labelNames: ['stream', 'receiver'] as const,
             registers,
           }),
@@ -136,6 +150,12 @@ export class WebhookSender<T> {
     return this.#queue.length;
   }
 
+  /** What waits for the receiver outside the sender's own queue (the audit export's backlog). */
+  set backlog(items: number) {
+    this.#metrics.queued.set(items);
+  }
+
+  /** Queues an item in memory; it is lost if the process ends before it is delivered. */
   push(item: T): void {
     if (this.#queue.length >= this.#options.maxQueued) {
       this.#queue.shift();
@@ -159,45 +179,14 @@ export class WebhookSender<T> {
   async #send(): Promise<void> {
     if (this.#sending) return;
     this.#sending = true;
-    const { logger, stream } = this.#options;
     try {
       while (this.#queue.length > 0 && !this.#stopped) {
         const batch = this.#queue.slice(0, this.#options.batchSize);
-        const { body, contentType } = this.#options.encode(batch);
-        let problem: string | undefined;
-        try {
-          const response = await fetch(this.#options.url, {
-            method: 'POST',
-            headers: { 'content-type': contentType },
-            body,
-            signal: AbortSignal.timeout(10_000),
-          });
-          await response.arrayBuffer().catch(() => undefined);
-          if (!response.ok) problem = `status ${response.status}`;
-        } catch (error) {
-          problem = (error as Error).message;
-        }
-        if (problem === undefined) {
-          // Shedding may have moved the head while the batch was in flight.
-          const index = this.#queue.indexOf(batch[0]!);
-          if (index >= 0) this.#queue.splice(index, batch.length);
-          if (this.#failures > 0)
-            logger.info(
-              { stream, receiver: this.#receiver, failures: this.#failures },
-              'webhook receiving again',
-            );
-          this.#failures = 0;
-          this.#metrics.sent.inc(batch.length);
-          this.#metrics.queued.set(this.#queue.length);
-          continue;
-        }
-        if (this.#failures++ === 0)
-          logger.warn({ stream, receiver: this.#receiver, problem }, 'webhook failed; retrying with backoff');
-        const delay = Math.min(
-          this.#options.minRetryMs * 2 ** (this.#failures - 1),
-          this.#options.maxRetryMs,
-        );
-        await new Promise((resolve) => setTimeout(resolve, delay * (0.75 + Math.random() / 2)).unref());
+        if (!(await this.deliver(batch))) break;
+        // Shedding may have moved the head while the batch was in flight.
+        const index = this.#queue.indexOf(batch[0]!);
+        if (index >= 0) this.#queue.splice(index, batch.length);
+        this.#metrics.queued.set(this.#queue.length);
       }
     } finally {
       this.#sending = false;
@@ -205,21 +194,112 @@ export class WebhookSender<T> {
     if (this.#queue.length > 0) this.#schedule(this.#options.flushMs);
   }
 
-  /** Stops retrying; undelivered items are lost with the process. */
+  /**
+   * POSTs one batch, retrying with backoff and jitter until the receiver answers 2xx: true then;
+   * false when the sender is stopped, or `proceed` says to give up, before that.
+   */
+  async deliver(batch: T[], proceed: () => boolean = () => true): Promise<boolean> {
+    const { logger, stream } = this.#options;
+    const { body, contentType } = this.#options.encode(batch);
+    for (;;) {
+      if (this.#stopped || !proceed()) return false;
+      let problem: string | undefined;
+      try {
+        const response = await fetch(this.#options.url, {
+          method: 'POST',
+          headers: { 'content-type': contentType },
+          body,
+          signal: AbortSignal.any([AbortSignal.timeout(10_000), this.#abort.signal]),
+        });
+        await response.arrayBuffer().catch(() => undefined);
+        if (!response.ok) problem = `status ${response.status}`;
+      } catch (error) {
+        problem = (error as Error).message;
+      }
+      if (this.#stopped) return false;
+      if (problem === undefined) {
+        if (this.#failures > 0)
+          logger.info(
+            { stream, receiver: this.#receiver, failures: this.#failures },
+            'webhook receiving again',
+          );
+        this.#failures = 0;
+        this.#metrics.sent.inc(batch.length);
+        return true;
+      }
+      if (this.#failures++ === 0)
+        logger.warn({ stream, receiver: this.#receiver, problem }, 'webhook failed; retrying with backoff');
+      const delay = Math.min(this.#options.minRetryMs * 2 ** (this.#failures - 1), this.#options.maxRetryMs);
+      await sleep(delay * (0.75 + Math.random() / 2), this.#abort.signal);
+    }
+  }
+
+  /** Stops sending, at once (a request in flight is abandoned); queued items are lost with the process. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#abort.abort();
   }
 }
 
-/** The audit export: stored session events to one receiver (stream `audit`). */
-export class WebhookSink implements EventSink {
-  readonly #sender: WebhookSender<SessionEvent>;
-  readonly #types: SessionEvent['type'][] | undefined;
+/** Waits, or less when the signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    signal.addEventListener('abort', done);
+  });
+}
 
-  constructor(options: WebhookOptions) {
-    const { format, types, ...rest } = options;
-    this.#types = types;
+/**
+ * The key of an export sink's cursor in the store: a hash of the receiver's URL and the format.
+ * Never the URL itself, which often carries a secret token. Another URL or format is another
+ * sink, which starts at the head.
+ */
+export function exportSinkId(url: string, format: WebhookFormat): string {
+  return `webhook:${format}:${createHash('sha256').update(url).digest('hex')}`;
+}
+
+/**
+ * The audit export to one receiver (stream `audit`), durable: the store is the queue. Events are
+ * read after the sink's cursor in chain order, a batch at a time, POSTed until the receiver
+ * answers 2xx, and only then is the cursor advanced. An operator that crashes or restarts
+ * between storing an event and delivering it delivers it after the restart (at least once: a
+ * batch whose answer was lost is sent again; events carry ids to dedupe on). A sink seen for
+ * the first time starts at the store's head: a newly configured receiver gets events from then
+ * on, not the whole history. Caught up, it waits for wake() (the collector stored a batch) or
+ * the poll interval.
+ */
+export class WebhookExport {
+  /** The cursor's key in the store. */
+  readonly sink: string;
+  readonly #sender: WebhookSender<SessionEvent>;
+  readonly #options: Required<Pick<WebhookExportOptions, 'batchSize' | 'pollMs' | 'store' | 'active'>> &
+    Pick<WebhookExportOptions, 'types' | 'logger'>;
+  readonly #receiver: string;
+  #running?: Promise<void>;
+  #stopped = false;
+  #woken = false;
+  #wakeUp?: () => void;
+
+  constructor(options: WebhookExportOptions) {
+    const { format, types, store, active, pollMs, batchSize, ...rest } = options;
+    this.sink = exportSinkId(options.url, format);
+    this.#receiver = new URL(options.url).host;
+    this.#options = {
+      batchSize: batchSize ?? 500,
+      pollMs: pollMs ?? 1_000,
+      store,
+      active: active ?? (() => true),
+      types,
+      logger: options.logger,
+    };
     this.#sender = new WebhookSender({
       ...rest,
       stream: 'audit',
@@ -227,18 +307,99 @@ export class WebhookSink implements EventSink {
     });
   }
 
-  get queued(): number {
-    return this.#sender.queued;
+  start(): void {
+    this.#running ??= this.#run();
   }
 
-  emit(event: SessionEvent): void {
-    if (this.#types && !this.#types.includes(event.type)) return;
-    this.#sender.push(event);
+  /** New events were stored: look now rather than at the next poll. */
+  wake(): void {
+    this.#woken = true;
+    this.#wakeUp?.();
   }
 
-  /** Stops retrying; undelivered events are lost with the process (the store keeps them). */
-  stop(): void {
+  async #run(): Promise<void> {
+    const { logger, types, batchSize, pollMs } = this.#options;
+    const receiver = this.#receiver;
+    let storeFailing = false;
+    let warnedAhead = false;
+    while (!this.#stopped) {
+      if (!this.#options.active()) {
+        this.#sender.backlog = 0;
+        this.#woken = false;
+        await this.#idle(pollMs);
+        continue;
+      }
+      this.#woken = false;
+      let more = false;
+      try {
+        const store = await this.#options.store();
+        // Read each time: after a leadership change another replica may have moved it.
+        const cursor = await store.exportCursor(this.sink);
+        const rows = await store.eventsAfter(cursor, batchSize);
+        if (rows.length > 0) {
+          const first = rows[0]!.position;
+          if (first > cursor + 1)
+            logger.warn(
+              { receiver, from: cursor + 1, to: first - 1 },
+              'audit events were pruned before they were exported',
+            );
+          const events = rows.map((r) => r.event).filter((e) => !types || types.includes(e.type));
+          const delivered =
+            events.length === 0 ||
+            (await this.#sender.deliver(events, () => !this.#stopped && this.#options.active()));
+          if (!delivered) continue;
+          const at = await store.advanceExportCursor(this.sink, rows.at(-1)!.position);
+          more = rows.length === batchSize;
+          this.#sender.backlog = Math.max(0, (await store.head()) - at);
+        } else {
+          const head = await store.head();
+          if (head < cursor && !warnedAhead)
+            logger.warn(
+              { receiver, cursor, head },
+              'the export cursor is past the store head: the store was rolled back or replaced; events are exported once the chain passes the cursor',
+            );
+          warnedAhead = head < cursor;
+          this.#sender.backlog = 0;
+        }
+        if (storeFailing) logger.info({ receiver }, 'audit export reading the store again');
+        storeFailing = false;
+      } catch (error) {
+        if (!storeFailing)
+          logger.error(
+            { receiver, err: (error as Error).message },
+            'audit export cannot read the store; retrying',
+          );
+        storeFailing = true;
+        more = false;
+        this.#woken = false;
+      }
+      if (!more) await this.#idle(pollMs);
+    }
+  }
+
+  #idle(ms: number): Promise<void> {
+    if (this.#woken || this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wakeUp = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      this.#wakeUp = done;
+    });
+  }
+
+  /**
+   * Stops at once: a batch in flight is abandoned, its cursor not advanced, so it is sent again
+   * by the next exporter over the store. Resolves when no store call is pending any more.
+   */
+  async stop(): Promise<void> {
+    this.#stopped = true;
     this.#sender.stop();
+    this.#wakeUp?.();
+    await this.#running;
   }
 }
 

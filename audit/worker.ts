@@ -4,7 +4,18 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditStore } from './store.ts';
 
-type Method = 'append' | 'add' | 'prune' | 'sessions' | 'session' | 'verify' | 'close';
+type Method =
+  | 'append'
+  | 'add'
+  | 'prune'
+  | 'sessions'
+  | 'session'
+  | 'verify'
+  | 'eventsAfter'
+  | 'head'
+  | 'exportCursor'
+  | 'advanceExportCursor'
+  | 'close';
 
 const { location, key } = workerData as { location: string; key?: string };
 const store = await AuditStore.open(location, key ? { key: Buffer.from(key, 'base64') } : {});

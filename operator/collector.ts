@@ -12,7 +12,7 @@ import type { Identity } from '../api/bundle.ts';
 import { loadKey } from '../audit/command.ts';
 import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { isPostgresUrl } from '../audit/store.ts';
-import { jsonLogExport, type WebhookFormat, WebhookSink } from '../audit/webhook.ts';
+import { jsonLogExport, WebhookExport, type WebhookFormat } from '../audit/webhook.ts';
 import { type EventSink, type SessionEvent, sessionEventSchema } from '../sidecar/audit/event.ts';
 import { Refusal, respondJson } from './control-api.ts';
 
@@ -21,8 +21,10 @@ export interface CollectorOptions {
   store: Pick<AuditLog, 'add'>;
   logger: Logger;
   registry?: Registry;
-  /** Where stored events go next (SIEM webhooks, JSON logs): only events new to the store. */
+  /** Where stored events go next (JSON logs): only events new to the store. */
   exports?: EventSink[];
+  /** Called after a batch stored new events (the webhook exports read them from the store). */
+  onStored?: () => void;
   /** Largest accepted body. */
   maxBytes?: number;
   /** How long a verified token is trusted before the next TokenReview. */
@@ -111,6 +113,7 @@ export function collector(
     ingested.inc({ result: 'stored' }, answer.stored);
     ingested.inc({ result: 'duplicate' }, answer.duplicates);
     for (const sink of options.exports ?? []) for (const event of stored) sink.emit(event);
+    if (stored.length > 0) options.onStored?.();
     respondJson(response, 200, answer);
   };
 }
@@ -184,25 +187,31 @@ export interface RunningCollector {
 }
 
 /**
- * The collector as the operator runs it. The store opens on first use (a batch, or a session
- * read), not at start: an operator that is never used never touches it. An embedded store belongs to one
- * process: a lock file beside it refuses a second one (the sidecars spool meanwhile).
+ * The collector as the operator runs it. The store opens on first use (a batch, a session read,
+ * or, with export webhooks, the export looking for events stored but not yet delivered), not
+ * before: an operator that is never used and exports nothing never touches it. An embedded
+ * store belongs to one process: a lock file beside it refuses a second one (the sidecars spool
+ * meanwhile).
  */
 export function runCollector(
   settings: AuditSettings,
-  context: { authenticate: CollectorOptions['authenticate']; logger: Logger; registry?: Registry },
+  context: {
+    authenticate: CollectorOptions['authenticate'];
+    logger: Logger;
+    registry?: Registry;
+    /**
+     * Whether this replica leads. On PostgreSQL only the leader exports, so one exporter per
+     * sink runs at a time. The operator's Lease rather than a PostgreSQL advisory lock: it is
+     * already there, moves within a lease (15 s) when a replica dies and at once when one stops
+     * cleanly, and needs no connection held open for a session-level lock (which a
+     * transaction-pooling PgBouncer would not keep). An old leader that has not yet noticed its
+     * loss may send a batch the new one sends too: at least once either way, and the cursor
+     * only moves forward. The embedded store has one replica, which always exports.
+     */
+    isLeader?: () => boolean;
+  },
 ): RunningCollector {
   const { logger } = context;
-  const exports: (EventSink & { stop?(): void })[] = settings.webhooks.map(
-    (url) =>
-      new WebhookSink({
-        url,
-        format: settings.webhookFormat,
-        logger,
-        ...(context.registry && { registry: context.registry }),
-      }),
-  );
-  if (settings.jsonLogs) exports.push(jsonLogExport());
   const embedded = !isPostgresUrl(settings.store);
   let opening: Promise<AuditLog> | undefined;
   let lock: string | undefined;
@@ -236,11 +245,27 @@ export function runCollector(
     return opening;
   };
   const store: Pick<AuditLog, 'add'> = { add: async (events) => (await log()).add(events) };
+  const isLeader = context.isLeader;
+  const webhooks = settings.webhooks.map(
+    (url) =>
+      new WebhookExport({
+        url,
+        format: settings.webhookFormat,
+        store: log,
+        ...(!embedded && isLeader && { active: isLeader }),
+        logger,
+        ...(context.registry && { registry: context.registry }),
+      }),
+  );
+  for (const webhook of webhooks) webhook.start();
   const handler = collector({
     authenticate: context.authenticate,
     store,
     logger,
-    exports,
+    exports: settings.jsonLogs ? [jsonLogExport()] : [],
+    onStored: () => {
+      for (const webhook of webhooks) webhook.wake();
+    },
     ...(context.registry && { registry: context.registry }),
   });
   return {
@@ -248,7 +273,7 @@ export function runCollector(
     log,
     async close() {
       clearInterval(pruning);
-      for (const sink of exports) sink.stop?.();
+      await Promise.all(webhooks.map((webhook) => webhook.stop()));
       const log = await opening?.catch(() => undefined);
       await log?.close();
       if (lock) await rm(lock, { force: true });

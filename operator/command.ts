@@ -134,6 +134,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
   // The collector is routed before the operator (and its control API) exists: until then a
   // batch is answered 503 and the sidecar resends it.
   let authenticator: Operator['controlApi'] | undefined;
+  let leading: (() => boolean) | undefined;
   const collector = runCollector(
     {
       store: flags.store,
@@ -148,6 +149,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
         if (!authenticator) throw new Refusal('TokenRejected', 'the operator is starting', 503);
         return authenticator.authenticate(authorization);
       },
+      isLeader: () => leading?.() ?? false,
       logger,
       registry: metrics.registry,
     },
@@ -206,6 +208,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
     },
   });
   authenticator = operator.controlApi;
+  leading = () => operator.elector.isLeader;
   const certs = certificates!;
   const caPublisher = publisher!;
   const controlApiUrl =

@@ -1,16 +1,20 @@
 // The collector in the real operator process, against a real API server: a sidecar's batch is
 // accepted only with a token bound to an injected pod, the stored identity is the token's
 // whatever the body claims, and a collector stopped while traffic flows and then restarted
-// ends up with every event, none twice.
+// ends up with every event, none twice. Its export webhook, down when the operator stops, gets
+// every stored event after the restart: the export's queue is the store, not the process.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { request } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import pino from 'pino';
 import { AuditStore } from '../../audit/store.ts';
+import { exportSinkId } from '../../audit/webhook.ts';
 import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { CollectorDelivery } from '../../sidecar/audit/delivery.ts';
 import type { SessionEvent } from '../../sidecar/audit/event.ts';
@@ -33,6 +37,14 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
   let storeUrl: string;
   let ca: string;
   const ports = { webhook: 0, controlApi: 0, probe: 0 };
+  /** The SIEM: every event id it stored, repeats included; refusing (503) while `down`. */
+  const siem = {
+    url: '',
+    received: [] as string[],
+    down: false,
+    refused: 0,
+    server: undefined as Server | undefined,
+  };
   const tokens: Record<string, string> = {};
   const kubectl = (args: string[], input?: string) =>
     cluster.kubectl(args, input === undefined ? {} : { input });
@@ -56,6 +68,7 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
         '--image=airlock:test',
         `--store=${storeUrl}`,
         `--audit-key=${join(work, 'audit.key')}`,
+        `--export-webhook=${siem.url}`,
       ],
       { logFile: join(work, 'operator.log') },
     );
@@ -101,6 +114,25 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'airlock-collector-'));
+    siem.server = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk) => {
+        body += chunk;
+      });
+      req.on('end', () => {
+        if (siem.down) {
+          siem.refused++;
+          res.writeHead(503).end();
+          return;
+        }
+        for (const line of body.trimEnd().split('\n'))
+          siem.received.push((JSON.parse(line) as SessionEvent).id);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => siem.server!.listen(0, '127.0.0.1', resolve));
+    siem.url = `http://127.0.0.1:${(siem.server.address() as AddressInfo).port}/siem?token=secret`;
     await writeFile(join(work, 'audit.key'), 'a-test-key-that-is-long-enough-for-hmac');
     database = await startPostgres();
     await database.admin(`CREATE DATABASE audit OWNER ${database.user}`);
@@ -128,6 +160,21 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
     tokens.agent = await podToken('agent-0', true);
     tokens.plain = await podToken('plain-0', false);
     await startOperator();
+    // The leading operator's export sees its sink first at the (empty) store's head; from
+    // then on every stored event is due to the SIEM.
+    const sink = exportSinkId(siem.url, 'generic');
+    await waitFor('the export cursor', async () => {
+      const client = new pg.Client({ connectionString: storeUrl });
+      await client.connect();
+      try {
+        const { rows } = await client.query('SELECT position FROM audit_export_cursors WHERE sink = $1', [
+          sink,
+        ]);
+        return rows.length === 1 && Number(rows[0].position) === 0;
+      } finally {
+        await client.end();
+      }
+    });
     await waitFor('operator certificate', async () => {
       const secret = JSON.parse(
         await kubectl(['get', 'secret', 'airlock-operator-tls', '-n', 'airlock-system', '-o', 'json']),
@@ -140,6 +187,8 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
   });
   after(async () => {
     await operator?.stop();
+    siem.server?.closeAllConnections();
+    siem.server?.close();
     await cluster?.stop();
     await database?.stop();
     await rm(work, { recursive: true, force: true });
@@ -232,12 +281,19 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
       }
     })();
     await waitFor('traffic flows', async () => statements > 100);
+    // The SIEM goes down: what the operator stores from now on waits behind the cursor when
+    // the operator stops.
+    siem.down = true;
+    await waitFor('the SIEM refuses', async () => siem.refused > 0);
+    const atRefusal = statements;
+    await waitFor('traffic flows with the SIEM down', async () => statements > atRefusal + 50);
     await operator!.stop();
     operator = undefined;
     const atStop = statements;
     await waitFor('traffic flows with the collector down', async () => statements > atStop + 200);
     assert.ok(delivery.health().spooling, 'events are spooled while the collector is down');
     await startOperator();
+    siem.down = false;
     await waitFor('more traffic after the restart', async () => statements > atStop + 400);
     running = false;
     await traffic;
@@ -265,8 +321,26 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
       assert.ok(events.every((e) => e.identity.pod === 'agent-0'));
     }
     const verified = await store.verify();
+    const stored: string[] = [];
+    for (let after = 0; ; ) {
+      const rows = await store.eventsAfter(after, 5000);
+      if (rows.length === 0) break;
+      stored.push(...rows.map((r) => r.event.id));
+      after = rows.at(-1)!.position;
+    }
+    await waitFor(
+      'the SIEM has every stored event',
+      async () => new Set(siem.received).size >= stored.length,
+    );
     await store.close();
     assert.equal(verified.ok, true);
+    const exported = new Set(siem.received);
+    assert.deepEqual(
+      stored.filter((id) => !exported.has(id)),
+      [],
+      'every stored event reached the SIEM across the restart, the backlog of the stopped operator included',
+    );
+    assert.equal(exported.size, stored.length, 'and nothing else');
     const log = await readFile(join(work, 'operator.log'), 'utf8');
     assert.match(log, /audit store open/);
   });
