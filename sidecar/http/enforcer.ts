@@ -532,9 +532,30 @@ async function forward(
       response.on('error', () => res.destroy());
       return;
     }
-    delete outHeaders['content-length'];
     const maxJson = context.options.maxJsonBody ?? defaultMaxJsonBody;
     const isJson = /^application\/(.+\+)?json\b/i.test(contentType);
+    const declared = Number(response.headers['content-length'] ?? Number.NaN);
+    if (isJson && source === response && declared <= maxJson) {
+      // A JSON body of known, bounded size is masked whole and answered with its length in one
+      // write: no chunked framing, no second write for the last chunk.
+      const held: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => held.push(chunk));
+      response.on('end', () => {
+        const masked = maskJsonBody(context, Buffer.concat(held));
+        const body = Buffer.from(masked.text);
+        responseBody.add(body);
+        res.writeHead(status, { ...outHeaders, 'content-length': body.length });
+        res.end(body);
+        recordResponse();
+        finish(status, masked.counts, masked.wouldMask);
+      });
+      response.on('error', (error: Error) => {
+        res.destroy();
+        finish(status, {}, {}, { code: 'upstream', message: error.message });
+      });
+      return;
+    }
+    delete outHeaders['content-length'];
     const transform = isJson ? new JsonMasking(context, maxJson) : new TextMasking(context);
     transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
     res.writeHead(status, outHeaders);
@@ -638,24 +659,38 @@ class JsonMasking extends Transform implements Counting {
       callback();
       return;
     }
-    const raw = Buffer.concat(this.held).toString('utf8');
-    let document: unknown;
-    try {
-      document = JSON.parse(raw);
-    } catch {
-      const masker = new StreamMasker((text) => this.context.plan.maskText(text));
-      this.streaming = masker;
-      this.push(masker.push(Buffer.from(raw)) + masker.flush(true));
-      callback();
-      return;
-    }
-    const result = maskJson(document, this.context.plan, this.context.jsonPaths);
+    const result = maskJsonBody(this.context, Buffer.concat(this.held));
     merge(this.total, result.counts);
     merge(this.would, result.wouldMask);
-    const changed = Object.keys(result.counts).length > 0;
-    this.push(changed ? JSON.stringify(result.value) : raw);
+    this.push(result.text);
     callback();
   }
+}
+
+/**
+ * A whole JSON body masked value by value (detectors and JSON paths); one that does not parse
+ * is masked as text. Unchanged bodies are returned as they came.
+ */
+function maskJsonBody(
+  context: Context,
+  held: Buffer,
+): { text: string; counts: Record<string, number>; wouldMask: Record<string, number> } {
+  const raw = held.toString('utf8');
+  let document: unknown;
+  try {
+    document = JSON.parse(raw);
+  } catch {
+    const masker = new StreamMasker((text) => context.plan.maskText(text));
+    const text = masker.push(held) + masker.flush(true);
+    return { text, counts: masker.counts, wouldMask: masker.wouldMask };
+  }
+  const result = maskJson(document, context.plan, context.jsonPaths);
+  const changed = Object.keys(result.counts).length > 0;
+  return {
+    text: changed ? JSON.stringify(result.value) : raw,
+    counts: result.counts,
+    wouldMask: result.wouldMask,
+  };
 }
 
 function merge(into: Record<string, number>, from: Record<string, number>): Record<string, number> {

@@ -94,45 +94,63 @@ export function maskJson(
 ): JsonMaskResult {
   const counts: Record<string, number> = {};
   const wouldMask: Record<string, number> = {};
-  const add = (into: Record<string, number>, from: Record<string, number>) => {
-    for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+  const add = (into: Record<string, number>, key: string, n: number) => {
+    into[key] = (into[key] ?? 0) + n;
   };
+  const addAll = (into: Record<string, number>, from: Record<string, number>) => {
+    for (const key in from) add(into, key, from[key]!);
+  };
+  // One path stack for the whole walk (pushed and popped around each child), and no path work
+  // at all without JSON-path rules: a large body is mostly leaves for the detectors.
+  const path: (string | number)[] = [];
   // A path that selects an object or array masks every value under it.
-  const walk = (
-    value: unknown,
-    path: (string | number)[],
-    depth: number,
-    inherited: JsonPathRule[] = [],
-  ): unknown => {
+  const walk = (value: unknown, depth: number, inherited: JsonPathRule[]): unknown => {
     if (depth > 256) return value;
-    const own = paths.filter((rule) => matches(rule.steps, path));
-    const hits = [...new Set([...inherited, ...own])];
-    const enforced = hits.filter((rule) => !rule.audit);
-    const leaf = value === null || typeof value !== 'object';
-    if (leaf)
-      for (const rule of hits.filter((r) => r.audit)) add(wouldMask, { [`${rule.rule}/${rule.path}`]: 1 });
-    if (enforced.length > 0 && leaf && value !== null) {
-      const strongest =
-        enforced.find((r) => r.strategy === 'redact') ??
-        enforced.find((r) => r.strategy === 'hash') ??
-        enforced[0]!;
-      for (const rule of enforced) add(counts, { [`${rule.rule}/${rule.path}`]: 1 });
-      return applyStrategy(strongest.strategy, String(value), '', hashKey);
+    let hits = inherited;
+    for (const rule of paths) {
+      if (hits.includes(rule) || !matches(rule.steps, path)) continue;
+      if (hits === inherited) hits = [...inherited];
+      hits.push(rule);
     }
-    if (Array.isArray(value)) return value.map((item, i) => walk(item, [...path, i], depth + 1, hits));
+    const leaf = value === null || typeof value !== 'object';
+    if (hits.length > 0 && leaf) {
+      for (const rule of hits) if (rule.audit) add(wouldMask, `${rule.rule}/${rule.path}`, 1);
+      const enforced = hits.filter((rule) => !rule.audit);
+      if (enforced.length > 0 && value !== null) {
+        const strongest =
+          enforced.find((r) => r.strategy === 'redact') ??
+          enforced.find((r) => r.strategy === 'hash') ??
+          enforced[0]!;
+        for (const rule of enforced) add(counts, `${rule.rule}/${rule.path}`, 1);
+        return applyStrategy(strongest.strategy, String(value), '', hashKey);
+      }
+    }
+    if (Array.isArray(value)) {
+      const out = new Array<unknown>(value.length);
+      for (let i = 0; i < value.length; i++) {
+        path.push(i);
+        out[i] = walk(value[i], depth + 1, hits);
+        path.pop();
+      }
+      return out;
+    }
     if (value !== null && typeof value === 'object') {
       const out: Record<string, unknown> = {};
-      for (const [key, item] of Object.entries(value)) out[key] = walk(item, [...path, key], depth + 1, hits);
+      for (const key of Object.keys(value)) {
+        path.push(key);
+        out[key] = walk((value as Record<string, unknown>)[key], depth + 1, hits);
+        path.pop();
+      }
       return out;
     }
     if ((typeof value === 'string' || typeof value === 'number') && plan.hasScanners) {
-      const text = String(value);
+      const text = typeof value === 'string' ? value : String(value);
       const result = plan.maskText(text);
-      add(counts, result.counts);
-      add(wouldMask, result.wouldMask);
+      addAll(counts, result.counts);
+      addAll(wouldMask, result.wouldMask);
       return result.value === text ? value : result.value;
     }
     return value;
   };
-  return { value: walk(document, [], 0), counts, wouldMask };
+  return { value: walk(document, 0, []), counts, wouldMask };
 }

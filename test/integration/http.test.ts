@@ -177,10 +177,25 @@ describe('HTTP enforcer', requires('curl'), () => {
     assert.equal(upstream.requests[0]?.headers.authorization, undefined);
   });
 
+  it('masks a JSON response of declared length whole, answering with the masked length', async () => {
+    const base = await enforce([pii]);
+    const result = await curl([`${base}/data-sized`]);
+    assert.equal(result.status, 200);
+    const body = JSON.parse(result.body);
+    assert.equal(body.customer.email, '[REDACTED:email]');
+    assert.equal(body.customer.card, '[REDACTED:credit-card]');
+    assert.ok(!result.body.includes('4111'));
+    assert.match(result.headers, new RegExp(`content-length: ${Buffer.byteLength(result.body)}\r\n`, 'i'));
+    assert.doesNotMatch(result.headers, /transfer-encoding/i);
+    await settled();
+    assert.equal(requests()[0]?.outcome, 'masked');
+  });
+
   it('masks JSON responses by detectors and JSON paths', async () => {
     const base = await enforce([pii]);
     const result = await curl([`${base}/data`, '-H', 'Accept-Encoding: gzip']);
     assert.equal(result.status, 200);
+    assert.match(result.headers, /transfer-encoding: chunked/i);
     const body = JSON.parse(result.body);
     assert.equal(body.customer.email, '[REDACTED:email]');
     assert.equal(body.customer.card, '[REDACTED:credit-card]');

@@ -31,9 +31,16 @@ async function route(req: IncomingMessage, res: ServerResponse, bodyBytes: numbe
   const url = new URL(req.url ?? '/', 'http://upstream');
   switch (url.pathname) {
     case '/data':
+      // Chunked: the length is not known ahead.
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(customer));
       return;
+    case '/data-sized': {
+      const body = JSON.stringify(customer);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     case '/text':
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('card 4111111111111111 and mail bob@example.org\n');
