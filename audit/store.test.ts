@@ -5,8 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { PGlite } from '@electric-sql/pglite';
+import fc from 'fast-check';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
-import { AuditStore, canonical } from './store.ts';
+import { startPostgres } from '../test/support/postgres.ts';
+import { requires } from '../test/support/tools.ts';
+import { AuditStore, canonical, summarize } from './store.ts';
 
 let directory: string;
 before(async () => {
@@ -159,3 +162,115 @@ test('reordering and insertion are caught', async () => {
   assert.equal(inserted.ok, false);
   assert.equal(inserted.firstBad!.position, 3);
 });
+
+// The list summarizes in SQL what summarize() computes from the events: compared on random
+// sessions (outcomes, masked counts or none, ends or not, events from another namespace under
+// the same id), on PGlite and on PostgreSQL.
+for (const kind of ['embedded', 'postgres'] as const) {
+  test(
+    `sessions() on ${kind === 'embedded' ? 'PGlite' : 'PostgreSQL'} agrees with summarize() over each session's events`,
+    kind === 'postgres' ? requires('postgres', 'initdb') : {},
+    async () => {
+      const database = kind === 'postgres' ? await startPostgres() : undefined;
+      const location = database
+        ? `postgres://${encodeURIComponent(database.user)}:${encodeURIComponent(database.password)}@127.0.0.1:${database.port}/${database.database}`
+        : join(directory, 'summaries');
+      const store = await AuditStore.open(location);
+      try {
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(
+              fc.record({
+                namespace: fc.constantFrom('agents', 'other'),
+                requests: fc.array(
+                  fc.record({
+                    outcome: fc.constantFrom(
+                      'allowed',
+                      'masked',
+                      'blocked',
+                      'approved',
+                      'denied',
+                      'expired',
+                      'error',
+                    ),
+                    masked: fc.option(
+                      fc.dictionary(fc.constantFrom('pii/email', 'cards/pan', 'x/y'), fc.nat(50)),
+                      {
+                        nil: undefined,
+                      },
+                    ),
+                  }),
+                  { maxLength: 6 },
+                ),
+                ended: fc.boolean(),
+                planted: fc.boolean(),
+              }),
+              { minLength: 1, maxLength: 6 },
+            ),
+            async (shapes) => {
+              const round = randomUUID().slice(0, 8);
+              const batch: SessionEvent[] = [];
+              shapes.forEach((shape, index) => {
+                const sessionId = `${round}-${index}`;
+                const base = (namespace: string, seq: number) => ({
+                  version: 1 as const,
+                  id: randomUUID(),
+                  sessionId,
+                  seq,
+                  time: new Date(Date.UTC(2026, 10, 22, 0, index, seq)).toISOString(),
+                  connection: { name: 'orders-db', namespace: 'data', protocol: 'postgres' },
+                  identity: { namespace, serviceAccount: 'agent' },
+                });
+                batch.push({ ...base(shape.namespace, 0), type: 'session.start', client: { address: 'a' } });
+                for (const [i, r] of shape.requests.entries())
+                  batch.push({
+                    ...base(shape.namespace, i + 1),
+                    type: 'request',
+                    text: 'SELECT 1',
+                    outcome: r.outcome,
+                    ...(r.masked && { masked: r.masked }),
+                    durationMs: 1,
+                  } as SessionEvent);
+                // Another namespace's pod reuses the id: never part of this namespace's session.
+                if (shape.planted)
+                  batch.push({
+                    ...base(shape.namespace === 'agents' ? 'other' : 'agents', 90),
+                    type: 'request',
+                    text: 'planted',
+                    outcome: 'blocked',
+                    masked: { 'pii/email': 7 },
+                    durationMs: 1,
+                  });
+                if (shape.ended)
+                  batch.push({
+                    ...base(shape.namespace, 99),
+                    type: 'session.end',
+                    reason: 'done',
+                    bytesIn: 1,
+                    bytesOut: 1,
+                  });
+              });
+              await store.append(batch);
+              for (const namespace of ['agents', 'other']) {
+                const listed = (await store.sessions(1000, namespace)).filter((s) => s.id.startsWith(round));
+                const expected = [];
+                for (const [index, shape] of shapes.entries()) {
+                  if (shape.namespace !== namespace) continue;
+                  const shown = await store.session(`${round}-${index}`, namespace);
+                  expected.push(summarize(`${round}-${index}`, shown!.events));
+                }
+                assert.deepEqual(listed, expected.reverse());
+              }
+              const all = (await store.sessions(1000)).filter((s) => s.id.startsWith(round));
+              assert.equal(all.length, shapes.length, 'one entry per session id across namespaces');
+            },
+          ),
+          { numRuns: 25 },
+        );
+      } finally {
+        await store.close();
+        await database?.stop();
+      }
+    },
+  );
+}

@@ -57,6 +57,8 @@ const migrations: string[] = [
      position bigint NOT NULL,
      updated_at timestamptz NOT NULL DEFAULT now()
    );`,
+  // Sessions are listed by their start: the newest starts come from this index, not a scan.
+  `CREATE INDEX audit_events_session_starts ON audit_events (position) WHERE type = 'session.start';`,
 ];
 
 /** A stored event and its position in the chain. */
@@ -273,20 +275,57 @@ export class AuditStore {
   }
 
   /**
-   * The most recent sessions, newest first. With a namespace, only the sessions of workloads in
-   * it, counted from their own events only: the collector stamps each event with its sender's
-   * namespace, so events another namespace sent under the same session id are not part of it.
+   * The most recent sessions (by their start), newest first, summarized in the database: a list
+   * reads the newest starts from an index and counts each session's events where they are,
+   * without sending them. With a namespace, only the sessions of workloads in it, counted from
+   * their own events only: the collector stamps each event with its sender's namespace, so
+   * events another namespace sent under the same session id are not part of it. A session
+   * whose start retention pruned is no longer listed; `session(id)` still reads what is left.
    */
   async sessions(limit = 100, namespace?: string): Promise<SessionSummary[]> {
-    const scoped = namespace === undefined ? '' : "WHERE body->'identity'->>'namespace' = $2";
-    const rows = await this.#db.query<{ session_id: string; bodies: SessionEvent[] }>(
-      `SELECT session_id, json_agg(body ORDER BY position) AS bodies FROM audit_events
-        WHERE session_id IN (SELECT session_id FROM audit_events ${scoped} GROUP BY session_id ORDER BY min(position) DESC LIMIT $1)
-        ${scoped.replace('WHERE', 'AND')}
-        GROUP BY session_id ORDER BY min(position) DESC`,
+    const scoped = (alias: string) =>
+      namespace === undefined ? '' : `AND ${alias}.body->'identity'->>'namespace' = $2`;
+    const rows = await this.#db.query<{
+      session_id: string;
+      first: SessionEvent;
+      requests: string | number;
+      blocked: string | number;
+      masked: string | number;
+      ended: string | null;
+    }>(
+      `WITH starts AS (
+         SELECT s.session_id, s.position FROM audit_events s
+          WHERE s.type = 'session.start' ${scoped('s')}
+          ORDER BY s.position DESC LIMIT $1),
+       recent AS (SELECT session_id, min(position) AS first FROM starts GROUP BY session_id)
+       SELECT r.session_id, f.body AS first, a.requests, a.blocked, a.masked, a.ended
+         FROM recent r
+         JOIN audit_events f ON f.position = r.first
+         CROSS JOIN LATERAL (
+           SELECT count(*) FILTER (WHERE e.type = 'request') AS requests,
+                  count(*) FILTER (WHERE e.type = 'request'
+                    AND e.body->>'outcome' IN ('blocked', 'denied', 'expired')) AS blocked,
+                  coalesce(sum(m.masked) FILTER (WHERE e.type = 'request'), 0) AS masked,
+                  min(e.body->>'time') FILTER (WHERE e.type = 'session.end') AS ended
+             FROM audit_events e
+             LEFT JOIN LATERAL (
+               SELECT sum(value::bigint) AS masked FROM jsonb_each_text(
+                 CASE WHEN jsonb_typeof(e.body->'masked') = 'object' THEN e.body->'masked' ELSE '{}'::jsonb END)
+             ) m ON true
+            WHERE e.session_id = r.session_id ${scoped('e')}) a
+        ORDER BY r.first DESC`,
       namespace === undefined ? [limit] : [limit, namespace],
     );
-    return rows.map((row) => summarize(row.session_id, parseJson(row.bodies)));
+    return rows.map((row) => {
+      const first = parseJson(row.first);
+      return {
+        ...describe(row.session_id, first),
+        ...(row.ended && { ended: row.ended }),
+        requests: Number(row.requests),
+        blocked: Number(row.blocked),
+        masked: Number(row.masked),
+      };
+    });
   }
 
   async session(
@@ -454,8 +493,23 @@ function parseJson<T>(value: T | string): T {
   return typeof value === 'string' ? (JSON.parse(value) as T) : value;
 }
 
-function summarize(id: string, events: SessionEvent[]): SessionSummary {
-  const first = events[0]!;
+/** What a session's first event says about it. */
+function describe(
+  id: string,
+  first: SessionEvent,
+): Pick<SessionSummary, 'id' | 'connection' | 'namespace' | 'protocol' | 'identity' | 'started'> {
+  return {
+    id,
+    connection: first.connection.name,
+    namespace: first.connection.namespace,
+    protocol: first.connection.protocol,
+    identity: `system:serviceaccount:${first.identity.namespace}:${first.identity.serviceAccount}`,
+    started: first.time,
+  };
+}
+
+/** A session summarized from all its events (as `sessions()` does in the database). */
+export function summarize(id: string, events: SessionEvent[]): SessionSummary {
   const end = events.find((e) => e.type === 'session.end');
   let requests = 0;
   let blocked = 0;
@@ -466,18 +520,7 @@ function summarize(id: string, events: SessionEvent[]): SessionSummary {
     if (event.outcome === 'blocked' || event.outcome === 'denied' || event.outcome === 'expired') blocked++;
     for (const count of Object.values(event.masked ?? {})) masked += count;
   }
-  return {
-    id,
-    connection: first.connection.name,
-    namespace: first.connection.namespace,
-    protocol: first.connection.protocol,
-    identity: `system:serviceaccount:${first.identity.namespace}:${first.identity.serviceAccount}`,
-    started: first.time,
-    ...(end && { ended: end.time }),
-    requests,
-    blocked,
-    masked,
-  };
+  return { ...describe(id, events[0]!), ...(end && { ended: end.time }), requests, blocked, masked };
 }
 
 /** Splits a migration at top-level semicolons (dollar-quoted bodies may contain them). */
