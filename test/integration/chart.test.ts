@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import YAML from 'yaml';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { requires, tool } from '../support/tools.ts';
 
@@ -31,6 +32,35 @@ describe('Helm chart on a real API server', requires('etcd', 'kube-apiserver', '
     const rendered = await helm(['template', 'airlock', chart, '--namespace', 'airlock-system']);
     assert.match(rendered, /- --store=\/var\/lib\/airlock\/audit/);
     assert.doesNotMatch(rendered, /--notify-|AIRLOCK_NOTIFY_WEBHOOK|--export-|AIRLOCK_EXPORT_WEBHOOK/);
+    assert.doesNotMatch(rendered, /inject-ca-from/, 'the operator writes caBundle itself');
+  });
+
+  test('in cert-manager mode every webhook configuration and the APIService ask cainjector for the CA', async () => {
+    const rendered = await helm([
+      'template',
+      'airlock',
+      chart,
+      '--namespace',
+      'airlock-system',
+      '--set',
+      'certificates.mode=cert-manager',
+    ]);
+    const objects = YAML.parseAllDocuments(rendered).map((d) => d.toJS());
+    const served = objects.filter((o) =>
+      ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'APIService'].includes(o?.kind),
+    );
+    assert.deepEqual(served.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+      'APIService/v1alpha1.audit.airlock.dev',
+      'MutatingWebhookConfiguration/airlock-approvals',
+      'MutatingWebhookConfiguration/airlock-injector',
+      'ValidatingWebhookConfiguration/airlock-approvals',
+    ]);
+    for (const object of served)
+      assert.equal(
+        object.metadata.annotations?.['cert-manager.io/inject-ca-from'],
+        'airlock-system/airlock-operator',
+      );
+    assert.match(rendered, /- --certificates=cert-manager/);
   });
 
   test('helm lint passes', async () => {
