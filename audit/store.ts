@@ -543,7 +543,13 @@ function splitStatements(sql: string): string[] {
 async function pglite(directory: string): Promise<Database> {
   const { PGlite } = await import('@electric-sql/pglite');
   await mkdir(directory, { recursive: true });
-  const db = await PGlite.create(directory);
+  const db = await PGlite.create(directory, {
+    // The embedded store is one process's: no other backends, small shared buffers (the OS
+    // caches the files), and a bounded WAL. PGlite's server defaults (128 MB of buffers, 100
+    // connections, an 80 MB-1 GB WAL) cost hundreds of MB of WebAssembly memory, which never
+    // shrinks, for nothing.
+    postgresqlconf: ['shared_buffers=8MB', 'max_connections=5', 'min_wal_size=32MB', 'max_wal_size=64MB'],
+  });
   const query = async <T>(text: string, params?: unknown[]) => (await db.query<T>(text, params)).rows;
   return {
     query,

@@ -3,9 +3,11 @@
 // Plain JavaScript that any Node can read, so it can hand over to the right runtime:
 // - Airlock runs on Node 24; an older node re-runs it on the Node 24 that scripts/node.sh
 //   provides (from the npm registry).
-// - Commands that parse SQL run with --liftoff-only: the parser is WebAssembly, and V8's
-//   optimizing tier would take hundreds of megabytes to compile it (peak RSS 690 MB against
-//   200 MB under pgbench). V8 reads the flag only at start-up.
+// - Commands that run WebAssembly run with --liftoff-only: the SQL parser (local, sidecar) and
+//   the embedded audit store, PGlite (operator, audit). V8's optimizing tier would take
+//   hundreds of megabytes to compile them (the sidecar: peak RSS 690 MB against 200 MB under
+//   pgbench; the operator opening its embedded store: 1.1 GB against 610 MB). V8 reads the flag
+//   only at start-up.
 import { execFileSync, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +16,8 @@ const self = fileURLToPath(import.meta.url);
 const args = process.argv.slice(2);
 const major = Number(process.versions.node.split('.')[0]);
 const wantsLiftoff =
-  ['local', 'sidecar'].includes(args[0] ?? '') && !process.execArgv.includes('--liftoff-only');
+  ['local', 'sidecar', 'operator', 'audit'].includes(args[0] ?? '') &&
+  !process.execArgv.includes('--liftoff-only');
 
 if (major < 24 || wantsLiftoff) {
   const node =

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { compileBundle, type Identity } from '../api/bundle.ts';
 import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { StoreSink } from '../audit/sink.ts';
+import { terminationSignal } from '../cli/signals.ts';
 import type { Enforcer } from '../sidecar/enforcer.ts';
 import { serveConnection } from '../sidecar/serve.ts';
 import { LocalApprovals } from './approvals.ts';
@@ -146,10 +147,7 @@ export async function runLocal(args: string[]): Promise<number> {
     return 2;
   }
   console.error(`airlock local: recording to ${options.store}; ready`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  await terminationSignal();
   console.error('airlock local: draining');
   await server.close();
   return 0;

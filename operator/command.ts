@@ -9,6 +9,7 @@ import pino from 'pino';
 import { z } from 'zod';
 import { grants } from '../api/bundle.ts';
 import { parseRetention } from '../audit/command.ts';
+import { terminationSignal } from '../cli/signals.ts';
 import { approvalWebhookName } from './approvals/configuration.ts';
 import { webhookNotifier } from './approvals/notify.ts';
 import { CaPublisher, caConfigMapName } from './ca-publisher.ts';
@@ -261,10 +262,7 @@ export async function runOperator(args: string[]): Promise<number> {
     base: { component: 'airlock-operator', identity: flags.identity },
   });
   const running = await runOperatorWith(flags, logger);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  await terminationSignal();
   logger.info('shutting down; releasing the lease');
   await running.stop();
   return 0;

@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { terminationSignal } from '../cli/signals.ts';
 import { OperatorApprovals } from './approvals.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
 import type { EventSink } from './audit/event.ts';
@@ -131,10 +132,7 @@ export async function runSidecar(args: string[]): Promise<number> {
   health.listen(Number(values['health-port']));
   metrics.listen(Number(values['metrics-port']));
   await sidecar.start();
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  await terminationSignal();
   // Kubernetes waits terminationGracePeriodSeconds before SIGKILL: drain within it.
   const drainMs = Number(values['drain-seconds']) * 1000;
   logger.info({ drainSeconds: drainMs / 1000 }, 'draining');
