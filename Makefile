@@ -22,8 +22,11 @@ help:
 	@echo 'make test              every suite: unit, integration (real kube-apiserver, PostgreSQL, OpenSSH), e2e'
 	@echo 'make test-unit | test-integration | test-e2e | lint | crds | bench'
 
+# Native addons (ssh2's crypto binding) build against the headers of the Node that runs them,
+# whatever nodedir a machine's npmrc names: an addon built for another Node fails to load and
+# ssh2 quietly falls back to per-packet ciphers (about half the SSH throughput).
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm_config_nodedir=$(abspath $(NODE_BIN)/..) npm ci --no-audit --no-fund
 node_modules: node_modules/.package-lock.json
 
 .PHONY: test
