@@ -2,8 +2,9 @@
 // the path (and rejects ambiguous ones), decides the request, holds it for approval when a rule
 // says so, strips whatever credential the agent sent, injects the held one, and forwards over
 // http or https (verify-full by default). Responses are masked by the policies' detectors and
-// JSON paths while they stream: a JSON body up to a bound is parsed and masked value by value,
-// anything larger or textual is masked chunk by chunk (with a carry-over for split values).
+// JSON paths while they stream: a JSON body token by token (JSON paths on its values, detectors
+// on its strings and numbers), anything else textual chunk by chunk (with a carry-over for
+// split values).
 // Requests and responses are recorded, bodies up to a bound and summarized beyond it. While the
 // audit trail cannot record them (the spool is full under fail-closed), requests get a 503.
 import { randomUUID } from 'node:crypto';
@@ -28,18 +29,27 @@ import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import { MaskingTransform, StreamMasker } from '../ssh/output.ts';
 import { holdForApproval } from '../tcp/approval.ts';
 import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
-import { compileJsonPaths, type JsonPathRule, maskJson } from './json.ts';
+import { compileJsonPaths, type JsonPathRule, JsonStreamMasker } from './json.ts';
 import { normalizeTarget } from './path.ts';
 
 export interface HttpEnforcerOptions extends EnforcerOptions {
   /** Bodies up to this size are recorded whole; larger ones are summarized. */
   maxRecordedBody?: number;
-  /** JSON bodies up to this size are parsed and masked value by value; larger ones stream. */
+  /**
+   * JSON responses of declared length up to this size are answered with their masked length
+   * (held until masked whole); larger ones, and those of unknown length, stream chunked.
+   */
   maxJsonBody?: number;
+  /**
+   * Longest JSON string or number held to be masked whole; a longer one, or nesting deeper than
+   * 256 levels, ends the response with an error (it cannot be masked, nor passed on unmasked).
+   */
+  maxJsonToken?: number;
 }
 
 export const defaultMaxRecordedBody = 64 * 1024;
 export const defaultMaxJsonBody = 8 * 1024 * 1024;
+export const defaultMaxJsonToken = 8 * 1024 * 1024;
 
 const hopByHop = new Set([
   'connection',
@@ -532,31 +542,51 @@ async function forward(
       response.on('error', () => res.destroy());
       return;
     }
-    const maxJson = context.options.maxJsonBody ?? defaultMaxJsonBody;
+    const maxHeld = context.options.maxJsonBody ?? defaultMaxJsonBody;
     const isJson = /^application\/(.+\+)?json\b/i.test(contentType);
     const declared = Number(response.headers['content-length'] ?? Number.NaN);
-    if (isJson && source === response && declared <= maxJson) {
-      // A JSON body of known, bounded size is masked whole and answered with its length in one
-      // write: no chunked framing, no second write for the last chunk.
+    delete outHeaders['content-length'];
+    if (isJson && source === response && declared <= maxHeld) {
+      // A JSON body of known, bounded size is answered with its masked length in one write: no
+      // chunked framing, no second write. One that cannot be masked gets a 502 instead.
+      const masker = jsonMasker(context);
       const held: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => held.push(chunk));
+      let failed = false;
+      const mask = (next: () => Buffer): boolean => {
+        try {
+          const out = next();
+          if (out.length > 0) held.push(out);
+          return true;
+        } catch (error) {
+          failed = true;
+          response.destroy();
+          const message = (error as Error).message;
+          problem(res, 502, 'Airlock cannot mask this response', message);
+          finish(502, masker.counts, masker.wouldMask, { code: 'mask', message });
+          return false;
+        }
+      };
+      response.on('data', (chunk: Buffer) => {
+        if (!failed) mask(() => masker.push(chunk));
+      });
       response.on('end', () => {
-        const masked = maskJsonBody(context, Buffer.concat(held));
-        const body = Buffer.from(masked.text);
+        if (failed || !mask(() => masker.end())) return;
+        const body = held.length === 1 ? held[0]! : Buffer.concat(held);
         responseBody.add(body);
         res.writeHead(status, { ...outHeaders, 'content-length': body.length });
         res.end(body);
         recordResponse();
-        finish(status, masked.counts, masked.wouldMask);
+        finish(status, masker.counts, masker.wouldMask);
       });
       response.on('error', (error: Error) => {
+        if (failed) return;
         res.destroy();
-        finish(status, {}, {}, { code: 'upstream', message: error.message });
+        finish(status, masker.counts, masker.wouldMask, { code: 'upstream', message: error.message });
       });
       return;
     }
-    delete outHeaders['content-length'];
-    const transform = isJson ? new JsonMasking(context, maxJson) : new TextMasking(context);
+    const transform = isJson ? new JsonMasking(context) : new TextMasking(context);
+    source.on('error', (error: Error) => transform.destroy(error));
     transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
     res.writeHead(status, outHeaders);
     source.pipe(transform).pipe(res);
@@ -568,7 +598,6 @@ async function forward(
       res.destroy();
       finish(status, transform.counts(), transform.wouldMask(), { code: 'mask', message: error.message });
     });
-    source.on('error', (error: Error) => transform.destroy(error));
   });
   req.pipe(upstream);
 }
@@ -609,93 +638,50 @@ class TextMasking extends MaskingTransform implements Counting {
   }
 }
 
+function jsonMasker(context: Context): JsonStreamMasker {
+  return new JsonStreamMasker(context.plan, context.jsonPaths, {
+    maxToken: context.options.maxJsonToken ?? defaultMaxJsonToken,
+  });
+}
+
 /**
- * JSON bodies: held up to maxJson bytes, then parsed and masked value by value (detectors and
- * JSON paths). A larger body, or one that does not parse, falls back to streaming text masking.
+ * JSON bodies: masked token by token as they arrive (JSON paths and detectors), with only the
+ * current token and the path held; from the first byte that is not JSON, masked as text.
  */
 class JsonMasking extends Transform implements Counting {
-  private readonly context: Context;
-  private readonly maxJson: number;
-  private held: Buffer[] = [];
-  private size = 0;
-  private streaming: StreamMasker | undefined;
-  private readonly total: Record<string, number> = {};
-  private readonly would: Record<string, number> = {};
+  private readonly masker: JsonStreamMasker;
 
-  constructor(context: Context, maxJson: number) {
+  constructor(context: Context) {
     super();
-    this.context = context;
-    this.maxJson = maxJson;
+    this.masker = jsonMasker(context);
   }
 
   counts() {
-    return this.streaming ? merge(this.total, this.streaming.counts) : this.total;
+    return this.masker.counts;
   }
   wouldMask() {
-    return this.streaming ? merge(this.would, this.streaming.wouldMask) : this.would;
+    return this.masker.wouldMask;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.streaming) {
-      this.push(this.streaming.push(chunk));
-      callback();
-      return;
-    }
-    this.held.push(chunk);
-    this.size += chunk.length;
-    if (this.size > this.maxJson) {
-      // Too large to hold: stream it through the detectors instead (JSON paths cannot apply).
-      this.streaming = new StreamMasker((text) => this.context.plan.maskText(text));
-      const text = this.streaming.push(Buffer.concat(this.held));
-      this.held = [];
-      this.push(text);
-    }
-    callback();
+    this.send(() => this.masker.push(chunk), callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.streaming) {
-      this.push(this.streaming.flush(true));
-      callback();
+    this.send(() => this.masker.end(), callback);
+  }
+
+  private send(mask: () => Buffer, callback: TransformCallback): void {
+    let out: Buffer;
+    try {
+      out = mask();
+    } catch (error) {
+      callback(error as Error);
       return;
     }
-    const result = maskJsonBody(this.context, Buffer.concat(this.held));
-    merge(this.total, result.counts);
-    merge(this.would, result.wouldMask);
-    this.push(result.text);
+    if (out.length > 0) this.push(out);
     callback();
   }
-}
-
-/**
- * A whole JSON body masked value by value (detectors and JSON paths); one that does not parse
- * is masked as text. Unchanged bodies are returned as they came.
- */
-function maskJsonBody(
-  context: Context,
-  held: Buffer,
-): { text: string; counts: Record<string, number>; wouldMask: Record<string, number> } {
-  const raw = held.toString('utf8');
-  let document: unknown;
-  try {
-    document = JSON.parse(raw);
-  } catch {
-    const masker = new StreamMasker((text) => context.plan.maskText(text));
-    const text = masker.push(held) + masker.flush(true);
-    return { text, counts: masker.counts, wouldMask: masker.wouldMask };
-  }
-  const result = maskJson(document, context.plan, context.jsonPaths);
-  const changed = Object.keys(result.counts).length > 0;
-  return {
-    text: changed ? JSON.stringify(result.value) : raw,
-    counts: result.counts,
-    wouldMask: result.wouldMask,
-  };
-}
-
-function merge(into: Record<string, number>, from: Record<string, number>): Record<string, number> {
-  for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
-  return into;
 }
 
 /**

@@ -1,8 +1,10 @@
 // Masking of a JSON body: every string (and number) runs through the policies' detectors, and
 // the values at the masking rules' jsonPaths are replaced whole with the rule's strategy.
-// JSON paths: $, .name, ['name'], [n], [*], .*, and ..name / ..* (descendants). Pure.
+// JSON paths: $, .name, ['name'], [n], [*], .*, and ..name / ..* (descendants). The enforcer
+// masks bodies as they arrive (JsonStreamMasker); maskJson does the same over a parsed document.
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { applyStrategy, defaultHashKey, type MaskingPlan, type Strategy } from '../policy/masking.ts';
+import { StreamMasker } from '../ssh/output.ts';
 
 type Step = { descendant: boolean; key: string | number | '*' };
 
@@ -10,6 +12,8 @@ export interface JsonPathRule {
   policy: string;
   rule: string;
   path: string;
+  /** Count key: <rule>/<path>. */
+  key: string;
   steps: Step[];
   strategy: Strategy;
   audit: boolean;
@@ -60,6 +64,7 @@ export function compileJsonPaths(policies: BundlePolicy[]): JsonPathRule[] {
           policy: policy.name,
           rule: masking.name,
           path,
+          key: `${masking.name}/${path}`,
           steps: steps ?? [{ descendant: true, key: '*' }],
           strategy: masking.strategy,
           audit: policy.mode === 'audit',
@@ -70,14 +75,23 @@ export function compileJsonPaths(policies: BundlePolicy[]): JsonPathRule[] {
   return rules;
 }
 
-function matches(steps: Step[], path: (string | number)[], s = 0, p = 0): boolean {
+function matches(steps: Step[], path: (string | number)[]): boolean {
+  // Each step takes one level (a descendant step may skip levels before it) and the last step
+  // the last level: most paths are ruled out by their depth or their last key.
+  const last = steps[steps.length - 1];
+  if (last === undefined) return path.length === 0;
+  if (steps.length > path.length || (last.key !== '*' && last.key !== path[path.length - 1])) return false;
+  return matchesFrom(steps, path, 0, 0);
+}
+
+function matchesFrom(steps: Step[], path: (string | number)[], s: number, p: number): boolean {
   if (s === steps.length) return p === path.length;
   if (p === path.length) return false;
   const step = steps[s]!;
   const keyMatches = step.key === '*' || step.key === path[p];
-  if (keyMatches && matches(steps, path, s + 1, p + 1)) return true;
+  if (keyMatches && matchesFrom(steps, path, s + 1, p + 1)) return true;
   // A descendant step may skip any number of levels.
-  return step.descendant && matches(steps, path, s, p + 1);
+  return step.descendant && matchesFrom(steps, path, s, p + 1);
 }
 
 export interface JsonMaskResult {
@@ -86,6 +100,43 @@ export interface JsonMaskResult {
   wouldMask: Record<string, number>;
 }
 
+/**
+ * A scalar selected by JSON-path rules: audit-mode rules count it in wouldMask; enforced ones
+ * replace it whole with the strongest strategy (redact > hash > others) and count it. null is
+ * left as it is. Undefined when it is not replaced.
+ */
+function maskSelected(
+  hits: JsonPathRule[],
+  value: unknown,
+  counts: Record<string, number>,
+  wouldMask: Record<string, number>,
+  hashKey: string | Uint8Array,
+): string | undefined {
+  let strongest: Strategy | undefined;
+  for (const rule of hits) {
+    if (rule.audit) add(wouldMask, rule.key, 1);
+    else if (value !== null) {
+      add(counts, rule.key, 1);
+      if (strongest === undefined || strength[rule.strategy] > strength[strongest]) strongest = rule.strategy;
+    }
+  }
+  return strongest === undefined ? undefined : applyStrategy(strongest, String(value), '', hashKey);
+}
+
+const strength: Record<Strategy, number> = { partial: 1, hash: 2, redact: 3 };
+
+function add(into: Record<string, number>, key: string, n: number): void {
+  into[key] = (into[key] ?? 0) + n;
+}
+
+function addAll(into: Record<string, number>, from: Record<string, number>): void {
+  for (const key in from) add(into, key, from[key]!);
+}
+
+/**
+ * A parsed document masked value by value. The enforcer masks bodies as they stream
+ * (JsonStreamMasker, below, to the same result); this walk is the reference it is tested against.
+ */
 export function maskJson(
   document: unknown,
   plan: MaskingPlan,
@@ -94,12 +145,6 @@ export function maskJson(
 ): JsonMaskResult {
   const counts: Record<string, number> = {};
   const wouldMask: Record<string, number> = {};
-  const add = (into: Record<string, number>, key: string, n: number) => {
-    into[key] = (into[key] ?? 0) + n;
-  };
-  const addAll = (into: Record<string, number>, from: Record<string, number>) => {
-    for (const key in from) add(into, key, from[key]!);
-  };
   // One path stack for the whole walk (pushed and popped around each child), and no path work
   // at all without JSON-path rules: a large body is mostly leaves for the detectors.
   const path: (string | number)[] = [];
@@ -114,16 +159,8 @@ export function maskJson(
     }
     const leaf = value === null || typeof value !== 'object';
     if (hits.length > 0 && leaf) {
-      for (const rule of hits) if (rule.audit) add(wouldMask, `${rule.rule}/${rule.path}`, 1);
-      const enforced = hits.filter((rule) => !rule.audit);
-      if (enforced.length > 0 && value !== null) {
-        const strongest =
-          enforced.find((r) => r.strategy === 'redact') ??
-          enforced.find((r) => r.strategy === 'hash') ??
-          enforced[0]!;
-        for (const rule of enforced) add(counts, `${rule.rule}/${rule.path}`, 1);
-        return applyStrategy(strongest.strategy, String(value), '', hashKey);
-      }
+      const masked = maskSelected(hits, value, counts, wouldMask, hashKey);
+      if (masked !== undefined) return masked;
     }
     if (Array.isArray(value)) {
       const out = new Array<unknown>(value.length);
@@ -153,4 +190,513 @@ export function maskJson(
     return value;
   };
   return { value: walk(document, 0, []), counts, wouldMask };
+}
+
+// ---------------------------------------------------------------------------------------
+// Streaming: the same masking, token by token, as the body arrives.
+
+/** A JSON body went past a bound the masker keeps (a token's length, the nesting depth). */
+export class JsonLimitError extends Error {}
+
+export interface JsonStreamOptions {
+  hashKey?: string | Uint8Array;
+  /** Longest token held whole, in bytes (a string with its quotes, a number). */
+  maxToken?: number;
+  /** Deepest nesting of objects and arrays. */
+  maxDepth?: number;
+}
+
+export const defaultMaxToken = 8 * 1024 * 1024;
+export const defaultMaxDepth = 256;
+
+// What may come next outside a token.
+const VALUE = 0; // a value: at the top, after ':' or after an array's ','
+const VALUE_OR_CLOSE = 1; // after '['
+const KEY = 2; // after an object's ','
+const KEY_OR_CLOSE = 3; // after '{'
+const COLON = 4;
+const AFTER = 5; // after a value in an object or array: ',' or its close
+const DONE = 6; // after the top-level value: whitespace only
+// A token held across chunks.
+const NONE = 0;
+const STRING = 1;
+const NUMBER = 2;
+const LITERAL = 3;
+
+const OBJECT = 0;
+const ARRAY = 1;
+
+const numberRe = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+const empty = Buffer.alloc(0);
+const noRules: JsonPathRule[] = [];
+/** A token that is not JSON: the body is masked as text from its first byte. */
+const invalid = Symbol('invalid');
+type Masked = string | undefined | typeof invalid;
+
+const isNumberByte = (c: number) =>
+  (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
+const isLetter = (c: number) => c >= 0x61 && c <= 0x7a;
+
+/**
+ * Masks a JSON body as it arrives, to maskJson's result: values at the JSON-path rules' paths
+ * (or under a selected object or array) are replaced whole, every other string and number goes
+ * through the detectors, keys are left alone. Only the current token and the path are held.
+ * What is not masked is passed on byte for byte (whitespace, structure, keys, unchanged
+ * values); a masked value is written as a JSON string. From the first byte that is not JSON (a
+ * syntax error, a second top-level value, a string cut off by the end of the body) the rest is
+ * masked as text, as an unparsable body is. A token longer than maxToken, or nesting deeper than
+ * maxDepth, throws JsonLimitError: what follows could be neither held nor placed on a path, and
+ * is not passed on unchecked.
+ */
+export class JsonStreamMasker {
+  readonly counts: Record<string, number> = {};
+  readonly wouldMask: Record<string, number> = {};
+  private readonly plan: MaskingPlan;
+  private readonly paths: JsonPathRule[];
+  private readonly hashKey: string | Uint8Array;
+  private readonly maxToken: number;
+  private readonly maxDepth: number;
+  private state = VALUE;
+  /** OBJECT or ARRAY per open container. */
+  private readonly kinds: number[] = [];
+  /** The key or index in each open container (kept only with JSON-path rules). */
+  private readonly path: (string | number)[] = [];
+  /** The rules selecting each open container (kept only with JSON-path rules). */
+  private readonly selected: JsonPathRule[][] = [];
+  /** A token cut by the end of a chunk: its kind and bytes so far. */
+  private token = NONE;
+  private key = false;
+  private parts: Buffer[] = [];
+  private length = 0;
+  private escaped = false;
+  private escapes = false;
+  /** Set once the body is not JSON: the rest is masked as text. */
+  private text: StreamMasker | undefined;
+  /** The output of the current chunk, once it differs from the input. */
+  private out = empty;
+  private written = 0;
+  /** The current chunk as latin1 text, made at its first ASCII token: tokens are slices of it. */
+  private latin1: string | undefined;
+
+  constructor(plan: MaskingPlan, paths: JsonPathRule[], options: JsonStreamOptions = {}) {
+    this.plan = plan;
+    this.paths = paths;
+    this.hashKey = options.hashKey ?? defaultHashKey;
+    this.maxToken = options.maxToken ?? defaultMaxToken;
+    this.maxDepth = options.maxDepth ?? defaultMaxDepth;
+  }
+
+  /** The body is masked as text (it stopped being JSON). */
+  get asText(): boolean {
+    return this.text !== undefined;
+  }
+
+  /** Masks a chunk; returns what can be sent now (the chunk itself when nothing changed). */
+  push(chunk: Buffer): Buffer {
+    if (this.text) return Buffer.from(this.text.push(chunk));
+    this.out = empty;
+    this.written = 0;
+    this.latin1 = undefined;
+    const n = chunk.length;
+    /** Start of the bytes of this chunk not yet sent. */
+    let copy = 0;
+    let i = 0;
+    if (this.token !== NONE) {
+      // The token cut by the last chunk.
+      const end = this.token === STRING ? this.scanString(chunk) : this.scanBare(chunk);
+      if (end === -2) return this.fallback(chunk, 0, 0);
+      if (end === -1) return this.hold(chunk, 0, 0);
+      this.grow(end);
+      const bytes = Buffer.concat([...this.parts, chunk.subarray(0, end)]);
+      const masked = this.completeHeld(bytes);
+      if (masked === invalid) return this.fallback(chunk, 0, 0);
+      if (masked === undefined) for (const part of this.parts) this.emit(part, 0, part.length);
+      else {
+        this.emitText(masked);
+        copy = end;
+      }
+      this.parts = [];
+      this.length = 0;
+      this.token = NONE;
+      i = end;
+    }
+    let state = this.state;
+    const kinds = this.kinds;
+    const paths = this.paths.length > 0;
+    const values = paths || this.plan.hasScanners;
+    const maxToken = this.maxToken;
+    while (i < n) {
+      const c = chunk[i]!;
+      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
+        i++;
+        continue;
+      }
+      if (c === 0x22) {
+        const key = state === KEY || state === KEY_OR_CLOSE;
+        if (!key && state !== VALUE && state !== VALUE_OR_CLOSE) break;
+        let j = i + 1;
+        let escapes = false;
+        let ascii = true;
+        for (; j < n; j++) {
+          const d = chunk[j]!;
+          if (d === 0x22) break;
+          if (d === 0x5c) {
+            escapes = true;
+            j++;
+          } else if (d < 0x20) break;
+          else if (d >= 0x80) ascii = false;
+        }
+        if (j >= n) {
+          // Cut by the end of the chunk (j > n: right after a backslash).
+          this.state = state;
+          this.token = STRING;
+          this.key = key;
+          this.escapes = escapes;
+          this.escaped = j > n;
+          return this.hold(chunk, copy, i);
+        }
+        if (chunk[j] !== 0x22) break;
+        const end = j + 1;
+        if (end - i > maxToken) this.tooLong();
+        if (key) {
+          if (paths || escapes) {
+            // A key stays on the path while its value is read: a long one is decoded on its own
+            // rather than sliced from the chunk's text, which it would keep alive (a short
+            // slice is a copy).
+            const name =
+              ascii && end - i <= 14
+                ? parseString(this.ascii(chunk, i, end), escapes)
+                : decode(chunk, i, end, escapes);
+            if (name === invalid) break;
+            if (paths) this.path[this.path.length - 1] = name;
+          }
+          state = COLON;
+        } else if (values || escapes) {
+          const value = ascii
+            ? parseString(this.ascii(chunk, i, end), escapes)
+            : decode(chunk, i, end, escapes);
+          if (value === invalid) break;
+          const masked = values ? this.maskString(value) : undefined;
+          if (masked !== undefined) {
+            this.emit(chunk, copy, i);
+            this.emitText(masked);
+            copy = end;
+          }
+          state = kinds.length === 0 ? DONE : AFTER;
+        } else state = kinds.length === 0 ? DONE : AFTER;
+        i = end;
+        continue;
+      }
+      if (state === VALUE || state === VALUE_OR_CLOSE) {
+        if (c === 0x2d || (c >= 0x30 && c <= 0x39) || c === 0x74 || c === 0x66 || c === 0x6e) {
+          // A number or a literal (true, false, null).
+          const number = c <= 0x39;
+          let j = i + 1;
+          while (j < n && (number ? isNumberByte(chunk[j]!) : isLetter(chunk[j]!))) j++;
+          if (j === n) {
+            this.state = state;
+            this.token = number ? NUMBER : LITERAL;
+            this.key = false;
+            return this.hold(chunk, copy, i);
+          }
+          if (j - i > maxToken) this.tooLong();
+          const raw = this.ascii(chunk, i, j);
+          const masked = number ? this.maskNumber(raw) : this.maskLiteral(raw);
+          if (masked === invalid) break;
+          if (masked !== undefined) {
+            this.emit(chunk, copy, i);
+            this.emitText(masked);
+            copy = j;
+          }
+          state = kinds.length === 0 ? DONE : AFTER;
+          i = j;
+          continue;
+        }
+        if (c === 0x7b || c === 0x5b) {
+          state = this.open(c === 0x7b ? OBJECT : ARRAY);
+          i++;
+          continue;
+        }
+        if (c === 0x5d && state === VALUE_OR_CLOSE) {
+          state = this.close();
+          i++;
+          continue;
+        }
+        break;
+      }
+      if (state === AFTER) {
+        const kind = kinds[kinds.length - 1];
+        if (c === 0x2c) {
+          if (kind === OBJECT) state = KEY;
+          else {
+            state = VALUE;
+            if (paths) {
+              const top = this.path.length - 1;
+              this.path[top] = (this.path[top] as number) + 1;
+            }
+          }
+        } else if ((c === 0x5d && kind === ARRAY) || (c === 0x7d && kind === OBJECT)) state = this.close();
+        else break;
+        i++;
+        continue;
+      }
+      if (state === COLON && c === 0x3a) state = VALUE;
+      else if (state === KEY_OR_CLOSE && c === 0x7d) state = this.close();
+      else break;
+      i++;
+    }
+    this.state = state;
+    if (i < n) return this.fallback(chunk, copy, i);
+    return this.finish(chunk, copy, n);
+  }
+
+  /** Ends the body; returns what is left to send. */
+  end(): Buffer {
+    if (this.text) return Buffer.from(this.text.flush(true));
+    if (this.token === NONE) return empty;
+    this.out = empty;
+    this.written = 0;
+    const bytes = Buffer.concat(this.parts);
+    // A number or literal may end with the body; a string may not.
+    const masked = this.token === STRING ? invalid : this.completeHeld(bytes);
+    if (masked === invalid) {
+      this.fallback(empty, 0, 0);
+      this.emitText(this.text!.flush(true));
+      return this.out.subarray(0, this.written);
+    }
+    this.parts = [];
+    this.token = NONE;
+    return masked === undefined ? bytes : Buffer.from(masked);
+  }
+
+  /** Bytes [start, end) of the chunk, all ASCII, as text. */
+  private ascii(chunk: Buffer, start: number, end: number): string {
+    if (this.latin1 === undefined) this.latin1 = chunk.toString('latin1');
+    return this.latin1.slice(start, end);
+  }
+
+  private tooLong(): never {
+    throw new JsonLimitError(`a JSON value or key is longer than ${this.maxToken} bytes`);
+  }
+
+  private grow(bytes: number): void {
+    this.length += bytes;
+    if (this.length > this.maxToken) this.tooLong();
+  }
+
+  /** Holds the token starting at `from` until the next chunk; sends what is before it. */
+  private hold(chunk: Buffer, copy: number, from: number): Buffer {
+    this.grow(chunk.length - from);
+    if (from < chunk.length) this.parts.push(chunk.subarray(from));
+    return this.finish(chunk, copy, from);
+  }
+
+  /** This chunk's output: the chunk (or a part of it) when nothing in it was masked. */
+  private finish(chunk: Buffer, copy: number, to: number): Buffer {
+    if (this.written === 0) return copy === 0 && to === chunk.length ? chunk : chunk.subarray(copy, to);
+    this.emit(chunk, copy, to);
+    return this.out.subarray(0, this.written);
+  }
+
+  private reserve(bytes: number): void {
+    if (this.written + bytes <= this.out.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.written + bytes, 16 * 1024));
+    this.out.copy(next, 0, 0, this.written);
+    this.out = next;
+  }
+
+  private emit(from: Buffer, start: number, end: number): void {
+    if (end <= start) return;
+    this.reserve(end - start);
+    this.written += from.copy(this.out, this.written, start, end);
+  }
+
+  private emitText(text: string): void {
+    this.reserve(text.length * 3);
+    this.written += this.out.write(text, this.written);
+  }
+
+  /** The rest of a string cut by the last chunk: its end (after the quote), -1 past the chunk, -2 when invalid. */
+  private scanString(chunk: Buffer): number {
+    let escaped = this.escaped;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i]!;
+      if (escaped) escaped = false;
+      else if (c === 0x22) return i + 1;
+      else if (c === 0x5c) {
+        escaped = true;
+        this.escapes = true;
+      } else if (c < 0x20) return -2;
+    }
+    this.escaped = escaped;
+    return -1;
+  }
+
+  /** The rest of a number or literal cut by the last chunk: its end, -1 past the chunk. */
+  private scanBare(chunk: Buffer): number {
+    const number = this.token === NUMBER;
+    for (let i = 0; i < chunk.length; i++) {
+      if (!(number ? isNumberByte(chunk[i]!) : isLetter(chunk[i]!))) return i;
+    }
+    return -1;
+  }
+
+  /** A token held across chunks, whole. */
+  private completeHeld(bytes: Buffer): Masked {
+    let masked: Masked;
+    if (this.token === STRING) {
+      const text = decode(bytes, 0, bytes.length, this.escapes);
+      if (text === invalid) return invalid;
+      if (this.key) {
+        if (this.paths.length > 0) this.path[this.path.length - 1] = text;
+        this.state = COLON;
+        return undefined;
+      }
+      masked = this.paths.length > 0 || this.plan.hasScanners ? this.maskString(text) : undefined;
+    } else {
+      const raw = bytes.toString('latin1');
+      masked = this.token === NUMBER ? this.maskNumber(raw) : this.maskLiteral(raw);
+      if (masked === invalid) return invalid;
+    }
+    this.state = this.kinds.length === 0 ? DONE : AFTER;
+    return masked;
+  }
+
+  private open(kind: number): number {
+    if (this.kinds.length >= this.maxDepth)
+      throw new JsonLimitError(`JSON nested deeper than ${this.maxDepth} levels`);
+    if (this.paths.length > 0) {
+      this.selected.push(this.rulesHere());
+      this.path.push(kind === ARRAY ? 0 : '');
+    }
+    this.kinds.push(kind);
+    return kind === ARRAY ? VALUE_OR_CLOSE : KEY_OR_CLOSE;
+  }
+
+  private close(): number {
+    this.kinds.pop();
+    if (this.paths.length > 0) {
+      this.path.pop();
+      this.selected.pop();
+    }
+    return this.kinds.length === 0 ? DONE : AFTER;
+  }
+
+  /** The rules selecting the value at the current path (or an object or array it is in). */
+  private rulesHere(): JsonPathRule[] {
+    const inherited = this.selected.length === 0 ? noRules : this.selected[this.selected.length - 1]!;
+    let hits = inherited;
+    for (const rule of this.paths) {
+      if ((inherited.length > 0 && inherited.includes(rule)) || !matches(rule.steps, this.path)) continue;
+      if (hits === inherited) hits = [...inherited];
+      hits.push(rule);
+    }
+    return hits;
+  }
+
+  /** A value selected by JSON-path rules: its replacement, or undefined. */
+  private selectedValue(value: string | boolean | null): string | undefined {
+    if (this.paths.length === 0) return undefined;
+    const hits = this.rulesHere();
+    if (hits.length === 0) return undefined;
+    const masked = maskSelected(hits, value, this.counts, this.wouldMask, this.hashKey);
+    return masked === undefined ? undefined : JSON.stringify(masked);
+  }
+
+  /** A string value: the JSON text to send instead, or undefined to send it as it came. */
+  private maskString(value: string): string | undefined {
+    const selected = this.selectedValue(value);
+    if (selected !== undefined || !this.plan.hasScanners) return selected;
+    const result = this.scan(value);
+    return result === value ? undefined : JSON.stringify(result);
+  }
+
+  private maskNumber(raw: string): Masked {
+    if (!numberRe.test(raw)) return invalid;
+    // maskJson sees the number as parsed: String(Number(raw)), which is raw in the common forms.
+    const canonical = plainNumber(raw) ? raw : String(Number(raw));
+    const selected = this.selectedValue(canonical);
+    if (selected !== undefined || !this.plan.hasScanners) return selected;
+    if (raw === canonical) {
+      const result = this.scan(raw);
+      return result === raw ? undefined : JSON.stringify(result);
+    }
+    // Read differently as parsed (digits past a double's precision, an exponent): the agent may
+    // read either, so the detectors see both; the number as parsed first, as maskJson does.
+    const parsed = this.plan.maskText(canonical);
+    const sent = parsed.value === canonical ? this.plan.maskText(raw) : undefined;
+    const result = sent === undefined || sent.value === raw ? parsed : sent;
+    addAll(this.counts, result.counts);
+    addAll(this.wouldMask, result.wouldMask);
+    return result === parsed && parsed.value === canonical ? undefined : JSON.stringify(result.value);
+  }
+
+  private maskLiteral(raw: string): Masked {
+    if (raw !== 'true' && raw !== 'false' && raw !== 'null') return invalid;
+    return this.selectedValue(raw === 'null' ? null : raw === 'true');
+  }
+
+  private scan(text: string): string {
+    const result = this.plan.maskText(text);
+    addAll(this.counts, result.counts);
+    addAll(this.wouldMask, result.wouldMask);
+    return result.value;
+  }
+
+  /** Not JSON from `from` on (with the token held before it): masked as text from there. */
+  private fallback(chunk: Buffer, copy: number, from: number): Buffer {
+    this.emit(chunk, copy, from);
+    this.text = new StreamMasker((text) => {
+      const result = this.plan.maskText(text);
+      addAll(this.counts, result.counts);
+      addAll(this.wouldMask, result.wouldMask);
+      return result;
+    });
+    for (const part of this.parts) this.emitText(this.text.push(part));
+    this.emitText(this.text.push(chunk.subarray(from)));
+    this.parts = [];
+    this.token = NONE;
+    return this.out.subarray(0, this.written);
+  }
+}
+
+/** The string token at [start, end) of `bytes` (quotes included), or invalid. */
+function decode(bytes: Buffer, start: number, end: number, escapes: boolean): string | typeof invalid {
+  if (!escapes) return bytes.toString('utf8', start + 1, end - 1);
+  return parseString(bytes.toString('utf8', start, end), true);
+}
+
+/** A string token's value (the token with its quotes), or invalid. */
+function parseString(token: string, escapes: boolean): string | typeof invalid {
+  if (!escapes) return token.slice(1, -1);
+  try {
+    return JSON.parse(token) as string;
+  } catch {
+    return invalid;
+  }
+}
+
+/**
+ * Whether String(Number(raw)) is raw, for a valid JSON number: true for the common forms (up to
+ * 15 digits, no exponent, no trailing zero in a fraction, not below 1e-6, not -0); false means
+ * "not known", and the caller converts.
+ */
+function plainNumber(raw: string): boolean {
+  const sign = raw.charCodeAt(0) === 0x2d ? 1 : 0;
+  let digits = 0;
+  let point = -1;
+  for (let i = sign; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 0x2e) point = i;
+    else if (c >= 0x30 && c <= 0x39) digits++;
+    else return false;
+  }
+  if (digits > 15) return false;
+  if (point < 0) return raw !== '-0';
+  if (raw.charCodeAt(raw.length - 1) === 0x30) return false;
+  // 0.000001 is written so, 0.0000001 as 1e-7.
+  if (point !== sign + 1 || raw.charCodeAt(sign) !== 0x30) return true;
+  let zeros = 0;
+  while (raw.charCodeAt(point + 1 + zeros) === 0x30) zeros++;
+  return zeros < 6;
 }

@@ -320,6 +320,73 @@ describe('HTTP enforcer', requires('curl'), () => {
     }
   });
 
+  it('masks a JSON body past 8 MiB by JSON path and detector as it streams, with bounded memory', async () => {
+    const records = policy({
+      name: 'records',
+      masking: [
+        { name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'deny' },
+        { name: 'names', jsonPaths: ['$.records[*].name'], strategy: 'redact', indirectUse: 'deny' },
+      ],
+    });
+    const base = await enforce([records]);
+    const dir = await temporaryDirectory('http-big-json');
+    try {
+      const file = join(dir.path, 'big.json');
+      const baseline = process.memoryUsage();
+      let peak = 0;
+      const sampler = setInterval(() => {
+        const now = process.memoryUsage();
+        peak = Math.max(peak, now.heapUsed + now.arrayBuffers - baseline.heapUsed - baseline.arrayBuffers);
+      }, 20);
+      const result = await curl(['-o', file, `${base}/big-json?mb=40`]);
+      clearInterval(sampler);
+      assert.equal(result.status, 200);
+      assert.match(result.headers, /transfer-encoding: chunked/i);
+      const size = statSync(file).size;
+      // Masked values are shorter than the 40 MiB that came in, but far past 8 MiB.
+      assert.ok(size > 32 * 1024 * 1024, `received ${size} bytes`);
+      // Less than the body: it was not held.
+      assert.ok(peak < 32 * 1024 * 1024, `peak memory growth ${Math.round(peak / 1048576)} MiB`);
+      const text = readFileSync(file, 'utf8');
+      assert.ok(!text.includes('Alice Smith'));
+      assert.ok(!text.includes('example.com') && !text.includes('example.org'));
+      const body = JSON.parse(text) as { records: Record<string, unknown>[] };
+      assert.equal(body.records.length - 1, body.records.pop()!.count);
+      assert.ok(body.records.length > 100_000, `${body.records.length} records`);
+      for (const record of body.records) {
+        assert.equal(record.name, '[REDACTED]');
+        assert.equal(record.email, '[REDACTED:email]');
+        assert.equal(record.alias, '[REDACTED:email]');
+      }
+      await settled();
+      const [request] = requests();
+      assert.equal(request?.outcome, 'masked');
+      assert.deepEqual(request?.masked, {
+        'names/$.records[*].name': body.records.length,
+        'pii/email': 2 * body.records.length,
+      });
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('fails closed on JSON nested past the bound: a 502, or a cut response once headers went', async () => {
+    const base = await enforce([pii]);
+    const sized = await curl([`${base}/deep-json?sized`]);
+    assert.equal(sized.status, 502);
+    assert.equal(JSON.parse(sized.body).title, 'Airlock cannot mask this response');
+    assert.ok(!sized.body.includes('alice@example.com'));
+    await settled();
+    assert.equal(requests()[0]?.outcome, 'error');
+    assert.equal(requests()[0]?.error?.code, 'mask');
+
+    const streamed = await curl([`${base}/deep-json`]);
+    assert.notEqual(streamed.code, 0, 'the transfer is cut short');
+    assert.ok(!streamed.body.includes('alice@example.com'));
+    await settled(2);
+    assert.equal(requests()[1]?.outcome, 'error');
+  });
+
   it('streams a large request body to the target', async () => {
     const base = await enforce([pii]);
     const dir = await temporaryDirectory('http-upload');

@@ -56,6 +56,40 @@ async function route(req: IncomingMessage, res: ServerResponse, bodyBytes: numbe
       res.end();
       return;
     }
+    case '/big-json': {
+      // Megabytes of JSON records, streamed (the length is not known ahead): a name for a JSON
+      // path, an email for the detector, and an email behind a \u0040 escape that only a JSON
+      // reader sees. The same 500 records repeat; the record count is in the last one.
+      const megabytes = Number(url.searchParams.get('mb') ?? '40');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      await writeAll(res, '{"records": [\n');
+      const records: string[] = [];
+      for (let i = 0; i < 500; i++) {
+        records.push(
+          `{"id": ${i}, "name": "Alice Smith", "email": "user${i}@example.com", "alias": "user${i}\\u0040example.org", "note": "${'n'.repeat(100)}"}`,
+        );
+      }
+      const block = Buffer.from(`${records.join(',\n')},\n`);
+      let count = 0;
+      for (let written = 0; written < megabytes * 1024 * 1024; written += block.length) {
+        await writeAll(res, block);
+        count += records.length;
+      }
+      await writeAll(res, `{"count": ${count}}]}`);
+      res.end();
+      return;
+    }
+    case '/deep-json': {
+      // Nested past any reasonable depth, an email at the bottom.
+      const body = `${'['.repeat(300)}"alice@example.com"${']'.repeat(300)}`;
+      const sized = url.searchParams.has('sized');
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        ...(sized && { 'content-length': Buffer.byteLength(body) }),
+      });
+      res.end(body);
+      return;
+    }
     case '/slow': {
       // A card number split across chunks written 150 ms apart.
       res.writeHead(200, { 'content-type': 'text/plain' });
