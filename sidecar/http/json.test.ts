@@ -9,6 +9,7 @@ import {
   type JsonPathRule,
   JsonStreamMasker,
   type JsonStreamOptions,
+  JsonSyntaxError,
   maskJson,
   parseJsonPath,
 } from './json.ts';
@@ -329,6 +330,38 @@ describe('streaming JSON masking', () => {
         assert.equal(got.counts['pii/email'], 1);
       }
     }
+  });
+
+  it('refuses a body that is not JSON when enforced JSON-path rules would go unapplied', () => {
+    const pathRules = compileJsonPaths([
+      policy({
+        name: 'enforced',
+        masking: [{ name: 'names', jsonPaths: ['$..name'], strategy: 'redact', indirectUse: 'deny' }],
+      }),
+    ]);
+    for (const body of [
+      '{"name": "Alice",}',
+      '{"name": Alice}',
+      '[{"name": "Alice"}] trailing',
+      '{"name": "Ali',
+    ])
+      for (const cut of [0, 5, Buffer.byteLength(body)])
+        assert.throws(
+          () => streamed(body, cardsOnly, pathRules, [cut]),
+          JsonSyntaxError,
+          `${body} cut at ${cut}`,
+        );
+    // Audit-mode path rules only count: the body is masked as text, as without them.
+    const auditOnly = compileJsonPaths([
+      policy({
+        name: 'dry-run',
+        mode: 'audit',
+        masking: [{ name: 'names', jsonPaths: ['$..name'], strategy: 'redact', indirectUse: 'deny' }],
+      }),
+    ]);
+    const got = streamed('{"name": "Alice", "e": bob@example.com}', cardsOnly, auditOnly);
+    assert.equal(got.asText, true);
+    assert.equal(got.text, '{"name": "Alice", "e": [REDACTED:email]}');
   });
 
   it('ends a truncated body without passing its cut token unmasked', () => {

@@ -195,8 +195,17 @@ export function maskJson(
 // ---------------------------------------------------------------------------------------
 // Streaming: the same masking, token by token, as the body arrives.
 
+/** A JSON body that cannot be masked as JSON, so what follows is not passed on. */
+export class JsonMaskingError extends Error {}
+
 /** A JSON body went past a bound the masker keeps (a token's length, the nesting depth). */
-export class JsonLimitError extends Error {}
+export class JsonLimitError extends JsonMaskingError {}
+
+/**
+ * A body labelled JSON that is not, under enforced JSON-path rules: masked as text, the values
+ * they select would pass (text masking knows no paths), so it is refused instead.
+ */
+export class JsonSyntaxError extends JsonMaskingError {}
 
 export interface JsonStreamOptions {
   hashKey?: string | Uint8Array;
@@ -244,7 +253,8 @@ const isLetter = (c: number) => c >= 0x61 && c <= 0x7a;
  * What is not masked is passed on byte for byte (whitespace, structure, keys, unchanged
  * values); a masked value is written as a JSON string. From the first byte that is not JSON (a
  * syntax error, a second top-level value, a string cut off by the end of the body) the rest is
- * masked as text, as an unparsable body is. A token longer than maxToken, or nesting deeper than
+ * masked as text, as an unparsable body is (or, under enforced JSON-path rules, JsonSyntaxError
+ * is thrown: text masking cannot apply them). A token longer than maxToken, or nesting deeper than
  * maxDepth, throws JsonLimitError: what follows could be neither held nor placed on a path, and
  * is not passed on unchecked.
  */
@@ -643,8 +653,13 @@ export class JsonStreamMasker {
     return result.value;
   }
 
-  /** Not JSON from `from` on (with the token held before it): masked as text from there. */
+  /**
+   * Not JSON from `from` on (with the token held before it): masked as text from there, unless
+   * enforced JSON-path rules would then go unapplied.
+   */
   private fallback(chunk: Buffer, copy: number, from: number): Buffer {
+    if (this.paths.some((rule) => !rule.audit))
+      throw new JsonSyntaxError('the body is not JSON, so its JSON-path masking rules cannot apply');
     this.emit(chunk, copy, from);
     this.text = new StreamMasker((text) => {
       const result = this.plan.maskText(text);
