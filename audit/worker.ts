@@ -17,9 +17,14 @@ type Method =
   | 'advanceExportCursor'
   | 'close';
 
-const { location, key } = workerData as { location: string; key?: string };
+const { location, key, create } = workerData as { location: string; key?: string; create?: boolean };
 const store = await AuditStore.open(location, key ? { key: Buffer.from(key, 'base64') } : {});
-parentPort!.postMessage({ ready: true });
+if (create) {
+  // Only creating the store: its memory goes with this worker (see openAuditLog).
+  await store.close();
+  parentPort!.postMessage({ ready: true });
+  parentPort!.close();
+} else parentPort!.postMessage({ ready: true });
 parentPort!.on('message', async ({ id, method, args }: { id: number; method: Method; args: unknown[] }) => {
   try {
     const result = await (store[method] as (...a: unknown[]) => Promise<unknown>)(...args);
