@@ -5,8 +5,7 @@
 // refused while the spool is full and served again once it drains, without a restart.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import {
@@ -29,8 +28,8 @@ import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
 import { serveTcp } from '../../sidecar/tcp/enforcer.ts';
-import { type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
-import { freePort } from '../support/process.ts';
+import { curl, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
+import { freePort, runCommand } from '../support/process.ts';
 import { generateKeyPair, type KeyPair, type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
@@ -38,51 +37,6 @@ const logger = pino({ level: 'silent' });
 const identity = { namespace: 'agents', serviceAccount: 'agent', pod: 'agent-0' };
 const approvals = { request: async () => ({ approved: false, outcome: 'denied' as const }) };
 const unrecordable = /^Airlock: the audit trail cannot be recorded \(the collector is unreachable/;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], input?: string, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    // The client may exit (refused) before it reads its input.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
-  });
-}
-
-interface Curl {
-  status: number;
-  body: string;
-  headers: string;
-}
-
-/** curl -s; the status comes from -w, the headers from a file. */
-async function curl(args: string[]): Promise<Curl> {
-  const headerFile = join(tmpdir(), `airlock-curl-${randomUUID()}`);
-  const result = await run('curl', ['-s', '-S', '-D', headerFile, '-w', '\n%{http_code}', ...args]);
-  const cut = result.stdout.lastIndexOf('\n');
-  const headers = existsSync(headerFile) ? readFileSync(headerFile, 'utf8') : '';
-  rmSync(headerFile, { force: true });
-  return { status: Number(result.stdout.slice(cut + 1)), body: result.stdout.slice(0, cut), headers };
-}
 
 /** A filler event, as an enforcer would emit it. */
 function event(seq: number, sessionId: string): SessionEvent {
@@ -362,7 +316,7 @@ describe(
         stderr += d;
       });
       for (let i = 0; i < 200; i++) {
-        if ((await run('ssh', [...ssh, '-S', socket, '-O', 'check', target])).code === 0)
+        if ((await runCommand('ssh', [...ssh, '-S', socket, '-O', 'check', target])).code === 0)
           return [...ssh, '-S', socket];
         assert.equal(child.exitCode, null, `the control master is running: ${stderr}`);
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -378,7 +332,7 @@ describe(
       const { delivery: sink, emitted } = await delivery('ssh');
       const ssh = await enforceSsh(sink);
       const before = await master(ssh, 'before.sock');
-      let result = await run('ssh', [...before, target, 'echo served']);
+      let result = await runCommand('ssh', [...before, target, 'echo served']);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, 'served\n');
 
@@ -386,27 +340,27 @@ describe(
       const refusedFrom = emitted.length;
       const canary = join(sshd.dir, 'canary');
       // A command on the connection opened before: refused, and nothing ran on the target.
-      result = await run('ssh', [...before, target, `touch ${canary}`]);
+      result = await runCommand('ssh', [...before, target, `touch ${canary}`]);
       assert.equal(result.code, 126);
       assert.match(result.stderr, unrecordable);
       assert.equal(existsSync(canary), false);
       // A new connection, and a second command on it.
       const during = await master(ssh, 'during.sock');
       for (let i = 0; i < 2; i++) {
-        result = await run('ssh', [...during, target, `touch ${canary}`]);
+        result = await runCommand('ssh', [...during, target, `touch ${canary}`]);
         assert.equal(result.code, 126);
         assert.match(result.stderr, unrecordable);
       }
-      result = await run('ssh', [...ssh, target, `touch ${canary}`]);
+      result = await runCommand('ssh', [...ssh, target, `touch ${canary}`]);
       assert.equal(result.code, 126);
       assert.match(result.stderr, unrecordable);
       assert.equal(existsSync(canary), false);
       // A shell and a subsystem are refused the same way.
-      result = await run('ssh', [...ssh, '-T', target], `touch ${canary}\n`);
+      result = await runCommand('ssh', [...ssh, '-T', target], `touch ${canary}\n`);
       assert.equal(result.code, 126);
       assert.match(result.stderr, unrecordable);
       const sftp = ssh.map((a) => (a === '-p' ? '-P' : a));
-      result = await run('sftp', [...sftp, '-b', '-', target], 'ls\n');
+      result = await runCommand('sftp', [...sftp, '-b', '-', target], 'ls\n');
       assert.notEqual(result.code, 0);
       assert.match(result.stderr, unrecordable);
       assert.equal(existsSync(canary), false);
@@ -426,18 +380,18 @@ describe(
         stored?.events.some((e) => e.type === 'request' && e.error?.code === 'audit-unavailable'),
         'the refusal reached the collector once it was back',
       );
-      result = await run('ssh', [...before, target, 'echo again']);
+      result = await runCommand('ssh', [...before, target, 'echo again']);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, 'again\n');
       // The connection made while refused starts its session now.
-      result = await run('ssh', [...during, target, 'echo started']);
+      result = await runCommand('ssh', [...during, target, 'echo started']);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, 'started\n');
-      result = await run('ssh', [...ssh, target, 'echo fresh']);
+      result = await runCommand('ssh', [...ssh, target, 'echo fresh']);
       assert.equal(result.stdout, 'fresh\n');
       assert.equal(sessionStarts(emitted, 'web-1').length, 3);
       for (const socket of [before, during])
-        assert.equal((await run('ssh', [...socket, '-O', 'exit', target])).code, 0);
+        assert.equal((await runCommand('ssh', [...socket, '-O', 'exit', target])).code, 0);
     });
 
     it('HTTP: requests get a 503 problem and never reach the target until the spool drains', async () => {
@@ -509,7 +463,7 @@ describe(
       assert.equal(sink.refusal(), undefined);
 
       const ssh = await enforceSsh(sink);
-      const result = await run('ssh', [...ssh, target, 'echo served']);
+      const result = await runCommand('ssh', [...ssh, target, 'echo served']);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, 'served\n');
 

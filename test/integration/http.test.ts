@@ -1,9 +1,6 @@
 // The HTTP enforcer between curl and a real node:http / https target.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
@@ -12,7 +9,7 @@ import type { DataEvent, RequestEvent, SessionEvent } from '../../sidecar/audit/
 import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
-import { customer, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
+import { curl, customer, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
 import { temporaryDirectory } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
 
@@ -28,49 +25,6 @@ class ScriptedApprovals implements Approvals {
       signal?.addEventListener('abort', () => clearTimeout(timer));
     });
   }
-}
-
-interface Curl {
-  code: number | null;
-  status: number;
-  body: string;
-  headers: string;
-  stderr: string;
-}
-
-/** curl with -s; appends the status code on its own last line. */
-function curl(args: string[], timeoutMs = 60_000): Promise<Curl> {
-  return new Promise((resolve, reject) => {
-    // Headers go to a file: curl 7.88 crashes writing them to /dev/stderr when that is a pipe.
-    const headerFile = join(tmpdir(), `airlock-curl-${randomUUID()}`);
-    const child = spawn('curl', ['-s', '-S', '-D', headerFile, '-w', '\n%{http_code}', ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const cut = stdout.lastIndexOf('\n');
-      let headers = '';
-      try {
-        headers = readFileSync(headerFile, 'utf8');
-        rmSync(headerFile, { force: true });
-      } catch {}
-      resolve({
-        code,
-        status: Number(stdout.slice(cut + 1)),
-        body: stdout.slice(0, cut),
-        headers,
-        stderr,
-      });
-    });
-  });
 }
 
 describe('HTTP enforcer', requires('curl'), () => {

@@ -3,7 +3,6 @@
 // and a socket; the sessions read back with `airlock sessions list` through the control socket.
 // Invalid manifests and ungranted Connections stop it at start with exit status 2.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
@@ -12,40 +11,22 @@ import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import type { SessionSummary } from '../../audit/store.ts';
 import { customer, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
-import { freePort, type Service, startService, temporaryDirectory, waitFor } from '../support/process.ts';
+import {
+  type CommandResult,
+  freePort,
+  runCommand,
+  type Service,
+  startService,
+  temporaryDirectory,
+  waitFor,
+} from '../support/process.ts';
 import { type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
 const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
 const identity = 'system:serviceaccount:ops:agent';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const airlock = (args: string[]) => run(process.execPath, [cli, ...args]);
+const airlock = (args: string[]) => runCommand(process.execPath, [cli, ...args]);
 
 /** Kubernetes-style manifests, one YAML stream. */
 const manifests = (...objects: object[]) => objects.map((o) => YAML.stringify(o)).join('---\n');
@@ -184,7 +165,7 @@ describe('airlock local', requires('sshd', 'ssh', 'curl'), () => {
 
     // HTTP: one keep-alive connection, a masked JSON response, then a denied admin path.
     const base = `http://127.0.0.1:${ports.http}`;
-    const http = await run('curl', [
+    const http = await runCommand('curl', [
       '-s',
       '-S',
       '-w',
@@ -227,14 +208,14 @@ describe('airlock local', requires('sshd', 'ssh', 'curl'), () => {
       String(ports.ssh),
       'agent@127.0.0.1',
     ];
-    const masked = await run('ssh', [
+    const masked = await runCommand('ssh', [
       ...ssh,
       'echo card 4111111111111111; echo mail alice@example.com; whoami',
     ]);
     assert.equal(masked.code, 0, masked.stderr);
     assert.equal(masked.stdout, `card [REDACTED:credit-card]\nmail [REDACTED:email]\n${sshd.user}\n`);
     // Denied before anything runs (and GNU rm's --preserve-root would refuse it anyway).
-    const denied = await run('ssh', [...ssh, 'rm -rf /']);
+    const denied = await runCommand('ssh', [...ssh, 'rm -rf /']);
     assert.equal(denied.code, 126);
     assert.match(denied.stderr, /airlock: command denied by AccessPolicy "agents" rule "no-rm-rf"/);
 
@@ -276,7 +257,11 @@ describe('airlock local', requires('sshd', 'ssh', 'curl'), () => {
 
   describe('refuses to start', () => {
     /** Runs `airlock local` on one manifest file; it should exit at once. */
-    async function start(name: string, yaml: string, listen: string): Promise<Run & { file: string }> {
+    async function start(
+      name: string,
+      yaml: string,
+      listen: string,
+    ): Promise<CommandResult & { file: string }> {
       const file = join(work.path, `${name}.yaml`);
       writeFileSync(file, yaml);
       const store = join(work.path, `${name}-store`);

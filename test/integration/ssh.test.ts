@@ -1,6 +1,5 @@
 // The SSH enforcer between the real ssh/sftp clients and a real OpenSSH server.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,6 +8,7 @@ import type { DataEvent, RequestEvent, SessionEvent } from '../../sidecar/audit/
 import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
+import { runCommand } from '../support/process.ts';
 import { generateKeyPair, type KeyPair, type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
@@ -26,34 +26,6 @@ class ScriptedApprovals implements Approvals {
       signal?.addEventListener('abort', () => clearTimeout(timer));
     });
   }
-}
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], input?: string, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    if (input !== undefined) child.stdin.end(input);
-    else child.stdin.end();
-  });
 }
 
 describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
@@ -154,7 +126,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
 
   it('runs an allowed command with the held key and masks its output', async () => {
     const ssh = await enforce([cards]);
-    const result = await run('ssh', [
+    const result = await runCommand('ssh', [
       ...ssh,
       target,
       'echo card 4111111111111111; echo mail alice@example.com; whoami',
@@ -177,7 +149,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
 
   it('masks a value that the remote program writes in pieces', async () => {
     const ssh = await enforce([cards]);
-    const result = await run('ssh', [
+    const result = await runCommand('ssh', [
       ...ssh,
       target,
       'printf 4111; sleep 0.01; printf 1111; printf 11111111; echo; printf 4111111111111111 >&2',
@@ -190,7 +162,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
 
   it('passes the exit status and stdin through', async () => {
     const ssh = await enforce([cards]);
-    const result = await run('ssh', [...ssh, target, 'cat; exit 7'], 'from stdin\n');
+    const result = await runCommand('ssh', [...ssh, target, 'cat; exit 7'], 'from stdin\n');
     assert.equal(result.code, 7);
     assert.equal(result.stdout, 'from stdin\n');
   });
@@ -221,12 +193,12 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
       `rm\t-rf\t${canary}`,
     ];
     for (const line of spellings) {
-      const result = await run('ssh', [...ssh, target, line]);
+      const result = await runCommand('ssh', [...ssh, target, line]);
       assert.equal(result.code, 126, `${line}: ${result.stderr}`);
       assert.match(result.stderr, /airlock: command denied by AccessPolicy "ops"/, line);
       assert.ok(existsSync(join(canary, 'sub')), `canary removed by: ${line}`);
     }
-    const ls = await run('ssh', [...ssh, target, `ls ${canary}`]);
+    const ls = await runCommand('ssh', [...ssh, target, `ls ${canary}`]);
     assert.equal(ls.code, 0);
     assert.equal(ls.stdout, 'sub\n');
     await settled(spellings.length + 1);
@@ -253,7 +225,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
       const ssh = await enforce([held]);
       approvals.decide = () => ({ approved: true, outcome: 'approved', decidedBy: 'alice' });
       const file = join(work, 'approved');
-      const result = await run('ssh', [...ssh, target, `touch ${file}`]);
+      const result = await runCommand('ssh', [...ssh, target, `touch ${file}`]);
       assert.equal(result.code, 0, result.stderr);
       assert.ok(existsSync(file));
       assert.equal(approvals.requests.length, 1);
@@ -270,7 +242,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
       const ssh = await enforce([held]);
       approvals.decide = () => ({ approved: false, outcome: 'denied', decidedBy: 'bob', reason: 'not now' });
       const denied = join(work, 'denied');
-      const result = await run('ssh', [...ssh, target, `touch ${denied}`]);
+      const result = await runCommand('ssh', [...ssh, target, `touch ${denied}`]);
       assert.equal(result.code, 126);
       assert.match(result.stderr, /denied by approver bob.*not now/);
       assert.ok(!existsSync(denied));
@@ -278,7 +250,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
       approvals.decide = () => 'never';
       const expired = join(work, 'expired');
       const began = Date.now();
-      const late = await run('ssh', [...ssh, target, `touch ${expired}`]);
+      const late = await runCommand('ssh', [...ssh, target, `touch ${expired}`]);
       assert.equal(late.code, 126);
       assert.match(late.stderr, /not approved in time/);
       assert.ok(Date.now() - began >= 900);
@@ -293,7 +265,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
 
   it('records a shell with a pty as asciicast data, masked', async () => {
     const ssh = await enforce([cards]);
-    const result = await run(
+    const result = await runCommand(
       'ssh',
       [...ssh, '-tt', target],
       'echo marker-$((40+2))\necho 4111111111111111\nexit 3\n',
@@ -324,17 +296,17 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
 
   it('refuses a shell where the policy has command rules or denies interactive sessions', async () => {
     let ssh = await enforce([noRm]);
-    let result = await run('ssh', [...ssh, '-tt', target], 'echo should-not-run\nexit\n');
+    let result = await runCommand('ssh', [...ssh, '-tt', target], 'echo should-not-run\nexit\n');
     assert.equal(result.code, 126);
     assert.match(result.stdout + result.stderr, /interactive shell denied.*command rules/);
     ssh = await enforce([
       policy({ name: 'ops', rules: [{ name: 'no-shells', action: 'deny', ssh: { interactive: true } }] }),
     ]);
-    result = await run('ssh', [...ssh, '-T', target], 'echo should-not-run\n');
+    result = await runCommand('ssh', [...ssh, '-T', target], 'echo should-not-run\n');
     assert.equal(result.code, 126);
     assert.match(result.stderr, /rule "no-shells"/);
     // An exec request is not interactive, so the same policy lets it through.
-    result = await run('ssh', [...ssh, target, 'echo fine']);
+    result = await runCommand('ssh', [...ssh, target, 'echo fine']);
     assert.equal(result.stdout, 'fine\n');
   });
 
@@ -343,7 +315,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
     const open = policy({ name: 'ops' });
     let ssh = await enforce([open]);
     const sftpArgs = (args: string[]) => args.map((a) => (a === '-p' ? '-P' : a));
-    let result = await run(
+    let result = await runCommand(
       'sftp',
       [...sftpArgs(ssh), '-b', '-', target],
       `get ${join(work, 'file.txt')} ${join(work, 'copy.txt')}\n`,
@@ -357,7 +329,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
         rules: [{ name: 'no-interactive', action: 'deny', ssh: { interactive: true } }],
       }),
     ]);
-    result = await run('sftp', [...sftpArgs(ssh), '-b', '-', target], 'ls\n');
+    result = await runCommand('sftp', [...sftpArgs(ssh), '-b', '-', target], 'ls\n');
     assert.notEqual(result.code, 0);
     await settled();
     assert.equal(requests()[0]?.kind, 'subsystem');
@@ -365,16 +337,16 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
 
     // Masking policies cannot mask sftp's binary protocol: refused too.
     ssh = await enforce([cards]);
-    result = await run('sftp', [...sftpArgs(ssh), '-b', '-', target], 'ls\n');
+    result = await runCommand('sftp', [...sftpArgs(ssh), '-b', '-', target], 'ls\n');
     assert.notEqual(result.code, 0);
   });
 
   it('refuses port forwarding', async () => {
     const ssh = await enforce([policy({ name: 'ops' })]);
-    const direct = await run('ssh', [...ssh, '-W', `127.0.0.1:${sshd.port}`, target], '');
+    const direct = await runCommand('ssh', [...ssh, '-W', `127.0.0.1:${sshd.port}`, target], '');
     assert.equal(direct.code, 255);
     assert.match(direct.stderr, /stdio forwarding failed|administratively prohibited|open failed/);
-    const remote = await run('ssh', [
+    const remote = await runCommand('ssh', [
       ...ssh,
       '-o',
       'ExitOnForwardFailure=yes',
@@ -394,7 +366,7 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
     const other = generateKeyPair(sshd.dir, `other-${Date.now()}`);
     const [type, key] = other.publicKey.split(' ');
     const ssh = await enforce([cards], [`[127.0.0.1]:${sshd.port} ${type} ${key}`]);
-    const result = await run('ssh', [...ssh, target, 'echo should-not-run']);
+    const result = await runCommand('ssh', [...ssh, target, 'echo should-not-run']);
     assert.equal(result.code, 255);
     assert.match(
       result.stderr,

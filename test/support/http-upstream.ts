@@ -1,8 +1,14 @@
 // A real HTTP (or HTTPS) target for tests: records what reaches it and serves fixed routes,
 // including large and slow bodies written with backpressure.
+
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type CommandResult, runCommand } from './process.ts';
 
 export interface SeenRequest {
   method: string;
@@ -134,5 +140,32 @@ export async function startHttpUpstream(tls?: { cert: string; key: string }): Pr
         server.close(() => resolve());
         server.closeAllConnections();
       }),
+  };
+}
+
+export interface Curl extends CommandResult {
+  status: number;
+  body: string;
+  headers: string;
+}
+
+/** The real curl (-s -S) as an agent runs it: the status from -w, the response headers from a file. */
+export async function curl(args: string[], timeoutMs = 60_000): Promise<Curl> {
+  // Headers go to a file: curl 7.88 crashes writing them to /dev/stderr when that is a pipe.
+  const headerFile = join(tmpdir(), `airlock-curl-${randomUUID()}`);
+  const result = await runCommand(
+    'curl',
+    ['-s', '-S', '-D', headerFile, '-w', '\n%{http_code}', ...args],
+    undefined,
+    timeoutMs,
+  );
+  const cut = result.stdout.lastIndexOf('\n');
+  const headers = existsSync(headerFile) ? readFileSync(headerFile, 'utf8') : '';
+  rmSync(headerFile, { force: true });
+  return {
+    ...result,
+    status: Number(result.stdout.slice(cut + 1)),
+    body: result.stdout.slice(0, cut),
+    headers,
   };
 }

@@ -1,11 +1,49 @@
-// Long-running processes for tests: free loopback ports, services with their logs in a file,
-// and a cleanup that leaves no process behind, even when a test fails or the runner exits.
+// Processes for tests: free loopback ports, services with their logs in a file, a cleanup that
+// leaves no process behind, even when a test fails or the runner exits, and one-shot commands.
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to its end (killed after timeoutMs) and resolves with its exit code and
+ * output, whatever the code. The input, if any, is its stdin; a command that exits before
+ * reading it (a refused client) is not an error.
+ */
+export function runCommand(
+  command: string,
+  args: string[],
+  input?: string,
+  timeoutMs = 30_000,
+): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(input);
+  });
+}
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
