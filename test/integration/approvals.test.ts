@@ -6,18 +6,18 @@
 // operator's notifications (--notify-webhook), refusing its first attempts.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../support/process.ts';
-import { requires, tool } from '../support/tools.ts';
+import { requires } from '../support/tools.ts';
 
 const run = promisify(execFile);
 const repository = new URL('../../', import.meta.url).pathname;
@@ -80,24 +80,6 @@ describe(
         (error: Error) => error.message,
       );
 
-    /** Runs the real plugin through kubectl, as an approver types it. */
-    const plugin = async (as: 'approver' | 'user', args: string[]) => {
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        PATH: `${join(work, 'plugins')}:${dirname(process.execPath)}:${process.env.PATH}`,
-      };
-      delete env.KUBECONFIG;
-      return run(tool('kubectl'), ['airlock', ...args, `--kubeconfig=${cluster.kubeconfig[as]}`], {
-        env,
-      }).then(
-        (r) => ({ code: 0, out: r.stdout.trim() }),
-        (e: { code: number; stdout: string; stderr: string }) => ({
-          code: e.code,
-          out: `${e.stdout}${e.stderr}`.trim(),
-        }),
-      );
-    };
-
     const psql = (sql: string) =>
       run(
         'psql',
@@ -157,8 +139,6 @@ describe(
 
     before(async () => {
       work = await mkdtemp(join(tmpdir(), 'airlock-approvals-'));
-      await import('node:fs/promises').then((fs) => fs.mkdir(join(work, 'plugins')));
-      await symlink(cli, join(work, 'plugins', 'kubectl-airlock'));
       database = await startPostgres();
       await database.admin(
         "CREATE TABLE orders (id int, status text); INSERT INTO orders VALUES (1, 'paid'), (2, 'paid'), (3, 'paid')",
@@ -347,7 +327,7 @@ describe(
       );
       assert.ok(created.reasons.length > 0, 'the reasons it is held');
 
-      const listed = await plugin('approver', ['approvals', 'list', '-n', 'agents']);
+      const listed = await cluster.plugin('approver', ['approvals', 'list', '-n', 'agents']);
       assert.equal(listed.code, 0, listed.out);
       assert.match(
         listed.out,
@@ -357,7 +337,7 @@ describe(
       // Alice types the command the notification gave her.
       const [kubectlWord, airlockWord, ...command] = created.decide!.approve.split(' ');
       assert.deepEqual([kubectlWord, airlockWord], ['kubectl', 'airlock']);
-      const approved = await plugin('approver', [...command, '--reason', 'ticket 42']);
+      const approved = await cluster.plugin('approver', [...command, '--reason', 'ticket 42']);
       assert.equal(approved.code, 0, approved.out);
       assert.match(approved.out, /approved/);
       const decided = Date.now();
@@ -387,7 +367,7 @@ describe(
       const request = await held(/id = 2/);
       const name = request.metadata.name;
 
-      const bob = await plugin('user', ['approve', name, '-n', 'agents']);
+      const bob = await cluster.plugin('user', ['approve', name, '-n', 'agents']);
       assert.equal(bob.code, 1);
       assert.match(bob.out, /bob may not decide .*lists as approvers group dba-oncall/);
 
@@ -409,7 +389,7 @@ describe(
         /system:serviceaccount:agents:agent requested .* nobody may approve their own request/,
       );
 
-      const denied = await plugin('approver', [
+      const denied = await cluster.plugin('approver', [
         'deny',
         name,
         '-n',
@@ -433,7 +413,7 @@ describe(
       assert.deepEqual(notificationsOf(name), ['accessrequest.created', 'accessrequest.denied']);
 
       // A second decision, and any other edit, after the decision.
-      const again = await plugin('approver', ['approve', name, '-n', 'agents']);
+      const again = await cluster.plugin('approver', ['approve', name, '-n', 'agents']);
       assert.equal(again.code, 1);
       assert.match(again.out, /a decision cannot be changed/);
       const edit = await failure(
@@ -502,7 +482,7 @@ describe(
         'phase Expired',
         async () => (await get(request.metadata.name)).status?.phase === 'Expired',
       );
-      const late = await plugin('approver', ['approve', request.metadata.name, '-n', 'agents']);
+      const late = await cluster.plugin('approver', ['approve', request.metadata.name, '-n', 'agents']);
       assert.equal(late.code, 1);
       assert.match(late.out, /expired/);
       const rows = await database.admin('SELECT count(*)::int AS n FROM orders', database.database);

@@ -4,20 +4,15 @@
 // the API server's front proxy brings it, and a pod cannot slip events into another
 // namespace's session.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import type { SessionEvent } from '../../sidecar/audit/event.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { type OperatorProcess, startOperatorProcess } from '../support/operator.ts';
-import { requires, tool } from '../support/tools.ts';
-
-const run = promisify(execFile);
-const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
+import { requires } from '../support/tools.ts';
 
 describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () => {
   let cluster: ControlPlane;
@@ -32,22 +27,6 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
       () => assert.fail('expected a refusal'),
       (error: Error) => error.message,
     );
-
-  /** The real plugin through kubectl, as alice or bob types it. */
-  const plugin = async (as: 'approver' | 'user', args: string[]) => {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      PATH: `${join(work, 'plugins')}:${dirname(process.execPath)}:${process.env.PATH}`,
-    };
-    delete env.KUBECONFIG;
-    return run(tool('kubectl'), ['airlock', ...args, `--kubeconfig=${cluster.kubeconfig[as]}`], { env }).then(
-      (r) => ({ code: 0, out: r.stdout.trim() }),
-      (e: { code: number; stdout: string; stderr: string }) => ({
-        code: e.code,
-        out: `${e.stdout}${e.stderr}`.trim(),
-      }),
-    );
-  };
 
   /** A call straight to the operator's port, bypassing the API server. */
   const direct = (path: string, headers: Record<string, string | string[]>, client?: 'approver') =>
@@ -123,8 +102,6 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'airlock-sessions-api-'));
-    await mkdir(join(work, 'plugins'));
-    await symlink(cli, join(work, 'plugins', 'kubectl-airlock'));
     cluster = await startControlPlane();
     await cluster.installCrds();
     for (const namespace of ['airlock-system', 'agents', 'other'])
@@ -282,13 +259,13 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
   });
 
   test('kubectl airlock sessions list, show and replay read the cluster as the caller', async () => {
-    const list = await plugin('approver', ['sessions', 'list', '-n', 'agents']);
+    const list = await cluster.plugin('approver', ['sessions', 'list', '-n', 'agents']);
     assert.equal(list.code, 0, list.out);
     assert.match(list.out, /^SESSION\s+CONNECTION\s+IDENTITY/);
     assert.match(list.out, /sql-1\s+orders-db\s+system:serviceaccount:agents:agent\s+\S+\s+2\s+1\s+1/);
     assert.match(list.out, /tty-1\s+bastion/);
 
-    const show = await plugin('approver', ['sessions', 'show', 'sql-1', '-n', 'agents']);
+    const show = await cluster.plugin('approver', ['sessions', 'show', 'sql-1', '-n', 'agents']);
     assert.equal(show.code, 0, show.out);
     assert.match(show.out, /connection agents\/orders-db \(postgres\) as system:serviceaccount:agents:agent/);
     assert.match(show.out, /allowed\s+SELECT email FROM customers\s+\[1 rows; masked pii\/email=1\]/);
@@ -296,7 +273,7 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
     assert.doesNotMatch(show.out, /planted/);
 
     const cast = join(work, 'tty-1.cast');
-    const replay = await plugin('approver', [
+    const replay = await cluster.plugin('approver', [
       'sessions',
       'replay',
       'tty-1',
@@ -317,10 +294,10 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
       [0.6, 'o', 'ls\r\nreport.txt\r\n'],
     ]);
 
-    const bob = await plugin('user', ['sessions', 'list', '-n', 'agents']);
+    const bob = await cluster.plugin('user', ['sessions', 'list', '-n', 'agents']);
     assert.equal(bob.code, 1);
     assert.match(bob.out, /airlock sessions: .*User "bob" cannot list resource "sessions"/);
-    const missing = await plugin('approver', ['sessions', 'show', 'nope', '-n', 'agents']);
+    const missing = await cluster.plugin('approver', ['sessions', 'show', 'nope', '-n', 'agents']);
     assert.equal(missing.code, 1);
     assert.match(missing.out, /no session nope/);
   });

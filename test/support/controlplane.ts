@@ -3,9 +3,9 @@
 // users with distinct names and groups. Each suite gets its own, on free ports.
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { createCertificateAuthority, type KeyPairPem } from '../../operator/pki.ts';
 import { freePort, type Service, startService, temporaryDirectory, waitFor } from './process.ts';
@@ -34,6 +34,11 @@ export interface ControlPlane {
   credentials: Record<UserName, KeyPairPem>;
   /** Runs the real kubectl as a user; rejects with stderr on a non-zero exit. */
   kubectl(args: string[], options?: { as?: UserName; input?: string }): Promise<string>;
+  /**
+   * Runs the `kubectl airlock` plugin (this CLI, as kubectl-airlock on PATH) through the real
+   * kubectl as a user types it; resolves with the exit code and the output (stdout, then stderr).
+   */
+  plugin(as: UserName, args: string[]): Promise<{ code: number; out: string }>;
   /** Applies crds/ and waits until the API server serves them. */
   installCrds(): Promise<void>;
   /** A token from the TokenRequest API, bound to a pod, for an audience. */
@@ -198,6 +203,27 @@ export async function startControlPlane(): Promise<ControlPlane> {
         throw new Error(`kubectl ${args.join(' ')}: ${failure.stderr?.trim() || failure.message}`);
       }
     };
+    let plugins: Promise<string> | undefined;
+    const plugin: ControlPlane['plugin'] = async (as, args) => {
+      plugins ??= (async () => {
+        const directory = file('plugins');
+        await mkdir(directory);
+        await symlink(join(repository, 'bin/airlock.js'), join(directory, 'kubectl-airlock'));
+        return directory;
+      })();
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        PATH: `${await plugins}:${dirname(process.execPath)}:${process.env.PATH}`,
+      };
+      delete env.KUBECONFIG;
+      return run(kubectlPath, ['airlock', ...args, `--kubeconfig=${kubeconfigs[as]}`], { env }).then(
+        (r) => ({ code: 0, out: r.stdout.trim() }),
+        (e: { code: number; stdout: string; stderr: string }) => ({
+          code: e.code,
+          out: `${e.stdout}${e.stderr}`.trim(),
+        }),
+      );
+    };
     return {
       url,
       ca: ca.certificate,
@@ -205,6 +231,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
       kubeconfig: kubeconfigs,
       credentials,
       kubectl,
+      plugin,
       async installCrds() {
         await kubectl(['apply', '-f', join(repository, 'crds')]);
         await kubectl([
