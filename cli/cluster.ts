@@ -15,6 +15,7 @@ import { group, version } from '../api/v1alpha1.ts';
 import type { SessionSummary } from '../audit/store.ts';
 import { type Session, sessionSummary, sessionsGroup, sessionsVersion } from '../operator/sessions-api.ts';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
+import { table } from './table.ts';
 
 export interface ClusterFlags {
   namespace?: string | undefined;
@@ -101,13 +102,6 @@ export async function decideInCluster(
   }
   console.log(`accessrequest ${namespace}/${name} ${decision === 'approve' ? 'approved' : 'denied'}`);
   return 0;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
-    .join('\n');
 }
 
 export async function listInCluster(

@@ -13,6 +13,7 @@ import {
   localRunningAt,
   usesCluster,
 } from '../cli/cluster.ts';
+import { table } from '../cli/table.ts';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
 import type { PendingApproval } from './approvals.ts';
 import { callControl, controlSocket, defaultStore } from './control.ts';
@@ -50,13 +51,6 @@ async function fromStoreOrProcess<T>(
   } finally {
     await opened.close();
   }
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
-    .join('\n');
 }
 
 const clock = (iso: string) => iso.slice(11, 23);
