@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/log.ts';
 import type { SessionSummary } from '../audit/store.ts';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
+import { respondJson } from './control-api.ts';
 import type { Routes } from './server.ts';
 
 export const sessionsGroup = 'audit.airlock.dev';
@@ -343,14 +344,7 @@ export function sessionsApi(options: SessionsApiOptions): Routes {
   };
 
   const handler = async (request: IncomingMessage, response: ServerResponse) => {
-    const send = (code: number, body: unknown) => {
-      const text = JSON.stringify(body);
-      response.writeHead(code, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(text),
-      });
-      response.end(text);
-    };
+    const send = (code: number, body: unknown) => respondJson(response, code, body);
     const url = new URL(request.url ?? '/', 'https://operator');
     const wanted = target(url.pathname);
     if (!wanted) return send(404, status(404, 'NotFound', `the server could not find ${url.pathname}`));
