@@ -71,16 +71,23 @@ export async function openAuditLog(location: string, options: StoreOptions = {})
     if (error !== undefined) call?.reject(new Error(error));
     else call?.resolve(result);
   });
-  worker.on('error', (error) => {
-    for (const call of pending.values()) call.reject(error);
+  let gone: Error | undefined;
+  const fail = (error: Error) => {
+    gone ??= error;
+    for (const call of pending.values()) call.reject(gone);
     pending.clear();
-  });
+  };
+  worker.on('error', fail);
+  // A worker that ended (crashed, or closed) answers nothing more: its calls fail, never hang.
+  worker.on('exit', (code) => fail(new Error(`the audit store worker ended (exit code ${code})`)));
   const call = <T>(method: string, ...args: unknown[]) =>
     new Promise<T>((resolve, reject) => {
+      if (gone) return reject(gone);
       const id = next++;
       pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       worker.postMessage({ id, method, args });
     });
+  let closing: Promise<void> | undefined;
   return {
     location,
     append: (events) => call('append', events),
@@ -93,9 +100,13 @@ export async function openAuditLog(location: string, options: StoreOptions = {})
     head: () => call('head'),
     exportCursor: (sink) => call('exportCursor', sink),
     advanceExportCursor: (sink, position) => call('advanceExportCursor', sink, position),
-    async close() {
-      await call('close');
-      await worker.terminate();
-    },
+    close: () =>
+      (closing ??= (async () => {
+        try {
+          if (!gone) await call('close');
+        } finally {
+          await worker.terminate();
+        }
+      })()),
   };
 }
