@@ -7,6 +7,8 @@ import type { SessionEvent } from '../sidecar/audit/event.ts';
 import {
   AuditStore,
   isPostgresUrl,
+  type SessionPage,
+  type SessionQuery,
   type SessionSummary,
   type StoredEvent,
   type StoreOptions,
@@ -19,7 +21,7 @@ export interface AuditLog {
   /** As append, returning the events that were new to the store. */
   add(events: SessionEvent[]): Promise<SessionEvent[]>;
   prune(before: Date): Promise<{ pruned: number; through: number }>;
-  sessions(limit?: number, namespace?: string): Promise<SessionSummary[]>;
+  sessions(query?: SessionQuery): Promise<SessionPage>;
   session(
     id: string,
     namespace?: string,
@@ -93,7 +95,7 @@ export async function openAuditLog(location: string, options: StoreOptions = {})
     append: (events) => call('append', events),
     add: (events) => call('add', events),
     prune: (before) => call('prune', before),
-    sessions: (limit, namespace) => call('sessions', limit, namespace),
+    sessions: (query) => call('sessions', query),
     session: (id, namespace) => call('session', id, namespace),
     verify: () => call('verify'),
     eventsAfter: (position, limit) => call('eventsAfter', position, limit),

@@ -72,7 +72,9 @@ test('appends, dedupes resends, summarizes and verifies; every kind of tampering
   assert.equal(await store.append(first), 0, 'a resend adds nothing');
   const second = session('s2', ['SELECT 1', 'SELECT 2', 'SELECT 3']);
   assert.equal(await store.append([...second.slice(0, 2), first[1]!, ...second.slice(2)]), 5);
-  const [latest, earliest] = await store.sessions();
+  const {
+    sessions: [latest, earliest],
+  } = await store.sessions();
   assert.equal(latest!.id, 's2');
   assert.deepEqual(
     {
@@ -207,7 +209,8 @@ for (const kind of ['embedded', 'postgres'] as const) {
               }),
               { minLength: 1, maxLength: 6 },
             ),
-            async (shapes) => {
+            fc.integer({ min: 1, max: 7 }),
+            async (shapes, pageSize) => {
               const round = randomUUID().slice(0, 8);
               const batch: SessionEvent[] = [];
               shapes.forEach((shape, index) => {
@@ -252,7 +255,19 @@ for (const kind of ['embedded', 'postgres'] as const) {
               });
               await store.append(batch);
               for (const namespace of ['agents', 'other']) {
-                const listed = (await store.sessions(1000, namespace)).filter((s) => s.id.startsWith(round));
+                const { sessions: whole, next } = await store.sessions({ limit: 1000, namespace });
+                assert.equal(next, undefined, 'all of them on one page');
+                // Page by page, the same list: nothing skipped, nothing twice.
+                const paged = [];
+                let before: number | undefined;
+                do {
+                  const page = await store.sessions({ limit: pageSize, namespace, before });
+                  assert.ok(page.sessions.length <= pageSize);
+                  paged.push(...page.sessions);
+                  before = page.next;
+                } while (before !== undefined);
+                assert.deepEqual(paged, whole);
+                const listed = whole.filter((s) => s.id.startsWith(round));
                 const expected = [];
                 for (const [index, shape] of shapes.entries()) {
                   if (shape.namespace !== namespace) continue;
@@ -261,7 +276,9 @@ for (const kind of ['embedded', 'postgres'] as const) {
                 }
                 assert.deepEqual(listed, expected.reverse());
               }
-              const all = (await store.sessions(1000)).filter((s) => s.id.startsWith(round));
+              const all = (await store.sessions({ limit: 1000 })).sessions.filter((s) =>
+                s.id.startsWith(round),
+              );
               assert.equal(all.length, shapes.length, 'one entry per session id across namespaces');
             },
           ),

@@ -101,6 +101,20 @@ export interface SessionSummary {
   masked: number;
 }
 
+/** Which sessions a list returns: the newest `limit`, optionally of one namespace, before a page. */
+export interface SessionQuery {
+  limit?: number;
+  namespace?: string;
+  /** The `next` of the previous page: only sessions that started before it. */
+  before?: number;
+}
+
+export interface SessionPage {
+  sessions: SessionSummary[];
+  /** Present when older sessions may follow: pass it as `before` for the next page. */
+  next?: number;
+}
+
 export interface VerifyResult {
   ok: boolean;
   events: number;
@@ -281,12 +295,20 @@ export class AuditStore {
    * their own events only: the collector stamps each event with its sender's namespace, so
    * events another namespace sent under the same session id are not part of it. A session
    * whose start retention pruned is no longer listed; `session(id)` still reads what is left.
+   * Pages follow each other by chain position, so sessions that start meanwhile neither shift
+   * nor repeat the pages after the first.
    */
-  async sessions(limit = 100, namespace?: string): Promise<SessionSummary[]> {
+  async sessions({ limit = 100, namespace, before }: SessionQuery = {}): Promise<SessionPage> {
+    const params: unknown[] = [limit];
+    const param = (value: unknown) => `$${params.push(value)}`;
+    const inNamespace = namespace === undefined ? undefined : param(namespace);
     const scoped = (alias: string) =>
-      namespace === undefined ? '' : `AND ${alias}.body->'identity'->>'namespace' = $2`;
+      inNamespace === undefined ? '' : `AND ${alias}.body->'identity'->>'namespace' = ${inNamespace}`;
+    const page = before === undefined ? '' : `AND s.position < ${param(before)}`;
     const rows = await this.#db.query<{
       session_id: string;
+      start: string | number;
+      read: string | number;
       first: SessionEvent;
       requests: string | number;
       blocked: string | number;
@@ -295,10 +317,10 @@ export class AuditStore {
     }>(
       `WITH starts AS (
          SELECT s.session_id, s.position FROM audit_events s
-          WHERE s.type = 'session.start' ${scoped('s')}
+          WHERE s.type = 'session.start' ${scoped('s')} ${page}
           ORDER BY s.position DESC LIMIT $1),
        recent AS (SELECT session_id, min(position) AS first FROM starts GROUP BY session_id)
-       SELECT r.session_id, f.body AS first, a.requests, a.blocked, a.masked, a.ended
+       SELECT r.session_id, r.first AS start, (SELECT count(*) FROM starts) AS read, f.body AS first, a.requests, a.blocked, a.masked, a.ended
          FROM recent r
          JOIN audit_events f ON f.position = r.first
          CROSS JOIN LATERAL (
@@ -314,9 +336,9 @@ export class AuditStore {
              ) m ON true
             WHERE e.session_id = r.session_id ${scoped('e')}) a
         ORDER BY r.first DESC`,
-      namespace === undefined ? [limit] : [limit, namespace],
+      params,
     );
-    return rows.map((row) => {
+    const sessions = rows.map((row) => {
       const first = parseJson(row.first);
       return {
         ...describe(row.session_id, first),
@@ -326,6 +348,9 @@ export class AuditStore {
         masked: Number(row.masked),
       };
     });
+    // A page that read `limit` starts may have older sessions behind it.
+    const oldest = rows.at(-1);
+    return oldest && Number(oldest.read) >= limit ? { sessions, next: Number(oldest.start) } : { sessions };
   }
 
   async session(

@@ -119,7 +119,7 @@ const timings: Record<'database' | 'process', number[]> = { database: [], proces
 let listed = 0;
 for (let round = 0; round < 5; round++) {
   let t = performance.now();
-  listed = (await store.sessions(500, 'agents')).length;
+  listed = (await store.sessions({ limit: 500, namespace: 'agents' })).sessions.length;
   timings.database.push(performance.now() - t);
   t = performance.now();
   await inProcess();

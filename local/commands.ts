@@ -96,7 +96,7 @@ function sessionSource(values: ReturnType<typeof options>['values']) {
   if (inCluster(values)) return clusterSessions(values);
   const store = values.store ?? defaultStore();
   return {
-    list: () => fromStoreOrProcess(store, '/sessions', (s) => s.sessions()),
+    list: () => fromStoreOrProcess(store, '/sessions', async (s) => (await s.sessions()).sessions),
     get: (id: string) =>
       fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) => s.session(id)),
   };

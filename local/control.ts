@@ -34,7 +34,8 @@ export async function serveControl(
       const segments = url.pathname.split('/').filter(Boolean);
       if (req.method === 'GET' && url.pathname === '/sessions') {
         await parts.flush();
-        return send(200, await parts.store.sessions(Number(url.searchParams.get('limit') ?? 100)));
+        const limit = Number(url.searchParams.get('limit') ?? 100);
+        return send(200, (await parts.store.sessions({ limit })).sessions);
       }
       if (req.method === 'GET' && segments[0] === 'sessions' && segments[1]) {
         await parts.flush();

@@ -4,8 +4,10 @@ import { before, describe, test } from 'node:test';
 import { createCertificateAuthority, type KeyPairPem } from './pki.ts';
 import {
   callerFromHeaders,
+  continueToken,
   type FrontProxy,
   isFrontProxyCertificate,
+  parseContinue,
   parseFrontProxy,
   type Session,
   sessionObject,
@@ -136,7 +138,8 @@ test('a session object and its summary convert both ways; a table has one row pe
   assert.deepEqual(session.metadata, { name: 's1', namespace: 'agents', creationTimestamp: summary.started });
   assert.equal(session.events, undefined);
   assert.deepEqual(sessionSummary(session), summary);
-  const table = sessionTable([session], Date.parse(summary.started) + 5 * 60_000);
+  const table = sessionTable([session], { continue: 'next' }, Date.parse(summary.started) + 5 * 60_000);
+  assert.deepEqual(table.metadata, { continue: 'next' });
   assert.deepEqual(
     table.columnDefinitions.map((c) => c.name),
     ['Name', 'Connection', 'Protocol', 'Identity', 'Requests', 'Blocked', 'Masked', 'Ended', 'Age'],
@@ -152,4 +155,22 @@ test('a session object and its summary convert both ways; a table has one row pe
     '',
     '5m',
   ]);
+});
+
+test('a continue token names a chain position; anything else is not one', () => {
+  for (const position of [1, 42, 2 ** 40]) assert.equal(parseContinue(continueToken(position)), position);
+  const forged = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  for (const token of [
+    'garbage',
+    '',
+    forged({ v: 2, before: 5 }),
+    forged({ v: 1, before: 0 }),
+    forged({ v: 1, before: -3 }),
+    forged({ v: 1, before: 1.5 }),
+    forged({ v: 1, before: '5' }),
+    forged({ v: 1, before: 2 ** 60 }),
+    forged([1]),
+    forged(null),
+  ])
+    assert.equal(parseContinue(token), null, token);
 });

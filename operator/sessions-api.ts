@@ -249,7 +249,7 @@ function age(from: string, now: number): string {
 }
 
 /** The Table kubectl asks for (`Accept: …;as=Table;g=meta.k8s.io;v=v1`), one row per session. */
-export function sessionTable(sessions: Session[], now = Date.now()) {
+export function sessionTable(sessions: Session[], metadata: ListMeta = {}, now = Date.now()) {
   const column = (name: string, type: string, description: string, priority = 0) => ({
     name,
     type,
@@ -260,7 +260,7 @@ export function sessionTable(sessions: Session[], now = Date.now()) {
   return {
     kind: 'Table',
     apiVersion: 'meta.k8s.io/v1',
-    metadata: {},
+    metadata,
     columnDefinitions: [
       column('Name', 'string', 'The session id.'),
       column('Connection', 'string', 'The Connection the session used.'),
@@ -300,7 +300,7 @@ export interface SessionsApiOptions {
   logger: Logger;
   /** How long the front-proxy settings read from the API server are used before a re-read. */
   frontProxyTtlMs?: number;
-  /** Most sessions one list returns (newest first); `?limit=` may ask for fewer. */
+  /** Most sessions one page of a list returns (newest first); `?limit=` may ask for fewer. */
   maxList?: number;
 }
 
@@ -390,12 +390,42 @@ export function sessionsApi(options: SessionsApiOptions): Routes {
     }
     const asked = Number(url.searchParams.get('limit') ?? maxList);
     const limit = Number.isInteger(asked) && asked > 0 ? Math.min(asked, maxList) : maxList;
-    const summaries = await store.sessions(limit, wanted.namespace);
-    const items = summaries.map((s) => sessionObject(wanted.namespace ?? namespaceOf(s), s));
-    if (/as=Table/.test(request.headers.accept ?? '')) return send(200, sessionTable(items));
-    return send(200, { apiVersion: groupVersion, kind: 'SessionList', metadata: {}, items });
+    const token = url.searchParams.get('continue');
+    const before = token ? parseContinue(token) : undefined;
+    if (before === null)
+      return send(400, status(400, 'BadRequest', 'continue key is not valid: list again without it'));
+    const page = await store.sessions({ limit, namespace: wanted.namespace, before });
+    const items = page.sessions.map((s) => sessionObject(wanted.namespace ?? namespaceOf(s), s));
+    const metadata: ListMeta = page.next === undefined ? {} : { continue: continueToken(page.next) };
+    if (/as=Table/.test(request.headers.accept ?? '')) return send(200, sessionTable(items, metadata));
+    return send(200, { apiVersion: groupVersion, kind: 'SessionList', metadata, items });
   };
   return { [basePath]: handler, [`${basePath}/`]: handler };
+}
+
+interface ListMeta {
+  continue?: string;
+}
+
+/**
+ * A list's continue token: where the next page starts in the chain, opaque to clients. Pages
+ * are read by chain position, so sessions that start meanwhile do not shift them.
+ */
+export function continueToken(before: number): string {
+  return Buffer.from(JSON.stringify({ v: 1, before })).toString('base64url');
+}
+
+/** The position a continue token names; null when it is not one of ours. */
+export function parseContinue(token: string): number | null {
+  try {
+    const { v, before } = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as {
+      v?: unknown;
+      before?: unknown;
+    };
+    return v === 1 && Number.isSafeInteger(before) && (before as number) > 0 ? (before as number) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The namespace a session belongs to: the workload's, from its identity. */

@@ -167,7 +167,7 @@ describe('audit delivery: spool, resend, fail closed', requires('postgres'), () 
     assert.equal((await again.query('SELECT 1 AS one')).rows[0].one, 1);
     await again.end();
     await delivery.drained();
-    const sessions = await store.sessions(10);
+    const sessions = (await store.sessions({ limit: 10 })).sessions;
     const requests = sessions.reduce((sum, s) => sum + s.requests, 0);
     assert.ok(requests >= 2, 'statements run before the spool filled were delivered');
     await enforcer.close();

@@ -302,7 +302,7 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
     await delivery.stop();
 
     const store = await AuditStore.open(storeUrl);
-    const summaries = (await store.sessions(10_000)).filter(
+    const summaries = (await store.sessions({ limit: 10_000 })).sessions.filter(
       (s) => s.connection === 'orders-db' && !s.id.startsWith('session-'),
     );
     assert.equal(summaries.length, sessions, 'every session arrived');

@@ -207,6 +207,44 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
     assert.match(table, /tty-1\s+bastion\s+ssh\s+system:serviceaccount:agents:agent\s+0\s+0\s+0\s/);
     assert.match(table, /sql-1\s+orders-db\s+postgres\s+system:serviceaccount:agents:agent\s+2\s+1\s+1\s/);
     assert.doesNotMatch(table, /other-1|planted/);
+    // kubectl reads a list in pages and follows each page's continue token to the end.
+    assert.equal(
+      await kubectl(['get', 'sessions', '-n', 'agents', '--chunk-size=1'], { as: 'approver' }),
+      table,
+      'page by page, the same table',
+    );
+    assert.deepEqual(
+      (await kubectl(['get', 'sessions', '-A', '-o', 'name', '--chunk-size=1'])).trim().split('\n').sort(),
+      [
+        'session.audit.airlock.dev/other-1',
+        'session.audit.airlock.dev/sql-1',
+        'session.audit.airlock.dev/tty-1',
+      ],
+    );
+    const first = JSON.parse(
+      await kubectl(['get', '--raw', '/apis/audit.airlock.dev/v1alpha1/namespaces/agents/sessions?limit=1'], {
+        as: 'approver',
+      }),
+    );
+    assert.deepEqual(
+      first.items.map((s: { metadata: { name: string } }) => s.metadata.name),
+      ['tty-1'],
+      'newest first',
+    );
+    assert.ok(first.metadata.continue, 'a full page says where the next starts');
+    assert.match(
+      await refused(
+        kubectl(
+          [
+            'get',
+            '--raw',
+            '/apis/audit.airlock.dev/v1alpha1/namespaces/agents/sessions?limit=1&continue=forged',
+          ],
+          { as: 'approver' },
+        ),
+      ),
+      /continue key is not valid/,
+    );
 
     const one = JSON.parse(
       await kubectl(['get', 'session', 'sql-1', '-n', 'agents', '-o', 'json'], { as: 'approver' }),
