@@ -549,6 +549,14 @@ export type PolicyRule = z.infer<typeof ruleSchema>;
 export const accessRequestPhases = ['Pending', 'Approved', 'Denied', 'Expired'] as const;
 export type AccessRequestPhase = (typeof accessRequestPhases)[number];
 
+/** What the operator tells the notification receivers about an AccessRequest. */
+export const accessRequestNotificationTypes = [
+  'accessrequest.created',
+  'accessrequest.approved',
+  'accessrequest.denied',
+  'accessrequest.expired',
+] as const;
+
 // Transition rules compare with the stored object: only the API server can check them.
 const transition = (rule: string, message: string) => ({ rule, message });
 const immutable = (field: string) => transition(`self.${field} == oldSelf.${field}`, `${field} is immutable`);
@@ -611,6 +619,10 @@ export const accessRequestStatusSchema = describe(
     decidedBy: describe(z.string().max(253).optional(), 'The user who decided, from the API server.'),
     decidedAt: describe(z.string().optional(), 'When the decision was made (RFC 3339).'),
     expiresAt: describe(z.string().optional(), 'When a pending request expires (RFC 3339).'),
+    notified: describe(
+      z.array(z.enum(accessRequestNotificationTypes)).max(accessRequestNotificationTypes.length).optional(),
+      'The notifications every configured receiver has acknowledged; the others are sent (again) until they are.',
+    ),
   }),
   'Lifecycle of the request, written by the operator.',
 );

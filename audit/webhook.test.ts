@@ -60,9 +60,10 @@ test('the in-memory queue: a receiver that fails for a while gets every item, in
     minRetryMs: 50,
     maxRetryMs: 400,
   });
-  for (let seq = 0; seq < 1000; seq++) sink.push(event(seq));
+  const acknowledged = Array.from({ length: 1000 }, (_, seq) => sink.push(event(seq)));
   const deadline = Date.now() + 20_000;
   while (new Set(received).size < 1000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(new Set(await Promise.all(acknowledged)), new Set([true]), 'each push resolved delivered');
   sink.stop();
   server.close();
   assert.ok(refusals >= 2, 'the receiver failed first');
@@ -73,6 +74,30 @@ test('the in-memory queue: a receiver that fails for a while gets every item, in
     'in order',
   );
   failUntil = 0;
+});
+
+test('a push resolves false when its item is shed past the bound, or the sender stops first', async () => {
+  // A receiver that is not there: every attempt fails.
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/gone`;
+  await new Promise((resolve) => closed.close(resolve));
+  const sink = new WebhookSender<SessionEvent>({
+    url,
+    stream: 'notifications',
+    encode: (events) => formatBatch('generic', events),
+    logger: pino({ level: 'silent' }),
+    maxQueued: 2,
+    flushMs: 5,
+    minRetryMs: 10,
+    maxRetryMs: 20,
+  });
+  const [first, second, third] = [sink.push(event(0)), sink.push(event(1)), sink.push(event(2))];
+  assert.equal(await first, false, 'shed: the oldest past the bound');
+  assert.equal(sink.queued, 2);
+  sink.stop();
+  assert.deepEqual(await Promise.all([second, third]), [false, false], 'stopped before delivery');
+  assert.equal(await sink.push(event(3)), false, 'nothing is taken after stop');
 });
 
 test('the Slack format is one incoming-webhook message per batch', () => {

@@ -89,7 +89,8 @@ function shared<M>(registry: Registry | undefined, name: string, make: (register
 export class WebhookSender<T> {
   readonly #options: Required<Omit<WebhookSenderOptions<T>, 'registry'>>;
   readonly #receiver: string;
-  #queue: T[] = [];
+  /** Items waiting, each with what its push() resolves to. */
+  #queue: { item: T; settle: (delivered: boolean) => void }[] = [];
   #sending = false;
   #timer?: NodeJS.Timeout;
   #failures = 0;
@@ -155,15 +156,22 @@ export class WebhookSender<T> {
     this.#metrics.queued.set(items);
   }
 
-  /** Queues an item in memory; it is lost if the process ends before it is delivered. */
-  push(item: T): void {
-    if (this.#queue.length >= this.#options.maxQueued) {
-      this.#queue.shift();
-      this.#metrics.shed.inc();
-    }
-    this.#queue.push(item);
-    this.#metrics.queued.set(this.#queue.length);
-    this.#schedule(this.#queue.length >= this.#options.batchSize ? 0 : this.#options.flushMs);
+  /**
+   * Queues an item in memory, in order after the ones before it. Resolves true once the receiver
+   * has acknowledged it, false when it was shed or the sender stopped first (the item is lost
+   * with the process: a caller that must not lose it records the true and sends again without).
+   */
+  push(item: T): Promise<boolean> {
+    return new Promise((settle) => {
+      if (this.#stopped) return settle(false);
+      if (this.#queue.length >= this.#options.maxQueued) {
+        this.#queue.shift()!.settle(false);
+        this.#metrics.shed.inc();
+      }
+      this.#queue.push({ item, settle });
+      this.#metrics.queued.set(this.#queue.length);
+      this.#schedule(this.#queue.length >= this.#options.batchSize ? 0 : this.#options.flushMs);
+    });
   }
 
   #schedule(delayMs: number) {
@@ -182,10 +190,11 @@ export class WebhookSender<T> {
     try {
       while (this.#queue.length > 0 && !this.#stopped) {
         const batch = this.#queue.slice(0, this.#options.batchSize);
-        if (!(await this.deliver(batch))) break;
+        if (!(await this.deliver(batch.map((entry) => entry.item)))) break;
         // Shedding may have moved the head while the batch was in flight.
         const index = this.#queue.indexOf(batch[0]!);
         if (index >= 0) this.#queue.splice(index, batch.length);
+        for (const entry of batch) entry.settle(true);
         this.#metrics.queued.set(this.#queue.length);
       }
     } finally {
@@ -239,6 +248,7 @@ export class WebhookSender<T> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#abort.abort();
+    for (const entry of this.#queue.splice(0)) entry.settle(false);
   }
 }
 

@@ -169,7 +169,8 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
     identity: flags.identity,
     listen: { host: '0.0.0.0', port: flags['control-api-port'] },
     probeListen: { host: '0.0.0.0', port: flags['probe-port'] },
-    notify: notifier.notify,
+    // Without receivers nothing is owed, and nothing is recorded in the requests' status.
+    ...(flags['notify-webhook'].length > 0 && { notify: notifier.notify }),
     routes: {
       '/v1/events': collector.handler,
       ...sessionsApi({

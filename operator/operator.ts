@@ -37,8 +37,8 @@ export interface OperatorOptions {
   leaseDurationMs?: number;
   retryPeriodMs?: number;
   metrics?: Metrics;
-  /** Notifications of AccessRequests: created here, or decided or expired by this leader. */
-  notify?: (notification: AccessRequestNotification) => void;
+  /** Notifications of AccessRequests, sent by the leader; resolves true once acknowledged. */
+  notify?: (notification: AccessRequestNotification) => Promise<boolean>;
 }
 
 export interface Operator {

@@ -163,7 +163,11 @@ test('desiredStatus: Pending until the decision or the expiry', () => {
   assert.deepEqual(approved, { phase: 'Approved', decidedBy: 'alice', decidedAt: now.toISOString() });
   assert.equal(desiredStatus(decide(pending, 'deny', 'alice'), now, 0).status?.phase, 'Denied');
   assert.deepEqual(desiredStatus(pending, new Date('2026-01-01T00:15:00Z'), 0).status, { phase: 'Expired' });
+  // A request without a status: its creator writes it (its expiry may be shorter than the
+  // rule's); past the grace, the leader does, from the creation time and the rule.
   const fresh = { ...pending, status: {} };
+  const created = Date.parse(pending.metadata.creationTimestamp!);
+  assert.deepEqual(desiredStatus(fresh, new Date(created + 1_000), 900_000), { requeueAfterMs: 4_000 });
   assert.deepEqual(desiredStatus(fresh, now, 900_000).status, {
     phase: 'Pending',
     expiresAt: '2026-01-01T00:15:00.000Z',

@@ -4,6 +4,7 @@ import type { AccessRequest } from '../../api/v1alpha1.ts';
 import { parseOperatorFlags } from '../command.ts';
 import {
   type AccessRequestNotification,
+  dueNotifications,
   formatNotifications,
   notificationOf,
   outcomeType,
@@ -177,4 +178,32 @@ test('the operator takes --notify-webhook (repeatable) and --notify-format', () 
   assert.equal(flags['notify-format'], 'slack');
   assert.throws(() => parseOperatorFlags(['--notify-webhook=not a url'], {}), /^Error: --notify-webhook/);
   assert.throws(() => parseOperatorFlags(['--notify-format=email'], {}), /^Error: --notify-format/);
+});
+
+test('what a request is owed: what its status does not list, created first, outcomes while they are news', () => {
+  const at = (minutes: number) => new Date(now.getTime() + minutes * 60_000).toISOString();
+  const owed = (status: AccessRequest['status'], minutes = 0) =>
+    dueNotifications(accessRequest({}, status), new Date(now.getTime() + minutes * 60_000));
+  assert.deepEqual(owed({ phase: 'Pending', expiresAt: at(2) }), ['accessrequest.created']);
+  assert.deepEqual(owed({}), [], 'not before its status says Pending, with the expiry that applies');
+  assert.deepEqual(owed({ phase: 'Pending', notified: ['accessrequest.created'] }), []);
+  const approved = { phase: 'Approved' as const, decidedBy: 'alice', decidedAt: at(1) };
+  assert.deepEqual(owed({ ...approved, notified: ['accessrequest.created'] }, 1), ['accessrequest.approved']);
+  assert.deepEqual(
+    owed(approved, 1),
+    ['accessrequest.created', 'accessrequest.approved'],
+    'never an outcome of a request the receivers did not hear of',
+  );
+  assert.deepEqual(
+    owed({ ...approved, notified: ['accessrequest.created', 'accessrequest.approved'] }, 1),
+    [],
+  );
+  assert.deepEqual(owed(approved, 62), [], 'an hour after the decision it is history, not news');
+  assert.deepEqual(owed({ ...approved, notified: ['accessrequest.created'] }, 62), []);
+  const expired = { phase: 'Expired' as const, expiresAt: at(2) };
+  assert.deepEqual(owed(expired, 3), ['accessrequest.created', 'accessrequest.expired']);
+  assert.deepEqual(owed(expired, 63), [], 'the expiry is the moment that ages');
+  assert.deepEqual(owed({ phase: 'Denied', notified: ['accessrequest.created'] }, 0), [
+    'accessrequest.denied',
+  ]);
 });

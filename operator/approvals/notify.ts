@@ -1,13 +1,19 @@
 // Notifications of AccessRequests to the configured webhooks (--notify-webhook): one when a
-// request is created (by the replica that created it), one when its phase moves to Approved,
-// Denied or Expired (by the leader's reconciler, whose status patch is conditional on the
-// resourceVersion, so one per transition). Sent with the audit export's sender: batches in
-// order, retried with backoff, at least once while the process lives; each notification has
-// an id to dedupe on. What they carry is what the AccessRequest holds: the statement as stored
+// request is created, one when its phase moves to Approved, Denied or Expired. The leader's
+// reconciler sends what a request is owed (dueNotifications) and records in its status what
+// every receiver acknowledged, so the AccessRequest itself is the queue: a notification
+// unsent when the operator stops or crashes is sent by the next leader (at least once; each
+// has an id to dedupe on). Sent with the audit export's sender: in order, retried with
+// backoff. What they carry is what the AccessRequest holds: the statement as stored
 // (parameters redacted), never a credential.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { AccessRequest, AccessRequestPhase, PolicyRule } from '../../api/v1alpha1.ts';
+import type {
+  AccessRequest,
+  AccessRequestPhase,
+  accessRequestNotificationTypes,
+  PolicyRule,
+} from '../../api/v1alpha1.ts';
 import {
   ndjson,
   slackMessage,
@@ -16,11 +22,7 @@ import {
   WebhookSender,
 } from '../../audit/webhook.ts';
 
-export type NotificationType =
-  | 'accessrequest.created'
-  | 'accessrequest.approved'
-  | 'accessrequest.denied'
-  | 'accessrequest.expired';
+export type NotificationType = (typeof accessRequestNotificationTypes)[number];
 
 export type Approvers = NonNullable<PolicyRule['approval']>['approvers'];
 
@@ -60,6 +62,28 @@ const outcomes: Partial<Record<AccessRequestPhase, NotificationType>> = {
 /** The notification a move to `phase` sends, if any (none for Pending). */
 export function outcomeType(phase: AccessRequestPhase | undefined): NotificationType | undefined {
   return phase ? outcomes[phase] : undefined;
+}
+
+/** How long a decision or an expiry is news: past it, an unsent outcome is not sent any more. */
+export const outcomeNewsMs = 60 * 60_000;
+
+/**
+ * The notifications an AccessRequest is owed, in the order they are sent: those its status does
+ * not list as acknowledged. `created` once its status says Pending, with the expiry that
+ * applies (or before an outcome that is owed, so
+ * a receiver never learns an outcome of a request it never heard of); the outcome while it is
+ * news (an hour after the decision or the expiry), so an operator that was down, or is new to
+ * requests decided long ago, does not replay history to a chat.
+ */
+export function dueNotifications(request: AccessRequest, now = new Date()): NotificationType[] {
+  const status = request.status ?? {};
+  const sent = new Set(status.notified ?? []);
+  const outcome = outcomeType(status.phase);
+  const since = Date.parse((outcome === 'accessrequest.expired' ? status.expiresAt : status.decidedAt) ?? '');
+  const outcomeDue =
+    outcome !== undefined && !sent.has(outcome) && now.getTime() - (since || now.getTime()) <= outcomeNewsMs;
+  const createdDue = !sent.has('accessrequest.created') && (status.phase === 'Pending' || outcomeDue);
+  return [...(createdDue ? (['accessrequest.created'] as const) : []), ...(outcomeDue ? [outcome] : [])];
 }
 
 export function decideCommands(namespace: string, name: string): { approve: string; deny: string } {
@@ -167,7 +191,8 @@ export function formatNotifications(
 }
 
 export interface Notifier {
-  notify(notification: AccessRequestNotification): void;
+  /** Resolves true once every receiver has acknowledged it. */
+  notify(notification: AccessRequestNotification): Promise<boolean>;
   stop(): void;
 }
 
@@ -191,8 +216,9 @@ export function webhookNotifier(
       }),
   );
   return {
-    notify(notification) {
-      for (const sender of senders) sender.push(notification);
+    async notify(notification) {
+      const acknowledged = await Promise.all(senders.map((sender) => sender.push(notification)));
+      return acknowledged.every(Boolean);
     },
     stop() {
       for (const sender of senders) sender.stop();

@@ -1,16 +1,23 @@
 // The approval workflow in the operator: sidecars ask for an approval (POST /v1/approvals),
 // which becomes an AccessRequest in the pod's namespace; they wait for its phase with a long
 // poll (GET /v1/approvals?name=NAME); the reconciler moves the phase from the decision and the
-// expiry; the admission webhooks (admission.ts) guard who decides. Both ends notify the
-// configured receivers (notify.ts): the replica that creates a request, and the leader that
-// moves its phase.
+// expiry; the admission webhooks (admission.ts) guard who decides. The leader also sends the
+// notifications each request is owed (notify.ts) and records in its status what the receivers
+// acknowledged.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { grants, type Identity } from '../../api/bundle.ts';
-import { type AccessPolicy, type AccessRequest, apiVersion, group, version } from '../../api/v1alpha1.ts';
+import {
+  type AccessPolicy,
+  type AccessRequest,
+  accessRequestNotificationTypes,
+  apiVersion,
+  group,
+  version,
+} from '../../api/v1alpha1.ts';
 import { durationMs } from '../../sidecar/policy/decide.ts';
 import { type ControlApi, Refusal, respondJson } from '../control-api.ts';
 import {
@@ -33,7 +40,13 @@ import {
   validateAccessRequest,
 } from './admission.ts';
 import { mutatePath, validatePath } from './configuration.ts';
-import { type AccessRequestNotification, notificationOf, outcomeType } from './notify.ts';
+import {
+  type AccessRequestNotification,
+  type Approvers,
+  dueNotifications,
+  type NotificationType,
+  notificationOf,
+} from './notify.ts';
 
 export const approvalsPath = '/v1/approvals';
 export const requesterPodLabel = 'airlock.dev/requester-pod';
@@ -75,6 +88,12 @@ export function stateOf(request: AccessRequest): ApprovalState {
   };
 }
 
+/**
+ * How long the replica that created a request has to write its status (phase Pending and the
+ * expiry it chose, which may be shorter than the rule's) before the leader writes one itself.
+ */
+export const creatorGraceMs = 5_000;
+
 /** The status a request should have now, or undefined when it has it; and when to look again. */
 export function desiredStatus(
   request: AccessRequest,
@@ -94,6 +113,8 @@ export function desiredStatus(
     };
   }
   const created = Date.parse(request.metadata.creationTimestamp ?? now.toISOString());
+  const graceLeft = created + creatorGraceMs - now.getTime();
+  if (!status.phase && graceLeft > 0) return { requeueAfterMs: graceLeft };
   const expiresAt = status.expiresAt ?? new Date(created + defaultTimeoutMs).toISOString();
   const left = Date.parse(expiresAt) - now.getTime();
   if (left <= 0) return { status: { phase: 'Expired' } };
@@ -109,8 +130,8 @@ export interface ApprovalServiceOptions {
   controlApi: ControlApi;
   policies: Watched<AccessPolicy & KubernetesObject>;
   isLeader: () => boolean;
-  /** Where notifications of created and decided requests go. */
-  notify?: (notification: AccessRequestNotification) => void;
+  /** Where notifications of created and decided requests go; resolves true once acknowledged. */
+  notify?: (notification: AccessRequestNotification) => Promise<boolean>;
   /** Longest a wait request stays open before it answers Pending (the sidecar asks again). */
   longPollMs?: number;
 }
@@ -146,6 +167,9 @@ export class ApprovalService {
   readonly #queue: WorkQueue;
   readonly #options: ApprovalServiceOptions;
   readonly #waiters = new Map<string, Set<() => void>>();
+  /** Notification ids sent and not yet acknowledged, and acknowledged but not yet in the cache. */
+  readonly #sending = new Set<string>();
+  readonly #acknowledged = new Map<string, NotificationType>();
   #stopping = false;
 
   constructor(options: ApprovalServiceOptions) {
@@ -295,15 +319,14 @@ export class ApprovalService {
       },
     };
     const expiresAt = new Date(Date.now() + timeoutMs).toISOString();
-    let created: Stored;
     try {
-      created = (await clients.custom.createNamespacedCustomObject({
+      await clients.custom.createNamespacedCustomObject({
         group,
         version,
         plural: 'accessrequests',
         namespace: identity.namespace,
         body: object,
-      })) as Stored;
+      });
       await clients.custom.patchNamespacedCustomObjectStatus(
         {
           group,
@@ -322,13 +345,6 @@ export class ApprovalService {
     logger.info(
       { event: 'accessrequest-created', name, identity, policy: body.policy, rule: body.rule, expiresAt },
       'request held for approval',
-    );
-    this.#options.notify?.(
-      notificationOf(
-        'accessrequest.created',
-        { ...object, metadata: created.metadata ?? object.metadata, status: { phase: 'Pending', expiresAt } },
-        { approvers: rule.approval.approvers },
-      ),
     );
     const state: ApprovalState = { name, namespace: identity.namespace, phase: 'Pending', expiresAt };
     respondJson(res, 201, state);
@@ -413,24 +429,72 @@ export class ApprovalService {
           mergePatch,
         );
       } catch (error) {
-        if (statusCode(error) === 404) return undefined;
+        // Gone, or changed since the cache saw it: the newer version's watch event brings it back.
+        if (statusCode(error) === 404 || statusCode(error) === 409) return undefined;
         throw error;
       }
       this.#options.logger.info(
         { event: 'accessrequest-phase', key, ...status },
         `AccessRequest ${key} ${status.phase}`,
       );
-      // The patch above is conditional on the resourceVersion: one replica, once, per move.
-      const type = outcomeType(status.phase);
-      if (type)
-        this.#options.notify?.(
-          notificationOf(
-            type,
-            { ...request, status: { ...request.status, ...status } },
-            { approvers: approval?.approvers },
-          ),
-        );
     }
+    this.#notify({ ...request, status: { ...request.status, ...status } }, approval?.approvers);
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
+  }
+
+  /**
+   * Sends what the request is owed and not already on its way, in order; each acknowledged one
+   * is added to status.notified. Until the cache shows it there, it is remembered here, so a
+   * reconcile from a cache that lags behind does not send it twice.
+   */
+  #notify(request: Stored, approvers: Approvers | undefined): void {
+    const notify = this.#options.notify;
+    if (!notify) return;
+    const recorded = new Set(request.status?.notified ?? []);
+    for (const [id, type] of this.#acknowledged)
+      if (id.startsWith(`${request.metadata.uid}/`) && recorded.has(type)) this.#acknowledged.delete(id);
+    for (const type of dueNotifications(request)) {
+      const notification = notificationOf(type, request, { approvers });
+      if (this.#sending.has(notification.id) || this.#acknowledged.has(notification.id)) continue;
+      this.#sending.add(notification.id);
+      void notify(notification)
+        .then(async (acknowledged) => {
+          if (!acknowledged) return;
+          this.#acknowledged.set(notification.id, type);
+          await this.#recordNotified(request, type);
+        })
+        .catch((error: unknown) =>
+          this.#options.logger.warn(
+            { key: keyOf(request), notification: type, err: describeError(error) },
+            'could not record a delivered notification; it may be sent again',
+          ),
+        )
+        .finally(() => this.#sending.delete(notification.id));
+    }
+  }
+
+  /** Adds `type` (and whatever else this process saw acknowledged) to status.notified. */
+  async #recordNotified(request: Stored, type: NotificationType): Promise<void> {
+    const { namespace = '', name, uid } = request.metadata;
+    const latest = this.requests.get(namespace, name) ?? request;
+    if (latest.metadata.uid !== uid) return;
+    const notified = new Set([...(latest.status?.notified ?? []), type]);
+    for (const [id, acknowledged] of this.#acknowledged)
+      if (id.startsWith(`${uid}/`)) notified.add(acknowledged);
+    try {
+      await this.#options.clients.custom.patchNamespacedCustomObjectStatus(
+        {
+          group,
+          version,
+          plural: 'accessrequests',
+          namespace,
+          name,
+          body: { status: { notified: accessRequestNotificationTypes.filter((t) => notified.has(t)) } },
+        },
+        mergePatch,
+      );
+    } catch (error) {
+      if (statusCode(error) !== 404) throw error;
+    }
   }
 }

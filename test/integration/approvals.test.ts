@@ -34,7 +34,13 @@ interface AccessRequestJson {
     reasons?: string[];
     decision?: { action: string; reason?: string };
   };
-  status?: { phase?: string; decidedBy?: string; decidedAt?: string; expiresAt?: string };
+  status?: {
+    phase?: string;
+    decidedBy?: string;
+    decidedAt?: string;
+    expiresAt?: string;
+    notified?: string[];
+  };
 }
 
 interface NotificationJson {
@@ -67,9 +73,10 @@ describe(
     let sidecar: Service;
     let listenPort = 0;
     let receiver: Server;
-    /** What the receiver accepted, in order; it answers 503 to its first two POSTs. */
+    /** What the receiver accepted, in order; it answers 503 to its first two POSTs, and while down. */
     const notifications: NotificationJson[] = [];
     const refused: string[] = [];
+    let receiverDown = false;
     const ports = { webhook: 0, controlApi: 0, probe: 0 };
     const kubectl = (args: string[], input?: string) =>
       cluster.kubectl(args, input === undefined ? {} : { input });
@@ -120,6 +127,20 @@ describe(
       return notifications.find((n) => n.name === name && n.type === type)!;
     };
     const notificationsOf = (name: string) => notifications.filter((n) => n.name === name).map((n) => n.type);
+
+    /** Starts the operator; again on the same ports, where the sidecar finds it. */
+    const startOperator = async () => {
+      const started = await startOperatorProcess(cluster, work, {
+        approvals: true,
+        ...(ports.controlApi && { ports: { ...ports } }),
+        extraArgs: [
+          `--notify-webhook=http://127.0.0.1:${(receiver.address() as AddressInfo).port}/airlock`,
+          '--notify-format=generic',
+        ],
+      });
+      operator = started.service;
+      Object.assign(ports, started.ports);
+    };
 
     /** Waits for a new Pending AccessRequest that holds a statement matching `text`. */
     const held = async (text: RegExp): Promise<AccessRequestJson> => {
@@ -196,7 +217,7 @@ describe(
           body += chunk;
         });
         req.on('end', () => {
-          if (refused.length < 2) {
+          if (refused.length < 2 || receiverDown) {
             refused.push(body);
             res.writeHead(503).end();
             return;
@@ -210,15 +231,7 @@ describe(
         });
       });
       await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-      const started = await startOperatorProcess(cluster, work, {
-        approvals: true,
-        extraArgs: [
-          `--notify-webhook=http://127.0.0.1:${(receiver.address() as AddressInfo).port}/airlock`,
-          '--notify-format=generic',
-        ],
-      });
-      operator = started.service;
-      Object.assign(ports, started.ports);
+      await startOperator();
       await apply({
         apiVersion: 'v1',
         kind: 'Pod',
@@ -502,10 +515,52 @@ describe(
           ['accessrequest.created', `accessrequest.${request.status?.phase?.toLowerCase()}`],
           request.metadata.name,
         );
+        await waitFor('both recorded as acknowledged', async () => {
+          const { status } = await get(request.metadata.name);
+          return (
+            status?.notified?.join() === `accessrequest.created,accessrequest.${status?.phase?.toLowerCase()}`
+          );
+        });
       }
       assert.equal(new Set(notifications.map((n) => n.id)).size, notifications.length, 'no id twice');
       const everything = JSON.stringify(notifications);
       assert.ok(!everything.includes(database.password), 'the held password is in no notification');
+    });
+
+    test('notifications owed when the operator crashes are sent by the next one, from the AccessRequest', async () => {
+      receiverDown = true;
+      const refusedBefore = refused.length;
+      const statement = psql("UPDATE orders SET status = 'held' WHERE id = 2");
+      const request = await held(/'held'/);
+      const { name } = request.metadata;
+      await waitFor('the leader tried to notify', async () =>
+        refused.slice(refusedBefore).some((body) => body.includes(`"name":"${name}"`)),
+      );
+      // The operator dies with the notification unsent; the statement stays held.
+      process.kill(-operator.child.pid!, 'SIGKILL');
+      await operator.exited;
+      assert.deepEqual(notificationsOf(name), [], 'nothing was acknowledged before the crash');
+      assert.equal((await get(name)).status?.notified, undefined);
+
+      receiverDown = false;
+      await startOperator();
+      const created = await notified(name, 'accessrequest.created');
+      assert.equal(created.id.endsWith('/accessrequest.created'), true);
+      await waitFor('recorded as acknowledged', async () =>
+        ((await get(name)).status?.notified ?? []).includes('accessrequest.created'),
+      );
+      // The decision is notified too, once, and the status records both.
+      const approved = await cluster.plugin('approver', ['approve', name, '-n', 'agents']);
+      assert.equal(approved.code, 0, approved.out);
+      const result = await statement;
+      assert.equal(result.ok, true, `held across the crash, then released: ${result.out}`);
+      await notified(name, 'accessrequest.approved');
+      await waitFor('both recorded', async () => (await get(name)).status?.notified?.length === 2);
+      assert.deepEqual(notificationsOf(name), ['accessrequest.created', 'accessrequest.approved']);
+      assert.deepEqual((await get(name)).status?.notified, [
+        'accessrequest.created',
+        'accessrequest.approved',
+      ]);
     });
   },
 );

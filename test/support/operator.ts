@@ -34,6 +34,8 @@ export interface OperatorProcessOptions {
    * is an ExternalName for localhost, so the API server dials the operator on this machine.
    */
   sessionsApi?: boolean;
+  /** The ports of an operator this one replaces (its sidecars reconnect); free ones by default. */
+  ports?: OperatorProcess['ports'];
   extraArgs?: string[];
 }
 
@@ -44,7 +46,11 @@ export async function startOperatorProcess(
 ): Promise<OperatorProcess> {
   const apply = (manifest: object) =>
     cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(manifest) });
-  const ports = { webhook: await freePort(), controlApi: await freePort(), probe: await freePort() };
+  const ports = options.ports ?? {
+    webhook: await freePort(),
+    controlApi: await freePort(),
+    probe: await freePort(),
+  };
   const address = options.address ?? '127.0.0.1';
   await apply(
     webhookConfiguration({
