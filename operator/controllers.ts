@@ -12,7 +12,7 @@ import {
   describeError,
   keyOf,
   listCustom,
-  mergePatch,
+  patchStatus,
   splitKey,
   statusCode,
   Watched,
@@ -179,20 +179,10 @@ export class Controllers {
     metrics.reconciles.inc({ kind, result: unchanged ? 'unchanged' : 'updated' });
     if (unchanged) return;
     try {
-      await clients.custom.patchNamespacedCustomObjectStatus(
-        {
-          group,
-          version,
-          plural,
-          namespace: metadata.namespace!,
-          name: metadata.name!,
-          body: {
-            metadata: { resourceVersion: metadata.resourceVersion },
-            status: { observedGeneration: metadata.generation, conditions },
-          },
-        },
-        mergePatch,
-      );
+      await patchStatus(clients.custom, plural, metadata.namespace!, metadata.name!, {
+        metadata: { resourceVersion: metadata.resourceVersion },
+        status: { observedGeneration: metadata.generation, conditions },
+      });
     } catch (error) {
       if (statusCode(error) === 404) return;
       throw error;

@@ -47,6 +47,23 @@ export function clients(config: KubeConfig): Clients {
 
 export const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
+/**
+ * Merge-patches the status subresource of one of Airlock's objects. With
+ * `metadata.resourceVersion` in the body the patch is conditional (409 when the object changed).
+ */
+export function patchStatus(
+  custom: CustomObjectsApi,
+  plural: string,
+  namespace: string,
+  name: string,
+  body: { metadata?: { resourceVersion?: string | undefined }; status: object },
+): Promise<unknown> {
+  return custom.patchNamespacedCustomObjectStatus(
+    { group, version, plural, namespace, name, body },
+    mergePatch,
+  );
+}
+
 /** The HTTP status of a client-node error, when it has one. */
 export function statusCode(error: unknown): number | undefined {
   const e = error as { code?: number; statusCode?: number; response?: { statusCode?: number } };

@@ -26,7 +26,7 @@ import {
   describeError,
   keyOf,
   listCustom,
-  mergePatch,
+  patchStatus,
   splitKey,
   statusCode,
   Watched,
@@ -327,17 +327,9 @@ export class ApprovalService {
         namespace: identity.namespace,
         body: object,
       });
-      await clients.custom.patchNamespacedCustomObjectStatus(
-        {
-          group,
-          version,
-          plural: 'accessrequests',
-          namespace: identity.namespace,
-          name,
-          body: { status: { phase: 'Pending', expiresAt } },
-        },
-        mergePatch,
-      );
+      await patchStatus(clients.custom, 'accessrequests', identity.namespace, name, {
+        status: { phase: 'Pending', expiresAt },
+      });
     } catch (error) {
       logger.error({ err: describeError(error), identity }, 'could not create the AccessRequest');
       return respondJson(res, 503, { reason: 'Unavailable', message: describeError(error) });
@@ -417,17 +409,10 @@ export class ApprovalService {
     const { status, requeueAfterMs } = desiredStatus(request, new Date(), durationMs(timeout));
     if (status) {
       try {
-        await this.#options.clients.custom.patchNamespacedCustomObjectStatus(
-          {
-            group,
-            version,
-            plural: 'accessrequests',
-            namespace,
-            name,
-            body: { metadata: { resourceVersion: request.metadata.resourceVersion }, status },
-          },
-          mergePatch,
-        );
+        await patchStatus(this.#options.clients.custom, 'accessrequests', namespace, name, {
+          metadata: { resourceVersion: request.metadata.resourceVersion },
+          status,
+        });
       } catch (error) {
         // Gone, or changed since the cache saw it: the newer version's watch event brings it back.
         if (statusCode(error) === 404 || statusCode(error) === 409) return undefined;
@@ -482,17 +467,9 @@ export class ApprovalService {
     for (const [id, acknowledged] of this.#acknowledged)
       if (id.startsWith(`${uid}/`)) notified.add(acknowledged);
     try {
-      await this.#options.clients.custom.patchNamespacedCustomObjectStatus(
-        {
-          group,
-          version,
-          plural: 'accessrequests',
-          namespace,
-          name,
-          body: { status: { notified: accessRequestNotificationTypes.filter((t) => notified.has(t)) } },
-        },
-        mergePatch,
-      );
+      await patchStatus(this.#options.clients.custom, 'accessrequests', namespace, name, {
+        status: { notified: accessRequestNotificationTypes.filter((t) => notified.has(t)) },
+      });
     } catch (error) {
       if (statusCode(error) !== 404) throw error;
     }
