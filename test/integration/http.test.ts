@@ -13,6 +13,21 @@ import { curl, customer, type HttpUpstream, startHttpUpstream } from '../support
 import { temporaryDirectory } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
 
+/** Runs `work`, sampling how far this process's heap and buffers grow above where they were. */
+async function peakGrowth<T>(work: () => Promise<T>): Promise<{ result: T; peak: number }> {
+  const baseline = process.memoryUsage();
+  let peak = 0;
+  const sampler = setInterval(() => {
+    const now = process.memoryUsage();
+    peak = Math.max(peak, now.heapUsed + now.arrayBuffers - baseline.heapUsed - baseline.arrayBuffers);
+  }, 20);
+  try {
+    return { result: await work(), peak };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
 class ScriptedApprovals implements Approvals {
   readonly requests: ApprovalRequest[] = [];
   decide: (request: ApprovalRequest) => ApprovalResult | 'never' = () => 'never';
@@ -249,14 +264,7 @@ describe('HTTP enforcer', requires('curl'), () => {
     const dir = await temporaryDirectory('http-big');
     try {
       const file = join(dir.path, 'big.txt');
-      const baseline = process.memoryUsage();
-      let peak = 0;
-      const sampler = setInterval(() => {
-        const now = process.memoryUsage();
-        peak = Math.max(peak, now.heapUsed + now.arrayBuffers - baseline.heapUsed - baseline.arrayBuffers);
-      }, 20);
-      const result = await curl(['-o', file, `${base}/big?mb=50`]);
-      clearInterval(sampler);
+      const { result, peak } = await peakGrowth(() => curl(['-o', file, `${base}/big?mb=50`]));
       assert.equal(result.status, 200);
       const size = statSync(file).size;
       assert.ok(size > 50 * 1024 * 1024, `received ${size} bytes`);
@@ -286,14 +294,7 @@ describe('HTTP enforcer', requires('curl'), () => {
     const dir = await temporaryDirectory('http-big-json');
     try {
       const file = join(dir.path, 'big.json');
-      const baseline = process.memoryUsage();
-      let peak = 0;
-      const sampler = setInterval(() => {
-        const now = process.memoryUsage();
-        peak = Math.max(peak, now.heapUsed + now.arrayBuffers - baseline.heapUsed - baseline.arrayBuffers);
-      }, 20);
-      const result = await curl(['-o', file, `${base}/big-json?mb=40`]);
-      clearInterval(sampler);
+      const { result, peak } = await peakGrowth(() => curl(['-o', file, `${base}/big-json?mb=40`]));
       assert.equal(result.status, 200);
       assert.match(result.headers, /transfer-encoding: chunked/i);
       const size = statSync(file).size;
