@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
-import { formatBatch, WebhookSender } from './webhook.ts';
+import { formatBatch, WebhookSender, type WebhookSenderOptions } from './webhook.ts';
 
 function event(seq: number): SessionEvent {
   return {
@@ -25,6 +25,22 @@ function event(seq: number): SessionEvent {
     durationMs: 1,
   };
 }
+
+/** A sender of session events as generic NDJSON, with the queue and backoff settings given. */
+const eventSender = (
+  url: string,
+  settings: Pick<
+    WebhookSenderOptions<SessionEvent>,
+    'batchSize' | 'flushMs' | 'maxQueued' | 'minRetryMs' | 'maxRetryMs'
+  >,
+) =>
+  new WebhookSender<SessionEvent>({
+    url,
+    stream: 'notifications',
+    encode: (events) => formatBatch('generic', events),
+    logger: pino({ level: 'silent' }),
+    ...settings,
+  });
 
 test('the in-memory queue: a receiver that fails for a while gets every item, in order, once it recovers', async () => {
   const received: string[] = [];
@@ -50,11 +66,7 @@ test('the in-memory queue: a receiver that fails for a while gets every item, in
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const sink = new WebhookSender<SessionEvent>({
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/siem`,
-    stream: 'notifications',
-    encode: (events) => formatBatch('generic', events),
-    logger: pino({ level: 'silent' }),
+  const sink = eventSender(`http://127.0.0.1:${(server.address() as AddressInfo).port}/siem`, {
     batchSize: 100,
     flushMs: 10,
     minRetryMs: 50,
@@ -82,16 +94,7 @@ test('a push resolves false when its item is shed past the bound, or the sender 
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/gone`;
   await new Promise((resolve) => closed.close(resolve));
-  const sink = new WebhookSender<SessionEvent>({
-    url,
-    stream: 'notifications',
-    encode: (events) => formatBatch('generic', events),
-    logger: pino({ level: 'silent' }),
-    maxQueued: 2,
-    flushMs: 5,
-    minRetryMs: 10,
-    maxRetryMs: 20,
-  });
+  const sink = eventSender(url, { maxQueued: 2, flushMs: 5, minRetryMs: 10, maxRetryMs: 20 });
   const [first, second, third] = [sink.push(event(0)), sink.push(event(1)), sink.push(event(2))];
   assert.equal(await first, false, 'shed: the oldest past the bound');
   assert.equal(sink.queued, 2);
