@@ -111,6 +111,8 @@ export class Sidecar {
       this.#reconnectLater();
       return;
     }
+    // Stopped while the files were read: a stream opened now would serve again after stop().
+    if (this.#stopped) return;
     const url = new URL('/v1/bundle', this.#options.controlApi);
     const req = request(url, { ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
       if (res.statusCode !== 200) {
@@ -184,7 +186,7 @@ export class Sidecar {
       return;
     }
     const bundle = message.bundle as Bundle;
-    this.#applying = this.#applying.then(() => this.#apply(bundle));
+    this.#applying = this.#applying.then(() => (this.#stopped ? undefined : this.#apply(bundle)));
   }
 
   async #apply(bundle: Bundle | undefined): Promise<void> {

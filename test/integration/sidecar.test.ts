@@ -184,6 +184,29 @@ describe(
       await agent.end();
     });
 
+    test('a sidecar stopped while it connects opens no bundle stream and serves nothing after', async () => {
+      const started = (port: number) =>
+        new Sidecar({
+          controlApi: `https://127.0.0.1:${operator.address.port}`,
+          tokenFile: join(work, 'token'),
+          caFile: join(work, 'ca.crt'),
+          listen: [{ connection: 'orders-db', host: '127.0.0.1', port, protocol: 'postgres' }],
+          events: { emit: () => {} },
+          approvals: noApprovals,
+          logger: pino({ level: 'silent' }),
+        });
+      const stopped = started(await freePort());
+      const control = started(await freePort());
+      await Promise.all([stopped.start(), control.start()]);
+      // Both are now reading their token to open the bundle stream; one is stopped meanwhile.
+      await stopped.stop();
+      await control.nextBundle((b) => b.connections.length === 1);
+      await control.stop();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(stopped.bundle, undefined, 'no bundle reached the stopped sidecar');
+      assert.equal(stopped.serving('orders-db'), undefined, 'and it serves nothing');
+    });
+
     test('revoking the grant closes the listener and its open sessions; new clients are refused', async () => {
       await policy([]);
       await sidecar.nextBundle((b) => b.connections[0]?.policies[0]?.rules.length === 0);
