@@ -115,6 +115,12 @@ export interface SessionPage {
   next?: number;
 }
 
+/** The newest sessions as a person asks for them: at most a limit, and whether older ones exist. */
+export interface SessionList {
+  sessions: SessionSummary[];
+  more: boolean;
+}
+
 export interface VerifyResult {
   ok: boolean;
   events: number;

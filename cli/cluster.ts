@@ -12,7 +12,7 @@ import { basename } from 'node:path';
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { AccessRequest } from '../api/v1alpha1.ts';
 import { group, version } from '../api/v1alpha1.ts';
-import type { SessionSummary } from '../audit/store.ts';
+import type { SessionList, SessionSummary } from '../audit/store.ts';
 import { type Session, sessionSummary, sessionsGroup, sessionsVersion } from '../operator/sessions-api.ts';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
 import { table } from './table.ts';
@@ -168,12 +168,20 @@ export function clusterSessions(flags: ClusterFlags) {
     throw new Error(message(error));
   };
   return {
-    async list(): Promise<SessionSummary[]> {
-      const list = (await (flags['all-namespaces']
-        ? api.listClusterCustomObject(plural)
-        : api.listNamespacedCustomObject({ ...plural, namespace })
-      ).catch(failed)) as { items: Session[] };
-      return list.items.map(sessionSummary);
+    /** The newest `limit` sessions, read page by page; `more` when older ones exist. */
+    async list(limit: number): Promise<SessionList> {
+      const sessions: SessionSummary[] = [];
+      let next: string | undefined;
+      do {
+        const page = { ...plural, limit: Math.min(limit + 1 - sessions.length, 500), _continue: next };
+        const list = (await (flags['all-namespaces']
+          ? api.listClusterCustomObject(page)
+          : api.listNamespacedCustomObject({ ...page, namespace })
+        ).catch(failed)) as { items: Session[]; metadata?: { continue?: string } };
+        sessions.push(...list.items.map(sessionSummary));
+        next = list.metadata?.continue || undefined;
+      } while (next && sessions.length <= limit);
+      return { sessions: sessions.slice(0, limit), more: sessions.length > limit };
     },
     async get(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined> {
       try {

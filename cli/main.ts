@@ -47,7 +47,7 @@ export const commands: Record<string, Command> = {
   sessions: {
     summary: 'List, show and replay recorded sessions',
     usage:
-      'airlock sessions list|show|replay ID [-o json] [--speed N] [--asciicast FILE] [--store DIR|URL | -n NS|-A [--kubeconfig PATH]]',
+      'airlock sessions list [--limit N] | show|replay ID [-o json] [--speed N] [--asciicast FILE] [--store DIR|URL | -n NS|-A [--kubeconfig PATH]]',
     run: async (args) => (await import('../local/commands.ts')).sessionsCommand(args),
   },
   approvals: {

@@ -4,7 +4,7 @@
 // cli/cluster.ts says so (kubectl airlock).
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { AuditStore, type SessionSummary } from '../audit/store.ts';
+import { AuditStore, type SessionList, type SessionSummary } from '../audit/store.ts';
 import {
   clusterOptions,
   clusterSessions,
@@ -26,6 +26,7 @@ function options(args: string[]) {
       output: { type: 'string', short: 'o' },
       reason: { type: 'string' },
       speed: { type: 'string' },
+      limit: { type: 'string' },
       asciicast: { type: 'string' },
       ...clusterOptions,
     },
@@ -54,6 +55,10 @@ async function fromStoreOrProcess<T>(
 }
 
 const clock = (iso: string) => iso.slice(11, 23);
+
+/** How many of the newest sessions `sessions list` shows, unless --limit says otherwise. */
+const defaultListLimit = 100;
+const maxListLimit = 10_000;
 
 export function renderSession(summary: SessionSummary, events: SessionEvent[]): string {
   const lines = [
@@ -96,7 +101,15 @@ function sessionSource(values: ReturnType<typeof options>['values']) {
   if (inCluster(values)) return clusterSessions(values);
   const store = values.store ?? defaultStore();
   return {
-    list: () => fromStoreOrProcess(store, '/sessions', async (s) => (await s.sessions()).sessions),
+    // One more than asked for tells whether older sessions exist.
+    list: async (limit: number): Promise<SessionList> => {
+      const sessions = await fromStoreOrProcess(
+        store,
+        `/sessions?limit=${limit + 1}`,
+        async (s) => (await s.sessions({ limit: limit + 1 })).sessions,
+      );
+      return { sessions: sessions.slice(0, limit), more: sessions.length > limit };
+    },
     get: (id: string) =>
       fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) => s.session(id)),
   };
@@ -107,15 +120,23 @@ export async function sessionsCommand(args: string[]): Promise<number> {
   const json = values.output === 'json';
   const [verb, id] = positionals;
   const usage =
-    'Usage: airlock sessions list|show|replay ID [-o json] [--speed N] [--asciicast FILE] [--store DIR|URL | -n NS|-A [--kubeconfig PATH]]';
-  if (!(verb === 'list' || ((verb === 'show' || verb === 'replay') && id))) {
+    'Usage: airlock sessions list [--limit N] | show|replay ID [-o json] [--speed N] [--asciicast FILE] [--store DIR|URL | -n NS|-A [--kubeconfig PATH]]';
+  const limit = Number(values.limit ?? defaultListLimit);
+  if (
+    !(verb === 'list' || ((verb === 'show' || verb === 'replay') && id)) ||
+    !Number.isInteger(limit) ||
+    limit < 1 ||
+    limit > maxListLimit
+  ) {
     console.error(usage);
     return 2;
   }
   const source = sessionSource(values);
   try {
     if (verb === 'list') {
-      const sessions = await source.list();
+      const { sessions, more } = await source.list(limit);
+      if (more)
+        console.error(`showing the newest ${limit}; older sessions exist (--limit N, up to ${maxListLimit})`);
       if (json) console.log(JSON.stringify(sessions, null, 2));
       else if (sessions.length === 0) console.log('no sessions recorded');
       else

@@ -35,6 +35,8 @@ export async function serveControl(
       if (req.method === 'GET' && url.pathname === '/sessions') {
         await parts.flush();
         const limit = Number(url.searchParams.get('limit') ?? 100);
+        if (!Number.isInteger(limit) || limit < 1)
+          return send(400, { message: 'limit must be a positive integer' });
         return send(200, (await parts.store.sessions({ limit })).sessions);
       }
       if (req.method === 'GET' && segments[0] === 'sessions' && segments[1]) {

@@ -251,6 +251,19 @@ describe('airlock local', requires('sshd', 'ssh', 'curl'), () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     assert.deepEqual(shape(sessions), expected);
+    const newest = await airlock(['sessions', 'list', '-o', 'json', '--limit', '1', '--store', store]);
+    assert.equal(newest.code, 0, newest.stderr);
+    assert.deepEqual(JSON.parse(newest.stdout), sessions.slice(0, 1));
+    assert.match(newest.stderr, /showing the newest 1; older sessions exist/);
+    const every = await airlock(['sessions', 'list', '--limit', String(sessions.length), '--store', store]);
+    assert.equal(every.code, 0, every.stderr);
+    assert.equal(every.stdout.trim().split('\n').length, sessions.length + 1, every.stdout);
+    assert.doesNotMatch(every.stderr, /older sessions exist/);
+    for (const limit of ['0', '-1', '1.5', 'many', '10001']) {
+      const refused = await airlock(['sessions', 'list', `--limit=${limit}`, '--store', store]);
+      assert.equal(refused.code, 2, `--limit ${limit}`);
+      assert.match(refused.stderr, /Usage: airlock sessions list \[--limit N\]/);
+    }
     assert.ok(sessions.every((s) => s.identity.includes('agent') && s.namespace === 'ops'));
     assert.ok(server.child.exitCode === null, 'the server is still running');
   });

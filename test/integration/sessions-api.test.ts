@@ -304,6 +304,17 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
     assert.match(list.out, /^SESSION\s+CONNECTION\s+IDENTITY/);
     assert.match(list.out, /sql-1\s+orders-db\s+system:serviceaccount:agents:agent\s+\S+\s+2\s+1\s+1/);
     assert.match(list.out, /tty-1\s+bastion/);
+    // Pages of one: the plugin follows the continue token to the limit, and says when it stops short.
+    const rows = (out: string) => out.split('\n').filter((line) => /^\S+-1\s/.test(line));
+    const newest = await cluster.plugin('admin', ['sessions', 'list', '-A', '--limit', '1']);
+    assert.equal(newest.code, 0, newest.out);
+    assert.equal(rows(newest.out).length, 1, newest.out);
+    assert.match(newest.err, /showing the newest 1; older sessions exist/);
+    const three = await cluster.plugin('admin', ['sessions', 'list', '-A', '--limit', '3']);
+    assert.equal(three.code, 0, three.out);
+    assert.deepEqual(rows(three.out), rows((await cluster.plugin('admin', ['sessions', 'list', '-A'])).out));
+    assert.equal(rows(three.out).length, 3, three.out);
+    assert.doesNotMatch(three.err, /older sessions exist/);
 
     const show = await cluster.plugin('approver', ['sessions', 'show', 'sql-1', '-n', 'agents']);
     assert.equal(show.code, 0, show.out);

@@ -38,7 +38,7 @@ export interface ControlPlane {
    * Runs the `kubectl airlock` plugin (this CLI, as kubectl-airlock on PATH) through the real
    * kubectl as a user types it; resolves with the exit code and the output (stdout, then stderr).
    */
-  plugin(as: UserName, args: string[]): Promise<{ code: number; out: string }>;
+  plugin(as: UserName, args: string[]): Promise<{ code: number; out: string; err: string }>;
   /** Applies crds/ and waits until the API server serves them. */
   installCrds(): Promise<void>;
   /** A token from the TokenRequest API, bound to a pod, for an audience. */
@@ -217,10 +217,11 @@ export async function startControlPlane(): Promise<ControlPlane> {
       };
       delete env.KUBECONFIG;
       return run(kubectlPath, ['airlock', ...args, `--kubeconfig=${kubeconfigs[as]}`], { env }).then(
-        (r) => ({ code: 0, out: r.stdout.trim() }),
+        (r) => ({ code: 0, out: r.stdout.trim(), err: r.stderr.trim() }),
         (e: { code: number; stdout: string; stderr: string }) => ({
           code: e.code,
           out: `${e.stdout}${e.stderr}`.trim(),
+          err: e.stderr.trim(),
         }),
       );
     };
