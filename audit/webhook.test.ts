@@ -148,11 +148,13 @@ test('senders of every stream share one registry, their metrics labeled by strea
     registry,
     flushMs: 5,
   });
-  for (const sender of audit) sender.push(event(0));
-  notes.push({ n: 1 });
-  notes.push({ n: 2 });
-  const deadline = Date.now() + 10_000;
-  while (bodies.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // Each push resolves once its receiver answered and the send is counted.
+  const delivered = await Promise.all([
+    ...audit.map((sender) => sender.push(event(0))),
+    notes.push({ n: 1 }),
+    notes.push({ n: 2 }),
+  ]);
+  assert.deepEqual(delivered, [true, true, true, true]);
   for (const sender of [...audit, notes]) sender.stop();
   server.close();
   assert.deepEqual(

@@ -2,6 +2,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TerminalError, WorkQueue } from './queue.ts';
 
+/** Resolves once `reached()` holds (a slow machine may take longer than the timers ask). */
+async function until(reached: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!reached()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 test('a key added many times while waiting is reconciled once', async () => {
   const seen: string[] = [];
   const queue = new WorkQueue(
@@ -61,8 +70,9 @@ test('failures retry with exponential backoff; terminal errors do not retry', as
   );
   queue.add('terminal');
   queue.add('flaky');
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  assert.equal(times.length, 4);
+  await until(() => times.length === 4, 'the fourth try');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(times.length, 4, 'no try after the one that succeeded');
   const gaps = times.slice(1).map((t, i) => t - times[i]!);
   assert.ok(gaps[0]! >= 9 && gaps[1]! >= 19 && gaps[2]! >= 39, `gaps ${gaps}`);
   assert.equal(errors.filter((e) => e.startsWith('terminal')).length, 1);
@@ -77,6 +87,7 @@ test('requeueAfter schedules another look', async () => {
     () => {},
   );
   queue.add('a');
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  assert.equal(runs, 3);
+  await until(() => runs === 3, 'the third run');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(runs, 3, 'no run after the one that asked for none');
 });

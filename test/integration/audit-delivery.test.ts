@@ -15,7 +15,7 @@ import { CollectorDelivery } from '../../sidecar/audit/delivery.ts';
 import type { SessionEvent } from '../../sidecar/audit/event.ts';
 import { type PostgresEnforcer, servePostgres } from '../../sidecar/postgres/server.ts';
 import { connectionFor, type PostgresServer, policy, startPostgres } from '../support/postgres.ts';
-import { freePort } from '../support/process.ts';
+import { freePort, waitFor } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
 
 const logger = pino({ level: 'silent' });
@@ -87,8 +87,9 @@ describe('audit delivery: spool, resend, fail closed', requires('postgres'), () 
       logger,
     });
     for (let seq = 0; seq < 300; seq++) delivery.emit(event(seq, 'spooled'));
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.ok(delivery.health().spooledBytes > 0, 'the events went to the spool');
+    await waitFor('the events in the spool', async () => delivery.health().spooledBytes > 0, {
+      timeoutMs: 10_000,
+    });
     // A restart of the sidecar keeps the spool; the new sink resends it.
     await delivery.stop();
     const restarted = new CollectorDelivery({
@@ -188,9 +189,8 @@ describe('audit delivery: spool, resend, fail closed', requires('postgres'), () 
       logger,
     });
     for (let seq = 0; seq < 100; seq++) delivery.emit(event(seq, 'dropped'));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor('the spool full', async () => delivery.health().full, { timeoutMs: 10_000 });
     assert.equal(delivery.refusal(), undefined, 'the drop policy never refuses');
-    assert.ok(delivery.health().full);
     await startCollector();
     await delivery.drained();
     const stored = await store.session('dropped');
