@@ -45,15 +45,29 @@ export function runCommand(
   });
 }
 
+/** Ports this process handed out: none twice. */
+const handedOut = new Set<number>();
+
+/**
+ * A port free now on `host`, for a server that binds it later. Chosen below the kernel's
+ * ephemeral range (32768-60999 here), from which outgoing connections and listen(0) take their
+ * ports, so that none of those takes it in between.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * 22_000);
+    if (handedOut.has(port)) continue;
+    const free = await new Promise<boolean>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        error.code === 'EADDRINUSE' ? resolve(false) : reject(error),
+      );
+      server.listen(port, host, () => server.close(() => resolve(true)));
     });
-  });
+    if (!free) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export async function temporaryDirectory(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
