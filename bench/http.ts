@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { nodeFlags } from '../bin/node-flags.js';
 import { callControl, controlSocket } from '../local/control.ts';
 import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../test/support/process.ts';
@@ -121,7 +122,7 @@ spec:
     'airlock local',
     process.execPath,
     [
-      '--liftoff-only', // as the CLI would re-run itself; so the measured process is the enforcer
+      ...nodeFlags('local'), // as the CLI would re-run itself; so the measured process is the enforcer
       join(repository, 'bin/airlock.js'),
       'local',
       '-f',

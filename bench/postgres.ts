@@ -7,6 +7,7 @@ import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { nodeFlags } from '../bin/node-flags.js';
 import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
 import { freePort, startService, waitFor } from '../test/support/process.ts';
 
@@ -151,7 +152,7 @@ spec:
     'airlock local',
     process.execPath,
     [
-      '--liftoff-only',
+      ...nodeFlags('local'), // as the CLI would re-run itself; so the measured process is the enforcer
       join(repository, 'bin/airlock.js'),
       'local',
       '-f',

@@ -8,6 +8,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { nodeFlags } from '../bin/node-flags.js';
 import { freePort, startService, waitFor } from '../test/support/process.ts';
 import { type Sshd, startSshd } from '../test/support/sshd.ts';
 import { findTool } from '../test/support/tools.ts';
@@ -101,7 +102,7 @@ ${rules}`,
     'airlock local',
     process.execPath,
     [
-      '--liftoff-only', // as the CLI would re-run itself; so the measured process is the enforcer
+      ...nodeFlags('local'), // as the CLI would re-run itself; so the measured process is the enforcer
       join(repository, 'bin/airlock.js'),
       'local',
       '-f',

@@ -16,6 +16,7 @@ import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { nodeFlags } from '../../bin/node-flags.js';
 import { type Service, startService, temporaryDirectory } from './process.ts';
 
 const run = promisify(execFile);
@@ -218,7 +219,7 @@ export async function runPod(pod: V1Pod, options: RunPodOptions): Promise<Runnin
       const service = startService(
         'airlock sidecar',
         'ip',
-        inPod([...asUid(sidecarUid), process.execPath, '--liftoff-only', cli, 'sidecar', ...args]),
+        inPod([...asUid(sidecarUid), process.execPath, ...nodeFlags('sidecar'), cli, 'sidecar', ...args]),
         { logFile: join(work.path, 'sidecar.log'), env },
       );
       services.push(service);
