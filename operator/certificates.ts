@@ -417,24 +417,29 @@ export function createCertificateManager(
     start() {
       stopped = false;
       return new Promise<void>((resolve) => {
+        const interval = options.interval ?? 30_000;
         let backoff = 500;
         const tick = async () => {
           if (stopped) return;
-          let delay = options.interval ?? 30_000;
+          let failed = false;
           try {
             await reconcile();
-            backoff = 500;
           } catch (error) {
             options.log?.warn(
               { event: 'certificate-reconcile-failed', err: error },
               'certificate reconcile failed',
             );
-            delay = Math.min(backoff, delay);
-            backoff = Math.min(backoff * 2, 30_000);
+            failed = true;
           }
           if (serving) resolve();
+          // After a failure, or while there is nothing to serve yet (a replica that is not yet
+          // the leader finds no Secret; the leader, or this replica once elected, writes it
+          // soon), look again soon, backing off; otherwise at the renewal interval.
+          const soon = failed || !serving;
+          const delay = soon ? Math.min(backoff, interval) : interval;
+          backoff = soon ? Math.min(backoff * 2, 30_000) : 500;
           if (!stopped) {
-            timer = setTimeout(tick, serving ? (options.interval ?? 30_000) : delay);
+            timer = setTimeout(tick, delay);
             timer.unref();
           }
         };

@@ -472,6 +472,29 @@ describe('sidecar injection on a real kube-apiserver', requires('etcd', 'kube-ap
     assert.equal(follower.current()!.certificate, a.current()!.certificate);
   });
 
+  test('a replica that starts before it is elected serves once it leads, not a renewal interval later', async () => {
+    let leading = false;
+    const late = createCertificateManager(kubeConfig, {
+      namespace: operatorNamespace,
+      secretName: 'late-leader-tls',
+      serviceName: 'airlock-operator',
+      ipAddresses: ['127.0.0.1'],
+      isLeader: () => leading,
+    });
+    try {
+      const started = late.start();
+      await sleep(1000);
+      assert.equal(late.current(), undefined, 'a follower finds no Secret and serves nothing yet');
+      leading = true;
+      const elected = Date.now();
+      await started;
+      // The renewal interval is 30 s; an operator used to wait for it before it could serve.
+      assert.ok(Date.now() - elected < 10_000, `served ${Date.now() - elected} ms after it was elected`);
+    } finally {
+      late.stop();
+    }
+  });
+
   test('cert-manager mode serves the Secret cert-manager keeps and writes nothing', async () => {
     const ca = await createCertificateAuthority('cert-manager-test');
     const pair = await ca.issue({ commonName: 'x', ipAddresses: ['127.0.0.1'], usage: 'server' });
