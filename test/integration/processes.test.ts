@@ -229,12 +229,8 @@ describe(
             service: sidecarProcess,
           },
         );
-        // The launcher re-ran the command with its V8 flags (bin/node-flags.js).
-        const launcher = sidecarProcess.child.pid!;
-        const [sidecarPid] = (await readFile(`/proc/${launcher}/task/${launcher}/children`, 'utf8'))
-          .trim()
-          .split(' ');
-        const argv = (await readFile(`/proc/${sidecarPid}/cmdline`, 'utf8')).split('\0');
+        // The launcher replaced itself with the command and its V8 flags (bin/node-flags.js).
+        const argv = (await readFile(`/proc/${sidecarProcess.child.pid}/cmdline`, 'utf8')).split('\0');
         assert.deepEqual(argv.slice(1, argv.indexOf(cli)), ['--liftoff-only', '--max-semi-space-size=4']);
         // An idle session, open across the drain: it is closed once the statement has finished.
         const idle = spawn(
