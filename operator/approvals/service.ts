@@ -167,9 +167,10 @@ export class ApprovalService {
   readonly #queue: WorkQueue;
   readonly #options: ApprovalServiceOptions;
   readonly #waiters = new Map<string, Set<() => void>>();
-  /** Notification ids sent and not yet acknowledged, and acknowledged but not yet in the cache. */
+  /** Notification ids sent and not yet acknowledged. */
   readonly #sending = new Set<string>();
-  readonly #acknowledged = new Map<string, NotificationType>();
+  /** By request uid: the notifications acknowledged that the cache does not show recorded yet. */
+  readonly #acknowledged = new Map<string, Set<NotificationType>>();
   #stopping = false;
 
   constructor(options: ApprovalServiceOptions) {
@@ -435,18 +436,20 @@ export class ApprovalService {
   #notify(request: Stored, approvers: Approvers | undefined): void {
     const notify = this.#options.notify;
     if (!notify) return;
-    const recorded = new Set(request.status?.notified ?? []);
-    for (const [id, type] of this.#acknowledged)
-      if (id.startsWith(`${request.metadata.uid}/`) && recorded.has(type)) this.#acknowledged.delete(id);
+    const uid = request.metadata.uid ?? keyOf(request);
+    const acknowledged = this.#acknowledged.get(uid);
+    for (const type of request.status?.notified ?? []) acknowledged?.delete(type);
+    if (acknowledged?.size === 0) this.#acknowledged.delete(uid);
     for (const type of dueNotifications(request)) {
       const notification = notificationOf(type, request, { approvers });
-      if (this.#sending.has(notification.id) || this.#acknowledged.has(notification.id)) continue;
+      if (this.#sending.has(notification.id) || acknowledged?.has(type)) continue;
       this.#sending.add(notification.id);
       void notify(notification)
-        .then(async (acknowledged) => {
-          if (!acknowledged) return;
-          this.#acknowledged.set(notification.id, type);
-          await this.#recordNotified(request, type);
+        .then(async (delivered) => {
+          if (!delivered) return;
+          const types = this.#acknowledged.get(uid) ?? new Set<NotificationType>();
+          this.#acknowledged.set(uid, types.add(type));
+          await this.#recordNotified(request, uid);
         })
         .catch((error: unknown) =>
           this.#options.logger.warn(
@@ -458,14 +461,12 @@ export class ApprovalService {
     }
   }
 
-  /** Adds `type` (and whatever else this process saw acknowledged) to status.notified. */
-  async #recordNotified(request: Stored, type: NotificationType): Promise<void> {
-    const { namespace = '', name, uid } = request.metadata;
+  /** Adds what this process saw acknowledged for the request to its status.notified. */
+  async #recordNotified(request: Stored, uid: string): Promise<void> {
+    const { namespace = '', name } = request.metadata;
     const latest = this.requests.get(namespace, name) ?? request;
-    if (latest.metadata.uid !== uid) return;
-    const notified = new Set([...(latest.status?.notified ?? []), type]);
-    for (const [id, acknowledged] of this.#acknowledged)
-      if (id.startsWith(`${uid}/`)) notified.add(acknowledged);
+    if (latest.metadata.uid !== request.metadata.uid) return;
+    const notified = new Set([...(latest.status?.notified ?? []), ...(this.#acknowledged.get(uid) ?? [])]);
     try {
       await patchStatus(this.#options.clients.custom, 'accessrequests', namespace, name, {
         status: { notified: accessRequestNotificationTypes.filter((t) => notified.has(t)) },
