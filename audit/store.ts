@@ -121,6 +121,11 @@ export interface SessionList {
   more: boolean;
 }
 
+/** The first `limit` of sessions read newest first, one more than asked for when there is one. */
+export function sessionList(newestFirst: SessionSummary[], limit: number): SessionList {
+  return { sessions: newestFirst.slice(0, limit), more: newestFirst.length > limit };
+}
+
 export interface VerifyResult {
   ok: boolean;
   events: number;

@@ -12,7 +12,7 @@ import { basename } from 'node:path';
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { AccessRequest } from '../api/v1alpha1.ts';
 import { group, version } from '../api/v1alpha1.ts';
-import type { SessionList, SessionSummary } from '../audit/store.ts';
+import { type SessionList, type SessionSummary, sessionList } from '../audit/store.ts';
 import { type Session, sessionSummary, sessionsGroup, sessionsVersion } from '../operator/sessions-api.ts';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
 import { table } from './table.ts';
@@ -181,7 +181,7 @@ export function clusterSessions(flags: ClusterFlags) {
         sessions.push(...list.items.map(sessionSummary));
         next = list.metadata?.continue || undefined;
       } while (next && sessions.length <= limit);
-      return { sessions: sessions.slice(0, limit), more: sessions.length > limit };
+      return sessionList(sessions, limit);
     },
     async get(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined> {
       try {

@@ -4,7 +4,7 @@
 // cli/cluster.ts says so (kubectl airlock).
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { AuditStore, type SessionList, type SessionSummary } from '../audit/store.ts';
+import { AuditStore, type SessionList, type SessionSummary, sessionList } from '../audit/store.ts';
 import {
   clusterOptions,
   clusterSessions,
@@ -108,7 +108,7 @@ function sessionSource(values: ReturnType<typeof options>['values']) {
         `/sessions?limit=${limit + 1}`,
         async (s) => (await s.sessions({ limit: limit + 1 })).sessions,
       );
-      return { sessions: sessions.slice(0, limit), more: sessions.length > limit };
+      return sessionList(sessions, limit);
     },
     get: (id: string) =>
       fromStoreOrProcess(store, `/sessions/${encodeURIComponent(id)}`, (s) => s.session(id)),
