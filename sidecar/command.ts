@@ -7,6 +7,7 @@ import { terminationSignal } from '../cli/signals.ts';
 import { OperatorApprovals } from './approvals.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
 import type { EventSink } from './audit/event.ts';
+import { upstreamLookup } from './dns.ts';
 import type { Approvals } from './enforcer.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
 
@@ -100,6 +101,7 @@ export async function runSidecar(args: string[]): Promise<number> {
     events: delivery,
     approvals,
     logger,
+    lookup: upstreamLookup(),
   });
   collectDefaultMetrics({ register: registry });
   new Gauge({

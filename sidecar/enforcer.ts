@@ -1,6 +1,6 @@
 // What every protocol enforcer shares: how it is started for one granted Connection, where
 // its session events go, and how it asks for an approval.
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, LookupFunction } from 'node:net';
 import type { BundleConnection, Identity } from '../api/bundle.ts';
 import type { EventSink } from './audit/event.ts';
 
@@ -38,6 +38,8 @@ export interface EnforcerOptions {
   listen: { host: string; port: number };
   events: EventSink;
   approvals: Approvals;
+  /** How the upstream's name is resolved: the system's resolver when absent (see dns.ts). */
+  lookup?: LookupFunction;
 }
 
 export interface Enforcer {

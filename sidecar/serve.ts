@@ -15,6 +15,7 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
         identity: options.identity,
         events: options.events,
         approvals: options.approvals,
+        ...(options.lookup && { lookup: options.lookup }),
         host: listen.host,
         port: listen.port,
       });

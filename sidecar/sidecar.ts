@@ -5,6 +5,7 @@
 // bundle stays in force.
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import type { Logger } from 'pino';
 import { type Bundle, type BundleConnection, bundleSchema } from '../api/bundle.ts';
 import { type Protocol, protocols } from '../api/v1alpha1.ts';
@@ -47,6 +48,8 @@ export interface SidecarOptions {
   events: EventSink;
   approvals: Approvals;
   logger: Logger;
+  /** How upstream names are resolved (the pod's hosts file sends them back to the sidecar: dns.ts). */
+  lookup?: LookupFunction;
   /** Reconnect when no line arrives for this long (the operator sends a heartbeat every 15 s). */
   idleTimeoutMs?: number;
 }
@@ -212,6 +215,7 @@ export class Sidecar {
               listen: address,
               events: this.#options.events,
               approvals: this.#options.approvals,
+              ...(this.#options.lookup && { lookup: this.#options.lookup }),
             })
           : await serveRefusal(listen.protocol, listen.connection, address, reason);
         this.#served.set(listen.connection, {

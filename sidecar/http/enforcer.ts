@@ -473,6 +473,7 @@ async function forward(
     headers,
     agent: context.target.agent,
     ...(context.target.secure && context.target.tls),
+    ...(context.options.lookup && { lookup: context.options.lookup }),
   });
   let finished = false;
   const finish: Done = (...args) => {

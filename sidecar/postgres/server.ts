@@ -1,6 +1,6 @@
 // servePostgres: a listener for one PostgreSQL Connection. Each accepted client gets a
 // PostgresSession that authenticates upstream with the Connection's held credential.
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type LookupFunction, type Server, type Socket } from 'node:net';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../audit/event.ts';
 import { settle, stopAccepting } from '../drain.ts';
@@ -21,6 +21,8 @@ export interface PostgresServerOptions {
   transactionHoldMs?: number;
   /** Overrides the policy engine built from connection.policies (tests). */
   engine?: PolicyEngine;
+  /** How the upstream's name is resolved: the system's resolver when absent. */
+  lookup?: LookupFunction;
 }
 
 export interface PostgresEnforcer {
@@ -68,6 +70,7 @@ export async function servePostgres(options: PostgresServerOptions): Promise<Pos
       clientAddress: `${socket.remoteAddress}:${socket.remotePort}`,
       ...(options.approvals && { approvals: options.approvals }),
       ...(options.tls && { tls: options.tls }),
+      ...(options.lookup && { lookup: options.lookup }),
       ...(options.transactionHoldMs !== undefined && { transactionHoldMs: options.transactionHoldMs }),
     });
     open.add(session);

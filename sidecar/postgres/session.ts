@@ -15,7 +15,7 @@
 // transaction is rolled back and an explicit one goes to E (failed), and ReadyForQuery
 // carries the true transaction status.
 import { randomUUID } from 'node:crypto';
-import type { Socket } from 'node:net';
+import type { LookupFunction, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink, Outcome, RequestEvent, SessionEvent } from '../audit/event.ts';
@@ -102,6 +102,8 @@ export interface SessionOptions {
   /** Approval wait when the rule gives none (default 15 min). */
   defaultApprovalMs?: number;
   clientAddress: string;
+  /** How the upstream's name is resolved: the system's resolver when absent. */
+  lookup?: LookupFunction;
 }
 
 /** Startup parameters forwarded upstream (lower case); all others are dropped. */
@@ -630,6 +632,7 @@ export class PostgresSession {
       username,
       password,
       database: connection.postgres?.database ?? username,
+      ...(this.options.lookup && { lookup: this.options.lookup }),
     };
     let upstream: Upstream;
     try {

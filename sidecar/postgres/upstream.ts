@@ -2,7 +2,7 @@
 // holds: TLS (disable / require / verify-full), then SCRAM-SHA-256 (-PLUS over TLS), md5 or
 // cleartext password. The client never takes part in this exchange.
 import { createHash } from 'node:crypto';
-import { isIP, type Socket, connect as tcpConnect } from 'node:net';
+import { isIP, type LookupFunction, type Socket, connect as tcpConnect } from 'node:net';
 import { checkServerIdentity, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { type Frame, FrameReader, maxServerMessageLength } from './frames.ts';
 import {
@@ -26,6 +26,8 @@ export interface UpstreamTarget {
   username: string;
   password: string;
   database: string;
+  /** How `host` is resolved: the system's resolver when absent. */
+  lookup?: LookupFunction;
 }
 
 export type UpstreamErrorCode =
@@ -131,7 +133,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => void):
 
 /** TCP connect, then the SSLRequest exchange and TLS handshake when the target wants TLS. */
 export async function openChannel(target: UpstreamTarget, timeoutMs = 10_000): Promise<Socket | TLSSocket> {
-  const tcp = tcpConnect({ host: target.host, port: target.port });
+  const tcp = tcpConnect({ host: target.host, port: target.port, ...(target.lookup && { lookup: target.lookup }) });
   tcp.setNoDelay(true);
   return withTimeout(
     (async () => {

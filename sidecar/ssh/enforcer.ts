@@ -7,7 +7,7 @@
 // request events, shells as asciicast v2 data events. While the audit trail cannot record
 // (the spool is full under fail-closed), every exec, shell and subsystem request is refused as
 // a denial is, and a connection made meanwhile neither starts its session nor reaches the target.
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { finished } from 'node:stream/promises';
 import ssh2, {
   type AuthContext,
@@ -252,9 +252,12 @@ class AgentSession {
       upstream.on('close', () => {
         if (ready && !this.closed.signal.aborted) this.client.end();
       });
+      const { lookup } = this.options;
       upstream.connect({
         host: connection.host,
         port: connection.port,
+        // ssh2 dials with the system's resolver; a socket of our own resolves as the sidecar must.
+        ...(lookup && { sock: connect({ host: connection.host, port: connection.port, lookup }) }),
         username: connection.credentials.username ?? '',
         privateKey: connection.credentials.privateKey ?? '',
         readyTimeout: this.options.connectTimeoutMs ?? 20_000,

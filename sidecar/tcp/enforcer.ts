@@ -79,7 +79,12 @@ function relay(options: TcpEnforcerOptions, agent: Socket, sockets: Set<Socket>)
     recorder.bytesOut = agent.bytesWritten;
     recorder.end(reason);
   };
-  const upstream = connect({ host: connection.host, port: connection.port, allowHalfOpen: true });
+  const upstream = connect({
+    host: connection.host,
+    port: connection.port,
+    allowHalfOpen: true,
+    ...(options.lookup && { lookup: options.lookup }),
+  });
   sockets.add(upstream);
   upstream.once('close', () => sockets.delete(upstream));
   upstream.setTimeout(options.connectTimeoutMs ?? 20_000, () =>
