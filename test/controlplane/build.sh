@@ -2,16 +2,34 @@
 # Builds the test control plane (kube-apiserver, kubectl, etcd, helm) from the Go module
 # proxy at pinned versions, once, into a cache outside the work tree keyed by version.
 # Prints the directory holding the binaries.
+# --node builds the node's parts instead (kubelet, kube-controller-manager, kube-scheduler,
+# kube-proxy, CoreDNS, the pause binary) and prints their directory.
+# --check prints the directory if everything is built, and fails otherwise.
 set -euo pipefail
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 
 cache_root="${AIRLOCK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock}"
-bin="$cache_root/controlplane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION/bin"
-if [[ "${1:-}" == "--check" ]]; then
-  for tool in etcd kube-apiserver kubectl helm; do [[ -x "$bin/$tool" ]] || exit 1; done
+node=false check=false
+for arg in "$@"; do
+  case "$arg" in
+    --node) node=true ;;
+    --check) check=true ;;
+    *) echo "usage: build.sh [--node] [--check]" >&2; exit 2 ;;
+  esac
+done
+if $node; then
+  bin="$cache_root/node/k8s-$KUBERNETES_VERSION-coredns-$COREDNS_VERSION/bin"
+  tools=(kubelet kube-controller-manager kube-scheduler kube-proxy coredns pause)
+else
+  bin="$cache_root/controlplane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION/bin"
+  tools=(etcd kube-apiserver kubectl helm)
+fi
+if $check; then
+  for tool in "${tools[@]}"; do [[ -x "$bin/$tool" ]] || exit 1; done
   echo "$bin"
   exit 0
 fi
@@ -26,7 +44,7 @@ export CGO_ENABLED=0
 # k8s.io/kubernetes is not meant to be a dependency: its go.mod points every staging module
 # (k8s.io/api, k8s.io/apiserver, ...) at ./staging/src. A wrapper module replaces each of
 # them with its published version, v0.MINOR.PATCH, which is tagged from the same commit.
-build_kubernetes() {
+kubernetes_module() {
   local work="$cache_root/controlplane/src-kubernetes-$KUBERNETES_VERSION"
   local staging="v0${KUBERNETES_VERSION#v1}"
   mkdir -p "$work"
@@ -49,12 +67,51 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go mod tidy -e >/dev/null 2>&1 || true)
+  echo "$work"
+}
+
+build_kubernetes() {
+  local work
+  work="$(kubernetes_module)"
   (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go build -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
   (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go build -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
+}
+
+# The node's parts carry their version: a kubelet built without it registers its node as
+# v0.0.0, which version-skew checks and `kubectl get nodes` then report.
+build_node() {
+  local work minor="${KUBERNETES_VERSION#v1.}"
+  work="$(kubernetes_module)"
+  minor="${minor%%.*}"
+  local version="k8s.io/component-base/version"
+  local ldflags="-X $version.gitVersion=$KUBERNETES_VERSION -X $version.gitMajor=1 -X $version.gitMinor=$minor -X $version.gitTreeState=clean"
+  for component in kubelet kube-controller-manager kube-scheduler kube-proxy; do
+    [[ -x "$bin/$component" ]] && continue
+    log "building $component $KUBERNETES_VERSION"
+    (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "$ldflags" -o "$bin/$component" "k8s.io/kubernetes/cmd/$component")
+  done
+}
+
+build_coredns() {
+  GOBIN="$bin" go install -ldflags "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
+# The pod sandbox's pause process, from the Kubernetes module's own source.
+build_pause() {
+  local src
+  src="$(go env GOMODCACHE)/k8s.io/kubernetes@$KUBERNETES_VERSION/build/pause/linux/pause.c"
+  [[ -f "$src" ]] || (cd "$cache_root" && GOFLAGS=-mod=mod go mod download "k8s.io/kubernetes@$KUBERNETES_VERSION")
+  command -v gcc >/dev/null || { log "gcc is required to build the pause binary"; return 1; }
+  gcc -Os -Wall -Werror -static -DVERSION="$KUBERNETES_VERSION" -o "$bin/pause" "$src"
+  strip "$bin/pause"
 }
 
 # etcd's server module also replaces its siblings with relative paths; a wrapper module
@@ -73,6 +130,14 @@ build_helm() {
 }
 
 started=$SECONDS
+if $node; then
+  build_node
+  [[ -x "$bin/coredns" ]] || { log "building coredns $COREDNS_VERSION"; build_coredns; }
+  [[ -x "$bin/pause" ]] || { log "building pause $KUBERNETES_VERSION"; build_pause; }
+  (( SECONDS - started > 1 )) && log "built in $((SECONDS - started))s"
+  echo "$bin"
+  exit 0
+fi
 [[ -x "$bin/etcd" ]] || { log "building etcd $ETCD_VERSION"; build_etcd; }
 [[ -x "$bin/kube-apiserver" && -x "$bin/kubectl" ]] || { log "building kube-apiserver and kubectl $KUBERNETES_VERSION"; build_kubernetes; }
 [[ -x "$bin/helm" ]] || { log "building helm $HELM_VERSION"; build_helm; }
