@@ -5,6 +5,7 @@
 // (CTE, subquery, EXPLAIN, PREPARE, SQL-standard function body) is found.
 import { loadModule, parseSync, scanSync } from 'libpg-query';
 import type { SqlClass, SqlStatementKind } from '../../api/v1alpha1.ts';
+import { adminFunctions, builtinFunctions, valueReadingFunctions } from './functions.ts';
 
 export interface ColumnUse {
   /** The table as written ('schema.table' or 'table'), resolved through aliases; undefined when it cannot be told. */
@@ -34,6 +35,23 @@ export interface SqlStatement {
   prepared?: { name: string; inner: SqlStatement };
   /** For EXECUTE: the name of the prepared statement it runs. */
   executes?: string;
+  /** For COPY: what the parse tree says it moves, where, and in which format. */
+  copy?: SqlCopy;
+}
+
+export interface SqlCopy {
+  direction: 'from' | 'to';
+  /** stdio: the client's copy stream; file and program are on the server. */
+  endpoint: 'stdio' | 'file' | 'program';
+  /**
+   * text and csv, from the options in any position and the legacy keywords (BINARY, WITH CSV);
+   * binary also stands for any format the server would refuse or options naming several.
+   */
+  format: 'text' | 'csv' | 'binary';
+  /** COPY table: the table as written; COPY (query): undefined. */
+  relation?: string;
+  /** The column list as written; empty for every column (or a query). */
+  columns: string[];
 }
 
 export type SqlAnalysis = { ok: true; statements: SqlStatement[] } | { ok: false; error: string };
@@ -190,6 +208,10 @@ function freezeStatement(statement: SqlStatement): void {
   if (statement.prepared) {
     freezeStatement(statement.prepared.inner);
     Object.freeze(statement.prepared);
+  }
+  if (statement.copy) {
+    Object.freeze(statement.copy.columns);
+    Object.freeze(statement.copy);
   }
   Object.freeze(statement);
 }
@@ -461,50 +483,12 @@ const fixedKinds: Record<string, Classified> = {
 /** Settings that change who the session is, or switch off triggers and rules. */
 const identitySettings = new Set(['role', 'session_authorization', 'session_replication_role']);
 
-/**
- * Functions that reach outside the database, execute SQL text the analyzer cannot see, dump
- * whole tables past column masking, or change the session's identity: class admin.
- */
-const adminFunctions = new Set([
-  'dblink',
-  'dblink_exec',
-  'dblink_connect',
-  'dblink_connect_u',
-  'dblink_send_query',
-  'dblink_open',
-  'dblink_fetch',
-  'pg_read_file',
-  'pg_read_binary_file',
-  'pg_ls_dir',
-  'pg_stat_file',
-  'pg_file_write',
-  'pg_file_rename',
-  'pg_file_unlink',
-  'lo_import',
-  'lo_export',
-  'pg_reload_conf',
-  'pg_rotate_logfile',
-  'pg_terminate_backend',
-  'pg_cancel_backend',
-  'pg_promote',
-  'pg_logical_emit_message',
-  'pg_create_logical_replication_slot',
-  'pg_create_physical_replication_slot',
-  'pg_drop_replication_slot',
-  'pg_switch_wal',
-  'pg_backup_start',
-  'pg_backup_stop',
-  'query_to_xml',
-  'query_to_xmlschema',
-  'query_to_xml_and_xmlschema',
-  'table_to_xml',
-  'table_to_xml_and_xmlschema',
-  'schema_to_xml',
-  'schema_to_xml_and_xmlschema',
-  'database_to_xml',
-  'database_to_xml_and_xmlschema',
-  'cursor_to_xml',
-]);
+/** What a MERGE arm does, by its command type. */
+const armKinds: Record<string, SqlStatementKind> = {
+  CMD_UPDATE: 'UPDATE',
+  CMD_DELETE: 'DELETE',
+  CMD_INSERT: 'INSERT',
+};
 
 const transactionKinds: Record<string, Classified> = {
   TRANS_STMT_BEGIN: c('BEGIN'),
@@ -570,7 +554,24 @@ interface RawStmt {
 interface RangeItem {
   name: string;
   table: string | undefined;
+  /**
+   * Column names given by an alias column list (`t AS x(a, b)`, `WITH w(a, b)`): they name
+   * columns by position, so which column of the table each one is cannot be told here.
+   */
+  renamed?: ReadonlySet<string>;
 }
+
+/** Catalogs that hold column values (planner and extended statistics): reading one reads every column. */
+const valueCatalogs = new Set([
+  'pg_statistic',
+  'pg_statistic_ext_data',
+  'pg_stats',
+  'pg_stats_ext',
+  'pg_stats_ext_exprs',
+]);
+
+/** A use of every column of every table: what a call the analysis cannot see into may read. */
+const everyColumn: ColumnUse = Object.freeze({ column: '*', direct: false });
 
 /**
  * How a SELECT's output is used, which decides what its target list reveals:
@@ -589,7 +590,8 @@ class Walk {
   columnUses: ColumnUse[] = [];
   /** Innermost last. */
   scopes: RangeItem[][] = [];
-  ctes: Set<string>[] = [];
+  /** CTE names in scope, innermost last: each one's alias column list, and whether a star passes its columns on. */
+  ctes: Map<string, { colnames: string[]; star: boolean }>[] = [];
 
   /** Any value of the tree: arrays, wrapped nodes ({Type: {...}}), or bare structs. */
   value(value: unknown): void {
@@ -633,9 +635,16 @@ class Walk {
       case 'ColumnRef':
         this.columnRef(body, 'harmful');
         return;
-      case 'SubLink':
+      case 'SubLink': {
         this.value(body['testexpr']);
-        this.query(body['subselect'], 'sub', body['subLinkType'] === 'EXISTS_SUBLINK');
+        // A sublink's columns become values of the outer expression (ARRAY(SELECT * …), IN):
+        // nothing names them again, so even a star is a use; EXISTS ignores them.
+        const exists = body['subLinkType'] === 'EXISTS_SUBLINK';
+        this.query(body['subselect'], exists ? 'sub' : 'sink', exists);
+        return;
+      }
+      case 'JoinExpr':
+        this.join(body);
         return;
       case 'RangeSubselect':
         this.query(body['subquery'], 'sub');
@@ -656,9 +665,13 @@ class Walk {
     else this.value(value);
   }
 
+  addKind(kind: SqlStatementKind): void {
+    if (!this.kinds.includes(kind)) this.kinds.push(kind);
+  }
+
   statement(type: string, body: AstObject, role: Role): void {
     const { kind, classes } = classify(type, body);
-    if (!this.kinds.includes(kind)) this.kinds.push(kind);
+    this.addKind(kind);
     for (const cls of classes) this.classes.add(cls);
     switch (type) {
       case 'SelectStmt':
@@ -672,12 +685,20 @@ class Walk {
         this.merge(body);
         return;
       case 'InsertStmt':
-        this.withCtes(body, () => {
-          this.value(body['relation']);
-          this.query(body['selectStmt'], 'sink');
-          const target = this.rangeItem(body['relation'] as AstObject);
-          this.inScope([target], () => this.fields(body, new Set(['relation', 'selectStmt', 'withClause'])));
-        });
+        this.insert(body);
+        return;
+      case 'DoStmt':
+      case 'CreateTrigStmt':
+      case 'CreateEventTrigStmt':
+        // Code the analysis cannot see (a DO body, a trigger's function) may read any column.
+        this.columnUses.push(everyColumn);
+        this.fields(body);
+        return;
+      case 'CreateFunctionStmt':
+        // A body in a string ($$ … $$) is opaque: calling the function later (or firing it
+        // as a trigger) may copy any column; a SQL-standard body is walked like any query.
+        if (!body['sql_body']) this.columnUses.push(everyColumn);
+        this.fields(body);
         return;
       case 'TruncateStmt':
         this.unboundedWrite = true;
@@ -723,10 +744,16 @@ class Walk {
   withCtes(body: AstObject, walk: () => void): void {
     const withClause = body['withClause'] as AstObject | undefined;
     const ctes = (withClause?.['ctes'] as AstNode[] | undefined) ?? [];
-    const names = new Set<string>();
+    const names = new Map<string, { colnames: string[]; star: boolean }>();
     for (const cte of ctes) {
-      const name = cte['CommonTableExpr']?.['ctename'];
-      if (typeof name === 'string') names.add(name);
+      const body = cte['CommonTableExpr'];
+      const name = body?.['ctename'];
+      if (typeof name === 'string') {
+        names.set(name, {
+          colnames: stringList(body?.['aliascolnames']),
+          star: hasStarTarget(body?.['ctequery']),
+        });
+      }
     }
     this.ctes.push(names);
     try {
@@ -845,9 +872,47 @@ class Walk {
       const source = body['sourceRelation'];
       const items = [target, ...this.fromItems([source])];
       this.value(source);
+      const names = targetNames(relation);
       const on = body['joinCondition'] as AstNode | undefined;
-      if (!on || !boundsRows(on, targetNames(relation))) this.unboundedWrite = true;
+      const onBounds = on !== undefined && boundsRows(on, names);
+      for (const item of (body['mergeWhenClauses'] as AstNode[] | undefined) ?? []) {
+        const arm = item['MergeWhenClause'];
+        if (!arm) continue;
+        // Each arm is classified by what it does: THEN DELETE is a DELETE for rules and approvals.
+        const command = armKinds[String(arm['commandType'])];
+        if (command) this.addKind(command);
+        // An arm that updates or deletes matched rows touches every row when neither the join
+        // nor its own condition limits the target's rows (ON true, ON t.id = t.id).
+        const touchesTarget = command === 'UPDATE' || command === 'DELETE';
+        const condition = arm['condition'] as AstNode | undefined;
+        if (touchesTarget && !onBounds && !(condition && boundsRows(condition, names))) {
+          this.unboundedWrite = true;
+        }
+      }
       this.inScope(items, () => this.fields(body, new Set(['relation', 'sourceRelation', 'withClause'])));
+    });
+  }
+
+  /**
+   * INSERT … ON CONFLICT DO UPDATE is an UPDATE too. It updates every row when its rows come
+   * from a query (which may yield every key of the table) and its arm has no WHERE that limits
+   * the target's rows; a VALUES list updates at most the rows it lists.
+   */
+  insert(body: AstObject): void {
+    this.withCtes(body, () => {
+      const relation = body['relation'] as AstObject;
+      this.value(relation);
+      this.query(body['selectStmt'], 'sink');
+      const conflict = body['onConflictClause'] as AstObject | undefined;
+      if (conflict?.['action'] === 'ONCONFLICT_UPDATE') {
+        this.addKind('UPDATE');
+        const source = (body['selectStmt'] as AstNode | undefined)?.['SelectStmt'];
+        const fromQuery = source !== undefined && !source['valuesLists'];
+        const where = conflict['whereClause'] as AstNode | undefined;
+        if (fromQuery && !(where && boundsRows(where, targetNames(relation)))) this.unboundedWrite = true;
+      }
+      const target = this.rangeItem(relation);
+      this.inScope([target], () => this.fields(body, new Set(['relation', 'selectStmt', 'withClause'])));
     });
   }
 
@@ -890,14 +955,33 @@ class Walk {
 
   rangeVar(body: AstObject): void {
     this.tables.add(qualifiedName(body));
+    const schema = body['schemaname'];
+    if (valueCatalogs.has(String(body['relname'])) && (schema === undefined || schema === 'pg_catalog')) {
+      // Statistics hold sampled values of every analysed column, masked ones included.
+      this.columnUses.push(everyColumn);
+    }
     if (body['alias']) this.value((body['alias'] as AstObject)['colnames']);
   }
 
+  /**
+   * Built-in functions of pg_catalog are known (functions.ts); any other function, and one that
+   * runs SQL text or reads relations by name, may read any column the analysis never saw: it is
+   * admin class and a use of every masked column. An unqualified name is taken to be the
+   * built-in, which pg_catalog's implicit first place on search_path makes it.
+   */
   funcCall(body: AstObject): void {
-    const name = stringList(body['funcname']).join('.');
+    const names = stringList(body['funcname']);
+    const name = names.join('.');
     this.functions.add(name);
-    const base = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
-    if (adminFunctions.has(base)) this.classes.add('admin');
+    const base = names.at(-1) ?? '';
+    const schema = names.at(-2);
+    const builtin = (schema === undefined || schema === 'pg_catalog') && builtinFunctions.has(base);
+    const readsValues = (schema === undefined || schema === 'pg_catalog') && valueReadingFunctions.has(base);
+    if (adminFunctions.has(base.toLowerCase())) this.classes.add('admin');
+    if (!builtin || readsValues) {
+      this.classes.add('admin');
+      this.columnUses.push(everyColumn);
+    }
     const args = (body['args'] as AstNode[] | undefined) ?? [];
     if (base === 'set_config') {
       // set_config('role', …) is SET ROLE; a computed setting name could be anything.
@@ -959,20 +1043,50 @@ class Walk {
     const column = names.at(-1);
     if (column === undefined) return;
     const qualifier = names.slice(0, -1);
-    const table = qualifier.length > 0 ? this.resolveQualifier(qualifier) : this.soleTable();
-    this.columnUses.push({ table, column, direct: mode === 'direct' });
+    const use =
+      qualifier.length === 1
+        ? this.itemColumn(this.lookup(qualifier[0]!), column)
+        : qualifier.length > 1
+          ? { table: this.resolveQualifier(qualifier), column }
+          : this.unqualifiedColumn(this.scopes.flat(), column);
+    this.columnUses.push({ ...use, direct: mode === 'direct' });
+  }
+
+  /** A column of a range item: one its alias column list renamed could be any of its columns. */
+  itemColumn(item: RangeItem | undefined, column: string): Omit<ColumnUse, 'direct'> {
+    if (item?.renamed?.has(column)) return { table: item.table, column: '*' };
+    return { table: item?.table, column };
+  }
+
+  /** An unqualified column among the items it can come from. */
+  unqualifiedColumn(items: RangeItem[], column: string): Omit<ColumnUse, 'direct'> {
+    const renaming = items.filter((item) => item.renamed?.has(column));
+    // In a valid statement the name is unambiguous: a renaming item is the one it comes from.
+    if (renaming.length > 0) {
+      return { table: renaming.length === 1 ? renaming[0]!.table : undefined, column: '*' };
+    }
+    return { table: items.length === 1 ? items[0]!.table : undefined, column };
+  }
+
+  /** USING and NATURAL compare columns as ON does: a use of each column compared, on both sides. */
+  join(body: AstObject): void {
+    const using = stringList(body['usingClause']);
+    const natural = body['isNatural'] === true;
+    for (const side of [body['larg'], body['rarg']]) {
+      const items = this.fromItems([side]);
+      // NATURAL compares every column the two sides share, which cannot be told here.
+      if (natural)
+        for (const item of items) this.columnUses.push({ table: item.table, column: '*', direct: false });
+      for (const column of using)
+        this.columnUses.push({ ...this.unqualifiedColumn(items, column), direct: false });
+    }
+    this.fields(body);
   }
 
   resolveQualifier(qualifier: string[]): string | undefined {
     // db.schema.table or schema.table: written out in full, no alias involved.
     if (qualifier.length >= 2) return qualifier.slice(-2).join('.');
     return this.lookup(qualifier[0]!)?.table;
-  }
-
-  /** The one table an unqualified column can come from, or undefined when there is a choice. */
-  soleTable(): string | undefined {
-    const visible = this.scopes.flat();
-    return visible.length === 1 ? visible[0]!.table : undefined;
   }
 
   fromItems(from: unknown): RangeItem[] {
@@ -989,13 +1103,26 @@ class Walk {
         const join = node['JoinExpr'];
         visit(join['larg']);
         visit(join['rarg']);
-        const alias = (join['alias'] as AstObject | undefined)?.['aliasname'];
-        if (typeof alias === 'string') items.push({ name: alias, table: undefined });
+        const alias = join['alias'] as AstObject | undefined;
+        if (typeof alias?.['aliasname'] === 'string') {
+          // Renamed join columns could be any column of either side.
+          const colnames = stringList(alias['colnames']);
+          const renamed = colnames.length > 0 ? new Set(colnames) : undefined;
+          items.push({ name: alias['aliasname'], table: undefined, ...(renamed && { renamed }) });
+        }
       } else {
-        const body = Object.values(node)[0] as AstObject | undefined;
-        const alias = (body?.['alias'] as AstObject | undefined)?.['aliasname'];
-        // Subqueries, functions, VALUES: their columns have no table behind them here.
-        items.push({ name: typeof alias === 'string' ? alias : '', table: undefined });
+        const [type] = Object.keys(node);
+        const body = node[type!];
+        const alias = body?.['alias'] as AstObject | undefined;
+        const name = typeof alias?.['aliasname'] === 'string' ? alias['aliasname'] : '';
+        // Subqueries, functions, VALUES: their columns have no table behind them here. Only a
+        // subquery's star passes columns on unrecorded; everything else in them is a use.
+        const colnames = stringList(alias?.['colnames']);
+        const renamed =
+          type === 'RangeSubselect' && colnames.length > 0 && hasStarTarget(body?.['subquery'])
+            ? new Set(colnames)
+            : undefined;
+        items.push({ name, table: undefined, ...(renamed && { renamed }) });
       }
     };
     visit(from);
@@ -1005,11 +1132,20 @@ class Walk {
   rangeItem(rangeVar: AstObject | undefined): RangeItem {
     if (!rangeVar) return { name: '', table: undefined };
     const relname = String(rangeVar['relname']);
-    const alias = (rangeVar['alias'] as AstObject | undefined)?.['aliasname'];
-    const isCte = !rangeVar['schemaname'] && this.ctes.some((names) => names.has(relname));
+    const alias = rangeVar['alias'] as AstObject | undefined;
+    const name = typeof alias?.['aliasname'] === 'string' ? alias['aliasname'] : relname;
+    const cte = rangeVar['schemaname'] ? undefined : this.ctes.findLast((names) => names.has(relname));
+    const definition = cte?.get(relname);
+    if (definition) {
+      // A CTE renamed where it is defined or where it is used; only a star passes columns on unrecorded.
+      const renamed = new Set([...definition.colnames, ...stringList(alias?.['colnames'])]);
+      return { name, table: undefined, ...(renamed.size > 0 && definition.star && { renamed }) };
+    }
+    const colnames = stringList(alias?.['colnames']);
     return {
-      name: typeof alias === 'string' ? alias : relname,
-      table: isCte ? undefined : qualifiedName(rangeVar),
+      name,
+      table: qualifiedName(rangeVar),
+      ...(colnames.length > 0 && { renamed: new Set(colnames) }),
     };
   }
 }
@@ -1037,8 +1173,33 @@ function analyzeStatement(stmt: AstNode, text: string): SqlStatement {
     statement.prepared = { name, inner };
   } else if (type === 'ExecuteStmt') {
     statement.executes = String(body['name']);
+  } else if (type === 'CopyStmt') {
+    statement.copy = copyOf(body);
   }
   return statement;
+}
+
+/** A COPY as the server reads it: options in any position, legacy keywords included. */
+function copyOf(body: AstObject): SqlCopy {
+  const formats = new Set<string>();
+  for (const option of (body['options'] as AstNode[] | undefined) ?? []) {
+    const element = option['DefElem'];
+    if (element?.['defname'] !== 'format') continue;
+    // FORMAT takes a name or a string, compared as written ('CSV' is refused by the server).
+    const arg = element['arg'] as AstNode | undefined;
+    formats.add(String(arg?.['String']?.['sval'] ?? ''));
+  }
+  const [only] = formats;
+  const format =
+    formats.size === 0 ? 'text' : formats.size === 1 && (only === 'text' || only === 'csv') ? only : 'binary';
+  const relation = body['relation'] as AstObject | undefined;
+  return {
+    direction: body['is_from'] ? 'from' : 'to',
+    endpoint: body['is_program'] ? 'program' : typeof body['filename'] === 'string' ? 'file' : 'stdio',
+    format,
+    ...(relation && { relation: qualifiedName(relation) }),
+    columns: stringList(body['attlist']),
+  };
 }
 
 /** The text after PREPARE name [(types)] AS, found with the real scanner. */
@@ -1286,6 +1447,21 @@ function sameExpression(a: unknown, b: unknown): boolean {
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
+
+/**
+ * Whether a query has a star in a target list anywhere inside: a star in a subquery or CTE
+ * passes the columns on unrecorded (the outer query names them), so renaming them by an alias
+ * column list hides which column is which.
+ */
+function hasStarTarget(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(hasStarTarget);
+  if (value === null || typeof value !== 'object') return false;
+  const object = value as AstObject;
+  const ref = ((object['ResTarget'] as AstObject | undefined)?.['val'] as AstNode | undefined)?.['ColumnRef'];
+  if (ref && refShape(ref).star) return true;
+  for (const key in object) if (hasStarTarget(object[key])) return true;
+  return false;
+}
 
 function refShape(ref: AstObject): { names: string[]; star: boolean } {
   const fields = (ref['fields'] as AstNode[] | undefined) ?? [];
