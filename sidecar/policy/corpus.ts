@@ -210,6 +210,103 @@ export const corpus: [string, Expect][] = [
   ],
   ['SELECT phone FROM customers', { action: 'allow' }],
   ['SELECT lower(name) FROM customers WHERE id > 10 ORDER BY name', { action: 'allow' }],
+  ['SELECT id, lower(name) FROM customers WHERE id = 1', { action: 'allow' }],
+
+  // Lineage: a masked column renamed by an alias column list is still the masked column.
+  ['SELECT upper(e) FROM public.customers AS c(i, n, e)', { action: 'deny', rule: 'masking:pii' }],
+  ["SELECT encode(x.e::bytea, 'hex') FROM customers x(a, b, e)", { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT e FROM customers AS c(i, n, e)', { action: 'allow' }],
+  ['SELECT upper(z) FROM (SELECT * FROM customers) s(a, b, z)', { action: 'deny', rule: 'masking:pii' }],
+  [
+    'WITH w(a, b, z) AS (SELECT * FROM customers) SELECT md5(z) FROM w',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  [
+    'WITH w AS (SELECT * FROM customers) SELECT md5(z) FROM w AS v(a, b, z)',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  [
+    'SELECT translate(j.z, $$0123456789$$, $$abcdefghij$$) FROM (customers JOIN orders USING (id)) AS j(a, b, z)',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  ['SELECT x FROM customers c, LATERAL (VALUES (c.ssn)) v(x)', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT u FROM customers c, unnest(ARRAY[c.email]) u', { action: 'deny', rule: 'masking:pii' }],
+  [
+    'SELECT * FROM customers c, json_to_record(row_to_json(c)) AS r(ssn text)',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  ['SELECT ARRAY(SELECT * FROM customers)', { action: 'deny', rule: 'masking:pii' }],
+  ["SELECT 1 WHERE ('1', 'a@b.c') IN (SELECT * FROM customers)", { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT i * 2 FROM generate_series(1, 10) AS g(i)', { action: 'allow' }],
+  // Join conditions are predicates.
+  ['SELECT o.id FROM orders o JOIN customers c USING (ssn)', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT o.id FROM orders o NATURAL JOIN customers c', { action: 'deny', rule: 'masking:pii' }],
+  [
+    'SELECT id FROM customers WHERE CASE WHEN ssn > $$5$$ THEN true END',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  ['SELECT id, ssn > $$5$$ FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  [
+    'SELECT id FROM customers LIMIT (SELECT length(ssn) FROM customers LIMIT 1)',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  [
+    'SELECT id, row_number() OVER (PARTITION BY email) FROM customers',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  // Data copied where it can be read unmasked later.
+  ['CREATE TEMP VIEW v AS SELECT * FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['CREATE MATERIALIZED VIEW v AS SELECT email FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['UPDATE customers SET name = email WHERE id = 1', { action: 'deny', rule: 'masking:pii' }],
+  ['DECLARE c CURSOR FOR SELECT ssn FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  [
+    'MERGE INTO notes n USING customers c ON n.id = c.id WHEN NOT MATCHED THEN INSERT VALUES (c.id, c.email)',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  // Functions that run SQL text or read relations by name, and functions the analysis cannot see into.
+  ["SELECT * FROM ts_stat('SELECT to_tsvector(email) FROM customers')", { action: 'deny', rule: 'no-admin' }],
+  ["SELECT table_to_xml('customers', true, false, '')", { action: 'deny', rule: 'no-admin' }],
+  ["SELECT cursor_to_xml('c', 10, true, false, '')", { action: 'deny', rule: 'no-admin' }],
+  ['SELECT public.lookup(1)', { action: 'deny', rule: 'no-admin' }],
+  ['SELECT "LOWER"(name) FROM customers', { action: 'deny', rule: 'no-admin' }],
+  ['SELECT pg_catalog.lower(name) FROM customers', { action: 'allow' }],
+  ['CALL archive(1)', { action: 'deny', rule: 'no-admin' }],
+  // Catalogs that hold column values.
+  [
+    'SELECT most_common_vals FROM pg_stats WHERE tablename = $$customers$$',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  ['SELECT * FROM pg_catalog.pg_statistic', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT * FROM pg_stats_ext_exprs', { action: 'deny', rule: 'masking:pii' }],
+  // Writes by what they do.
+  [
+    'MERGE INTO orders o USING incoming i ON o.id = i.id WHEN MATCHED THEN DELETE',
+    { action: 'require-approval', rule: 'approve-writes', kinds: ['MERGE'] },
+  ],
+  [
+    'MERGE INTO orders o USING incoming i ON o.id = i.id WHEN NOT MATCHED THEN INSERT VALUES (i.id)',
+    { action: 'allow' },
+  ],
+  [
+    'MERGE INTO orders o USING incoming i ON true WHEN NOT MATCHED THEN INSERT VALUES (i.id)',
+    { action: 'allow' },
+  ],
+  [
+    'MERGE INTO orders o USING incoming i ON o.id = o.id WHEN MATCHED THEN UPDATE SET status = 1',
+    { action: 'deny', rule: 'no-unbounded-writes' },
+  ],
+  [
+    'INSERT INTO orders VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET status = 1',
+    { action: 'require-approval', rule: 'approve-writes' },
+  ],
+  [
+    'INSERT INTO orders SELECT * FROM orders ON CONFLICT (id) DO UPDATE SET status = 0',
+    { action: 'deny', rule: 'no-unbounded-writes' },
+  ],
+  ['INSERT INTO orders VALUES (1, 0) ON CONFLICT DO NOTHING', { action: 'allow' }],
+  // COPY from the parse tree: comments and casing do not hide it.
+  ['copy/**/customers to stdout', { action: 'deny', rule: 'masking:pii' }],
+  ['COPY (SELECT * FROM customers) TO STDOUT WITH (FORMAT binary)', { action: 'deny', rule: 'masking:pii' }],
 ];
 
 /**

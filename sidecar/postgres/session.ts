@@ -770,7 +770,7 @@ export class PostgresSession {
     const started = Date.now();
     const analysis = this.engine.analyze(text);
     const verdict = this.engine.decide(this.effectiveAnalysis(analysis));
-    const copyOut = analysis.ok && analysis.statements.some((s) => s.kind === 'COPY');
+    const copyOut = analysis.ok && analysis.statements.some((s) => s.copy !== undefined);
     if (verdict.action === 'allow' && !(this.masker && copyOut) && !this.options.events.refusal?.()) {
       this.startQuery(frame, text, analysis, verdict, started, { outcome: 'allowed' });
       return undefined;
@@ -830,15 +830,8 @@ export class PostgresSession {
   private async checkMaskable(analysis: SqlAnalysisResult): Promise<Verdict | undefined> {
     if (!analysis.ok || !this.masker) return undefined;
     for (const statement of analysis.statements) {
-      if (statement.kind !== 'COPY' || !/\bto\s+stdout\b/i.test(statement.text)) continue;
-      if (/\bbinary\b/i.test(statement.text)) {
-        return {
-          action: 'deny',
-          message: 'binary COPY output cannot be masked',
-          reasons: ['masking'],
-          wouldHave: [],
-        };
-      }
+      if (statement.copy?.direction !== 'to' || statement.copy.endpoint !== 'stdio') continue;
+      if (statement.copy.format === 'binary') return copyRefusal('binary COPY output cannot be masked');
       if (!this.masker.columns || !this.catalog) continue;
       // Only the columns the COPY reads matter ('*' reads them all).
       const columnsByTable = new Map<string, ColumnRef[]>();
@@ -854,16 +847,28 @@ export class PostgresSession {
               (use.column === '*' || c.column === use.column) && this.masker?.columnRule(c) !== undefined,
           );
           if (masked) {
-            return {
-              action: 'deny',
-              message: `COPY TO STDOUT cannot mask column ${masked.schema}.${masked.table}.${masked.column}; use SELECT`,
-              reasons: ['masking'],
-              wouldHave: [],
-            };
+            return copyRefusal(
+              `COPY TO STDOUT cannot mask column ${masked.schema}.${masked.table}.${masked.column}; use SELECT`,
+            );
           }
         }
       }
     }
+    return undefined;
+  }
+
+  /**
+   * COPY TO STDOUT prepared with Parse is refused before it runs when masking could not cover
+   * it: binary output always, and any copy when column rules exist (Parse is decided at once,
+   * without the catalog lookup checkMaskable makes for a simple query).
+   */
+  private copyUnmaskableAtParse(analysis: SqlAnalysisResult): Verdict | undefined {
+    if (!analysis.ok || !this.masker) return undefined;
+    const copy = analysis.statements[0]?.copy;
+    if (copy?.direction !== 'to' || copy.endpoint !== 'stdio') return undefined;
+    if (copy.format === 'binary') return copyRefusal('binary COPY output cannot be masked');
+    if (this.masker.columns)
+      return copyRefusal('COPY TO STDOUT with column masking runs only as a simple query');
     return undefined;
   }
 
@@ -965,7 +970,8 @@ export class PostgresSession {
   private onParse(frame: Frame): undefined {
     const message = decodeParse(frame.body);
     const analysis = this.engine.analyze(message.text);
-    const verdict = this.engine.decide(this.effectiveAnalysis(analysis));
+    const decided = this.engine.decide(this.effectiveAnalysis(analysis));
+    const verdict = decided.action === 'deny' ? decided : (this.copyUnmaskableAtParse(analysis) ?? decided);
     const kind = analysis.ok ? analysis.statements[0]?.kind : undefined;
     if (verdict.action === 'deny') {
       const error = this.engine.denialMessage(verdict);
@@ -1201,7 +1207,7 @@ export class PostgresSession {
         if (copy.format !== 0 && this.masker) {
           throw new Error('binary COPY output while masking is configured');
         }
-        this.copyOut = { csv: /\bcsv\b/i.test(this.recordOf(head)?.text ?? '') };
+        this.copyOut = { csv: this.copyFormat(this.recordOf(head)) !== 'text' };
         out.push(frame.raw);
         return undefined;
       }
@@ -1492,6 +1498,12 @@ export class PostgresSession {
     return plan.jsonb ? `\u0001${result.value}` : result.value;
   }
 
+  /** The format of the COPY a record runs, from its parse tree (csv when it cannot be told: whole lines). */
+  private copyFormat(record: RequestRecord | undefined): string {
+    const analysis = this.engine.analyze(record?.text ?? '');
+    return (analysis.ok && analysis.statements.find((s) => s.copy)?.copy?.format) || 'csv';
+  }
+
   /** COPY TO STDOUT rows: detectors over each field (text format) or the whole line (CSV). */
   private maskCopyRow(frame: Frame, record: RequestRecord | undefined): Buffer {
     const masker = this.masker!;
@@ -1600,4 +1612,9 @@ export function filterOptions(options: string): { options: string; refused?: str
       kept.push(`-c ${setting.replaceAll('\\', '\\\\').replaceAll(' ', '\\ ')}`);
   }
   return { options: kept.join(' ') };
+}
+
+/** A COPY refused before it runs because masking could not cover its output. */
+function copyRefusal(message: string): Verdict {
+  return { action: 'deny', message, reasons: ['masking'], wouldHave: [] };
 }
