@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { decideSql } from './decide.ts';
+import { policy } from './fixtures.ts';
 import {
   analyzeSql,
   type ColumnUse,
@@ -185,6 +188,169 @@ describe('analyzeSql', () => {
       'b.*:indirect',
     ]);
     assert.deepEqual(sorted(one('SELECT 1 WHERE EXISTS (SELECT * FROM customers)').columnUses), []);
+  });
+
+  it('describes COPY from the parse tree: options in any position, legacy keywords, comments', () => {
+    const copy = (sql: string) => one(sql).copy;
+    assert.deepEqual(copy('COPY t TO STDOUT'), {
+      direction: 'to',
+      endpoint: 'stdio',
+      format: 'text',
+      relation: 't',
+      columns: [],
+    });
+    assert.equal(copy('copy/**/t to/* x */stdout with csv')?.format, 'csv');
+    assert.equal(copy('COPY BINARY t TO STDOUT')?.format, 'binary');
+    assert.equal(copy("COPY t TO STDOUT (FREEZE, FORMAT 'binary')")?.format, 'binary');
+    assert.equal(copy('COPY t TO STDOUT (HEADER, FORMAT csv)')?.format, 'csv');
+    // Several formats, or one the server does not know: never taken for text.
+    assert.equal(copy('COPY BINARY t TO STDOUT CSV')?.format, 'binary');
+    assert.equal(copy("COPY t TO STDOUT (FORMAT 'CSV')")?.format, 'binary');
+    assert.deepEqual(copy('COPY s.t (a, "B") FROM STDIN'), {
+      direction: 'from',
+      endpoint: 'stdio',
+      format: 'text',
+      relation: 's.t',
+      columns: ['a', 'B'],
+    });
+    assert.equal(copy("COPY t TO PROGRAM 'cat'")?.endpoint, 'program');
+    assert.equal(copy("COPY t FROM '/tmp/x'")?.endpoint, 'file');
+    assert.equal(copy('COPY (SELECT 1) TO STDOUT')?.relation, undefined);
+    assert.equal(one('SELECT 1').copy, undefined);
+  });
+
+  it('classifies MERGE arms and upserts by what they do', () => {
+    assert.deepEqual(
+      one(
+        'MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (1)',
+      ).kinds,
+      ['MERGE', 'DELETE', 'INSERT'],
+    );
+    assert.deepEqual(one('INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET x = 1').kinds, [
+      'INSERT',
+      'UPDATE',
+    ]);
+    const unbounded = [
+      'MERGE INTO t USING s ON true WHEN MATCHED THEN UPDATE SET x = 1',
+      'MERGE INTO t USING s ON t.id = t.id WHEN MATCHED THEN DELETE',
+      'MERGE INTO t USING s ON s.id = 1 WHEN MATCHED AND true THEN DELETE',
+      'INSERT INTO t SELECT * FROM t ON CONFLICT (id) DO UPDATE SET x = 1',
+      'INSERT INTO t SELECT * FROM u ON CONFLICT (id) DO UPDATE SET x = 1 WHERE 1 = 1',
+    ];
+    for (const sql of unbounded) assert.equal(one(sql).unboundedWrite, true, sql);
+    const bounded = [
+      'MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE',
+      'MERGE INTO t USING s ON true WHEN MATCHED AND t.id = 3 THEN DELETE',
+      'MERGE INTO t USING s ON true WHEN NOT MATCHED THEN INSERT VALUES (1)',
+      'MERGE INTO t USING s ON true WHEN MATCHED THEN DO NOTHING',
+      'INSERT INTO t VALUES (1), (2) ON CONFLICT (id) DO UPDATE SET x = 1',
+      'INSERT INTO t SELECT * FROM u ON CONFLICT (id) DO UPDATE SET x = 1 WHERE t.id < 10',
+      'INSERT INTO t SELECT * FROM u ON CONFLICT DO NOTHING',
+    ];
+    for (const sql of bounded) assert.equal(one(sql).unboundedWrite, false, sql);
+  });
+
+  it('makes unknown and value-reading functions admin and a use of every column; built-ins stay read', () => {
+    const everything = (sql: string) =>
+      one(sql).columnUses.some((u) => u.column === '*' && u.table === undefined);
+    for (const sql of [
+      'SELECT public.f(1)',
+      'SELECT myfunc()',
+      "SELECT query_to_xml('select 1', true, false, '')",
+      "SELECT pg_catalog.ts_stat('select 1')",
+      'SELECT pg_catalog.evil()',
+      'DO $$BEGIN PERFORM 1; END$$',
+      'CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql',
+      'CREATE TRIGGER tr AFTER INSERT ON t EXECUTE FUNCTION g()',
+      'SELECT * FROM pg_stats',
+    ]) {
+      assert.ok(everything(sql), sql);
+    }
+    for (const sql of [
+      'SELECT lower(name), count(*), now() FROM t',
+      'SELECT pg_catalog.upper($1)',
+      'SELECT * FROM public.pg_stats',
+    ]) {
+      assert.ok(!everything(sql), sql);
+      assert.deepEqual(one(sql).classes, ['read'], sql);
+    }
+    assert.ok(one('SELECT public.f(1)').classes.includes('admin'));
+  });
+
+  it('property: a masked column renamed or nested any way never reaches a derived output unnoticed', () => {
+    const masked = policy({
+      name: 'p',
+      masking: [
+        { name: 'pii', columns: ['public.customers.email'], strategy: 'redact', indirectUse: 'deny' },
+      ],
+    });
+    // Each query yields customers' columns in order; emailAt is the name email goes by.
+    type Source = { sql: string; names: string[] };
+    const ident = fc.constantFrom('a', 'b', 'c', 'x', 'y', 'z', 'email', 'id', 'k');
+    const rename = fc.tuple(ident, ident, ident).filter(([a, b, c]) => a !== b && b !== c && a !== c);
+    const base = fc.oneof(
+      fc.constant<Source>({ sql: 'customers', names: ['id', 'name', 'email'] }),
+      fc.constant<Source>({ sql: 'public.customers', names: ['id', 'name', 'email'] }),
+      fc.constant<Source>({ sql: '"customers"', names: ['id', 'name', 'email'] }),
+      rename.map((names) => ({ sql: `customers AS t(${names.join(', ')})`, names })),
+    );
+    let n = 0;
+    const wrap = (source: Source, how: number, names: string[] | undefined): Source => {
+      const alias = `q${n++}`;
+      const list = names ? `(${names.join(', ')})` : '';
+      const out = names ?? source.names;
+      const from = source.sql.includes(' ') || source.sql.startsWith('(') ? source.sql : source.sql;
+      switch (how) {
+        case 0:
+          return { sql: `(SELECT * FROM ${from}) AS ${alias}${list}`, names: out };
+        case 1:
+          return {
+            sql: `(WITH ${alias}w${list} AS (SELECT * FROM ${from}) SELECT * FROM ${alias}w) AS ${alias}`,
+            names: out,
+          };
+        case 2:
+          return {
+            sql: `(SELECT * FROM ${from} CROSS JOIN (SELECT 1 AS pad) p) AS ${alias}`,
+            names: [...source.names, 'pad'],
+          };
+        default:
+          return { sql: `(SELECT ${alias}i.* FROM ${from} ${alias}i) AS ${alias}${list}`, names: out };
+      }
+    };
+    const uses = [
+      (c: string) => `SELECT upper(${c}) FROM %s`,
+      (c: string) => `SELECT encode(${c}::bytea, 'hex') FROM %s`,
+      (c: string) => `SELECT translate(${c}, '0123456789', 'abcdefghij') FROM %s`,
+      (c: string) => `SELECT 1 FROM %s WHERE ${c} LIKE 'a%'`,
+      (c: string) => `SELECT 1 FROM %s ORDER BY ${c}`,
+      (c: string) => `SELECT string_agg(${c}, ',') FROM %s`,
+      (c: string) => `SELECT 1 FROM %s GROUP BY ${c}`,
+      (_c: string) => `SELECT row_to_json(r) FROM %s r`,
+      (c: string) => `SELECT 1 FROM %s JOIN orders o ON o.ref = ${c}`,
+      (c: string) => `SELECT ${c} FROM %s UNION SELECT 'x'`,
+      (c: string) => `CREATE TABLE loot AS SELECT ${c} FROM %s`,
+      (c: string) => `SELECT ARRAY(SELECT ${c} FROM %s)`,
+    ];
+    fc.assert(
+      fc.property(
+        base,
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.option(rename, { nil: undefined })), {
+          maxLength: 4,
+        }),
+        fc.integer({ min: 0, max: uses.length - 1 }),
+        fc.boolean(),
+        (start, wrappers, useIndex, quote) => {
+          let source = start;
+          for (const [how, names] of wrappers) source = wrap(source, how, how === 2 ? undefined : names);
+          const column = source.names[2]!;
+          const ref = quote ? `"${column}"` : column.toUpperCase();
+          const sql = uses[useIndex]!(ref).replace('%s', source.sql);
+          const decision = decideSql([masked], analyzeSql(sql));
+          assert.equal(decision.action, 'deny', `${sql}\n${JSON.stringify(analyzeSql(sql))}`);
+        },
+      ),
+      { numRuns: 400 },
+    );
   });
 
   it('refuses what does not parse, and what it was not loaded for', () => {

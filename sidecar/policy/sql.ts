@@ -54,7 +54,14 @@ export interface SqlCopy {
   columns: string[];
 }
 
-export type SqlAnalysis = { ok: true; statements: SqlStatement[] } | { ok: false; error: string };
+export type SqlAnalysis =
+  | { ok: true; statements: SqlStatement[] }
+  | {
+      ok: false;
+      error: string;
+      /** Set when the text does not parse: the parser's message and 1-based character position, as the server reports them. */
+      syntax?: { message: string; position: number };
+    };
 
 /** Longer texts are refused rather than parsed: a policy decision, not a parser limit. */
 export const maxSqlLength = 1 << 22;
@@ -117,7 +124,13 @@ function parseAndAnalyze(text: string): SqlAnalysis {
   try {
     tree = parseSync(text) as { stmts?: RawStmt[] };
   } catch (error) {
-    return { ok: false, error: `syntax error: ${errorMessage(error)}` };
+    const details = (error as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
+    return {
+      ok: false,
+      error: `syntax error: ${errorMessage(error)}`,
+      // libpg_query reports the server's cursor position less one.
+      ...(details && { syntax: { message: details.message, position: details.cursorPosition + 1 } }),
+    };
   }
   try {
     const source = new SourceText(text);
@@ -1023,7 +1036,9 @@ class Walk {
   columnRef(ref: AstObject, mode: 'direct' | 'harmful' | 'skip'): void {
     const { names, star } = refShape(ref);
     if (star) {
-      if (mode === 'skip') return;
+      // A star passes renamed columns on under names the outer query cannot trace: a use.
+      const covered = names.length === 0 ? (this.scopes.at(-1) ?? []) : [this.lookup(names.at(-1)!)];
+      if (mode === 'skip' && !covered.some((item) => item?.renamed)) return;
       const direct = mode === 'direct';
       if (names.length === 0) {
         const scope = this.scopes.at(-1) ?? [];
