@@ -271,6 +271,27 @@ export const corpus: [string, Expect][] = [
   ['SELECT "LOWER"(name) FROM customers', { action: 'deny', rule: 'no-admin' }],
   ['SELECT pg_catalog.lower(name) FROM customers', { action: 'allow' }],
   ['CALL archive(1)', { action: 'deny', rule: 'no-admin' }],
+  // A search_path that puts another schema before pg_catalog makes built-in names mean user functions.
+  ['SET search_path = public, pg_catalog', { action: 'deny', rule: 'no-admin', kinds: ['SET'] }],
+  ["SELECT set_config('search_path', 'public,PG_CATALOG', false)", { action: 'deny', rule: 'no-admin' }],
+  ["SELECT set_config('search_path', 'public,\"PG_CATALOG\"', false)", { action: 'allow' }],
+  ['SET search_path = pg_catalog, public', { action: 'allow' }],
+  ['SET search_path TO DEFAULT', { action: 'allow' }],
+  // Quoting, unicode escapes, dollar quoting and escape strings change nothing.
+  ['SELECT upper(U&"\\0065mail") FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT upper("email") FROM "public"."customers"', { action: 'deny', rule: 'masking:pii' }],
+  [
+    'SELECT * FROM ts_stat($q$SELECT to_tsvector(email) FROM customers$q$)',
+    { action: 'deny', rule: 'no-admin' },
+  ],
+  [
+    "SELECT * FROM ts_stat(E'SELECT to_tsvector(\\x65mail) FROM customers')",
+    { action: 'deny', rule: 'no-admin' },
+  ],
+  [
+    'CREATE RULE r AS ON INSERT TO notes DO ALSO INSERT INTO loot SELECT * FROM customers',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
   // Catalogs that hold column values.
   [
     'SELECT most_common_vals FROM pg_stats WHERE tablename = $$customers$$',

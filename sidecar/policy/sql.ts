@@ -720,6 +720,13 @@ class Walk {
       case 'CopyStmt':
         this.copy(body);
         return;
+      case 'VariableSetStmt':
+        if (body['name'] === 'search_path' && body['kind'] === 'VAR_SET_VALUE') {
+          const args = (body['args'] as AstNode[] | undefined) ?? [];
+          const schemas = args.map(constString);
+          this.searchPath(schemas.every((name) => name !== undefined) ? (schemas as string[]) : undefined);
+        }
+        return;
       case 'DropStmt':
         this.dropObjects(body);
         this.fields(body);
@@ -1000,6 +1007,10 @@ class Walk {
       // set_config('role', …) is SET ROLE; a computed setting name could be anything.
       const setting = constString(args[0]);
       if (setting === undefined || identitySettings.has(setting.toLowerCase())) this.classes.add('admin');
+      if (setting === undefined || setting.toLowerCase() === 'search_path') {
+        const value = constString(args[1]);
+        this.searchPath(value === undefined ? undefined : splitSearchPath(value));
+      }
     }
     if (base === 'count') {
       // count(*), count(t.*) and count(t) reveal nothing of the row.
@@ -1012,6 +1023,19 @@ class Walk {
       return;
     }
     this.fields(body, new Set(['funcname']));
+  }
+
+  /**
+   * A search_path that names another schema before pg_catalog makes unqualified function
+   * names resolve there first, so a built-in's name no longer means the built-in: from then
+   * on any call could run any code. Such a setting (or one that cannot be read) is treated
+   * like a call of an unknown function.
+   */
+  searchPath(schemas: string[] | undefined): void {
+    const position = schemas?.indexOf('pg_catalog') ?? 1;
+    if (position <= 0) return;
+    this.classes.add('admin');
+    this.columnUses.push(everyColumn);
   }
 
   /** The range item a single-name reference denotes as a whole row, if any. */
@@ -1493,6 +1517,16 @@ function stringList(value: unknown): string[] {
     if (typeof s === 'string') out.push(s);
   }
   return out;
+}
+
+/** A search_path string as the server splits it: quoted names as written, others lower-cased. */
+function splitSearchPath(value: string): string[] {
+  return value.split(',').map((part) => {
+    const name = part.trim();
+    return name.startsWith('"') && name.endsWith('"') && name.length >= 2
+      ? name.slice(1, -1).replaceAll('""', '"')
+      : name.toLowerCase();
+  });
 }
 
 function constString(node: AstNode | undefined): string | undefined {
