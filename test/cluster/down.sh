@@ -25,10 +25,10 @@ for round in 1 2 3; do
 done
 # containerd's shims belong to no pod cgroup; they run with this cluster's socket address.
 for pid in $(pgrep -f "containerd-shim.*-address $dir/containerd.sock"); do kill -KILL "$pid" 2>/dev/null; done
-for name in containerd kube-apiserver etcd; do
+for name in containerd kube-apiserver etcd orders-db; do
   [[ -f "$dir/run/$name.pid" ]] && kill -TERM -- "-$(cat "$dir/run/$name.pid")" 2>/dev/null
 done
-for name in kubelet kube-proxy kube-scheduler kube-controller-manager containerd kube-apiserver etcd; do
+for name in kubelet kube-proxy kube-scheduler kube-controller-manager containerd kube-apiserver etcd orders-db; do
   [[ -f "$dir/run/$name.pid" ]] || continue
   pid="$(cat "$dir/run/$name.pid")"
   for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done

@@ -17,8 +17,8 @@ fail() { log "$*"; exit 1; }
 
 controlplane="$(bash "$repository/test/controlplane/build.sh")"
 node="$(bash "$repository/test/controlplane/build.sh" --node)"
-for tool in containerd runc ctr umoci iptables-save iptables-restore nft openssl; do
-  command -v "$tool" >/dev/null || fail "$tool is required (Debian: containerd runc umoci iptables nftables openssl)"
+for tool in containerd runc ctr iptables-save iptables-restore nft openssl; do
+  command -v "$tool" >/dev/null || fail "$tool is required (Debian: containerd runc iptables nftables openssl)"
 done
 [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback && -x /usr/lib/cni/portmap ]] ||
   fail "the CNI plugins are required in /usr/lib/cni (Debian: containernetworking-plugins)"
@@ -41,6 +41,7 @@ ls /run/netns 2>/dev/null | sort >"$dir/host/netns" || true
 
 ip link add "$NODE_INTERFACE" type bridge
 ip addr add "$NODE_IP/32" dev "$NODE_INTERFACE"
+ip -6 addr add "$NODE_IP6/128" dev "$NODE_INTERFACE" nodad
 ip link set "$NODE_INTERFACE" up
 
 # Certificates: one CA for serving and clients, a front-proxy CA for the aggregation layer.
@@ -202,7 +203,11 @@ cat >"$dir/config/cni/10-airlock.conflist" <<JSON
   "plugins": [
     {
       "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$dir/cni"}
+      "ipam": {
+        "type": "host-local", "dataDir": "$dir/cni",
+        "ranges": [[{"subnet": "$POD_CIDR"}], [{"subnet": "$POD_CIDR6"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+      }
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
@@ -212,13 +217,18 @@ start containerd containerd --config "$dir/config/containerd.toml"
 ctr() { command ctr --address "$dir/containerd.sock" --namespace k8s.io "$@"; }
 wait_until containerd 30 ctr version
 
-# The pause and CoreDNS images: static binaries, packed here and imported.
+# The pause and CoreDNS images: static binaries, packed here (image/oci.sh) and imported.
 images="$dir/images"
-mkdir -p "$images/pause/rootfs" "$images/coredns/rootfs/etc/coredns"
-cp "$node/pause" "$images/pause/rootfs/pause"
-bash "$here/pack.sh" "$images/pause/rootfs" "$PAUSE_IMAGE" "$images/pause.tar" /pause
-cp "$node/coredns" "$images/coredns/rootfs/coredns"
-bash "$here/pack.sh" "$images/coredns/rootfs" "$COREDNS_IMAGE" "$images/coredns.tar" /coredns
+pack() {
+  local name="$1" binary="$2" reference="$3"
+  mkdir -p "$images/$name/rootfs"
+  cp "$binary" "$images/$name/rootfs/$name"
+  printf '{"User":"65535:65535","Entrypoint":["/%s"]}' "$name" >"$images/$name/config.json"
+  SOURCE_DATE_EPOCH=0 bash "$repository/image/oci.sh" "$images/$name/rootfs" "$images/$name/config.json" \
+    "$reference" "$images/$name.tar"
+}
+pack pause "$node/pause" "$PAUSE_IMAGE"
+pack coredns "$node/coredns" "$COREDNS_IMAGE"
 for archive in "$images/pause.tar" "$images/coredns.tar" "$@"; do
   ctr images import "$archive" >/dev/null || fail "cannot import $archive"
 done
@@ -331,7 +341,6 @@ spec:
         imagePullPolicy: Never
         args: [-conf, /etc/coredns/Corefile]
         securityContext:
-          runAsUser: 65532
           runAsNonRoot: true
           allowPrivilegeEscalation: false
           capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
