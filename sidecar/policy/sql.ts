@@ -575,7 +575,7 @@ interface RangeItem {
 }
 
 /** Catalogs that hold column values (planner and extended statistics): reading one reads every column. */
-const valueCatalogs = new Set([
+export const valueCatalogs: ReadonlySet<string> = new Set([
   'pg_statistic',
   'pg_statistic_ext_data',
   'pg_stats',

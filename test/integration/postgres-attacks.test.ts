@@ -1,0 +1,271 @@
+// A determined agent against the PostgreSQL enforcer: masked columns renamed, nested, joined on,
+// read through functions that run SQL text and through statistics catalogs, copied elsewhere,
+// and COPY in every spelling. Each attack is shown to work against the server directly, so a
+// refusal here is the enforcer's doing. The built-in catalog of the real server is checked
+// against the function lists the analysis trusts.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { adminFunctions, builtinFunctions, valueReadingFunctions } from '../../sidecar/policy/functions.ts';
+import { valueCatalogs } from '../../sidecar/policy/sql.ts';
+import { bind, execute, parse, query, sync } from '../../sidecar/postgres/messages.ts';
+import {
+  type PostgresServer,
+  policy,
+  psql,
+  RawClient,
+  startEnforcer,
+  startPostgres,
+  type TestEnforcer,
+} from '../support/postgres.ts';
+
+// Values no detector would recognise: only the analysis and column rules stand in the way.
+const secretEmail = 'ada-at-example-dot-com';
+const secretSsn = 'ssn-078051120';
+
+let server: PostgresServer;
+let enforcer: TestEnforcer;
+let copying: TestEnforcer;
+
+before(async () => {
+  server = await startPostgres();
+  await server.asUser(`
+    CREATE TABLE customers (id int PRIMARY KEY, name text, email text, ssn text);
+    INSERT INTO customers VALUES (1, 'Ada', '${secretEmail}', '${secretSsn}'), (2, 'Bob', 'bob-mail', 'ssn-2');
+    CREATE TABLE orders (id int, email text);
+    INSERT INTO orders VALUES (1, '${secretEmail}');
+    CREATE TABLE plain (id int, word text);
+    INSERT INTO plain VALUES (1, 'one'), (2, 'two');
+    CREATE FUNCTION leak() RETURNS SETOF text LANGUAGE sql AS 'SELECT email FROM customers';
+    ANALYZE customers;
+  `);
+  const columns = policy('agents', {
+    masking: [
+      {
+        name: 'pii',
+        columns: ['public.customers.email', 'public.customers.ssn'],
+        strategy: 'redact',
+        indirectUse: 'deny',
+      },
+    ],
+  });
+  enforcer = await startEnforcer(server, [columns]);
+  const detectors = policy('copy', {
+    masking: [
+      { name: 'cols', columns: ['public.customers.ssn'], strategy: 'redact', indirectUse: 'allow' },
+      { name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'allow' },
+    ],
+  });
+  copying = await startEnforcer(server, [detectors]);
+});
+
+after(async () => {
+  await enforcer?.close();
+  await copying?.close();
+  await server?.stop();
+});
+
+async function run(
+  target: { host: string; port: number; user: string; password: string; database: string },
+  sql: string,
+) {
+  const c = new pg.Client(target);
+  await c.connect();
+  try {
+    return await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The attack reveals the secret when sent to the server directly, and is refused through the enforcer. */
+async function refused(sql: string, secret = secretEmail): Promise<void> {
+  const direct = await server.asUser(sql);
+  assert.ok(JSON.stringify(direct.rows).includes(secret) || hexOf(direct.rows, secret), `direct: ${sql}`);
+  const result = await psql(enforcer, `${sql};\nSELECT 'still-up';`, { args: ['-At'] });
+  assert.match(result.stderr, /ERROR: {2}airlock: statement denied/, `${sql}\n${result.stderr}`);
+  assert.ok(!result.stdout.includes(secret), `${sql}\n${result.stdout}`);
+  // Refused before it ran, not mid-stream: the session goes on.
+  assert.match(result.stdout, /still-up/);
+}
+
+function hexOf(rows: unknown[], secret: string): boolean {
+  const text = JSON.stringify(rows);
+  return text.includes(Buffer.from(secret).toString('hex')) || text.includes(secret.toUpperCase());
+}
+
+describe('postgres enforcer: a determined agent', () => {
+  test('the server catalog: every built-in function is allowed or classified, every value catalog known', async () => {
+    const functions = await server.admin(
+      "SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pg_catalog'",
+    );
+    const names = functions.rows.map((r: { proname: string }) => r.proname);
+    assert.ok(names.length > 2000, String(names.length));
+    const unclassified = names.filter(
+      (name) => !builtinFunctions.has(name) && !adminFunctions.has(name) && !valueReadingFunctions.has(name),
+    );
+    assert.deepEqual(unclassified, []);
+    for (const name of valueReadingFunctions) {
+      assert.ok(names.includes(name), `${name} is not a built-in`);
+      assert.ok(!builtinFunctions.has(name), `${name} is also allowed`);
+    }
+    for (const name of [
+      'query_to_xml',
+      'table_to_xml',
+      'cursor_to_xml',
+      'ts_stat',
+      'ts_rewrite',
+      'pg_read_file',
+      'lo_get',
+    ]) {
+      assert.ok(!builtinFunctions.has(name), name);
+    }
+    // Relations of the catalog with a column that holds sampled values of other tables' columns.
+    const holders = await server.admin(`
+      SELECT DISTINCT c.relname FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'pg_catalog' AND c.relkind IN ('r', 'v', 'm') AND NOT a.attisdropped
+        AND a.atttypid IN ('anyarray'::regtype, 'pg_mcv_list'::regtype, 'pg_statistic[]'::regtype)
+        OR (n.nspname = 'pg_catalog' AND c.relname LIKE 'pg_stats%' AND a.attname LIKE 'most_common_vals')`);
+    const found = holders.rows.map((r: { relname: string }) => r.relname).sort();
+    assert.ok(found.includes('pg_stats') && found.includes('pg_statistic'), found.join());
+    // pg_attribute.attmissingval holds a column's DEFAULT as written in DDL, not rows' values.
+    for (const name of found.filter((n) => n !== 'pg_attribute')) {
+      assert.ok(valueCatalogs.has(name), `${name} holds values but is not listed`);
+    }
+  });
+
+  test('ordinary queries still work, and a renamed masked column is still masked', async () => {
+    const plainQuery = await run(enforcer.client, 'SELECT id, lower(name) AS n FROM customers WHERE id = 1');
+    assert.deepEqual(plainQuery.rows, [{ id: 1, n: 'ada' }]);
+    const renamed = await run(enforcer.client, 'SELECT i, e FROM customers AS c(i, n, e)');
+    assert.deepEqual(renamed.rows, [
+      { i: 1, e: '[REDACTED]' },
+      { i: 2, e: '[REDACTED]' },
+    ]);
+    const nested = await run(enforcer.client, 'SELECT * FROM (SELECT * FROM customers) s WHERE id = 1');
+    assert.equal(nested.rows[0].email, '[REDACTED]');
+    assert.equal(nested.rows[0].ssn, '[REDACTED]');
+  });
+
+  test('lineage: alias column lists, subqueries, CTEs, joins, VALUES and sublinks', async () => {
+    await refused('SELECT upper(e) FROM customers AS c(i, n, e)', secretEmail.toUpperCase());
+    await refused("SELECT encode(z::bytea, 'hex') FROM (SELECT * FROM customers) q(a, b, z)");
+    await refused("WITH w(a, b, z) AS (SELECT * FROM customers) SELECT z || '' FROM w");
+    await refused("WITH w AS (SELECT * FROM customers) SELECT z || '' FROM (SELECT * FROM w) AS v(a, b, z)");
+    await refused("SELECT j.z || '' FROM (customers JOIN plain USING (id)) AS j(a, b, z)");
+    await refused("SELECT x || '' FROM customers c, LATERAL (VALUES (c.email)) v(x)");
+    await refused('SELECT ARRAY(SELECT c FROM customers c)::text');
+    await refused("SELECT u || '' FROM customers c, unnest(ARRAY[c.email]) u");
+  });
+
+  test('join conditions, predicates and sorting are uses', async () => {
+    await refused('SELECT o.email FROM orders o JOIN customers c USING (email)');
+    await refused('SELECT o.email FROM orders o NATURAL JOIN customers c');
+  });
+
+  test('functions that run SQL text, user functions and statistics catalogs', async () => {
+    await refused("SELECT word FROM ts_stat('SELECT to_tsvector(''simple'', email) FROM customers')", 'ada');
+    await refused("SELECT table_to_xml('customers', true, false, '')::text");
+    await refused("SELECT query_to_xml('SELECT email FROM customers', true, false, '')::text");
+    await refused('SELECT leak()');
+    await refused(
+      "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'customers' AND attname = 'ssn'",
+      secretSsn,
+    );
+  });
+
+  test('copies the agent could read later are refused', async () => {
+    for (const sql of [
+      'CREATE TEMP VIEW v AS SELECT * FROM customers',
+      'CREATE TEMP TABLE loot AS SELECT email FROM customers',
+      'SELECT * INTO TEMP loot FROM customers',
+      'PREPARE p AS SELECT upper(email) FROM customers',
+      'DECLARE c CURSOR WITH HOLD FOR SELECT email FROM customers',
+    ]) {
+      const result = await psql(enforcer, `${sql};`, { args: ['-At'] });
+      assert.match(result.stderr, /airlock: statement denied/, sql);
+    }
+  });
+
+  test('extended protocol: a renamed masked column in a derived value is refused at Parse', async () => {
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    try {
+      raw.send(
+        parse('', 'SELECT upper(e) FROM customers AS c(i, n, e) WHERE i = $1'),
+        bind('', '', ['1'], []),
+        execute('', 0),
+        sync(),
+      );
+      const frames = await raw.until('Z');
+      const error = frames.find((f) => f.type === 'E');
+      assert.equal(error?.fields?.get('C'), '42501');
+      assert.match(error?.fields?.get('M') ?? '', /airlock/);
+      assert.ok(!frames.some((f) => f.body.toString().includes(secretEmail.toUpperCase())));
+    } finally {
+      raw.close();
+    }
+  });
+
+  test('COPY is decided from the parse tree: comments, casing, options in any position', async () => {
+    // Column rules cannot follow COPY's rows: refused before it runs, whatever the spelling.
+    for (const sql of [
+      'COPY/**/customers TO/**/STDOUT',
+      'copy public.customers (id, "ssn") to stdout with csv',
+    ]) {
+      const result = await psql(copying, `${sql};\nSELECT 'still-up';`, { args: ['-At'] });
+      assert.match(
+        result.stderr,
+        /ERROR: {2}airlock: statement denied: COPY TO STDOUT cannot mask column public\.customers\.ssn/,
+        sql,
+      );
+      assert.ok(!result.stdout.includes(secretSsn), sql);
+      assert.match(result.stdout, /still-up/);
+    }
+    // Binary output cannot be masked at all: refused cleanly, never a FATAL mid-stream.
+    for (const sql of [
+      'COPY plain TO STDOUT (FORMAT binary)',
+      "copy plain to stdout (freeze false, format 'binary')",
+      'COPY BINARY plain TO STDOUT',
+      'COPY (SELECT * FROM plain) TO STDOUT WITH (FORMAT binary)',
+    ]) {
+      const result = await psql(copying, `${sql};\nSELECT 'still-up';`, { args: ['-At'] });
+      assert.match(
+        result.stderr,
+        /ERROR: {2}airlock: statement denied: binary COPY output cannot be masked/,
+        sql,
+      );
+      assert.doesNotMatch(result.stderr, /FATAL|server closed/, sql);
+      assert.match(result.stdout, /still-up/);
+    }
+    // CSV given after other options is read as CSV: the whole line goes to the detectors.
+    const csv = await psql(
+      copying,
+      'COPY (SELECT id, name, email FROM customers ORDER BY id) TO STDOUT (HEADER false, FORMAT csv);',
+      {
+        args: ['-At'],
+      },
+    );
+    assert.equal(csv.code, 0, csv.stderr);
+    assert.equal(csv.stdout, `1,Ada,${secretEmail}\n2,Bob,bob-mail\n`);
+  });
+
+  test('COPY through the extended protocol: refused at Parse before it runs when masking could not cover it', async () => {
+    const raw = await RawClient.session(copying.host, copying.port);
+    try {
+      for (const text of ['COPY plain TO STDOUT (FORMAT binary)', 'COPY plain TO STDOUT']) {
+        raw.send(parse('', text), bind('', '', [], []), execute('', 0), sync());
+        const frames = await raw.until('Z');
+        const error = frames.find((f) => f.type === 'E');
+        assert.equal(error?.fields?.get('C'), '42501', text);
+        assert.match(error?.fields?.get('M') ?? '', /^airlock: statement denied/, text);
+        assert.ok(!frames.some((f) => f.type === 'H' || f.type === 'd'), text);
+      }
+      raw.send(query("SELECT 'still-up'"));
+      const after = await raw.until('Z');
+      assert.ok(after.some((f) => f.type === 'D' && f.body.toString().includes('still-up')));
+    } finally {
+      raw.close();
+    }
+  });
+});
