@@ -18,11 +18,15 @@ NODE_TEST := node --test --test-reporter=spec --test-timeout=300000 --import=./t
 # The control plane is built once from the Go module proxy and cached outside the work tree.
 # Without CI=true a failed build leaves the suites that need it reported as not run.
 CONTROLPLANE = $$(bash test/controlplane/build.sh || { [[ "$${CI:-}" != true ]] || exit 1; })
+# The end-to-end suites run on a real single-node cluster (test/cluster): the node's parts are
+# built and cached like the control plane, the images into dist/.
+E2E_PARTS = { bash test/controlplane/build.sh --node >/dev/null && bash image/build.sh airlock >/dev/null && bash image/build.sh agent >/dev/null; } || [[ "$${CI:-}" != true ]]
 
 .PHONY: help
 help:
 	@echo 'make demo              the data path on one machine: masked SELECT, blocked DROP, approved UPDATE'
 	@echo 'make test              every suite: unit, integration (real kube-apiserver, PostgreSQL, OpenSSH), e2e'
+	@echo 'make cluster           a real single-node cluster on this machine (root), the images imported; make cluster-down'
 	@echo 'make test-unit | test-integration | test-e2e | lint | crds | bench'
 
 # Native addons (ssh2's crypto binding) build against the headers of the Node that runs them,
@@ -34,7 +38,7 @@ node_modules: node_modules/.package-lock.json
 
 .PHONY: test
 test: node_modules typecheck lint
-	bin="$(CONTROLPLANE)"; AIRLOCK_CONTROLPLANE_BIN="$$bin" $(NODE_TEST) $(UNIT_TESTS) $(INTEGRATION_TESTS) $(wildcard test/e2e/*.test.ts)
+	bin="$(CONTROLPLANE)"; $(E2E_PARTS); AIRLOCK_CONTROLPLANE_BIN="$$bin" $(NODE_TEST) $(UNIT_TESTS) $(INTEGRATION_TESTS) $(wildcard test/e2e/*.test.ts)
 
 .PHONY: test-unit
 test-unit: node_modules typecheck lint
@@ -46,7 +50,7 @@ test-integration: node_modules
 
 .PHONY: test-e2e
 test-e2e: node_modules
-	$(if $(wildcard test/e2e/*.test.ts),bin="$(CONTROLPLANE)"; AIRLOCK_CONTROLPLANE_BIN="$$bin" $(NODE_TEST) $(E2E_TESTS),@echo 'test-e2e: no end-to-end suites yet')
+	bin="$(CONTROLPLANE)"; $(E2E_PARTS); AIRLOCK_CONTROLPLANE_BIN="$$bin" $(NODE_TEST) $(E2E_TESTS)
 
 .PHONY: typecheck
 typecheck: node_modules
@@ -68,6 +72,20 @@ crds: node_modules
 .PHONY: controlplane
 controlplane:
 	bash test/controlplane/build.sh
+
+# A real single-node cluster on this machine (as root), for trying Airlock as the README's
+# "In a cluster" section says: builds what is missing, imports the images, starts the example's
+# database, and stays up until `make cluster-down`, which restores the host.
+.PHONY: cluster
+cluster:
+	airlock="$$(bash image/build.sh airlock)"; agent="$$(bash image/build.sh agent)"; \
+	  kubeconfig="$$(bash test/cluster/up.sh "$$airlock" "$$agent")"; \
+	  bash test/cluster/orders-db.sh; \
+	  echo "cluster: up; export KUBECONFIG=$$kubeconfig PATH=$$(bash test/controlplane/build.sh --check):\$$PATH"
+
+.PHONY: cluster-down
+cluster-down:
+	bash test/cluster/down.sh
 
 .PHONY: demo
 demo: node_modules

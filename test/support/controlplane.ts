@@ -78,6 +78,53 @@ function get(url: string, ca: string, pair: KeyPairPem): Promise<number> {
   });
 }
 
+/**
+ * The real kubectl, and the `kubectl airlock` plugin through it, as each user with a
+ * kubeconfig; `directory` holds the plugin's link.
+ */
+export function kubectlAs(
+  kubeconfigs: Record<UserName, string>,
+  directory: string,
+): Pick<ControlPlane, 'kubectl' | 'plugin'> {
+  const file = (name: string) => join(directory, name);
+  const kubectlPath = tool('kubectl');
+  const kubectl: ControlPlane['kubectl'] = async (args, options = {}) => {
+    const child = run(kubectlPath, [`--kubeconfig=${kubeconfigs[options.as ?? 'admin']}`, ...args], {
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    if (options.input !== undefined) child.child.stdin?.end(options.input);
+    try {
+      return (await child).stdout;
+    } catch (error) {
+      const failure = error as { stderr?: string; message: string };
+      throw new Error(`kubectl ${args.join(' ')}: ${failure.stderr?.trim() || failure.message}`);
+    }
+  };
+  let plugins: Promise<string> | undefined;
+  const plugin: ControlPlane['plugin'] = async (as, args) => {
+    plugins ??= (async () => {
+      const links = file('plugins');
+      await mkdir(links);
+      await symlink(join(repository, 'bin/airlock.js'), join(links, 'kubectl-airlock'));
+      return links;
+    })();
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PATH: `${await plugins}:${dirname(process.execPath)}:${process.env.PATH}`,
+    };
+    delete env.KUBECONFIG;
+    return run(kubectlPath, ['airlock', ...args, `--kubeconfig=${kubeconfigs[as]}`], { env }).then(
+      (r) => ({ code: 0, out: r.stdout.trim(), err: r.stderr.trim() }),
+      (e: { code: number; stdout: string; stderr: string }) => ({
+        code: e.code,
+        out: `${e.stdout}${e.stderr}`.trim(),
+        err: e.stderr.trim(),
+      }),
+    );
+  };
+  return { kubectl, plugin };
+}
+
 export async function startControlPlane(): Promise<ControlPlane> {
   const dir = await temporaryDirectory('controlplane');
   const services: Service[] = [];
@@ -190,41 +237,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
         mode: 0o600,
       });
     }
-    const kubectlPath = tool('kubectl');
-    const kubectl: ControlPlane['kubectl'] = async (args, options = {}) => {
-      const child = run(kubectlPath, [`--kubeconfig=${kubeconfigs[options.as ?? 'admin']}`, ...args], {
-        maxBuffer: 16 * 1024 * 1024,
-      });
-      if (options.input !== undefined) child.child.stdin?.end(options.input);
-      try {
-        return (await child).stdout;
-      } catch (error) {
-        const failure = error as { stderr?: string; message: string };
-        throw new Error(`kubectl ${args.join(' ')}: ${failure.stderr?.trim() || failure.message}`);
-      }
-    };
-    let plugins: Promise<string> | undefined;
-    const plugin: ControlPlane['plugin'] = async (as, args) => {
-      plugins ??= (async () => {
-        const directory = file('plugins');
-        await mkdir(directory);
-        await symlink(join(repository, 'bin/airlock.js'), join(directory, 'kubectl-airlock'));
-        return directory;
-      })();
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        PATH: `${await plugins}:${dirname(process.execPath)}:${process.env.PATH}`,
-      };
-      delete env.KUBECONFIG;
-      return run(kubectlPath, ['airlock', ...args, `--kubeconfig=${kubeconfigs[as]}`], { env }).then(
-        (r) => ({ code: 0, out: r.stdout.trim(), err: r.stderr.trim() }),
-        (e: { code: number; stdout: string; stderr: string }) => ({
-          code: e.code,
-          out: `${e.stdout}${e.stderr}`.trim(),
-          err: e.stderr.trim(),
-        }),
-      );
-    };
+    const { kubectl, plugin } = kubectlAs(kubeconfigs, dir.path);
     return {
       url,
       ca: ca.certificate,

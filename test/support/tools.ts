@@ -18,7 +18,21 @@ export function controlPlaneBin(): string | undefined {
   }
 }
 
+/** The directory of the cached node binaries (kubelet, kube-proxy, ...), or undefined. */
+export function nodeBin(): string | undefined {
+  try {
+    return execFileSync('bash', [join(repository, 'test/controlplane/build.sh'), '--node', '--check'], {
+      encoding: 'utf8',
+    }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+const nodeTools = ['kubelet', 'kube-proxy', 'kube-scheduler', 'kube-controller-manager', 'coredns'];
+
 const locations: Record<string, () => string | undefined> = {
+  ...Object.fromEntries(nodeTools.map((name) => [name, () => nodeBin() && join(nodeBin()!, name)])),
   'kube-apiserver': () => controlPlaneBin() && join(controlPlaneBin()!, 'kube-apiserver'),
   etcd: () => controlPlaneBin() && join(controlPlaneBin()!, 'etcd'),
   kubectl: () => controlPlaneBin() && join(controlPlaneBin()!, 'kubectl'),
