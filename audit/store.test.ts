@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import type { SessionEvent } from '../sidecar/audit/event.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 import { requires } from '../test/support/tools.ts';
-import { AuditStore, canonical, summarize } from './store.ts';
+import { AuditStore, canonical, microseconds, summarize } from './store.ts';
 
 let directory: string;
 before(async () => {
@@ -161,8 +161,10 @@ test('reordering and insertion are caught', async () => {
   const inserted = await tamper(
     "UPDATE audit_events SET position = position + 1 WHERE position >= 2; INSERT INTO audit_events SELECT 2, 'forged', session_id, type, time, body, prev_hash, hash FROM audit_events WHERE position = 3",
   );
+  // The copy itself is named: its id column is not the id its hashed body holds.
   assert.equal(inserted.ok, false);
-  assert.equal(inserted.firstBad!.position, 3);
+  assert.equal(inserted.firstBad!.position, 2);
+  assert.match(inserted.firstBad!.problem, /its id column does not match its hashed body/);
 });
 
 // The list summarizes in SQL what summarize() computes from the events: compared on random
@@ -291,3 +293,65 @@ for (const kind of ['embedded', 'postgres'] as const) {
     },
   );
 }
+
+// Listings and `sessions show` read the id, session_id, type and time columns: an edit of any of
+// them is named by verify like an edit of the body, on PGlite and on PostgreSQL.
+for (const kind of ['embedded', 'postgres'] as const) {
+  test(
+    `verify on ${kind === 'embedded' ? 'PGlite' : 'PostgreSQL'} names an edit of each column a reader trusts`,
+    kind === 'postgres' ? requires('postgres', 'initdb') : {},
+    async () => {
+      const database = kind === 'postgres' ? await startPostgres() : undefined;
+      try {
+        const edits: { column: string; sql: string }[] = [
+          { column: 'id', sql: "SET id = 'forged-id'" },
+          { column: 'session_id', sql: "SET session_id = 'other-session'" },
+          { column: 'type', sql: "SET type = 'session.end'" },
+          { column: 'type', sql: "SET type = 'session.start'" },
+          { column: 'time', sql: "SET time = time - interval '1 day'" },
+          { column: 'time', sql: "SET time = time + interval '1 microsecond'" },
+        ];
+        for (const [index, edit] of edits.entries()) {
+          const name = `columns_${index}`;
+          if (database) await database.admin(`CREATE DATABASE ${name} OWNER ${database.user}`);
+          const location = database
+            ? `postgres://${encodeURIComponent(database.user)}:${encodeURIComponent(database.password)}@127.0.0.1:${database.port}/${name}`
+            : join(directory, name);
+          const written = session(`cols-${index}`, ['SELECT 1', 'SELECT 2']);
+          // A time with microseconds, as another writer may send it.
+          written[2] = { ...written[2]!, time: '2026-11-22T10:11:12.345678+01:00' };
+          const store = await AuditStore.open(location);
+          await store.append(written);
+          assert.deepEqual(await store.verify(), { ok: true, events: 4 }, 'clean before the edit');
+          await store.close();
+          const sql = `ALTER TABLE audit_events DISABLE TRIGGER ALL; UPDATE audit_events ${edit.sql} WHERE position = 3; ALTER TABLE audit_events ENABLE TRIGGER ALL`;
+          if (database) await database.admin(sql, name);
+          else {
+            const db = await PGlite.create(location);
+            await db.exec(sql);
+            await db.close();
+          }
+          const reopened = await AuditStore.open(location);
+          const result = await reopened.verify();
+          await reopened.close();
+          assert.equal(result.ok, false, `${edit.sql} is caught`);
+          assert.equal(result.firstBad!.position, 3, edit.sql);
+          assert.equal(result.firstBad!.id, written[2]!.id, `${edit.sql}: names the event by its hashed id`);
+          assert.match(result.firstBad!.problem, new RegExp(`its ${edit.column} column .* edited`), edit.sql);
+        }
+      } finally {
+        await database?.stop();
+      }
+    },
+  );
+}
+
+test('microseconds reads an ISO time as PostgreSQL stores it', () => {
+  assert.equal(microseconds('1970-01-01T00:00:01Z'), '1000000');
+  assert.equal(microseconds('1970-01-01T00:00:01.5Z'), '1500000');
+  assert.equal(microseconds('1970-01-01T01:00:01.000002+01:00'), '1000002');
+  assert.equal(microseconds('1970-01-01T00:00:00.0000015Z'), '2');
+  assert.equal(microseconds('1969-12-31T23:59:59.25Z'), '-750000');
+  assert.equal(microseconds('not a time'), undefined);
+  assert.equal(microseconds(42), undefined);
+});

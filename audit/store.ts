@@ -463,31 +463,38 @@ export class AuditStore {
     let count = 0;
     let lastId = '';
     for (;;) {
-      const rows = await this.#db.query<{
-        position: string;
-        id: string;
-        body: unknown;
-        prev_hash: string;
-        hash: string;
-      }>(
-        'SELECT position, id, body, prev_hash, hash FROM audit_events WHERE position >= $1 ORDER BY position LIMIT 5000',
+      // The time column as exact microseconds: a Date would round away an edit below the millisecond.
+      const rows = await this.#db.query<
+        ColumnsRow & { position: string; body: unknown; prev_hash: string; hash: string }
+      >(
+        `SELECT position, id, session_id, type, (extract(epoch FROM time) * 1000000)::bigint::text AS time_us,
+                body, prev_hash, hash
+           FROM audit_events WHERE position >= $1 ORDER BY position LIMIT 5000`,
         [expected],
       );
       if (rows.length === 0) break;
       for (const row of rows) {
         const position = Number(row.position);
-        const bad = (problem: string): VerifyResult => ({
+        const bad = (problem: string, id = row.id): VerifyResult => ({
           ok: false,
           events: count,
-          firstBad: { position, id: row.id, problem },
+          firstBad: { position, id, problem },
         });
         if (position !== expected) return bad(`expected position ${expected}: an event was deleted or moved`);
         if (row.prev_hash !== previous)
           return bad(
             'its predecessor hash does not match: an event was deleted, inserted or reordered before it',
           );
-        if (chainHash(previous, position, parseJson(row.body)) !== row.hash)
+        const body = parseJson(row.body);
+        if (chainHash(previous, position, body) !== row.hash)
           return bad('its content does not match its hash: it was edited');
+        const column = editedColumn(row, body);
+        // Named by the id its hashed body holds, the one a forged id column hides.
+        if (column)
+          return bad(
+            `its ${column} column does not match its hashed body: it was edited`,
+            (body as { id: string }).id,
+          );
         if (head && position === head.position && row.hash !== head.hash)
           return bad('it is not the event the head checkpoint signed: the chain was rewritten');
         previous = row.hash;
@@ -519,6 +526,37 @@ export class AuditStore {
   async close(): Promise<void> {
     await this.#db.close();
   }
+}
+
+/** The columns listings and `sessions show` read besides the body: each must say what the body says. */
+interface ColumnsRow {
+  id: string;
+  session_id: string;
+  type: string;
+  time_us: string;
+}
+
+/** The first column that disagrees with the hashed body, or undefined. */
+function editedColumn(row: ColumnsRow, body: unknown): string | undefined {
+  const event = (body ?? {}) as Partial<Record<'id' | 'sessionId' | 'type' | 'time', unknown>>;
+  if (row.id !== event.id) return 'id';
+  if (row.session_id !== event.sessionId) return 'session_id';
+  if (row.type !== event.type) return 'type';
+  if (row.time_us !== microseconds(event.time)) return 'time';
+  return undefined;
+}
+
+/** An ISO 8601 time as microseconds since the epoch (as PostgreSQL stores a timestamptz), or undefined. */
+export function microseconds(time: unknown): string | undefined {
+  if (typeof time !== 'string') return undefined;
+  const ms = Date.parse(time);
+  if (Number.isNaN(ms)) return undefined;
+  // Date keeps milliseconds; the fraction's 4th to 6th digits are the rest (PostgreSQL rounds beyond).
+  const fraction = /^[^.]*T[^.]*\.(\d+)/.exec(time)?.[1] ?? '';
+  const digits = `${fraction}0000000`.slice(0, 7);
+  let micro = BigInt(Math.floor(ms / 1000)) * 1_000_000n + BigInt(digits.slice(0, 6));
+  if (Number(digits[6]) >= 5) micro += 1n;
+  return micro.toString();
 }
 
 function safeEqual(a: string, b: string): boolean {
