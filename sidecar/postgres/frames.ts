@@ -6,7 +6,7 @@
 // GSSENCRequest, CancelRequest and StartupMessage) and typed messages (Byte1 type, Int32
 // length, body). The length counts itself but not the type byte.
 
-/** Largest startup-phase message, as the server has it (MAX_STARTUP_PACKET_LENGTH). */
+/** Largest startup-phase message after its length word, as the server has it (MAX_STARTUP_PACKET_LENGTH). */
 export const maxStartupLength = 10_000;
 /**
  * Largest client message the enforcer accepts: 64 MiB. The server allows 1 GiB, but a query or
@@ -87,7 +87,7 @@ export class FrameReader {
     const type = this.startup ? 0 : this.byteAt(0);
     const length = this.int32At(this.startup ? 0 : 1);
     const minimum = this.startup ? 8 : 4;
-    const maximum = this.startup ? maxStartupLength : this.maxLength;
+    const maximum = this.startup ? maxStartupLength + 4 : this.maxLength;
     if (length < minimum) {
       this.failed = new FrameError('frame-invalid-length', `invalid message length ${length}`, length);
       throw this.failed;

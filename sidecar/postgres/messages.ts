@@ -124,18 +124,30 @@ export interface StartupMessage {
   parameters: Map<string, string>;
 }
 
+/** Reads name/value pairs as the server does (ProcessStartupPacket): the packet must end right after them. */
 export function decodeStartup(body: Buffer): StartupMessage {
-  const reader = new BodyReader(body);
-  const code = reader.int32();
+  const code = body.readInt32BE(0);
   const parameters = new Map<string, string>();
-  for (;;) {
-    if (reader.remaining === 0) throw new ProtocolViolation('startup packet is not terminated');
-    if (reader.body[reader.offset] === 0) break;
-    const name = reader.cstring();
-    const value = reader.cstring();
-    parameters.set(name, value);
+  const end = (from: number) => {
+    const nul = body.indexOf(0, from);
+    return nul < 0 ? body.length : nul;
+  };
+  let offset = 4;
+  while (offset < body.length && body[offset] !== 0) {
+    const nameEnd = end(offset);
+    if (nameEnd + 1 >= body.length) break;
+    const valueEnd = end(nameEnd + 1);
+    parameters.set(body.toString('utf8', offset, nameEnd), body.toString('utf8', nameEnd + 1, valueEnd));
+    offset = valueEnd + 1;
   }
+  if (offset !== body.length - 1)
+    throw new ProtocolViolation('invalid startup packet layout: expected terminator as last byte');
   return { major: code >>> 16, minor: code & 0xffff, parameters };
+}
+
+/** An error in the protocol-2 format, which the server still uses to refuse a protocol-1 or -2 client. */
+export function legacyErrorResponse(message: string): Buffer {
+  return Buffer.from(`EFATAL:  ${message}\n\0`, 'utf8');
 }
 
 export function encodeStartup(parameters: Iterable<[string, string]>): Buffer {
@@ -176,7 +188,7 @@ export function decodeFields(body: Buffer): Fields {
 export function errorResponse(
   code: string,
   message: string,
-  options: { severity?: 'ERROR' | 'FATAL'; detail?: string; hint?: string } = {},
+  options: { severity?: 'ERROR' | 'FATAL'; detail?: string; hint?: string; position?: number } = {},
 ): Buffer {
   const severity = options.severity ?? 'ERROR';
   const fields: Fields = new Map([
@@ -187,6 +199,7 @@ export function errorResponse(
   ]);
   if (options.detail) fields.set('D', options.detail);
   if (options.hint) fields.set('H', options.hint);
+  if (options.position !== undefined) fields.set('P', String(options.position));
   return encodeFields('E', fields);
 }
 
@@ -243,6 +256,11 @@ export function describe(kind: 'S' | 'P', name: string): Buffer {
 export interface ParseMessage {
   name: string;
   text: string;
+}
+
+export function decodeParameterStatus(body: Buffer): [name: string, value: string] {
+  const reader = new BodyReader(body);
+  return [reader.cstring(), reader.cstring()];
 }
 
 export function decodeParse(body: Buffer): ParseMessage {

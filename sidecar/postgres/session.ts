@@ -40,6 +40,7 @@ import {
   decodeCopyResponse,
   decodeExecute,
   decodeFields,
+  decodeParameterStatus,
   decodeParse,
   decodeQuery,
   decodeRowDescription,
@@ -50,6 +51,7 @@ import {
   encodeFields,
   errorResponse,
   gssEncRequestCode,
+  legacyErrorResponse,
   negotiateProtocolVersion,
   ProtocolViolation,
   parameterStatus,
@@ -57,6 +59,7 @@ import {
   query,
   readyForQuery,
   rowsFromTag,
+  type StartupMessage,
   sslRequestCode,
   type TransactionStatus,
   terminate,
@@ -70,6 +73,7 @@ import type {
   SqlStatementInfo,
   Verdict,
 } from './policy.ts';
+import { filterOptions, parameterRefusal, settingRefusal } from './settings.ts';
 import {
   cancelUpstream,
   connectUpstream,
@@ -105,36 +109,6 @@ export interface SessionOptions {
   /** How the upstream's name is resolved: the system's resolver when absent. */
   lookup?: LookupFunction;
 }
-
-/** Startup parameters forwarded upstream (lower case); all others are dropped. */
-const forwardedSettings = new Set([
-  'application_name',
-  'client_encoding',
-  'datestyle',
-  'timezone',
-  'intervalstyle',
-  'extra_float_digits',
-  'search_path',
-  'statement_timeout',
-  'lock_timeout',
-  'idle_in_transaction_session_timeout',
-  'idle_session_timeout',
-  'standard_conforming_strings',
-  'bytea_output',
-  'client_min_messages',
-  'default_transaction_isolation',
-  'default_transaction_read_only',
-  'lc_messages',
-  'lc_monetary',
-  'lc_numeric',
-  'lc_time',
-  'jit',
-  'geqo',
-  'work_mem',
-  'enable_seqscan',
-]);
-/** Settings that would change who the session acts as: refused, not silently dropped. */
-const identitySettings = new Set(['role', 'session_authorization', 'session_replication_role']);
 
 /** Binary-format types whose bytes are UTF-8 text (jsonb has a leading version byte). */
 const textTypes = new Set([25, 1043, 1042, 19, 114, 142, 705, 3802, 18]);
@@ -175,6 +149,8 @@ interface Gate {
   error?: string;
   /** SQLSTATE of that error; 42501 when omitted. */
   code?: string;
+  /** Cursor position of that error (P field), for syntax errors. */
+  position?: number;
   approval?: { request: string; decidedBy?: string };
 }
 
@@ -470,7 +446,9 @@ export class PostgresSession {
       } catch (error) {
         const e = error as FrameError;
         this.protocolError(e.code, e.message);
-        this.fatal(e.code === 'frame-too-large' ? '54000' : '08P01', e.message);
+        // The server answers a startup packet of an invalid length by closing, without a word.
+        if (this.clientReader.startup) this.close(`invalid startup packet: ${e.message}`);
+        else this.fatal(e.code === 'frame-too-large' ? '54000' : '08P01', e.message);
         return;
       }
       if (!frame) return;
@@ -509,8 +487,9 @@ export class PostgresSession {
 
   private onStartupFrame(frame: Frame): Promise<void> | undefined {
     const code = frame.body.readInt32BE(0);
+    // As the server: SSLRequest and GSSENCRequest are answered whatever their length; a
+    // CancelRequest of the wrong length is dropped without an answer.
     if (code === sslRequestCode) {
-      if (frame.body.length !== 4) throw new ProtocolViolation('invalid SSLRequest length');
       if (this.client instanceof TLSSocket)
         throw new ProtocolViolation('SSLRequest on an encrypted connection');
       if (this.clientReader.buffered > 0) {
@@ -528,12 +507,15 @@ export class PostgresSession {
       return undefined;
     }
     if (code === gssEncRequestCode) {
-      if (frame.body.length !== 4) throw new ProtocolViolation('invalid GSSENCRequest length');
       this.client.write('N');
       return undefined;
     }
     if (code === cancelRequestCode) {
-      if (frame.body.length !== 12) throw new ProtocolViolation('invalid CancelRequest length');
+      if (frame.body.length !== 12) {
+        this.protocolError('protocol-violation', 'invalid CancelRequest length');
+        this.close('invalid CancelRequest length');
+        return undefined;
+      }
       const pid = frame.body.readInt32BE(4);
       const secret = frame.body.readInt32BE(8);
       return this.options.cancels.cancel(pid, secret).then(() => {
@@ -559,16 +541,33 @@ export class PostgresSession {
   }
 
   private async onStartup(frame: Frame): Promise<void> {
-    const startup = decodeStartup(frame.body);
-    if (startup.major !== 3) {
-      this.protocolError('unsupported-protocol', `protocol ${startup.major}.${startup.minor}`);
-      this.fatal(
-        '0A000',
-        `unsupported frontend protocol ${startup.major}.${startup.minor}: server supports 3.0 to 3.0`,
-      );
+    // The server's checks, in its order: protocol version, packet layout, user name.
+    const version = frame.body.readUInt32BE(0);
+    const major = version >>> 16;
+    if (major !== 3) {
+      const message = `unsupported frontend protocol ${major}.${version & 0xffff}: server supports 3.0 to 3.0`;
+      this.protocolError('unsupported-protocol', message);
+      if (major < 3) {
+        // An older client reads only the protocol-2 error format.
+        this.client.end(legacyErrorResponse(message));
+        this.close(message);
+      } else this.fatal('0A000', message);
+      return;
+    }
+    let startup: StartupMessage;
+    try {
+      startup = decodeStartup(frame.body);
+    } catch (error) {
+      if (!(error instanceof ProtocolViolation)) throw error;
+      this.protocolError(error.code, error.message);
+      this.fatal('08P01', error.message);
       return;
     }
     const params = startup.parameters;
+    if (!params.get('user')) {
+      this.fatal('28000', 'no PostgreSQL user name specified in startup packet');
+      return;
+    }
     const unrecorded = this.options.events.refusal?.();
     if (unrecorded) {
       this.fatal(auditUnavailableSqlState, unrecorded);
@@ -596,23 +595,15 @@ export class PostgresSession {
       const lower = name.toLowerCase();
       if (name.startsWith('_pq_.')) unrecognized.push(name);
       else if (lower === 'user' || lower === 'database' || lower === 'replication') continue;
-      else if (lower === 'options') {
-        const result = filterOptions(value);
+      else {
+        const result =
+          lower === 'options' ? filterOptions(value) : { options: value, refused: settingRefusal(name) };
         if (result.refused) {
-          this.fatal(
-            '42501',
-            `Airlock does not let a client set ${result.refused}: the session runs as the Connection's user`,
-          );
+          this.fatal('42501', result.refused);
           return;
         }
-        if (result.options) forwarded.push(['options', result.options]);
-      } else if (identitySettings.has(lower)) {
-        this.fatal(
-          '42501',
-          `Airlock does not let a client set ${name}: the session runs as the Connection's user`,
-        );
-        return;
-      } else if (forwardedSettings.has(lower)) forwarded.push([name, value]);
+        if (result.options) forwarded.push([name, result.options]);
+      }
     }
     if (startup.minor > 0 || unrecognized.length > 0) {
       // We speak 3.0 upstream; newer clients (PG18's 3.2) fall back when told so.
@@ -658,6 +649,14 @@ export class PostgresSession {
     if (this.closed) {
       upstream.socket.destroy();
       return;
+    }
+    for (const [name, value] of upstream.parameters) {
+      const refused = parameterRefusal(name, value);
+      if (refused) {
+        upstream.socket.end(terminate());
+        this.fatal('42501', refused);
+        return;
+      }
     }
     this.upstream = upstream;
     this.catalog = new Catalog(target);
@@ -770,6 +769,11 @@ export class PostgresSession {
     const started = Date.now();
     const analysis = this.engine.analyze(text);
     const verdict = this.engine.decide(this.effectiveAnalysis(analysis));
+    const syntax = syntaxError(analysis);
+    if (syntax) {
+      this.startQuery(frame, text, analysis, verdict, started, syntax);
+      return undefined;
+    }
     const copyOut = analysis.ok && analysis.statements.some((s) => s.copy !== undefined);
     if (verdict.action === 'allow' && !(this.masker && copyOut) && !this.options.events.refusal?.()) {
       this.startQuery(frame, text, analysis, verdict, started, { outcome: 'allowed' });
@@ -813,7 +817,9 @@ export class PostgresSession {
         kind: 'query',
         records,
         index: 0,
-        replaceError: errorResponse(gate.code ?? deniedSqlState, gate.error),
+        replaceError: errorResponse(gate.code ?? deniedSqlState, gate.error, {
+          ...(gate.position !== undefined && { position: gate.position }),
+        }),
       });
       this.writeUpstream(query(poisonQuery));
       return;
@@ -831,7 +837,7 @@ export class PostgresSession {
     if (!analysis.ok || !this.masker) return undefined;
     for (const statement of analysis.statements) {
       if (statement.copy?.direction !== 'to' || statement.copy.endpoint !== 'stdio') continue;
-      if (statement.copy.format === 'binary') return copyRefusal('binary COPY output cannot be masked');
+      if (statement.copy.format === 'binary') return this.copyRefusal('binary COPY output cannot be masked');
       if (!this.masker.columns || !this.catalog) continue;
       // Only the columns the COPY reads matter ('*' reads them all).
       const columnsByTable = new Map<string, ColumnRef[]>();
@@ -847,7 +853,7 @@ export class PostgresSession {
               (use.column === '*' || c.column === use.column) && this.masker?.columnRule(c) !== undefined,
           );
           if (masked) {
-            return copyRefusal(
+            return this.copyRefusal(
               `COPY TO STDOUT cannot mask column ${masked.schema}.${masked.table}.${masked.column}; use SELECT`,
             );
           }
@@ -866,10 +872,14 @@ export class PostgresSession {
     if (!analysis.ok || !this.masker) return undefined;
     const copy = analysis.statements[0]?.copy;
     if (copy?.direction !== 'to' || copy.endpoint !== 'stdio') return undefined;
-    if (copy.format === 'binary') return copyRefusal('binary COPY output cannot be masked');
+    if (copy.format === 'binary') return this.copyRefusal('binary COPY output cannot be masked');
     if (this.masker.columns)
-      return copyRefusal('COPY TO STDOUT with column masking runs only as a simple query');
+      return this.copyRefusal('COPY TO STDOUT with column masking runs only as a simple query');
     return undefined;
+  }
+  /** A COPY refused before it runs because masking could not cover its output. */
+  private copyRefusal(message: string): Verdict {
+    return { action: 'deny', message, reasons: ['masking'], wouldHave: [] };
   }
 
   /** Applies a verdict: resolves to an error message when the request must not run. */
@@ -973,17 +983,23 @@ export class PostgresSession {
     const decided = this.engine.decide(this.effectiveAnalysis(analysis));
     const verdict = decided.action === 'deny' ? decided : (this.copyUnmaskableAtParse(analysis) ?? decided);
     const kind = analysis.ok ? analysis.statements[0]?.kind : undefined;
-    if (verdict.action === 'deny') {
-      const error = this.engine.denialMessage(verdict);
+    const syntax = syntaxError(analysis);
+    if (syntax || verdict.action === 'deny') {
+      const code = syntax ? syntax.code : deniedSqlState;
+      const error = syntax ? syntax.error : this.engine.denialMessage(verdict);
       const record: RequestRecord = {
         text: message.text,
         kind,
-        outcome: 'blocked',
+        outcome: syntax ? syntax.outcome : 'blocked',
         verdict,
         started: Date.now(),
-        error: { code: deniedSqlState, message: error },
+        error: { code, message: error },
       };
-      this.pending.push({ kind: 'parse', record, replaceError: errorResponse(deniedSqlState, error) });
+      this.pending.push({
+        kind: 'parse',
+        record,
+        replaceError: errorResponse(code, error, { ...(syntax && { position: syntax.position }) }),
+      });
       this.writeUpstream(parse(message.name, poisonQuery));
       this.skipUntilSync = true;
       return undefined;
@@ -1140,9 +1156,21 @@ export class PostgresSession {
         out.push(this.maskNotice(frame.raw));
         return undefined;
       case 0x41: // NotificationResponse
-      case 0x53: // ParameterStatus
         out.push(frame.raw);
         return undefined;
+      case 0x53: {
+        // ParameterStatus: a SET that makes the server read SQL otherwise than the enforcer ends the session.
+        const [name, value] = decodeParameterStatus(frame.body);
+        const refused = parameterRefusal(name, value);
+        if (refused) {
+          this.writeClient(out.splice(0));
+          this.protocolError('unsupported-setting', refused);
+          this.fatal('42501', refused);
+          return undefined;
+        }
+        out.push(frame.raw);
+        return undefined;
+      }
       case 0x45: // ErrorResponse
         this.onServerError(frame, head, out);
         return undefined;
@@ -1563,58 +1591,24 @@ function hasKeys(object: Record<string, number> | undefined): boolean {
   return false;
 }
 
+/**
+ * Text the parser rejects fails as the server would fail it (42601, the parser's message and
+ * position) without reaching the server; what it cannot analyze otherwise is a policy refusal.
+ */
+function syntaxError(
+  analysis: SqlAnalysisResult,
+): (Gate & { error: string; code: string; position: number }) | undefined {
+  if (analysis.ok || !analysis.syntax) return undefined;
+  return {
+    outcome: 'error',
+    error: analysis.syntax.message,
+    code: '42601',
+    position: analysis.syntax.position,
+  };
+}
+
 function randomKey(): { pid: number; secret: number } {
   const bytes = new Uint32Array(2);
   crypto.getRandomValues(bytes);
   return { pid: (bytes[0]! & 0x7fffffff) | 1, secret: bytes[1]! | 0 };
-}
-
-/**
- * Filters the startup `options` string: `-c name=value` and `--name=value` settings on the
- * allow-list are kept, identity-changing ones are refused, everything else (other switches,
- * other settings) is dropped.
- */
-export function filterOptions(options: string): { options: string; refused?: string } {
-  const tokens: string[] = [];
-  let current = '';
-  let escaped = false;
-  let inToken = false;
-  for (const ch of options) {
-    if (escaped) {
-      current += ch;
-      escaped = false;
-      inToken = true;
-    } else if (ch === '\\') {
-      escaped = true;
-    } else if (/\s/.test(ch)) {
-      if (inToken) tokens.push(current);
-      current = '';
-      inToken = false;
-    } else {
-      current += ch;
-      inToken = true;
-    }
-  }
-  if (inToken) tokens.push(current);
-  const kept: string[] = [];
-  for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i]!;
-    let setting: string | undefined;
-    if (token === '-c') setting = tokens[++i];
-    else if (token.startsWith('-c')) setting = token.slice(2);
-    else if (token.startsWith('--')) setting = token.slice(2);
-    if (setting === undefined) continue;
-    const eq = setting.indexOf('=');
-    if (eq <= 0) continue;
-    const name = setting.slice(0, eq).toLowerCase().replaceAll('-', '_');
-    if (identitySettings.has(name)) return { options: '', refused: name };
-    if (forwardedSettings.has(name))
-      kept.push(`-c ${setting.replaceAll('\\', '\\\\').replaceAll(' ', '\\ ')}`);
-  }
-  return { options: kept.join(' ') };
-}
-
-/** A COPY refused before it runs because masking could not cover its output. */
-function copyRefusal(message: string): Verdict {
-  return { action: 'deny', message, reasons: ['masking'], wouldHave: [] };
 }

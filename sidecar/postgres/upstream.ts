@@ -133,7 +133,11 @@ function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => void):
 
 /** TCP connect, then the SSLRequest exchange and TLS handshake when the target wants TLS. */
 export async function openChannel(target: UpstreamTarget, timeoutMs = 10_000): Promise<Socket | TLSSocket> {
-  const tcp = tcpConnect({ host: target.host, port: target.port, ...(target.lookup && { lookup: target.lookup }) });
+  const tcp = tcpConnect({
+    host: target.host,
+    port: target.port,
+    ...(target.lookup && { lookup: target.lookup }),
+  });
   tcp.setNoDelay(true);
   return withTimeout(
     (async () => {

@@ -15,7 +15,7 @@ import {
   encodeStartup,
   rowsFromTag,
 } from '../../sidecar/postgres/messages.ts';
-import { filterOptions } from '../../sidecar/postgres/session.ts';
+import { filterOptions } from '../../sidecar/postgres/settings.ts';
 
 const message = fc
   .record({ type: fc.integer({ min: 0x21, max: 0x7e }), body: fc.uint8Array({ maxLength: 200 }) })
@@ -192,14 +192,23 @@ describe('messages', () => {
     assert.equal(rowsFromTag('CREATE TABLE'), undefined);
   });
 
-  test('startup options: allowed settings kept, identity settings refused, the rest dropped', () => {
-    assert.deepEqual(filterOptions('-c statement_timeout=5s --geqo=off -c log_statement=all -X'), {
-      options: '-c statement_timeout=5s -c geqo=off',
+  test('startup options: settings kept, custom ones included; identity, superuser-only and other switches refused', () => {
+    assert.deepEqual(filterOptions('-c statement_timeout=5s --geqo=off -capp.tenant=42 --my-ext.x=a'), {
+      options: '-c statement_timeout=5s -c geqo=off -c app.tenant=42 -c my-ext.x=a',
     });
-    assert.equal(filterOptions('-c role=admin').refused, 'role');
-    assert.equal(filterOptions('--session-authorization=admin').refused, 'session_authorization');
-    assert.equal(filterOptions('-crole=admin').refused, 'role');
+    assert.match(filterOptions('-c role=admin').refused ?? '', /set role: the session runs as/);
+    assert.match(filterOptions('--session-authorization=admin').refused ?? '', /set session_authorization/);
+    assert.match(filterOptions('-crole=admin').refused ?? '', /set role/);
+    assert.match(filterOptions('-c log_statement=all').refused ?? '', /log_statement: only a superuser/);
+    assert.match(
+      filterOptions('-c Session_Replication_Role=replica').refused ?? '',
+      /Session_Replication_Role/,
+    );
+    assert.match(filterOptions('-c geqo=on -X').refused ?? '', /not "-X"/);
+    assert.match(filterOptions('-d 5').refused ?? '', /not "-d"/);
+    assert.match(filterOptions('-c nameonly').refused ?? '', /not "-c"/);
     assert.deepEqual(filterOptions('-c search_path=a\\ b'), { options: '-c search_path=a\\ b' });
+    assert.deepEqual(filterOptions('  '), { options: '' });
   });
 });
 
