@@ -94,8 +94,10 @@ if [[ "$kind" == airlock ]]; then
   mkdir -p "$app"
   git archive HEAD api audit bin cli local operator sidecar package.json package-lock.json | tar -x -C "$app"
   find "$app" \( -name '*.test.ts' -o -name '*.bench.ts' \) -delete
-  # Native addons build against the headers of the Node that runs them.
+  # Native addons build against the headers of the Node that runs them; the build directory's
+  # name, which their assertions quote, is mapped away.
   (cd "$app" && PATH="$work/package/bin:$PATH" npm_config_nodedir="$work/package" \
+    CFLAGS="-ffile-prefix-map=$work=/build" CXXFLAGS="-ffile-prefix-map=$work=/build" \
     npm ci --omit=dev --no-audit --no-fund --loglevel=error)
   # Types, source maps, read-mes and other platforms' prebuilt addons are not run (nor is
   # TypeScript under node_modules); of a native build only the addon is loaded.
