@@ -238,6 +238,17 @@ export const corpus: [string, Expect][] = [
   ['SELECT ARRAY(SELECT * FROM customers)', { action: 'deny', rule: 'masking:pii' }],
   ["SELECT 1 WHERE ('1', 'a@b.c') IN (SELECT * FROM customers)", { action: 'deny', rule: 'masking:pii' }],
   ['SELECT i * 2 FROM generate_series(1, 10) AS g(i)', { action: 'allow' }],
+  ['SELECT x[s] FROM generate_series(1, 3) s, (SELECT ARRAY[1, 2, 3] AS x) a', { action: 'allow' }],
+  ['INSERT INTO notes SELECT * FROM generate_series(1, 3)', { action: 'allow' }],
+  ['SELECT to_json(g) FROM customers c, unnest(ARRAY[c.email]) g', { action: 'deny', rule: 'masking:pii' }],
+  [
+    'SELECT to_json(t) FROM customers c, json_to_record(to_json(c)) AS t(a int)',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  [
+    'INSERT INTO notes SELECT * FROM customers c, LATERAL unnest(ARRAY[c.ssn])',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
   // Join conditions are predicates.
   ['SELECT o.id FROM orders o JOIN customers c USING (ssn)', { action: 'deny', rule: 'masking:pii' }],
   ['SELECT o.id FROM orders o NATURAL JOIN customers c', { action: 'deny', rule: 'masking:pii' }],

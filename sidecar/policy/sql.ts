@@ -572,6 +572,11 @@ interface RangeItem {
    * columns by position, so which column of the table each one is cannot be told here.
    */
   renamed?: ReadonlySet<string>;
+  /**
+   * A function in FROM (generate_series(…) g, XMLTABLE): its values come from its arguments,
+   * which are recorded where the call is walked, so its columns and whole row add nothing.
+   */
+  derived?: boolean;
 }
 
 /** Catalogs that hold column values (planner and extended statistics): reading one reads every column. */
@@ -1066,14 +1071,17 @@ class Walk {
       const direct = mode === 'direct';
       if (names.length === 0) {
         const scope = this.scopes.at(-1) ?? [];
-        for (const item of scope) this.columnUses.push({ table: item.table, column: '*', direct });
+        for (const item of scope) {
+          if (!item.derived) this.columnUses.push({ table: item.table, column: '*', direct });
+        }
         if (scope.length === 0) this.columnUses.push({ column: '*', direct });
-      } else {
+      } else if (!(names.length === 1 && covered[0]?.derived)) {
         this.columnUses.push({ table: this.resolveQualifier(names), column: '*', direct });
       }
       return;
     }
     const whole = this.wholeRow(ref);
+    if (whole?.derived) return;
     if (whole) {
       // A whole-row reference yields a composite value: no column origin, so never direct.
       this.columnUses.push({ table: whole.table, column: '*', direct: false });
@@ -1161,7 +1169,8 @@ class Walk {
           type === 'RangeSubselect' && colnames.length > 0 && hasStarTarget(body?.['subquery'])
             ? new Set(colnames)
             : undefined;
-        items.push({ name, table: undefined, ...(renamed && { renamed }) });
+        const derived = type === 'RangeFunction' || type === 'RangeTableFunc';
+        items.push({ name, table: undefined, ...(renamed && { renamed }), ...(derived && { derived }) });
       }
     };
     visit(from);

@@ -148,6 +148,17 @@ describe('postgres enforcer: a determined agent', () => {
     assert.equal(nested.rows[0].ssn, '[REDACTED]');
   });
 
+  test("psql's describe commands and everyday catalog queries are not refused", async () => {
+    const result = await psql(
+      enforcer,
+      "\\dt\n\\d customers\n\\df\n\\dv\n\\l\n\\dn\nSELECT version() IS NOT NULL, current_database() IS NOT NULL, pg_size_pretty(pg_total_relation_size('customers')) IS NOT NULL;\n",
+      { args: ['-At', '-v', 'ON_ERROR_STOP=1'] },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /customers/);
+    assert.match(result.stdout, /t\|t\|t/);
+  });
+
   test('lineage: alias column lists, subqueries, CTEs, joins, VALUES and sublinks', async () => {
     await refused('SELECT upper(e) FROM customers AS c(i, n, e)', secretEmail.toUpperCase());
     await refused("SELECT encode(z::bytea, 'hex') FROM (SELECT * FROM customers) q(a, b, z)");
