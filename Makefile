@@ -26,6 +26,7 @@ E2E_PARTS = { bash test/controlplane/build.sh --node >/dev/null && bash image/bu
 help:
 	@echo 'make demo              the data path on one machine: masked SELECT, blocked DROP, approved UPDATE'
 	@echo 'make test              every suite: unit, integration (real kube-apiserver, PostgreSQL, OpenSSH), e2e'
+	@echo 'make image             the OCI image (operator, sidecar, init) in dist/; make image-agent: the test agents'
 	@echo 'make cluster           a real single-node cluster on this machine (root), the images imported; make cluster-down'
 	@echo 'make test-unit | test-integration | test-e2e | lint | crds | bench'
 
@@ -72,6 +73,16 @@ crds: node_modules
 .PHONY: controlplane
 controlplane:
 	bash test/controlplane/build.sh
+
+# The OCI images of HEAD, built without a container daemon (image/README.md): an archive in
+# dist/ that holds HEAD already is kept.
+.PHONY: image
+image:
+	bash image/build.sh airlock
+
+.PHONY: image-agent
+image-agent:
+	bash image/build.sh agent
 
 # A real single-node cluster on this machine (as root), for trying Airlock as the README's
 # "In a cluster" section says: builds what is missing, imports the images, starts the example's
