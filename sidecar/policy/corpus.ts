@@ -249,6 +249,13 @@ export const corpus: [string, Expect][] = [
     'INSERT INTO notes SELECT * FROM customers c, LATERAL unnest(ARRAY[c.ssn])',
     { action: 'deny', rule: 'masking:pii' },
   ],
+  // Sorting or grouping by a position a star expands to.
+  ['SELECT * FROM customers ORDER BY 3', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT c.*, 1 FROM customers c GROUP BY 1, 2, 3, 4, 5, 6', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT DISTINCT ON (4) * FROM customers', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT 1, * FROM orders ORDER BY 1', { action: 'allow' }],
+  // Renaming or moving takes a masked column out from under its rule's name.
+  ['ALTER TABLE customers RENAME COLUMN email TO e2', { action: 'deny', rule: 'no-destructive-ddl' }],
   // Join conditions are predicates.
   ['SELECT o.id FROM orders o JOIN customers c USING (ssn)', { action: 'deny', rule: 'masking:pii' }],
   ['SELECT o.id FROM orders o NATURAL JOIN customers c', { action: 'deny', rule: 'masking:pii' }],

@@ -277,6 +277,23 @@ describe('analyzeSql', () => {
     assert.ok(one('SELECT public.f(1)').classes.includes('admin'));
   });
 
+  it('renaming or moving a masked column or its table is a use of it, under a masking-only policy', () => {
+    const masked = policy({
+      name: 'p',
+      masking: [
+        { name: 'pii', columns: ['public.customers.email'], strategy: 'redact', indirectUse: 'deny' },
+      ],
+    });
+    const decide = (sql: string) => decideSql([masked], analyzeSql(sql)).action;
+    assert.equal(decide('ALTER TABLE customers RENAME COLUMN email TO e2'), 'deny');
+    assert.equal(decide('ALTER TABLE public.customers RENAME TO c2'), 'deny');
+    assert.equal(decide('ALTER TABLE customers SET SCHEMA hidden'), 'deny');
+    assert.equal(decide('ALTER TABLE customers RENAME COLUMN name TO full_name'), 'allow');
+    assert.equal(decide('ALTER TABLE orders RENAME TO orders_old'), 'allow');
+    assert.equal(decide('SET search_path = public, pg_catalog'), 'deny');
+    assert.equal(decide('SELECT id, lower(name) FROM customers WHERE id = 1'), 'allow');
+  });
+
   it('property: a masked column renamed or nested any way never reaches a derived output unnoticed', () => {
     const masked = policy({
       name: 'p',

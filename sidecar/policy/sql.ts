@@ -496,6 +496,13 @@ const fixedKinds: Record<string, Classified> = {
 /** Settings that change who the session is, or switch off triggers and rules. */
 const identitySettings = new Set(['role', 'session_authorization', 'session_replication_role']);
 
+const relationObjectTypes = new Set([
+  'OBJECT_TABLE',
+  'OBJECT_VIEW',
+  'OBJECT_MATVIEW',
+  'OBJECT_FOREIGN_TABLE',
+]);
+
 /** What a MERGE arm does, by its command type. */
 const armKinds: Record<string, SqlStatementKind> = {
   CMD_UPDATE: 'UPDATE',
@@ -725,6 +732,11 @@ class Walk {
       case 'CopyStmt':
         this.copy(body);
         return;
+      case 'RenameStmt':
+      case 'AlterObjectSchemaStmt':
+        this.moveRelation(body);
+        this.fields(body);
+        return;
       case 'VariableSetStmt':
         if (body['name'] === 'search_path' && body['kind'] === 'VAR_SET_VALUE') {
           const args = (body['args'] as AstNode[] | undefined) ?? [];
@@ -845,6 +857,13 @@ class Walk {
       const constant = item['A_Const'] as AstObject | undefined;
       if (constant && constant['ival'] !== undefined) {
         const position = Number((constant['ival'] as AstObject)['ival'] ?? 0);
+        // A position at or after a star may be any column the star expands to (SELECT * … ORDER BY 3).
+        const stars = targets
+          .slice(0, position)
+          .map((t) => (t['ResTarget']?.['val'] as AstNode | undefined)?.['ColumnRef'])
+          .filter((ref) => ref !== undefined && refShape(ref).star);
+        for (const ref of stars) this.columnRef(ref!, 'harmful');
+        if (stars.length > 0) continue;
         target = targets[position - 1]?.['ResTarget'];
       }
       const columnRef = item['ColumnRef'] as AstObject | undefined;
@@ -960,6 +979,23 @@ class Walk {
       }
     }
     this.fields(body, new Set(['relation', 'query', 'attlist']));
+  }
+
+  /**
+   * Masking rules name columns as [schema.]table.column: renaming a column or its table, or
+   * moving the table to another schema, would take the column out from under its rule's name
+   * for every later statement's analysis. So it is a use of what it moves.
+   */
+  moveRelation(body: AstObject): void {
+    const relation = body['relation'] as AstObject | undefined;
+    if (!relation) return;
+    const table = qualifiedName(relation);
+    const type = String(body['renameType'] ?? body['objectType']);
+    if (type === 'OBJECT_COLUMN' && typeof body['subname'] === 'string') {
+      this.columnUses.push({ table, column: body['subname'], direct: false });
+    } else if (relationObjectTypes.has(type)) {
+      this.columnUses.push({ table, column: '*', direct: false });
+    }
   }
 
   /** DROP TABLE/VIEW/… name their relations as name lists, not RangeVars. */
