@@ -144,6 +144,13 @@ describe('analysis cache and literal fast path', () => {
     ['SELECT 1::char(10)', 'SELECT 1::char(99999999999)'],
     ['SELECT id FROM customers WHERE id = 1', 'SELECT id FROM customers WHERE ssn = 1'],
     ['SELECT id FROM t LIMIT 5', 'SELECT id FROM t LIMIT 5; DROP TABLE t'],
+    // Positions name output columns; one a star expands to is a masked column's use.
+    ['SELECT id, ssn FROM customers ORDER BY 1', 'SELECT id, ssn FROM customers ORDER BY 2'],
+    ['SELECT 1, * FROM orders ORDER BY 1', 'SELECT 1, * FROM customers ORDER BY 2'],
+    [
+      "SELECT set_config('search_path', 'public', false)",
+      "SELECT set_config('search_path', 'public,pg_catalog', false)",
+    ],
   ];
   for (const [one, other, policies = [prodPolicy]] of pairs) {
     it(`keeps decisions apart: ${JSON.stringify(one)} / ${JSON.stringify(other)}`, () => {
@@ -161,6 +168,15 @@ describe('analysis cache and literal fast path', () => {
       }
     });
   }
+
+  it('keeps COPY formats apart: a format is a literal the session decides on', () => {
+    clearSqlCache();
+    for (const format of ['csv', 'binary', 'text', 'csv']) {
+      const analysis = analyzeSql(`COPY orders TO STDOUT (FORMAT '${format}')`);
+      assert.ok(analysis.ok);
+      assert.equal(analysis.statements[0]!.copy?.format, format);
+    }
+  });
 
   it('property: for random literals in corpus texts, the cached analysis is the fresh one', () => {
     const texts = [
