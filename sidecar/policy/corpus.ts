@@ -216,6 +216,12 @@ export const corpus: [string, Expect][] = [
   ['SELECT upper(e) FROM public.customers AS c(i, n, e)', { action: 'deny', rule: 'masking:pii' }],
   ["SELECT encode(x.e::bytea, 'hex') FROM customers x(a, b, e)", { action: 'deny', rule: 'masking:pii' }],
   ['SELECT e FROM customers AS c(i, n, e)', { action: 'allow' }],
+  [
+    'SELECT upper(e) FROM customers AS c(i, n, e) TABLESAMPLE SYSTEM (100)',
+    { action: 'deny', rule: 'masking:pii' },
+  ],
+  ['SELECT 1; SELECT md5(c.e) FROM customers c(i, n, e)', { action: 'deny', rule: 'masking:pii' }],
+  ['SELECT upper(EMAIL) FROM PUBLIC.CUSTOMERS /* email */', { action: 'deny', rule: 'masking:pii' }],
   ['SELECT upper(z) FROM (SELECT * FROM customers) s(a, b, z)', { action: 'deny', rule: 'masking:pii' }],
   [
     'WITH w(a, b, z) AS (SELECT * FROM customers) SELECT md5(z) FROM w',

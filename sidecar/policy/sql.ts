@@ -1182,6 +1182,7 @@ class Walk {
       const node = value as AstNode | undefined;
       if (!node) return;
       if (node['RangeVar']) items.push(this.rangeItem(node['RangeVar']));
+      else if (node['RangeTableSample']) visit(node['RangeTableSample']['relation']);
       else if (node['JoinExpr']) {
         const join = node['JoinExpr'];
         visit(join['larg']);
