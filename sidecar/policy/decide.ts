@@ -136,6 +136,45 @@ export function decideSsh(
   return combine(matches, []);
 }
 
+/**
+ * An SSH exec request: the commands its line would run (each in every spelling), and what of
+ * the line cannot be verified statically, which is refused where a policy has command rules.
+ */
+export function decideSshExec(policies: BundlePolicy[], argv: string[][], unverifiable: string[]): Decision {
+  const decision = decideSsh(policies, argv, { interactive: false });
+  if (unverifiable.length === 0) return decision;
+  const reason = `the command line cannot be verified statically (${unverifiable.join('; ')})`;
+  return refuseUnderCommandRules(policies, decision, reason);
+}
+
+/** What cannot be checked against command rules is refused where an enforcing policy has them. */
+export function refuseUnderCommandRules(
+  policies: BundlePolicy[],
+  decision: Decision,
+  reason: string,
+): Decision {
+  if (decision.action === 'deny') return decision;
+  const withRules = (p: BundlePolicy) => p.rules.some((r) => r.ssh?.commands && r.ssh.commands.length > 0);
+  const enforcing = policies.find((p) => p.mode === 'enforce' && withRules(p));
+  if (enforcing) {
+    return {
+      action: 'deny',
+      policy: enforcing.name,
+      message: reason,
+      reasons: [`${reason}; AccessPolicy "${enforcing.name}" has command rules`, ...decision.reasons],
+      wouldHave: decision.wouldHave,
+    };
+  }
+  const auditing = policies.filter((p) => p.mode === 'audit' && withRules(p));
+  return {
+    ...decision,
+    wouldHave: [
+      ...decision.wouldHave,
+      ...auditing.map((p) => ({ action: 'deny' as const, policy: p.name, reason })),
+    ],
+  };
+}
+
 export function decideHttp(policies: BundlePolicy[], req: { method: string; path: string }): Decision {
   if (policies.length === 0) return noGrant();
   const method = req.method.toUpperCase();

@@ -21,7 +21,13 @@ import ssh2, {
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { settle, stopAccepting } from '../drain.ts';
 import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
-import { type Decision, decideSsh, denialMessage } from '../policy/decide.ts';
+import {
+  type Decision,
+  decideSsh,
+  decideSshExec,
+  denialMessage,
+  refuseUnderCommandRules,
+} from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import { holdForApproval } from '../tcp/approval.ts';
 import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
@@ -319,16 +325,14 @@ class AgentSession {
   /** Decides an exec request's command line. */
   decideExec(command: string): Decision {
     const parsed = parseCommandLine(command);
-    const decision = decideSsh(this.policies, parsed.commands.flatMap(spellings), { interactive: false });
-    if (parsed.unverifiable.length === 0) return decision;
-    const reason = `the command line cannot be verified statically (${parsed.unverifiable.join('; ')})`;
-    return this.refuseUnderCommandRules(decision, reason);
+    return decideSshExec(this.policies, parsed.commands.flatMap(spellings), parsed.unverifiable);
   }
 
   /** Decides a shell or subsystem. */
   decideInteractive(what: string, argv: string[][]): Decision {
     const decision = decideSsh(this.policies, argv, { interactive: true });
-    let result = this.refuseUnderCommandRules(
+    let result = refuseUnderCommandRules(
+      this.policies,
       decision,
       `an ${what} cannot be checked against command rules, so it is refused where the policy has them`,
     );
@@ -348,29 +352,6 @@ class AgentSession {
       }
     }
     return result;
-  }
-
-  private refuseUnderCommandRules(decision: Decision, reason: string): Decision {
-    if (decision.action === 'deny') return decision;
-    const withRules = (p: BundlePolicy) => p.rules.some((r) => r.ssh?.commands && r.ssh.commands.length > 0);
-    const enforcing = this.policies.find((p) => p.mode === 'enforce' && withRules(p));
-    if (enforcing) {
-      return {
-        action: 'deny',
-        policy: enforcing.name,
-        message: reason,
-        reasons: [`${reason}; AccessPolicy "${enforcing.name}" has command rules`, ...decision.reasons],
-        wouldHave: decision.wouldHave,
-      };
-    }
-    const auditing = this.policies.filter((p) => p.mode === 'audit' && withRules(p));
-    return {
-      ...decision,
-      wouldHave: [
-        ...decision.wouldHave,
-        ...auditing.map((p) => ({ action: 'deny' as const, policy: p.name, reason })),
-      ],
-    };
   }
 
   /**
