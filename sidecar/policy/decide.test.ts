@@ -33,6 +33,23 @@ describe('decideSql', () => {
     );
   });
 
+  it('says why a statement that may read any masked column is refused, and names the column otherwise', () => {
+    const masking = policy({
+      name: 'm',
+      masking: [{ name: 'pii', columns: ['customers.email'], strategy: 'redact', indirectUse: 'deny' }],
+    });
+    const unseen = decideSql([masking], sql("SELECT table_to_xml('customers', true, false, '')"));
+    assert.equal(unseen.action, 'deny');
+    assert.match(
+      unseen.reasons[0]!,
+      /^the statement may read any masked column \(through a function, catalog/,
+    );
+    const named = decideSql([masking], sql('SELECT upper(email) FROM customers'));
+    assert.match(named.reasons[0]!, /^masked column customers\.email is used inside an expression/);
+    // Without masking rules, an unknown function is only what its class says.
+    assert.equal(decideSql([policy({ name: 'open' })], sql('SELECT public.f()')).action, 'allow');
+  });
+
   it('the most restrictive outcome across policies wins, whatever their order', () => {
     const approve = policy({
       name: 'a-approve',

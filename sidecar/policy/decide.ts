@@ -88,7 +88,7 @@ export function decideSql(policies: BundlePolicy[], analysis: SqlAnalysis): Deci
           action: masking.indirectUse,
           policy,
           rule: `masking:${masking.name}`,
-          reason: `masked column ${describeUse(indirect)} is used inside an expression, predicate or unmasked output, which could reveal it (masking rule "${masking.name}" of AccessPolicy "${policy.name}")`,
+          reason: `${describeIndirect(indirect)}, which could reveal it (masking rule "${masking.name}" of AccessPolicy "${policy.name}")`,
           ...(masking.indirectUse === 'require-approval' && { approval: defaultApproval }),
         });
       } else if (policy.mode === 'audit') {
@@ -307,6 +307,13 @@ function describe(stmt: SqlStatement, index: number, count: number): string {
   const position = count > 1 ? `statement ${index + 1} ` : '';
   const tables = stmt.tables.length > 0 ? ` on ${stmt.tables.slice(0, 3).join(', ')}` : '';
   return `${position}(${stmt.kinds.join(', ')}${tables})`;
+}
+
+function describeIndirect(use: ColumnUse): string {
+  if (use.table === undefined && use.column === '*') {
+    return 'the statement may read any masked column (through a function, catalog or body the analysis cannot see into, or a subquery column it cannot trace)';
+  }
+  return `masked column ${describeUse(use)} is used inside an expression, predicate or unmasked output`;
 }
 
 function describeUse(use: ColumnUse): string {
