@@ -194,6 +194,10 @@ export const connectionSpecSchema = describe(
               z.enum(['http', 'https']).default('https'),
               'Scheme the sidecar uses toward the target: http or https.',
             ),
+            caseInsensitivePaths: describe(
+              z.boolean().optional(),
+              'The target serves paths without regard to case (IIS, some Spring setups): rules match paths in any case.',
+            ),
           })
           .optional(),
         'HTTP options. Only for protocol http.',

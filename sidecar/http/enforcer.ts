@@ -22,6 +22,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import type { BundlePolicy } from '../../api/bundle.ts';
 import { settle, stopAccepting } from '../drain.ts';
 import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
 import { type Decision, decideHttp, denialMessage } from '../policy/decide.ts';
@@ -30,6 +31,7 @@ import { MaskingTransform, StreamMasker } from '../ssh/output.ts';
 import { holdForApproval } from '../tcp/approval.ts';
 import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
 import { compileJsonPaths, type JsonPathRule, JsonStreamMasker } from './json.ts';
+import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';
 import { normalizeTarget } from './path.ts';
 
 export interface HttpEnforcerOptions extends EnforcerOptions {
@@ -45,11 +47,17 @@ export interface HttpEnforcerOptions extends EnforcerOptions {
    * 256 levels, ends the response with an error (it cannot be masked, nor passed on unmasked).
    */
   maxJsonToken?: number;
+  /**
+   * A form, multipart or JSON request body up to this size is read whole when its `_method`
+   * could change the decision; a larger one is decided as every method.
+   */
+  maxOverrideBody?: number;
 }
 
 export const defaultMaxRecordedBody = 64 * 1024;
 export const defaultMaxJsonBody = 8 * 1024 * 1024;
 export const defaultMaxJsonToken = 8 * 1024 * 1024;
+export const defaultMaxOverrideBody = 1024 * 1024;
 
 const hopByHop = new Set([
   'connection',
@@ -119,7 +127,23 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     // A connection made while the audit trail cannot record it starts its session later.
     if (!options.events.refusal?.()) begin(socket);
   });
-  const context: Context = { options, plan, jsonPaths, target, sessionApprovals: new Set() };
+  const caseInsensitive = connection.http?.caseInsensitivePaths === true;
+  const context: Context = {
+    options,
+    plan,
+    jsonPaths,
+    target,
+    sessionApprovals: new Set(),
+    caseInsensitive,
+    // Against a target that ignores case, path globs are matched in lower case like the readings.
+    rulePolicies: caseInsensitive ? foldPathGlobs(connection.policies) : connection.policies,
+    ruleMethods: [
+      ...new Set([
+        ...everyMethod,
+        ...connection.policies.flatMap((p) => p.rules.flatMap((r) => r.http?.methods ?? [])),
+      ]),
+    ].map((m) => m.toUpperCase()),
+  };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // Fail closed on the audit trail, for every request: nothing reaches the target while
     // it cannot be recorded, and requests are served again as soon as it can.
@@ -183,6 +207,64 @@ interface Context {
   jsonPaths: JsonPathRule[];
   target: Target;
   sessionApprovals: Set<string>;
+  caseInsensitive: boolean;
+  /** The policies rules are matched with (path globs in lower case for a case-insensitive target). */
+  rulePolicies: BundlePolicy[];
+  /** Every method a request with an unreadable override is decided as. */
+  ruleMethods: string[];
+}
+
+function foldPathGlobs(policies: BundlePolicy[]): BundlePolicy[] {
+  return policies.map((p) => ({
+    ...p,
+    rules: p.rules.map((r) =>
+      r.http?.paths ? { ...r, http: { ...r.http, paths: r.http.paths.map((g) => g.toLowerCase()) } } : r,
+    ),
+  }));
+}
+
+const restrictiveness: Record<Decision['action'], number> = { allow: 0, 'require-approval': 1, deny: 2 };
+
+/**
+ * The request decided as every method it may be acted on as, on every path a server may read:
+ * the most restrictive decision (the first of them on a tie); allowed, what audit-mode
+ * policies would have done under any of them.
+ */
+function decideReadings(context: Context, methods: string[], paths: string[]): Decision {
+  let worst: Decision | undefined;
+  const wouldHave = new Map<string, Decision['wouldHave'][number]>();
+  for (const method of methods)
+    for (const path of paths) {
+      const decision = decideHttp(context.rulePolicies, { method, path });
+      for (const w of decision.wouldHave) wouldHave.set(`${w.policy}/${w.rule}/${w.action}`, w);
+      if (!worst || restrictiveness[decision.action] > restrictiveness[worst.action]) worst = decision;
+    }
+  return worst!.action === 'allow' ? { ...worst!, wouldHave: [...wouldHave.values()] } : worst!;
+}
+
+/** Reads a request body up to `limit` bytes (one chunk past it at most), then pauses it. */
+function readPrefix(req: IncomingMessage, limit: number): Promise<{ body: Buffer; ended: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (ended: boolean) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      req.pause();
+      resolve({ body: Buffer.concat(chunks), ended });
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) done(false);
+    };
+    const onEnd = () => done(true);
+    const onClose = () => done(req.readableEnded);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+  });
 }
 
 /** The problem type of each status the enforcer answers with itself; any other is the target's failure. */
@@ -250,7 +332,7 @@ async function handle(
   const started = Date.now();
   const { connection } = context.options;
   const method = (req.method ?? 'GET').toUpperCase();
-  const normalized = normalizeTarget(req.url ?? '');
+  const normalized = normalizeTarget(req.url ?? '', { caseInsensitive: context.caseInsensitive });
   const record = (fields: Partial<RequestFields> & Pick<RequestFields, 'outcome'>) =>
     recorder.request({
       text: `${method} ${normalized.ok ? normalized.path : redactText(context, req.url ?? '')}`,
@@ -264,7 +346,27 @@ async function handle(
     req.resume();
     return;
   }
-  const decision = decideHttp(connection.policies, { method, path: normalized.path });
+  // The methods the target may act on: the request line's and every override it names.
+  let methods = [...new Set([method, ...requestOverrides(req.headersDistinct, normalized.query)])];
+  let body: { body: Buffer; ended: boolean } | undefined;
+  const bodyKind = hasBody(req) ? overrideBodyType(req.headers['content-type']) : undefined;
+  if (bodyKind) {
+    // A `_method` in the body matters only where some method is decided more strictly: read it
+    // there (up to a bound), and decide what cannot be read as every method.
+    const asNamed = decideReadings(context, methods, normalized.readings);
+    const asAny = decideReadings(context, context.ruleMethods, normalized.readings);
+    if (restrictiveness[asAny.action] > restrictiveness[asNamed.action]) {
+      const limit = context.options.maxOverrideBody ?? defaultMaxOverrideBody;
+      body = await readPrefix(req, limit);
+      const encoded = (req.headers['content-encoding'] ?? 'identity').toLowerCase() !== 'identity';
+      const named =
+        body.ended && !encoded
+          ? bodyOverrides(bodyKind, String(req.headers['content-type']), body.body)
+          : undefined;
+      methods = named ? [...new Set([...methods, ...named])] : context.ruleMethods;
+    }
+  }
+  const decision = decideReadings(context, methods, normalized.readings);
   let fields = decisionFields(decision);
   if (decision.action === 'deny') {
     problem(res, 403, 'Denied by Airlock', denialMessage(decision, 'request'), {
@@ -336,6 +438,7 @@ async function handle(
     req,
     res,
     `${normalized.path}${normalized.query}`,
+    body,
     (status, masked, wouldMask, error) => {
       const count = Object.values(masked).reduce((a, b) => a + b, 0);
       record({
@@ -432,6 +535,7 @@ async function forward(
   req: IncomingMessage,
   res: ServerResponse,
   path: string,
+  body: { body: Buffer; ended: boolean } | undefined,
   done: Done,
 ): Promise<void> {
   const { connection } = context.options;
@@ -600,7 +704,16 @@ async function forward(
       finish(status, transform.counts(), transform.wouldMask(), { code: 'mask', message: error.message });
     });
   });
-  req.pipe(upstream);
+  if (body) {
+    requestBody.add(body.body);
+    upstream.write(body.body);
+  }
+  if (body?.ended) upstream.end();
+  else req.pipe(upstream);
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
 function method(req: IncomingMessage): string {

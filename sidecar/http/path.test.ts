@@ -29,6 +29,7 @@ describe('normalizeTarget', () => {
       ok: true,
       path: '/b',
       query: '?x=/../admin&y=%2f',
+      readings: ['/b', '/b/'],
     });
   });
 
@@ -45,12 +46,69 @@ describe('normalizeTarget', () => {
       '/a\0b',
       '/a%zz',
       '/a%2',
+      '/%252e%252e/admin',
+      '/a/%252e/admin',
+      '/admin%252fx',
+      '/%c0%ae%c0%ae/admin',
+      '/%c0%afadmin',
+      '/%e0%80%ae',
+      '/%ff',
+      '/a%0d%0aX: y',
+      '/caf\u00e9',
+      '/a b',
+      '/a\tb',
+      '/admin#x',
+      '/x?y#z',
       'admin',
       'http://evil/admin',
       '*',
     ]) {
       assert.ok(!normalizeTarget(target).ok, target);
     }
+  });
+
+  it('reads the path as servers do: parameters, trailing dots and slashes, escapes, case', () => {
+    const readings = (target: string, caseInsensitive = false) => {
+      const result = normalizeTarget(target, { caseInsensitive });
+      assert.ok(result.ok, target);
+      return result.readings;
+    };
+    assert.ok(readings('/x/..;/admin/users').includes('/admin/users'), 'Tomcat: ..; is a dot segment');
+    assert.ok(readings('/admin;jsessionid=1/users').includes('/admin/users'));
+    assert.ok(readings('/admin;x/').includes('/admin/'));
+    assert.ok(readings('/admin;x/').includes('/admin'), 'a trailing slash is ignored by most routers');
+    assert.ok(readings('/admin').includes('/admin/'), 'and /admin/** covers /admin');
+    assert.ok(readings('/admin./users').includes('/admin/users'), 'IIS trims trailing dots');
+    assert.ok(readings('/admin%20/users').includes('/admin/users'), 'and trailing spaces');
+    assert.ok(readings('/admin%3bx/users').includes('/admin/users'), 'an encoded ; decoded, then stripped');
+    assert.ok(readings('/caf%C3%A9/x').includes('/café/x'), 'escapes decoded as UTF-8');
+    assert.ok(readings('/%2561dmin').includes('/%61dmin'), 'a double-encoded letter is read once');
+    assert.deepEqual(readings('/orders/1'), ['/orders/1', '/orders/1/']);
+    assert.ok(readings('/ADMIN/Users', true).includes('/admin/users'));
+    assert.ok(
+      readings('/ADMIN/Users', true).every((r) => r === r.toLowerCase()),
+      'folded readings only',
+    );
+    assert.ok(!readings('/ADMIN/Users').includes('/admin/users'), 'case kept unless the target ignores it');
+  });
+
+  it('never gives a reading with a dot segment or a double slash', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.constantFrom('a', 'admin', '.', '..', '', '..;', 'x;y', '%2e', '%3b', 'a.', '%61', '%20', 'A'),
+          { maxLength: 10 },
+        ),
+        (parts) => {
+          const result = normalizeTarget(`/${parts.join('/')}`, { caseInsensitive: true });
+          if (!result.ok) return;
+          for (const reading of result.readings) {
+            assert.ok(!reading.includes('//'), reading);
+            assert.ok(!reading.split('/').some((s) => s === '.' || s === '..'), reading);
+          }
+        },
+      ),
+    );
   });
 
   it('is idempotent and never leaves a dot segment or a double slash', () => {

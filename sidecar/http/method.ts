@@ -1,0 +1,100 @@
+// The methods a target may act on for one request. Frameworks let a client override the request
+// line's method: by header (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override: Google
+// APIs, ASP.NET, Symfony, express method-override) and by a `_method` parameter in the query or
+// in a form, multipart or JSON body (Rails, Laravel, Symfony). Airlock does not guess which one
+// a target honours: a request is decided as every method it names (the most restrictive wins),
+// and a body that may carry `_method` but cannot be read whole within a bound is decided as
+// every method a rule names. Pure: no I/O.
+
+/** Header names that override the method, lower case. */
+export const overrideHeaders = ['x-http-method-override', 'x-http-method', 'x-method-override'] as const;
+
+/** Methods a request is also decided as when its override cannot be read. */
+export const everyMethod = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'];
+
+function methodsIn(values: Iterable<string>): string[] {
+  const out: string[] = [];
+  for (const value of values)
+    for (const part of value.split(',')) {
+      const method = part.trim().toUpperCase();
+      if (method) out.push(method);
+    }
+  return out;
+}
+
+/** The methods named by override headers (any casing, repeated, comma lists) and the query's `_method`. */
+export function requestOverrides(headers: Record<string, string[] | undefined>, query: string): string[] {
+  const named: string[] = [];
+  for (const name of overrideHeaders) named.push(...methodsIn(headers[name] ?? []));
+  named.push(...methodsIn(parameters(new URLSearchParams(query.replace(/^\?/, '')))));
+  return named;
+}
+
+/** Values of `_method` however its name is spelled or encoded (`%5Fmethod`, `_METHOD`). */
+function parameters(params: URLSearchParams): string[] {
+  const values: string[] = [];
+  for (const [name, value] of params) if (name.trim().toLowerCase() === '_method') values.push(value);
+  return values;
+}
+
+/** Body types a framework reads `_method` from; undefined for a body that cannot carry one. */
+export function overrideBodyType(contentType: string | undefined): 'form' | 'multipart' | 'json' | undefined {
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type === 'application/x-www-form-urlencoded') return 'form';
+  if (type === 'multipart/form-data') return 'multipart';
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  return undefined;
+}
+
+/**
+ * The methods a whole body names in `_method`, or undefined when it cannot be read (malformed,
+ * or a multipart body without its boundary): the caller decides it as every method.
+ */
+export function bodyOverrides(
+  kind: 'form' | 'multipart' | 'json',
+  contentType: string,
+  body: Buffer,
+): string[] | undefined {
+  const text = body.toString('utf8');
+  if (kind === 'form') return methodsIn(parameters(new URLSearchParams(text)));
+  if (kind === 'json') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return text.trim() === '' ? [] : undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return [];
+    const values = Object.entries(parsed as Record<string, unknown>)
+      .filter(([name]) => name.trim().toLowerCase() === '_method')
+      .map(([, value]) => value);
+    if (values.some((v) => typeof v !== 'string')) return undefined;
+    return methodsIn(values as string[]);
+  }
+  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
+  const delimiter = boundary?.[1] ?? boundary?.[2];
+  if (!delimiter) return undefined;
+  const parts = text.split(`--${delimiter}`);
+  if (parts.length < 2) return undefined;
+  const values: string[] = [];
+  for (const part of parts.slice(1)) {
+    if (part.startsWith('--')) break;
+    const split = part.indexOf('\r\n\r\n');
+    if (split < 0) return undefined;
+    const head = part.slice(0, split);
+    const name = /content-disposition:[^\r\n]*;\s*name\*?=(?:"([^"]*)"|([^;\s]+))/i.exec(head);
+    const field = name?.[1] ?? name?.[2];
+    if (field === undefined) continue;
+    if (decodeURIComponentSafe(field).trim().toLowerCase() === '_method')
+      values.push(part.slice(split + 4).replace(/\r\n$/, ''));
+  }
+  return methodsIn(values);
+}
+
+function decodeURIComponentSafe(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/^utf-8''/i, ''));
+  } catch {
+    return text;
+  }
+}
