@@ -81,8 +81,11 @@ export interface Cluster extends Pick<ControlPlane, 'kubectl' | 'plugin' | 'kube
   helm(args: string[]): Promise<string>;
   /** `helm install` of charts/airlock; waits until the API server trusts its webhooks. */
   installAirlock(values?: string[]): Promise<void>;
-  /** A pod from the agent image in namespace agents, running `command`, once it is Ready. */
-  runAgent(name: string, options?: { serviceAccount?: string; command?: string[] }): Promise<void>;
+  /** A pod from the agent image (its user, `sleep infinity` or `command`) in namespace agents, once Ready. */
+  runAgent(
+    name: string,
+    options?: { serviceAccount?: string; command?: string[]; restartPolicy?: 'Always' | 'Never' },
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -293,15 +296,14 @@ export async function startCluster(): Promise<Cluster> {
         metadata: { name, namespace: 'agents' },
         spec: {
           serviceAccountName: options.serviceAccount ?? 'agent',
-          securityContext: { runAsUser: 1000, runAsGroup: 1000 },
+          restartPolicy: options.restartPolicy ?? 'Always',
           terminationGracePeriodSeconds: 30,
           containers: [
             {
               name: 'agent',
               image: images.agent.name,
               imagePullPolicy: 'IfNotPresent',
-              command: options.command ?? ['sleep', 'infinity'],
-              env: [{ name: 'HOME', value: '/tmp' }],
+              ...(options.command ? { command: options.command } : {}),
             },
           ],
         },

@@ -142,9 +142,9 @@ export async function startOperatorProcess(
  * ServiceAccount `agent`, all in namespace `agents`, with the masking and rules given.
  */
 export async function grantOrdersDb(
-  cluster: ControlPlane,
+  cluster: Pick<ControlPlane, 'kubectl'>,
   database: PostgresServer,
-  options: { host: string; policy: Pick<AccessPolicySpecInput, 'masking' | 'rules'> },
+  options: { host: string; port?: number; policy: Pick<AccessPolicySpecInput, 'masking' | 'rules'> },
 ): Promise<void> {
   const manifests = [
     {
@@ -160,7 +160,7 @@ export async function grantOrdersDb(
       spec: {
         protocol: 'postgres',
         host: options.host,
-        port: database.port,
+        port: options.port ?? database.port,
         tls: { mode: 'disable' },
         credentials: { secretRef: { name: 'orders-db' } },
         postgres: { database: database.database },
