@@ -8,16 +8,18 @@
 #   ordinary Debian system with a shell.
 # An archive that already holds HEAD (its revision label) is kept unless image/ has changed.
 set -euo pipefail
+# The archive's path is the only thing on stdout; every tool's output goes to stderr.
+exec 3>&1 1>&2
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 umask 022
 kind=${1:-}
-[[ "$kind" == airlock || "$kind" == agent ]] || { echo "usage: $0 airlock|agent" >&2; exit 2; }
+[[ "$kind" == airlock || "$kind" == agent ]] || { echo "usage: $0 airlock|agent"; exit 2; }
 
 case "$(uname -m)" in
   x86_64) node_arch=x64 ;;
   aarch64) node_arch=arm64 ;;
-  *) echo "build.sh: unsupported architecture $(uname -m)" >&2; exit 1 ;;
+  *) echo "build.sh: unsupported architecture $(uname -m)"; exit 1 ;;
 esac
 registry=ghcr.io/airlock-dev
 source_url=https://github.com/airlock-dev/airlock
@@ -39,12 +41,16 @@ archived_revision() {
   config=$(tar -xOf "$1" "blobs/sha256/$manifest" | grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)
   tar -xOf "$1" "blobs/sha256/$config" | grep -o '"org.opencontainers.image.revision":"[0-9a-f]*' | cut -d'"' -f4
 }
+# One build of an image at a time: another caller waits, then finds the archive made.
+mkdir -p dist
+exec 9>"dist/.$name.lock"
+flock 9
 if [[ -f "$out" && "$(archived_revision "$out" 2>/dev/null)" == "$revision" ]] && git diff --quiet HEAD -- image/; then
-  echo "build.sh: $out holds $revision already" >&2
-  echo "$out"
+  echo "build.sh: $out holds $revision already"
+  echo "$out" >&3
   exit 0
 fi
-git diff --quiet HEAD -- . ':!dist' || echo "build.sh: uncommitted changes are not in the image: it is built from HEAD ($revision)" >&2
+git diff --quiet HEAD -- . ':!dist' || echo "build.sh: uncommitted changes are not in the image: it is built from HEAD ($revision)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/airlock-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -132,5 +138,5 @@ fi
 
 echo "$config" >"$work/config.json"
 bash image/oci.sh "$rootfs" "$work/config.json" "$ref" "$out"
-echo "build.sh: $ref in $((SECONDS - started))s" >&2
-echo "$out"
+echo "build.sh: $ref in $((SECONDS - started))s"
+echo "$out" >&3

@@ -19,7 +19,8 @@ case "$(uname -m)" in
 esac
 created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 layout=$(mktemp -d)
-trap 'rm -rf "$layout"' EXIT
+partial=
+trap 'rm -rf "$layout" "$partial"' EXIT
 blobs="$layout/blobs/sha256"
 mkdir -p "$blobs"
 
@@ -55,7 +56,10 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"
   "$manifest" "$manifest_size" "$arch" "$name" "${name##*:}" >"$layout/index.json"
 printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
 
+# Written beside its name, then renamed: a reader never sees half an archive.
 mkdir -p "$(dirname "$out")"
-tar "${tar_stable[@]}" --owner=0 --group=0 -C "$layout" -cf "$out.tmp" oci-layout index.json blobs
-mv "$out.tmp" "$out"
+partial=$(mktemp "$out.XXXXXX")
+tar "${tar_stable[@]}" --owner=0 --group=0 -C "$layout" -cf "$partial" oci-layout index.json blobs
+chmod 644 "$partial"
+mv "$partial" "$out"
 echo "oci.sh: $out: $name, manifest $manifest, layer $((layer_bytes >> 20)) MiB ($((layer_size >> 20)) MiB gzipped)" >&2
