@@ -371,6 +371,54 @@ describe('analyzeSql', () => {
     );
   });
 
+  it('property: comments, casing, quoting, qualification and unicode escapes never hide a masked column', () => {
+    const masked = policy({
+      name: 'p',
+      masking: [
+        { name: 'pii', columns: ['public.customers.email'], strategy: 'redact', indirectUse: 'deny' },
+      ],
+    });
+    const column = fc.constantFrom(
+      'email',
+      'EMAIL',
+      'Email',
+      '"email"',
+      'U&"\\0065mail"',
+      'U&"e!006dail" UESCAPE \'!\'',
+    );
+    const table = fc.constantFrom(
+      'customers',
+      'CUSTOMERS',
+      'public.customers',
+      '"public"."customers"',
+      'Public.Customers',
+      'U&"customer\\0073"',
+      'prod.public.customers',
+    );
+    const gap = fc.constantFrom(' ', '/**/', '\n-- note\n', '\t', ' /* a /* nested */ b */ ', '\r\n');
+    const templates = [
+      'SELECT{g}upper({c}){g}FROM{g}{t}',
+      'SELECT{g}id{g}FROM{g}{t}{g}WHERE{g}{c}{g}LIKE{g}$$a%$$',
+      'SELECT{g}id{g}FROM{g}{t}{g}ORDER{g}BY{g}{c}',
+      'SELECT{g}x.id{g}FROM{g}{t}{g}x{g}JOIN{g}orders{g}o{g}ON{g}o.ref{g}={g}x.{c}',
+      "SELECT{g}encode(convert_to({c},{g}E'UTF8'),{g}'hex'){g}FROM{g}{t}",
+      'SELECT{g}1;{g}SELECT{g}md5({c}){g}FROM{g}{t};',
+      'PREPARE{g}p{g}AS{g}SELECT{g}length({c}){g}FROM{g}{t}',
+      'WITH{g}w{g}AS{g}(SELECT{g}{c}{g}FROM{g}{t}){g}SELECT{g}*{g}FROM{g}w',
+      'COPY{g}(SELECT{g}{c}{g}FROM{g}{t}){g}TO{g}STDOUT',
+      'SELECT{g}count(*){g}FILTER{g}(WHERE{g}{c}{g}>{g}$q$m$q$){g}FROM{g}{t}',
+    ];
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: templates.length - 1 }), column, table, gap, (index, c, t, g) => {
+        const sql = templates[index]!.replaceAll('{g}', g).replaceAll('{c}', c).replaceAll('{t}', t);
+        const analysis = analyzeSql(sql);
+        assert.ok(analysis.ok, `${sql}: ${analysis.ok ? '' : analysis.error}`);
+        assert.equal(decideSql([masked], analysis).action, 'deny', sql);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('refuses what does not parse, and what it was not loaded for', () => {
     const bad = analyzeSql('SELECT FROM WHERE');
     assert.equal(bad.ok, false);
