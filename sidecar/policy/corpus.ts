@@ -294,6 +294,8 @@ export const corpus: [string, Expect][] = [
   ['SELECT public.lookup(1)', { action: 'deny', rule: 'no-admin' }],
   ['SELECT "LOWER"(name) FROM customers', { action: 'deny', rule: 'no-admin' }],
   ['SELECT pg_catalog.lower(name) FROM customers', { action: 'allow' }],
+  ['SELECT id FROM orders WHERE id OPERATOR(public.===) 1', { action: 'deny', rule: 'no-admin' }],
+  ['SELECT id FROM orders WHERE id OPERATOR(pg_catalog.=) 1', { action: 'allow' }],
   ['CALL archive(1)', { action: 'deny', rule: 'no-admin' }],
   // A search_path that puts another schema before pg_catalog makes built-in names mean user functions.
   ['SET search_path = public, pg_catalog', { action: 'deny', rule: 'no-admin', kinds: ['SET'] }],

@@ -657,6 +657,16 @@ class Walk {
       case 'FuncCall':
         this.funcCall(body);
         return;
+      case 'A_Expr': {
+        // OPERATOR(schema.op) outside pg_catalog runs a user-defined function, like a call.
+        const schema = stringList(body['name']).at(-2);
+        if (schema !== undefined && schema !== 'pg_catalog') {
+          this.classes.add('admin');
+          this.columnUses.push(everyColumn);
+        }
+        this.fields(body);
+        return;
+      }
       case 'ColumnRef':
         this.columnRef(body, 'harmful');
         return;
