@@ -65,6 +65,23 @@ export const commands: Record<string, Command> = {
     usage: 'airlock deny ID [--reason TEXT] [--store DIR|URL]',
     run: async (args) => (await import('../local/commands.ts')).decideCommand('deny')(args),
   },
+  policy: {
+    summary: 'Check, lint, test and replay AccessPolicies before they govern anyone',
+    usage: `airlock policy check -f PATH... --as system:serviceaccount:NS:NAME [--group G]... --connection NAME
+                     (--sql TEXT | --command TEXT | --http 'METHOD PATH') [-o json]
+         The decision, the policy and rule that decided and why, and what would be masked.
+         Exit status 0 allowed, 3 denied, 4 held for approval, 2 bad input.
+       airlock policy lint -f PATH... [--strict] [--audit-max-age 30d] [-o json]
+         Rules that can never match or never decide, patterns that match the empty string,
+         approvals without approvers, audit mode left on. --strict: exit status 1 on any warning.
+       airlock policy test PATH... [-f MANIFESTS...] [-o json]
+         Runs the cases of every *.test.yaml under PATH against the manifests of its directory
+         (or those given with -f). Exit status 1 when a case fails.
+       airlock policy replay -f PATH... --store DIR|postgres://... [--since 7d] [--connection NAME] [-o json]
+         Decides every recorded request of the period again under the policies in PATH and
+         prints what would change, counted per rule, with examples as recorded.`,
+    run: async (args) => (await import('../policy/command.ts')).policyCommand(args),
+  },
   audit: {
     summary: 'Verify the audit trail and prune it by age',
     usage: 'airlock audit verify|prune --store DIR|URL [--key FILE] [--retention 30d] [-o json]',

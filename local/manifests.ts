@@ -60,7 +60,11 @@ export async function loadManifests(paths: string[]): Promise<BundleSources> {
         const object = document.toJS() as Record<string, unknown> | null;
         if (object === null || object === undefined) continue;
         const kind = object.kind as string | undefined;
-        const metadata = (object.metadata ?? {}) as { name?: string; namespace?: string };
+        const metadata = (object.metadata ?? {}) as {
+          name?: string;
+          namespace?: string;
+          creationTimestamp?: unknown;
+        };
         const where = `${file}: ${kind ?? 'object'} ${metadata.namespace ?? 'default'}/${metadata.name ?? '(unnamed)'}`;
         if (!kind || !['Connection', 'AccessPolicy', 'Secret'].includes(kind)) continue;
         if (!metadata.name) throw new ManifestError(`${where}: metadata.name is required`);
@@ -83,7 +87,13 @@ export async function loadManifests(paths: string[]): Promise<BundleSources> {
             `${where}: apiVersion must be ${apiVersion}, not ${String(object.apiVersion)}`,
           );
         }
-        const meta = { name: metadata.name, namespace };
+        // Kept when the manifest is an exported object: policy lint reads how old it is.
+        const created = metadata.creationTimestamp;
+        const meta = {
+          name: metadata.name,
+          namespace,
+          ...(typeof created === 'string' && { creationTimestamp: created }),
+        };
         if (kind === 'Connection') {
           const spec = parseSpec(connectionSpecSchema, object.spec, where);
           sources.connections.push({ apiVersion, kind, metadata: meta, spec } satisfies Connection);

@@ -1,0 +1,260 @@
+// Warnings about AccessPolicies that are valid but do not do what they seem to: rules that can
+// never match, rules an earlier rule always decides for, patterns that match the empty string,
+// approvals nobody is named to decide, audit mode left on. Pure: `airlock policy lint` and the
+// operator's RulesEffective condition read the same warnings.
+import { RE2JS } from 're2js';
+import type { AccessPolicy, PolicyRule, SqlStatementKind } from '../api/v1alpha1.ts';
+import { matchGlob, matchPathGlob } from '../sidecar/policy/glob.ts';
+import { parseCommandLine } from '../sidecar/ssh/command.ts';
+
+/** Reason constants: CamelCase, stable, for machines (condition reasons and Event reasons). */
+export const lintReasons = {
+  neverMatches: 'RuleNeverMatches',
+  globNeverMatches: 'GlobNeverMatches',
+  shadowed: 'RuleShadowed',
+  emptyMatch: 'PatternMatchesEmpty',
+  noApprovers: 'NoApprovers',
+  approverNotFound: 'ApproverNotFound',
+  auditTooLong: 'AuditModeTooLong',
+} as const;
+
+export interface LintWarning {
+  /** namespace/name of the AccessPolicy. */
+  policy: string;
+  /** The rule or masking rule the warning is about. */
+  rule?: string;
+  reason: (typeof lintReasons)[keyof typeof lintReasons];
+  message: string;
+}
+
+export interface LintOptions {
+  now: Date;
+  /** Audit mode older than this is reported; undefined: never. */
+  auditMaxAgeMs?: number;
+  /** Whether a ServiceAccount exists; undefined when it cannot be told (outside a cluster). */
+  serviceAccountExists?: (namespace: string, name: string) => boolean | undefined;
+}
+
+/**
+ * Statement kinds that never carry an UPDATE, DELETE, MERGE or TRUNCATE inside them, so a
+ * statement with one of them is never an unbounded write (checked against the analyzer in
+ * lint.test.ts). Kinds that can nest one (a CTE, a rule action, EXPLAIN ANALYZE, PREPARE,
+ * COPY (query), a function body) are left out.
+ */
+export const neverUnboundedKinds: ReadonlySet<SqlStatementKind> = new Set<SqlStatementKind>([
+  'ALTER',
+  'DROP',
+  'GRANT',
+  'REVOKE',
+  'COMMENT',
+  'DEALLOCATE',
+  'SET',
+  'RESET',
+  'SHOW',
+  'BEGIN',
+  'COMMIT',
+  'ROLLBACK',
+  'SAVEPOINT',
+  'LOCK',
+  'VACUUM',
+  'ANALYZE',
+  'CLUSTER',
+  'REINDEX',
+  'REFRESH',
+  'LISTEN',
+  'UNLISTEN',
+  'DISCARD',
+  'FETCH',
+  'CLOSE',
+  'CHECKPOINT',
+  'LOAD',
+  'IMPORT',
+  'SECURITY LABEL',
+  'REASSIGN',
+]);
+
+export function lintPolicies(policies: AccessPolicy[], options: LintOptions): LintWarning[] {
+  return policies.flatMap((policy) => lintPolicy(policy, options));
+}
+
+export function lintPolicy(policy: AccessPolicy, options: LintOptions): LintWarning[] {
+  const name = `${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`;
+  const warnings: LintWarning[] = [];
+  const warn = (reason: LintWarning['reason'], message: string, rule?: string) =>
+    warnings.push({ policy: name, ...(rule !== undefined && { rule }), reason, message });
+  const rules = policy.spec.rules ?? [];
+  const never = new Set<PolicyRule>();
+  for (const rule of rules) {
+    const why = neverMatches(rule);
+    if (why) {
+      never.add(rule);
+      warn(lintReasons.neverMatches, `rule ${rule.name} can never match: ${why}`, rule.name);
+    }
+    for (const glob of rule.ssh?.commands ?? []) {
+      const why = commandGlobNeverMatches(glob);
+      if (why && !never.has(rule))
+        warn(
+          lintReasons.globNeverMatches,
+          `rule ${rule.name}: command "${glob}" can never match: ${why}`,
+          rule.name,
+        );
+    }
+    for (const glob of rule.http?.paths ?? []) {
+      const why = pathGlobNeverMatches(glob);
+      if (why && !never.has(rule))
+        warn(
+          lintReasons.globNeverMatches,
+          `rule ${rule.name}: path "${glob}" can never match: ${why}`,
+          rule.name,
+        );
+    }
+    if (rule.action === 'require-approval') {
+      const approvers = rule.approval?.approvers;
+      if (!approvers?.groups?.length && !approvers?.users?.length) {
+        warn(
+          lintReasons.noApprovers,
+          `rule ${rule.name} names no approvers: anyone allowed to update AccessRequests decides`,
+          rule.name,
+        );
+      }
+      for (const user of approvers?.users ?? []) {
+        const account = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(user);
+        if (account && options.serviceAccountExists?.(account[1]!, account[2]!) === false) {
+          warn(
+            lintReasons.approverNotFound,
+            `rule ${rule.name}: approver ${user} is a ServiceAccount that does not exist`,
+            rule.name,
+          );
+        }
+      }
+    }
+  }
+  for (const [j, later] of rules.entries()) {
+    if (never.has(later)) continue;
+    const earlier = rules
+      .slice(0, j)
+      .find((r) => !never.has(r) && strength[r.action] >= strength[later.action] && covers(r, later));
+    if (earlier) {
+      warn(
+        lintReasons.shadowed,
+        `rule ${later.name} never decides: rule ${earlier.name} before it ${earlier.action === later.action ? 'does the same' : 'denies'} for everything it matches`,
+        later.name,
+      );
+    }
+  }
+  for (const masking of policy.spec.masking ?? []) {
+    for (const pattern of masking.patterns ?? []) {
+      if (matchesEmpty(pattern.regex)) {
+        warn(
+          lintReasons.emptyMatch,
+          `masking ${masking.name} pattern ${pattern.name} matches the empty string, so it also matches where nothing is to mask`,
+          masking.name,
+        );
+      }
+    }
+  }
+  const created = policy.metadata.creationTimestamp;
+  if (policy.spec.mode === 'audit' && options.auditMaxAgeMs !== undefined && created) {
+    const age = options.now.getTime() - Date.parse(created);
+    if (age > options.auditMaxAgeMs) {
+      warn(
+        lintReasons.auditTooLong,
+        `mode audit for ${Math.floor(age / 86_400_000)} days: it only records what it would do; set mode enforce or remove it`,
+      );
+    }
+  }
+  return warnings;
+}
+
+const strength = { deny: 2, 'require-approval': 1 } as const;
+
+/** Why a rule can match nothing, or undefined when it can match something. */
+export function neverMatches(rule: PolicyRule): string | undefined {
+  const empty = (list: unknown[] | undefined, field: string) =>
+    list !== undefined && list.length === 0
+      ? `${field} is an empty list, and an empty list matches nothing`
+      : undefined;
+  const { sql, ssh, http } = rule;
+  if (sql) {
+    const why =
+      empty(sql.statements, 'sql.statements') ??
+      empty(sql.classes, 'sql.classes') ??
+      empty(sql.tables, 'sql.tables') ??
+      empty(sql.functions, 'sql.functions');
+    if (why) return why;
+    if (sql.unboundedWrites && sql.statements?.every((kind) => neverUnboundedKinds.has(kind))) {
+      return `all of its criteria must match, and a ${sql.statements.join(' or ')} statement is never an unbounded write (write one rule per criterion to match any of them)`;
+    }
+  }
+  if (ssh) {
+    const why = empty(ssh.commands, 'ssh.commands');
+    if (why) return why;
+    if (ssh.commands?.every((glob) => commandGlobNeverMatches(glob)))
+      return `none of its commands can match (${commandGlobNeverMatches(ssh.commands[0]!)})`;
+  }
+  if (http) {
+    const why = empty(http.methods, 'http.methods') ?? empty(http.paths, 'http.paths');
+    if (why) return why;
+    if (http.paths?.every((glob) => pathGlobNeverMatches(glob)))
+      return `none of its paths can match (${pathGlobNeverMatches(http.paths[0]!)})`;
+  }
+  return undefined;
+}
+
+/**
+ * Commands are matched after argv[0] is reduced to its basename and wrappers (sudo, env,
+ * timeout, ...) are stripped: a glob whose command word the analyzer would rewrite never matches.
+ */
+function commandGlobNeverMatches(glob: string): string | undefined {
+  const [word, ...rest] = glob.split(' ');
+  if (!word || !/^[A-Za-z0-9_./+-]+$/.test(word) || rest.length === 0) return undefined;
+  const read = parseCommandLine(`${word} argument`).commands[0] ?? [];
+  if (read[0] === word) return undefined;
+  return `commands are matched as the analyzer reads them, and "${word} argument" is read as "${read.join(' ')}"`;
+}
+
+/** Rules match the normalized path: absolute, without dot segments or empty segments. */
+function pathGlobNeverMatches(glob: string): string | undefined {
+  if (!glob.startsWith('/') && !glob.startsWith('*'))
+    return 'paths are matched normalized, and they begin with /';
+  const segments = glob.split('/').slice(1, -1);
+  if (segments.some((s) => s === '' || s === '.' || s === '..'))
+    return 'paths are matched normalized, without empty, . or .. segments';
+  return undefined;
+}
+
+function matchesEmpty(regex: string): boolean {
+  try {
+    return RE2JS.compile(regex).matches('');
+  } catch {
+    // An invalid pattern is reported by the PatternsValid condition, not here.
+    return false;
+  }
+}
+
+/** Whether rule a matches everything rule b matches (for each protocol b has criteria for). */
+export function covers(a: PolicyRule, b: PolicyRule): boolean {
+  const list = <T>(outer: T[] | undefined, inner: T[] | undefined, within: (o: T, i: T) => boolean) =>
+    outer === undefined || (inner?.every((i) => outer.some((o) => within(o, i))) ?? false);
+  const same = <T>(o: T, i: T) => o === i;
+  const glob = (o: string, i: string) => o === i || matchGlob(o, i, true);
+  if (b.sql) {
+    if (!a.sql) return false;
+    if (!list(a.sql.statements, b.sql.statements, same)) return false;
+    if (!list(a.sql.classes, b.sql.classes, same)) return false;
+    if (a.sql.unboundedWrites && !b.sql.unboundedWrites) return false;
+    if (!list(a.sql.tables, b.sql.tables, glob)) return false;
+    if (!list(a.sql.functions, b.sql.functions, glob)) return false;
+  }
+  if (b.ssh) {
+    if (!a.ssh) return false;
+    if (a.ssh.interactive && !b.ssh.interactive) return false;
+    if (!list(a.ssh.commands, b.ssh.commands, (o, i) => o === i || matchGlob(o, i))) return false;
+  }
+  if (b.http) {
+    if (!a.http) return false;
+    if (!list(a.http.methods, b.http.methods, same)) return false;
+    if (!list(a.http.paths, b.http.paths, (o, i) => o === i || matchPathGlob(o, i))) return false;
+  }
+  return true;
+}
