@@ -18,7 +18,7 @@ export interface Profile {
   dot: number;
   colon: number;
   plus: number;
-  /** Longest run of digits where single spaces or dashes between digits do not break it. */
+  /** Longest run of digits where up to two spaces, dashes or dots between digits do not break it. */
   cardRun: number;
 }
 
@@ -50,11 +50,12 @@ export function profile(value: string, into: Profile): Profile {
   let plus = 0;
   let run = 0;
   let cardRun = 0;
-  let previous = 0;
+  let separators = 0;
   for (let i = 0; i < value.length; i++) {
     const ch = value.charCodeAt(i);
     if (ch >= 48 && ch <= 57) {
       digits++;
+      separators = 0;
       if (++run > cardRun) cardRun = run;
     } else {
       if (ch >= 65 && ch <= 90) upper++;
@@ -63,10 +64,9 @@ export function profile(value: string, into: Profile): Profile {
       else if (ch === 46) dot++;
       else if (ch === 58) colon++;
       else if (ch === 43) plus++;
-      // A single space or dash between digits continues a card-number run.
-      if (!((ch === 32 || ch === 45) && previous >= 48 && previous <= 57)) run = 0;
+      // Up to two spaces, dashes or dots between digits continue a card-number run.
+      if (!((ch === 32 || ch === 45 || ch === 46) && ++separators <= 2)) run = 0;
     }
-    previous = ch;
   }
   into.digits = digits;
   into.upper = upper;
@@ -77,6 +77,74 @@ export function profile(value: string, into: Profile): Profile {
   into.plus = plus;
   into.cardRun = cardRun;
   return into;
+}
+
+// ---------------------------------------------------------------------------------------
+// What detectors read: a value's disguises undone
+
+/**
+ * Non-ASCII characters that can disguise what detectors look for: decimal digits of any script
+ * (Arabic-Indic, fullwidth, Devanagari, mathematical…) and other digit forms, invisible
+ * characters (zero-width, soft hyphen, combining marks), other spaces and dashes, fullwidth and
+ * mathematical letters and punctuation (＠, ．).
+ */
+const disguiseRe =
+  /[[\p{Nd}\p{No}\p{Cf}\p{Mn}\p{Me}\p{Zs}\p{Pd}\u2212\u2024\u3002\uFE6B\uFF01-\uFF5E\uFF61\u{1D400}-\u{1D7FF}]--[\0-\x7F]]/v;
+const nonAsciiRe = /[^\0-\x7F]/;
+const ndRe = /^\p{Nd}$/u;
+const droppedRe = /^[\p{Cf}\p{Mn}\p{Me}]$/u;
+const spaceRe = /^\p{Zs}$/u;
+const dashRe = /^[\p{Pd}\u2212]$/u;
+const stops = new Set([0x2024, 0x3002, 0xff0e, 0xff61]);
+const viewChars = new Map<number, string>();
+
+/** What a detector reads for one code point: an ASCII look-alike, '' to drop it, or itself. */
+function viewChar(cp: number): string {
+  let ch = viewChars.get(cp);
+  if (ch !== undefined) return ch;
+  const own = String.fromCodePoint(cp);
+  if (ndRe.test(own)) {
+    // Unicode encodes each script's decimal digits as a contiguous run from 0 to 9 (runs may
+    // follow one another, as the mathematical digits do).
+    let first = cp;
+    while (ndRe.test(String.fromCodePoint(first - 1))) first--;
+    ch = String((cp - first) % 10);
+  } else if (droppedRe.test(own)) ch = '';
+  else if (spaceRe.test(own)) ch = ' ';
+  else if (dashRe.test(own)) ch = '-';
+  else if (stops.has(cp)) ch = '.';
+  else {
+    const compatible = own.normalize('NFKC');
+    ch = compatible.length === 1 && compatible.charCodeAt(0) < 0x80 ? compatible : own;
+  }
+  if (viewChars.size < 4096) viewChars.set(cp, ch);
+  return ch;
+}
+
+/** A value as detectors read it; at[i] is where view character i comes from in the value. */
+export interface View {
+  text: string;
+  /** Length text.length + 1: at[text.length] is the value's length. */
+  at: Int32Array;
+}
+
+/** The value with its disguises undone, or undefined when it has none (the common case). */
+export function detectorView(value: string): View | undefined {
+  // The plain test is twice as fast as the class of disguises on ASCII text.
+  if (!nonAsciiRe.test(value) || !disguiseRe.test(value)) return undefined;
+  const parts: string[] = [];
+  const at = new Int32Array(value.length + 1);
+  let n = 0;
+  for (let i = 0; i < value.length; ) {
+    const cp = value.codePointAt(i)!;
+    const size = cp > 0xffff ? 2 : 1;
+    const ch = cp < 0x80 ? value[i]! : viewChar(cp);
+    for (let k = 0; k < ch.length; k++) at[n++] = i + Math.min(k, size - 1);
+    parts.push(ch);
+    i += size;
+  }
+  at[n] = value.length;
+  return { text: parts.join(''), at: at.subarray(0, n + 1) };
 }
 
 /** A finding: value.slice(start, end) is sensitive. */
@@ -190,8 +258,9 @@ function jwtHeaderValid(header: string): boolean {
 // Scanners
 
 // Issuer prefixes 2-6 (Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard, Discover/
-// UnionPay): a 13-digit epoch-milliseconds timestamp starts with 1 and is left alone.
-const cardRe = /(?<![0-9])[2-6](?:[ -]?[0-9]){12,18}(?![0-9])/g;
+// UnionPay): a 13-digit epoch-milliseconds timestamp starts with 1 and is left alone. Up to two
+// spaces, dashes or dots may separate digits (the view has turned other separators into these).
+const cardRe = /(?<![0-9])[2-6](?:[ .-]{0,2}[0-9]){12,18}(?![0-9])/g;
 const creditCard: DetectorScanner = {
   name: 'credit-card',
   minLength: 13,
@@ -214,8 +283,9 @@ const creditCard: DetectorScanner = {
 /** Length of the longest Luhn-valid prefix of 13+ digits ending before a separator, or 0. */
 function luhnPrefix(candidate: string): number {
   for (let end = candidate.length; end > 0; end--) {
-    if (end < candidate.length && candidate[end] !== ' ' && candidate[end] !== '-') continue;
-    const digits = candidate.slice(0, end).replace(/[ -]/g, '');
+    if (end < candidate.length && !isSeparator(candidate.charCodeAt(end))) continue;
+    if (isSeparator(candidate.charCodeAt(end - 1))) continue;
+    const digits = candidate.slice(0, end).replace(/[ .-]/g, '');
     if (digits.length < 13) return 0;
     if (luhnValid(digits)) return end;
   }
@@ -256,36 +326,20 @@ const email: DetectorScanner = {
   },
 };
 
-// Only the dashed form in free text: a bare 9-digit number is too often something else.
-// Columns known to hold SSNs are masked whole through `columns`.
+// Only the separated form in free text (ddd-dd-dddd, or the same with spaces or dots): a bare
+// 9-digit number is too often something else. Columns known to hold SSNs are masked whole
+// through `columns`.
+// Not inside a longer number grouped the same way (12-123-45-6789, 123-45-6789-12).
+const ssnRe = /(?<![0-9])([0-9]{3})([ .-])([0-9]{2})\2([0-9]{4})(?![0-9]|\2[0-9])/g;
 const usSsn: DetectorScanner = {
   name: 'us-ssn',
   minLength: 11,
-  maybe: (_v, p) => p.digits >= 9 && p.dash >= 2,
+  maybe: (_v, p) => p.digits >= 9,
   find(value, out) {
-    // ddd-dd-dddd, found from its first dash: cheaper than a regex tried at every position.
-    for (let dash = value.indexOf('-', 3); dash >= 0; dash = value.indexOf('-', dash + 1)) {
-      const start = dash - 3;
-      if (value.charCodeAt(dash + 3) !== 45) continue;
-      if (!digitsAt(value, start, 3) || !digitsAt(value, dash + 1, 2) || !digitsAt(value, dash + 4, 4))
-        continue;
-      const before = start > 0 ? value.charCodeAt(start - 1) : 0;
-      const after = value.charCodeAt(dash + 8);
-      if (
-        isDigit(before) ||
-        before === 45 ||
-        isDigit(after) ||
-        (after === 45 && isDigit(value.charCodeAt(dash + 9)))
-      ) {
-        continue;
-      }
-      if (
-        ssnValid(value.slice(start, dash), value.slice(dash + 1, dash + 3), value.slice(dash + 4, dash + 8))
-      ) {
-        out.push({ start, end: dash + 8 });
-        dash += 7;
-      }
-    }
+    each(ssnRe, value, (m) => {
+      const grouped = m.index >= 2 && value[m.index - 1] === m[2] && isDigit(value.charCodeAt(m.index - 2));
+      if (!grouped && ssnValid(m[1]!, m[3]!, m[4]!)) out.push({ start: m.index, end: m.index + m[0].length });
+    });
   },
 };
 
@@ -293,10 +347,8 @@ function isDigit(ch: number): boolean {
   return ch >= 48 && ch <= 57;
 }
 
-function digitsAt(value: string, start: number, count: number): boolean {
-  if (start < 0 || start + count > value.length) return false;
-  for (let i = start; i < start + count; i++) if (!isDigit(value.charCodeAt(i))) return false;
-  return true;
+function isSeparator(ch: number): boolean {
+  return ch === 32 || ch === 45 || ch === 46;
 }
 
 // Uppercase electronic form or groups of four separated by single spaces.

@@ -403,3 +403,150 @@ describe('masking properties', () => {
     );
   });
 });
+
+describe('disguised values', () => {
+  const all = planWith([{ name: 'pii', detectors: [...detectors] }]);
+  const partial = planWith([{ name: 'pii', detectors: ['credit-card', 'us-ssn'], strategy: 'partial' }]);
+  // The zero of each script's decimal digits: ASCII, Arabic-Indic, extended Arabic-Indic,
+  // Devanagari, Bengali, Thai, fullwidth, mathematical bold, double-struck and monospace.
+  const zeros = [0x30, 0x660, 0x6f0, 0x966, 0x9e6, 0xe50, 0xff10, 0x1d7ce, 0x1d7d8, 0x1d7f6];
+  // Separators a detector reads as a space, dash or dot, and invisible ones it reads through.
+  const visible = [
+    ' ',
+    '-',
+    '.',
+    '\u00a0',
+    '\u2009',
+    '\u3000',
+    '\u2013',
+    '\u2014',
+    '\u2212',
+    '\uff0d',
+    '\uff0e',
+  ];
+  const invisible = ['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u0301'];
+  const digitArb = (d: string) =>
+    fc.constantFrom(...zeros).map((zero) => String.fromCodePoint(zero + Number(d)));
+  /** Digits of random scripts with 0-2 visible and any invisible separators between them. */
+  const disguise = (digits: string, separators = [...visible, ...invisible]) =>
+    fc
+      .tuple(
+        ...[...digits].map((d, i) =>
+          fc
+            .tuple(
+              digitArb(d),
+              i === digits.length - 1
+                ? fc.constant([] as string[])
+                : fc.array(fc.constantFrom(...separators), { maxLength: 3 }),
+            )
+            .filter(([, seps]) => seps.filter((s) => visible.includes(s)).length <= 2)
+            .map(([digit, seps]) => digit + seps.join('')),
+        ),
+      )
+      .map((parts) => parts.join(''));
+  const cardArb = fc
+    .array(fc.integer({ min: 0, max: 9 }), { minLength: 11, maxLength: 17 })
+    .chain((body) => fc.constantFrom(2, 3, 4, 5, 6).map((first) => [first, ...body]))
+    .map((digits) => {
+      for (let check = 0; check <= 9; check++) {
+        const s = [...digits, check].join('');
+        if (luhnValid(s)) return s;
+      }
+      throw new Error('unreachable');
+    });
+
+  it('cards in any script of digits, with any separators, are found and masked whole', () => {
+    fc.assert(
+      fc.property(
+        cardArb.chain(disguise),
+        fc.constantFrom('', 'card ', 'x: ', 'paid with '),
+        (card, before) => {
+          const result = all.maskText(`${before}${card} thanks`);
+          assert.equal(result.value, `${before}[REDACTED:credit-card] thanks`, JSON.stringify(card));
+          assert.equal(result.counts['pii/credit-card'], 1);
+        },
+      ),
+      { numRuns: 1_000 },
+    );
+  });
+
+  it('a Luhn-invalid number stays unmasked in any script, through invisible characters', () => {
+    fc.assert(
+      fc.property(
+        cardArb
+          .map((c) => c.slice(0, -1) + String((Number(c.at(-1)) + 1) % 10))
+          .chain((c) => disguise(c, invisible)),
+        (card) => {
+          assert.equal(detectOnly('credit-card').maskText(`n ${card} n`).value, `n ${card} n`);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('SSNs with digits of other scripts and other separators', () => {
+    const ssnArb = fc
+      .tuple(
+        fc.integer({ min: 1, max: 899 }).filter((a) => a !== 666),
+        fc.integer({ min: 1, max: 99 }),
+        fc.integer({ min: 1, max: 9999 }),
+        fc.constantFrom('-', ' ', '.', '\u2013', '\u00a0', '\uff0d'),
+      )
+      .chain(([a, g, s, sep]) =>
+        fc
+          .tuple(
+            disguiseGroup(String(a).padStart(3, '0')),
+            disguiseGroup(String(g).padStart(2, '0')),
+            disguiseGroup(String(s).padStart(4, '0')),
+          )
+          .map((groups) => groups.join(sep)),
+      );
+    function disguiseGroup(digits: string) {
+      return fc.tuple(...[...digits].map(digitArb)).map((d) => d.join(''));
+    }
+    fc.assert(
+      fc.property(ssnArb, (ssn) => {
+        assert.equal(
+          detectOnly('us-ssn').maskText(`ssn ${ssn}.`).value,
+          'ssn [REDACTED:us-ssn].',
+          JSON.stringify(ssn),
+        );
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('emails with fullwidth @ and dots, and invisible characters', () => {
+    for (const email of [
+      'alice＠example．com',
+      'ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ',
+      'alice\u200b@example.com',
+      'alice@exam\u00adple.com',
+      'alice﹫example。com',
+    ]) {
+      assert.equal(detectOnly('email').maskText(`to ${email} now`).value, 'to [REDACTED:email] now', email);
+    }
+  });
+
+  it('partial keeps only the last four digits of a disguised card, whatever its script', () => {
+    fc.assert(
+      fc.property(cardArb.chain(disguise), (card) => {
+        const masked = partial.maskText(card).value;
+        const shown = [...masked].filter((ch) => /\p{Nd}/u.test(ch));
+        assert.ok(shown.length <= 4, `${JSON.stringify(card)} → ${JSON.stringify(masked)}`);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('text without disguises and text in other scripts is left as it is', () => {
+    for (const text of [
+      'Zoë Saldaña, Straße 5, 東京都 1-2-3',
+      'Ünïcödé – not a number — ½ price',
+      '٢٠٢٤ annual report',
+      'α = 3.14159, β = 2.71828',
+    ]) {
+      assert.equal(all.maskText(text).value, text);
+    }
+  });
+});

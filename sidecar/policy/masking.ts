@@ -16,7 +16,14 @@ import { createHmac } from 'node:crypto';
 import { RE2JS } from 're2js';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import type { MaskingRule } from '../../api/v1alpha1.ts';
-import { type DetectorScanner, detectorScanners, type Profile, profile, type Span } from './detectors.ts';
+import {
+  type DetectorScanner,
+  detectorScanners,
+  detectorView,
+  type Profile,
+  profile,
+  type Span,
+} from './detectors.ts';
 import { matchGlob, splitColumnGlob } from './glob.ts';
 
 export type Strategy = MaskingRule['strategy'];
@@ -53,7 +60,8 @@ export interface MaskingPlan {
   /** Some rule masks columns (so columnRule can return something). */
   hasColumns: boolean;
   columnRule(qualified: { schema: string; table: string; column: string }): ColumnMask | undefined;
-  maskText(value: string, column?: ColumnMask): MaskResult;
+  /** ascii: the caller knows the value is ASCII, so there is no disguise to look through. */
+  maskText(value: string, column?: ColumnMask, ascii?: boolean): MaskResult;
 }
 
 export interface MaskingOptions {
@@ -128,6 +136,8 @@ interface Consumer {
 /** One detector or pattern, shared by every rule that uses it. */
 interface Scanner {
   label: string;
+  /** Reads the value with its disguises undone (built-in detectors); patterns read it as it is. */
+  view: boolean;
   minLength: number;
   maybe(value: string, p: Profile): boolean;
   find(value: string, out: Span[]): void;
@@ -226,7 +236,7 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     return result;
   }
 
-  function maskText(value: string, column?: ColumnMask): MaskResult {
+  function maskText(value: string, column?: ColumnMask, ascii = false): MaskResult {
     if (column) {
       const wouldMask = column.wouldMask.length === 0 ? noCounts : countKeys(column.wouldMask);
       if (column.audit) return { value, counts: noCounts, wouldMask: { ...wouldMask, [column.key]: 1 } };
@@ -236,18 +246,27 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
         wouldMask,
       };
     }
-    if (prefilter) {
-      if (value.length < minLength) return { value, counts: noCounts, wouldMask: noCounts };
-      profile(value, scratch);
-    }
+    if (prefilter && value.length < minLength) return { value, counts: noCounts, wouldMask: noCounts };
+    // Digits of other scripts, invisible separators, fullwidth forms: detectors read through them.
+    const view = ascii ? undefined : detectorView(value);
+    const seen = view ? view.text : value;
+    if (prefilter) profile(seen, scratch);
     let findings: Finding[] | undefined;
     for (const scanner of list) {
-      if (prefilter && !scanner.maybe(value, scratch)) continue;
+      const input = scanner.view ? seen : value;
+      if (prefilter && !scanner.maybe(input, scratch)) continue;
       const spans: Span[] = [];
-      scanner.find(value, spans);
+      scanner.find(input, spans);
       if (spans.length === 0) continue;
       findings ??= [];
-      for (const span of spans) findings.push({ start: span.start, end: span.end, scanner });
+      const at = scanner.view ? view?.at : undefined;
+      for (const span of spans) {
+        findings.push(
+          at
+            ? { start: at[span.start]!, end: at[span.end]!, scanner }
+            : { start: span.start, end: span.end, scanner },
+        );
+      }
     }
     if (!findings) return { value, counts: noCounts, wouldMask: noCounts };
     return applyFindings(value, findings, hashKey);
@@ -268,6 +287,7 @@ function scannerFor(scanners: Map<string, Scanner>, key: string, make: () => Sca
 function fromDetector(d: DetectorScanner): Scanner {
   return {
     label: d.name,
+    view: true,
     minLength: d.minLength,
     maybe: d.maybe,
     find: d.find,
@@ -281,6 +301,7 @@ function fromPattern(name: string, pattern: CompiledPattern): Scanner {
   const re = pattern.re;
   return {
     label: name,
+    view: false,
     minLength: 1,
     // RE2's DFA answers "is there a match" without building match state.
     maybe: (value) => re.test(value),

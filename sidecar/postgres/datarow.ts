@@ -16,19 +16,22 @@ export class RowWriter {
 
   /**
    * Writes the DataRow raw[base, limit) with fields changedAt[i] replaced by changedTo[i] (a
-   * string, written as UTF-8, or null for SQL NULL); changedAt is ascending. Returns a view of
-   * the new row.
+   * string, written as UTF-8, bytes, or null for SQL NULL); changedAt is ascending. Returns a
+   * view of the new row.
    */
   write(
     raw: Buffer,
     base: number,
     limit: number,
     changedAt: number[],
-    changedTo: (string | null)[],
+    changedTo: (string | Buffer | null)[],
     changes: number,
   ): Buffer {
     let bound = limit - base;
-    for (let c = 0; c < changes; c++) bound += (changedTo[c]?.length ?? 0) * 3;
+    for (let c = 0; c < changes; c++) {
+      const value = changedTo[c];
+      bound += typeof value === 'string' ? value.length * 3 : (value?.length ?? 0);
+    }
     if (this.buffer.length - this.used < bound) {
       this.buffer = Buffer.allocUnsafe(Math.max(minimumBatch, bound));
       this.used = 0;
@@ -49,7 +52,8 @@ export class RowWriter {
           out.writeInt32BE(-1, to);
           to += 4;
         } else {
-          const written = out.write(value, to + 4, 'utf8');
+          const written =
+            typeof value === 'string' ? out.write(value, to + 4, 'utf8') : value.copy(out, to + 4);
           out.writeInt32BE(written, to);
           to += 4 + written;
         }

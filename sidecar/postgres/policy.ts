@@ -38,7 +38,8 @@ export interface Masker {
    */
   minScanLength: number;
   columnRule(ref: ColumnRef): ColumnMask | undefined;
-  mask(value: string, column?: ColumnMask): MaskResult;
+  /** ascii: the value is known to be ASCII (skips looking for disguised digits and separators). */
+  mask(value: string, column?: ColumnMask, ascii?: boolean): MaskResult;
 }
 
 export interface PolicyEngine {

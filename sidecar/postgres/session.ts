@@ -14,6 +14,7 @@
 // results, the server skips to Sync after it exactly as after its own errors, an implicit
 // transaction is rolled back and an explicit one goes to E (failed), and ReadyForQuery
 // carries the true transaction status.
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { LookupFunction, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -81,6 +82,7 @@ import {
   type UpstreamError,
   type UpstreamTarget,
 } from './upstream.ts';
+import { byteaBytes, byteaText, type Held, heldText, heldTypes } from './values.ts';
 
 // How a held statement gets a human decision: the contract every enforcer shares.
 export type { ApprovalRequest, ApprovalResult, Approvals };
@@ -161,6 +163,8 @@ interface ColumnPlan {
   textual: boolean;
   binary: boolean;
   jsonb: boolean;
+  /** Read by what the type holds (bytea's bytes; binary int8, numeric, inet as their text). */
+  held?: Held;
   rule?: ColumnMask;
 }
 type Layout = ColumnPlan[];
@@ -219,7 +223,7 @@ export class PostgresSession {
   private rowText: string | undefined;
   private rowAscii: boolean | undefined;
   private readonly changedAt: number[] = [];
-  private readonly changedTo: (string | null)[] = [];
+  private readonly changedTo: (string | Buffer | null)[] = [];
   private readonly rows = new RowWriter();
   /** Set while a statement waits for approval. */
   private cancelHold: (() => void) | undefined;
@@ -1403,11 +1407,15 @@ export class PostgresSession {
           const textual = textTypes.has(c.typeOid);
           const binary = c.format === 1;
           const plan: ColumnPlan = { action: 'skip', textual, binary, jsonb: binary && c.typeOid === 3802 };
+          const held = heldTypes.get(c.typeOid);
           if (rule !== undefined) {
             plan.action = 'mask';
             plan.rule = rule;
           } else if (!masker.scans) plan.action = 'skip';
-          else if (!binary || textual) plan.action = 'text';
+          else if (held === 'bytea' || (held && binary)) {
+            plan.action = 'text';
+            plan.held = held;
+          } else if (!binary || textual) plan.action = 'text';
           else plan.action = opaqueTypes.has(c.typeOid) ? 'skip' : 'lossy';
           return plan;
         }),
@@ -1473,7 +1481,10 @@ export class PostgresSession {
       const end = at + length;
       if (end > limit) throw new ProtocolViolation('DataRow field beyond the message');
       const plan = layout?.[i] ?? unknownColumn;
-      if (plan.action === 'mask' || (plan.action !== 'skip' && length >= masker.minScanLength)) {
+      if (
+        plan.action === 'mask' ||
+        (plan.action !== 'skip' && (length >= masker.minScanLength || plan.held !== undefined))
+      ) {
         const result = this.maskValue(masker, raw, base + 7, limit, at, end, plan, record);
         if (result !== unchanged) {
           changedAt[changes] = i;
@@ -1496,7 +1507,8 @@ export class PostgresSession {
     end: number,
     plan: ColumnPlan,
     record: RequestRecord | undefined,
-  ): string | null | typeof unchanged {
+  ): string | Buffer | null | typeof unchanged {
+    if (plan.held) return this.maskHeld(masker, raw, start, end, plan.held, plan.binary, record);
     const rule = plan.rule;
     if (plan.action === 'mask' && rule && plan.binary && !plan.textual) {
       // A binary non-text value cannot carry a mask: it becomes NULL.
@@ -1517,13 +1529,47 @@ export class PostgresSession {
     } else {
       text = raw.toString('utf8', from, end);
     }
-    const result = masker.mask(text, plan.action === 'mask' ? rule : undefined);
+    const result = masker.mask(text, plan.action === 'mask' ? rule : undefined, this.rowAscii);
     if (record && (hasKeys(result.counts) || hasKeys(result.wouldMask))) this.addCounts(record, result);
     if (result.value === text) return unchanged;
     // Masked text in a non-text column would not decode: send NULL instead.
     if (!plan.textual || plan.action === 'lossy') return null;
     // jsonb binary keeps its version byte (1).
     return plan.jsonb ? `\u0001${result.value}` : result.value;
+  }
+
+  /**
+   * A value read by what its type holds. A bytea is its bytes (never its hex digits): text found
+   * in them is masked and the value stays a bytea of the masked bytes. Binary int8, numeric and
+   * inet are scanned as the text the server would have sent, and become NULL when anything is found.
+   */
+  private maskHeld(
+    masker: Masker,
+    raw: Buffer,
+    start: number,
+    end: number,
+    held: Held,
+    binary: boolean,
+    record: RequestRecord | undefined,
+  ): string | Buffer | null | typeof unchanged {
+    if (held !== 'bytea') {
+      const text = heldText(held, raw, start, end);
+      const result = masker.mask(text);
+      if (record && (hasKeys(result.counts) || hasKeys(result.wouldMask))) this.addCounts(record, result);
+      return result.value === text ? unchanged : null;
+    }
+    const decoded = binary
+      ? { bytes: raw.subarray(start, end), hex: false }
+      : byteaBytes(raw.subarray(start, end));
+    if (decoded.bytes.length < masker.minScanLength) return unchanged;
+    // Bytes that are not UTF-8 are read one character per byte, so they come back unchanged.
+    const encoding = isUtf8(decoded.bytes) ? 'utf8' : 'latin1';
+    const text = decoded.bytes.toString(encoding);
+    const result = masker.mask(text);
+    if (record && (hasKeys(result.counts) || hasKeys(result.wouldMask))) this.addCounts(record, result);
+    if (result.value === text) return unchanged;
+    const masked = Buffer.from(result.value, encoding);
+    return binary ? masked : byteaText(masked, decoded.hex);
   }
 
   /** The format of the COPY a record runs, from its parse tree (csv when it cannot be told: whole lines). */
