@@ -75,7 +75,7 @@ export const commands: Record<string, Command> = {
          Rules that can never match or never decide, patterns that match the empty string,
          approvals without approvers, audit mode left on. --strict: exit status 1 on any warning.
        airlock policy test PATH... [-f MANIFESTS...] [-o json]
-         Runs the cases of every *.test.yaml under PATH against the manifests of its directory
+         Runs the cases of every *.test.yaml under PATH against the manifests directly in PATH
          (or those given with -f). Exit status 1 when a case fails.
        airlock policy replay -f PATH... --store DIR|postgres://... [--since 7d] [--connection NAME] [-o json]
          Decides every recorded request of the period again under the policies in PATH and

@@ -37,6 +37,8 @@ export interface ControllerOptions {
   isLeader: () => boolean;
   /** This replica's name, for Events. */
   identity: string;
+  /** AccessPolicies in audit mode longer than this get a RulesEffective warning (default 30 days). */
+  auditMaxAgeMs?: number;
   /** Called after any watched object changes (bundle pushes listen here). */
   onSourcesChanged?: () => void;
 }
@@ -157,11 +159,35 @@ export class Controllers {
     const { namespace, name } = splitKey(key);
     const policy = this.policies.get(namespace, name);
     if (!policy) return;
+    const accounts = await this.#approverAccounts(policy);
     const desired = policyConditions(
       policy,
       (connection) => this.connections.get(namespace, connection) !== undefined,
+      {
+        now: new Date(),
+        auditMaxAgeMs: this.#options.auditMaxAgeMs ?? 30 * 86_400_000,
+        serviceAccountExists: (ns, name) => accounts.get(`${ns}/${name}`),
+      },
     );
     await this.#writeStatus('AccessPolicy', 'accesspolicies', policy, desired);
+  }
+
+  /** Whether each ServiceAccount named as an approver exists; absent when it cannot be told. */
+  async #approverAccounts(policy: AccessPolicy): Promise<Map<string, boolean>> {
+    const accounts = new Map<string, boolean>();
+    for (const rule of policy.spec.rules ?? []) {
+      for (const user of rule.approval?.approvers.users ?? []) {
+        const [, namespace, name] = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(user) ?? [];
+        if (!namespace || !name || accounts.has(`${namespace}/${name}`)) continue;
+        try {
+          await this.#options.clients.core.readNamespacedServiceAccount({ namespace, name });
+          accounts.set(`${namespace}/${name}`, true);
+        } catch (error) {
+          if (statusCode(error) === 404) accounts.set(`${namespace}/${name}`, false);
+        }
+      }
+    }
+    return accounts;
   }
 
   async #writeStatus(
@@ -197,6 +223,22 @@ export class Controllers {
         ready.status === 'True' ? 'Normal' : 'Warning',
         ready.reason,
         ready.message,
+      );
+    }
+    // A policy whose rules stopped (or started) being effective says so once per change.
+    const effective = conditions.find((c) => c.type === 'RulesEffective');
+    const wasEffective = previous?.find((c) => c.type === 'RulesEffective');
+    if (
+      effective &&
+      (effective.status !== (wasEffective?.status ?? 'True') ||
+        (effective.status === 'False' && effective.message !== wasEffective?.message))
+    ) {
+      await this.#event(
+        object,
+        kind,
+        effective.status === 'True' ? 'Normal' : 'Warning',
+        effective.reason,
+        effective.message,
       );
     }
   }

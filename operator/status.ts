@@ -3,6 +3,7 @@
 import { RE2JS } from 're2js';
 import { missingCredentialKeys } from '../api/bundle.ts';
 import type { AccessPolicy, Connection } from '../api/v1alpha1.ts';
+import { type LintOptions, lintPolicy } from '../policy/lint.ts';
 import type { DesiredCondition } from './conditions.ts';
 
 /** Reason constants: CamelCase, stable, for machines. */
@@ -17,6 +18,7 @@ export const reasons = {
   connectionNotFound: 'ConnectionNotFound',
   patternsValid: 'PatternsValid',
   invalidPattern: 'InvalidPattern',
+  rulesEffective: 'RulesEffective',
 } as const;
 
 export interface SecretView {
@@ -97,6 +99,7 @@ export function patternError(regex: string): string | undefined {
 export function policyConditions(
   policy: AccessPolicy,
   connectionExists: (name: string) => boolean,
+  lint: LintOptions,
 ): DesiredCondition[] {
   const missing = policy.spec.connections.filter((name) => !connectionExists(name));
   const found: DesiredCondition =
@@ -134,9 +137,25 @@ export function policyConditions(
           reason: reasons.patternsValid,
           message: 'Every pattern compiles as RE2',
         };
+  // Warnings, not errors: the policy is in force either way, so Ready does not depend on them.
+  const warnings = lintPolicy(policy, lint);
+  const effective: DesiredCondition =
+    warnings.length > 0
+      ? {
+          type: 'RulesEffective',
+          status: 'False',
+          reason: warnings[0]!.reason,
+          message: warnings.map((w) => w.message).join('; '),
+        }
+      : {
+          type: 'RulesEffective',
+          status: 'True',
+          reason: reasons.rulesEffective,
+          message: 'Every rule can match and decide',
+        };
   const blocking = [found, patterns].find((c) => c.status !== 'True');
   const ready: DesiredCondition = blocking
     ? { type: 'Ready', status: 'False', reason: blocking.reason, message: blocking.message }
     : { type: 'Ready', status: 'True', reason: reasons.ready, message: 'The policy is in force' };
-  return [found, patterns, ready];
+  return [found, patterns, effective, ready];
 }

@@ -1,5 +1,7 @@
 // `airlock policy check|lint|test|replay`: what a policy would do, before it governs anyone.
 import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseRetention } from '../audit/command.ts';
 import { openAuditLog } from '../audit/log.ts';
@@ -163,10 +165,14 @@ function renderWarnings(policies: number, warnings: LintWarning[]): string {
 
 async function test(values: Flags, paths: string[]): Promise<number> {
   if (paths.length === 0) throw new PolicyInputError('give the directory (or files) of the policy tests');
-  const files = await findTestFiles(paths);
-  if (files.length === 0) throw new PolicyInputError(`no *${testFileSuffix} file under ${paths.join(', ')}`);
   const results: CaseResult[] = [];
-  for (const file of files) results.push(...(await runTestFile(file, values.file)));
+  for (const path of paths) {
+    const files = await findTestFiles([path]);
+    if (files.length === 0) throw new PolicyInputError(`no *${testFileSuffix} file under ${path}`);
+    // A directory's tests decide against the manifests directly in it; a file's, its directory's.
+    const manifests = values.file ?? [(await stat(path)).isDirectory() ? path : dirname(path)];
+    for (const file of files) results.push(...(await runTestFile(file, manifests)));
+  }
   const failed = results.filter((r) => !r.passed);
   if (values.output === 'json') {
     console.log(

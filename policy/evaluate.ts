@@ -114,11 +114,23 @@ export function grantedConnection(
   const connection = bundle.connections.find((c) => c.name === name);
   if (connection) return connection;
   const problem = problems.find((p) => p.connection === name && p.namespace === identity.namespace);
-  throw new PolicyInputError(
-    problem
-      ? `Connection ${name}: ${problem.message}`
-      : `no AccessPolicy grants Connection ${identity.namespace}/${name} to ${identityName(identity)}`,
+  if (problem) throw new PolicyInputError(`Connection ${name}: ${problem.message}`);
+  const existing = sources.connections.find(
+    (c) => c.metadata.name === name && (c.metadata.namespace ?? 'default') === identity.namespace,
   );
+  if (!existing) throw new PolicyInputError(`no Connection ${identity.namespace}/${name} in the manifests`);
+  // Not granted: no policy applies, and the evaluator refuses, as the sidecar would.
+  const { protocol, host, port, tls } = existing.spec;
+  return {
+    name,
+    namespace: identity.namespace,
+    protocol,
+    host,
+    port,
+    tls: { mode: tls.mode },
+    credentials: {},
+    policies: [],
+  };
 }
 
 const protocolOf = (request: PolicyRequest) =>

@@ -1,9 +1,9 @@
-// Policy unit tests in the manifests' own terms: files named *.test.yaml next to the policies,
-// each a list of cases (an identity, a Connection and a request given; a decision, and
+// Policy unit tests in the manifests' own terms: files named *.test.yaml anywhere under a
+// policy directory, decided against the manifests directly in it; each a list of cases (an identity, a Connection and a request given; a decision, and
 // optionally the deciding policy and rule and the masked columns, expected). Decided by the
 // same code as `airlock policy check`.
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { loadManifests } from '../local/manifests.ts';
@@ -76,10 +76,10 @@ export async function readTestFile(file: string): Promise<PolicyTestCase[]> {
   return parsed.data.tests;
 }
 
-/** Runs one file's cases against the manifests of the directory it lies in (or those given). */
-export async function runTestFile(file: string, manifests?: string[]): Promise<CaseResult[]> {
+/** Runs one file's cases against the manifests under the given paths. */
+export async function runTestFile(file: string, manifests: string[]): Promise<CaseResult[]> {
   const cases = await readTestFile(file);
-  const sources = await loadManifests(manifests ?? [dirname(file)]);
+  const sources = await loadManifests(manifests);
   const results: CaseResult[] = [];
   for (const test of cases) {
     const { given, expect } = test;

@@ -269,6 +269,76 @@ describe('operator on a real kube-apiserver', requires('etcd', 'kube-apiserver',
     await kubectl(['delete', 'ap', 'broken', '-n', 'agents']);
   });
 
+  test('RulesEffective names rules that never match and approvers that do not exist, with a Warning Event', async () => {
+    const policy = (rules: object[]) => ({
+      apiVersion: 'airlock.dev/v1alpha1',
+      kind: 'AccessPolicy',
+      metadata: { name: 'lint-me', namespace: 'agents' },
+      spec: { subjects: [{ kind: 'ServiceAccount', name: 'deploy-bot' }], connections: ['orders-db'], rules },
+    });
+    await apply(
+      policy([
+        { name: 'any-of', action: 'deny', sql: { statements: ['DROP', 'ALTER'], unboundedWrites: true } },
+        {
+          name: 'writes',
+          action: 'require-approval',
+          sql: { statements: ['UPDATE'] },
+          approval: { approvers: { users: ['system:serviceaccount:agents:ghost-approver'] } },
+        },
+      ]),
+    );
+    const effective = await eventually('RulesEffective False', async () => {
+      const c = await condition('ap', 'lint-me', 'RulesEffective');
+      return c?.status === 'False' ? c : undefined;
+    });
+    assert.equal(effective.reason, 'RuleNeverMatches');
+    assert.match(
+      effective.message,
+      /rule any-of can never match: .*DROP or ALTER statement is never an unbounded write/,
+    );
+    assert.match(
+      effective.message,
+      /approver system:serviceaccount:agents:ghost-approver is a ServiceAccount that does not exist/,
+    );
+    // Warnings do not take the policy out of force.
+    assert.equal((await condition('ap', 'lint-me', 'Ready')).status, 'True');
+    const events = () =>
+      kubectl([
+        'get',
+        'events',
+        '-n',
+        'agents',
+        '--field-selector',
+        'involvedObject.name=lint-me',
+        '-o',
+        'json',
+      ]);
+    const warning = await eventually('the Warning Event', async () =>
+      (JSON.parse(await events()).items as { type: string; reason: string; message: string }[]).find(
+        (e) => e.type === 'Warning' && e.reason === 'RuleNeverMatches',
+      ),
+    );
+    assert.match(warning.message, /rule any-of can never match/);
+
+    await apply(
+      policy([
+        { name: 'no-ddl', action: 'deny', sql: { statements: ['DROP', 'ALTER'] } },
+        { name: 'no-unbounded-writes', action: 'deny', sql: { unboundedWrites: true } },
+      ]),
+    );
+    const fixed = await eventually('RulesEffective True', async () => {
+      const c = await condition('ap', 'lint-me', 'RulesEffective');
+      return c?.status === 'True' ? c : undefined;
+    });
+    assert.equal(fixed.reason, 'RulesEffective');
+    await eventually('the Normal Event', async () =>
+      (JSON.parse(await events()).items as { type: string; reason: string }[]).find(
+        (e) => e.type === 'Normal' && e.reason === 'RulesEffective',
+      ),
+    );
+    await kubectl(['delete', 'ap', 'lint-me', '-n', 'agents']);
+  });
+
   test('a sidecar gets exactly its bundle with a real pod-bound token; every other token gets nothing', async () => {
     await apply({
       apiVersion: 'airlock.dev/v1alpha1',
