@@ -1417,7 +1417,7 @@ function truth(node: AstNode | undefined): boolean | undefined {
       if (values.includes(false)) return false;
       return values.every((v) => v === true) ? true : undefined;
     }
-    if (values.includes(true) || complementaryNullTests(args)) return true;
+    if (values.includes(true) || complementaryNullTests(args) || complementaryArms(args)) return true;
     return values.every((v) => v === false) ? false : undefined;
   }
   const expr = node['A_Expr'];
@@ -1532,6 +1532,63 @@ function complementaryNullTests(args: AstNode[]): boolean {
     (a) =>
       a['nulltesttype'] === 'IS_NULL' &&
       tests.some((b) => b['nulltesttype'] === 'IS_NOT_NULL' && sameExpression(a['arg'], b['arg'])),
+  );
+}
+
+/** The comparison each operator's negation is (NULLs aside): x < k OR x >= k holds for every row. */
+const negatedOperators: Record<string, string> = {
+  '<': '>=',
+  '>=': '<',
+  '>': '<=',
+  '<=': '>',
+  '=': '<>',
+  '<>': '=',
+  '!=': '=',
+};
+/** The operator seen from the other side: k < x is x > k. */
+const mirroredOperators: Record<string, string> = {
+  '<': '>',
+  '>': '<',
+  '<=': '>=',
+  '>=': '<=',
+  '=': '=',
+  '<>': '<>',
+  '!=': '<>',
+};
+
+/** A comparison of an expression with a constant, written either way round. */
+function comparison(node: AstNode): { subject: unknown; op: string; value: Constant } | undefined {
+  const expr = node['A_Expr'];
+  if (expr?.['kind'] !== 'AEXPR_OP') return undefined;
+  const names = stringList(expr['name']);
+  const op = names.length === 1 ? names[0]! : undefined;
+  if (!op || !(op in negatedOperators)) return undefined;
+  const right = constant(expr['rexpr'] as AstNode);
+  if (right) return { subject: expr['lexpr'], op, value: right.value };
+  const left = constant(expr['lexpr'] as AstNode);
+  if (left) return { subject: expr['rexpr'], op: mirroredOperators[op]!, value: left.value };
+  return undefined;
+}
+
+/**
+ * OR arms that cover every row between them (NULLs aside): p OR NOT p, and a comparison with
+ * its negation against the same constant (id > 0 OR id <= 0, status = 'a' OR status <> 'a').
+ */
+function complementaryArms(args: AstNode[]): boolean {
+  const negations = args.map((arg) => arg['BoolExpr']).filter((b) => b?.['boolop'] === 'NOT_EXPR');
+  for (const not of negations) {
+    const inner = (not!['args'] as AstNode[] | undefined)?.[0];
+    if (args.some((arg) => sameExpression(arg, inner))) return true;
+  }
+  const comparisons = args.map(comparison).filter((c) => c !== undefined);
+  return comparisons.some((a) =>
+    comparisons.some(
+      (b) =>
+        negatedOperators[a.op] === (b.op === '!=' ? '<>' : b.op) &&
+        a.value !== null &&
+        a.value === b.value &&
+        sameExpression(a.subject, b.subject),
+    ),
   );
 }
 
