@@ -305,6 +305,9 @@ export type SqlStatementKind = (typeof sqlStatementKinds)[number];
 export const sqlClasses = ['read', 'write', 'ddl', 'dcl', 'admin'] as const;
 export type SqlClass = (typeof sqlClasses)[number];
 
+export const sshCommandClasses = ['file-deletion', 'interpreter', 'privilege', 'network'] as const;
+export type SshCommandClass = (typeof sshCommandClasses)[number];
+
 const subjectSchema = describe(
   validated(
     z.object({
@@ -427,7 +430,11 @@ const ruleSchema = describe(
           .object({
             commands: describe(
               z.array(glob).max(256).optional(),
-              'Commands to match, as globs over the argument vector, such as "rm *" or "systemctl restart *".',
+              'Commands to match, as globs over the argument vector, such as "rm *" or "systemctl restart *". A glob names one program: "rm *" matches rm however it is wrapped or spelled, not other programs that delete files (use classes).',
+            ),
+            classes: describe(
+              z.array(z.enum(sshCommandClasses)).max(4).optional(),
+              'Command classes to match: file-deletion (rm, unlink, shred, find -delete, rsync --delete, tar --remove-files, ...), interpreter (inline or unreadable code: perl -e, python -c, awk system(), sed e, ...), privilege (sudo, su, doas, setpriv, chmod +s, ...) or network (curl, wget, nc, ssh, /dev/tcp, ...).',
             ),
             interactive: describe(
               z.boolean().optional(),

@@ -3,7 +3,7 @@
 // policies and all statements wins (deny > require-approval > allow). Audit-mode policies
 // never change the outcome; what they would have done is listed in wouldHave.
 import type { BundlePolicy } from '../../api/bundle.ts';
-import type { PolicyRule } from '../../api/v1alpha1.ts';
+import type { PolicyRule, SshCommandClass } from '../../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob, matchSqlName, splitColumnGlob } from './glob.ts';
 import type { ColumnUse, SqlAnalysis, SqlStatement } from './sql.ts';
 
@@ -110,7 +110,7 @@ export function decideSql(policies: BundlePolicy[], analysis: SqlAnalysis): Deci
 export function decideSsh(
   policies: BundlePolicy[],
   argv: string[][],
-  opts: { interactive: boolean },
+  opts: { interactive: boolean; classes?: readonly SshCommandClass[] },
 ): Decision {
   if (policies.length === 0) return noGrant();
   const lines = argv.map((args) => args.join(' '));
@@ -125,8 +125,12 @@ export function decideSsh(
         line = lines.find((l) => ssh.commands!.some((glob) => matchGlob(glob, l)));
         if (line === undefined) continue;
       }
+      // Classes are those of the whole line (a rule naming commands and classes needs both on it).
+      const cls = ssh.classes && ssh.classes.find((c) => opts.classes?.includes(c));
+      if (ssh.classes && cls === undefined) continue;
       const what =
-        line !== undefined ? `command "${line}"` : opts.interactive ? 'interactive session' : 'session';
+        (line !== undefined ? `command "${line}"` : opts.interactive ? 'interactive session' : 'session') +
+        (cls !== undefined ? ` (${cls})` : '');
       matches.push({
         ...ruleMatch(policy, rule),
         reason: `rule "${rule.name}" of AccessPolicy "${policy.name}" matches ${what}`,
@@ -140,8 +144,13 @@ export function decideSsh(
  * An SSH exec request: the commands its line would run (each in every spelling), and what of
  * the line cannot be verified statically, which is refused where a policy has command rules.
  */
-export function decideSshExec(policies: BundlePolicy[], argv: string[][], unverifiable: string[]): Decision {
-  const decision = decideSsh(policies, argv, { interactive: false });
+export function decideSshExec(
+  policies: BundlePolicy[],
+  argv: string[][],
+  unverifiable: string[],
+  classes: readonly SshCommandClass[] = [],
+): Decision {
+  const decision = decideSsh(policies, argv, { interactive: false, classes });
   if (unverifiable.length === 0) return decision;
   const reason = `the command line cannot be verified statically (${unverifiable.join('; ')})`;
   return refuseUnderCommandRules(policies, decision, reason);
@@ -154,7 +163,8 @@ export function refuseUnderCommandRules(
   reason: string,
 ): Decision {
   if (decision.action === 'deny') return decision;
-  const withRules = (p: BundlePolicy) => p.rules.some((r) => r.ssh?.commands && r.ssh.commands.length > 0);
+  const withRules = (p: BundlePolicy) =>
+    p.rules.some((r) => (r.ssh?.commands?.length ?? 0) > 0 || (r.ssh?.classes?.length ?? 0) > 0);
   const enforcing = policies.find((p) => p.mode === 'enforce' && withRules(p));
   if (enforcing) {
     return {

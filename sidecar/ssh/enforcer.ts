@@ -325,7 +325,12 @@ class AgentSession {
   /** Decides an exec request's command line. */
   decideExec(command: string): Decision {
     const parsed = parseCommandLine(command);
-    return decideSshExec(this.policies, parsed.commands.flatMap(spellings), parsed.unverifiable);
+    return decideSshExec(
+      this.policies,
+      parsed.commands.flatMap(spellings),
+      parsed.unverifiable,
+      parsed.classes,
+    );
   }
 
   /** Decides a shell or subsystem. */
