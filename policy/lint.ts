@@ -202,15 +202,15 @@ export function neverMatches(rule: PolicyRule): string | undefined {
 }
 
 /**
- * Commands are matched after argv[0] is reduced to its basename and wrappers (sudo, env,
- * timeout, ...) are stripped: a glob whose command word the analyzer would rewrite never matches.
+ * Commands are matched as the SSH analyzer reads them (argv[0] reduced to its basename, and so
+ * on): a glob whose command word the analyzer never leaves as written can never match.
  */
 function commandGlobNeverMatches(glob: string): string | undefined {
   const [word, ...rest] = glob.split(' ');
   if (!word || !/^[A-Za-z0-9_./+-]+$/.test(word) || rest.length === 0) return undefined;
-  const read = parseCommandLine(`${word} argument`).commands[0] ?? [];
-  if (read[0] === word) return undefined;
-  return `commands are matched as the analyzer reads them, and "${word} argument" is read as "${read.join(' ')}"`;
+  const commands = parseCommandLine(`${word} argument`).commands;
+  if (commands.some((argv) => argv[0] === word)) return undefined;
+  return `commands are matched as the analyzer reads them, and "${word} argument" is read as ${commands.map((argv) => `"${argv.join(' ')}"`).join(', ')}`;
 }
 
 /** Rules match the normalized path: absolute, without dot segments or empty segments. */
