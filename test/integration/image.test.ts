@@ -18,12 +18,7 @@ import { requires } from '../support/tools.ts';
 
 const execFileAsync = promisify(execFile);
 const repository = new URL('../../', import.meta.url).pathname;
-const packageJson = JSON.parse(readFileSync(join(repository, 'package.json'), 'utf8')) as {
-  version: string;
-  dependencies: Record<string, string>;
-  devDependencies: Record<string, string>;
-};
-const version = packageJson.version;
+const version: string = JSON.parse(readFileSync(join(repository, 'package.json'), 'utf8')).version;
 const tools = requires('mmdebstrap', 'umoci', 'runc', 'skopeo', 'git', 'ip');
 
 /** Builds one image of HEAD (or finds it built) and returns its archive's path. */
@@ -174,7 +169,7 @@ describe('the airlock image', tools, () => {
     for (const file of ['cli/main.ts', 'sidecar/sidecar.ts', 'operator/command.ts', 'package-lock.json'])
       assert.equal(
         readFileSync(join(image.rootfs, 'app', file), 'utf8'),
-        (await git('show', `${revision}:${file}`)) + '\n',
+        await git('show', `${revision}:${file}`),
       );
   });
 
@@ -199,11 +194,20 @@ describe('the airlock image', tools, () => {
   });
 
   test('holds the production dependencies only, and no tests', async () => {
-    const modules = join(image.rootfs, 'app/node_modules');
-    for (const name of Object.keys(packageJson.dependencies))
-      assert.ok(existsSync(join(modules, name, 'package.json')), `${name} is missing`);
-    for (const name of Object.keys(packageJson.devDependencies))
-      assert.equal(existsSync(join(modules, name)), false, `${name} is a development dependency`);
+    const app = (file: string) => JSON.parse(readFileSync(join(image.rootfs, 'app', file), 'utf8'));
+    const lock = app('package-lock.json') as {
+      packages: Record<string, { dev?: boolean; optional?: boolean }>;
+    };
+    const installed = Object.entries(lock.packages).filter(([path]) => path.startsWith('node_modules/'));
+    const development = installed.filter(([, entry]) => entry.dev).map(([path]) => path);
+    assert.ok(development.includes('node_modules/typescript'));
+    for (const path of development)
+      assert.equal(existsSync(join(image.rootfs, 'app', path)), false, `${path} is a development dependency`);
+    for (const name of Object.keys(app('package.json').dependencies))
+      assert.ok(
+        existsSync(join(image.rootfs, 'app/node_modules', name, 'package.json')),
+        `${name} is missing`,
+      );
     const tests = readdirSync(join(image.rootfs, 'app'), { recursive: true, encoding: 'utf8' }).filter(
       (path) => /\.(test|bench)\.ts$/.test(path) || path.startsWith('test/'),
     );
