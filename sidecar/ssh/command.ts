@@ -788,8 +788,6 @@ interface Runner {
   assignments?: boolean;
   /** Options after which the command is not run (command -v, sudo -l). */
   inert?: string[];
-  /** Options whose value is a shell string the runner runs (flock -c). */
-  scripts?: string[];
   /** Options that make it start a shell reading its commands from the channel when no command follows. */
   shells?: string[];
   /** Without a command, it starts a shell reading from the channel. */
@@ -871,15 +869,15 @@ const runners: Record<string, Runner> = {
     operands: 1,
     shellWhenEmpty: true,
   },
+  // flock [options] file command..., or flock [options] file -c string (-c only after the file).
   flock: {
     flags: 'sxeunoF',
-    values: 'wEc',
+    values: 'wE',
     long: {
       ...flag('shared exclusive unlock nonblock nb close no-fork fcntl verbose'),
-      ...valued('wait timeout conflict-exit-code command'),
+      ...valued('wait timeout conflict-exit-code'),
     },
     operands: 1,
-    scripts: ['-c', '--command'],
   },
   chrt: {
     flags: 'abdefiorRmpv',
@@ -1018,13 +1016,9 @@ function unwrap(argv: string[], dynamic: boolean[], runner: Runner, stdin: Stdin
   let inert = false;
   let shellRequested = false;
   const refuse = (why: string) => state.unverifiable.push(`${name}: ${why}`);
-  const option = (opt: string, value: string | undefined, valueIndex: number) => {
+  const option = (opt: string, value?: string) => {
     if (runner.inert?.includes(opt)) inert = true;
     if (runner.shells?.includes(opt)) shellRequested = true;
-    if (runner.scripts?.includes(opt) && value !== undefined) {
-      shellString(value, dynamic[valueIndex] === true, state);
-      inert = true;
-    }
     if (name === 'env' && (opt === '-S' || opt === '--split-string') && value !== undefined) {
       splitString(value, argv.slice(i + 1), state);
       inert = true;
@@ -1052,9 +1046,8 @@ function unwrap(argv: string[], dynamic: boolean[], runner: Runner, stdin: Stdin
         return;
       }
       let value = eq === -1 ? undefined : arg.slice(eq + 1);
-      const valueIndex = eq === -1 ? i + 1 : i;
       if (takes && value === undefined) value = argv[++i];
-      option(`--${longName}`, value, valueIndex);
+      option(`--${longName}`, value);
       continue;
     }
     if (arg.startsWith('-') && arg.length > 1) {
@@ -1062,19 +1055,18 @@ function unwrap(argv: string[], dynamic: boolean[], runner: Runner, stdin: Stdin
       for (let j = 1; j < arg.length; j++) {
         const letter = arg[j]!;
         if (runner.flags?.includes(letter)) {
-          option(`-${letter}`, undefined, i);
+          option(`-${letter}`);
           continue;
         }
         if (runner.attached?.includes(letter)) {
-          option(`-${letter}`, arg.slice(j + 1) || undefined, i);
+          option(`-${letter}`, arg.slice(j + 1) || undefined);
           break;
         }
         if (runner.values?.includes(letter)) {
           const attached = arg.slice(j + 1);
           const value = attached || argv[i + 1];
-          const valueIndex = attached ? i : i + 1;
           if (!attached) i++;
-          option(`-${letter}`, value, valueIndex);
+          option(`-${letter}`, value);
           break;
         }
         refuse(`unknown option -${letter}`);
