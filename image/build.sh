@@ -30,7 +30,7 @@ name=airlock$([[ "$kind" == agent ]] && echo -agent || true)
 ref="$registry/$name:$version"
 out="dist/$name-$version.oci.tar"
 # Debian as of the build: the same package versions give the same bytes; a point release or a
-# security update changes the image (pin with AIRLOCK_DEBIAN_MIRROR=http://snapshot.debian.org/archive/debian/<time>).
+# security update changes the image.
 mirror=${AIRLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${AIRLOCK_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 
