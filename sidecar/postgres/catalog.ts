@@ -44,6 +44,8 @@ export class Catalog {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly ttlMs: number;
   private readonly relations = new Map<number, Relation>();
+  /** Relation names as SQL writes them → OID (0: none) and relkind, looked up at `loaded`. */
+  private readonly names = new Map<string, { loaded: number; oid: number; kind: string }>();
 
   constructor(target: UpstreamTarget, options: { ttlMs?: number } = {}) {
     this.target = target;
@@ -59,6 +61,55 @@ export class Catalog {
 
   invalidate(): void {
     this.relations.clear();
+    this.names.clear();
+  }
+
+  /** Whether these names are known, freshly, to name no view: then viewColumns has nothing to add. */
+  namesNoView(names: string[]): boolean {
+    const now = Date.now();
+    return names.every((name) => {
+      const entry = this.names.get(name);
+      return (
+        entry !== undefined && now - entry.loaded <= this.ttlMs && entry.kind !== 'v' && entry.kind !== 'm'
+      );
+    });
+  }
+
+  /**
+   * The table columns behind a column of a view or materialized view named in SQL (every
+   * column of the view for '*' or a name it does not have), through nested views; undefined
+   * when the name is no view. Names resolve with the side connection's search_path.
+   */
+  async viewColumns(name: string, column: string): Promise<ColumnRef[] | undefined> {
+    const oid = await this.viewOid(name);
+    if (oid === undefined) return undefined;
+    if (this.needs(oid, 1)) await this.resolve([oid]);
+    const relation = this.relations.get(oid);
+    if (!relation) return undefined;
+    const attnums = [...relation.columns]
+      .filter(([, ref]) => ref.column === column)
+      .map(([attnum]) => attnum);
+    const chosen = attnums.length > 0 ? attnums : [...relation.columns.keys()];
+    // refs() names the view's own column first, then what it shows.
+    return chosen.flatMap((attnum) => this.refs(oid, attnum).slice(1));
+  }
+
+  private async viewOid(name: string): Promise<number | undefined> {
+    let entry = this.names.get(name);
+    if (!entry || Date.now() - entry.loaded > this.ttlMs) {
+      // Each part quoted as the analysis spelled it (lower-cased unless it was quoted).
+      const quoted = name
+        .split('.')
+        .map((part) => `"${part.replaceAll('"', '""')}"`)
+        .join('.');
+      const literal = `'${quoted.replaceAll("'", "''")}'`;
+      const [row] = await this.query(
+        `SELECT c.oid::int8, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(${literal})`,
+      );
+      entry = { loaded: Date.now(), oid: Number(row?.[0] ?? 0), kind: row?.[1] ?? '' };
+      this.names.set(name, entry);
+    }
+    return entry.kind === 'v' || entry.kind === 'm' ? entry.oid : undefined;
   }
 
   /** Loads these relations (and, for views, what their columns show) in a few catalog queries. */

@@ -772,18 +772,26 @@ export class PostgresSession {
     const text = decodeQuery(frame.body);
     const started = Date.now();
     const analysis = this.engine.analyze(text);
-    const verdict = this.engine.decide(this.effectiveAnalysis(analysis));
+    const effectiveAnalysis = this.effectiveAnalysis(analysis);
+    const decided = this.engine.decide(effectiveAnalysis);
     const syntax = syntaxError(analysis);
     if (syntax) {
-      this.startQuery(frame, text, analysis, verdict, started, syntax);
+      this.startQuery(frame, text, analysis, decided, started, syntax);
       return undefined;
     }
+    const viewed = this.throughViews(effectiveAnalysis, decided);
     const copyOut = analysis.ok && analysis.statements.some((s) => s.copy !== undefined);
-    if (verdict.action === 'allow' && !(this.masker && copyOut) && !this.options.events.refusal?.()) {
-      this.startQuery(frame, text, analysis, verdict, started, { outcome: 'allowed' });
+    if (
+      !(viewed instanceof Promise) &&
+      viewed.action === 'allow' &&
+      !(this.masker && copyOut) &&
+      !this.options.events.refusal?.()
+    ) {
+      this.startQuery(frame, text, analysis, viewed, started, { outcome: 'allowed' });
       return undefined;
     }
     return (async () => {
+      const verdict = await viewed;
       const effective =
         verdict.action === 'allow' ? ((await this.checkMaskable(analysis)) ?? verdict) : verdict;
       const gate = await this.gate(effective, text);
@@ -881,6 +889,47 @@ export class PostgresSession {
       return this.copyRefusal('COPY TO STDOUT with column masking runs only as a simple query');
     return undefined;
   }
+
+  /**
+   * Views that already exist name a table's columns anew for every statement that reads them,
+   * so a use of a view's column inside an expression or a predicate is a use of the table
+   * columns it shows (through nested views): decided again with those uses added. Settles at
+   * once when every relation is known to be no view.
+   */
+  private throughViews(analysis: SqlAnalysisResult, verdict: Verdict): Verdict | Promise<Verdict> {
+    const catalog = this.catalog;
+    if (verdict.action === 'deny' || !this.masker?.columns || !catalog || !analysis.ok) return verdict;
+    const statements = analysis.statements;
+    if (!statements.some((s) => s.columnUses.some((use) => !use.direct))) return verdict;
+    if (catalog.namesNoView([...new Set(statements.flatMap((s) => s.tables))])) return verdict;
+    const expand = async (statement: SqlStatementInfo): Promise<SqlStatementInfo> => {
+      const behind: SqlStatementInfo['columnUses'] = [];
+      for (const use of statement.columnUses) {
+        if (use.direct) continue;
+        for (const table of use.table ? [use.table] : statement.tables) {
+          for (const ref of (await catalog.viewColumns(table, use.column)) ?? []) {
+            behind.push({ table: `${ref.schema}.${ref.table}`, column: ref.column, direct: false });
+          }
+        }
+      }
+      return behind.length === 0
+        ? statement
+        : { ...statement, columnUses: [...statement.columnUses, ...behind] };
+    };
+    return (async () => {
+      const expanded: SqlStatementInfo[] = [];
+      for (const statement of statements) expanded.push(await expand(statement));
+      return this.engine.decide({ ok: true, statements: expanded });
+    })().catch(
+      (): Verdict => ({
+        action: 'deny',
+        message: 'the relations it reads could not be checked for views over masked columns',
+        reasons: ['masking'],
+        wouldHave: [],
+      }),
+    );
+  }
+
   /** A COPY refused before it runs because masking could not cover its output. */
   private copyRefusal(message: string): Verdict {
     return { action: 'deny', message, reasons: ['masking'], wouldHave: [] };
@@ -981,10 +1030,23 @@ export class PostgresSession {
     };
   }
 
-  private onParse(frame: Frame): undefined {
+  private onParse(frame: Frame): Promise<void> | undefined {
     const message = decodeParse(frame.body);
     const analysis = this.engine.analyze(message.text);
-    const decided = this.engine.decide(this.effectiveAnalysis(analysis));
+    const effectiveAnalysis = this.effectiveAnalysis(analysis);
+    const viewed = this.throughViews(effectiveAnalysis, this.engine.decide(effectiveAnalysis));
+    if (viewed instanceof Promise)
+      return viewed.then((decided) => this.parseDecided(frame, message, analysis, decided));
+    this.parseDecided(frame, message, analysis, viewed);
+    return undefined;
+  }
+
+  private parseDecided(
+    frame: Frame,
+    message: ReturnType<typeof decodeParse>,
+    analysis: SqlAnalysisResult,
+    decided: Verdict,
+  ): void {
     const verdict = decided.action === 'deny' ? decided : (this.copyUnmaskableAtParse(analysis) ?? decided);
     const kind = analysis.ok ? analysis.statements[0]?.kind : undefined;
     const syntax = syntaxError(analysis);
@@ -1006,13 +1068,12 @@ export class PostgresSession {
       });
       this.writeUpstream(parse(message.name, poisonQuery));
       this.skipUntilSync = true;
-      return undefined;
+      return;
     }
     // Held statements wait at Execute, so each execution is approved.
     this.statements.set(message.name, { text: message.text, verdict, kind });
     this.rememberPrepared(analysis);
     this.forward(frame, { kind: 'parse', text: message.text });
-    return undefined;
   }
 
   private onExecute(frame: Frame): Promise<void> | undefined {

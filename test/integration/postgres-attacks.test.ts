@@ -38,6 +38,9 @@ before(async () => {
     CREATE TABLE plain (id int, word text);
     INSERT INTO plain VALUES (1, 'one'), (2, 'two');
     CREATE FUNCTION leak() RETURNS SETOF text LANGUAGE sql AS 'SELECT email FROM customers';
+    CREATE VIEW support_view AS SELECT id, name, email AS contact FROM customers;
+    CREATE VIEW nested_view AS SELECT * FROM support_view;
+    CREATE MATERIALIZED VIEW contacts AS SELECT id, email FROM customers;
     ANALYZE customers;
   `);
   const columns = policy('agents', {
@@ -255,6 +258,34 @@ describe('postgres enforcer: a determined agent', () => {
     await refused("SELECT x || '' FROM customers c, LATERAL (VALUES (c.email)) v(x)");
     await refused('SELECT ARRAY(SELECT c FROM customers c)::text');
     await refused("SELECT u || '' FROM customers c, unnest(ARRAY[c.email]) u");
+  });
+
+  test('views that already exist: a use of a view column is a use of the table column behind it', async () => {
+    await refused("SELECT contact || '' FROM support_view");
+    await refused('SELECT upper(contact) FROM nested_view WHERE id = 1', secretEmail.toUpperCase());
+    await refused("SELECT v.contact || '' FROM support_view v JOIN plain p USING (id)");
+    await refused("SELECT email || '' FROM contacts");
+    const masked = await run(enforcer.client, 'SELECT id, name, contact FROM nested_view WHERE id = 1');
+    assert.deepEqual(masked.rows, [{ id: 1, name: 'Ada', contact: '[REDACTED]' }]);
+    const plain = await run(
+      enforcer.client,
+      "SELECT upper(name) AS n FROM support_view WHERE id = 1 AND name LIKE 'A%'",
+    );
+    assert.deepEqual(plain.rows, [{ n: 'ADA' }]);
+    const raw = await RawClient.session(enforcer.host, enforcer.port);
+    try {
+      raw.send(
+        parse('', 'SELECT lower(contact) FROM nested_view WHERE id = $1'),
+        bind('', '', ['1'], []),
+        execute('', 0),
+        sync(),
+      );
+      const frames = await raw.until('Z');
+      assert.equal(frames.find((f) => f.type === 'E')?.fields?.get('C'), '42501');
+      assert.ok(!frames.some((f) => f.body.toString().includes(secretEmail)));
+    } finally {
+      raw.close();
+    }
   });
 
   test('join conditions, predicates and sorting are uses', async () => {
