@@ -21,15 +21,17 @@ import {
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
+import { TextDecoder } from 'node:util';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { settle, stopAccepting } from '../drain.ts';
 import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
 import { type Decision, decideHttp, denialMessage } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
-import { MaskingTransform, StreamMasker } from '../ssh/output.ts';
+import { MaskingTransform, type MaskText, StreamMasker, type ValueShape, valueShape } from '../ssh/output.ts';
 import { holdForApproval } from '../tcp/approval.ts';
 import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
+import { maskEncoded } from './encoded.ts';
 import { compileJsonPaths, type JsonPathRule, JsonStreamMasker } from './json.ts';
 import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';
 import { normalizeTarget } from './path.ts';
@@ -71,9 +73,23 @@ const hopByHop = new Set([
   'upgrade',
 ]);
 
-/** Content types whose bytes are not text: passed through unmasked. */
+/** Content types whose bytes are not text: recorded as a size only. */
 const binaryType =
   /^(image|audio|video|font)\/|^application\/(octet-stream|zip|gzip|x-gzip|x-tar|pdf|wasm|x-protobuf|protobuf|grpc)/i;
+
+/**
+ * Content types masked as text. Any other declared type (binary, multipart, unknown) cannot be
+ * inspected: refused when detectors or patterns apply, never passed on unmasked. A response
+ * without a content type is masked as text.
+ */
+const textType =
+  /^(text\/[^;]+|[^/;]+\/([^;]+\+)?(json|xml|yaml|csv|toml)|application\/(x-ndjson|ndjson|javascript|ecmascript|x-javascript|x-www-form-urlencoded|graphql|sql|x-sh|jwt))\s*(;|$)/i;
+
+/** Charsets the masker reads after transcoding to UTF-8; UTF-8 and ASCII are read as they are. */
+function charsetOf(contentType: string): string {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1]?.toLowerCase();
+  return charset === undefined || charset === 'us-ascii' || charset === 'ascii' ? 'utf-8' : charset;
+}
 
 interface Target {
   secure: boolean;
@@ -99,7 +115,13 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     agent: secure ? new HttpsAgent({ keepAlive: true, ...tlsOptions }) : new HttpAgent({ keepAlive: true }),
     tls: tlsOptions,
   };
-  const plan = compileMasking(connection.policies);
+  const compiled = compileMasking(connection.policies);
+  // Detectors and patterns also read percent-encoded, escaped and character-referenced text.
+  const maskText = maskEncoded((text) => compiled.maskText(text));
+  const plan: MaskingPlan = {
+    ...compiled,
+    maskText: (text, column) => (column ? compiled.maskText(text, column) : maskText(text)),
+  };
   const jsonPaths = compileJsonPaths(connection.policies);
   const sessions = new WeakMap<Socket, SessionRecorder>();
   const sockets = new Set<Socket>();
@@ -135,6 +157,9 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     target,
     sessionApprovals: new Set(),
     caseInsensitive,
+    maskText,
+    // An encoded value is up to six times longer than its value (\u0040 for @).
+    shape: [...valueShape(connection.policies), encodedRun],
     // Against a target that ignores case, path globs are matched in lower case like the readings.
     rulePolicies: caseInsensitive ? foldPathGlobs(connection.policies) : connection.policies,
     ruleMethods: [
@@ -208,10 +233,27 @@ interface Context {
   target: Target;
   sessionApprovals: Set<string>;
   caseInsensitive: boolean;
+  /** Free text masked by detectors and patterns, encoded forms included. */
+  maskText: MaskText;
+  /** What the text masker must never cut. */
+  shape: ValueShape;
   /** The policies rules are matched with (path globs in lower case for a case-insensitive target). */
   rulePolicies: BundlePolicy[];
   /** Every method a request with an unreadable override is decided as. */
   ruleMethods: string[];
+}
+
+const encodedChar = (c: number) =>
+  (c >= 48 && c <= 57) ||
+  (c >= 65 && c <= 90) ||
+  (c >= 97 && c <= 122) ||
+  '%\\&#;._+-@'.includes(String.fromCharCode(c));
+
+/** An escaped value (ada%40example.com, ada\u0040example.com) is not cut before its decoding is read. */
+function encodedRun(text: string): number {
+  let i = text.length;
+  while (i > 0 && text.length - i < 6 * 320 && encodedChar(text.charCodeAt(i - 1))) i--;
+  return /%|\\|&#/.test(text.slice(i)) ? i : text.length;
 }
 
 function foldPathGlobs(policies: BundlePolicy[]): BundlePolicy[] {
@@ -463,7 +505,7 @@ async function handle(
 }
 
 function redactText(context: Context, text: string): string {
-  return context.plan.hasScanners ? context.plan.maskText(text).value : text;
+  return context.plan.hasScanners ? context.maskText(text).value : text;
 }
 
 /** "METHOD path" as recorded: the normalized path, or the raw target masked when it is ambiguous. */
@@ -580,7 +622,7 @@ async function forward(
     ...(context.options.lookup && { lookup: context.options.lookup }),
   });
   let finished = false;
-  const finish: Done = (...args) => {
+  let finish: Done = (...args) => {
     if (finished) return;
     finished = true;
     done(...args);
@@ -602,10 +644,29 @@ async function forward(
       .toLowerCase()
       .split(',')
       .map((t) => t.trim());
+    // Header values carry data too (Set-Cookie, Location, Link, WWW-Authenticate, X-*): masked
+    // like the body, but for the framing the enforcer itself reads.
+    const headerCounts: Record<string, number> = {};
+    const headerWouldMask: Record<string, number> = {};
+    const maskHeader = (value: string): string => {
+      const result = context.maskText(value);
+      for (const [k, n] of Object.entries(result.counts)) headerCounts[k] = (headerCounts[k] ?? 0) + n;
+      for (const [k, n] of Object.entries(result.wouldMask ?? {}))
+        headerWouldMask[k] = (headerWouldMask[k] ?? 0) + n;
+      return result.value;
+    };
     for (const [name, value] of Object.entries(response.headers)) {
       if (value === undefined || hopByHop.has(name) || responseTokens.includes(name)) continue;
-      outHeaders[name] = value;
+      outHeaders[name] =
+        !context.plan.hasScanners || framing.has(name)
+          ? value
+          : Array.isArray(value)
+            ? value.map(maskHeader)
+            : maskHeader(value);
     }
+    const finishResponse = finish;
+    finish = (status, masked, wouldMask, error) =>
+      finishResponse(status, sum(headerCounts, masked), sum(headerWouldMask, wouldMask), error);
     const contentType = String(response.headers['content-type'] ?? '');
     const encoding = String(response.headers['content-encoding'] ?? 'identity').toLowerCase();
     const responseBody = new BodyRecord(maxRecorded);
@@ -615,8 +676,16 @@ async function forward(
         `HTTP/1.1 ${status}\r\n${describeHeaders(response.headers, secret)}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
       );
     let source: NodeJS.ReadableStream = response;
-    const shouldMask =
-      masking && !binaryType.test(contentType) && method(req) !== 'HEAD' && status !== 204 && status !== 304;
+    const hasBody = method(req) !== 'HEAD' && status !== 204 && status !== 304;
+    const textual = contentType === '' || textType.test(contentType);
+    if (hasBody && context.plan.hasScanners && !textual) {
+      response.resume();
+      const message = `a ${contentType.split(';')[0]} body cannot be inspected, and masking applies`;
+      problem(res, 502, 'Airlock cannot mask this response', message);
+      finish(502, {}, {}, { code: 'content-type', message });
+      return;
+    }
+    const shouldMask = masking && hasBody && textual;
     if (shouldMask && encoding !== 'identity') {
       const decoder =
         encoding === 'gzip' || encoding === 'x-gzip'
@@ -636,6 +705,25 @@ async function forward(
       source = decoder;
       delete outHeaders['content-encoding'];
     }
+    if (shouldMask) {
+      // Other encodings of text (UTF-16 JSON, with or without a byte order mark, Latin-1) are
+      // read as UTF-8; one the enforcer cannot decode is refused.
+      const transcoder = toUtf8(charsetOf(contentType), /json/i.test(contentType));
+      if (!transcoder) {
+        response.resume();
+        const message = `the ${charsetOf(contentType)} charset cannot be read for masking`;
+        problem(res, 502, 'Airlock cannot mask this response', message);
+        finish(502, {}, {}, { code: 'charset', message });
+        return;
+      }
+      source.on('error', (error: Error) => transcoder.destroy(error));
+      source = source.pipe(transcoder);
+      if (/;\s*charset/i.test(contentType))
+        outHeaders['content-type'] = contentType.replace(
+          /;\s*charset\s*=\s*"?[^";\s]+"?/i,
+          '; charset=utf-8',
+        );
+    }
     if (!shouldMask) {
       res.writeHead(status, outHeaders);
       response.on('data', (chunk: Buffer) => responseBody.add(chunk));
@@ -651,7 +739,7 @@ async function forward(
     const isJson = /^application\/(.+\+)?json\b/i.test(contentType);
     const declared = Number(response.headers['content-length'] ?? Number.NaN);
     delete outHeaders['content-length'];
-    if (isJson && source === response && declared <= maxHeld) {
+    if (isJson && declared <= maxHeld) {
       // A JSON body of known, bounded size is answered with its masked length in one write: no
       // chunked framing, no second write. One that cannot be masked gets a 502 instead.
       const masker = jsonMasker(context);
@@ -671,10 +759,10 @@ async function forward(
           return false;
         }
       };
-      response.on('data', (chunk: Buffer) => {
+      source.on('data', (chunk: Buffer) => {
         if (!failed) mask(() => masker.push(chunk));
       });
-      response.on('end', () => {
+      source.on('end', () => {
         if (failed || !mask(() => masker.end())) return;
         const body = held.length === 1 ? held[0]! : Buffer.concat(held);
         responseBody.add(body);
@@ -683,7 +771,7 @@ async function forward(
         recordResponse();
         finish(status, masker.counts, masker.wouldMask);
       });
-      response.on('error', (error: Error) => {
+      source.on('error', (error: Error) => {
         if (failed) return;
         res.destroy();
         finish(status, masker.counts, masker.wouldMask, { code: 'upstream', message: error.message });
@@ -710,6 +798,59 @@ async function forward(
   }
   if (body?.ended) upstream.end();
   else req.pipe(upstream);
+}
+
+/** Response headers the enforcer reads to frame and decode the body: never masked. */
+const framing = new Set(['content-length', 'content-encoding', 'content-type', 'date']);
+
+function sum(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, n] of Object.entries(b)) out[k] = (out[k] ?? 0) + n;
+  return out;
+}
+
+/**
+ * A stream that turns text in `charset` into UTF-8: a pass-through for UTF-8, which a byte order
+ * mark (or, for JSON, the zero bytes of its first characters) overrides. Undefined for a charset
+ * that cannot be decoded.
+ */
+function toUtf8(charset: string, json: boolean): Transform | undefined {
+  let decoder: TextDecoder | undefined;
+  try {
+    if (charset !== 'utf-8' && charset !== 'utf8') decoder = new TextDecoder(charset);
+  } catch {
+    return undefined;
+  }
+  if (decoder && !['utf-16le', 'utf-16be'].includes(decoder.encoding) && /^utf-?(16|32)/.test(charset))
+    return undefined;
+  let sniffed = decoder !== undefined;
+  let head = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (!sniffed) {
+        head = Buffer.concat([head, chunk]);
+        if (head.length < 4) return callback();
+        sniffed = true;
+        decoder = utf16Of(head, json);
+        chunk = head;
+      }
+      callback(null, decoder ? Buffer.from(decoder.decode(chunk, { stream: true }), 'utf8') : chunk);
+    },
+    flush(callback) {
+      if (!sniffed && head.length > 0) decoder = utf16Of(head, json);
+      const rest = !sniffed ? head : Buffer.alloc(0);
+      callback(null, decoder ? Buffer.from(decoder.decode(rest), 'utf8') : rest);
+    },
+  });
+}
+
+/** UTF-16 by its byte order mark, or JSON by the zero bytes of its first characters (RFC 8259). */
+function utf16Of(head: Buffer, json: boolean): TextDecoder | undefined {
+  if (head[0] === 0xff && head[1] === 0xfe) return new TextDecoder('utf-16le');
+  if (head[0] === 0xfe && head[1] === 0xff) return new TextDecoder('utf-16be');
+  if (json && head.length >= 2 && head[0] === 0 && head[1] !== 0) return new TextDecoder('utf-16be');
+  if (json && head.length >= 2 && head[0] !== 0 && head[1] === 0) return new TextDecoder('utf-16le');
+  return undefined;
 }
 
 function hasBody(req: IncomingMessage): boolean {
@@ -742,7 +883,7 @@ interface Counting {
 /** Text bodies: detectors chunk by chunk, with the masker's carry-over for split values. */
 class TextMasking extends MaskingTransform implements Counting {
   constructor(context: Context) {
-    super(new StreamMasker((text) => context.plan.maskText(text)), { idleMs: 1000 });
+    super(new StreamMasker(context.maskText, context.shape));
   }
   counts() {
     return this.masker.counts;
@@ -755,6 +896,7 @@ class TextMasking extends MaskingTransform implements Counting {
 function jsonMasker(context: Context): JsonStreamMasker {
   return new JsonStreamMasker(context.plan, context.jsonPaths, {
     maxToken: context.options.maxJsonToken ?? defaultMaxJsonToken,
+    shape: context.shape,
   });
 }
 

@@ -4,7 +4,7 @@
 // masks bodies as they arrive (JsonStreamMasker); maskJson does the same over a parsed document.
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { applyStrategy, defaultHashKey, type MaskingPlan, type Strategy } from '../policy/masking.ts';
-import { StreamMasker } from '../ssh/output.ts';
+import { StreamMasker, type ValueShape } from '../ssh/output.ts';
 
 type Step = { descendant: boolean; key: string | number | '*' };
 
@@ -213,6 +213,8 @@ export interface JsonStreamOptions {
   maxToken?: number;
   /** Deepest nesting of objects and arrays. */
   maxDepth?: number;
+  /** What the text masker must never cut, once the body is not JSON (every detector by default). */
+  shape?: ValueShape;
 }
 
 export const defaultMaxToken = 8 * 1024 * 1024;
@@ -259,13 +261,15 @@ const isLetter = (c: number) => c >= 0x61 && c <= 0x7a;
  * is not passed on unchecked.
  */
 export class JsonStreamMasker {
-  readonly counts: Record<string, number> = {};
-  readonly wouldMask: Record<string, number> = {};
+  /** Masked values by rule, in tokens (the text masker counts what follows the JSON). */
+  private readonly tokenCounts: Record<string, number> = {};
+  private readonly tokenWouldMask: Record<string, number> = {};
   private readonly plan: MaskingPlan;
   private readonly paths: JsonPathRule[];
   private readonly hashKey: string | Uint8Array;
   private readonly maxToken: number;
   private readonly maxDepth: number;
+  private readonly shape: ValueShape | undefined;
   private state = VALUE;
   /** OBJECT or ARRAY per open container. */
   private readonly kinds: number[] = [];
@@ -294,6 +298,23 @@ export class JsonStreamMasker {
     this.hashKey = options.hashKey ?? defaultHashKey;
     this.maxToken = options.maxToken ?? defaultMaxToken;
     this.maxDepth = options.maxDepth ?? defaultMaxDepth;
+    this.shape = options.shape;
+  }
+
+  /** Masked values by masking rule and detector or path. */
+  get counts(): Record<string, number> {
+    if (!this.text) return this.tokenCounts;
+    const all = { ...this.tokenCounts };
+    addAll(all, this.text.counts);
+    return all;
+  }
+
+  /** What audit-mode policies would have masked. */
+  get wouldMask(): Record<string, number> {
+    if (!this.text) return this.tokenWouldMask;
+    const all = { ...this.tokenWouldMask };
+    addAll(all, this.text.wouldMask);
+    return all;
   }
 
   /** The body is masked as text (it stopped being JSON). */
@@ -462,7 +483,7 @@ export class JsonStreamMasker {
 
   /** Ends the body; returns what is left to send. */
   end(): Buffer {
-    if (this.text) return Buffer.from(this.text.flush(true));
+    if (this.text) return Buffer.from(this.text.flush());
     if (this.token === NONE) return empty;
     this.out = empty;
     this.written = 0;
@@ -471,7 +492,7 @@ export class JsonStreamMasker {
     const masked = this.token === STRING ? invalid : this.completeHeld(bytes);
     if (masked === invalid) {
       this.fallback(empty, 0, 0);
-      this.emitText(this.text!.flush(true));
+      this.emitText(this.text!.flush());
       return this.out.subarray(0, this.written);
     }
     this.parts = [];
@@ -609,7 +630,7 @@ export class JsonStreamMasker {
     if (this.paths.length === 0) return undefined;
     const hits = this.rulesHere();
     if (hits.length === 0) return undefined;
-    const masked = maskSelected(hits, value, this.counts, this.wouldMask, this.hashKey);
+    const masked = maskSelected(hits, value, this.tokenCounts, this.tokenWouldMask, this.hashKey);
     return masked === undefined ? undefined : JSON.stringify(masked);
   }
 
@@ -636,8 +657,8 @@ export class JsonStreamMasker {
     const parsed = this.plan.maskText(canonical);
     const sent = parsed.value === canonical ? this.plan.maskText(raw) : undefined;
     const result = sent === undefined || sent.value === raw ? parsed : sent;
-    addAll(this.counts, result.counts);
-    addAll(this.wouldMask, result.wouldMask);
+    addAll(this.tokenCounts, result.counts);
+    addAll(this.tokenWouldMask, result.wouldMask);
     return result === parsed && parsed.value === canonical ? undefined : JSON.stringify(result.value);
   }
 
@@ -648,8 +669,8 @@ export class JsonStreamMasker {
 
   private scan(text: string): string {
     const result = this.plan.maskText(text);
-    addAll(this.counts, result.counts);
-    addAll(this.wouldMask, result.wouldMask);
+    addAll(this.tokenCounts, result.counts);
+    addAll(this.tokenWouldMask, result.wouldMask);
     return result.value;
   }
 
@@ -661,12 +682,7 @@ export class JsonStreamMasker {
     if (this.paths.some((rule) => !rule.audit))
       throw new JsonSyntaxError('the body is not JSON, so its JSON-path masking rules cannot apply');
     this.emit(chunk, copy, from);
-    this.text = new StreamMasker((text) => {
-      const result = this.plan.maskText(text);
-      addAll(this.counts, result.counts);
-      addAll(this.wouldMask, result.wouldMask);
-      return result;
-    });
+    this.text = new StreamMasker((text) => this.plan.maskText(text), this.shape);
     for (const part of this.parts) this.emitText(this.text.push(part));
     this.emitText(this.text.push(chunk.subarray(from)));
     this.parts = [];

@@ -1,25 +1,61 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { detectors } from '../../api/v1alpha1.ts';
 import { policy } from '../policy/fixtures.ts';
 import { compileMasking } from '../policy/masking.ts';
-import { StreamMasker } from './output.ts';
+import { MaskingTransform, maxCarry, patternShape, StreamMasker, valueShape } from './output.ts';
 
-const plan = compileMasking([
+const pii = [
   policy({
     name: 'p',
     masking: [{ name: 'pii', detectors: ['credit-card', 'email'], strategy: 'redact', indirectUse: 'deny' }],
   }),
-]);
+];
+const plan = compileMasking(pii);
 const mask = (text: string) => plan.maskText(text);
 
-function through(chunks: Buffer[], carry?: number): { text: string; masker: StreamMasker } {
-  const masker = new StreamMasker(mask, carry);
+function through(chunks: Buffer[], masker = new StreamMasker(mask)): { text: string; masker: StreamMasker } {
   let text = '';
   for (const chunk of chunks) text += masker.push(chunk);
-  text += masker.flush(true);
+  text += masker.flush();
   return { text, masker };
 }
+
+/** A sample of each detector's values, and a pattern's. */
+const samples: Record<string, string> = {
+  'credit-card': '4111 1111 1111 1111',
+  email: 'ada.lovelace@example.com',
+  'us-ssn': '123-45-6789',
+  iban: 'GB82 WEST 1234 5698 7654 32',
+  phone: '+1 415 555 2671',
+  ipv4: '192.168.10.42',
+  ipv6: '2001:db8:85a3::8a2e:370:7334',
+  jwt: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl',
+  'aws-access-key': 'AKIAIOSFODNN7EXAMPLE',
+  'private-key':
+    '-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\nAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----',
+  'bearer-token': 'Bearer abcdef0123456789abcdef',
+};
+const everything = [
+  policy({
+    name: 'all',
+    masking: [
+      { name: 'all', detectors: [...detectors], strategy: 'redact', indirectUse: 'deny' },
+      {
+        name: 'ids',
+        patterns: [{ name: 'ticket', regex: 'TCK-[0-9]{6}' }],
+        strategy: 'redact',
+        indirectUse: 'deny',
+      },
+    ],
+  }),
+];
+const all = compileMasking(everything);
+const allShape = valueShape(everything);
+const maskAll = (text: string) => all.maskText(text);
+samples.ticket = 'TCK-123456';
 
 describe('StreamMasker', () => {
   const sample = Buffer.from(
@@ -58,10 +94,125 @@ describe('StreamMasker', () => {
     );
   });
 
-  it('holds back at most the carry bound of a line without newlines', () => {
-    const masker = new StreamMasker(mask, 64);
-    const out = masker.push(Buffer.from('x'.repeat(1000)));
-    assert.ok(out.length >= 1000 - 256 && out.length < 1000);
+  it('masks every detector’s value split at every offset, in any text, on lines of any length', () => {
+    for (const [name, value] of Object.entries(samples)) {
+      fc.assert(
+        fc.property(
+          fc.constantFrom('', 'x=', 'text: ', 'a '.repeat(3000), `${'y'.repeat(70_000)} `),
+          fc.constantFrom('', ' ', '\n', ' more text', '!'),
+          (before, after) => {
+            const text = Buffer.from(`${before}${value}${after}`);
+            const start = Buffer.byteLength(before);
+            for (let cut = start; cut <= start + value.length; cut++) {
+              const { text: out } = through(
+                [text.subarray(0, cut), text.subarray(cut)],
+                new StreamMasker(maskAll, allShape),
+              );
+              assert.ok(!out.includes(value), `${name} split at ${cut - start}: ${out.slice(-200)}`);
+              assert.ok(out.includes('[REDACTED'), `${name} split at ${cut - start}`);
+            }
+          },
+        ),
+        { numRuns: 6 },
+      );
+    }
+  });
+
+  it('masks any mix of values and text like the whole, however it is chunked', () => {
+    const parts = [
+      ...Object.values(samples),
+      ' ',
+      '\n',
+      'word',
+      'x=',
+      ': ',
+      '12',
+      'ab@',
+      '-',
+      'é✓',
+      '\r\n$ ',
+    ];
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...parts), { maxLength: 14 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (pieces, cuts) => {
+          const text = Buffer.from(pieces.join(''));
+          const whole = maskAll(pieces.join('')).value;
+          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
+          const chunks: Buffer[] = [];
+          let at = 0;
+          for (const p of points) {
+            chunks.push(text.subarray(at, p));
+            at = p;
+          }
+          chunks.push(text.subarray(at));
+          const { text: out } = through(chunks, new StreamMasker(maskAll, allShape));
+          for (const value of Object.values(samples))
+            if (!whole.includes(value)) assert.ok(!out.includes(value), `${value} in ${JSON.stringify(out)}`);
+          assert.equal(out, whole);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('releases nothing of a value at a pause: pieces written with delays are masked whole', async () => {
+    for (const value of Object.values(samples)) {
+      const pieces = [`start ${value.slice(0, 3)}`, value.slice(3, 9), value.slice(9), ' end\n'];
+      const transform = new MaskingTransform(new StreamMasker(maskAll, allShape));
+      const source = Readable.from(
+        (async function* () {
+          for (const piece of pieces) {
+            yield Buffer.from(piece);
+            await new Promise((resolve) => setTimeout(resolve, 30));
+          }
+        })(),
+      );
+      let out = '';
+      const seen: string[] = [];
+      transform.on('data', (chunk: Buffer) => {
+        seen.push(chunk.toString());
+        out += chunk.toString();
+      });
+      await new Promise((resolve, reject) => source.pipe(transform).on('end', resolve).on('error', reject));
+      assert.ok(!out.includes(value), value);
+      assert.match(out, /^start (Bearer )?\[REDACTED:[a-z0-9-]+\] end\n$/);
+      assert.ok(seen.length >= 2, 'what cannot be part of the value went out before the end');
+    }
+  });
+
+  it('holds only a tail that could still become a value', () => {
+    const masker = new StreamMasker(maskAll, allShape);
+    for (const prompt of ['root@db1:~# ', 'mysql> ', 'Password: ', '$ ', '> ', 'done.\n']) {
+      assert.equal(masker.push(Buffer.from(prompt)), prompt, prompt);
+      assert.ok(!masker.pending, prompt);
+    }
+    assert.equal(masker.push(Buffer.from('card: 4111 1111')), 'card: ');
     assert.ok(masker.pending);
+    assert.equal(masker.push(Buffer.from(' 1111 1111\n')), '[REDACTED:credit-card]\n');
+    assert.equal(masker.push(Buffer.from('token: Bear')), 'token: ');
+    assert.equal(masker.push(Buffer.from('er abcdef0123456789abcdef\n')), 'Bearer [REDACTED:bearer-token]\n');
+  });
+
+  it('refuses to cut inside a value longer than it can hold', () => {
+    const masker = new StreamMasker(maskAll, allShape);
+    assert.throws(
+      () => masker.push(Buffer.from(`Authorization: Bearer ${'a1'.repeat(maxCarry)}`)),
+      /cannot be masked whole/,
+    );
+    // A long line of words is released as it comes: only its last word is held.
+    const words = new StreamMasker(maskAll, allShape);
+    const out = words.push(Buffer.from('word '.repeat(50_000)));
+    assert.equal(out.length, 'word '.repeat(50_000).length);
+  });
+
+  it('reads a pattern’s shape from its expression', () => {
+    const ticket = patternShape('TCK-[0-9]{6}');
+    assert.equal(ticket('see TCK-12'), 4);
+    assert.equal(ticket('see TCK-123456 '), 15);
+    assert.equal(patternShape('(?i)secret')('my SeCr'), 3);
+    assert.equal(patternShape('[^,]+')('a,b'), 0, 'a negated class may match anything, unbounded');
+    assert.equal(patternShape('\\bk[a-z]{2}\\b')('x kab'), 2);
   });
 });

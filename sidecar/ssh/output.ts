@@ -1,11 +1,18 @@
 // Masking of a byte stream of text (command output, terminal output, a text HTTP body) by
-// the policy's detectors. Detectors work on whole values, and TCP and the remote program cut
-// output anywhere, so the masker holds back the last partial line (up to a bound) until the
-// rest arrives, the stream ends, or the producer pauses. A value is missed only when it spans
-// a cut in a line longer than the bound. UTF-8 sequences split across chunks are reassembled.
+// the policies' detectors and patterns. Detectors work on whole values, and TCP and the remote
+// program cut output anywhere, so the masker holds back the tail that could still be the start
+// of a value, and releases everything before it. What is held is decided by the shape of the
+// values, never by time: a pause releases nothing that could be part of a value, and the tail
+// is released as soon as it provably cannot be (a prompt ending in "$ " is not held). Each
+// detector's shape says which characters a value is made of, which may start it and how long
+// it can be; a pattern's is read from its regular expression. A tail longer than the carry
+// bound (an unbounded token, or a pattern without a bound) cannot be masked whole: the masker
+// throws rather than cut inside it. UTF-8 sequences split across chunks are reassembled.
 
 import { Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import type { BundlePolicy } from '../../api/bundle.ts';
+import { type Detector, detectors } from '../../api/v1alpha1.ts';
 
 export interface MaskResult {
   value: string;
@@ -17,38 +24,280 @@ export interface MaskResult {
 
 export type MaskText = (text: string) => MaskResult;
 
-/** Longest partial line held back, in characters. */
-export const defaultCarry = 4096;
+/** Longest tail held back, in characters: the longest value the masker can mask whole. */
+export const maxCarry = 64 * 1024;
+
+/** How much released text the next text is masked after (a bearer token's scheme, a lookbehind). */
+const contextLength = 32;
+
+function minus(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, n] of Object.entries(a)) if (n - (b[k] ?? 0) > 0) out[k] = n - (b[k] ?? 0);
+  return out;
+}
+
+/** How far back a value that a cut would split is looked for, per step. */
+const straddleWindow = 4096;
+
+/**
+ * Where a value that may not have ended yet could start in `text`: the earliest such index, or
+ * text.length when every value in it is complete.
+ */
+export type OpenValue = (text: string) => number;
+
+/** The values a masker must never cut: one OpenValue per detector or pattern. */
+export type ValueShape = OpenValue[];
+
+const code = (text: string, i: number) => text.charCodeAt(i);
+const isDigit = (c: number) => c >= 48 && c <= 57;
+const isUpper = (c: number) => c >= 65 && c <= 90;
+const isLower = (c: number) => c >= 97 && c <= 122;
+const isAlnum = (c: number) => isDigit(c) || isUpper(c) || isLower(c);
+const oneOf = (chars: string) => (c: number) => chars.includes(String.fromCharCode(c));
+
+/** Start of the run of `inValue` characters that ends `text`, at most `longest` back. */
+function runStart(text: string, inValue: (c: number) => boolean, longest: number): number {
+  let i = text.length;
+  while (i > 0 && text.length - i < longest && inValue(code(text, i - 1))) i--;
+  return i;
+}
+
+/** A value of characters `inValue`, starting with one of `starts`, at most `longest` long. */
+function bounded(
+  inValue: (c: number) => boolean,
+  starts: (c: number) => boolean,
+  longest: number,
+): OpenValue {
+  return (text) => {
+    // A value still open at the end started less than `longest` characters before it.
+    for (let i = runStart(text, inValue, longest - 1); i < text.length; i++)
+      if (starts(code(text, i))) return i;
+    return text.length;
+  };
+}
+
+const emailChar = (c: number) => isAlnum(c) || oneOf('._%+-@')(c);
+const localChar = (c: number) => isAlnum(c) || oneOf('._%+-')(c);
+const base64url = (c: number) => isAlnum(c) || c === 45 || c === 95;
+const tokenChar = (c: number) => isAlnum(c) || oneOf('-._~+/=')(c);
+
+/** "Bearer" in the detector's casings, and each of its beginnings. */
+const bearerWord = /^[Bb](?:e(?:a(?:r(?:e(?:r)?)?)?)?|E(?:A(?:R(?:E(?:R)?)?)?)?)?$/;
+const fullBearer = /^[Bb](?:earer|EARER)$/;
+
+const detectorShapes: Record<Detector, OpenValue> = {
+  // 19 digits with single spaces or dashes between them.
+  'credit-card': bounded(oneOf('0123456789 -'), isDigit, 37),
+  // 64 characters of local part, '@', 253 of domain.
+  email: bounded(emailChar, localChar, 318),
+  'us-ssn': bounded(oneOf('0123456789-'), isDigit, 11),
+  iban: bounded((c) => isUpper(c) || isDigit(c) || c === 32, isUpper, 64),
+  phone: bounded(oneOf('0123456789 .-()+'), oneOf('0123456789(+'), 32),
+  ipv4: bounded(oneOf('0123456789.'), isDigit, 15),
+  ipv6: bounded(
+    (c) => isDigit(c) || oneOf('abcdefABCDEF:.')(c),
+    () => true,
+    45,
+  ),
+  'aws-access-key': bounded(
+    (c) => isUpper(c) || isDigit(c),
+    (c) => c === 65,
+    20,
+  ),
+  // Unbounded: "eyJ" and base64url segments separated by dots.
+  jwt(text) {
+    const start = runStart(text, (c) => base64url(c) || c === 46, Number.POSITIVE_INFINITY);
+    for (let i = start; i < text.length; i++) {
+      const rest = text.length - i;
+      if (rest < 3 ? 'eyJ'.startsWith(text.slice(i)) : text.startsWith('eyJ', i)) {
+        // A JWT header is a small JSON object: a run with no dot for 8 KiB is base64, not a JWT.
+        const dot = text.indexOf('.', i);
+        if ((dot >= 0 && dot - i <= 8192) || (dot < 0 && rest <= 8192)) return i;
+      }
+    }
+    return text.length;
+  },
+  // Unbounded: "Bearer", blanks, a token; or the word itself, whole or begun, at the end.
+  'bearer-token'(text) {
+    const token = runStart(text, tokenChar, Number.POSITIVE_INFINITY);
+    let word = token;
+    while (word > 0 && (code(text, word - 1) === 32 || code(text, word - 1) === 9)) word--;
+    const wordStart = word - 6;
+    if (
+      word < token &&
+      wordStart >= 0 &&
+      fullBearer.test(text.slice(wordStart, word)) &&
+      !isAlnum(code(text, wordStart - 1))
+    )
+      return wordStart;
+    for (let k = Math.min(6, text.length); k > 0; k--) {
+      const start = text.length - k;
+      if (bearerWord.test(text.slice(start)) && !isAlnum(code(text, start - 1))) return start;
+    }
+    return text.length;
+  },
+  // Spans lines: from a BEGIN line of a private key to its END line.
+  'private-key'(text) {
+    for (let at = text.indexOf('-----BEGIN'); at >= 0; at = text.indexOf('-----BEGIN', at + 1)) {
+      const header = /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----/y;
+      header.lastIndex = at;
+      if (header.test(text)) {
+        if (!/-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----/.test(text.slice(header.lastIndex))) return at;
+      } else if (text.length - at < 62 && /^-----BEGIN[A-Z0-9 -]*$/.test(text.slice(at))) return at;
+    }
+    for (let k = Math.min(10, text.length); k > 0; k--)
+      if (text.endsWith('-----BEGIN'.slice(0, k))) return text.length - k;
+    return text.length;
+  },
+};
+
+/**
+ * A user pattern's shape, read conservatively from its RE2 source: the characters it can match
+ * (every character for `.`, negated classes and \D \W \S \p), and its longest match (unbounded
+ * with * + or {n,}; otherwise at most the source's length times every repetition bound).
+ */
+export function patternShape(source: string): OpenValue {
+  const chars = new Set<number>();
+  let any = false;
+  let anyLine = false;
+  const fold = /\(\?[a-z]*i/.test(source);
+  const add = (c: number) => {
+    chars.add(c);
+    if (fold && (isUpper(c) || isLower(c))) chars.add(c ^ 32);
+  };
+  const addRange = (from: number, to: number) => {
+    for (let c = from; c <= to && c - from < 0x10000; c++) add(c);
+  };
+  const classEscape = (c: string) => {
+    if (c === 'd') addRange(48, 57);
+    else if (c === 'w') {
+      addRange(48, 57);
+      addRange(65, 90);
+      addRange(97, 122);
+      add(95);
+    } else if (c === 's') for (const w of ' \t\n\r\f\v') add(code(w, 0));
+    else if (c === 'n') add(10);
+    else if (c === 't') add(9);
+    else if (c === 'r') add(13);
+    else if ('bBAzZ'.includes(c))
+      return; // assertions: no character
+    else if (/[A-Za-z0-9]/.test(c)) any = true;
+    else add(code(c, 0));
+  };
+  let longest = source.length;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '\\') classEscape(source[++i] ?? '');
+    else if (c === '.') anyLine = true;
+    else if (c === '*' || c === '+') longest = Number.POSITIVE_INFINITY;
+    else if (c === '{') {
+      const repeat = /^\{(\d+)(,(\d*))?\}/.exec(source.slice(i));
+      if (repeat) {
+        longest *=
+          repeat[2] === undefined
+            ? Number(repeat[1])
+            : repeat[3]
+              ? Number(repeat[3])
+              : Number.POSITIVE_INFINITY;
+        i += repeat[0].length - 1;
+      } else add(123);
+    } else if (c === '[') {
+      const negated = source[i + 1] === '^';
+      if (negated) any = true;
+      let j = negated ? i + 2 : i + 1;
+      for (let first = true; j < source.length && (source[j] !== ']' || first); j++, first = false) {
+        const ch = source[j]!;
+        if (ch === '\\') {
+          classEscape(source[++j] ?? '');
+          continue;
+        }
+        if (ch === '[' && source[j + 1] === ':') any = true;
+        if (source[j + 1] === '-' && source[j + 2] !== undefined && source[j + 2] !== ']') {
+          addRange(code(ch, 0), code(source, j + 2));
+          j += 2;
+        } else add(code(ch, 0));
+      }
+      i = j;
+    } else if (!'()|?^$'.includes(c)) add(code(c, 0));
+  }
+  const dotAll = /\(\?[a-z]*s/.test(source);
+  const inValue = any
+    ? () => true
+    : anyLine
+      ? (c: number) => c !== 10 || dotAll
+      : (c: number) => chars.has(c);
+  return bounded(inValue, inValue, Math.max(1, Math.min(longest, Number.MAX_SAFE_INTEGER)));
+}
+
+/** The shape of every value the policies' masking rules find in free text. */
+export function valueShape(policies: BundlePolicy[]): ValueShape {
+  const found = new Set<Detector>();
+  const patterns = new Set<string>();
+  for (const policy of policies)
+    for (const rule of policy.masking) {
+      for (const detector of rule.detectors ?? []) found.add(detector);
+      for (const pattern of rule.patterns ?? []) patterns.add(pattern.regex);
+    }
+  return [...[...found].map((d) => detectorShapes[d]), ...[...patterns].map(patternShape)];
+}
+
+/** Every built-in detector: the shape for a caller that does not say which ones it masks. */
+export const detectorsShape: ValueShape = detectors.map((d) => detectorShapes[d]);
 
 export class StreamMasker {
   readonly counts: Record<string, number> = {};
   readonly wouldMask: Record<string, number> = {};
   private readonly mask: MaskText;
+  private readonly shape: ValueShape;
   private readonly carryLimit: number;
   private readonly decoder = new StringDecoder('utf8');
   private carry = '';
+  /** The last characters released: the context the next text is read in. */
+  private released = '';
 
-  constructor(mask: MaskText, carryLimit = defaultCarry) {
+  constructor(mask: MaskText, shape: ValueShape = detectorsShape, carryLimit = maxCarry) {
     this.mask = mask;
+    this.shape = shape;
     this.carryLimit = carryLimit;
   }
 
   /** Masks what can be masked now; returns the text to send (possibly empty). */
   push(chunk: Buffer): string {
     const text = this.carry + this.decoder.write(chunk);
-    let cut = text.lastIndexOf('\n') + 1;
-    if (cut === 0 && text.length > this.carryLimit) {
-      // A very long line: cut at the last blank in the held part, or anywhere.
-      const blank = Math.max(text.lastIndexOf(' ', text.length - 1), text.lastIndexOf('\t', text.length - 1));
-      cut = blank > text.length - this.carryLimit / 4 ? blank + 1 : text.length - 256;
-    }
+    let cut = text.length;
+    for (const open of this.shape) cut = Math.min(cut, open(text));
+    cut = this.outside(text, cut);
+    // Never between the halves of a surrogate pair.
+    if (cut > 0 && cut < text.length && (code(text, cut) & 0xfc00) === 0xdc00) cut--;
+    if (text.length - cut > this.carryLimit)
+      throw new Error(
+        `a value longer than ${this.carryLimit} characters cannot be masked whole (the output was cut off)`,
+      );
     this.carry = text.slice(cut);
     return this.apply(text.slice(0, cut));
   }
 
-  /** Masks and returns everything held back (at a pause or at the end). */
-  flush(final = false): string {
-    const text = this.carry + (final ? this.decoder.end() : '');
+  /**
+   * Moves a cut back until it is outside every value already complete in `text` (a phone number
+   * that ends where a word begins, a key block before its last line): the text on each side of
+   * it, masked apart, must read as it does masked together. Probes do not count.
+   */
+  private outside(text: string, cut: number): number {
+    for (let tries = 0; cut > 0 && cut < text.length && tries < 16; tries++) {
+      const from = Math.max(0, cut - straddleWindow);
+      const before = from === 0 ? this.released : text.slice(Math.max(0, from - contextLength), from);
+      const apart =
+        this.afterContext(before, text.slice(from, cut)).value +
+        this.afterContext(before + text.slice(from, cut), text.slice(cut)).value;
+      if (this.afterContext(before, text.slice(from)).value === apart) return cut;
+      cut = from;
+    }
+    return cut;
+  }
+
+  /** Masks and returns everything held back, at the end of the stream. */
+  flush(): string {
+    const text = this.carry + this.decoder.end();
     this.carry = '';
     return this.apply(text);
   }
@@ -62,9 +311,34 @@ export class StreamMasker {
     return Object.values(this.counts).reduce((a, b) => a + b, 0);
   }
 
+  /**
+   * `text` masked as it reads after `before`: detectors look back (a card does not start right
+   * after a digit, a bearer token follows its scheme), so the last characters released are
+   * masked with it, and what they come to is taken off again. When a value took them in (it was
+   * masked when released), `text` is masked alone: the reading that masks more.
+   */
+  private afterContext(before: string, text: string): MaskResult {
+    // The context cut from its own start may read as a value it is not: then one character.
+    for (const length of [contextLength, 1]) {
+      let context = before.slice(-length);
+      if (context !== '' && (code(context, 0) & 0xfc00) === 0xdc00) context = context.slice(1);
+      if (context === '') break;
+      const head = this.mask(context);
+      const joined = this.mask(context + text);
+      if (!joined.value.startsWith(head.value)) continue;
+      return {
+        value: joined.value.slice(head.value.length),
+        counts: minus(joined.counts, head.counts),
+        wouldMask: minus(joined.wouldMask ?? {}, head.wouldMask ?? {}),
+      };
+    }
+    return this.mask(text);
+  }
+
   private apply(text: string): string {
     if (text.length === 0) return '';
-    const result = this.mask(text);
+    const result = this.afterContext(this.released, text);
+    this.released = (this.released + text).slice(-contextLength);
     for (const [key, n] of Object.entries(result.counts)) this.counts[key] = (this.counts[key] ?? 0) + n;
     for (const [key, n] of Object.entries(result.wouldMask ?? {})) {
       this.wouldMask[key] = (this.wouldMask[key] ?? 0) + n;
@@ -74,47 +348,33 @@ export class StreamMasker {
 }
 
 /**
- * A Transform that masks through a StreamMasker, releasing a held partial line after idleMs
- * without new data, so prompts and progress output still reach an interactive user.
+ * A Transform that masks through a StreamMasker. It releases text as soon as the masker can
+ * tell it holds no unfinished value, so prompts and progress output reach an interactive user,
+ * and a value written in pieces with pauses between them is still masked whole.
  */
 export class MaskingTransform extends Transform {
   readonly masker: StreamMasker;
-  private readonly idleMs: number;
-  private timer: NodeJS.Timeout | undefined;
   private readonly observe: ((text: string) => void) | undefined;
 
-  constructor(masker: StreamMasker, options: { idleMs?: number; observe?: (text: string) => void } = {}) {
+  constructor(masker: StreamMasker, options: { observe?: (text: string) => void } = {}) {
     super();
     this.masker = masker;
-    this.idleMs = options.idleMs ?? 25;
     this.observe = options.observe;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.send(this.masker.push(chunk));
-    this.schedule();
+    try {
+      this.send(this.masker.push(chunk));
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.send(this.masker.flush(true));
+    this.send(this.masker.flush());
     callback();
-  }
-
-  override _destroy(error: Error | null, callback: (error: Error | null) => void): void {
-    if (this.timer) clearTimeout(this.timer);
-    callback(error);
-  }
-
-  private schedule(): void {
-    if (this.timer) clearTimeout(this.timer);
-    if (!this.masker.pending) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (!this.destroyed && !this.writableEnded) this.send(this.masker.flush());
-    }, this.idleMs);
-    this.timer.unref();
   }
 
   private send(text: string): void {
