@@ -128,9 +128,6 @@ else
     --customize-hook='printf "agent:x:65532:65532:agent:/home/agent:/bin/sh\n" >>"$1/etc/passwd"' \
     --customize-hook='printf "agent:x:65532:\n" >>"$1/etc/group"' \
     --customize-hook='install -d -o 65532 -g 65532 "$1/home/agent"'
-  # psql is Debian's wrapper, which needs perl: the client itself is on the PATH first.
-  mkdir -p "$rootfs/usr/local/bin"
-  ln -s "$(cd "$rootfs" && ls -d usr/lib/postgresql/*/bin/psql | sed 's|^|/|')" "$rootfs/usr/local/bin/psql"
   config='{"User":"65532:65532","Cmd":["sleep","infinity"],"WorkingDir":"/home/agent",'
   config+='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","HOME=/home/agent"],'
   config+="\"Labels\":{$(labels airlock-agent),\"org.opencontainers.image.description\":\"airlock end-to-end agent: psql, ssh, curl, python3\"}}"
