@@ -167,25 +167,45 @@ export function clusterSessions(flags: ClusterFlags) {
   const failed = (error: unknown): never => {
     throw new Error(message(error));
   };
+  const page = async (limit: number, next: string | undefined) => {
+    const query = { ...plural, limit, _continue: next };
+    const list = (await (flags['all-namespaces']
+      ? api.listClusterCustomObject(query)
+      : api.listNamespacedCustomObject({ ...query, namespace })
+    ).catch(failed)) as { items: Session[]; metadata?: { continue?: string } };
+    return { sessions: list.items.map(sessionSummary), next: list.metadata?.continue || undefined };
+  };
   return {
     /** The newest `limit` sessions, read page by page; `more` when older ones exist. */
     async list(limit: number): Promise<SessionList> {
       const sessions: SessionSummary[] = [];
       let next: string | undefined;
       do {
-        const page = { ...plural, limit: Math.min(limit + 1 - sessions.length, 500), _continue: next };
-        const list = (await (flags['all-namespaces']
-          ? api.listClusterCustomObject(page)
-          : api.listNamespacedCustomObject({ ...page, namespace })
-        ).catch(failed)) as { items: Session[]; metadata?: { continue?: string } };
-        sessions.push(...list.items.map(sessionSummary));
-        next = list.metadata?.continue || undefined;
+        const read = await page(Math.min(limit + 1 - sessions.length, 500), next);
+        sessions.push(...read.sessions);
+        next = read.next;
       } while (next && sessions.length <= limit);
       return sessionList(sessions, limit);
     },
-    async get(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined> {
+    /** Every session, newest first, one page in memory at a time. */
+    async *each(pageSize = 100): AsyncGenerator<SessionSummary> {
+      let next: string | undefined;
+      do {
+        const read = await page(pageSize, next);
+        yield* read.sessions;
+        next = read.next;
+      } while (next);
+    },
+    async get(
+      id: string,
+      inNamespace = namespace,
+    ): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined> {
       try {
-        const session = (await api.getNamespacedCustomObject({ ...plural, namespace, name: id })) as Session;
+        const session = (await api.getNamespacedCustomObject({
+          ...plural,
+          namespace: inNamespace,
+          name: id,
+        })) as Session;
         return { summary: sessionSummary(session), events: session.events ?? [] };
       } catch (error) {
         if ((error as { code?: number }).code === 404) return undefined;

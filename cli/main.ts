@@ -77,7 +77,8 @@ export const commands: Record<string, Command> = {
        airlock policy test PATH... [-f MANIFESTS...] [-o json]
          Runs the cases of every *.test.yaml under PATH against the manifests directly in PATH
          (or those given with -f). Exit status 1 when a case fails.
-       airlock policy replay -f PATH... --store DIR|postgres://... [--since 7d] [--connection NAME] [-o json]
+       airlock policy replay -f PATH... (--store DIR|postgres://... | --cluster [-n NS|-A] [--kubeconfig PATH])
+                      [--since 7d] [--connection NAME] [-o json]
          Decides every recorded request of the period again under the policies in PATH and
          prints what would change, counted per rule, with examples as recorded.`,
     run: async (args) => (await import('../policy/command.ts')).policyCommand(args),

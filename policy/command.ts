@@ -6,12 +6,13 @@ import { parseArgs } from 'node:util';
 import { parseRetention } from '../audit/command.ts';
 import { openAuditLog } from '../audit/log.ts';
 import { isPostgresUrl } from '../audit/store.ts';
+import { clusterOptions, clusterSessions } from '../cli/cluster.ts';
 import { commands } from '../cli/main.ts';
 import { controlSocket } from '../local/control.ts';
 import { loadManifests, ManifestError } from '../local/manifests.ts';
 import { decide, grantedConnection, type Outcome, PolicyInputError, parseIdentity } from './evaluate.ts';
 import { type LintWarning, lintPolicies } from './lint.ts';
-import { type ReplayReport, replay, storedEvents } from './replay.ts';
+import { clusterEvents, type ReplayReport, replay, storedEvents } from './replay.ts';
 import { type CaseResult, findTestFiles, runTestFile, testFileSuffix } from './suite.ts';
 
 export const exitCodes = { allow: 0, deny: 3, 'require-approval': 4, badInput: 2 } as const;
@@ -32,6 +33,8 @@ function flags(args: string[]) {
       'audit-max-age': { type: 'string' },
       store: { type: 'string' },
       since: { type: 'string' },
+      cluster: { type: 'boolean' },
+      ...clusterOptions,
     },
     allowPositionals: true,
     strict: true,
@@ -212,30 +215,43 @@ async function test(values: Flags, paths: string[]): Promise<number> {
 }
 
 async function replayCommand(values: Flags): Promise<number> {
-  if (!values.store) throw new PolicyInputError('--store DIR|postgres://... is required');
-  const store = values.store;
-  if (!isPostgresUrl(store)) {
-    if (!existsSync(store)) throw new PolicyInputError(`--store ${store}: no such store`);
-    // The embedded store serves one process at a time.
-    if (existsSync(controlSocket(store)))
-      throw new PolicyInputError(`--store ${store}: airlock local is running on it; stop it first`);
-  }
+  const inCluster = Boolean(
+    values.cluster || values.namespace || values.kubeconfig || values.context || values['all-namespaces'],
+  );
+  if (inCluster === Boolean(values.store))
+    throw new PolicyInputError('give one of --store DIR|postgres://... or --cluster [-n NS|-A]');
   const since = values.since ? new Date(Date.now() - duration('--since', values.since)) : undefined;
   const sources = await loadManifests(manifests(values));
-  const log = await openAuditLog(store);
+  const options = {
+    sources,
+    ...(since && { since }),
+    ...(values.connection && { connection: values.connection }),
+    onProgress: ({ events, requests, at }: { events: number; requests: number; at: string }) =>
+      console.error(`airlock policy replay: ${events} events read (${at}), ${requests} requests`),
+  };
   let report: ReplayReport;
-  try {
-    report = await replay(storedEvents(log, 500), {
-      sources,
-      ...(since && { since }),
-      ...(values.connection && { connection: values.connection }),
-      onProgress: ({ events, requests, position, head }) =>
-        console.error(
-          `airlock policy replay: ${events} events read (position ${position} of ${head}), ${requests} requests`,
-        ),
-    });
-  } finally {
-    await log.close();
+  if (inCluster) {
+    try {
+      report = await replay(clusterEvents(clusterSessions(values), since), options);
+    } catch (error) {
+      // The API server's answer (RBAC, an unknown context): said as it is, not a usage error.
+      console.error(`airlock policy replay: ${(error as Error).message}`);
+      return 1;
+    }
+  } else {
+    const store = values.store!;
+    if (!isPostgresUrl(store)) {
+      if (!existsSync(store)) throw new PolicyInputError(`--store ${store}: no such store`);
+      // The embedded store serves one process at a time.
+      if (existsSync(controlSocket(store)))
+        throw new PolicyInputError(`--store ${store}: airlock local is running on it; stop it first`);
+    }
+    const log = await openAuditLog(store);
+    try {
+      report = await replay(storedEvents(log, 500), options);
+    } finally {
+      await log.close();
+    }
   }
   console.log(values.output === 'json' ? JSON.stringify(report, null, 2) : renderReport(report));
   return 0;

@@ -5,6 +5,7 @@
 // memory stays bounded whatever the number of events.
 import type { BundleConnection, BundleSources, Identity } from '../api/bundle.ts';
 import type { AuditLog } from '../audit/log.ts';
+import type { SessionSummary } from '../audit/store.ts';
 import type { RequestEvent, SessionEvent } from '../sidecar/audit/event.ts';
 import type { Decision } from '../sidecar/policy/decide.ts';
 import { decide, grantedConnection, type Mask, PolicyInputError, type PolicyRequest } from './evaluate.ts';
@@ -40,7 +41,7 @@ export interface ReplayOptions {
   pageSize?: number;
   examplesPerGroup?: number;
   /** Called about every progressEveryMs with what was read so far. */
-  onProgress?: (progress: { events: number; requests: number; position: number; head: number }) => void;
+  onProgress?: (progress: { events: number; requests: number; at: string }) => void;
   progressEveryMs?: number;
 }
 
@@ -75,23 +76,49 @@ export function requestOf(event: RequestEvent): PolicyRequest | { skip: string }
   }
 }
 
+/** A recorded event, and where the reading is, for progress reports. */
+export interface ReadEvent {
+  event: SessionEvent;
+  at: string;
+}
+
 /** Every stored event, in chain order, one page in memory at a time. */
-export async function* storedEvents(
-  store: AuditLog,
-  pageSize: number,
-): AsyncGenerator<{ event: SessionEvent; position: number; head: number }> {
+export async function* storedEvents(store: AuditLog, pageSize: number): AsyncGenerator<ReadEvent> {
   const head = await store.head();
   let position = 0;
   for (;;) {
     const page = await store.eventsAfter(position, pageSize);
     if (page.length === 0) return;
-    for (const stored of page) yield { event: stored.event, position: stored.position, head };
+    for (const stored of page) yield { event: stored.event, at: `position ${stored.position} of ${head}` };
     position = page.at(-1)!.position;
   }
 }
 
+/** What the cluster's sessions API serves, as `airlock sessions` reads it. */
+export interface SessionSource {
+  each(pageSize?: number): AsyncIterable<SessionSummary>;
+  get(id: string, namespace?: string): Promise<{ events: SessionEvent[] } | undefined>;
+}
+
+/**
+ * Every event of the sessions the caller may read, one session in memory at a time. Sessions
+ * come newest first; one that ended before `since` has nothing to replay and is not fetched.
+ */
+export async function* clusterEvents(
+  source: SessionSource,
+  since: Date | undefined,
+): AsyncGenerator<ReadEvent> {
+  let read = 0;
+  for await (const summary of source.each()) {
+    read++;
+    if (since && summary.ended && Date.parse(summary.ended) < since.getTime()) continue;
+    const session = await source.get(summary.id, summary.namespace);
+    for (const event of session?.events ?? []) yield { event, at: `session ${read}` };
+  }
+}
+
 export async function replay(
-  events: AsyncIterable<{ event: SessionEvent; position: number; head: number }>,
+  events: AsyncIterable<ReadEvent>,
   options: ReplayOptions,
 ): Promise<ReplayReport> {
   const examplesPerGroup = options.examplesPerGroup ?? 3;
@@ -124,11 +151,11 @@ export async function replay(
   const connections = new Map<string, BundleConnection | string>();
   const since = options.since?.getTime();
   let lastProgress = Date.now();
-  for await (const { event, position, head } of events) {
+  for await (const { event, at } of events) {
     report.events++;
     if (options.onProgress && Date.now() - lastProgress >= (options.progressEveryMs ?? 2000)) {
       lastProgress = Date.now();
-      options.onProgress({ events: report.events, requests: report.requests, position, head });
+      options.onProgress({ events: report.events, requests: report.requests, at });
     }
     if (event.type !== 'request') continue;
     if (since !== undefined && Date.parse(event.time) < since) continue;

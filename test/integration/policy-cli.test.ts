@@ -591,6 +591,11 @@ describe('airlock policy replay', requires('postgres', 'psql'), () => {
     const bad = await airlock('policy', 'replay', '-f', tomorrow, '--store', store, '--since', 'yesterday');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--since yesterday: must be a number and a unit/);
+    for (const source of [[], ['--store', store, '--cluster']]) {
+      const ambiguous = await airlock('policy', 'replay', '-f', tomorrow, ...source);
+      assert.equal(ambiguous.code, 2);
+      assert.match(ambiguous.stderr, /give one of --store DIR\|postgres:\/\/\.\.\. or --cluster/);
+    }
     const nowhere = await airlock('policy', 'replay', '-f', tomorrow, '--store', join(work.path, 'no-store'));
     assert.equal(nowhere.code, 2);
     assert.match(nowhere.stderr, /no such store/);

@@ -4,7 +4,7 @@
 // the API server's front proxy brings it, and a pod cannot slip events into another
 // namespace's session.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -351,6 +351,71 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
     const missing = await cluster.plugin('approver', ['sessions', 'show', 'nope', '-n', 'agents']);
     assert.equal(missing.code, 1);
     assert.match(missing.out, /no session nope/);
+  });
+
+  test('airlock policy replay --cluster re-decides the sessions the caller may read', async () => {
+    const manifests = join(work, 'replay-manifests');
+    await mkdir(manifests);
+    const object = (kind: string, name: string, spec: object) => ({
+      apiVersion: 'airlock.dev/v1alpha1',
+      kind,
+      metadata: { name, namespace: 'agents' },
+      spec,
+    });
+    await writeFile(
+      join(manifests, 'orders.yaml'),
+      [
+        object('Connection', 'orders-db', {
+          protocol: 'postgres',
+          host: 'orders-db.data.svc',
+          port: 5432,
+          credentials: { secretRef: { name: 'kept-out-of-the-repository' } },
+        }),
+        object('AccessPolicy', 'agent-orders', {
+          subjects: [{ kind: 'ServiceAccount', name: 'agent' }],
+          connections: ['orders-db'],
+          rules: [{ name: 'no-customers', action: 'deny', sql: { tables: ['customers'] } }],
+        }),
+      ]
+        .map((o) => JSON.stringify(o))
+        .join('\n---\n'),
+    );
+    const replay = await cluster.plugin('approver', [
+      'policy',
+      'replay',
+      '--cluster',
+      '-n',
+      'agents',
+      '-f',
+      manifests,
+      '-o',
+      'json',
+    ]);
+    assert.equal(replay.code, 0, replay.err);
+    const report = JSON.parse(replay.out);
+    // sql-1's two requests (the one planted from "other" is not part of it), and no more.
+    assert.equal(report.requests, 2);
+    assert.equal(report.unchanged, 1, 'DROP TABLE customers stays denied');
+    assert.deepEqual(
+      report.changes.map((c: { change: string; rule: string; count: number; examples: string[] }) => [
+        c.change,
+        c.rule,
+        c.count,
+        c.examples,
+      ]),
+      [['newly-denied', 'no-customers', 1, ['SELECT email FROM customers']]],
+    );
+    const bob = await cluster.plugin('user', [
+      'policy',
+      'replay',
+      '--cluster',
+      '-n',
+      'agents',
+      '-f',
+      manifests,
+    ]);
+    assert.equal(bob.code, 1);
+    assert.match(`${bob.out}${bob.err}`, /airlock policy replay: .*cannot list resource "sessions"/);
   });
 
   test('the operator believes X-Remote-User only from the API server’s front proxy', async () => {
