@@ -2,14 +2,18 @@
 // them, and values hidden from the masker by encodings, headers, pauses and content types.
 // Real curl, a real node:http target.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { RequestEvent, SessionEvent } from '../../sidecar/audit/event.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
-import { curl, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
+import { curl, type HttpUpstream, notUtf8, startHttpUpstream } from '../support/http-upstream.ts';
 import { requires } from '../support/tools.ts';
+
+const run = promisify(execFile);
 
 const noApprovals: Approvals = {
   request: (_request: ApprovalRequest): Promise<ApprovalResult> =>
@@ -146,6 +150,98 @@ describe('HTTP enforcer under attack', requires('curl'), () => {
     assert.equal(ok.status, 200);
     assert.equal(upstream.requests.at(-1)?.url, '/Orders/1', 'forwarded as sent, case kept');
     assert.ok(requests().some((r) => r.outcome === 'blocked'));
+  });
+
+  const pii = policy({
+    name: 'pii',
+    masking: [
+      {
+        name: 'pii',
+        detectors: ['credit-card', 'email', 'jwt', 'bearer-token'],
+        strategy: 'redact',
+        indirectUse: 'deny',
+      },
+    ],
+  });
+
+  it('masks response headers, escaped values and values split by pauses', async () => {
+    const base = await enforce([pii]);
+    const headers = await curl([`${base}/headers`]);
+    assert.equal(headers.status, 200);
+    for (const value of ['ada%40example.com', 'ada@example.com', '4111111111111111', 'eyJhbGciOiJIUzI1NiJ9'])
+      assert.ok(!headers.headers.includes(value), `${value} in ${headers.headers}`);
+    assert.match(headers.headers, /set-cookie: session=abc; Path=\//i);
+    assert.match(headers.headers, /set-cookie: owner=\[REDACTED:email\]; Path=\//i);
+    assert.match(headers.headers, /location: \/customers\?email=\[REDACTED:email\]/i);
+    assert.match(headers.headers, /link: <\/cards\/\[REDACTED:credit-card\]>; rel="card"/i);
+    assert.match(headers.headers, /x-customer: \[REDACTED:email\]/i);
+    assert.match(
+      headers.headers,
+      /www-authenticate: Bearer realm="api", error="invalid_token", token="\[REDACTED:jwt\]"/i,
+    );
+    for (const type of ['text/html', 'text/plain; charset=utf-8', 'application/javascript', 'text/csv']) {
+      const encoded = await curl([`${base}/encoded?type=${encodeURIComponent(type)}`]);
+      assert.equal(encoded.status, 200, type);
+      assert.equal(
+        encoded.body,
+        'a [REDACTED:email] b [REDACTED:email] c [REDACTED:email] d [REDACTED:email] e [REDACTED:credit-card]\n',
+        type,
+      );
+    }
+    const json = await curl([`${base}/json-encoded`]);
+    assert.deepEqual(JSON.parse(json.body), {
+      next: '/customers?email=[REDACTED:email]',
+      pan: '[REDACTED:credit-card]',
+    });
+    const slow = await curl([`${base}/slow-values`]);
+    assert.equal(slow.body, 'mail [REDACTED:email] token: Bearer [REDACTED:bearer-token] end\n');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const masked = requests().filter((r) => r.outcome === 'masked');
+    assert.ok(masked.length >= 4);
+    assert.ok((masked[0]?.masked?.['pii/email'] ?? 0) >= 3, 'header values are counted');
+  });
+
+  it('reads UTF-16 and compressed bodies, and refuses what it cannot inspect', async () => {
+    const base = await enforce([pii]);
+    for (const query of [
+      'bom',
+      'bom&order=be',
+      'charset=utf-16le',
+      'charset=UTF-16BE&order=be',
+      '',
+      'order=be',
+    ]) {
+      const result = await curl(['--output', '-', `${base}/utf16?${query}`]);
+      assert.equal(result.status, 200, query);
+      const body = JSON.parse(result.body);
+      assert.equal(body.customer.email, '[REDACTED:email]', query);
+      assert.equal(body.customer.card, '[REDACTED:credit-card]', query);
+      assert.match(result.headers, /content-type: application\/json/i);
+      assert.ok(!/utf-16/i.test(result.headers), 'the body is sent as UTF-8');
+    }
+    const utf32 = await curl([`${base}/utf16?charset=utf-32`]);
+    assert.equal(utf32.status, 502);
+    assert.match(JSON.parse(utf32.body).detail, /utf-32 charset cannot be read/);
+    const gzip = await curl(['-H', 'accept-encoding: gzip', `${base}/gzip`]);
+    assert.equal(gzip.body, 'card [REDACTED:credit-card] and mail [REDACTED:email]\n');
+    for (const type of [
+      'application/octet-stream',
+      'image/png',
+      'application/x-unknown',
+      'multipart/mixed',
+    ]) {
+      const binary = await curl([`${base}/binary?type=${encodeURIComponent(type)}`]);
+      assert.equal(binary.status, 502, type);
+      assert.match(JSON.parse(binary.body).detail, /cannot be inspected, and masking applies/);
+    }
+  });
+
+  it('passes bytes that are not UTF-8 unchanged where nothing is masked', async () => {
+    const base = await enforce([writes]);
+    const bytes = async (url: string) =>
+      (await run('curl', ['-s', '--output', '-', url], { encoding: 'buffer' })).stdout;
+    assert.deepEqual(await bytes(`${base}/not-utf8`), notUtf8);
+    assert.equal((await bytes(`${base}/binary`)).subarray(0, 4).toString('hex'), '000102ff');
   });
 });
 

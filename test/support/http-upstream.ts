@@ -8,6 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { type CommandResult, runCommand } from './process.ts';
 
 export interface SeenRequest {
@@ -28,6 +29,9 @@ export const customer = {
   note: 'card on file 4111 1111 1111 1111',
   count: 3,
 };
+
+/** Bytes that are not UTF-8 (Latin-1 "café", a lone continuation byte, 0xff). */
+export const notUtf8 = Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x80, 0xff, 0x0a]);
 
 async function writeAll(res: ServerResponse, chunk: string | Buffer): Promise<void> {
   if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
@@ -102,6 +106,75 @@ async function route(req: IncomingMessage, res: ServerResponse, bodyBytes: numbe
       for (const part of ['start ', '4111 1111', ' 1111 1111', ' end\n']) {
         await writeAll(res, part);
         await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      res.end();
+      return;
+    }
+    case '/headers':
+      // Values in response headers, some percent-encoded.
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'set-cookie': ['session=abc; Path=/', 'owner=ada%40example.com; Path=/'],
+        location: '/customers?email=ada%40example.com',
+        link: '</cards/4111111111111111>; rel="card"',
+        'x-customer': 'ada@example.com',
+        'www-authenticate':
+          'Bearer realm="api", error="invalid_token", token="eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"',
+      });
+      res.end('{}');
+      return;
+    case '/encoded':
+      // Values the detectors only see decoded: percent-encoding, JavaScript escapes, character references.
+      res.writeHead(200, { 'content-type': url.searchParams.get('type') ?? 'text/html' });
+      res.end(
+        'a ada%40example.com b bob\\u0040example.org c carol&#64;example.net d dave&#x40;example.io e 4111%201111%201111%201111\n',
+      );
+      return;
+    case '/json-encoded':
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({ next: '/customers?email=ada%40example.com', pan: '4111%201111%201111%201111' }),
+      );
+      return;
+    case '/utf16': {
+      // JSON in UTF-16 little or big endian, with a byte order mark, a charset, or neither.
+      const body = JSON.stringify(customer);
+      const big = url.searchParams.get('order') === 'be';
+      let bytes = Buffer.from(body, 'utf16le');
+      if (big) bytes = bytes.swap16();
+      const bom = url.searchParams.has('bom')
+        ? Buffer.from(big ? [0xfe, 0xff] : [0xff, 0xfe])
+        : Buffer.alloc(0);
+      const charset = url.searchParams.get('charset');
+      res.writeHead(200, { 'content-type': `application/json${charset ? `; charset=${charset}` : ''}` });
+      res.end(Buffer.concat([bom, bytes]));
+      return;
+    }
+    case '/binary':
+      res.writeHead(200, { 'content-type': url.searchParams.get('type') ?? 'application/octet-stream' });
+      res.end(Buffer.concat([Buffer.from([0, 1, 2, 255]), Buffer.from(' alice@example.com ')]));
+      return;
+    case '/gzip':
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+      res.end(gzipSync('card 4111111111111111 and mail bob@example.org\n'));
+      return;
+    case '/not-utf8':
+      // Latin-1 and stray bytes that are not UTF-8.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(notUtf8);
+      return;
+    case '/slow-values': {
+      // Values split across chunks with pauses longer than any timer would wait.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      for (const part of [
+        'mail ada',
+        '.lovelace@exam',
+        'ple.com token: Bear',
+        'er abcdef0123456',
+        '789abcdef end\n',
+      ]) {
+        await writeAll(res, part);
+        await new Promise((resolve) => setTimeout(resolve, 1200));
       }
       res.end();
       return;
