@@ -6,7 +6,7 @@ import { accessPolicySpecSchema } from '../api/v1alpha1.ts';
 import { corpus } from '../sidecar/policy/corpus.ts';
 import { decideSql, sqlRuleMatches } from '../sidecar/policy/decide.ts';
 import { analyzeSql, loadSqlParser } from '../sidecar/policy/sql.ts';
-import { covers, lintPolicy, neverMatches, neverUnboundedKinds } from './lint.ts';
+import { covers, lintPolicy, neverCallsFunctionsKinds, neverMatches, neverUnboundedKinds } from './lint.ts';
 
 const now = new Date('2026-06-01T00:00:00Z');
 
@@ -40,6 +40,15 @@ const nestedWrites = [
   'DO $$ BEGIN DELETE FROM t; END $$',
   'TRUNCATE t',
   'MERGE INTO t USING u ON true WHEN MATCHED THEN DELETE',
+  'DELETE FROM t RETURNING pg_sleep(1)',
+  'CREATE SCHEMA s CREATE TABLE t (a int DEFAULT now()) GRANT SELECT ON t TO u',
+  'ALTER TABLE t ALTER COLUMN a SET DEFAULT now()',
+  "COMMENT ON FUNCTION pg_sleep(float8) IS 'x'",
+  'DROP FUNCTION pg_sleep(float8)',
+  'DROP TABLE t',
+  'TRUNCATE a, b RESTART IDENTITY',
+  'LOCK TABLE t IN ACCESS EXCLUSIVE MODE',
+  'REFRESH MATERIALIZED VIEW CONCURRENTLY v',
 ];
 
 describe('policy lint', () => {
@@ -58,6 +67,50 @@ describe('policy lint', () => {
       }
     }
     assert.ok(unbounded >= 20, `only ${unbounded} unbounded writes read: the check would prove little`);
+  });
+
+  it('no statement the analyzer reads as calling a function has a kind the lint calls function-free', () => {
+    let calling = 0;
+    for (const text of [...corpus.map(([sql]) => sql), ...nestedWrites]) {
+      const analysis = analyzeSql(text, { cache: false });
+      if (!analysis.ok) continue;
+      for (const stmt of analysis.statements) {
+        if (stmt.functions.length === 0) continue;
+        calling++;
+        const never = stmt.kinds.filter((k) => neverCallsFunctionsKinds.has(k));
+        assert.deepEqual(
+          never,
+          [],
+          `${text}: kinds ${stmt.kinds.join(', ')}, functions ${stmt.functions.join(', ')}`,
+        );
+      }
+    }
+    assert.ok(calling >= 20, `only ${calling} function calls read: the check would prove little`);
+  });
+
+  it('"any of these" written as one rule (the issue\'s example) is reported', () => {
+    const anyOf = rule({
+      name: 'bulk',
+      action: 'deny',
+      sql: { statements: ['DROP', 'TRUNCATE'], unboundedWrites: true, functions: ['pg_*'] },
+    });
+    assert.match(
+      neverMatches(anyOf)!,
+      /a DROP statement is never an unbounded write, and a TRUNCATE statement calls no function/,
+    );
+    for (const text of ['DROP TABLE t', 'TRUNCATE t', 'DELETE FROM t RETURNING pg_sleep(1)']) {
+      const analysis = analyzeSql(text, { cache: false });
+      assert.ok(analysis.ok && !analysis.statements.some((s) => sqlRuleMatches(anyOf, s)), text);
+    }
+    // With DELETE among the kinds, a DELETE without WHERE calling pg_sleep does match.
+    const reachable = rule({
+      name: 'bulk',
+      action: 'deny',
+      sql: { statements: ['DELETE', 'TRUNCATE'], unboundedWrites: true, functions: ['pg_*'] },
+    });
+    assert.equal(neverMatches(reachable), undefined);
+    const analysis = analyzeSql('DELETE FROM t RETURNING pg_sleep(1)', { cache: false });
+    assert.ok(analysis.ok && analysis.statements.some((s) => sqlRuleMatches(reachable, s)));
   });
 
   it('a rule whose criteria can never hold together is reported, and the evaluator agrees', () => {

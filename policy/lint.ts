@@ -73,6 +73,35 @@ export const neverUnboundedKinds: ReadonlySet<SqlStatementKind> = new Set<SqlSta
   'REASSIGN',
 ]);
 
+/**
+ * Statement kinds whose statements hold no expression and never sit inside one that does, so a
+ * statement with one of them calls no function (checked against the analyzer in lint.test.ts).
+ */
+export const neverCallsFunctionsKinds: ReadonlySet<SqlStatementKind> = new Set<SqlStatementKind>([
+  'TRUNCATE',
+  'DROP',
+  'LOCK',
+  'VACUUM',
+  'ANALYZE',
+  'CLUSTER',
+  'REINDEX',
+  'REFRESH',
+  'CHECKPOINT',
+  'DISCARD',
+  'LISTEN',
+  'UNLISTEN',
+  'DEALLOCATE',
+  'BEGIN',
+  'COMMIT',
+  'ROLLBACK',
+  'SAVEPOINT',
+  'CLOSE',
+  'LOAD',
+  'REASSIGN',
+  'RESET',
+  'SHOW',
+]);
+
 export function lintPolicies(policies: AccessPolicy[], options: LintOptions): LintWarning[] {
   return policies.flatMap((policy) => lintPolicy(policy, options));
 }
@@ -182,8 +211,19 @@ export function neverMatches(rule: PolicyRule): string | undefined {
       empty(sql.tables, 'sql.tables') ??
       empty(sql.functions, 'sql.functions');
     if (why) return why;
-    if (sql.unboundedWrites && sql.statements?.every((kind) => neverUnboundedKinds.has(kind))) {
-      return `all of its criteria must match, and a ${sql.statements.join(' or ')} statement is never an unbounded write (write one rule per criterion to match any of them)`;
+    // All criteria must match one statement: each listed kind must be able to meet the others.
+    const unbounded = (kind: SqlStatementKind) =>
+      sql.unboundedWrites === true && neverUnboundedKinds.has(kind);
+    const calls = (kind: SqlStatementKind) =>
+      sql.functions !== undefined && neverCallsFunctionsKinds.has(kind);
+    if (sql.statements?.every((kind) => unbounded(kind) || calls(kind))) {
+      const never = sql.statements.filter(unbounded);
+      const noCalls = sql.statements.filter((kind) => !unbounded(kind));
+      const why = [
+        never.length > 0 && `a ${never.join(' or ')} statement is never an unbounded write`,
+        noCalls.length > 0 && `a ${noCalls.join(' or ')} statement calls no function`,
+      ].filter(Boolean);
+      return `all of its criteria must match, and ${why.join(', and ')} (write one rule per criterion to match any of them)`;
     }
   }
   if (ssh) {
