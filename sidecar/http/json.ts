@@ -4,7 +4,7 @@
 // masks bodies as they arrive (JsonStreamMasker); maskJson does the same over a parsed document.
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { applyStrategy, defaultHashKey, type MaskingPlan, type Strategy } from '../policy/masking.ts';
-import { StreamMasker, type ValueShape } from '../ssh/output.ts';
+import { encodeText, StreamMasker, type ValueShape } from '../ssh/output.ts';
 
 type Step = { descendant: boolean; key: string | number | '*' };
 
@@ -543,8 +543,9 @@ export class JsonStreamMasker {
   }
 
   private emitText(text: string): void {
-    this.reserve(text.length * 3);
-    this.written += this.out.write(text, this.written);
+    const bytes = encodeText(text);
+    this.reserve(bytes.length);
+    this.written += bytes.copy(this.out, this.written);
   }
 
   /** The rest of a string cut by the last chunk: its end (after the quote), -1 past the chunk, -2 when invalid. */

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { detectors } from '../../api/v1alpha1.ts';
 import { policy } from '../policy/fixtures.ts';
 import { compileMasking } from '../policy/masking.ts';
-import { MaskingTransform, maxCarry, patternShape, StreamMasker, valueShape } from './output.ts';
+import { encodeText, MaskingTransform, maxCarry, patternShape, StreamMasker, valueShape } from './output.ts';
 
 const pii = [
   policy({
@@ -154,6 +154,34 @@ describe('StreamMasker', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  it('passes bytes that are not UTF-8 unchanged, at every split, and masks values beside them', () => {
+    const bytes = Buffer.concat([
+      Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x80, 0xff, 0xc0, 0xae, 0xed, 0xa0, 0x80, 0xf0, 0x9f]),
+      Buffer.from(' é ✓ 😀 '),
+      Buffer.from([0xe2, 0x82]),
+    ]);
+    for (let i = 0; i <= bytes.length; i++) {
+      const masker = new StreamMasker(mask);
+      const out = Buffer.concat([
+        encodeText(masker.push(bytes.subarray(0, i))),
+        encodeText(masker.push(bytes.subarray(i))),
+        encodeText(masker.flush()),
+      ]);
+      assert.deepEqual(out, bytes, `split at ${i}`);
+    }
+    const mixed = Buffer.concat([
+      Buffer.from([0xff]),
+      Buffer.from('ada@example.com'),
+      Buffer.from([0xfe, 0x0a]),
+    ]);
+    const masker = new StreamMasker(mask);
+    const out = Buffer.concat([encodeText(masker.push(mixed)), encodeText(masker.flush())]);
+    assert.deepEqual(
+      out,
+      Buffer.concat([Buffer.from([0xff]), Buffer.from('[REDACTED:email]'), Buffer.from([0xfe, 0x0a])]),
     );
   });
 

@@ -7,10 +7,11 @@
 // detector's shape says which characters a value is made of, which may start it and how long
 // it can be; a pattern's is read from its regular expression. A tail longer than the carry
 // bound (an unbounded token, or a pattern without a bound) cannot be masked whole: the masker
-// throws rather than cut inside it. UTF-8 sequences split across chunks are reassembled.
+// throws rather than cut inside it. UTF-8 sequences split across chunks are reassembled; bytes
+// that are not UTF-8 travel as lone surrogates U+DC80-U+DCFF (no detector reads them) and are
+// written back as the bytes they were, so text with nothing to mask leaves byte for byte.
 
 import { Transform, type TransformCallback } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { type Detector, detectors } from '../../api/v1alpha1.ts';
 
@@ -250,7 +251,7 @@ export class StreamMasker {
   private readonly mask: MaskText;
   private readonly shape: ValueShape;
   private readonly carryLimit: number;
-  private readonly decoder = new StringDecoder('utf8');
+  private readonly decoder = new Utf8Decoder();
   private carry = '';
   /** The last characters released: the context the next text is read in. */
   private released = '';
@@ -263,7 +264,7 @@ export class StreamMasker {
 
   /** Masks what can be masked now; returns the text to send (possibly empty). */
   push(chunk: Buffer): string {
-    const text = this.carry + this.decoder.write(chunk);
+    const text = this.carry + this.decoder.write(chunk, false);
     let cut = text.length;
     for (const open of this.shape) cut = Math.min(cut, open(text));
     cut = this.outside(text, cut);
@@ -297,7 +298,7 @@ export class StreamMasker {
 
   /** Masks and returns everything held back, at the end of the stream. */
   flush(): string {
-    const text = this.carry + this.decoder.end();
+    const text = this.carry + this.decoder.write(Buffer.alloc(0), true);
     this.carry = '';
     return this.apply(text);
   }
@@ -380,6 +381,84 @@ export class MaskingTransform extends Transform {
   private send(text: string): void {
     if (text.length === 0) return;
     this.observe?.(text);
-    this.push(Buffer.from(text, 'utf8'));
+    this.push(encodeText(text));
   }
+}
+
+/** A UTF-8 decoder that keeps bytes it cannot decode, each as U+DC80 + byte. */
+export class Utf8Decoder {
+  private pending = Buffer.alloc(0);
+
+  write(chunk: Buffer, final: boolean): string {
+    const bytes = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = Buffer.alloc(0);
+    const plain = bytes.toString('utf8');
+    // The common case: valid UTF-8 (and no U+FFFD written as itself) that ends on a whole character.
+    if (!plain.includes('\ufffd') && (final || sequenceEnd(bytes) === bytes.length)) return plain;
+    let out = '';
+    let from = 0;
+    let i = 0;
+    while (i < bytes.length) {
+      const length = sequenceLength(bytes, i);
+      if (length > 0) {
+        i += length;
+        continue;
+      }
+      if (length < 0 && !final) {
+        // A character cut by the end of the chunk: kept for the next one.
+        out += bytes.toString('utf8', from, i);
+        this.pending = Buffer.from(bytes.subarray(i));
+        return out;
+      }
+      out += bytes.toString('utf8', from, i) + String.fromCharCode(0xdc00 + bytes[i]!);
+      i++;
+      from = i;
+    }
+    return out + bytes.toString('utf8', from, i);
+  }
+}
+
+/** Bytes of the valid UTF-8 character at i; 0 when invalid; -1 when cut short by the end. */
+function sequenceLength(bytes: Buffer, i: number): number {
+  const b = bytes[i]!;
+  if (b < 0x80) return 1;
+  const length = b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+  if (length === 0) return 0;
+  // The second byte's range excludes overlong forms, surrogates and code points past U+10FFFF.
+  const low = b === 0xe0 ? 0xa0 : b === 0xf0 ? 0x90 : 0x80;
+  const high = b === 0xed ? 0x9f : b === 0xf4 ? 0x8f : 0xbf;
+  for (let k = 1; k < length; k++) {
+    if (i + k >= bytes.length) return -1;
+    const c = bytes[i + k]!;
+    if (k === 1 ? c < low || c > high : c < 0x80 || c > 0xbf) return 0;
+  }
+  return length;
+}
+
+/** Where the last whole character of `bytes` ends. */
+function sequenceEnd(bytes: Buffer): number {
+  for (let back = 1; back <= 3 && back <= bytes.length; back++) {
+    const b = bytes[bytes.length - back]!;
+    if (b < 0x80) return bytes.length;
+    if (b >= 0xc0)
+      return sequenceLength(bytes, bytes.length - back) === -1 ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
+}
+
+const loneEscape = /(?<![\ud800-\udbff])[\udc80-\udcff]/;
+
+/** UTF-8 of `text`, with each kept byte (U+DC80 + byte) written back as that byte. */
+export function encodeText(text: string): Buffer {
+  if (!loneEscape.test(text)) return Buffer.from(text, 'utf8');
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0xdc80 || c > 0xdcff || (i > 0 && (text.charCodeAt(i - 1) & 0xfc00) === 0xd800)) continue;
+    parts.push(Buffer.from(text.slice(from, i), 'utf8'), Buffer.from([c - 0xdc00]));
+    from = i + 1;
+  }
+  parts.push(Buffer.from(text.slice(from), 'utf8'));
+  return Buffer.concat(parts);
 }

@@ -236,12 +236,15 @@ describe('HTTP enforcer under attack', requires('curl'), () => {
     }
   });
 
-  it('passes bytes that are not UTF-8 unchanged where nothing is masked', async () => {
+  it('passes bytes that are not UTF-8 unchanged where nothing is masked, with masking on or off', async () => {
     const base = await enforce([writes]);
     const bytes = async (url: string) =>
       (await run('curl', ['-s', '--output', '-', url], { encoding: 'buffer' })).stdout;
     assert.deepEqual(await bytes(`${base}/not-utf8`), notUtf8);
     assert.equal((await bytes(`${base}/binary`)).subarray(0, 4).toString('hex'), '000102ff');
+    // Under masking too, where the body holds nothing to mask.
+    const masked = await enforce([pii]);
+    assert.deepEqual(await bytes(`${masked}/not-utf8`), notUtf8);
   });
 });
 
