@@ -57,11 +57,13 @@ trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 started=$SECONDS
 
-# Documentation, locales, package-manager state, the C library's iconv modules and device nodes
-# (the runtime makes /dev): nothing at run time reads them.
+# Documentation, locales, package-manager state, the C library's iconv modules: nothing at run
+# time reads them. The build host's name and resolver, and device nodes: the runtime provides
+# its own.
 prune=(usr/share/doc usr/share/man usr/share/info usr/share/locale usr/share/lintian usr/share/bash-completion
   usr/share/gdb usr/share/pixmaps var/cache/apt var/cache/debconf var/lib/apt var/log/apt var/log/dpkg.log
-  var/log/alternatives.log var/log/bootstrap.log etc/apt etc/machine-id "usr/lib/$(uname -m)-linux-gnu/gconv")
+  var/log/alternatives.log var/log/bootstrap.log etc/apt etc/machine-id "usr/lib/$(uname -m)-linux-gnu/gconv"
+  etc/hostname etc/resolv.conf)
 debian() { # variant, packages, then mmdebstrap options
   local variant=$1 packages=$2
   shift 2

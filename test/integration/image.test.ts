@@ -94,7 +94,14 @@ class Image {
    * extra capabilities and in a named network namespace if asked.
    */
   async run(
-    options: { args?: string[]; user?: number; capabilities?: string[]; netns?: string } = {},
+    options: {
+      args?: string[];
+      user?: number;
+      capabilities?: string[];
+      netns?: string;
+      /** A read-only root file system with an empty writable directory here, as the chart and the injector run it. */
+      volume?: string;
+    } = {},
   ): Promise<{ code: number | null; output: string }> {
     const bundle = join(this.dir, 'bundle');
     const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
@@ -107,6 +114,15 @@ class Image {
     if (options.netns) {
       const network = spec.linux.namespaces.find((n: { type: string }) => n.type === 'network');
       network.path = `/var/run/netns/${options.netns}`;
+    }
+    if (options.volume) {
+      spec.root.readonly = true;
+      spec.mounts.push({
+        destination: options.volume,
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['mode=1777'],
+      });
     }
     const config = join(this.dir, `config-${++this.containers}.json`);
     await writeFile(config, JSON.stringify(spec));
@@ -185,9 +201,12 @@ describe('the airlock image', tools, () => {
     assert.ok(tar.length < 200 * 2 ** 20, `${tar.length >> 20} MiB unpacked`);
   });
 
-  test('runs as a non-root user, with no shell and no package manager', async () => {
+  test('runs as a non-root user, with no shell, no package manager, nothing of the build machine', async () => {
     assert.equal(image.config.config.User, '65532:65532');
     for (const path of ['bin/sh', 'usr/bin/sh', 'bin/bash', 'usr/bin/bash', 'usr/bin/dpkg', 'usr/bin/apt'])
+      assert.equal(existsSync(join(image.rootfs, path)), false, path);
+    // Nor anything of the machine that built it.
+    for (const path of ['etc/hostname', 'etc/resolv.conf', 'etc/machine-id'])
       assert.equal(existsSync(join(image.rootfs, path)), false, path);
     const result = await image.run({ args: ['node', '-p', 'process.getuid()'] });
     assert.deepEqual(result, { code: 0, output: '65532\n' });
@@ -230,9 +249,10 @@ describe('the airlock image', tools, () => {
     }
   });
 
-  test("the sidecar's parts load in the image's Node: the SQL parser, the SSH crypto addon, the audit store", async () => {
+  test("the image's Node loads the SQL parser, the SSH crypto addon and the audit store, from a read-only root", async () => {
     const parser = await image.run({
       user: 1337,
+      volume: '/var/lib/airlock/spool',
       args: [
         'node',
         '--liftoff-only',
@@ -244,6 +264,7 @@ describe('the airlock image', tools, () => {
     assert.deepEqual(parser, { code: 0, output: 'DropStmt\n' });
     const addon = await image.run({
       user: 1337,
+      volume: '/var/lib/airlock/spool',
       args: [
         'node',
         '-p',
@@ -253,7 +274,8 @@ describe('the airlock image', tools, () => {
     assert.deepEqual(addon, { code: 0, output: 'function\n' });
     const store = await image.run({
       user: 1000,
-      args: ['airlock', 'audit', 'verify', '--store', '/tmp/audit'],
+      volume: '/var/lib/airlock',
+      args: ['airlock', 'audit', 'verify', '--store', '/var/lib/airlock/audit'],
     });
     assert.equal(store.code, 0, store.output);
     assert.match(store.output, /^ok: 0 events verified/m);
