@@ -792,8 +792,9 @@ export class PostgresSession {
     }
     return (async () => {
       const verdict = await viewed;
+      // A COPY masking cannot cover is refused whatever else holds it (an approval included).
       const effective =
-        verdict.action === 'allow' ? ((await this.checkMaskable(analysis)) ?? verdict) : verdict;
+        verdict.action === 'deny' ? verdict : ((await this.checkMaskable(analysis)) ?? verdict);
       const gate = await this.gate(effective, text);
       this.startQuery(frame, text, analysis, effective, started, gate);
     })();
@@ -872,21 +873,6 @@ export class PostgresSession {
         }
       }
     }
-    return undefined;
-  }
-
-  /**
-   * COPY TO STDOUT prepared with Parse is refused before it runs when masking could not cover
-   * it: binary output always, and any copy when column rules exist (Parse is decided at once,
-   * without the catalog lookup checkMaskable makes for a simple query).
-   */
-  private copyUnmaskableAtParse(analysis: SqlAnalysisResult): Verdict | undefined {
-    if (!analysis.ok || !this.masker) return undefined;
-    const copy = analysis.statements[0]?.copy;
-    if (copy?.direction !== 'to' || copy.endpoint !== 'stdio') return undefined;
-    if (copy.format === 'binary') return this.copyRefusal('binary COPY output cannot be masked');
-    if (this.masker.columns)
-      return this.copyRefusal('COPY TO STDOUT with column masking runs only as a simple query');
     return undefined;
   }
 
@@ -1035,8 +1021,15 @@ export class PostgresSession {
     const analysis = this.engine.analyze(message.text);
     const effectiveAnalysis = this.effectiveAnalysis(analysis);
     const viewed = this.throughViews(effectiveAnalysis, this.engine.decide(effectiveAnalysis));
-    if (viewed instanceof Promise)
-      return viewed.then((decided) => this.parseDecided(frame, message, analysis, decided));
+    const copy = this.masker && analysis.ok && analysis.statements.some((s) => s.copy !== undefined);
+    if (viewed instanceof Promise || copy) {
+      return (async () => {
+        const decided = await viewed;
+        const verdict =
+          decided.action === 'deny' ? decided : ((await this.checkMaskable(analysis)) ?? decided);
+        this.parseDecided(frame, message, analysis, verdict);
+      })();
+    }
     this.parseDecided(frame, message, analysis, viewed);
     return undefined;
   }
@@ -1045,9 +1038,8 @@ export class PostgresSession {
     frame: Frame,
     message: ReturnType<typeof decodeParse>,
     analysis: SqlAnalysisResult,
-    decided: Verdict,
+    verdict: Verdict,
   ): void {
-    const verdict = decided.action === 'deny' ? decided : (this.copyUnmaskableAtParse(analysis) ?? decided);
     const kind = analysis.ok ? analysis.statements[0]?.kind : undefined;
     const syntax = syntaxError(analysis);
     if (syntax || verdict.action === 'deny') {

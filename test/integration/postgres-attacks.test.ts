@@ -379,10 +379,46 @@ describe('postgres enforcer: a determined agent', () => {
     assert.equal(csv.stdout, `1,Ada,${secretEmail}\n2,Bob,bob-mail\n`);
   });
 
+  test('a COPY held for approval that masking could not cover is refused before anyone is asked', async () => {
+    const asked: string[] = [];
+    const held = await startEnforcer(
+      server,
+      [
+        policy('held-copy', {
+          masking: [{ name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'allow' }],
+          rules: [{ name: 'approve-copy', action: 'require-approval', sql: { statements: ['COPY'] } }],
+        }),
+      ],
+      {
+        approvals: {
+          request: async (req) => {
+            asked.push(req.text);
+            return { approved: true, outcome: 'approved', decidedBy: 'alice', request: 'ar-copy' };
+          },
+        },
+      },
+    );
+    try {
+      const binary = await psql(held, "COPY plain TO STDOUT (FORMAT 'binary');\nSELECT 'still-up';", {
+        args: ['-At'],
+      });
+      assert.match(binary.stderr, /ERROR: {2}airlock: statement denied: binary COPY output cannot be masked/);
+      assert.doesNotMatch(binary.stderr, /FATAL|server closed/);
+      assert.match(binary.stdout, /still-up/);
+      assert.deepEqual(asked, []);
+      const text = await psql(held, 'COPY plain TO STDOUT;', { args: ['-At'] });
+      assert.equal(text.code, 0, text.stderr);
+      assert.equal(text.stdout, '1\tone\n2\ttwo\n');
+      assert.equal(asked.length, 1);
+    } finally {
+      await held.close();
+    }
+  });
+
   test('COPY through the extended protocol: refused at Parse before it runs when masking could not cover it', async () => {
     const raw = await RawClient.session(copying.host, copying.port);
     try {
-      for (const text of ['COPY plain TO STDOUT (FORMAT binary)', 'COPY plain TO STDOUT']) {
+      for (const text of ['COPY plain TO STDOUT (FORMAT binary)', 'copy/**/customers (id, ssn) to stdout']) {
         raw.send(parse('', text), bind('', '', [], []), execute('', 0), sync());
         const frames = await raw.until('Z');
         const error = frames.find((f) => f.type === 'E');
@@ -390,6 +426,16 @@ describe('postgres enforcer: a determined agent', () => {
         assert.match(error?.fields?.get('M') ?? '', /^airlock: statement denied/, text);
         assert.ok(!frames.some((f) => f.type === 'H' || f.type === 'd'), text);
       }
+      // A table without column rules copies out, its rows scanned by the detectors.
+      raw.send(
+        parse('', 'COPY (SELECT id, email FROM customers ORDER BY id) TO STDOUT'),
+        bind('', '', [], []),
+        execute('', 0),
+        sync(),
+      );
+      const copied = await raw.until('Z');
+      const rows = copied.filter((f) => f.type === 'd').map((f) => f.body.toString());
+      assert.deepEqual(rows, [`1\t${secretEmail}\n`, '2\tbob-mail\n']);
       raw.send(query("SELECT 'still-up'"));
       const after = await raw.until('Z');
       assert.ok(after.some((f) => f.type === 'D' && f.body.toString().includes('still-up')));
