@@ -594,6 +594,9 @@ async function forward(
       continue;
     // The enforcer already answered the agent's Expect: 100-continue; the body follows at once.
     if (name === 'host' || name === 'expect') continue;
+    // Headers that make IIS and Symfony route another path than the request line's: the
+    // decision was made on the request line, so they never reach the target.
+    if (pathOverrides.has(name)) continue;
     headers[name] = value;
   }
   headers.host =
@@ -799,6 +802,8 @@ async function forward(
   if (body?.ended) upstream.end();
   else req.pipe(upstream);
 }
+
+const pathOverrides = new Set(['x-original-url', 'x-rewrite-url']);
 
 /** Response headers the enforcer reads to frame and decode the body: never masked. */
 const framing = new Set(['content-length', 'content-encoding', 'content-type', 'date']);

@@ -31,6 +31,11 @@ describe('method overrides', () => {
     assert.deepEqual(bodyOverrides('json', '', Buffer.from('[{"_method":"delete"}]')), []);
     assert.equal(bodyOverrides('json', '', Buffer.from('{"_method":')), undefined, 'malformed: unreadable');
     assert.equal(bodyOverrides('json', '', Buffer.from('{"_method":["DELETE"]}')), undefined);
+    assert.equal(
+      bodyOverrides('json', '', Buffer.from('{"_method":"DELETE","\\u005fmethod":"GET"}')),
+      undefined,
+      'a repeated key is read differently by different parsers',
+    );
     const multipart = [
       '--b0',
       'Content-Disposition: form-data; name="file"; filename="a.txt"',

@@ -65,6 +65,11 @@ export function bodyOverrides(
       return text.trim() === '' ? [] : undefined;
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return [];
+    // Parsers disagree on a repeated key (first or last wins): more than one is unreadable.
+    const unescaped = text.replace(/\\u([0-9A-Fa-f]{4})/g, (_, hex: string) =>
+      String.fromCharCode(Number.parseInt(hex, 16)),
+    );
+    if ((unescaped.match(/"\s*_method\s*"\s*:/gi) ?? []).length > 1) return undefined;
     const values = Object.entries(parsed as Record<string, unknown>)
       .filter(([name]) => name.trim().toLowerCase() === '_method')
       .map(([, value]) => value);

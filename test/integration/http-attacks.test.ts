@@ -146,6 +146,17 @@ describe('HTTP enforcer under attack', requires('curl'), () => {
       const result = await curl(['-X', path === '/ORDERS/1' ? 'DELETE' : 'GET', `${folded}${path}`]);
       assert.equal(result.status, 403, `case-insensitive ${path}`);
     }
+    // Path override headers never reach the target: it routes the path that was decided.
+    const rewritten = await curl([
+      '-H',
+      'X-Original-URL: /admin/users',
+      '-H',
+      'X-Rewrite-URL: /admin',
+      `${folded}/orders/2`,
+    ]);
+    assert.equal(rewritten.status, 200);
+    assert.equal(upstream.requests.at(-1)?.headers['x-original-url'], undefined);
+    assert.equal(upstream.requests.at(-1)?.headers['x-rewrite-url'], undefined);
     const ok = await curl([`${folded}/Orders/1`]);
     assert.equal(ok.status, 200);
     assert.equal(upstream.requests.at(-1)?.url, '/Orders/1', 'forwarded as sent, case kept');
