@@ -742,7 +742,8 @@ async function forward(
     const isJson = /^application\/(.+\+)?json\b/i.test(contentType);
     const declared = Number(response.headers['content-length'] ?? Number.NaN);
     delete outHeaders['content-length'];
-    if (isJson && declared <= maxHeld) {
+    // Not a compressed body: its declared length does not bound what it decompresses to.
+    if (isJson && encoding === 'identity' && declared <= maxHeld) {
       // A JSON body of known, bounded size is answered with its masked length in one write: no
       // chunked framing, no second write. One that cannot be masked gets a 502 instead.
       const masker = jsonMasker(context);
