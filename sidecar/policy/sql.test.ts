@@ -6,6 +6,7 @@ import { policy } from './fixtures.ts';
 import {
   analyzeSql,
   type ColumnUse,
+  demotesPgCatalog,
   loadSqlParser,
   preparedStatementName,
   type SqlStatement,
@@ -301,6 +302,11 @@ describe('analyzeSql', () => {
     assert.equal(decide('ALTER TABLE customers RENAME COLUMN name TO full_name'), 'allow');
     assert.equal(decide('ALTER TABLE orders RENAME TO orders_old'), 'allow');
     assert.equal(decide('SET search_path = public, pg_catalog'), 'deny');
+    assert.equal(demotesPgCatalog('"$user", public, pg_catalog'), true);
+    assert.equal(demotesPgCatalog('pg_catalog, public'), false);
+    assert.equal(demotesPgCatalog('public'), false);
+    assert.equal(demotesPgCatalog('public, "PG_CATALOG"'), false);
+    assert.equal(demotesPgCatalog('public, PG_Catalog'), true);
     assert.equal(decide('SELECT id, lower(name) FROM customers WHERE id = 1'), 'allow');
   });
 

@@ -751,7 +751,7 @@ class Walk {
         if (body['name'] === 'search_path' && body['kind'] === 'VAR_SET_VALUE') {
           const args = (body['args'] as AstNode[] | undefined) ?? [];
           const schemas = args.map(constString);
-          this.searchPath(schemas.every((name) => name !== undefined) ? (schemas as string[]) : undefined);
+          this.searchPath(schemas.includes(undefined) || schemas.indexOf('pg_catalog') > 0);
         }
         return;
       case 'DropStmt':
@@ -1060,7 +1060,7 @@ class Walk {
       if (setting === undefined || identitySettings.has(setting.toLowerCase())) this.classes.add('admin');
       if (setting === undefined || setting.toLowerCase() === 'search_path') {
         const value = constString(args[1]);
-        this.searchPath(value === undefined ? undefined : splitSearchPath(value));
+        this.searchPath(value === undefined || demotesPgCatalog(value));
       }
     }
     if (base === 'count') {
@@ -1082,9 +1082,8 @@ class Walk {
    * on any call could run any code. Such a setting (or one that cannot be read) is treated
    * like a call of an unknown function.
    */
-  searchPath(schemas: string[] | undefined): void {
-    const position = schemas?.indexOf('pg_catalog') ?? 1;
-    if (position <= 0) return;
+  searchPath(demotesCatalog: boolean): void {
+    if (!demotesCatalog) return;
     this.classes.add('admin');
     this.columnUses.push(everyColumn);
   }
@@ -1630,6 +1629,14 @@ function stringList(value: unknown): string[] {
     if (typeof s === 'string') out.push(s);
   }
   return out;
+}
+
+/**
+ * Whether a search_path value (as SET, set_config or a startup option give it) names another
+ * schema before pg_catalog, so that built-in function names may resolve to other functions.
+ */
+export function demotesPgCatalog(searchPath: string): boolean {
+  return splitSearchPath(searchPath).indexOf('pg_catalog') > 0;
 }
 
 /** A search_path string as the server splits it: quoted names as written, others lower-cased. */
