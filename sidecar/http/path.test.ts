@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { matchPathGlob } from '../policy/glob.ts';
 import { normalizeTarget } from './path.ts';
 
 const path = (target: string) => {
@@ -108,6 +109,70 @@ describe('normalizeTarget', () => {
           }
         },
       ),
+    );
+  });
+
+  it('has a reading under /admin whenever a server would route the forwarded path there', () => {
+    // Servers modelled apart from the readings: each reads the forwarded path its own way.
+    const resolve = (segments: string[]) => {
+      const out: string[] = [];
+      for (const s of segments) {
+        if (s === '..') out.pop();
+        else if (s !== '.' && s !== '') out.push(s);
+      }
+      return `/${out.join('/')}`;
+    };
+    const decode = (s: string) => {
+      try {
+        return decodeURIComponent(s);
+      } catch {
+        return s;
+      }
+    };
+    const servers: Record<string, (path: string) => string> = {
+      tomcat: (p) => resolve(p.split('/').map((s) => decode(s.split(';')[0]!))),
+      iis: (p) =>
+        resolve(
+          p.split('/').map((s) => decode(s).replace(/[. ]+$/, (m) => (/^\.+$/.test(decode(s)) ? m : ''))),
+        ),
+      router: (p) => resolve(decode(p).split('/')),
+    };
+    const underAdmin = (p: string) => p === '/admin' || p.startsWith('/admin/');
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.constantFrom(
+            'admin',
+            'admin;x',
+            'admin.',
+            'admin%20',
+            'adm%69n',
+            '..;',
+            '..',
+            '.',
+            'x',
+            'x;y',
+            '',
+            '%3b',
+            'users',
+            'admin..',
+          ),
+          { minLength: 1, maxLength: 6 },
+        ),
+        (parts) => {
+          const result = normalizeTarget(`/${parts.join('/')}`);
+          if (!result.ok) return;
+          const denied = result.readings.some((r) => underAdmin(r) || matchPathGlob('/admin/**', r));
+          for (const [name, read] of Object.entries(servers)) {
+            if (underAdmin(read(result.path)))
+              assert.ok(
+                denied,
+                `${name} routes ${result.path} to ${read(result.path)}; readings ${result.readings.join(' ')}`,
+              );
+          }
+        },
+      ),
+      { numRuns: 3000 },
     );
   });
 
