@@ -4,8 +4,7 @@ import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseRetention } from '../audit/command.ts';
-import { openAuditLog } from '../audit/log.ts';
-import { isPostgresUrl } from '../audit/store.ts';
+import { AuditStore, isPostgresUrl } from '../audit/store.ts';
 import { clusterOptions, clusterSessions } from '../cli/cluster.ts';
 import { commands } from '../cli/main.ts';
 import { controlSocket } from '../local/control.ts';
@@ -246,7 +245,7 @@ async function replayCommand(values: Flags): Promise<number> {
       if (existsSync(controlSocket(store)))
         throw new PolicyInputError(`--store ${store}: airlock local is running on it; stop it first`);
     }
-    const log = await openAuditLog(store);
+    const log = await AuditStore.open(store);
     try {
       report = await replay(storedEvents(log, 500), options);
     } finally {

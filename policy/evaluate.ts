@@ -164,7 +164,7 @@ export async function decide(
   };
   if ('sql' in request) {
     await loadSqlParser();
-    const analysis = analyzeSql(request.sql, { cache: false });
+    const analysis = analyzeSql(request.sql);
     const decision = decideSql(policies, analysis);
     const statements = analysis.ok ? analysis.statements : [];
     return {

@@ -4,8 +4,7 @@
 // history. Reads the store page by page and keeps only counts and a few examples per rule, so
 // memory stays bounded whatever the number of events.
 import type { BundleConnection, BundleSources, Identity } from '../api/bundle.ts';
-import type { AuditLog } from '../audit/log.ts';
-import type { SessionSummary } from '../audit/store.ts';
+import type { SessionSummary, StoredEvent } from '../audit/store.ts';
 import type { RequestEvent, SessionEvent } from '../sidecar/audit/event.ts';
 import type { Decision } from '../sidecar/policy/decide.ts';
 import { decide, grantedConnection, type Mask, PolicyInputError, type PolicyRequest } from './evaluate.ts';
@@ -83,7 +82,10 @@ export interface ReadEvent {
 }
 
 /** Every stored event, in chain order, one page in memory at a time. */
-export async function* storedEvents(store: AuditLog, pageSize: number): AsyncGenerator<ReadEvent> {
+export async function* storedEvents(
+  store: { head(): Promise<number>; eventsAfter(position: number, limit: number): Promise<StoredEvent[]> },
+  pageSize: number,
+): AsyncGenerator<ReadEvent> {
   const head = await store.head();
   let position = 0;
   for (;;) {
