@@ -680,6 +680,7 @@ describe('an "rm *" rule and a file-deletion rule hold against variations', () =
     );
     assert.ok(parseCommandLine(`${'sh -c '.repeat(50)}ls`));
     assert.notDeepEqual(verified(`${'$('.repeat(100)}${')'.repeat(100)}`), []);
-    assert.notDeepEqual(verified('x'.repeat(300 * 1024)), []);
+    assert.notDeepEqual(verified('x'.repeat(130 * 1024)), []);
+    assert.notDeepEqual(verified(`echo ${'{a,b}'.repeat(20000)}`), []);
   });
 });

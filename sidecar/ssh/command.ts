@@ -23,17 +23,48 @@ export interface CommandLine {
   unverifiable: string[];
 }
 
-/** Bounds on adversarial input: nesting of sh -c and substitutions, line length, brace expansion. */
+/**
+ * Bounds on adversarial input: nesting of sh -c and substitutions, line length (Linux passes at
+ * most 128 KiB in one argument, and sshd runs the line as `$SHELL -c line`), brace expansion.
+ */
 const maxDepth = 8;
-export const maxCommandLength = 256 * 1024;
+export const maxCommandLength = 128 * 1024;
 const maxBraceWords = 256;
+const maxBraceWord = 4096;
 
 const { syntax } = sh;
 const parser = syntax.NewParser(syntax.KeepComments(false), syntax.Variant(syntax.LangBash));
 
-// The mvdan/sh syntax tree (GopherJS objects: fields are getters named as in Go).
-// biome-ignore lint/suspicious/noExplicitAny: the tree is typed by syntax.NodeType at run time.
+// A node of the mvdan/sh syntax tree, as plain data: `type` is the Go type's name (CallExpr,
+// Word, Lit, ...) and the fields are the Go fields, positions and comments left out.
+// biome-ignore lint/suspicious/noExplicitAny: the tree is typed by its `type` at run time.
 type Node = any;
+
+/**
+ * Copies the parser's tree out of its GopherJS representation. Reading the package's wrapped
+ * objects converts on every field access, which made a long line cost tens of milliseconds; the
+ * copy is one pass. Slices are views into batches the parser reuses, so the copy is taken at once.
+ */
+function plain(value: Node): Node {
+  if (typeof value === 'string')
+    return /[\x80-\xff]/.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value;
+  if (value === null || typeof value !== 'object') return value;
+  if (value.$array !== undefined && value.$length !== undefined) {
+    const out: Node[] = [];
+    for (let i = 0; i < value.$length; i++) out.push(plain(value.$array[value.$offset + i]));
+    return out;
+  }
+  const type = value.constructor;
+  const name: unknown = type?.string;
+  const fields: { name: string; prop: string; typ: { string: string } }[] | undefined = type?.elem?.fields;
+  if (typeof name !== 'string' || !fields || value === type.nil) return null;
+  const node: Node = { type: name.replace(/^\*syntax\./, '') };
+  for (const field of fields) {
+    if (field.typ.string === 'syntax.Pos' || field.typ.string === '[]syntax.Comment') continue;
+    node[field.name] = plain(value[field.prop]);
+  }
+  return node;
+}
 
 /** Redirection operators, by mvdan/sh token number. */
 const redirect = {
@@ -77,9 +108,10 @@ export function parseCommandLine(line: string): CommandLine {
     };
   }
   if (line.includes('\0')) return { commands: [], classes: [], unverifiable: ['NUL byte in command line'] };
-  // Twice: a variable is the agent's from its first use even where the line sets it later (a loop).
+  // Twice where the line sets variables: one is the agent's from its first use even where the
+  // line sets it later (a loop).
   const first = analyse(line, new Map());
-  const state = analyse(line, first.assigned);
+  const state = first.assigned.size === 0 ? first : analyse(line, first.assigned);
   return {
     commands: state.commands,
     classes: [...state.classes],
@@ -118,7 +150,8 @@ function script(text: string, state: State): void {
   }
   let file: Node;
   try {
-    file = parser.Parse(text, '');
+    // The GopherJS object behind the package's wrapper (see plain()).
+    file = plain((parser.Parse(text, '') as unknown as { __internal_object__: unknown }).__internal_object__);
   } catch (error) {
     const message = (error as { Error?: () => string }).Error?.() ?? String(error);
     state.unverifiable.push(`does not parse as bash: ${message}`);
@@ -164,18 +197,18 @@ function hereDocument(hdoc: Node, state: State): Stdin {
   let text = '';
   let dynamic = false;
   for (const part of hdoc.Parts ?? []) {
-    if (syntax.NodeType(part) === 'Lit') {
+    if (part.type === 'Lit') {
       text += part.Value;
       continue;
     }
     dynamic = true;
-    wordPart(part, state, { value: '', dynamic: false, params: [], chars: [] }, true);
+    wordPart(part, state, { value: '', dynamic: false, params: [], segments: [] }, true);
   }
   return dynamic ? undefined : { text };
 }
 
 function command(cmd: Node, stdin: Stdin, state: State): void {
-  const type = syntax.NodeType(cmd);
+  const type = cmd.type;
   switch (type) {
     case 'CallExpr':
       call(cmd, stdin, state);
@@ -199,7 +232,7 @@ function command(cmd: Node, stdin: Stdin, state: State): void {
       return;
     case 'ForClause': {
       const loop = cmd.Loop;
-      if (syntax.NodeType(loop) === 'WordIter') {
+      if (loop.type === 'WordIter') {
         // `for x; do` iterates over the positional parameters.
         for (const item of loop.Items ?? []) word(item, state);
         assign(state, loop.Name.Value, null);
@@ -246,11 +279,11 @@ function command(cmd: Node, stdin: Stdin, state: State): void {
 
 /** [[ ... ]]: operands of -eq, -lt, ... are evaluated as arithmetic. */
 function test(expr: Node, state: State): void {
-  switch (syntax.NodeType(expr)) {
+  switch (expr.type) {
     case 'BinaryTest': {
       const arithmeticOperands = expr.Op >= testArithmetic.first && expr.Op <= testArithmetic.last;
       for (const side of [expr.X, expr.Y]) {
-        if (arithmeticOperands && syntax.NodeType(side) === 'Word') arithmeticWord(side, state);
+        if (arithmeticOperands && side.type === 'Word') arithmeticWord(side, state);
         else test(side, state);
       }
       return;
@@ -265,13 +298,13 @@ function test(expr: Node, state: State): void {
       word(expr, state);
       return;
     default:
-      state.unverifiable.push(`${syntax.NodeType(expr)} in [[ ]] is not modelled`);
+      state.unverifiable.push(`${expr.type} in [[ ]] is not modelled`);
   }
 }
 
 /** Arithmetic: names are variables whose values bash evaluates as expressions in turn. */
 function arithmetic(expr: Node, state: State): void {
-  switch (syntax.NodeType(expr)) {
+  switch (expr.type) {
     case 'BinaryArithm':
       arithmetic(expr.X, state);
       arithmetic(expr.Y, state);
@@ -284,7 +317,7 @@ function arithmetic(expr: Node, state: State): void {
       arithmeticWord(expr, state);
       return;
     default:
-      state.unverifiable.push(`${syntax.NodeType(expr)} in arithmetic is not modelled`);
+      state.unverifiable.push(`${expr.type} in arithmetic is not modelled`);
   }
 }
 
@@ -351,6 +384,7 @@ function assignment(node: Node, state: State, declared: boolean): void {
 // Words
 
 interface Char {
+  /** One character (in brace expansion), or a run of them. */
   c: string;
   /** Quoted or escaped: neither a glob, a brace nor a keyword. */
   quoted: boolean;
@@ -363,22 +397,23 @@ interface Value {
   dynamic: boolean;
   /** Names of the parameters it expands. */
   params: string[];
-  chars: Char[];
+  /** The text in pieces, each quoted (or escaped, or the result of an expansion) or not. */
+  segments: Char[];
 }
 
 function word(w: Node, state: State): Value {
-  const value: Value = { value: '', dynamic: false, params: [], chars: [] };
+  const value: Value = { value: '', dynamic: false, params: [], segments: [] };
   for (const part of w.Parts ?? []) wordPart(part, state, value, false);
   return value;
 }
 
 function add(value: Value, text: string, quoted: boolean): void {
   value.value += text;
-  for (const c of text) value.chars.push({ c, quoted });
+  value.segments.push({ c: text, quoted });
 }
 
 function wordPart(part: Node, state: State, value: Value, inDoubleQuotes: boolean): void {
-  const type = syntax.NodeType(part);
+  const type = part.type;
   switch (type) {
     case 'Lit':
       literal(part.Value, value, inDoubleQuotes);
@@ -428,7 +463,7 @@ function wordPart(part: Node, state: State, value: Value, inDoubleQuotes: boolea
       return;
     case 'ExtGlob':
       add(value, `${extGlobOperators[part.Op - extGlobFirst] ?? '@'}(${part.Pattern.Value})`, false);
-      value.chars.push({ c: '*', quoted: false });
+      value.segments.push({ c: '*', quoted: false });
       return;
     default:
       value.dynamic = true;
@@ -515,19 +550,29 @@ export function ansiC(s: string): string {
 }
 
 /**
- * Brace expansion of a word's unquoted braces ({a,b} and {1..3}), as bash does before any other
- * expansion. Undefined when it would produce more than maxBraceWords words.
+ * The words a word becomes by brace expansion of its unquoted braces ({a,b} and {1..3}), as bash
+ * expands them before anything else. Undefined when that is more than maxBraceWords words, or
+ * more work than a word of maxBraceWord characters with as many braces takes.
  */
-export function braceExpand(chars: Char[]): Char[][] | undefined {
+export function braceWords(segments: Char[]): string[] | undefined {
+  const text = segments.map((s) => s.c).join('');
+  if (!segments.some((s) => !s.quoted && s.c.includes('{'))) return [text];
+  if (text.length > maxBraceWord) return undefined;
+  const chars = segments.flatMap(({ c, quoted }) => [...c].map((ch) => ({ c: ch, quoted })));
+  const budget = { steps: maxBraceWord };
+  return braceExpand(chars, budget)?.map((word) => word.map((ch) => ch.c).join(''));
+}
+
+function braceExpand(chars: Char[], budget: { steps: number }): Char[][] | undefined {
+  if (--budget.steps < 0) return undefined;
   const group = braceGroup(chars);
   if (!group) return [chars];
   const out: Char[][] = [];
   for (const alternative of group.alternatives) {
-    const words = braceExpand([
-      ...chars.slice(0, group.open),
-      ...alternative,
-      ...chars.slice(group.close + 1),
-    ]);
+    const words = braceExpand(
+      [...chars.slice(0, group.open), ...alternative, ...chars.slice(group.close + 1)],
+      budget,
+    );
     if (!words || out.length + words.length > maxBraceWords) return undefined;
     out.push(...words);
   }
@@ -589,12 +634,12 @@ function call(cmd: Node, stdin: Stdin, state: State): void {
   const dynamic: boolean[] = [];
   for (const [index, arg] of (cmd.Args ?? []).entries()) {
     const value = word(arg, state);
-    const words = braceExpand(value.chars);
+    const words = braceWords(value.segments);
     if (!words) {
       state.unverifiable.push('brace expansion too large');
       return;
     }
-    const pattern = value.chars.some((ch) => !ch.quoted && '*?['.includes(ch.c));
+    const pattern = value.segments.some((s) => !s.quoted && /[*?[]/.test(s.c));
     if (index === 0) {
       if (value.dynamic) {
         state.unverifiable.push(`command name is computed: ${value.value}`);
@@ -608,7 +653,7 @@ function call(cmd: Node, stdin: Stdin, state: State): void {
     const chosen = value.params.find((name) => tainted(state, name));
     if (chosen !== undefined) state.unverifiable.push(`argument from a variable the line sets: $${chosen}`);
     for (const expanded of words) {
-      argv.push(expanded.map((ch) => ch.c).join(''));
+      argv.push(expanded);
       dynamic.push(value.dynamic);
     }
   }
