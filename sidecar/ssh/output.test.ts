@@ -212,7 +212,16 @@ describe('StreamMasker', () => {
 
   it('holds only a tail that could still become a value', () => {
     const masker = new StreamMasker(maskAll, allShape);
-    for (const prompt of ['root@db1:~# ', 'mysql> ', 'Password: ', '$ ', '> ', 'done.\n']) {
+    for (const prompt of [
+      'root@db1:~# ',
+      'mysql> ',
+      'Password: ',
+      '$ ',
+      '> ',
+      'done.\n',
+      'Password:',
+      'Continue? [Y/n]',
+    ]) {
       assert.equal(masker.push(Buffer.from(prompt)), prompt, prompt);
       assert.ok(!masker.pending, prompt);
     }

@@ -63,16 +63,21 @@ function runStart(text: string, inValue: (c: number) => boolean, longest: number
   return i;
 }
 
-/** A value of characters `inValue`, starting with one of `starts`, at most `longest` long. */
+/**
+ * A value of characters `inValue`, starting with one of `starts` but not right after one of
+ * `notAfter` (the detector's lookbehind), at most `longest` long.
+ */
 function bounded(
   inValue: (c: number) => boolean,
   starts: (c: number) => boolean,
   longest: number,
+  notAfter: (c: number) => boolean = () => false,
 ): OpenValue {
   return (text) => {
-    // A value still open at the end started less than `longest` characters before it.
+    // A value still open at the end started less than `longest` characters before it. What
+    // precedes the text is not known here: a value may start at its first character.
     for (let i = runStart(text, inValue, longest - 1); i < text.length; i++)
-      if (starts(code(text, i))) return i;
+      if (starts(code(text, i)) && (i === 0 || !notAfter(code(text, i - 1)))) return i;
     return text.length;
   };
 }
@@ -88,22 +93,24 @@ const fullBearer = /^[Bb](?:earer|EARER)$/;
 
 const detectorShapes: Record<Detector, OpenValue> = {
   // 19 digits with single spaces or dashes between them.
-  'credit-card': bounded(oneOf('0123456789 -'), isDigit, 37),
+  'credit-card': bounded(oneOf('0123456789 -'), isDigit, 37, isDigit),
   // 64 characters of local part, '@', 253 of domain.
   email: bounded(emailChar, localChar, 318),
-  'us-ssn': bounded(oneOf('0123456789-'), isDigit, 11),
-  iban: bounded((c) => isUpper(c) || isDigit(c) || c === 32, isUpper, 64),
-  phone: bounded(oneOf('0123456789 .-()+'), oneOf('0123456789(+'), 32),
-  ipv4: bounded(oneOf('0123456789.'), isDigit, 15),
+  'us-ssn': bounded(oneOf('0123456789-'), isDigit, 11, (c) => isDigit(c) || c === 45),
+  iban: bounded((c) => isUpper(c) || isDigit(c) || c === 32, isUpper, 64, isAlnum),
+  phone: bounded(oneOf('0123456789 .-()+'), oneOf('0123456789(+'), 32, (c) => isAlnum(c) || c === 43),
+  ipv4: bounded(oneOf('0123456789.'), isDigit, 15, (c) => isDigit(c) || c === 46),
   ipv6: bounded(
     (c) => isDigit(c) || oneOf('abcdefABCDEF:.')(c),
     () => true,
     45,
+    (c) => isAlnum(c) || c === 58 || c === 46,
   ),
   'aws-access-key': bounded(
     (c) => isUpper(c) || isDigit(c),
     (c) => c === 65,
     20,
+    isAlnum,
   ),
   // Unbounded: "eyJ" and base64url segments separated by dots.
   jwt(text) {
