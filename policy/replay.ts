@@ -37,7 +37,6 @@ export interface ReplayOptions {
   sources: BundleSources;
   since?: Date;
   connection?: string;
-  pageSize?: number;
   examplesPerGroup?: number;
   /** Called about every progressEveryMs with what was read so far. */
   onProgress?: (progress: { events: number; requests: number; at: string }) => void;
