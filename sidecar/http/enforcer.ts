@@ -375,9 +375,11 @@ async function handle(
   const { connection } = context.options;
   const method = (req.method ?? 'GET').toUpperCase();
   const normalized = normalizeTarget(req.url ?? '', { caseInsensitive: context.caseInsensitive });
+  // What the request is shown as: its method, and the ones it was also decided as.
+  let shown = method;
   const record = (fields: Partial<RequestFields> & Pick<RequestFields, 'outcome'>) =>
     recorder.request({
-      text: `${method} ${normalized.ok ? normalized.path : redactText(context, req.url ?? '')}`,
+      text: `${shown} ${normalized.ok ? normalized.path : redactText(context, req.url ?? '')}`,
       kind: 'http',
       durationMs: Date.now() - started,
       ...fields,
@@ -409,6 +411,8 @@ async function handle(
     }
   }
   const decision = decideReadings(context, methods, normalized.readings);
+  if (methods.length > 1)
+    shown = `${method} (as ${methods === context.ruleMethods ? 'any method' : methods.filter((m) => m !== method).join(', ')})`;
   let fields = decisionFields(decision);
   if (decision.action === 'deny') {
     problem(res, 403, 'Denied by Airlock', denialMessage(decision, 'request'), {
@@ -440,7 +444,7 @@ async function handle(
           connection: connection.name,
           policy: decision.policy ?? '',
           rule: decision.rule ?? '',
-          text: `${method} ${normalized.path}`,
+          text: `${shown} ${normalized.path}`,
           reasons: decision.reasons,
           timeoutMs: approval.timeoutMs,
           scope: approval.scope,

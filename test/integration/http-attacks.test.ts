@@ -93,6 +93,8 @@ describe('HTTP enforcer under attack', requires('curl'), () => {
       assert.equal(result.status, 403, url);
     }
     assert.equal(upstream.requests.length, 0, 'no overridden DELETE reached the target');
+    assert.equal(requests()[0]?.text, 'POST (as DELETE) /orders/1', 'recorded as what it was decided as');
+    assert.ok(requests().some((r) => r.text === 'POST (as any method) /orders/1'));
     // Where no rule tells methods apart, the body is not read for an override: it streams on.
     const form = await curl(['-X', 'POST', '--data', `_method=DELETE&a=${'y'.repeat(8000)}`, `${base}/echo`]);
     assert.equal(form.status, 200);
