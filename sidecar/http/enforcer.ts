@@ -680,7 +680,7 @@ async function forward(
     const recordResponse = () =>
       recorder.data(
         'output',
-        `HTTP/1.1 ${status}\r\n${describeHeaders(response.headers, secret)}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
+        `HTTP/1.1 ${status}\r\n${redactText(context, describeHeaders(response.headers, secret))}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
       );
     let source: NodeJS.ReadableStream = response;
     const hasBody = method(req) !== 'HEAD' && status !== 204 && status !== 304;
@@ -881,7 +881,7 @@ function recordExchange(
 ): void {
   recorder.data(
     'input',
-    `${method(req)} ${redactText(context, path)} HTTP/${req.httpVersion}\r\n${describeHeaders(req.headers, secret)}\r\n\r\n${redactText(context, body.text(req.headers['content-type']))}`,
+    `${method(req)} ${redactText(context, path)} HTTP/${req.httpVersion}\r\n${redactText(context, describeHeaders(req.headers, secret))}\r\n\r\n${redactText(context, body.text(req.headers['content-type']))}`,
   );
 }
 

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
-import type { RequestEvent, SessionEvent } from '../../sidecar/audit/event.ts';
+import type { DataEvent, RequestEvent, SessionEvent } from '../../sidecar/audit/event.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
@@ -212,6 +212,13 @@ describe('HTTP enforcer under attack', requires('curl'), () => {
     const masked = requests().filter((r) => r.outcome === 'masked');
     assert.ok(masked.length >= 4);
     assert.ok((masked[0]?.masked?.['pii/email'] ?? 0) >= 3, 'header values are counted');
+    const recorded = events
+      .filter((e): e is DataEvent => e.type === 'data')
+      .map((e) => e.data)
+      .join('\n');
+    for (const value of ['ada%40example.com', 'ada@example.com', '4111111111111111', 'eyJhbGciOiJIUzI1NiJ9'])
+      assert.ok(!recorded.includes(value), `${value} is not in the recording`);
+    assert.match(recorded, /x-customer: \[REDACTED:email\]/);
   });
 
   it('reads UTF-16 and compressed bodies, and refuses what it cannot inspect', async () => {
