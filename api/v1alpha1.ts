@@ -411,7 +411,7 @@ const ruleSchema = describe(
             ),
             unboundedWrites: describe(
               z.boolean().optional(),
-              'Match UPDATE and DELETE without a WHERE clause or with an always-true one.',
+              'Match writes that provably touch every row: TRUNCATE; UPDATE and DELETE without a WHERE clause or with one that always holds or never names the target; MERGE that can update or delete every row; INSERT … SELECT … ON CONFLICT DO UPDATE without a limiting WHERE.',
             ),
             tables: describe(
               z.array(glob).max(256).optional(),
