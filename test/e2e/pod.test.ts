@@ -43,7 +43,6 @@ describe('injected agent pods on a real cluster: capture, enforcement, the kubel
   let uid = '';
   const kubectl = (args: string[], input?: string) =>
     cluster.kubectl(args, input === undefined ? {} : { input });
-  const apply = (manifest: object) => kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
   const psql = (to: string, port: number, sql: string, pod = 'agent-0') =>
     cluster.exec(pod, psqlArgs(to, port, sql), { env: psqlEnv });
   const python = (code: string) => cluster.exec('agent-0', ['python3', '-c', code]);
@@ -109,13 +108,7 @@ describe('injected agent pods on a real cluster: capture, enforcement, the kubel
       '--clusterrole=airlock-approver',
       '--group=dba-oncall',
     ]);
-    // alice also reads the recorded sessions of "agents" (the sessions API, through RBAC).
-    await apply({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name: 'airlock-session-reader' },
-      rules: [{ apiGroups: ['audit.airlock.dev'], resources: ['sessions'], verbs: ['get', 'list'] }],
-    });
+    // alice also reads the recorded sessions of "agents" (the chart's airlock-session-reader).
     await kubectl([
       'create',
       'rolebinding',
