@@ -66,6 +66,23 @@ describe('parseCommandLine: the shell grammar', () => {
     assert.deepEqual(commands('echo > $(rm -rf /x)'), [['rm', '-rf', '/x'], ['echo']]);
   });
 
+  it('reads a here-document or here-string as a shell reads it: on descriptor 0 only, escapes as bash expands them', () => {
+    assert.deepEqual(commands('bash 0<<<"rm -rf /x"').at(-1), ['rm', '-rf', '/x']);
+    assert.deepEqual(commands('bash <<EOF\necho \\$(rm -rf /x)\nEOF')[1], ['rm', '-rf', '/x']);
+    assert.deepEqual(commands('bash <<EOF\nr\\\nm -rf /x\nEOF').at(-1), ['rm', '-rf', '/x']);
+    for (const line of [
+      // The script comes from the channel, not from the here-string on another descriptor.
+      'bash 3<<<ls',
+      'bash <<<ls <&3',
+      'bash <<<ls 0</dev/null',
+      'cat <<EOF | bash\nrm -rf /x\nEOF',
+      // bash itself cannot parse the quoted body: nothing to guess.
+      "bash <<'EOF'\necho \\$(rm -rf /x)\nEOF",
+    ]) {
+      assert.notDeepEqual(verified(line), [], line);
+    }
+  });
+
   it('reads compound commands, functions, traps and coprocesses as bash does', () => {
     const cases: [string, string[]][] = [
       ['time -p rm -rf /x', ['rm', '-rf', '/x']],

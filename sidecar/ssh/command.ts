@@ -68,7 +68,8 @@ function plain(value: Node): Node {
 
 /** Redirection operators, by mvdan/sh token number. */
 const redirect = {
-  in: 56,
+  /** < <> <& << <<- <<<: the operators whose default descriptor is 0. */
+  inputs: new Set([56, 57, 58, 61, 62, 63]),
   hereDoc: 61,
   hereDocTabs: 62,
   hereString: 63,
@@ -175,30 +176,37 @@ function statements(list: Node[] | null, state: State): void {
 }
 
 function statement(stmt: Node, state: State): void {
+  // What the command reads on descriptor 0: the last redirection of it decides.
   let stdin: Stdin;
   for (const redir of stmt.Redirs ?? []) {
+    let text: Stdin;
     if (redir.Word) {
       const target = word(redir.Word, state);
       if (/^\/dev\/(tcp|udp)\//.test(target.value)) state.classes.add('network');
-      if (redir.Op === redirect.hereString)
-        stdin = target.dynamic ? undefined : { text: `${target.value}\n` };
-      else if (redir.Op === redirect.in) stdin = undefined;
+      if (redir.Op === redirect.hereString && !target.dynamic) text = { text: `${target.value}\n` };
     }
     if (redir.Hdoc) {
-      const body = hereDocument(redir.Hdoc, state);
-      if (redir.Op === redirect.hereDoc || redir.Op === redirect.hereDocTabs) stdin = body;
+      const quoted = (redir.Word?.Parts ?? []).some((p: Node) => p.type !== 'Lit' || p.Value.includes('\\'));
+      text = hereDocument(redir.Hdoc, quoted, state);
     }
+    const fd = redir.N?.Value ?? (redirect.inputs.has(redir.Op) ? '0' : '1');
+    if (fd === '0') stdin = text;
   }
   if (stmt.Cmd) command(stmt.Cmd, stdin, state);
 }
 
-/** A here-document's body: literal text, or unknown when it expands something. */
-function hereDocument(hdoc: Node, state: State): Stdin {
+/**
+ * A here-document's body as the command reads it: literal text (where the delimiter is not
+ * quoted, backslash escapes $ ` \ and newline), or unknown when it expands something.
+ */
+function hereDocument(hdoc: Node, quoted: boolean, state: State): Stdin {
   let text = '';
   let dynamic = false;
   for (const part of hdoc.Parts ?? []) {
     if (part.type === 'Lit') {
-      text += part.Value;
+      text += quoted
+        ? part.Value
+        : part.Value.replace(/\\([$`\\\n])/g, (_: string, c: string) => (c === '\n' ? '' : c));
       continue;
     }
     dynamic = true;
