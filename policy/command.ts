@@ -107,7 +107,7 @@ export function renderOutcome(outcome: Outcome): string {
   const lines = [`${verdict}  ${outcome.identity} on Connection ${outcome.namespace}/${outcome.connection}`];
   if (d.policy) lines.push(`  decided by  AccessPolicy ${d.policy}${d.rule ? ` rule ${d.rule}` : ''}`);
   if (d.message && d.message !== d.reasons[0]) lines.push(`  message     ${d.message}`);
-  for (const reason of d.reasons) lines.push(`  matched     ${reason}`);
+  for (const reason of d.reasons) lines.push(`  because     ${reason}`);
   if (d.approval) {
     const who = [...d.approval.approvers.groups.map((g) => `group ${g}`), ...d.approval.approvers.users];
     lines.push(
