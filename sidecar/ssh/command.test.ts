@@ -338,6 +338,18 @@ describe('parseCommandLine: the shell grammar', () => {
       "x='a[$(rm -rf /)]'; [[ $x -eq 1 ]]",
       "x='a[$(rm -rf /)]'; [[ x -gt 1 ]]",
       'read x; echo $((x))',
+      "[ -v 'a[$(rm -rf /)]' ]",
+      "test -v 'a[$(rm -rf /)]'",
+      "[[ -v 'a[$(rm -rf /)]' ]]",
+      "printf -v 'a[$(rm -rf /)]' x",
+      "read 'a[$(rm -rf /)]' <<< x",
+      "declare 'a[$(rm -rf /)]=1'",
+      "a=(); unset 'a[$(rm -rf /)]'",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      "x='a[$(rm -rf /)]'; echo ${!x}",
+      "declare -n r='a[$(rm -rf /)]'; echo $r",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
+      "x='a[$(rm -rf /)]'; echo ${y[x]}",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
       'echo ${x@P}',
       'declare -i n; n="$1"',

@@ -297,6 +297,13 @@ function test(expr: Node, state: State): void {
       return;
     }
     case 'UnaryTest':
+      if (expr.X?.type === 'Word') {
+        // -v a[$(cmd)]: the operand names a variable whose subscript bash evaluates.
+        if (evaluatedSubscript.test(word(expr.X, state).value)) {
+          state.unverifiable.push('a variable name whose subscript bash evaluates');
+        }
+        return;
+      }
       test(expr.X, state);
       return;
     case 'ParenTest':
@@ -344,9 +351,33 @@ function arithmeticWord(w: Node, state: State): void {
   }
 }
 
+/** A variable name whose subscript expands something: bash evaluates it (a[$(cmd)]). */
+const evaluatedSubscript = /\[[^\]]*[$`]/;
+/** Builtins that take variable names as arguments (and so evaluate their subscripts). */
+const takesNames = new Set([
+  'read',
+  'printf',
+  'test',
+  '[',
+  'unset',
+  'mapfile',
+  'readarray',
+  'wait',
+  'getopts',
+  'export',
+  'declare',
+  'typeset',
+  'local',
+  'readonly',
+]);
+
 function declaration(decl: Node, state: State): void {
   const variant = decl.Variant.Value as string;
   for (const assign of decl.Args ?? []) assignment(assign, state, true);
+  const names = (decl.Args ?? []).filter((a: Node) => a.Naked && !a.Name && a.Value);
+  if (names.some((a: Node) => evaluatedSubscript.test(word(a.Value, state).value))) {
+    state.unverifiable.push('a variable name whose subscript bash evaluates');
+  }
   if (variant === 'local' || variant === 'export' || variant === 'readonly') return;
   // declare/typeset -i makes later assignments arithmetic: values set on the line are evaluated.
   const options = (decl.Args ?? [])
@@ -698,6 +729,9 @@ function run(raw: string[], dynamic: boolean[], stdin: Stdin, state: State): voi
   for (const cls of classify(argv)) state.classes.add(cls);
   const name = argv[0]!;
   const isDynamic = (i: number) => dynamic[i] === true;
+  if (takesNames.has(name) && argv.slice(1).some((a) => evaluatedSubscript.test(a))) {
+    state.unverifiable.push('a variable name whose subscript bash evaluates');
+  }
   const runner = runners[name];
   if (runner) {
     unwrap(argv, dynamic, runner, stdin, state);
