@@ -124,6 +124,7 @@ export function renderOutcome(outcome: Outcome): string {
     }
   } else if (r.protocol === 'ssh') {
     for (const argv of r.commands) lines.push(`  runs        ${JSON.stringify(argv)}`);
+    if (r.classes.length > 0) lines.push(`  classes     ${r.classes.join(', ')}`);
     for (const why of r.unverifiable) lines.push(`  unverifiable ${why}`);
   } else if (r.rejected) lines.push(`  path        rejected: ${r.rejected}`);
   else lines.push(`  path        ${r.method} ${r.path}`);

@@ -40,7 +40,7 @@ export type Reading =
         unboundedWrite: boolean;
       }[];
     }
-  | { protocol: 'ssh'; commands: string[][]; unverifiable: string[] }
+  | { protocol: 'ssh'; commands: string[][]; classes: readonly string[]; unverifiable: string[] }
   | { protocol: 'http'; method: string; path?: string; rejected?: string };
 
 /** A value an enforce-mode masking rule would replace in the response. */
@@ -196,7 +196,12 @@ export async function decide(
     return {
       ...base,
       decision,
-      reading: { protocol: 'ssh', commands: parsed.commands, unverifiable: parsed.unverifiable },
+      reading: {
+        protocol: 'ssh',
+        commands: parsed.commands,
+        classes: parsed.classes,
+        unverifiable: parsed.unverifiable,
+      },
       masks: decision.action === 'allow' ? scanMasks(policies, false) : [],
     };
   }

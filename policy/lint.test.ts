@@ -157,6 +157,15 @@ describe('policy lint', () => {
       /begin with \//,
     );
     assert.equal(neverMatches(rule({ name: 'ok', action: 'deny', ssh: { commands: ['rm *'] } })), undefined);
+    assert.match(
+      neverMatches(rule({ name: 'c', action: 'deny', ssh: { classes: [] } }))!,
+      /ssh.classes is an empty list/,
+    );
+    assert.match(
+      neverMatches(rule({ name: 'c', action: 'deny', ssh: { classes: ['network'], interactive: true } }))!,
+      /an interactive session has no command classes/,
+    );
+    assert.equal(neverMatches(rule({ name: 'c', action: 'deny', ssh: { classes: ['network'] } })), undefined);
     const some = lintPolicy(
       accessPolicy({
         rules: [{ name: 'mixed', action: 'deny', ssh: { commands: ['rm *', '/sbin/reboot now'] } }],
@@ -174,6 +183,9 @@ describe('policy lint', () => {
       rules: [
         { name: 'no-rm', action: 'deny', ssh: { commands: ['rm *'] } },
         { name: 'no-rm-rf', action: 'deny', ssh: { commands: ['rm -rf *'] } },
+        { name: 'no-rm-network', action: 'deny', ssh: { commands: ['rm *'], classes: ['network'] } },
+        { name: 'no-network', action: 'deny', ssh: { classes: ['network', 'privilege'] } },
+        { name: 'no-curl', action: 'deny', ssh: { commands: ['curl *'], classes: ['network'] } },
         {
           name: 'writes',
           action: 'require-approval',
@@ -194,6 +206,8 @@ describe('policy lint', () => {
       warnings.map((w) => [w.reason, w.rule]),
       [
         ['RuleShadowed', 'no-rm-rf'],
+        ['RuleShadowed', 'no-rm-network'],
+        ['RuleShadowed', 'no-curl'],
         ['RuleShadowed', 'deletes'],
       ],
     );
@@ -208,8 +222,8 @@ describe('policy lint', () => {
     };
     const analysis = analyzeSql('DELETE FROM orders', { cache: false });
     assert.equal(decideSql([bundle], analysis).rule, 'no-delete-all');
-    assert.equal(covers(policy.spec.rules![2]!, policy.spec.rules![4]!), true);
-    assert.equal(covers(policy.spec.rules![2]!, policy.spec.rules![3]!), false);
+    assert.equal(covers(policy.spec.rules![5]!, policy.spec.rules![7]!), true);
+    assert.equal(covers(policy.spec.rules![5]!, policy.spec.rules![6]!), false);
   });
 
   it('patterns matching the empty string, approvals without approvers, missing ServiceAccounts, old audit mode', () => {

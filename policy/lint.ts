@@ -227,8 +227,11 @@ export function neverMatches(rule: PolicyRule): string | undefined {
     }
   }
   if (ssh) {
-    const why = empty(ssh.commands, 'ssh.commands');
+    const why = empty(ssh.commands, 'ssh.commands') ?? empty(ssh.classes, 'ssh.classes');
     if (why) return why;
+    // Classes are read from an exec request's command line; shells and subsystems have none.
+    if (ssh.interactive && ssh.classes)
+      return 'all of its criteria must match, and an interactive session has no command classes';
     if (ssh.commands?.every((glob) => commandGlobNeverMatches(glob)))
       return `none of its commands can match (${commandGlobNeverMatches(ssh.commands[0]!)})`;
   }
@@ -289,6 +292,7 @@ export function covers(a: PolicyRule, b: PolicyRule): boolean {
   if (b.ssh) {
     if (!a.ssh) return false;
     if (a.ssh.interactive && !b.ssh.interactive) return false;
+    if (!list(a.ssh.classes, b.ssh.classes, same)) return false;
     if (!list(a.ssh.commands, b.ssh.commands, (o, i) => o === i || matchGlob(o, i))) return false;
   }
   if (b.http) {
