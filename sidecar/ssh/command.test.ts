@@ -328,6 +328,7 @@ describe('parseCommandLine: the shell grammar', () => {
       'export BASH_ENV=/tmp/x; bash -c true',
       'env BASH_ENV=/tmp/x bash -c true',
       'sudo BASH_ENV=/tmp/x bash -c true',
+      "env 'BASH_FUNC_ls%%=() { rm -rf /; }' bash -c ls",
       'PROMPT_COMMAND="rm -rf /" bash -i',
       'LD_PRELOAD=/tmp/x.so ls',
       "SHELLOPTS=xtrace PS4='$(rm -rf /)' bash -c true",

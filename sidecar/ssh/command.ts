@@ -1119,7 +1119,8 @@ function unwrap(argv: string[], dynamic: boolean[], runner: Runner, stdin: Stdin
       i++;
       break;
     }
-    if (runner.assignments && /^[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) {
+    // env and sudo take any word with = for an assignment (BASH_FUNC_ls%%=() {...} included).
+    if (runner.assignments && /^[^=-][^=]*=/.test(arg)) {
       environment(arg.slice(0, arg.indexOf('=')), state, arg.slice(arg.indexOf('=') + 1));
       continue;
     }
