@@ -1103,7 +1103,11 @@ function unwrap(argv: string[], dynamic: boolean[], runner: Runner, stdin: Stdin
   let inert = false;
   let shellRequested = false;
   const refuse = (why: string) => state.unverifiable.push(`${name}: ${why}`);
+  // xargs -I R / -i[R] / --replace[=R]: R in the command stands for what stdin holds.
+  let replace: string | undefined;
   const option = (opt: string, value?: string) => {
+    if (name === 'xargs' && opt === '-I') replace = value;
+    if (name === 'xargs' && (opt === '-i' || opt === '--replace')) replace = value ?? '{}';
     if (runner.inert?.includes(opt)) inert = true;
     if (runner.shells?.includes(opt)) shellRequested = true;
     if (name === 'env' && (opt === '-S' || opt === '--split-string') && value !== undefined) {
@@ -1178,10 +1182,10 @@ function unwrap(argv: string[], dynamic: boolean[], runner: Runner, stdin: Stdin
     return;
   }
   if (name === 'busybox' && rest[0]!.startsWith('-')) return;
-  if (
-    runner.appends &&
-    !argv.slice(1, i).some((a) => /^-[a-zA-Z0-9]*[Ii]/.test(a) || a.startsWith('--replace'))
-  ) {
+  if (replace !== undefined) {
+    const r = replace;
+    restDynamic = rest.map((a, k) => restDynamic[k] === true || (r !== '' && a.includes(r)));
+  } else if (runner.appends) {
     // xargs appends what it reads from stdin: shown as {} like find -exec's file name.
     rest = [...rest, '{}'];
     restDynamic = [...restDynamic, true];
@@ -1354,7 +1358,11 @@ function find(argv: string[], dynamic: boolean[], state: State): void {
     if (['-exec', '-execdir', '-ok', '-okdir'].includes(arg)) {
       const end = argv.findIndex((a, j) => j > i && (a === ';' || a === '+'));
       const stop = end === -1 ? argv.length : end;
-      if (stop > i + 1) run(argv.slice(i + 1, stop), dynamic.slice(i + 1, stop), undefined, state);
+      // {} is a file name, which the agent may have chosen earlier: a word holding it is computed.
+      const words = argv.slice(i + 1, stop);
+      const computed = words.map((w, k) => dynamic[i + 1 + k] === true || w.includes('{}'));
+      if (computed[0]) state.unverifiable.push(`find runs a computed command: ${words[0]}`);
+      else if (words.length > 0) run(words, computed, undefined, state);
       i = stop;
     } else if (arg === '-fprint' || arg === '-fprint0' || arg === '-fprintf' || arg === '-fls') {
       i++;
@@ -1437,10 +1445,16 @@ function parallel(argv: string[], dynamic: boolean[], state: State): void {
   const end = argv.findIndex((a, j) => j >= i && /^:::+\+?$/.test(a));
   const words = argv.slice(i, end === -1 ? argv.length : end);
   if (words.length === 0) {
-    state.unverifiable.push(`${argv[0]} runs commands it reads from stdin`);
+    state.unverifiable.push(`${argv[0]} runs commands it reads from stdin or its arguments`);
     return;
   }
-  shellString(words.join(' '), dynamic.slice(i, i + words.length).some(Boolean), state);
+  if (words.some((w) => w.includes('{'))) {
+    // Replacement strings ({}, {.}, {1}, ...) put the inputs into the command line.
+    state.unverifiable.push(`${argv[0]} puts its inputs into the command line`);
+    return;
+  }
+  // Each input is appended to the command (shown as {} like xargs').
+  shellString(`${words.join(' ')} {}`, dynamic.slice(i, i + words.length).some(Boolean), state);
 }
 
 /** ssh host command...: the words, joined, run under the remote user's shell. */

@@ -68,6 +68,12 @@ function rmVariations(canary: string, lock: string): string[] {
     `awk 'BEGIN { system("rm ${canary}") }'`,
     `echo x | sed 's|x|rm ${canary}|e'`,
     `printf 'rm ${canary}' > ${lock}.env; BASH_ENV=${lock}.env bash -c true`,
+    `env 'BASH_FUNC_ls%%=() { rm ${canary}; }' bash -c ls`,
+    `test -v 'a[$(rm ${canary})]'`,
+    `printf -v 'a[$(rm ${canary})]' x`,
+    `x=1; bash -c 'rm $0' ${canary}`,
+    `echo 'rm ${canary}' | xargs -I{} sh -c '{}'`,
+    `echo ${canary} | xargs -I% sh -c 'rm %'`,
   ];
 }
 
