@@ -256,7 +256,8 @@ function encodedRun(text: string): number {
   return /%|\\|&#/.test(text.slice(i)) ? i : text.length;
 }
 
-function foldPathGlobs(policies: BundlePolicy[]): BundlePolicy[] {
+/** Path rules as a case-insensitive target reads them (caseInsensitivePaths): globs folded. */
+export function foldPathGlobs(policies: BundlePolicy[]): BundlePolicy[] {
   return policies.map((p) => ({
     ...p,
     rules: p.rules.map((r) =>
@@ -272,12 +273,12 @@ const restrictiveness: Record<Decision['action'], number> = { allow: 0, 'require
  * the most restrictive decision (the first of them on a tie); allowed, what audit-mode
  * policies would have done under any of them.
  */
-function decideReadings(context: Context, methods: string[], paths: string[]): Decision {
+export function decideReadings(policies: BundlePolicy[], methods: string[], paths: string[]): Decision {
   let worst: Decision | undefined;
   const wouldHave = new Map<string, Decision['wouldHave'][number]>();
   for (const method of methods)
     for (const path of paths) {
-      const decision = decideHttp(context.rulePolicies, { method, path });
+      const decision = decideHttp(policies, { method, path });
       for (const w of decision.wouldHave) wouldHave.set(`${w.policy}/${w.rule}/${w.action}`, w);
       if (!worst || restrictiveness[decision.action] > restrictiveness[worst.action]) worst = decision;
     }
@@ -397,8 +398,8 @@ async function handle(
   if (bodyKind) {
     // A `_method` in the body matters only where some method is decided more strictly: read it
     // there (up to a bound), and decide what cannot be read as every method.
-    const asNamed = decideReadings(context, methods, normalized.readings);
-    const asAny = decideReadings(context, context.ruleMethods, normalized.readings);
+    const asNamed = decideReadings(context.rulePolicies, methods, normalized.readings);
+    const asAny = decideReadings(context.rulePolicies, context.ruleMethods, normalized.readings);
     if (restrictiveness[asAny.action] > restrictiveness[asNamed.action]) {
       const limit = context.options.maxOverrideBody ?? defaultMaxOverrideBody;
       body = await readPrefix(req, limit);
@@ -410,7 +411,7 @@ async function handle(
       methods = named ? [...new Set([...methods, ...named])] : context.ruleMethods;
     }
   }
-  const decision = decideReadings(context, methods, normalized.readings);
+  const decision = decideReadings(context.rulePolicies, methods, normalized.readings);
   if (methods.length > 1)
     shown = `${method} (as ${methods === context.ruleMethods ? 'any method' : methods.filter((m) => m !== method).join(', ')})`;
   let fields = decisionFields(decision);
