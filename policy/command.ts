@@ -127,7 +127,11 @@ export function renderOutcome(outcome: Outcome): string {
     if (r.classes.length > 0) lines.push(`  classes     ${r.classes.join(', ')}`);
     for (const why of r.unverifiable) lines.push(`  unverifiable ${why}`);
   } else if (r.rejected) lines.push(`  path        rejected: ${r.rejected}`);
-  else lines.push(`  path        ${r.method} ${r.path}`);
+  else {
+    lines.push(`  path        ${r.methods.join(', ')} ${r.path}`);
+    const others = (r.readings ?? []).filter((p) => p !== r.path);
+    if (others.length > 0) lines.push(`  also read   ${others.join(', ')}`);
+  }
   for (const mask of outcome.masks) {
     const what = mask.column
       ? `column ${mask.column} (${mask.glob})`

@@ -9,14 +9,10 @@ import {
   type Identity,
 } from '../api/bundle.ts';
 import { credentialKeys } from '../api/v1alpha1.ts';
+import { decideReadings, foldPathGlobs } from '../sidecar/http/enforcer.ts';
+import { requestOverrides } from '../sidecar/http/method.ts';
 import { normalizeTarget } from '../sidecar/http/path.ts';
-import {
-  columnGlobMatchesUse,
-  type Decision,
-  decideHttp,
-  decideSql,
-  decideSshExec,
-} from '../sidecar/policy/decide.ts';
+import { columnGlobMatchesUse, type Decision, decideSql, decideSshExec } from '../sidecar/policy/decide.ts';
 import { analyzeSql, loadSqlParser, type SqlStatement } from '../sidecar/policy/sql.ts';
 import { parseCommandLine, spellings } from '../sidecar/ssh/command.ts';
 
@@ -41,7 +37,7 @@ export type Reading =
       }[];
     }
   | { protocol: 'ssh'; commands: string[][]; classes: readonly string[]; unverifiable: string[] }
-  | { protocol: 'http'; method: string; path?: string; rejected?: string };
+  | { protocol: 'http'; methods: string[]; path?: string; readings?: string[]; rejected?: string };
 
 /** A value an enforce-mode masking rule would replace in the response. */
 export interface Mask {
@@ -206,22 +202,29 @@ export async function decide(
     };
   }
   const { method, target } = parseHttpRequest(request.http);
-  const normalized = normalizeTarget(target);
+  const caseInsensitive = connection.http?.caseInsensitivePaths === true;
+  const normalized = normalizeTarget(target, { caseInsensitive });
   if (!normalized.ok) {
     // The enforcer answers 400 and forwards nothing: for the author, a refusal.
     const message = `Airlock rejects an ambiguous request path: ${normalized.reason}`;
     return {
       ...base,
       decision: { action: 'deny', message, reasons: [message], wouldHave: [] },
-      reading: { protocol: 'http', method, rejected: normalized.reason },
+      reading: { protocol: 'http', methods: [method], rejected: normalized.reason },
       masks: [],
     };
   }
-  const decision = decideHttp(policies, { method, path: normalized.path });
+  // The request line's method and those the query's _method names; every reading of the path.
+  const methods = [...new Set([method, ...requestOverrides({}, normalized.query)])];
+  const decision = decideReadings(
+    caseInsensitive ? foldPathGlobs(policies) : policies,
+    methods,
+    normalized.readings,
+  );
   return {
     ...base,
     decision,
-    reading: { protocol: 'http', method, path: normalized.path },
+    reading: { protocol: 'http', methods, path: normalized.path, readings: normalized.readings },
     masks: decision.action === 'allow' ? scanMasks(policies, true) : [],
   };
 }

@@ -218,6 +218,47 @@ describe('airlock policy', () => {
     assert.equal(refund.code, 4);
     assert.equal(JSON.parse(refund.stdout).decision.rule, 'refunds-need-approval');
 
+    // Every reading a server could act on is decided, as the enforcer decides them.
+    const parameters = await airlock(
+      'policy',
+      'check',
+      '-f',
+      examples,
+      '--as',
+      support,
+      '--connection',
+      'billing-api',
+      '--http',
+      'GET /admin;jsessionid=1/users',
+    );
+    assert.equal(parameters.code, 3, parameters.stdout);
+    assert.match(parameters.stdout, /also read {3}.*\/admin\/users/);
+    // A target whose paths are case-insensitive is decided on the folded path, as the enforcer does.
+    const folded = directory('case-insensitive', {
+      'billing-api.yaml': (await readFile(join(examples, 'billing-api.yaml'), 'utf8')).replace(
+        '    scheme: https',
+        '    scheme: https\n    caseInsensitivePaths: true',
+      ),
+    });
+    for (const [dir, code] of [
+      [examples, 0],
+      [folded, 3],
+    ] as const) {
+      const upper = await airlock(
+        'policy',
+        'check',
+        '-f',
+        dir,
+        '--as',
+        support,
+        '--connection',
+        'billing-api',
+        '--http',
+        'GET /ADMIN/users',
+      );
+      assert.equal(upper.code, code, upper.stdout);
+    }
+
     // A Connection the identity is not granted is refused, as the sidecar refuses it.
     const ungranted = await airlock(
       'policy',
