@@ -135,6 +135,13 @@ describe('parseCommandLine: the shell grammar', () => {
       ["eval rm '-rf' /x", ['rm', '-rf', '/x']],
       ['builtin eval "rm -rf /x"', ['rm', '-rf', '/x']],
       ["mapfile -C 'rm -rf /x' -c 1 < /etc/hosts", ['rm', '-rf', '/x']],
+      ["tar -cf /dev/null d --checkpoint=1 --checkpoint-action=exec='rm -rf /x'", ['rm', '-rf', '/x']],
+      ["tar --to-command='rm -rf /x' -xf a.tar", ['rm', '-rf', '/x']],
+      ["tar -I 'rm -rf /x' -cf a.tar d", ['rm', '-rf', '/x']],
+      ['rsync -e \'sh -c "rm -rf /x"\' a host:b', ['rm', '-rf', '/x']],
+      ["zip a.zip f -T -TT 'rm -rf /x #'", ['rm', '-rf', '/x']],
+      ['tcpdump -z /bin/rm -w f', ['rm']],
+      ['scp -S /bin/rm a host:b', ['rm']],
     ];
     for (const [line, expected] of cases) {
       assert.ok(
@@ -383,6 +390,8 @@ describe('parseCommandLine: the shell grammar', () => {
       'crontab ./jobs',
       "git -c alias.x='!rm -rf /' x",
       "git -c core.sshCommand='rm -rf /' fetch",
+      `rsync -e 'ssh -o ProxyCommand="rm -rf /"' a host:b`,
+      'rsync -e \'sh -c "$X"\' a host:b',
       `${'sh -c '.repeat(12)}ls`,
       'echo {1..100000}',
     ]) {
@@ -414,6 +423,9 @@ describe('parseCommandLine: the shell grammar', () => {
       'journalctl -u nginx --since "1 hour ago" | tail',
       'df -h; free -m; uptime',
       'time ls',
+      'rsync -avz -e ssh src/ host:dst/',
+      "rsync -e 'ssh -p 2222' src/ host:dst/",
+      "tar -I 'zstd -19' -cf a.tar.zst d",
       'echo {a,b}.txt',
     ]) {
       assert.deepEqual(verified(line), [], line);

@@ -835,6 +835,13 @@ function run(raw: string[], dynamic: boolean[], stdin: Stdin, state: State): voi
     case 'git':
       git(argv, state);
       return;
+    case 'tar':
+    case 'rsync':
+    case 'scp':
+    case 'zip':
+    case 'tcpdump':
+      commandOptions(argv, state);
+      break;
   }
   interpreter(argv, stdin, state);
 }
@@ -1457,6 +1464,8 @@ function parallel(argv: string[], dynamic: boolean[], state: State): void {
   shellString(`${words.join(' ')} {}`, dynamic.slice(i, i + words.length).some(Boolean), state);
 }
 
+const remoteShell = 'ssh starts a remote shell that reads its commands from stdin';
+
 /** ssh host command...: the words, joined, run under the remote user's shell. */
 function sshCommand(argv: string[], dynamic: boolean[], state: State): void {
   const values = 'BbcDEeFIiJLlmOopQRSWw';
@@ -1483,10 +1492,37 @@ function sshCommand(argv: string[], dynamic: boolean[], state: State): void {
   }
   const words = argv.slice(i + 1);
   if (words.length === 0) {
-    state.unverifiable.push('ssh starts a remote shell that reads its commands from stdin');
+    state.unverifiable.push(remoteShell);
     return;
   }
   shellString(words.join(' '), dynamic.slice(i + 1).some(Boolean), state);
+}
+
+/** Options of ordinary programs whose value is a command they run (GTFOBins' classics). */
+const commandOption: Record<string, RegExp> = {
+  tar: /^(--to-command|--use-compress-program|--info-script|--new-volume-script|--rsh-command|--checkpoint-action=exec)=?(.*)$|^-([IF])(.*)$/,
+  rsync: /^(--rsh)=?(.*)$|^-(e)(.*)$/,
+  scp: /^-(S)(.*)$/,
+  zip: /^(--unzip-command)=?(.*)$|^-(TT)(.*)$/,
+  tcpdump: /^-(z)(.*)$/,
+};
+
+/** Analyses the commands such options name, as the shell string each program hands to sh -c. */
+function commandOptions(argv: string[], state: State): void {
+  const pattern = commandOption[argv[0]!]!;
+  for (let i = 1; i < argv.length; i++) {
+    const match = pattern.exec(argv[i]!);
+    if (!match) continue;
+    const attached = match[2] ?? match[4] ?? '';
+    const value = attached !== '' || argv[i]!.includes('=') ? attached.replace(/^=?exec=/, '') : argv[++i];
+    if (value === undefined) continue;
+    // ssh run by rsync or scp gets the host and the remote command after the words given: its
+    // want of a remote command is not one here.
+    const before = state.unverifiable.length;
+    script(value, state);
+    const added = state.unverifiable.splice(before);
+    state.unverifiable.push(...added.filter((why) => why !== remoteShell));
+  }
 }
 
 /** git: configuration given on the command line can name programs git runs. */
@@ -1632,7 +1668,7 @@ function awk(argv: string[], state: State): void {
   let program: string | undefined;
   for (let i = 1; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '-f' || arg.startsWith('--file') || arg.startsWith('-f')) {
+    if (/^(-[fEil]|--(file|exec|include|load))/.test(arg)) {
       state.classes.add('interpreter');
       state.unverifiable.push(`${argv[0]} runs a program file`);
       return;
@@ -1654,7 +1690,7 @@ function awk(argv: string[], state: State): void {
     program ??= arg;
     break;
   }
-  if (program !== undefined && /system|getline|\||@load|>\s*"\/dev\/|extension|ENVIRON/.test(program)) {
+  if (program !== undefined && /system|getline|\||@load|@include|extension/.test(program)) {
     state.classes.add('interpreter');
     state.unverifiable.push(`${argv[0]} program runs commands`);
   }

@@ -74,6 +74,7 @@ function rmVariations(canary: string, lock: string): string[] {
     `x=1; bash -c 'rm $0' ${canary}`,
     `echo 'rm ${canary}' | xargs -I{} sh -c '{}'`,
     `echo ${canary} | xargs -I% sh -c 'rm %'`,
+    `tar -cf /dev/null /etc/hostname --checkpoint=1 --checkpoint-action=exec='rm ${canary}'`,
   ];
 }
 
