@@ -4,13 +4,15 @@
 // process and arithmetic substitutions, array subscripts, here-documents fed to shells, and the
 // argv or `-c` string of each command runner (sudo, env, timeout, flock, su -c, sh -c, find
 // -exec, xargs, ...), unwrapped with each runner's own option grammar. Every layer is reported,
-// outermost first, so `sudo /bin/rm -rf /` yields `sudo -- rm -rf /`... and `rm -rf /`.
+// outermost first, so `sudo /bin/rm -rf /` yields `sudo /bin/rm -rf /` and `rm -rf /`, and each
+// command gets its classes (file-deletion, interpreter, privilege, network).
 //
 // What a shell would compute at run time and cannot be known here (a command name built from a
 // substitution or a variable, a variable set on the line and used as an argument or evaluated
 // arithmetically, a shell or interpreter reading code from a file or an unreadable stdin, an
 // option a runner does not know, a construct this analysis does not model) is reported as
-// unverifiable; the enforcer refuses such lines under a policy with command rules. Pure: no I/O.
+// unverifiable; the enforcer refuses such lines under a policy with command or class rules.
+// Pure: no I/O.
 import sh from 'mvdan-sh';
 import type { SshCommandClass } from '../../api/v1alpha1.ts';
 
@@ -28,7 +30,7 @@ export interface CommandLine {
  * most 128 KiB in one argument, and sshd runs the line as `$SHELL -c line`), brace expansion.
  */
 const maxDepth = 8;
-export const maxCommandLength = 128 * 1024;
+const maxCommandLength = 128 * 1024;
 const maxBraceWords = 256;
 const maxBraceWord = 4096;
 
@@ -543,7 +545,7 @@ const ansiEscapes: Record<string, string> = {
 };
 
 /** The value of $'...' (bash ANSI-C quoting). */
-export function ansiC(s: string): string {
+function ansiC(s: string): string {
   let out = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
@@ -593,7 +595,7 @@ export function ansiC(s: string): string {
  * expands them before anything else. Undefined when that is more than maxBraceWords words, or
  * more work than a word of maxBraceWord characters with as many braces takes.
  */
-export function braceWords(segments: Char[]): string[] | undefined {
+function braceWords(segments: Char[]): string[] | undefined {
   const text = segments.map((s) => s.c).join('');
   if (!segments.some((s) => !s.quoted && s.c.includes('{'))) return [text];
   if (text.length > maxBraceWord) return undefined;
@@ -699,7 +701,7 @@ function call(cmd: Node, stdin: Stdin, state: State): void {
   if (argv.length > 0) run(argv, dynamic, stdin, state);
 }
 
-export function basename(name: string): string {
+function basename(name: string): string {
   const trimmed = name.replace(/\/+$/, '');
   const slash = trimmed.lastIndexOf('/');
   return slash === -1 ? trimmed : trimmed.slice(slash + 1);
@@ -1863,7 +1865,7 @@ const network = new Set([
 ]);
 
 /** The classes of one command (its own, not those of what it runs). */
-export function classify(argv: string[]): SshCommandClass[] {
+function classify(argv: string[]): SshCommandClass[] {
   const name = argv[0]!;
   const args = argv.slice(1);
   const classes: SshCommandClass[] = [];
