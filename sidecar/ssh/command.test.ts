@@ -359,6 +359,7 @@ describe('parseCommandLine: the shell grammar', () => {
       "printf -v 'a[$(rm -rf /)]' x",
       "read 'a[$(rm -rf /)]' <<< x",
       "declare 'a[$(rm -rf /)]=1'",
+      'x=\'a[$(rm -rf /)]\'; declare "$x=1"',
       "a=(); unset 'a[$(rm -rf /)]'",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: shell text, not a template
       "x='a[$(rm -rf /)]'; echo ${!x}",

@@ -376,10 +376,16 @@ const takesNames = new Set([
 function declaration(decl: Node, state: State): void {
   const variant = decl.Variant.Value as string;
   for (const assign of decl.Args ?? []) assignment(assign, state, true);
-  const names = (decl.Args ?? []).filter((a: Node) => a.Naked && !a.Name && a.Value);
-  if (names.some((a: Node) => evaluatedSubscript.test(word(a.Value, state).value))) {
+  const names = (decl.Args ?? [])
+    .filter((a: Node) => a.Naked && !a.Name && a.Value)
+    .map((a: Node) => word(a.Value, state));
+  if (names.some((name: Value) => evaluatedSubscript.test(name.value))) {
     state.unverifiable.push('a variable name whose subscript bash evaluates');
   }
+  // declare "$x=1": a name the agent chose, whose subscript bash evaluates.
+  const chosen = names.flatMap((name: Value) => name.params).find((name: string) => tainted(state, name));
+  if (chosen !== undefined)
+    state.unverifiable.push(`a variable name from a variable the line sets: $${chosen}`);
   if (variant === 'local' || variant === 'export' || variant === 'readonly') return;
   // declare/typeset -i makes later assignments arithmetic: values set on the line are evaluated.
   const options = (decl.Args ?? [])
