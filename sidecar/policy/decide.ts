@@ -126,7 +126,7 @@ export function decideSsh(
         if (line === undefined) continue;
       }
       // Classes are those of the whole line (a rule naming commands and classes needs both on it).
-      const cls = ssh.classes && ssh.classes.find((c) => opts.classes?.includes(c));
+      const cls = ssh.classes?.find((c) => opts.classes?.includes(c));
       if (ssh.classes && cls === undefined) continue;
       const what =
         (line !== undefined ? `command "${line}"` : opts.interactive ? 'interactive session' : 'session') +
