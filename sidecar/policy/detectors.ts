@@ -5,7 +5,7 @@
 import type { Detector } from '../../api/v1alpha1.ts';
 
 /**
- * What prefilters look at, from one pre-scan of a value. A long value without a digit (most
+ * What prefilters look at, from one pre-scan of a value. A long ASCII value without a digit (most
  * free text) is not walked in JS: native searches tell which characters are present, and a
  * present character's count is given as the value's length, an upper bound. Gates compare
  * counts with minimums, so a bound can only let a detector run, never hide a finding.
@@ -18,6 +18,9 @@ export interface Profile {
   dot: number;
   colon: number;
   plus: number;
+  space: number;
+  /** Characters beyond ASCII (a disguise may be among them). */
+  nonAscii: number;
   /** Longest run of digits where up to two spaces, dashes or dots between digits do not break it. */
   cardRun: number;
 }
@@ -28,8 +31,10 @@ const upperRe = /[A-Z]/;
 const nativeScanFrom = 48;
 
 export function profile(value: string, into: Profile): Profile {
-  if (value.length >= nativeScanFrom && !digitRe.test(value)) {
-    // Every detector that needs digits is ruled out; the rest need only presence.
+  // Beyond ASCII there may be digits of other scripts: a UTF-8 length equal to the string's
+  // length is the cheapest native test that there are none.
+  if (value.length >= nativeScanFrom && !digitRe.test(value) && Buffer.byteLength(value) === value.length) {
+    // ASCII without a digit: every detector that needs digits is ruled out; the rest need only presence.
     const bound = value.length;
     into.digits = 0;
     into.cardRun = 0;
@@ -39,6 +44,8 @@ export function profile(value: string, into: Profile): Profile {
     into.dot = value.indexOf('.') < 0 ? 0 : bound;
     into.colon = value.indexOf(':') < 0 ? 0 : bound;
     into.plus = value.indexOf('+') < 0 ? 0 : bound;
+    into.space = value.indexOf(' ') < 0 ? 0 : bound;
+    into.nonAscii = 0;
     return into;
   }
   let digits = 0;
@@ -48,6 +55,8 @@ export function profile(value: string, into: Profile): Profile {
   let dot = 0;
   let colon = 0;
   let plus = 0;
+  let space = 0;
+  let nonAscii = 0;
   let run = 0;
   let cardRun = 0;
   let separators = 0;
@@ -64,6 +73,8 @@ export function profile(value: string, into: Profile): Profile {
       else if (ch === 46) dot++;
       else if (ch === 58) colon++;
       else if (ch === 43) plus++;
+      else if (ch === 32) space++;
+      else if (ch > 127) nonAscii++;
       // Up to two spaces, dashes or dots between digits continue a card-number run.
       if (!((ch === 32 || ch === 45 || ch === 46) && ++separators <= 2)) run = 0;
     }
@@ -75,6 +86,8 @@ export function profile(value: string, into: Profile): Profile {
   into.dot = dot;
   into.colon = colon;
   into.plus = plus;
+  into.space = space;
+  into.nonAscii = nonAscii;
   into.cardRun = cardRun;
   return into;
 }
@@ -90,7 +103,6 @@ export function profile(value: string, into: Profile): Profile {
  */
 const disguiseRe =
   /[[\p{Nd}\p{No}\p{Cf}\p{Mn}\p{Me}\p{Zs}\p{Pd}\u2212\u2024\u3002\uFE6B\uFF01-\uFF5E\uFF61\u{1D400}-\u{1D7FF}]--[\0-\x7F]]/v;
-const nonAsciiRe = /[^\0-\x7F]/;
 const ndRe = /^\p{Nd}$/u;
 const droppedRe = /^[\p{Cf}\p{Mn}\p{Me}]$/u;
 const spaceRe = /^\p{Zs}$/u;
@@ -130,8 +142,7 @@ export interface View {
 
 /** The value with its disguises undone, or undefined when it has none (the common case). */
 export function detectorView(value: string): View | undefined {
-  // The plain test is twice as fast as the class of disguises on ASCII text.
-  if (!nonAsciiRe.test(value) || !disguiseRe.test(value)) return undefined;
+  if (!disguiseRe.test(value)) return undefined;
   const parts: string[] = [];
   const at = new Int32Array(value.length + 1);
   let n = 0;
@@ -334,7 +345,7 @@ const ssnRe = /(?<![0-9])([0-9]{3})([ .-])([0-9]{2})\2([0-9]{4})(?![0-9]|\2[0-9]
 const usSsn: DetectorScanner = {
   name: 'us-ssn',
   minLength: 11,
-  maybe: (_v, p) => p.digits >= 9,
+  maybe: (_v, p) => p.digits >= 9 && (p.dash >= 2 || p.space >= 2 || p.dot >= 2),
   find(value, out) {
     each(ssnRe, value, (m) => {
       const grouped = m.index >= 2 && value[m.index - 1] === m[2] && isDigit(value.charCodeAt(m.index - 2));

@@ -200,6 +200,8 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     dot: 0,
     colon: 0,
     plus: 0,
+    space: 0,
+    nonAscii: 0,
     cardRun: 0,
   };
   const columnCache = new Map<string, ColumnMask | undefined>();
@@ -247,10 +249,12 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
       };
     }
     if (prefilter && value.length < minLength) return { value, counts: noCounts, wouldMask: noCounts };
-    // Digits of other scripts, invisible separators, fullwidth forms: detectors read through them.
-    const view = ascii ? undefined : detectorView(value);
+    // Digits of other scripts, invisible separators, fullwidth forms: detectors read through
+    // them. The profile tells whether there is anything beyond ASCII to look at.
+    if (prefilter) profile(value, scratch);
+    const view = ascii || (prefilter && scratch.nonAscii === 0) ? undefined : detectorView(value);
     const seen = view ? view.text : value;
-    if (prefilter) profile(seen, scratch);
+    if (prefilter && view) profile(seen, scratch);
     let findings: Finding[] | undefined;
     for (const scanner of list) {
       const input = scanner.view ? seen : value;

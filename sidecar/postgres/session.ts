@@ -14,7 +14,7 @@
 // results, the server skips to Sync after it exactly as after its own errors, an implicit
 // transaction is rolled back and an explicit one goes to E (failed), and ReadyForQuery
 // carries the true transaction status.
-import { isUtf8 } from 'node:buffer';
+import { isAscii as isAsciiBytes, isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { LookupFunction, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -1681,8 +1681,7 @@ const unchanged: unique symbol = Symbol('unchanged');
 const unknownColumn: ColumnPlan = { action: 'lossy', textual: false, binary: true, jsonb: false };
 
 function isAscii(bytes: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (bytes[i]! > 0x7f) return false;
-  return true;
+  return isAsciiBytes(bytes.subarray(start, end));
 }
 
 function hasKeys(object: Record<string, number> | undefined): boolean {
