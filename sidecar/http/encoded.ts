@@ -8,12 +8,17 @@ import type { MaskResult } from '../policy/masking.ts';
 
 type MaskText = (text: string) => MaskResult;
 
-const escapes = /%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|&#[xX][0-9A-Fa-f]{1,6};|&#[0-9]{1,7};/g;
+const allEscapes =
+  /%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|&#[xX][0-9A-Fa-f]{1,6};|&#[0-9]{1,7};/g;
 const marker = /%|\\[ux]|&#/;
+/** In JSON strings, which the JSON reader already unescaped: percent-encoding and references only. */
+const jsonEscapes = /%[0-9A-Fa-f]{2}|&#[xX][0-9A-Fa-f]{1,6};|&#[0-9]{1,7};/g;
+const jsonMarker = /%|&#/;
 
 /** The decoded reading of `text` and, per decoded code unit, where its source starts. */
-export function decodeEscapes(text: string): { decoded: string; starts: number[] } | undefined {
-  if (!marker.test(text)) return undefined;
+export function decodeEscapes(text: string, json = false): { decoded: string; starts: number[] } | undefined {
+  if (!(json ? jsonMarker : marker).test(text)) return undefined;
+  const escapes = json ? jsonEscapes : allEscapes;
   let decoded = '';
   const starts: number[] = [];
   let at = 0;
@@ -55,11 +60,11 @@ export function decodeEscapes(text: string): { decoded: string; starts: number[]
   return decoded === text ? undefined : { decoded, starts };
 }
 
-/** `mask`, then `mask` over the decoded reading, mapped back onto the source. */
-export function maskEncoded(mask: MaskText): MaskText {
+/** `mask`, then `mask` over the decoded reading, mapped back onto the source (JSON strings: see jsonEscapes). */
+export function maskEncoded(mask: MaskText, json = false): MaskText {
   return (text) => {
     const plain = mask(text);
-    const view = decodeEscapes(plain.value);
+    const view = decodeEscapes(plain.value, json);
     if (!view) return plain;
     const decoded = mask(view.decoded);
     if (decoded.value === view.decoded) return merge(plain, decoded, plain.value);

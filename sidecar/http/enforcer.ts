@@ -122,6 +122,11 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     ...compiled,
     maskText: (text, column) => (column ? compiled.maskText(text, column) : maskText(text)),
   };
+  const maskJsonText = maskEncoded((text) => compiled.maskText(text), true);
+  const jsonPlan: MaskingPlan = {
+    ...compiled,
+    maskText: (text, column) => (column ? compiled.maskText(text, column) : maskJsonText(text)),
+  };
   const jsonPaths = compileJsonPaths(connection.policies);
   const sessions = new WeakMap<Socket, SessionRecorder>();
   const sockets = new Set<Socket>();
@@ -153,6 +158,7 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
   const context: Context = {
     options,
     plan,
+    jsonPlan,
     jsonPaths,
     target,
     sessionApprovals: new Set(),
@@ -229,6 +235,8 @@ async function closeServer(server: Server, sockets: Set<Socket>, target: Target)
 interface Context {
   options: HttpEnforcerOptions;
   plan: MaskingPlan;
+  /** The plan JSON strings are masked by: they are already unescaped. */
+  jsonPlan: MaskingPlan;
   jsonPaths: JsonPathRule[];
   target: Target;
   sessionApprovals: Set<string>;
@@ -716,7 +724,7 @@ async function forward(
     if (shouldMask) {
       // Other encodings of text (UTF-16 JSON, with or without a byte order mark, Latin-1) are
       // read as UTF-8; one the enforcer cannot decode is refused.
-      const transcoder = toUtf8(charsetOf(contentType), /json/i.test(contentType));
+      const transcoder = toUtf8(charsetOf(contentType));
       if (!transcoder) {
         response.resume();
         const message = `the ${charsetOf(contentType)} charset cannot be read for masking`;
@@ -822,10 +830,10 @@ function sum(a: Record<string, number>, b: Record<string, number>): Record<strin
 
 /**
  * A stream that turns text in `charset` into UTF-8: a pass-through for UTF-8, which a byte order
- * mark (or, for JSON, the zero bytes of its first characters) overrides. Undefined for a charset
+ * mark (or the zero bytes of UTF-16's first characters) overrides. Undefined for a charset
  * that cannot be decoded.
  */
-function toUtf8(charset: string, json: boolean): Transform | undefined {
+function toUtf8(charset: string): Transform | undefined {
   let decoder: TextDecoder | undefined;
   try {
     if (charset !== 'utf-8' && charset !== 'utf8') decoder = new TextDecoder(charset);
@@ -842,25 +850,29 @@ function toUtf8(charset: string, json: boolean): Transform | undefined {
         head = Buffer.concat([head, chunk]);
         if (head.length < 4) return callback();
         sniffed = true;
-        decoder = utf16Of(head, json);
+        decoder = utf16Of(head);
         chunk = head;
       }
       callback(null, decoder ? Buffer.from(decoder.decode(chunk, { stream: true }), 'utf8') : chunk);
     },
     flush(callback) {
-      if (!sniffed && head.length > 0) decoder = utf16Of(head, json);
+      if (!sniffed && head.length > 0) decoder = utf16Of(head);
       const rest = !sniffed ? head : Buffer.alloc(0);
       callback(null, decoder ? Buffer.from(decoder.decode(rest), 'utf8') : rest);
     },
   });
 }
 
-/** UTF-16 by its byte order mark, or JSON by the zero bytes of its first characters (RFC 8259). */
-function utf16Of(head: Buffer, json: boolean): TextDecoder | undefined {
+/**
+ * UTF-16 by its byte order mark, or by the zero bytes of its first two characters (how RFC 8259
+ * tells JSON's encoding; text in UTF-8 has no zero bytes).
+ */
+function utf16Of(head: Buffer): TextDecoder | undefined {
   if (head[0] === 0xff && head[1] === 0xfe) return new TextDecoder('utf-16le');
   if (head[0] === 0xfe && head[1] === 0xff) return new TextDecoder('utf-16be');
-  if (json && head.length >= 2 && head[0] === 0 && head[1] !== 0) return new TextDecoder('utf-16be');
-  if (json && head.length >= 2 && head[0] !== 0 && head[1] === 0) return new TextDecoder('utf-16le');
+  const zero = (i: number) => i >= head.length || head[i] === 0;
+  if (head.length >= 2 && head[0] === 0 && head[1] !== 0 && zero(2)) return new TextDecoder('utf-16be');
+  if (head.length >= 2 && head[0] !== 0 && head[1] === 0 && zero(3)) return new TextDecoder('utf-16le');
   return undefined;
 }
 
@@ -905,7 +917,7 @@ class TextMasking extends MaskingTransform implements Counting {
 }
 
 function jsonMasker(context: Context): JsonStreamMasker {
-  return new JsonStreamMasker(context.plan, context.jsonPaths, {
+  return new JsonStreamMasker(context.jsonPlan, context.jsonPaths, {
     maxToken: context.options.maxJsonToken ?? defaultMaxJsonToken,
     shape: context.shape,
   });

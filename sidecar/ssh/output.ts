@@ -326,6 +326,8 @@ export class StreamMasker {
    * masked when released), `text` is masked alone: the reading that masks more.
    */
   private afterContext(before: string, text: string): MaskResult {
+    // No detector reads back across a line end (a key block is held whole until its END line).
+    if (before === '' || before.endsWith('\n')) return this.mask(text);
     // The context cut from its own start may read as a value it is not: then one character.
     for (const length of [contextLength, 1]) {
       let context = before.slice(-length);
@@ -346,7 +348,7 @@ export class StreamMasker {
   private apply(text: string): string {
     if (text.length === 0) return '';
     const result = this.afterContext(this.released, text);
-    this.released = (this.released + text).slice(-contextLength);
+    this.released = (this.released + text.slice(-contextLength)).slice(-contextLength);
     for (const [key, n] of Object.entries(result.counts)) this.counts[key] = (this.counts[key] ?? 0) + n;
     for (const [key, n] of Object.entries(result.wouldMask ?? {})) {
       this.wouldMask[key] = (this.wouldMask[key] ?? 0) + n;

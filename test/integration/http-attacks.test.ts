@@ -239,6 +239,8 @@ describe('HTTP enforcer under attack', requires('curl'), () => {
       assert.match(result.headers, /content-type: application\/json/i);
       assert.ok(!/utf-16/i.test(result.headers), 'the body is sent as UTF-8');
     }
+    const plain = await curl([`${base}/utf16?type=text/plain`]);
+    assert.equal(JSON.parse(plain.body).customer.email, '[REDACTED:email]', 'UTF-16 text without a mark');
     const utf32 = await curl([`${base}/utf16?charset=utf-32`]);
     assert.equal(utf32.status, 502);
     assert.match(JSON.parse(utf32.body).detail, /utf-32 charset cannot be read/);

@@ -146,7 +146,8 @@ async function route(req: IncomingMessage, res: ServerResponse, bodyBytes: numbe
         ? Buffer.from(big ? [0xfe, 0xff] : [0xff, 0xfe])
         : Buffer.alloc(0);
       const charset = url.searchParams.get('charset');
-      res.writeHead(200, { 'content-type': `application/json${charset ? `; charset=${charset}` : ''}` });
+      const type = url.searchParams.get('type') ?? 'application/json';
+      res.writeHead(200, { 'content-type': `${type}${charset ? `; charset=${charset}` : ''}` });
       res.end(Buffer.concat([bom, bytes]));
       return;
     }
