@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -70,6 +70,8 @@ class Image {
       `${join(dir, 'layout')}:${version}`,
       join(dir, 'bundle'),
     ]);
+    // The runtime configuration umoci derived from the image's: each run starts from it.
+    await cp(join(dir, 'bundle/config.json'), join(dir, 'umoci-config.json'));
     return image;
   }
 
@@ -104,7 +106,7 @@ class Image {
     } = {},
   ): Promise<{ code: number | null; output: string }> {
     const bundle = join(this.dir, 'bundle');
-    const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    const spec = JSON.parse(readFileSync(join(this.dir, 'umoci-config.json'), 'utf8'));
     const own = this.config.config;
     spec.process.terminal = false;
     spec.process.args = options.args ?? [...(own.Entrypoint ?? []), ...(own.Cmd ?? [])];
@@ -116,6 +118,10 @@ class Image {
       network.path = `/var/run/netns/${options.netns}`;
     }
     if (options.volume) {
+      // runc gives a tmpfs the mode of the directory it covers: one every user may write to,
+      // as a pod's emptyDir is.
+      await mkdir(join(this.rootfs, options.volume), { recursive: true });
+      await chmod(join(this.rootfs, options.volume), 0o1777);
       spec.root.readonly = true;
       spec.mounts.push({
         destination: options.volume,
@@ -124,9 +130,8 @@ class Image {
         options: ['mode=1777'],
       });
     }
-    const config = join(this.dir, `config-${++this.containers}.json`);
-    await writeFile(config, JSON.stringify(spec));
-    await cp(config, join(bundle, 'config.json'));
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+    this.containers++;
     const id = `airlock-image-test-${process.pid}-${this.containers}`;
     const result = await runCommand(
       'runc',
@@ -135,6 +140,30 @@ class Image {
       120_000,
     );
     return { code: result.code, output: result.stdout + result.stderr };
+  }
+
+  /** Every path of the image's layer, freshly extracted, with its owner, mode, time and content digest. */
+  async files(): Promise<Map<string, string>> {
+    const root = await mkdtemp(join(this.dir, 'layer-'));
+    await execFileAsync('tar', [
+      '-xzf',
+      join(this.dir, 'layout', this.blobPath(this.manifest.layers[0]!.digest)),
+      '-C',
+      root,
+    ]);
+    const files = new Map<string, string>();
+    for (const path of readdirSync(root, { recursive: true, encoding: 'utf8' })) {
+      const full = join(root, path);
+      const stat = lstatSync(full);
+      const content = stat.isSymbolicLink()
+        ? `-> ${readlinkSync(full)}`
+        : stat.isFile()
+          ? createHash('sha256').update(readFileSync(full)).digest('hex')
+          : '';
+      files.set(path, `${stat.mode.toString(8)} ${stat.uid}:${stat.gid} ${stat.mtimeMs} ${content}`);
+    }
+    await rm(root, { recursive: true, force: true });
+    return files;
   }
 
   async remove(): Promise<void> {
@@ -321,8 +350,21 @@ describe('the airlock image', tools, () => {
       // The build scripts of the work tree, which built the archive under test.
       await cp(join(repository, 'image'), join(clone, 'image'), { recursive: true });
       const rebuilt = await Image.open(await build('airlock', clone));
-      await rebuilt.remove();
-      assert.equal(rebuilt.index.manifests[0]!.digest, image.index.manifests[0]!.digest);
+      try {
+        // The paths that differ, if any, say why the digests do.
+        const [built, again] = [await image.files(), await rebuilt.files()];
+        const differing = [...new Set([...built.keys(), ...again.keys()])].filter(
+          (path) => built.get(path) !== again.get(path),
+        );
+        assert.deepEqual(
+          differing.map((path) => `${path}: ${built.get(path)} / ${again.get(path)}`),
+          [],
+        );
+        assert.deepEqual(rebuilt.config, image.config);
+        assert.equal(rebuilt.index.manifests[0]!.digest, image.index.manifests[0]!.digest);
+      } finally {
+        await rebuilt.remove();
+      }
     } finally {
       await rm(clone, { recursive: true, force: true });
     }
