@@ -2,23 +2,26 @@
 // for one identity with the operator's compiler, serves each listed Connection with its
 // enforcer, and records sessions in the store. The commands that read sessions and decide
 // approvals talk to it through its control socket.
+import { createServer, type Server } from 'node:http';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { compileBundle, type Identity } from '../api/bundle.ts';
 import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { StoreSink } from '../audit/sink.ts';
 import { terminationSignal } from '../cli/signals.ts';
+import { consoleHandler } from '../console/server.ts';
 import type { Enforcer } from '../sidecar/enforcer.ts';
 import { serveConnection } from '../sidecar/serve.ts';
 import { LocalApprovals } from './approvals.ts';
 import { controlSocket, defaultStore, serveControl } from './control.ts';
 import { loadManifests, ManifestError } from './manifests.ts';
 
-export const localUsage = `Usage: airlock local -f DIR [-f DIR...] --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT [--listen ...] [--store DIR | --store postgres://...]
+export const localUsage = `Usage: airlock local -f DIR [-f DIR...] --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT [--listen ...] [--store DIR | --store postgres://...] [--console HOST:PORT]
 
 Serves each listed Connection on HOST:PORT with its enforcer, under the policies that grant it
 to the identity given with --as. Sessions are recorded in the store (embedded PGlite in DIR by
-default: ${defaultStore()}).`;
+default: ${defaultStore()}). --console serves the web console on a loopback address, without
+sign-in: whoever reaches it acts as the local approver.`;
 
 const identitySchema = z
   .string()
@@ -32,7 +35,10 @@ export interface LocalOptions {
   identity: Identity;
   listen: { connection: string; host: string; port: number }[];
   store: string;
+  console?: { host: string; port: number };
 }
+
+const loopback = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/;
 
 export function parseLocalArgs(args: string[]): LocalOptions {
   const { values } = parseArgs({
@@ -42,6 +48,7 @@ export function parseLocalArgs(args: string[]): LocalOptions {
       as: { type: 'string' },
       listen: { type: 'string', multiple: true },
       store: { type: 'string' },
+      console: { type: 'string' },
     },
     strict: true,
   });
@@ -60,11 +67,23 @@ export function parseLocalArgs(args: string[]): LocalOptions {
     if (port < 1 || port > 65535) throw new ManifestError(`--listen ${value}: port must be 1-65535`);
     return { connection, host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port };
   });
+  let consoleAddress: LocalOptions['console'];
+  if (values.console !== undefined) {
+    const colon = values.console.lastIndexOf(':');
+    const host = values.console.slice(0, colon);
+    const port = Number(values.console.slice(colon + 1));
+    if (colon < 0 || !loopback.test(host) || !Number.isInteger(port) || port < 0 || port > 65535)
+      throw new ManifestError(
+        `--console ${values.console}: must be a loopback HOST:PORT (127.0.0.1, [::1], localhost)`,
+      );
+    consoleAddress = { host: host.replace(/^\[|\]$/g, ''), port };
+  }
   return {
     manifests: values.file,
     identity: { namespace, serviceAccount },
     listen,
     store: values.store ?? defaultStore(),
+    ...(consoleAddress && { console: consoleAddress }),
   };
 }
 
@@ -105,7 +124,10 @@ export async function startLocal(options: LocalOptions, log: (line: string) => v
     flush: () => sink.flush(),
   });
   const enforcers = new Map<string, Enforcer>();
+  let web: Server | undefined;
   const close = async () => {
+    web?.closeAllConnections();
+    if (web) await new Promise((resolve) => web!.close(resolve));
     approvals.close();
     await Promise.all([...enforcers.values()].map((e) => e.close()));
     await new Promise((resolve) => control.close(resolve));
@@ -127,11 +149,45 @@ export async function startLocal(options: LocalOptions, log: (line: string) => v
         `airlock local: ${connection.name} (${connection.protocol} ${connection.host}:${connection.port}) on ${enforcer.address.address}:${enforcer.address.port}, policies ${connection.policies.map((p) => `${p.name}${p.mode === 'audit' ? ' (audit)' : ''}`).join(', ')}`,
       );
     }
+    if (options.console) web = await serveConsole(options.console, store, approvals, () => sink.flush(), log);
   } catch (error) {
     await close();
     throw error;
   }
   return { enforcers, approvals, store, flush: () => sink.flush(), close };
+}
+
+/** The web console over this process's store and approvals, as the local approver. */
+async function serveConsole(
+  address: { host: string; port: number },
+  store: AuditLog,
+  approvals: LocalApprovals,
+  flush: () => Promise<void>,
+  log: (line: string) => void,
+): Promise<Server> {
+  const server = createServer(
+    consoleHandler({
+      user: 'local',
+      sessions: async (query) => {
+        await flush();
+        return store.sessions(query);
+      },
+      session: async (id) => {
+        await flush();
+        return store.session(id);
+      },
+      approvals: async () => approvals.list(),
+      decide: async (id, approved, reason) => approvals.decide(id, approved, reason),
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => resolve());
+  });
+  const { port } = server.address() as { port: number };
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  log(`airlock local: console on http://${host}:${port}/`);
+  return server;
 }
 
 export async function runLocal(args: string[]): Promise<number> {
