@@ -139,15 +139,13 @@ const down = () => execFileSync('bash', [join(scripts, 'down.sh')], { stdio: 'in
 
 export async function startCluster(): Promise<Cluster> {
   const held = await lock();
-  // Torn down at exit whatever happens; signals end the process through exit.
+  // Torn down at exit whatever happens (process.ts turns SIGINT and SIGTERM into an exit).
   let running = true;
   const atExit = () => {
     if (running) down();
     running = false;
   };
   process.on('exit', atExit);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
-    process.once(signal, () => process.exit(128 + (signal === 'SIGHUP' ? 1 : signal === 'SIGINT' ? 2 : 15)));
   try {
     await run('bash', [join(scripts, 'up.sh'), images.airlock.archive, images.agent.archive], {
       maxBuffer: 16 * 1024 * 1024,
