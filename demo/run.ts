@@ -2,7 +2,9 @@
 // embedded PostgreSQL (PGlite, served over the wire protocol) holds customers with PII;
 // `airlock local` serves it under the example AccessPolicy; a scripted agent session (psql
 // when it is installed, else the pg driver) shows a masked SELECT, a blocked DROP, and an
-// UPDATE held until it is approved from the CLI. Then the recorded session is printed.
+// UPDATE held until it is approved from the CLI. Then the recorded session is printed, and the
+// demo ends on the web console's address, with its sessions and one more UPDATE waiting there
+// for a decision (served until Ctrl-C when run from a terminal).
 import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +13,7 @@ import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import pg from 'pg';
+import { terminationSignal } from '../cli/signals.ts';
 import { startLocal } from '../local/local.ts';
 
 const run = promisify(execFile);
@@ -162,12 +165,15 @@ spec:
   );
   const store = join(work, 'store');
   const listenPort = await freePort();
+  const consolePort = await freePort();
+  const consoleUrl = `http://127.0.0.1:${consolePort}/`;
   const local = await startLocal(
     {
       manifests: [manifests],
       identity: { namespace: 'agents', serviceAccount: 'support-agent' },
       listen: [{ connection: 'orders-db', host: '127.0.0.1', port: listenPort }],
       store,
+      console: { host: '127.0.0.1', port: consolePort },
     },
     (line) => say(line),
   );
@@ -244,6 +250,31 @@ spec:
       say(await airlock(['sessions', 'show', s.id, '--store', store]));
     }
     checks.push(['sessions recorded', withDrop !== undefined]);
+
+    say();
+    say(bold('5. The web console shows the sessions, and one more UPDATE waiting for a decision.'));
+    const second = await agent(listenPort);
+    const waiting = second.query("UPDATE orders SET status = 'refunded' WHERE id = 2");
+    let inConsole: { id: string }[] = [];
+    for (let i = 0; i < 100 && inConsole.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      inConsole = (await (await fetch(`${consoleUrl}api/approvals`)).json()) as { id: string }[];
+    }
+    const listed = (await (await fetch(`${consoleUrl}api/sessions`)).json()) as { sessions: unknown[] };
+    checks.push(['the console lists the sessions', listed.sessions.length >= sessions.length]);
+    checks.push(['the console shows the waiting UPDATE', inConsole.length === 1]);
+
+    say();
+    for (const [name, ok] of checks) say(`${ok ? 'ok  ' : 'FAIL'} ${name}`);
+    const failed = checks.filter(([, ok]) => !ok).length;
+    say(failed === 0 ? 'demo: every step behaved as it should' : `demo: ${failed} step(s) did not behave`);
+    const interactive = process.stdin.isTTY && process.stdout.isTTY;
+    say(`Console: ${bold(consoleUrl)}${interactive ? ' (Ctrl-C to stop)' : ''}`);
+    if (interactive) await terminationSignal();
+    for (const pending of local.approvals.list()) local.approvals.decide(pending.id, false, 'the demo ended');
+    await waiting;
+    await second.close();
+    return failed === 0 ? 0 : 1;
   } finally {
     await session.close();
     await local.close();
@@ -251,15 +282,6 @@ spec:
     await db.close();
     await rm(work, { recursive: true, force: true });
   }
-  say();
-  const failed = checks.filter(([, ok]) => !ok);
-  for (const [name, ok] of checks) say(`${ok ? 'ok  ' : 'FAIL'} ${name}`);
-  say(
-    failed.length === 0
-      ? 'demo: every step behaved as it should'
-      : `demo: ${failed.length} step(s) did not behave`,
-  );
-  return failed.length === 0 ? 0 : 1;
 }
 
 process.exitCode = await main();
