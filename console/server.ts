@@ -115,10 +115,13 @@ export function consoleHandler(backend: ConsoleBackend) {
           body += chunk;
           if (body.length > maxBody) return send(413, { message: 'request body too large' });
         }
-        const parsed = body ? (JSON.parse(body) as { reason?: unknown }) : {};
-        if (parsed.reason !== undefined && typeof parsed.reason !== 'string')
+        const parsed: unknown = body ? JSON.parse(body) : {};
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+          return send(400, { message: 'the body must be a JSON object' });
+        const { reason } = parsed as { reason?: unknown };
+        if (reason !== undefined && typeof reason !== 'string')
           return send(400, { message: 'reason must be a string' });
-        const decided = await backend.decide(segments[2], segments[3] === 'approve', parsed.reason);
+        const decided = await backend.decide(segments[2], segments[3] === 'approve', reason);
         return decided
           ? send(200, { id: segments[2], decision: segments[3] })
           : send(404, { message: `no pending request ${segments[2]}` });

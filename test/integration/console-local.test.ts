@@ -1,7 +1,8 @@
 // The web console of `airlock local --console`, driven in headless Chromium: the sessions list
 // with a filter, a session's timeline with its masked counts, an SSH shell replayed in the page,
 // and an HTTP request held for approval that appears without a reload, is approved from the
-// page and then reaches the target. A non-loopback --console address is refused at start.
+// page and then reaches the target. Cross-site decisions and bad input get a clear error; a
+// non-loopback --console address is refused at start.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -247,13 +248,35 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
     assert.match(row, /by local/);
   });
 
-  it('refuses a cross-site decision and a non-loopback address', async () => {
+  it('refuses a cross-site decision, bad input and a non-loopback address', async () => {
     const forged = await fetch(`${consoleUrl}api/approvals/ar-00000000/approve`, {
       method: 'POST',
       headers: { 'content-type': 'text/plain' },
       body: '{}',
     });
     assert.equal(forged.status, 403);
+    const decide = (body: string) =>
+      fetch(`${consoleUrl}api/approvals/ar-00000000/approve`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-airlock-console': '1' },
+        body,
+      });
+    const refused = async (response: Promise<Response>, status: number, message: RegExp) => {
+      const answer = await response;
+      assert.equal(answer.status, status);
+      assert.match(((await answer.json()) as { message: string }).message, message);
+    };
+    await refused(decide('{"reason":'), 400, /JSON/);
+    await refused(decide('null'), 400, /the body must be a JSON object/);
+    await refused(decide('{"reason":7}'), 400, /reason must be a string/);
+    await refused(decide('{}'), 404, /no pending request ar-00000000/);
+    await refused(fetch(`${consoleUrl}api/sessions?limit=0`), 400, /limit must be an integer from 1 to 500/);
+    await refused(
+      fetch(`${consoleUrl}api/sessions?before=x`),
+      400,
+      /before must be the next of a previous page/,
+    );
+    await refused(fetch(`${consoleUrl}api/sessions/no-such-session`), 404, /no session no-such-session/);
     const wide = await runCommand(process.execPath, [
       cli,
       'local',
