@@ -165,21 +165,27 @@ async function serveConsole(
   flush: () => Promise<void>,
   log: (line: string) => void,
 ): Promise<Server> {
-  const server = createServer(
-    consoleHandler({
-      user: 'local',
-      sessions: async (query) => {
-        await flush();
-        return store.sessions(query);
-      },
-      session: async (id) => {
-        await flush();
-        return store.session(id);
-      },
-      approvals: async () => approvals.list(),
-      decide: async (id, approved, reason) => approvals.decide(id, approved, reason),
-    }),
-  );
+  const handle = consoleHandler({
+    user: 'local',
+    sessions: async (query) => {
+      await flush();
+      return store.sessions(query);
+    },
+    session: async (id) => {
+      await flush();
+      return store.session(id);
+    },
+    approvals: async () => approvals.list(),
+    decide: async (id, approved, reason) => approvals.decide(id, approved, reason),
+  });
+  // A page of another site whose name is made to resolve to loopback (DNS rebinding) names its
+  // own host: only loopback names are served.
+  const server = createServer((req, res) => {
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (loopback.test(host)) return handle(req, res);
+    res.writeHead(421, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ message: `the console answers to loopback names only, not ${host}` }));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => resolve());

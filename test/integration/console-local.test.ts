@@ -1,8 +1,8 @@
 // The web console of `airlock local --console`, driven in headless Chromium: the sessions list
 // with a filter, a session's timeline with its masked counts, an SSH shell replayed in the page,
 // and an HTTP request held for approval that appears without a reload, is approved from the
-// page and then reaches the target. Cross-site decisions and bad input get a clear error; a
-// non-loopback --console address is refused at start.
+// page and then reaches the target. Cross-site decisions, foreign Host names and bad input get
+// a clear error; a non-loopback --console address is refused at start.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -277,6 +277,15 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
       /before must be the next of a previous page/,
     );
     await refused(fetch(`${consoleUrl}api/sessions/no-such-session`), 404, /no session no-such-session/);
+    const rebound = await runCommand('curl', [
+      '-s',
+      '-H',
+      'Host: attacker.example',
+      `${consoleUrl}api/sessions`,
+    ]);
+    assert.equal(rebound.code, 0, rebound.stderr);
+    assert.match(rebound.stdout, /the console answers to loopback names only, not attacker\.example/);
+    assert.ok(!rebound.stdout.includes('billing-api'), rebound.stdout);
     const wide = await runCommand(process.execPath, [
       cli,
       'local',
