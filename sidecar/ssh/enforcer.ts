@@ -33,7 +33,7 @@ import { holdForApproval } from '../tcp/approval.ts';
 import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
 import { parseCommandLine, spellings } from './command.ts';
 import { fingerprint, isKnownHostKey, type KnownHosts, keyType, parseKnownHosts } from './known-hosts.ts';
-import { MaskingTransform, StreamMasker } from './output.ts';
+import { MaskingTransform, StreamMasker, valueShape } from './output.ts';
 
 // ssh2 is CommonJS: its classes come from the default export.
 const { Client: SshClient, Server, utils } = ssh2;
@@ -592,7 +592,7 @@ class AgentSession {
         this.recorder.bytesOut += n;
       };
       if (this.plan.hasScanners) {
-        const masker = new StreamMasker((text) => this.plan.maskText(text));
+        const masker = new StreamMasker((text) => this.plan.maskText(text), valueShape(this.policies));
         const transform = new MaskingTransform(masker, {
           observe: (text) => {
             count(Buffer.byteLength(text));
