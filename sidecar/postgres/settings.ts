@@ -5,6 +5,8 @@
 // than the enforcer's parser does. Everything else is forwarded, custom (dotted) settings
 // included, and the server answers as itself (an unknown name is its FATAL 42704).
 
+import { demotesPgCatalog } from '../policy/sql.ts';
+
 /** Settings that would change who the session acts as. */
 const identitySettings = new Set(['role', 'session_authorization', 'session_replication_role']);
 
@@ -250,8 +252,11 @@ export const unsafeClientEncodings: ReadonlySet<string> = new Set([
 ]);
 
 /** Why the enforcer refuses a startup setting, or undefined to forward it. */
-export function settingRefusal(name: string): string | undefined {
+export function settingRefusal(name: string, value: string): string | undefined {
   const lower = name.toLowerCase();
+  // Built-in names stop meaning the built-ins the SQL analysis trusts.
+  if (lower === 'search_path' && demotesPgCatalog(value))
+    return 'Airlock does not let a client put a schema before pg_catalog in search_path';
   if (identitySettings.has(lower))
     return `Airlock does not let a client set ${name}: the session runs as the Connection's user`;
   if (privilegedSettings.has(lower))
@@ -312,7 +317,7 @@ export function filterOptions(options: string): { options: string; refused?: str
         refused: `Airlock forwards only -c name=value and --name=value in options, not ${JSON.stringify(token)}`,
       };
     const name = setting.slice(0, eq).replaceAll('-', '_');
-    const refused = settingRefusal(name);
+    const refused = settingRefusal(name, setting.slice(eq + 1));
     if (refused) return { options: '', refused };
     kept.push(`-c ${setting.replaceAll('\\', '\\\\').replaceAll(' ', '\\ ')}`);
   }

@@ -254,6 +254,8 @@ describe('startup settings', () => {
       [['client_encoding', 'SJIS']],
       [['client_encoding', 'win932']],
       [['options', '-c client_encoding=big5']],
+      [['search_path', 'public, pg_catalog']],
+      [['options', '-c search_path=public,pg_catalog']],
     ];
     for (const params of cases) {
       const through = await startupAnswer(open, params);

@@ -206,6 +206,10 @@ describe('messages', () => {
     );
     assert.match(filterOptions('-c geqo=on -X').refused ?? '', /not "-X"/);
     assert.match(filterOptions('-d 5').refused ?? '', /not "-d"/);
+    assert.match(filterOptions('-c search_path=public,pg_catalog').refused ?? '', /before pg_catalog/);
+    assert.match(filterOptions('-c search_path=evil,PG_CATALOG').refused ?? '', /before pg_catalog/);
+    assert.equal(filterOptions('-c search_path=pg_catalog,public').refused, undefined);
+    assert.equal(filterOptions('-c search_path=public').refused, undefined);
     assert.match(filterOptions('-c nameonly').refused ?? '', /not "-c"/);
     assert.deepEqual(filterOptions('-c search_path=a\\ b'), { options: '-c search_path=a\\ b' });
     assert.deepEqual(filterOptions('  '), { options: '' });
