@@ -601,7 +601,9 @@ export class PostgresSession {
       else if (lower === 'user' || lower === 'database' || lower === 'replication') continue;
       else {
         const result =
-          lower === 'options' ? filterOptions(value) : { options: value, refused: settingRefusal(name, value) };
+          lower === 'options'
+            ? filterOptions(value)
+            : { options: value, refused: settingRefusal(name, value) };
         if (result.refused) {
           this.fatal('42501', result.refused);
           return;
