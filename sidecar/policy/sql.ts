@@ -28,6 +28,12 @@ export interface SqlStatement {
   functions: string[];
   /** An UPDATE, DELETE or MERGE (anywhere inside) that can touch every row, or a TRUNCATE. */
   unboundedWrite: boolean;
+  /**
+   * Whether running it may change how the server reads the SQL text that follows
+   * (client_encoding, standard_conforming_strings): a SET of either, set_config, DO, CALL,
+   * ALTER SYSTEM, or a function outside the built-ins (its body may call set_config).
+   */
+  changesReading: boolean;
   columnUses: ColumnUse[];
   /** This statement's own source text. */
   text: string;
@@ -606,12 +612,16 @@ const everyColumn: ColumnUse = Object.freeze({ column: '*', direct: false });
  */
 type Role = 'top' | 'sub' | 'sink';
 
+/** Settings that decide how the server reads SQL text (the enforcer reads it as UTF-8, standard strings). */
+const readingSettings: ReadonlySet<string> = new Set(['client_encoding', 'standard_conforming_strings']);
+
 class Walk {
   kinds: SqlStatementKind[] = [];
   classes = new Set<SqlClass>();
   tables = new Set<string>();
   functions = new Set<string>();
   unboundedWrite = false;
+  changesReading = false;
   columnUses: ColumnUse[] = [];
   /** Innermost last. */
   scopes: RangeItem[][] = [];
@@ -723,6 +733,10 @@ class Walk {
         this.insert(body);
         return;
       case 'DoStmt':
+        this.changesReading = true;
+        this.columnUses.push(everyColumn);
+        this.fields(body);
+        return;
       case 'CreateTrigStmt':
       case 'CreateEventTrigStmt':
         // Code the analysis cannot see (a DO body, a trigger's function) may read any column.
@@ -747,7 +761,12 @@ class Walk {
         this.moveRelation(body);
         this.fields(body);
         return;
+      case 'AlterSystemStmt':
+        this.changesReading = true;
+        this.fields(body);
+        return;
       case 'VariableSetStmt':
+        if (readingSettings.has(String(body['name']).toLowerCase())) this.changesReading = true;
         if (body['name'] === 'search_path' && body['kind'] === 'VAR_SET_VALUE') {
           const args = (body['args'] as AstNode[] | undefined) ?? [];
           const schemas = args.map(constString);
@@ -759,6 +778,7 @@ class Walk {
         this.fields(body);
         return;
       case 'CallStmt':
+        this.changesReading = true;
         this.funcCall(body['funccall'] as AstObject);
         return;
       case 'ExplainStmt':
@@ -1049,6 +1069,7 @@ class Walk {
     const builtin = (schema === undefined || schema === 'pg_catalog') && builtinFunctions.has(base);
     const readsValues = (schema === undefined || schema === 'pg_catalog') && valueReadingFunctions.has(base);
     if (adminFunctions.has(base.toLowerCase())) this.classes.add('admin');
+    if (!builtin || base === 'set_config' || base === 'pg_reload_conf') this.changesReading = true;
     if (!builtin || readsValues) {
       this.classes.add('admin');
       this.columnUses.push(everyColumn);
@@ -1257,6 +1278,7 @@ function analyzeStatement(stmt: AstNode, text: string): SqlStatement {
     tables: [...walk.tables],
     functions: [...walk.functions],
     unboundedWrite: walk.unboundedWrite,
+    changesReading: walk.changesReading,
     columnUses: walk.columnUses,
     text,
   };

@@ -183,7 +183,13 @@ interface PreparedStatement {
   text: string;
   verdict: Verdict;
   kind: string | undefined;
+  changesReading: boolean;
 }
+
+/** Client messages that may pass while the server's reading settings are unknown: none of them is SQL text. */
+const unreadMessages = new Set(['d', 'c', 'f', 'H', 'X']);
+const rereadMessage =
+  'Airlock forwards nothing after a statement that may change how the server reads SQL text (client_encoding, standard_conforming_strings: SET, set_config, DO, CALL, a function outside the built-ins) until Sync';
 
 export class PostgresSession {
   readonly id = randomUUID();
@@ -227,6 +233,13 @@ export class PostgresSession {
   private readonly rows = new RowWriter();
   /** Set while a statement waits for approval. */
   private cancelHold: (() => void) | undefined;
+  /**
+   * After a statement that may change how the server reads SQL text ran: 'sync' until the
+   * client's Sync (extended protocol), then 'wait' until the server's ReadyForQuery, which
+   * follows its ParameterStatus. SQL text is read only once it is known again.
+   */
+  private rereading: 'sync' | 'wait' | undefined;
+  private readonly idleWaiters: (() => void)[] = [];
 
   // Server-side protocol state.
   private readonly pending: Pending[] = [];
@@ -693,6 +706,14 @@ export class PostgresSession {
   private onClientFrame(frame: Frame): Promise<void> | undefined {
     const type = String.fromCharCode(frame.type);
     if (this.skipUntilSync && type !== 'S' && type !== 'X') return undefined;
+    if (this.rereading && !unreadMessages.has(type)) {
+      if (this.rereading === 'wait') return this.untilIdle().then(() => this.onClientFrame(frame));
+      if (type !== 'S') {
+        this.refuseUnread(type);
+        return undefined;
+      }
+      this.rereading = 'wait';
+    }
     switch (type) {
       case 'Q':
         return this.onQuery(frame);
@@ -740,6 +761,35 @@ export class PostgresSession {
       default:
         throw new ProtocolViolation(`unexpected message type ${JSON.stringify(type)}`);
     }
+  }
+
+  /** Resolves once the server has answered everything forwarded. */
+  private untilIdle(): Promise<void> {
+    if (this.pending.length === 0) {
+      this.rereading = undefined;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** A message sent after a reading-changing Execute, before Sync: refused, so the server rolls the change back. */
+  private refuseUnread(type: string): void {
+    const record: RequestRecord = {
+      text: `${type} message before Sync`,
+      kind: undefined,
+      outcome: 'blocked',
+      started: Date.now(),
+      error: { code: '0A000', message: rereadMessage },
+    };
+    const replaceError = errorResponse('0A000', rereadMessage);
+    if (type === 'Q') {
+      this.pending.push({ kind: 'query', records: [record], index: 0, replaceError });
+      this.writeUpstream(query(poisonQuery));
+      return;
+    }
+    this.pending.push({ kind: 'parse', record, replaceError });
+    this.writeUpstream(parse('', poisonQuery));
+    this.skipUntilSync = true;
   }
 
   private forward(frame: Frame, entry?: Pending): void {
@@ -790,6 +840,7 @@ export class PostgresSession {
       !this.options.events.refusal?.()
     ) {
       this.startQuery(frame, text, analysis, viewed, started, { outcome: 'allowed' });
+      if (changesReading(effectiveAnalysis)) this.rereading = 'wait';
       return undefined;
     }
     return (async () => {
@@ -799,6 +850,7 @@ export class PostgresSession {
         verdict.action === 'deny' ? verdict : ((await this.checkMaskable(analysis)) ?? verdict);
       const gate = await this.gate(effective, text);
       this.startQuery(frame, text, analysis, effective, started, gate);
+      if (!gate.error && changesReading(effectiveAnalysis)) this.rereading = 'wait';
     })();
   }
 
@@ -1065,7 +1117,12 @@ export class PostgresSession {
       return;
     }
     // Held statements wait at Execute, so each execution is approved.
-    this.statements.set(message.name, { text: message.text, verdict, kind });
+    this.statements.set(message.name, {
+      text: message.text,
+      verdict,
+      kind,
+      changesReading: changesReading(analysis),
+    });
     this.rememberPrepared(analysis);
     this.forward(frame, { kind: 'parse', text: message.text });
   }
@@ -1108,6 +1165,9 @@ export class PostgresSession {
   }
 
   private startExecute(frame: Frame, portal: string, record: RequestRecord): void {
+    const statementName = this.portals.get(portal)?.statement;
+    if (statementName !== undefined && this.statements.get(statementName)?.changesReading)
+      this.rereading = 'sync';
     if (this.masker && !this.describedPortals.has(portal)) {
       // Rows must be masked by column: learn the portal's columns without the client seeing it.
       this.describedPortals.add(portal);
@@ -1137,6 +1197,8 @@ export class PostgresSession {
       return undefined;
     }
     this.forward(frame, { kind: 'function', record });
+    // A function called by OID may be set_config.
+    this.rereading = 'wait';
     return undefined;
   }
 
@@ -1402,9 +1464,11 @@ export class PostgresSession {
       return;
     }
     if (head.kind === 'function') return;
-    // Extended protocol: the server skips everything up to Sync.
+    // Extended protocol: the server skips everything up to Sync, so the enforcer drops what the
+    // client sends before it (it would never be answered).
     if (record) this.emitRequest(record);
     while (this.pending.length > 0 && this.pending[0]!.kind !== 'sync') this.pending.shift();
+    if (this.pending.length === 0) this.skipUntilSync = true;
   }
 
   /** A record for an extended-protocol statement that failed before Execute (at Parse or Bind). */
@@ -1430,6 +1494,10 @@ export class PostgresSession {
         for (const r of head.records)
           if (r.error || r.rows !== undefined || r.outcome !== 'allowed') this.emitRequest(r);
       if (head.kind === 'function') this.emitRequest(head.record);
+      if (this.pending.length === 0 && this.rereading === 'wait') {
+        this.rereading = undefined;
+        for (const resolve of this.idleWaiters.splice(0)) queueMicrotask(resolve);
+      }
     }
     this.layout = undefined;
     out.push(raw);
@@ -1711,4 +1779,9 @@ function randomKey(): { pid: number; secret: number } {
   const bytes = new Uint32Array(2);
   crypto.getRandomValues(bytes);
   return { pid: (bytes[0]! & 0x7fffffff) | 1, secret: bytes[1]! | 0 };
+}
+
+/** Whether running the analysed text may change how the server reads the SQL text that follows. */
+function changesReading(analysis: SqlAnalysisResult): boolean {
+  return analysis.ok && analysis.statements.some((s) => s.changesReading);
 }

@@ -118,6 +118,44 @@ describe('StreamMasker', () => {
     }
   });
 
+  it('masks disguised values (other scripts’ digits, invisible characters) split at every offset', () => {
+    // Fullwidth and Arabic-Indic digits, zero-width spaces and soft hyphens between them, a
+    // non-breaking space and a figure dash for separators: detectors read through all of them.
+    const digitForms = [
+      (d: number) => String.fromCharCode(0xff10 + d),
+      (d: number) => String.fromCharCode(0x0660 + d),
+    ];
+    const disguise = (value: string, form: (d: number) => string, invisible: string) =>
+      [...value]
+        .map((ch) =>
+          ch >= '0' && ch <= '9'
+            ? form(Number(ch)) + invisible
+            : ch === ' '
+              ? '\u00a0'
+              : ch === '-'
+                ? '\u2012'
+                : ch,
+        )
+        .join('');
+    for (const plain of [samples['credit-card']!, samples['us-ssn']!, samples.ipv4!]) {
+      for (const form of digitForms)
+        for (const invisible of ['', '\u200b', '\u00ad\u200b']) {
+          const value = disguise(plain, form, invisible);
+          const text = Buffer.from(`value: ${value} end`);
+          const start = Buffer.byteLength('value: ');
+          const whole = through([text], new StreamMasker(maskAll, allShape)).text;
+          assert.ok(whole.includes('[REDACTED'), `${plain} disguised is masked whole: ${whole}`);
+          for (let cut = start; cut <= text.length; cut++) {
+            const { text: out } = through(
+              [text.subarray(0, cut), text.subarray(cut)],
+              new StreamMasker(maskAll, allShape),
+            );
+            assert.equal(out, whole, `${JSON.stringify(value)} split at byte ${cut - start}`);
+          }
+        }
+    }
+  });
+
   it('masks any mix of values and text like the whole, however it is chunked', () => {
     const parts = [
       ...Object.values(samples),

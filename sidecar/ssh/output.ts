@@ -14,6 +14,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { type Detector, detectors } from '../../api/v1alpha1.ts';
+import { detectorView } from '../policy/detectors.ts';
 
 export interface MaskResult {
   value: string;
@@ -274,6 +275,10 @@ export class StreamMasker {
     const text = this.carry + this.decoder.write(chunk, false);
     let cut = text.length;
     for (const open of this.shape) cut = Math.min(cut, open(text));
+    // Detectors read a value with its disguises undone (other scripts' digits, invisible
+    // characters between them): so do the shapes, and the cut maps back to the text.
+    const view = detectorView(text);
+    if (view) for (const open of this.shape) cut = Math.min(cut, view.at[open(view.text)]!);
     cut = this.outside(text, cut);
     // Never between the halves of a surrogate pair.
     if (cut > 0 && cut < text.length && (code(text, cut) & 0xfc00) === 0xdc00) cut--;

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { adminFunctions, builtinFunctions, valueReadingFunctions } from '../../sidecar/policy/functions.ts';
 import { valueCatalogs } from '../../sidecar/policy/sql.ts';
-import { bind, execute, parse, query, sync } from '../../sidecar/postgres/messages.ts';
+import { bind, encodeStartup, execute, parse, query, sync } from '../../sidecar/postgres/messages.ts';
 import {
   type PostgresServer,
   policy,
@@ -439,6 +439,191 @@ describe('postgres enforcer: a determined agent', () => {
       raw.send(query("SELECT 'still-up'"));
       const after = await raw.until('Z');
       assert.ok(after.some((f) => f.type === 'D' && f.body.toString().includes('still-up')));
+    } finally {
+      raw.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Settings that change how the server reads SQL text, changed inside a pipeline
+
+/** A message of the given type around raw bytes (text the enforcer and the server may read differently). */
+function rawMessage(type: string, body: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.write(type, 0, 'latin1');
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+const rawQuery = (text: Buffer) => rawMessage('Q', Buffer.concat([text, Buffer.from([0])]));
+const rawParse = (text: Buffer) =>
+  rawMessage('P', Buffer.concat([Buffer.from([0]), text, Buffer.from([0, 0, 0])]));
+
+/**
+ * Text that runs DROP TABLE only for a server that reads it in Shift-JIS (0x95 0x5C is one
+ * character there; to a UTF-8 reader the 0x5C escapes the quote) or with
+ * standard_conforming_strings off (the backslash escapes the first quote): read as the enforcer
+ * reads it, it is a SELECT of string literals.
+ */
+const smuggled = {
+  sjis: (table: string) =>
+    Buffer.concat([
+      Buffer.from("SELECT E'"),
+      Buffer.from([0x95]),
+      Buffer.from(`\\'; DROP TABLE ${table}; --'`),
+    ]),
+  nonstandard: (table: string) => Buffer.from(`SELECT 'x\\' , ' ; DROP TABLE ${table}; -- '`),
+};
+
+describe('postgres enforcer: a pipeline that changes how the server reads the text after it', () => {
+  let guarded: TestEnforcer;
+  const exists = async (table: string) =>
+    (await server.asUser(`SELECT to_regclass('public.${table}') IS NOT NULL AS found`)).rows[0]
+      .found as boolean;
+  before(async () => {
+    await server.asUser(`
+      CREATE TABLE keep (id int);
+      CREATE FUNCTION positive(int) RETURNS boolean LANGUAGE sql AS 'SELECT $1 > 0';
+    `);
+    guarded = await startEnforcer(server, [
+      policy('no-drop', { rules: [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }] }),
+    ]);
+  });
+  after(async () => {
+    await guarded?.close();
+  });
+
+  test('directly, each smuggled text drops the table once the setting is changed', async () => {
+    for (const [setting, text] of [
+      ["SET client_encoding = 'SJIS'", smuggled.sjis('victim')],
+      ["SET standard_conforming_strings = 'off'", smuggled.nonstandard('victim')],
+    ] as const) {
+      await server.asUser('CREATE TABLE victim (id int)');
+      const direct = await RawClient.connect(server.socketDir, server.port);
+      try {
+        direct.send(
+          encodeStartup([
+            ['user', server.user],
+            ['database', server.database],
+          ]),
+        );
+        await direct.until('Z');
+        direct.send(query(setting), rawQuery(text));
+        await direct.until('Z');
+        await direct.until('Z');
+        assert.equal(await exists('victim'), false, setting);
+      } finally {
+        direct.close();
+      }
+    }
+  });
+
+  test('simple protocol: the text after the change waits for the server, which reports it, and the session ends', async () => {
+    const changes = [
+      "SELECT set_config('client_encoding', 'SJIS', false)",
+      "SET client_encoding = 'SJIS'",
+      "set NAMES 'sjis'",
+      "SELECT set_config(lower('CLIENT_ENCODING'), 'SJIS', false)",
+      "DO $$BEGIN PERFORM set_config('client_encoding', 'SJIS', false); END$$",
+      "SET standard_conforming_strings = 'off'",
+      '/* x */ SET LOCAL standard_conforming_strings TO off',
+    ];
+    for (const change of changes) {
+      const text = change.includes('standard') ? smuggled.nonstandard('keep') : smuggled.sjis('keep');
+      const raw = await RawClient.session(guarded.host, guarded.port);
+      try {
+        raw.send(query(change.includes('LOCAL') ? `BEGIN; ${change}` : change), rawQuery(text));
+        const frames = await raw.until('never');
+        const last = frames.filter((f) => f.type === 'E').at(-1);
+        assert.equal(last?.fields?.get('S'), 'FATAL', change);
+        assert.match(last?.fields?.get('M') ?? '', /^Airlock/, change);
+        assert.ok(raw.closed, change);
+        assert.ok(await exists('keep'), change);
+      } finally {
+        raw.close();
+      }
+    }
+  });
+
+  test('extended protocol: text sent after the change before Sync is refused, and the change rolled back', async () => {
+    const raw = await RawClient.session(guarded.host, guarded.port);
+    try {
+      raw.send(
+        parse('', "SELECT set_config('client_encoding', 'SJIS', false)"),
+        bind('', '', [], []),
+        execute('', 0),
+        rawParse(smuggled.sjis('keep')),
+        bind('', '', [], []),
+        execute('', 0),
+        sync(),
+      );
+      const frames = await raw.until('Z');
+      const errors = frames.filter((f) => f.type === 'E');
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0]!.fields?.get('C'), '0A000');
+      assert.match(errors[0]!.fields?.get('M') ?? '', /^Airlock forwards nothing after a statement/);
+      assert.ok(!frames.some((f) => f.type === 'S' && f.body.includes('SJIS')));
+      raw.send(query('SHOW client_encoding'));
+      const shown = await raw.until('Z');
+      assert.ok(shown.some((f) => f.type === 'D' && f.body.includes('UTF8')));
+      assert.ok(await exists('keep'));
+    } finally {
+      raw.close();
+    }
+  });
+
+  test('extended protocol: after Sync the next text waits for the server, which reports the change', async () => {
+    const raw = await RawClient.session(guarded.host, guarded.port);
+    try {
+      raw.send(
+        parse('', "SELECT set_config('client_encoding', 'SJIS', false)"),
+        bind('', '', [], []),
+        execute('', 0),
+        sync(),
+        rawParse(smuggled.sjis('keep')),
+        bind('', '', [], []),
+        execute('', 0),
+        sync(),
+      );
+      const frames = await raw.until('never');
+      assert.equal(
+        frames
+          .filter((f) => f.type === 'E')
+          .at(-1)
+          ?.fields?.get('S'),
+        'FATAL',
+      );
+      assert.ok(raw.closed);
+      assert.ok(await exists('keep'));
+    } finally {
+      raw.close();
+    }
+  });
+
+  test('a statement that may change the settings still runs, and pipelines after it resume', async () => {
+    const raw = await RawClient.session(guarded.host, guarded.port);
+    try {
+      // A user function in COPY's WHERE: the copy data passes while the enforcer waits.
+      raw.send(query('COPY keep FROM STDIN WHERE positive(id)'));
+      await raw.until('G');
+      raw.send(
+        rawMessage('d', Buffer.from('1\n-1\n')),
+        rawMessage('c', Buffer.alloc(0)),
+        query('SELECT count(*) FROM keep'),
+      );
+      const frames = [...(await raw.until('Z')), ...(await raw.until('Z'))];
+      assert.ok(frames.some((f) => f.type === 'C' && f.body.toString().startsWith('COPY 1')));
+      assert.ok(frames.some((f) => f.type === 'D' && f.body.toString().includes('1')));
+      raw.send(
+        parse('', "SELECT set_config('client_encoding', 'UTF8', false)"),
+        bind('', '', [], []),
+        execute('', 0),
+        sync(),
+        query('SELECT 2'),
+      );
+      const after = [...(await raw.until('Z')), ...(await raw.until('Z'))];
+      assert.ok(!after.some((f) => f.type === 'E'));
+      assert.ok(after.some((f) => f.type === 'D' && f.body.toString().includes('2')));
     } finally {
       raw.close();
     }
