@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { SessionEvent } from '../api/events.ts';
 import { parseRetention } from './command.ts';
 import { AuditStore } from './store.ts';
 

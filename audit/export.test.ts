@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { SessionEvent } from '../api/events.ts';
 import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
 import { requires } from '../test/support/tools.ts';
 import { type AuditLog, openAuditLog } from './log.ts';

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { SessionEvent } from '../api/events.ts';
 import {
   AuditStore,
   isPostgresUrl,

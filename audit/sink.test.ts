@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { SessionEvent } from '../api/events.ts';
 import { StoreSink } from './sink.ts';
 import type { AuditStore } from './store.ts';
 

@@ -2,7 +2,7 @@
 // store; a failed append is retried with the next batch (ids make resends harmless). The queue
 // is bounded: past the bound, terminal data (asciicast frames, recorded bodies) is shed first
 // and counted, so statements and decisions are the last thing lost.
-import type { EventSink, SessionEvent } from '../sidecar/audit/event.ts';
+import type { EventSink, SessionEvent } from '../api/events.ts';
 import type { AuditLog } from './log.ts';
 
 export interface StoreSinkOptions {

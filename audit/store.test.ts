@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { PGlite } from '@electric-sql/pglite';
 import fc from 'fast-check';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { SessionEvent } from '../api/events.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 import { requires } from '../test/support/tools.ts';
 import { AuditStore, canonical, microseconds, summarize } from './store.ts';

@@ -5,7 +5,7 @@
 // embedded PGlite (the default, in a directory).
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { SessionEvent } from '../api/events.ts';
 
 /** What the store needs of a database: PGlite and node-postgres both provide it. */
 interface Database {

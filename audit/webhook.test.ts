@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
+import type { SessionEvent } from '../api/events.ts';
 import { formatBatch, WebhookSender, type WebhookSenderOptions } from './webhook.ts';
 
 function event(seq: number): SessionEvent {

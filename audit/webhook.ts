@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { EventSink, SessionEvent } from '../sidecar/audit/event.ts';
+import type { EventSink, SessionEvent } from '../api/events.ts';
 import type { AuditLog } from './log.ts';
 
 export type WebhookFormat = 'generic' | 'slack';

@@ -13,9 +13,9 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import pino from 'pino';
+import type { SessionEvent } from '../api/events.ts';
 import { AuditStore, summarize } from '../audit/store.ts';
 import { collector } from '../operator/collector.ts';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 
 const { values } = parseArgs({

@@ -10,11 +10,11 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { SessionEvent } from '../api/events.ts';
 import type { AccessRequest } from '../api/v1alpha1.ts';
 import { group, version } from '../api/v1alpha1.ts';
 import { type SessionList, type SessionSummary, sessionList } from '../audit/store.ts';
 import { type Session, sessionSummary, sessionsGroup, sessionsVersion } from '../operator/sessions-api.ts';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
 import { table } from './table.ts';
 
 export interface ClusterFlags {

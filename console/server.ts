@@ -4,9 +4,9 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname } from 'node:path';
+import type { SessionEvent } from '../api/events.ts';
 import type { SessionPage, SessionQuery, SessionSummary } from '../audit/store.ts';
 import type { PendingApproval } from '../local/approvals.ts';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
 
 export interface ConsoleBackend {
   /** Who the console acts as, shown in the page. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { SessionEvent } from '../api/events.ts';
 import type { SessionSummary } from '../audit/store.ts';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
 import { asciicast } from './commands.ts';
 
 const summary: SessionSummary = {

@@ -4,6 +4,7 @@
 // cli/cluster.ts says so (kubectl airlock).
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import type { SessionEvent } from '../api/events.ts';
 import { AuditStore, type SessionList, type SessionSummary, sessionList } from '../audit/store.ts';
 import {
   clusterOptions,
@@ -14,7 +15,6 @@ import {
   usesCluster,
 } from '../cli/cluster.ts';
 import { table } from '../cli/table.ts';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
 import type { PendingApproval } from './approvals.ts';
 import { callControl, controlSocket, defaultStore } from './control.ts';
 

@@ -9,11 +9,11 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Identity } from '../api/bundle.ts';
+import { type EventSink, type SessionEvent, sessionEventSchema } from '../api/events.ts';
 import { loadKey } from '../audit/command.ts';
 import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { isPostgresUrl } from '../audit/store.ts';
 import { jsonLogExport, WebhookExport, type WebhookFormat } from '../audit/webhook.ts';
-import { type EventSink, type SessionEvent, sessionEventSchema } from '../sidecar/audit/event.ts';
 import { Refusal, respondJson } from './control-api.ts';
 
 export interface CollectorOptions {

@@ -14,9 +14,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AuthorizationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { SessionEvent } from '../api/events.ts';
 import type { AuditLog } from '../audit/log.ts';
 import type { SessionSummary } from '../audit/store.ts';
-import type { SessionEvent } from '../sidecar/audit/event.ts';
 import { respondJson } from './control-api.ts';
 import type { Routes } from './server.ts';
 

@@ -4,8 +4,8 @@
 // history. Reads the store page by page and keeps only counts and a few examples per rule, so
 // memory stays bounded whatever the number of events.
 import type { BundleConnection, BundleSources, Identity } from '../api/bundle.ts';
+import type { RequestEvent, SessionEvent } from '../api/events.ts';
 import type { SessionSummary, StoredEvent } from '../audit/store.ts';
-import type { RequestEvent, SessionEvent } from '../sidecar/audit/event.ts';
 import type { Decision } from '../sidecar/policy/decide.ts';
 import { decide, grantedConnection, type Mask, PolicyInputError, type PolicyRequest } from './evaluate.ts';
 

@@ -2,7 +2,7 @@
 // its session events go, and how it asks for an approval.
 import type { AddressInfo, LookupFunction } from 'node:net';
 import type { BundleConnection, Identity } from '../api/bundle.ts';
-import type { EventSink } from './audit/event.ts';
+import type { EventSink } from '../api/events.ts';
 
 export interface ApprovalRequest {
   sessionId: string;

@@ -22,7 +22,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { EventSink, SessionEvent } from './event.ts';
+import type { EventSink, SessionEvent } from '../../api/events.ts';
 
 export type SpoolFullPolicy = 'fail-closed' | 'drop';
 

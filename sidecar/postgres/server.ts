@@ -2,7 +2,7 @@
 // PostgresSession that authenticates upstream with the Connection's held credential.
 import { createServer, type LookupFunction, type Server, type Socket } from 'node:net';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
-import type { EventSink } from '../audit/event.ts';
+import type { EventSink } from '../../api/events.ts';
 import { settle, stopAccepting } from '../drain.ts';
 import { loadPolicyEngine, type PolicyEngine } from './policy.ts';
 import { type Approvals, type CancelRegistry, PostgresSession } from './session.ts';

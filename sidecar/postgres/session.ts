@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { LookupFunction, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
-import type { EventSink, Outcome, RequestEvent, SessionEvent } from '../audit/event.ts';
+import type { EventSink, Outcome, RequestEvent, SessionEvent } from '../../api/events.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals } from '../enforcer.ts';
 import { Catalog } from './catalog.ts';
 import { RowWriter } from './datarow.ts';

@@ -9,7 +9,7 @@ import {
   type RequestEvent,
   type SessionEvent,
   sessionEventVersion,
-} from '../audit/event.ts';
+} from '../../api/events.ts';
 
 type Base = 'version' | 'id' | 'sessionId' | 'seq' | 'time' | 'connection' | 'identity' | 'type';
 

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
-import type { DataEvent, RequestEvent, SessionEvent } from '../../sidecar/audit/event.ts';
+import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';

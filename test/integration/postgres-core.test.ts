@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import type { RequestEvent } from '../../sidecar/audit/event.ts';
+import type { RequestEvent } from '../../api/events.ts';
 import { encodeCancelRequest } from '../../sidecar/postgres/messages.ts';
 import {
   type PostgresServer,

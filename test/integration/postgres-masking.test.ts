@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import type { RequestEvent } from '../../sidecar/audit/event.ts';
+import type { RequestEvent } from '../../api/events.ts';
 import { bind, describe as describeMessage, execute, parse, sync } from '../../sidecar/postgres/messages.ts';
 import {
   type PostgresServer,

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import type { ProtocolErrorEvent } from '../../api/events.ts';
 import { createCertificateAuthority } from '../../operator/pki.ts';
-import type { ProtocolErrorEvent } from '../../sidecar/audit/event.ts';
 import {
   bind,
   describe as describeMessage,

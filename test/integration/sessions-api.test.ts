@@ -9,7 +9,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { SessionEvent } from '../../sidecar/audit/event.ts';
+import type { SessionEvent } from '../../api/events.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { type OperatorProcess, startOperatorProcess } from '../support/operator.ts';
 import { requires } from '../support/tools.ts';

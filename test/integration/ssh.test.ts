@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
-import type { DataEvent, RequestEvent, SessionEvent } from '../../sidecar/audit/event.ts';
+import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
 import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
-import type { RequestEvent, SessionEnd, SessionEvent } from '../../sidecar/audit/event.ts';
+import type { RequestEvent, SessionEnd, SessionEvent } from '../../api/events.ts';
 import type { Enforcer } from '../../sidecar/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { serveTcp } from '../../sidecar/tcp/enforcer.ts';

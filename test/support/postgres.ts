@@ -20,8 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
+import type { EventSink, SessionEvent } from '../../api/events.ts';
 import { createCertificateAuthority } from '../../operator/pki.ts';
-import type { EventSink, SessionEvent } from '../../sidecar/audit/event.ts';
 import { type Frame, FrameReader } from '../../sidecar/postgres/frames.ts';
 import { decodeFields, encodeStartup } from '../../sidecar/postgres/messages.ts';
 import {

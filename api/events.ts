@@ -1,7 +1,8 @@
-// The session-event schema, one for every protocol. Events never carry a masked value, a
-// credential or a bound parameter value.
+// The session-event schema: the wire contract between the sidecar, the collector, the audit
+// store, the CLI and the sessions API, one for every protocol. Events never carry a masked
+// value, a credential or a bound parameter value.
 import { z } from 'zod';
-import type { Identity } from '../../api/bundle.ts';
+import type { Identity } from './bundle.ts';
 
 export const sessionEventVersion = 1;
 
