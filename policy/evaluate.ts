@@ -13,8 +13,9 @@ import { decideReadings, foldPathGlobs } from '../sidecar/http/enforcer.ts';
 import { requestOverrides } from '../sidecar/http/method.ts';
 import { normalizeTarget } from '../sidecar/http/path.ts';
 import { columnGlobMatchesUse, type Decision, decideSql, decideSshExec } from '../sidecar/policy/decide.ts';
+import { parseCommandLine } from '../sidecar/policy/shell/command-line.ts';
+import { spellings } from '../sidecar/policy/shell/spellings.ts';
 import { analyzeSql, loadSqlParser, type SqlStatement } from '../sidecar/policy/sql.ts';
-import { parseCommandLine, spellings } from '../sidecar/ssh/command.ts';
 
 export class PolicyInputError extends Error {
   override name = 'PolicyInputError';

@@ -5,7 +5,7 @@
 import { RE2JS } from 're2js';
 import type { AccessPolicy, PolicyRule, SqlStatementKind } from '../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob } from '../sidecar/policy/glob.ts';
-import { parseCommandLine } from '../sidecar/ssh/command.ts';
+import { parseCommandLine } from '../sidecar/policy/shell/command-line.ts';
 
 /** Reason constants: CamelCase, stable, for machines (condition reasons and Event reasons). */
 export const lintReasons = {

@@ -29,9 +29,10 @@ import {
   refuseUnderCommandRules,
 } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
+import { parseCommandLine } from '../policy/shell/command-line.ts';
+import { spellings } from '../policy/shell/spellings.ts';
 import { holdForApproval } from '../tcp/approval.ts';
 import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
-import { parseCommandLine, spellings } from './command.ts';
 import { fingerprint, isKnownHostKey, type KnownHosts, keyType, parseKnownHosts } from './known-hosts.ts';
 import { MaskingTransform, StreamMasker, valueShape } from './output.ts';
 

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { SshCommandClass } from '../../api/v1alpha1.ts';
-import { decideSshExec } from '../policy/decide.ts';
-import { policy } from '../policy/fixtures.ts';
-import { matchGlob } from '../policy/glob.ts';
-import { parseCommandLine, sedRunsOrWrites, spellings } from './command.ts';
+import type { SshCommandClass } from '../../../api/v1alpha1.ts';
+import { decideSshExec } from '../decide.ts';
+import { policy } from '../fixtures.ts';
+import { matchGlob } from '../glob.ts';
+import { parseCommandLine } from './command-line.ts';
+import { sedRunsOrWrites } from './interpreters.ts';
+import { spellings } from './spellings.ts';
 
 /** Whether a deny rule with this glob would refuse the line: a matching command, or unverifiable. */
 function caughtBy(glob: string, line: string): boolean {
