@@ -8,6 +8,42 @@ export const sessionEventVersion = 1;
 
 export type Outcome = 'allowed' | 'masked' | 'blocked' | 'approved' | 'denied' | 'expired' | 'error';
 
+/**
+ * Why a request did not complete, the same in every protocol, so one query finds a condition
+ * wherever it happened. The protocol's own form of it (SQLSTATE, SSH exit status, HTTP status,
+ * the socket's errno) is the error's `wire`.
+ */
+export const errorCodes = [
+  /** A rule, or masking that could not cover the request, refused it. */
+  'policy-denied',
+  /** A person denied it, or approvals could not be asked. */
+  'approval-denied',
+  /** Nobody decided before the rule's timeout. */
+  'approval-expired',
+  /** The audit trail cannot record it (the spool is full under fail-closed). */
+  'audit-unavailable',
+  /** The target could not be reached or refused Airlock's connection. */
+  'upstream-unreachable',
+  /** The target answered with its own error. */
+  'target-error',
+  /** The client broke its protocol, or sent what Airlock cannot read as the target would. */
+  'protocol-violation',
+  /** A form Airlock does not govern (a setting, a transfer mode), refused rather than let through. */
+  'unsupported',
+  /** The client withdrew the request (a cancel, a closed connection) while it waited. */
+  'cancelled',
+  /** A response could not be masked whole, so it was cut off. */
+  'masking-failed',
+] as const;
+export type ErrorCode = (typeof errorCodes)[number];
+
+export interface RequestError {
+  code: ErrorCode;
+  message: string;
+  /** The code the client saw on its protocol: SQLSTATE, exit status, HTTP status, errno. */
+  wire?: string;
+}
+
 interface EventBase {
   version: typeof sessionEventVersion;
   /** Unique id (UUID); ingest is idempotent on it. */
@@ -54,7 +90,7 @@ export interface RequestEvent extends EventBase {
   /** Masked value counts by masking rule and detector or column. */
   masked?: Record<string, number>;
   durationMs: number;
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; wire?: string };
 }
 
 /** Terminal output (asciicast v2 frames) and other opaque protocol records. */
@@ -150,7 +186,7 @@ export const sessionEventSchema = z.discriminatedUnion('type', [
     status: z.number().optional(),
     masked: z.record(z.string(), z.number()).optional(),
     durationMs: z.number(),
-    error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+    error: z.strictObject({ code: z.string(), message: z.string(), wire: z.string().optional() }).optional(),
   }),
   z.strictObject({
     ...base,

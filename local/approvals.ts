@@ -1,7 +1,7 @@
 // Approvals in `airlock local`: held requests wait in memory until someone with access to the
 // running process decides them (`airlock approve|deny`), or until they expire.
 import { randomBytes } from 'node:crypto';
-import type { ApprovalRequest, ApprovalResult, Approvals } from '../sidecar/enforcer.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals } from '../sidecar/core/enforcer.ts';
 
 export interface PendingApproval {
   id: string;

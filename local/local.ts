@@ -10,7 +10,7 @@ import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { StoreSink } from '../audit/sink.ts';
 import { terminationSignal } from '../cli/signals.ts';
 import { consoleHandler } from '../console/server.ts';
-import type { Enforcer } from '../sidecar/enforcer.ts';
+import type { Enforcer } from '../sidecar/core/enforcer.ts';
 import { serveConnection } from '../sidecar/serve.ts';
 import { LocalApprovals } from './approvals.ts';
 import { controlSocket, defaultStore, serveControl } from './control.ts';

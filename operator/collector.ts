@@ -35,6 +35,8 @@ export interface CollectorAnswer {
   received: number;
   stored: number;
   duplicates: number;
+  /** Lines refused alone (not JSON, or not an event the schema knows): the rest are stored. */
+  rejected: { line: number; message: string }[];
 }
 
 class BadBatch extends Error {
@@ -94,9 +96,9 @@ export function collector(
       respondJson(response, refusal.status, { reason: refusal.reason, message: refusal.message });
       return;
     }
-    let events: SessionEvent[];
+    let batch: Batch;
     try {
-      events = parseBatch(await readBody(request, maxBytes), identity);
+      batch = parseBatch(await readBody(request, maxBytes), identity);
     } catch (error) {
       if (!(error instanceof BadBatch)) throw error;
       refused.inc({ reason: 'BadBatch' });
@@ -104,11 +106,17 @@ export function collector(
       respondJson(response, 400, { reason: 'BadBatch', message: error.message });
       return;
     }
+    const { events, rejected } = batch;
+    if (rejected.length > 0) {
+      refused.inc({ reason: 'BadEvent' }, rejected.length);
+      logger.warn({ identity, rejected: rejected.slice(0, 10) }, 'malformed session events refused');
+    }
     const stored = await options.store.add(events);
     const answer: CollectorAnswer = {
-      received: events.length,
+      received: events.length + rejected.length,
       stored: stored.length,
       duplicates: events.length - stored.length,
+      rejected,
     };
     ingested.inc({ result: 'stored' }, answer.stored);
     ingested.inc({ result: 'duplicate' }, answer.duplicates);
@@ -118,9 +126,18 @@ export function collector(
   };
 }
 
-/** Parses and validates an NDJSON batch, stamping the proven identity on every event. */
-export function parseBatch(body: string, identity: Identity): SessionEvent[] {
+interface Batch {
+  events: SessionEvent[];
+  rejected: CollectorAnswer['rejected'];
+}
+
+/**
+ * Parses and validates an NDJSON batch, stamping the proven identity on every event. A line
+ * that is not a valid event is refused alone: one bad event never costs the others.
+ */
+export function parseBatch(body: string, identity: Identity): Batch {
   const events: SessionEvent[] = [];
+  const rejected: Batch['rejected'] = [];
   const lines = body.split('\n');
   for (const [index, line] of lines.entries()) {
     if (line.trim() === '') continue;
@@ -128,12 +145,14 @@ export function parseBatch(body: string, identity: Identity): SessionEvent[] {
     try {
       value = JSON.parse(line);
     } catch {
-      throw new BadBatch(`line ${index + 1}: not JSON`);
+      rejected.push({ line: index + 1, message: 'not JSON' });
+      continue;
     }
     const parsed = sessionEventSchema.safeParse(value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw new BadBatch(`line ${index + 1}: ${issue.path.join('.') || 'event'}: ${issue.message}`);
+      rejected.push({ line: index + 1, message: `${issue.path.join('.') || 'event'}: ${issue.message}` });
+      continue;
     }
     // The token says who sent it; whatever the body claims is replaced, not merged.
     const stamped = {
@@ -144,9 +163,9 @@ export function parseBatch(body: string, identity: Identity): SessionEvent[] {
         ...(identity.pod && { pod: identity.pod }),
       },
     };
-    events.push(stamped as SessionEvent);
+    events.push(stamped);
   }
-  return events;
+  return { events, rejected };
 }
 
 function readBody(request: IncomingMessage, maxBytes: number): Promise<string> {

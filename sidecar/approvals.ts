@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import type { Logger } from 'pino';
-import type { ApprovalRequest, ApprovalResult, Approvals } from './enforcer.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals } from './core/enforcer.ts';
 
 export interface OperatorApprovalsOptions {
   /** The control API's base URL, as for the bundle. */

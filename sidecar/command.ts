@@ -8,7 +8,7 @@ import { terminationSignal } from '../cli/signals.ts';
 import { OperatorApprovals } from './approvals.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
 import { upstreamLookup } from './dns.ts';
-import type { Approvals } from './enforcer.ts';
+import type { Approvals } from './core/enforcer.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
 
 export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...

@@ -3,7 +3,7 @@
 // is forwarded anywhere.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Protocol } from '../api/v1alpha1.ts';
-import type { Enforcer } from './enforcer.ts';
+import type { Enforcer } from './core/enforcer.ts';
 import { errorResponse, sslRequestCode } from './postgres/messages.ts';
 
 function refusePostgres(socket: Socket, message: string) {

@@ -1,6 +1,6 @@
 // Starts the enforcer for one granted Connection by its protocol: the one place the sidecar
 // and `airlock local` choose an enforcer.
-import type { Enforcer, EnforcerOptions } from './enforcer.ts';
+import type { Enforcer, EnforcerOptions } from './core/enforcer.ts';
 import { serveHttp } from './http/enforcer.ts';
 import { servePostgres } from './postgres/server.ts';
 import { serveSsh } from './ssh/enforcer.ts';

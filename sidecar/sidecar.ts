@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { type Bundle, type BundleConnection, bundleSchema } from '../api/bundle.ts';
 import type { EventSink } from '../api/events.ts';
 import { type Protocol, protocols } from '../api/v1alpha1.ts';
-import type { Approvals, Enforcer } from './enforcer.ts';
+import type { Approvals, Enforcer } from './core/enforcer.ts';
 import { serveRefusal } from './refusal.ts';
 import { serveConnection } from './serve.ts';
 

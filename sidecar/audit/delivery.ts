@@ -50,6 +50,8 @@ interface Sent {
   ok: boolean;
   /** The collector refused the batch's content: resending it cannot help. */
   rejected?: boolean;
+  /** Events of an accepted batch that the collector refused alone (malformed). */
+  refusedEvents?: number;
   detail?: string;
 }
 
@@ -289,8 +291,12 @@ export class CollectorDelivery implements EventSink {
         });
         if (sent.ok || sent.rejected) {
           this.#failures = 0;
-          if (sent.ok) this.#metrics.delivered.inc(lines.length);
-          else this.#drop(lines.length, 'rejected');
+          if (!sent.ok) this.#drop(lines.length, 'rejected');
+          else {
+            const refused = sent.refusedEvents ?? 0;
+            this.#metrics.delivered.inc(lines.length - refused);
+            if (refused > 0) this.#drop(refused, 'rejected');
+          }
           if (fromSpool > 0) {
             const spool = this.#spool!;
             spool.offset += fromSpool;
@@ -361,8 +367,15 @@ export class CollectorDelivery implements EventSink {
             text += chunk;
           });
           res.on('end', () => {
-            if (res.statusCode === 200) resolve({ ok: true });
-            else {
+            if (res.statusCode === 200) {
+              const refused = refusedEvents(text);
+              if (refused.length > 0)
+                this.#options.logger.error(
+                  { rejected: refused.slice(0, 10) },
+                  'the collector refused events',
+                );
+              resolve({ ok: true, refusedEvents: refused.length });
+            } else {
               if (res.statusCode === 401) this.#token = undefined;
               if (res.statusCode === 400)
                 this.#options.logger.error({ detail: text.slice(0, 500) }, 'the collector rejected a batch');
@@ -380,5 +393,15 @@ export class CollectorDelivery implements EventSink {
       req.on('error', (error) => resolve({ ok: false, detail: error.message }));
       req.end(body);
     });
+  }
+}
+
+/** The events the collector's answer names as refused (none when the answer cannot be read). */
+function refusedEvents(answer: string): unknown[] {
+  try {
+    const rejected = (JSON.parse(answer) as { rejected?: unknown }).rejected;
+    return Array.isArray(rejected) ? rejected : [];
+  } catch {
+    return [];
   }
 }

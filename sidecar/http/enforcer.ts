@@ -1,13 +1,3 @@
-// The HTTP enforcer. The agent speaks plain HTTP/1.1 to the listener; the enforcer normalizes
-// the path (and rejects ambiguous ones), decides the request, holds it for approval when a rule
-// says so, strips whatever credential the agent sent, injects the held one, and forwards over
-// http or https (verify-full by default). Responses are masked by the policies' detectors and
-// JSON paths while they stream: a JSON body token by token (JSON paths on its values, detectors
-// on its strings and numbers), anything else textual chunk by chunk (with a carry-over for
-// split values).
-// Requests and responses are recorded, bodies up to a bound and summarized beyond it. While the
-// audit trail cannot record them (the spool is full under fail-closed), requests get a 503.
-import { randomUUID } from 'node:crypto';
 import {
   createServer,
   Agent as HttpAgent,
@@ -24,13 +14,20 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { TextDecoder } from 'node:util';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { BundlePolicy } from '../../api/bundle.ts';
-import { settle, stopAccepting } from '../drain.ts';
-import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
-import { type Decision, decideHttp, denialMessage } from '../policy/decide.ts';
+import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
+import { AirlockError, httpProblems, problemType } from '../core/errors.ts';
+import { ApprovalGate, passageFields } from '../core/gate.ts';
+import { settle, stopAccepting } from '../core/listen.ts';
+import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
+import {
+  MaskingTransform,
+  type MaskText,
+  StreamMasker,
+  type ValueShape,
+  valueShape,
+} from '../core/stream-masker.ts';
+import { type Decision, decideHttp } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
-import { MaskingTransform, type MaskText, StreamMasker, type ValueShape, valueShape } from '../ssh/output.ts';
-import { holdForApproval } from '../tcp/approval.ts';
-import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
 import { maskEncoded } from './encoded.ts';
 import { compileJsonPaths, type JsonPathRule, JsonStreamMasker } from './json.ts';
 import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';
@@ -128,25 +125,32 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     maskText: (text, column) => (column ? compiled.maskText(text, column) : maskJsonText(text)),
   };
   const jsonPaths = compileJsonPaths(connection.policies);
-  const sessions = new WeakMap<Socket, SessionRecorder>();
+  const sessions = new WeakMap<Socket, Session>();
   const sockets = new Set<Socket>();
   const server = createServer({ keepAlive: true });
   // Approval holds can be long; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   /** Starts recording a connection's session, once: at connect, or at its first request served. */
-  const begin = (socket: Socket): SessionRecorder => {
+  const begin = (socket: Socket): Session => {
     const existing = sessions.get(socket);
     if (existing) return existing;
     const recorder = new SessionRecorder(connection, options.identity, options.events);
+    const gate = new ApprovalGate({
+      sessionId: recorder.id,
+      connection: connection.name,
+      approvals: options.approvals,
+      unrecorded: () => options.events.refusal?.(),
+    });
     recorder.start({ address: socket.remoteAddress ?? '' });
-    sessions.set(socket, recorder);
+    const session = { recorder, gate };
+    sessions.set(socket, session);
     socket.on('close', () => {
       recorder.bytesIn = socket.bytesRead;
       recorder.bytesOut = socket.bytesWritten;
       recorder.end('closed');
     });
-    return recorder;
+    return session;
   };
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
@@ -161,7 +165,6 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     jsonPlan,
     jsonPaths,
     target,
-    sessionApprovals: new Set(),
     caseInsensitive,
     maskText,
     // An encoded value is up to six times longer than its value (\u0040 for @).
@@ -180,19 +183,19 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     // it cannot be recorded, and requests are served again as soon as it can.
     const unrecorded = options.events.refusal?.();
     if (unrecorded) {
-      refuseUnrecorded(context, sessions.get(req.socket), req, res, unrecorded);
+      refuseUnrecorded(context, sessions.get(req.socket)?.recorder, req, res, unrecorded);
       return;
     }
-    const recorder = begin(req.socket);
-    handle(context, recorder, req, res).catch((error: Error) => {
-      recorder.error('internal', error.message);
-      if (!res.headersSent) problem(res, 502, 'Airlock could not complete the request', error.message);
+    const session = begin(req.socket);
+    handle(context, session, req, res).catch((error: Error) => {
+      session.recorder.error('internal', error.message);
+      if (!res.headersSent)
+        problem(res, 'target-error', `Airlock could not complete the request: ${error.message}`);
       else res.destroy();
     });
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-    const recorder = sessions.get(socket);
-    refuseUpgrade(context, recorder, req, socket);
+    refuseUpgrade(context, sessions.get(socket)?.recorder, req, socket);
   });
   server.on('clientError', (_error, socket: Socket) => {
     if (socket.writable)
@@ -239,7 +242,6 @@ interface Context {
   jsonPlan: MaskingPlan;
   jsonPaths: JsonPathRule[];
   target: Target;
-  sessionApprovals: Set<string>;
   caseInsensitive: boolean;
   /** Free text masked by detectors and patterns, encoded forms included. */
   maskText: MaskText;
@@ -318,25 +320,26 @@ function readPrefix(req: IncomingMessage, limit: number): Promise<{ body: Buffer
   });
 }
 
-/** The problem type of each status the enforcer answers with itself; any other is the target's failure. */
-const problemTypes: Record<number, string> = {
-  400: 'bad-request',
-  403: 'denied',
-  503: 'audit-unavailable',
-};
+/** One connection's session: its recording, and the gate its requests pass. */
+interface Session {
+  recorder: SessionRecorder;
+  gate: ApprovalGate;
+}
 
+/** The enforcer's own answer for an error code: a problem document (RFC 9457). */
 function problem(
   res: ServerResponse,
-  status: number,
-  title: string,
+  code: AirlockError['code'],
   detail: string,
   extra: Record<string, unknown> = {},
 ): void {
+  const { status, title } = httpProblems[code];
   const body = JSON.stringify({
-    type: `https://airlock.dev/problems/${problemTypes[status] ?? 'upstream'}`,
+    type: problemType(code),
     title,
     status,
     detail,
+    code,
     airlock: true,
     ...extra,
   });
@@ -365,23 +368,9 @@ function describeHeaders(headers: IncomingHttpHeaders, secret: Set<string>): str
     .join('\r\n');
 }
 
-function decisionFields(decision: Decision): Partial<RequestFields> {
-  return {
-    ...(decision.policy !== undefined && { policy: decision.policy }),
-    ...(decision.rule !== undefined && { rule: decision.rule }),
-    ...(decision.reasons.length > 0 && { reasons: decision.reasons }),
-    ...(decision.wouldHave.length > 0 && { wouldHave: decision.wouldHave }),
-  };
-}
-
-async function handle(
-  context: Context,
-  recorder: SessionRecorder,
-  req: IncomingMessage,
-  res: ServerResponse,
-) {
+async function handle(context: Context, session: Session, req: IncomingMessage, res: ServerResponse) {
+  const { recorder } = session;
   const started = Date.now();
-  const { connection } = context.options;
   const method = (req.method ?? 'GET').toUpperCase();
   const normalized = normalizeTarget(req.url ?? '', { caseInsensitive: context.caseInsensitive });
   // What the request is shown as: its method, and the ones it was also decided as.
@@ -394,8 +383,12 @@ async function handle(
       ...fields,
     });
   if (!normalized.ok) {
-    problem(res, 400, 'Airlock rejected an ambiguous request path', normalized.reason);
-    record({ outcome: 'blocked', reasons: [normalized.reason], status: 400 });
+    const error = new AirlockError(
+      'protocol-violation',
+      `airlock: ambiguous request path: ${normalized.reason}`,
+    );
+    problem(res, error.code, error.message);
+    record({ outcome: 'blocked', reasons: [normalized.reason], status: 400, error: error.event(400) });
     req.resume();
     return;
   }
@@ -422,71 +415,27 @@ async function handle(
   const decision = decideReadings(context.rulePolicies, methods, normalized.readings);
   if (methods.length > 1)
     shown = `${method} (as ${methods === context.ruleMethods ? 'any method' : methods.filter((m) => m !== method).join(', ')})`;
-  let fields = decisionFields(decision);
-  if (decision.action === 'deny') {
-    problem(res, 403, 'Denied by Airlock', denialMessage(decision, 'request'), {
-      policy: decision.policy,
-      rule: decision.rule,
-    });
-    record({ ...fields, outcome: 'blocked', status: 403 });
+  const gone = new AbortController();
+  res.once('close', () => gone.abort());
+  const passage = await session.gate.pass({
+    decision,
+    text: `${shown} ${normalized.path}`,
+    what: 'request',
+    signal: gone.signal,
+  });
+  const fields = passageFields(decision, passage);
+  if (!passage.go) {
+    const { status } = httpProblems[passage.error.code];
+    if (!res.destroyed)
+      problem(res, passage.error.code, passage.error.message, {
+        policy: decision.policy,
+        rule: decision.rule,
+      });
+    record({ ...fields, error: passage.error.event(status), status });
     req.resume();
     return;
   }
-  let outcome: RequestFields['outcome'] = 'allowed';
-  if (decision.action === 'require-approval') {
-    const key = `${decision.policy}/${decision.rule}`;
-    if (context.sessionApprovals.has(key)) {
-      outcome = 'approved';
-      fields = { ...fields, approval: { request: 'session' } };
-    } else {
-      const approval = decision.approval ?? {
-        timeoutMs: 15 * 60_000,
-        scope: 'statement' as const,
-        approvers: { groups: [], users: [] },
-      };
-      const gone = new AbortController();
-      res.once('close', () => gone.abort());
-      const result = await holdForApproval(
-        context.options.approvals,
-        {
-          sessionId: recorder.id,
-          connection: connection.name,
-          policy: decision.policy ?? '',
-          rule: decision.rule ?? '',
-          text: `${shown} ${normalized.path}`,
-          reasons: decision.reasons,
-          timeoutMs: approval.timeoutMs,
-          scope: approval.scope,
-          approvers: approval.approvers,
-        },
-        gone.signal,
-      );
-      fields = {
-        ...fields,
-        approval: {
-          request: randomUUID(),
-          ...(result.decidedBy !== undefined && { decidedBy: result.decidedBy }),
-        },
-      };
-      if (!result.approved) {
-        const expired = result.outcome === 'expired';
-        if (!res.destroyed) {
-          problem(
-            res,
-            403,
-            expired ? 'Not approved in time' : 'Denied by an approver',
-            `airlock: request ${expired ? 'not approved in time' : `denied${result.decidedBy ? ` by ${result.decidedBy}` : ''}`} (AccessPolicy "${decision.policy}" rule "${decision.rule}")${result.reason ? `: ${result.reason}` : ''}`,
-            { policy: decision.policy, rule: decision.rule },
-          );
-        }
-        record({ ...fields, outcome: expired ? 'expired' : 'denied', status: 403 });
-        req.resume();
-        return;
-      }
-      if (approval.scope === 'session') context.sessionApprovals.add(key);
-      outcome = 'approved';
-    }
-  }
+  const outcome = passage.outcome;
   await forward(
     context,
     recorder,
@@ -495,23 +444,13 @@ async function handle(
     `${normalized.path}${normalized.query}`,
     body,
     (status, masked, wouldMask, error) => {
-      const count = Object.values(masked).reduce((a, b) => a + b, 0);
+      const counted = maskingFields(context.options.connection.policies, masked, wouldMask, fields.wouldHave);
       record({
         ...fields,
-        outcome: error ? 'error' : count > 0 && outcome === 'allowed' ? 'masked' : outcome,
-        ...(count > 0 && { masked }),
-        ...(Object.keys(wouldMask).length > 0 && {
-          wouldHave: [
-            ...(fields.wouldHave ?? []),
-            ...Object.entries(wouldMask).map(([key, n]) => ({
-              action: 'mask',
-              policy: key.split('/')[0] ?? key,
-              reason: `${n} value(s) would be masked (${key})`,
-            })),
-          ],
-        }),
+        ...counted,
+        outcome: error ? 'error' : counted.masked && outcome === 'allowed' ? 'masked' : outcome,
         ...(status !== undefined && { status }),
-        ...(error && { error }),
+        ...(error && { error: error.event(status) }),
       });
     },
   );
@@ -539,12 +478,13 @@ function refuseUnrecorded(
   res: ServerResponse,
   message: string,
 ): void {
-  problem(res, 503, 'Refused by Airlock: the audit trail is unavailable', message);
+  const error = new AirlockError('audit-unavailable', message);
+  problem(res, error.code, message);
   recorder?.request({
     text: requestText(context, req),
     kind: 'http',
     outcome: 'error',
-    error: { code: 'audit-unavailable', message },
+    error: error.event(503),
     status: 503,
     durationMs: 0,
   });
@@ -581,7 +521,7 @@ type Done = (
   status: number | undefined,
   masked: Record<string, number>,
   wouldMask: Record<string, number>,
-  error?: { code: string; message: string },
+  error?: AirlockError,
 ) => void;
 
 async function forward(
@@ -647,10 +587,13 @@ async function forward(
     if (!res.writableFinished) upstream.destroy();
   });
   upstream.on('error', (error: Error & { code?: string }) => {
-    const message = `${connection.host}:${connection.port}: ${error.message}`;
-    if (!res.headersSent) problem(res, 502, 'Airlock could not reach the target', message);
+    const failure = new AirlockError(
+      'upstream-unreachable',
+      `airlock: could not reach ${connection.host}:${connection.port}: ${error.message}`,
+    );
+    if (!res.headersSent) problem(res, failure.code, failure.message, { errno: error.code });
     else res.destroy();
-    finish(undefined, {}, {}, { code: error.code ?? 'upstream', message });
+    finish(undefined, {}, {}, failure);
   });
   upstream.on('response', (response: IncomingMessage) => {
     recordExchange(recorder, context, req, path, requestBody, secret);
@@ -696,9 +639,12 @@ async function forward(
     const textual = contentType === '' || textType.test(contentType);
     if (hasBody && context.plan.hasScanners && !textual) {
       response.resume();
-      const message = `a ${contentType.split(';')[0]} body cannot be inspected, and masking applies`;
-      problem(res, 502, 'Airlock cannot mask this response', message);
-      finish(502, {}, {}, { code: 'content-type', message });
+      const failure = new AirlockError(
+        'unsupported',
+        `airlock: a ${contentType.split(';')[0]} body cannot be inspected, and masking applies`,
+      );
+      problem(res, failure.code, failure.message);
+      finish(502, {}, {}, failure);
       return;
     }
     const shouldMask = masking && hasBody && textual;
@@ -713,8 +659,9 @@ async function forward(
               : undefined;
       if (!decoder) {
         response.resume();
-        problem(res, 502, 'Airlock cannot mask this response', `unsupported content-encoding ${encoding}`);
-        finish(502, {}, {}, { code: 'content-encoding', message: encoding });
+        const failure = new AirlockError('unsupported', `airlock: unsupported content-encoding ${encoding}`);
+        problem(res, failure.code, failure.message);
+        finish(502, {}, {}, failure);
         return;
       }
       response.pipe(decoder);
@@ -727,9 +674,12 @@ async function forward(
       const transcoder = toUtf8(charsetOf(contentType));
       if (!transcoder) {
         response.resume();
-        const message = `the ${charsetOf(contentType)} charset cannot be read for masking`;
-        problem(res, 502, 'Airlock cannot mask this response', message);
-        finish(502, {}, {}, { code: 'charset', message });
+        const failure = new AirlockError(
+          'unsupported',
+          `airlock: the ${charsetOf(contentType)} charset cannot be read for masking`,
+        );
+        problem(res, failure.code, failure.message);
+        finish(502, {}, {}, failure);
         return;
       }
       source.on('error', (error: Error) => transcoder.destroy(error));
@@ -770,9 +720,9 @@ async function forward(
         } catch (error) {
           failed = true;
           response.destroy();
-          const message = (error as Error).message;
-          problem(res, 502, 'Airlock cannot mask this response', message);
-          finish(502, masker.counts, masker.wouldMask, { code: 'mask', message });
+          const failure = new AirlockError('masking-failed', `airlock: ${(error as Error).message}`);
+          problem(res, failure.code, failure.message);
+          finish(502, masker.counts, masker.wouldMask, failure);
           return false;
         }
       };
@@ -791,7 +741,7 @@ async function forward(
       source.on('error', (error: Error) => {
         if (failed) return;
         res.destroy();
-        finish(status, masker.counts, masker.wouldMask, { code: 'upstream', message: error.message });
+        finish(status, masker.counts, masker.wouldMask, new AirlockError('target-error', error.message));
       });
       return;
     }
@@ -806,7 +756,12 @@ async function forward(
     });
     transform.on('error', (error: Error) => {
       res.destroy();
-      finish(status, transform.counts(), transform.wouldMask(), { code: 'mask', message: error.message });
+      finish(
+        status,
+        transform.counts(),
+        transform.wouldMask(),
+        new AirlockError('masking-failed', error.message),
+      );
     });
   });
   if (body) {
@@ -973,11 +928,16 @@ function refuseUpgrade(
   req: IncomingMessage,
   socket: Socket,
 ): void {
+  const error = new AirlockError(
+    'unsupported',
+    `airlock: protocol upgrade (${String(req.headers.upgrade ?? '')}) is not allowed through Airlock`,
+  );
   const body = JSON.stringify({
-    type: 'https://airlock.dev/problems/denied',
+    type: problemType(error.code),
     title: 'Denied by Airlock',
     status: 403,
-    detail: `airlock: protocol upgrade (${String(req.headers.upgrade ?? '')}) is not allowed through Airlock`,
+    detail: error.message,
+    code: error.code,
     airlock: true,
   });
   socket.end(
@@ -990,5 +950,6 @@ function refuseUpgrade(
     reasons: [`upgrade to ${String(req.headers.upgrade ?? '')} is not allowed`],
     durationMs: 0,
     status: 403,
+    error: error.event(403),
   });
 }

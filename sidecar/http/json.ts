@@ -3,8 +3,8 @@
 // JSON paths: $, .name, ['name'], [n], [*], .*, and ..name / ..* (descendants). The enforcer
 // masks bodies as they arrive (JsonStreamMasker); maskJson does the same over a parsed document.
 import type { BundlePolicy } from '../../api/bundle.ts';
+import { encodeText, StreamMasker, type ValueShape } from '../core/stream-masker.ts';
 import { applyStrategy, defaultHashKey, type MaskingPlan, type Strategy } from '../policy/masking.ts';
-import { encodeText, StreamMasker, type ValueShape } from '../ssh/output.ts';
 
 type Step = { descendant: boolean; key: string | number | '*' };
 

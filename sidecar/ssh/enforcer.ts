@@ -19,22 +19,17 @@ import ssh2, {
   type Session,
 } from 'ssh2';
 import type { BundlePolicy } from '../../api/bundle.ts';
-import { settle, stopAccepting } from '../drain.ts';
-import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
-import {
-  type Decision,
-  decideSsh,
-  decideSshExec,
-  denialMessage,
-  refuseUnderCommandRules,
-} from '../policy/decide.ts';
+import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
+import { AirlockError, sshExitStatuses } from '../core/errors.ts';
+import { ApprovalGate, passageFields } from '../core/gate.ts';
+import { settle, stopAccepting } from '../core/listen.ts';
+import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
+import { MaskingTransform, StreamMasker, valueShape } from '../core/stream-masker.ts';
+import { type Decision, decideSsh, decideSshExec, refuseUnderCommandRules } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import { parseCommandLine } from '../policy/shell/command-line.ts';
 import { spellings } from '../policy/shell/spellings.ts';
-import { holdForApproval } from '../tcp/approval.ts';
-import { type RequestFields, SessionRecorder } from '../tcp/session.ts';
 import { fingerprint, isKnownHostKey, type KnownHosts, keyType, parseKnownHosts } from './known-hosts.ts';
-import { MaskingTransform, StreamMasker, valueShape } from './output.ts';
 
 // ssh2 is CommonJS: its classes come from the default export.
 const { Client: SshClient, Server, utils } = ssh2;
@@ -46,10 +41,8 @@ export interface SshEnforcerOptions extends EnforcerOptions {
   connectTimeoutMs?: number;
 }
 
-/** Exit status the agent sees when Airlock refuses a command (as a shell does for "cannot execute"). */
-export const refusedExitStatus = 126;
 /** Exit status when the target cannot be reached (as ssh itself uses). */
-export const unreachableExitStatus = 255;
+const unreachableExitStatus = sshExitStatuses['upstream-unreachable'];
 
 export class UpstreamError extends Error {
   readonly code: 'host-key-rejected' | 'connect-failed';
@@ -123,7 +116,7 @@ class AgentSession {
   /** Whether the session is recorded and its upstream connection made (see admit()). */
   private started = false;
   /** policy/rule pairs approved for the rest of the session (approval scope session). */
-  private readonly sessionApprovals = new Set<string>();
+  private readonly gateway: ApprovalGate;
   private readonly closed = new AbortController();
 
   constructor(
@@ -139,6 +132,12 @@ class AgentSession {
     this.client = client;
     this.address = address;
     this.recorder = new SessionRecorder(options.connection, options.identity, options.events);
+    this.gateway = new ApprovalGate({
+      sessionId: this.recorder.id,
+      connection: options.connection.name,
+      approvals: options.approvals,
+      unrecorded: () => options.events.refusal?.(),
+    });
   }
 
   private get policies(): BundlePolicy[] {
@@ -362,7 +361,7 @@ class AgentSession {
 
   /**
    * Applies a decision: returns how it went, after holding for approval when needed. A refusal
-   * has already been written to the channel's stderr with exit status 126.
+   * has already been written to the channel's stderr, with the exit status of its code.
    */
   private async gate(
     channel: ServerChannel,
@@ -370,70 +369,25 @@ class AgentSession {
     text: string,
     what: string,
   ): Promise<{ go: boolean; fields: Partial<RequestFields> }> {
-    const fields: Partial<RequestFields> = {
-      ...(decision.policy !== undefined && { policy: decision.policy }),
-      ...(decision.rule !== undefined && { rule: decision.rule }),
-      ...(decision.reasons.length > 0 && { reasons: decision.reasons }),
-      ...(decision.wouldHave.length > 0 && { wouldHave: decision.wouldHave }),
-    };
-    const refuse = (message: string, outcome: RequestFields['outcome']) => {
-      channel.stderr.write(`${message}\r\n`);
-      this.finish(channel, refusedExitStatus);
-      return { go: false, fields: { ...fields, outcome } };
-    };
     // Fail closed when the audit trail cannot record what would run.
     const unrecorded = this.admit();
-    if (unrecorded) {
-      refuse(unrecorded, 'error');
-      return {
-        go: false,
-        fields: { outcome: 'error', error: { code: 'audit-unavailable', message: unrecorded } },
-      };
-    }
-    if (decision.action === 'allow') return { go: true, fields: { ...fields, outcome: 'allowed' } };
-    if (decision.action === 'deny') return refuse(denialMessage(decision, what), 'blocked');
-    const key = `${decision.policy}/${decision.rule}`;
-    if (this.sessionApprovals.has(key)) {
-      return { go: true, fields: { ...fields, outcome: 'approved', approval: { request: 'session' } } };
-    }
-    const approval = decision.approval ?? {
-      timeoutMs: 15 * 60_000,
-      scope: 'statement' as const,
-      approvers: { groups: [], users: [] },
-    };
-    channel.stderr.write(`${denialMessage(decision, what)}; waiting for a decision...\r\n`);
     const closed = new AbortController();
     channel.once('close', () => closed.abort());
-    const result = await holdForApproval(
-      this.options.approvals,
-      {
-        sessionId: this.recorder.id,
-        connection: this.options.connection.name,
-        policy: decision.policy ?? '',
-        rule: decision.rule ?? '',
-        text: this.redact(text),
-        reasons: decision.reasons,
-        timeoutMs: approval.timeoutMs,
-        scope: approval.scope,
-        approvers: approval.approvers,
-      },
-      AbortSignal.any([closed.signal, this.closed.signal]),
-    );
-    const approvalField = {
-      request: `${this.recorder.id}/${decision.policy}/${decision.rule}`,
-      ...(result.decidedBy !== undefined && { decidedBy: result.decidedBy }),
-    };
-    if (result.approved) {
-      if (approval.scope === 'session') this.sessionApprovals.add(key);
-      return { go: true, fields: { ...fields, outcome: 'approved', approval: approvalField } };
-    }
-    const detail = result.reason ? `: ${result.reason}` : '';
-    const message =
-      result.outcome === 'expired'
-        ? `airlock: ${what} not approved in time (AccessPolicy "${decision.policy}" rule "${decision.rule}")${detail}`
-        : `airlock: ${what} denied by approver${result.decidedBy ? ` ${result.decidedBy}` : ''} (AccessPolicy "${decision.policy}" rule "${decision.rule}")${detail}`;
-    const refused = refuse(message, result.outcome === 'expired' ? 'expired' : 'denied');
-    return { go: false, fields: { ...refused.fields, approval: approvalField } };
+    const passage = unrecorded
+      ? ({ go: false, outcome: 'error', error: new AirlockError('audit-unavailable', unrecorded) } as const)
+      : await this.gateway.pass({
+          decision,
+          text: this.redact(text),
+          what,
+          signal: AbortSignal.any([closed.signal, this.closed.signal]),
+          onHold: (message) => channel.stderr.write(`${message}\r\n`),
+        });
+    const fields = passageFields(decision, passage);
+    if (passage.go) return { go: true, fields };
+    const status = sshExitStatuses[passage.error.code];
+    channel.stderr.write(`${passage.error.message}\r\n`);
+    this.finish(channel, status);
+    return { go: false, fields: { ...fields, error: passage.error.event(status) } };
   }
 
   private finish(channel: ServerChannel, status: number | string): void {
@@ -482,31 +436,28 @@ class AgentSession {
     }
     const upstream = await this.target(channel);
     if (!upstream) {
-      record({ outcome: 'error', error: { code: 'upstream', message: 'target unreachable' } });
+      record({
+        outcome: 'error',
+        error: new AirlockError('upstream-unreachable', 'target unreachable').event(unreachableExitStatus),
+      });
       return;
     }
     upstream.exec(command, pty ? { pty: ptyOptions(pty) } : {}, (error, stream) => {
       if (error) {
         channel.stderr.write(`airlock: the target refused the command: ${error.message}\r\n`);
         this.finish(channel, unreachableExitStatus);
-        record({ outcome: 'error', error: { code: 'upstream-exec', message: error.message } });
+        record({
+          outcome: 'error',
+          error: new AirlockError('target-error', error.message).event(unreachableExitStatus),
+        });
         return;
       }
       setActive(stream);
       void this.relay(channel, stream, false).then(({ status, masked, wouldMask }) => {
-        const count = Object.values(masked).reduce((a, b) => a + b, 0);
+        const counted = maskingFields(this.policies, masked, wouldMask, gate.fields.wouldHave);
         record({
-          ...(count > 0 && { masked, outcome: gate.fields.outcome === 'approved' ? 'approved' : 'masked' }),
-          ...(Object.keys(wouldMask).length > 0 && {
-            wouldHave: [
-              ...(gate.fields.wouldHave ?? []),
-              ...Object.entries(wouldMask).map(([key, n]) => ({
-                action: 'mask',
-                policy: key.split('/')[0] ?? key,
-                reason: `${n} value(s) would be masked (${key})`,
-              })),
-            ],
-          }),
+          ...counted,
+          ...(counted.masked && { outcome: gate.fields.outcome === 'approved' ? 'approved' : 'masked' }),
           ...(status !== undefined && { exitStatus: status }),
         });
       });
@@ -539,14 +490,20 @@ class AgentSession {
     }
     const upstream = await this.target(channel);
     if (!upstream) {
-      record({ outcome: 'error', error: { code: 'upstream', message: 'target unreachable' } });
+      record({
+        outcome: 'error',
+        error: new AirlockError('upstream-unreachable', 'target unreachable').event(unreachableExitStatus),
+      });
       return;
     }
     const opened = (error: Error | undefined, stream: ClientChannel) => {
       if (error) {
         channel.stderr.write(`airlock: the target refused the ${what}: ${error.message}\r\n`);
         this.finish(channel, unreachableExitStatus);
-        record({ outcome: 'error', error: { code: 'upstream-open', message: error.message } });
+        record({
+          outcome: 'error',
+          error: new AirlockError('target-error', error.message).event(unreachableExitStatus),
+        });
         return;
       }
       setActive(stream);

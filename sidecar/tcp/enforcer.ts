@@ -6,9 +6,10 @@
 // While the audit trail cannot record a session (the spool is full under fail-closed), a new
 // connection is closed before anything is connected or recorded.
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
-import { settle, stopAccepting } from '../drain.ts';
-import type { Enforcer, EnforcerOptions } from '../enforcer.ts';
-import { SessionRecorder } from './session.ts';
+import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
+import { AirlockError } from '../core/errors.ts';
+import { settle, stopAccepting } from '../core/listen.ts';
+import { SessionRecorder } from '../core/recorder.ts';
 
 export interface TcpEnforcerOptions extends EnforcerOptions {
   /** How long to wait for the target to accept. */
@@ -113,7 +114,9 @@ function relay(options: TcpEnforcerOptions, agent: Socket, sockets: Set<Socket>)
         text,
         kind: 'tcp',
         outcome: 'error',
-        error: { code: (error as NodeJS.ErrnoException).code ?? 'connect', message: error.message },
+        error: new AirlockError('upstream-unreachable', error.message).event(
+          (error as NodeJS.ErrnoException).code,
+        ),
         durationMs: Date.now() - started,
       });
     }

@@ -23,7 +23,7 @@ import type { RequestEvent, SessionEvent } from '../../api/events.ts';
 import { type AuditLog, openAuditLog } from '../../audit/log.ts';
 import { collector } from '../../operator/collector.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from '../../sidecar/audit/delivery.ts';
-import type { Enforcer } from '../../sidecar/enforcer.ts';
+import type { Enforcer } from '../../sidecar/core/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';

@@ -212,9 +212,9 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
       `${JSON.stringify(lying('lie-1'))}\n${JSON.stringify(lying('lie-2'))}\n`,
     );
     assert.equal(answer.status, 200, answer.body);
-    assert.deepEqual(JSON.parse(answer.body), { received: 2, stored: 2, duplicates: 0 });
+    assert.deepEqual(JSON.parse(answer.body), { received: 2, stored: 2, duplicates: 0, rejected: [] });
     const again = await post(tokens.agent!, `${JSON.stringify(lying('lie-1'))}\n`);
-    assert.deepEqual(JSON.parse(again.body), { received: 1, stored: 0, duplicates: 1 });
+    assert.deepEqual(JSON.parse(again.body), { received: 1, stored: 0, duplicates: 1, rejected: [] });
     const store = await AuditStore.open(storeUrl);
     const stored = await store.session('session-lie-1');
     await store.close();
@@ -225,15 +225,41 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
     });
   });
 
-  test("another pod's token, a missing token and a malformed line are refused", async () => {
+  test("another pod's token and a missing token are refused; a malformed event is refused alone", async () => {
     const plain = await post(tokens.plain!, `${JSON.stringify(lying('plain-1'))}\n`);
     assert.equal(plain.status, 403);
     assert.equal(JSON.parse(plain.body).reason, 'PodNotInjected');
     const none = await post('', `${JSON.stringify(lying('none-1'))}\n`);
     assert.equal(none.status, 401);
-    const bad = await post(tokens.agent!, `${JSON.stringify(lying('ok-1'))}\n{"version":1,"id":"x"}\n`);
-    assert.equal(bad.status, 400);
-    assert.match(JSON.parse(bad.body).message, /^line 2: /);
+    const outcome = 'not-an-outcome';
+    const malformed = { ...lying('bad-2'), type: 'request', text: 'SELECT 1', outcome, durationMs: 1 };
+    const bad = await post(
+      tokens.agent!,
+      [
+        JSON.stringify(lying('ok-1')),
+        '{"version":1,"id":"x"}',
+        'not json',
+        JSON.stringify(malformed),
+        JSON.stringify(lying('ok-5')),
+      ].join('\n'),
+    );
+    assert.equal(bad.status, 200, bad.body);
+    const answer = JSON.parse(bad.body);
+    assert.equal(answer.stored, 2);
+    assert.equal(answer.received, 5);
+    assert.deepEqual(
+      answer.rejected.map((r: { line: number }) => r.line),
+      [2, 3, 4],
+    );
+    assert.match(answer.rejected[2].message, /^outcome: /);
+    const store = await AuditStore.open(storeUrl);
+    try {
+      assert.ok(await store.session('session-ok-1'));
+      assert.ok(await store.session('session-ok-5'));
+      assert.equal(await store.session('session-bad-2'), undefined);
+    } finally {
+      await store.close();
+    }
   });
 
   test('the collector stopped while traffic flows, then restarted: every event arrives, none twice', async () => {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
-import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/core/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { curl, type HttpUpstream, notUtf8, startHttpUpstream } from '../support/http-upstream.ts';

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
 import { createCertificateAuthority } from '../../operator/pki.ts';
-import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/core/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { curl, customer, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
@@ -181,6 +181,31 @@ describe('HTTP enforcer', requires('curl'), () => {
     assert.ok(output.length === 1 && !output[0]!.data.includes('4111111111111111'));
   });
 
+  it('in audit mode, passes values unmasked and records what the policy would have masked', async () => {
+    const audit = policy({
+      name: 'api-dry-run',
+      mode: 'audit',
+      masking: [
+        { name: 'pii', detectors: ['credit-card', 'email'], strategy: 'redact', indirectUse: 'deny' },
+      ],
+    });
+    const base = await enforce([audit]);
+    const result = await curl([`${base}/data`]);
+    assert.equal(JSON.parse(result.body).customer.card, customer.customer.card);
+    await settled();
+    const [request] = requests();
+    assert.equal(request?.outcome, 'allowed');
+    assert.equal(request?.masked, undefined);
+    const would = request?.wouldHave ?? [];
+    assert.ok(would.length > 0);
+    // Each entry names the policy whose masking rule it is, as PostgreSQL's events do.
+    for (const entry of would) {
+      assert.equal(entry.action, 'mask');
+      assert.equal(entry.policy, 'api-dry-run');
+      assert.match(entry.rule ?? '', /^masking:pii\//);
+    }
+  });
+
   it('denies by method and path on the normalized path, with a problem document', async () => {
     const base = await enforce([pii]);
     for (const path of [
@@ -217,7 +242,12 @@ describe('HTTP enforcer', requires('curl'), () => {
 
   it('holds a request for approval: approved, denied, expired', async () => {
     const base = await enforce([pii]);
-    approvals.decide = () => ({ approved: true, outcome: 'approved', decidedBy: 'carol' });
+    approvals.decide = () => ({
+      approved: true,
+      outcome: 'approved',
+      decidedBy: 'carol',
+      request: 'deploy-7f3a',
+    });
     let result = await curl(['-X', 'POST', '--data', 'v=1', `${base}/deploy/web`]);
     assert.equal(result.status, 200);
     assert.equal(upstream.requests.length, 1);
@@ -227,7 +257,7 @@ describe('HTTP enforcer', requires('curl'), () => {
     approvals.decide = () => ({ approved: false, outcome: 'denied', decidedBy: 'carol' });
     result = await curl(['-X', 'POST', '--data', 'v=2', `${base}/deploy/web`]);
     assert.equal(result.status, 403);
-    assert.match(JSON.parse(result.body).detail, /denied by carol/);
+    assert.match(JSON.parse(result.body).detail, /denied by approver carol/);
 
     approvals.decide = () => 'never';
     result = await curl(['-X', 'POST', '--data', 'v=3', `${base}/deploy/web`]);
@@ -239,7 +269,16 @@ describe('HTTP enforcer', requires('curl'), () => {
       requests().map((r) => r.outcome),
       ['approved', 'denied', 'expired'],
     );
-    assert.equal(requests()[0]?.approval?.decidedBy, 'carol');
+    // The event names the AccessRequest that approved it, and each refusal has its code.
+    assert.deepEqual(requests()[0]?.approval, { request: 'deploy-7f3a', decidedBy: 'carol' });
+    assert.deepEqual(
+      requests().map((r) => r.error?.code),
+      [undefined, 'approval-denied', 'approval-expired'],
+    );
+    assert.deepEqual(
+      requests().map((r) => r.error?.wire),
+      [undefined, '403', '403'],
+    );
   });
 
   it('keeps the agent connection alive across requests', async () => {
@@ -333,7 +372,7 @@ describe('HTTP enforcer', requires('curl'), () => {
     assert.ok(!sized.body.includes('alice@example.com'));
     await settled();
     assert.equal(requests()[0]?.outcome, 'error');
-    assert.equal(requests()[0]?.error?.code, 'mask');
+    assert.equal(requests()[0]?.error?.code, 'masking-failed');
 
     const streamed = await curl([`${base}/deep-json`]);
     assert.notEqual(streamed.code, 0, 'the transfer is cut short');

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BundlePolicy } from '../../api/bundle.ts';
-import type { Enforcer } from '../../sidecar/enforcer.ts';
+import type { Enforcer } from '../../sidecar/core/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
 import { runCommand } from '../support/process.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
-import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/enforcer.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/core/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
 import { runCommand } from '../support/process.ts';
@@ -225,7 +225,12 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
 
     it('runs the command once approved', async () => {
       const ssh = await enforce([held]);
-      approvals.decide = () => ({ approved: true, outcome: 'approved', decidedBy: 'alice' });
+      approvals.decide = () => ({
+        approved: true,
+        outcome: 'approved',
+        decidedBy: 'alice',
+        request: 'touch-9c1e',
+      });
       const file = join(work, 'approved');
       const result = await runCommand('ssh', [...ssh, target, `touch ${file}`]);
       assert.equal(result.code, 0, result.stderr);
@@ -237,7 +242,8 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
       await settled();
       const [request] = requests();
       assert.equal(request?.outcome, 'approved');
-      assert.equal(request?.approval?.decidedBy, 'alice');
+      // The event names the AccessRequest that approved it.
+      assert.deepEqual(request?.approval, { request: 'touch-9c1e', decidedBy: 'alice' });
     });
 
     it('refuses it when denied, and when nobody decides in time', async () => {
@@ -261,6 +267,13 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
       assert.deepEqual(
         requests().map((r) => r.outcome),
         ['denied', 'expired'],
+      );
+      assert.deepEqual(
+        requests().map((r) => [r.error?.code, r.error?.wire]),
+        [
+          ['approval-denied', '126'],
+          ['approval-expired', '126'],
+        ],
       );
     });
   });

@@ -5,7 +5,7 @@ import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { RequestEvent, SessionEnd, SessionEvent } from '../../api/events.ts';
-import type { Enforcer } from '../../sidecar/enforcer.ts';
+import type { Enforcer } from '../../sidecar/core/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { serveTcp } from '../../sidecar/tcp/enforcer.ts';
 import { freePort } from '../support/process.ts';
@@ -125,6 +125,7 @@ describe('TCP enforcer', () => {
     assert.match(end.reason, /ECONNREFUSED/);
     const request = events.find((e): e is RequestEvent => e.type === 'request');
     assert.equal(request?.outcome, 'error');
-    assert.equal(request?.error?.code, 'ECONNREFUSED');
+    assert.equal(request?.error?.code, 'upstream-unreachable');
+    assert.equal(request?.error?.wire, 'ECONNREFUSED');
   });
 });

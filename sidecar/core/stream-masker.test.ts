@@ -5,7 +5,14 @@ import fc from 'fast-check';
 import { detectors } from '../../api/v1alpha1.ts';
 import { policy } from '../policy/fixtures.ts';
 import { compileMasking } from '../policy/masking.ts';
-import { encodeText, MaskingTransform, maxCarry, patternShape, StreamMasker, valueShape } from './output.ts';
+import {
+  encodeText,
+  MaskingTransform,
+  maxCarry,
+  patternShape,
+  StreamMasker,
+  valueShape,
+} from './stream-masker.ts';
 
 const pii = [
   policy({

@@ -1,8 +1,8 @@
 // What every protocol enforcer shares: how it is started for one granted Connection, where
 // its session events go, and how it asks for an approval.
 import type { AddressInfo, LookupFunction } from 'node:net';
-import type { BundleConnection, Identity } from '../api/bundle.ts';
-import type { EventSink } from '../api/events.ts';
+import type { BundleConnection, Identity } from '../../api/bundle.ts';
+import type { EventSink } from '../../api/events.ts';
 
 export interface ApprovalRequest {
   sessionId: string;

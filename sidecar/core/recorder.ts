@@ -1,8 +1,11 @@
 // One recorded session, for every enforcer: numbers its events, stamps them with the
 // Connection and identity, counts bytes and time, and never lets a failing sink break the data
-// path. The generic TCP session is the base case; SSH and HTTP add requests and terminal data.
+// path. Every event is also published on the `airlock:event` diagnostics channel (metrics and
+// logs subscribe; with no subscriber it costs one check). Masking counts become event fields
+// here, the same way in every protocol.
 import { randomUUID } from 'node:crypto';
-import type { BundleConnection, Identity } from '../../api/bundle.ts';
+import { channel } from 'node:diagnostics_channel';
+import type { BundleConnection, BundlePolicy, Identity } from '../../api/bundle.ts';
 import {
   type DataEvent,
   type EventSink,
@@ -15,6 +18,36 @@ type Base = 'version' | 'id' | 'sessionId' | 'seq' | 'time' | 'connection' | 'id
 
 /** A request event's own fields: what a session knows, before the recorder adds the rest. */
 export type RequestFields = Omit<RequestEvent, Base>;
+
+/** Where every recorded event is published, for metrics and logs. */
+export const eventChannel = channel('airlock:event');
+
+/**
+ * Masked-value counts (keyed "<masking rule>/<detector or column>") as a request records them:
+ * enforced ones as `masked`, audit-mode ones as wouldHave entries naming the policy whose
+ * masking rule it is.
+ */
+export function maskingFields(
+  policies: BundlePolicy[],
+  masked: Record<string, number>,
+  wouldMask: Record<string, number>,
+  wouldHave: RequestEvent['wouldHave'] = [],
+): Pick<RequestFields, 'masked' | 'wouldHave'> {
+  const would = Object.entries(wouldMask).map(([key, n]) => {
+    const rule = key.split('/')[0];
+    const policy = policies.find((p) => p.mode === 'audit' && p.masking.some((m) => m.name === rule));
+    return {
+      action: 'mask',
+      policy: policy?.name ?? '',
+      rule: `masking:${key}`,
+      reason: `${n} value(s) would have been masked`,
+    };
+  });
+  return {
+    ...(Object.values(masked).some((n) => n > 0) && { masked }),
+    ...(wouldHave.length + would.length > 0 && { wouldHave: [...wouldHave, ...would] }),
+  };
+}
 
 export class SessionRecorder {
   readonly id = randomUUID();
@@ -41,7 +74,7 @@ export class SessionRecorder {
   }
 
   request(fields: RequestFields): void {
-    this.emit({ ...this.base(), type: 'request', ...fields } as RequestEvent);
+    this.emit({ ...this.base(), type: 'request', ...fields });
   }
 
   /** Terminal input or output, as an asciicast v2 frame (seconds since the session started). */
@@ -83,6 +116,7 @@ export class SessionRecorder {
   }
 
   private emit(event: SessionEvent): void {
+    if (eventChannel.hasSubscribers) eventChannel.publish(event);
     try {
       this.sink.emit(event);
     } catch {
