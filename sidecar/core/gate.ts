@@ -6,11 +6,23 @@
 // locks upstream), and by the client going away. Session-scope approvals are remembered for
 // the session. Whatever happens, the outcome is one of the event outcomes, and a refusal is an
 // AirlockError whose code every protocol maps onto its wire (errors.ts).
+import { channel } from 'node:diagnostics_channel';
 import type { Outcome } from '../../api/events.ts';
 import { type Approval, type Decision, defaultApproval, denialMessage } from '../policy/decide.ts';
 import type { ApprovalResult, Approvals } from './enforcer.ts';
 import { AirlockError } from './errors.ts';
 import type { RequestFields } from './recorder.ts';
+
+/** Every hold's end, for metrics: which rule, how it ended, how long the request waited. */
+export const approvalChannel = channel('airlock:approval');
+
+export interface ApprovalWait {
+  connection: string;
+  policy: string;
+  rule: string;
+  outcome: 'approved' | 'denied' | 'expired' | 'cancelled';
+  waitMs: number;
+}
 
 /** Extra time past the rule's timeout before the enforcer stops waiting on its own. */
 export const approvalGraceMs = 5_000;
@@ -94,7 +106,18 @@ export class ApprovalGate {
     const approval = decision.approval ?? this.#options.defaultApproval ?? defaultApproval;
     const timeoutMs = Math.min(approval.timeoutMs, request.holdCapMs ?? Number.POSITIVE_INFINITY);
     request.onHold?.(`${denialMessage(decision, what)}; waiting for a decision...`);
+    const holding = performance.now();
     const result = await this.#hold(approvals, request, approval, timeoutMs);
+    if (approvalChannel.hasSubscribers) {
+      const wait: ApprovalWait = {
+        connection: this.#options.connection,
+        policy: decision.policy ?? '',
+        rule: decision.rule ?? '',
+        outcome: request.signal?.aborted ? 'cancelled' : result.approved ? 'approved' : result.outcome,
+        waitMs: performance.now() - holding,
+      };
+      approvalChannel.publish(wait);
+    }
     // The AccessRequest that recorded it; a service that names none gets the session's own name for it.
     const ref: ApprovalRef = {
       request: result.request ?? `${this.#options.sessionId}/${key}`,
