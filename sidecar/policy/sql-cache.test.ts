@@ -6,7 +6,8 @@ import type { BundlePolicy } from '../../api/bundle.ts';
 import { corpus, schemaCorpus } from './corpus.ts';
 import { decideSql } from './decide.ts';
 import { prodPolicy, schemaPolicy } from './fixtures.ts';
-import { analyzeSql, clearSqlCache, literalShape, loadSqlParser } from './sql.ts';
+import { analyzeSql, loadSqlParser } from './sql.ts';
+import { clearSqlCache, literalShape } from './sql-cache.ts';
 
 function decision(sql: string, policies: BundlePolicy[] = [prodPolicy]) {
   const d = decideSql(policies, analyzeSql(sql));

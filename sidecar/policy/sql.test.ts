@@ -6,11 +6,11 @@ import { policy } from './fixtures.ts';
 import {
   analyzeSql,
   type ColumnUse,
-  demotesPgCatalog,
   loadSqlParser,
   preparedStatementName,
   type SqlStatement,
 } from './sql.ts';
+import { demotesPgCatalog } from './sql-text.ts';
 
 function one(sql: string): SqlStatement {
   const analysis = analyzeSql(sql);

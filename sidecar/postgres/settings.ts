@@ -5,7 +5,7 @@
 // than the enforcer's parser does. Everything else is forwarded, custom (dotted) settings
 // included, and the server answers as itself (an unknown name is its FATAL 42704).
 
-import { demotesPgCatalog } from '../policy/sql.ts';
+import { demotesPgCatalog } from '../policy/sql-text.ts';
 
 /** Settings that would change who the session acts as. */
 const identitySettings = new Set(['role', 'session_authorization', 'session_replication_role']);

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import pg from 'pg';
 import { adminFunctions, builtinFunctions, valueReadingFunctions } from '../../sidecar/policy/functions.ts';
-import { valueCatalogs } from '../../sidecar/policy/sql.ts';
+import { valueCatalogs } from '../../sidecar/policy/sql-walk.ts';
 import { bind, encodeStartup, execute, parse, query, sync } from '../../sidecar/postgres/messages.ts';
 import {
   type PostgresServer,
