@@ -1,0 +1,340 @@
+// What the enforcer masks in server messages, as pure functions of the bytes: given the masker,
+// a result's column layout and a DataRow, CopyData, FunctionCallResponse, NoticeResponse or
+// ErrorResponse, the message to relay instead (or the same one) and the counts of what was
+// masked. No sockets and no session state: the session decides which layout and which request
+// a message belongs to.
+import { isAscii as isAsciiBytes, isUtf8 } from 'node:buffer';
+import { RowWriter } from './datarow.ts';
+import {
+  type ColumnDescription,
+  decodeFields,
+  encodeCopyData,
+  encodeFields,
+  type Fields,
+  ProtocolViolation,
+} from './messages.ts';
+import type { ColumnMask, ColumnRef, Masker } from './policy.ts';
+import { byteaBytes, byteaText, type Held, heldText, heldTypes } from './values.ts';
+
+/** Where counts of masked values go (a request's record): by masking rule and detector or column. */
+export interface MaskTally {
+  masked?: Record<string, number>;
+  /** What audit-mode policies would have masked. */
+  wouldMask?: Record<string, number>;
+}
+
+type ColumnAction = 'skip' | 'text' | 'lossy' | 'mask';
+
+/** How one result column's values are read and masked. */
+export interface ColumnPlan {
+  action: ColumnAction;
+  /** The column's type is text, so masked text stays valid for the client's decoder. */
+  textual: boolean;
+  binary: boolean;
+  jsonb: boolean;
+  /** Read by what the type holds (bytea's bytes; binary int8, numeric, inet as their text). */
+  held?: Held;
+  rule?: ColumnMask;
+}
+
+/** One plan per column of a result, in RowDescription's order. */
+export type Layout = ColumnPlan[];
+
+/** Binary-format types whose bytes are UTF-8 text (jsonb has a leading version byte). */
+const textTypes = new Set([25, 1043, 1042, 19, 114, 142, 705, 3802, 18]);
+/** Binary-format types that cannot hold detectable text. */
+const opaqueTypes = new Set([
+  16, 20, 21, 23, 26, 700, 701, 1082, 1083, 1114, 1184, 1186, 1266, 1700, 2950, 790, 600, 601, 602, 603, 604,
+  718, 869, 650, 829, 774, 3220, 28, 29, 5069, 24, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 1560,
+  1562,
+]);
+
+/** A column without a description: scanned, and NULL when anything is found. */
+const unknownColumn: ColumnPlan = { action: 'lossy', textual: false, binary: true, jsonb: false };
+
+/**
+ * The layout of a result: each column's rule (from the table columns `refsOf` says it shows)
+ * or how detectors read it, by its type and format.
+ */
+export function planColumns(
+  masker: Masker,
+  columns: ColumnDescription[],
+  refsOf: (tableOid: number, attnum: number) => ColumnRef[],
+): Layout {
+  return columns.map((c): ColumnPlan => {
+    const refs = masker.columns && c.tableOid !== 0 ? refsOf(c.tableOid, c.attnum) : [];
+    let rule: ColumnMask | undefined;
+    for (const ref of refs) {
+      rule = masker.columnRule(ref);
+      if (rule) break;
+    }
+    const textual = textTypes.has(c.typeOid);
+    const binary = c.format === 1;
+    const plan: ColumnPlan = { action: 'skip', textual, binary, jsonb: binary && c.typeOid === 3802 };
+    const held = heldTypes.get(c.typeOid);
+    if (rule !== undefined) {
+      plan.action = 'mask';
+      plan.rule = rule;
+    } else if (!masker.scans) plan.action = 'skip';
+    else if (held === 'bytea' || (held && binary)) {
+      plan.action = 'text';
+      plan.held = held;
+    } else if (!binary || textual) plan.action = 'text';
+    else plan.action = opaqueTypes.has(c.typeOid) ? 'skip' : 'lossy';
+    return plan;
+  });
+}
+
+const unchanged: unique symbol = Symbol('unchanged');
+
+/**
+ * Masks DataRows. It keeps only scratch space between calls (and the batch its rewritten rows
+ * are written into), so one per session serves every result.
+ */
+export class RowMasker {
+  private readonly masker: Masker;
+  private readonly rows = new RowWriter();
+  /** The DataRow being masked, decoded once when it is ASCII. */
+  private rowText: string | undefined;
+  private rowAscii: boolean | undefined;
+  private readonly changedAt: number[] = [];
+  private readonly changedTo: (string | Buffer | null)[] = [];
+
+  constructor(masker: Masker) {
+    this.masker = masker;
+  }
+
+  /** Starts a batch: rows rewritten before it may still be queued on a socket, so never reuse them. */
+  batch(): void {
+    this.rows.reset();
+  }
+
+  /**
+   * DataRows in bulk, the messages in chunk[start, end): unchanged rows go out as one view of
+   * the received chunk, each changed row as its rewrite.
+   */
+  maskRun(
+    chunk: Buffer,
+    start: number,
+    end: number,
+    layout: Layout | undefined,
+    tally: MaskTally | undefined,
+    out: Buffer[],
+  ): void {
+    let span = start;
+    let at = start;
+    while (at < end) {
+      const next =
+        at +
+        1 +
+        (((chunk[at + 1]! << 24) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 8) | chunk[at + 4]!) >>> 0);
+      const masked = this.maskRow(chunk, at, next, layout, tally);
+      if (masked) {
+        if (span < at) out.push(chunk.subarray(span, at));
+        out.push(masked);
+        span = next;
+      }
+      at = next;
+    }
+    if (span < end) out.push(chunk.subarray(span, end));
+  }
+
+  /**
+   * Masks the DataRow at raw[base, limit); undefined when nothing changed. The hot path: field
+   * boundaries are read straight from the bytes, and only a changed value allocates. A row
+   * whose fields do not fit its message is refused (ProtocolViolation).
+   */
+  maskRow(
+    raw: Buffer,
+    base: number,
+    limit: number,
+    layout: Layout | undefined,
+    tally: MaskTally | undefined,
+  ): Buffer | undefined {
+    const masker = this.masker;
+    if (limit - base < 7) throw new ProtocolViolation('DataRow shorter than its header');
+    const count = (raw[base + 5]! << 8) | raw[base + 6]!;
+    let at = base + 7;
+    const changedAt = this.changedAt;
+    const changedTo = this.changedTo;
+    let changes = 0;
+    // An ASCII row is decoded once, and its fields are substrings: one native call per row
+    // instead of one per value.
+    this.rowText = undefined;
+    this.rowAscii = undefined;
+    for (let i = 0; i < count; i++) {
+      if (at + 4 > limit) throw new ProtocolViolation('DataRow shorter than its fields');
+      const length = (raw[at]! << 24) | (raw[at + 1]! << 16) | (raw[at + 2]! << 8) | raw[at + 3]!;
+      at += 4;
+      if (length < 0) continue;
+      const end = at + length;
+      if (end > limit) throw new ProtocolViolation('DataRow field beyond the message');
+      const plan = layout?.[i] ?? unknownColumn;
+      if (
+        plan.action === 'mask' ||
+        (plan.action !== 'skip' && (length >= masker.minScanLength || plan.held !== undefined))
+      ) {
+        const result = this.maskValue(raw, base + 7, limit, at, end, plan, tally);
+        if (result !== unchanged) {
+          changedAt[changes] = i;
+          changedTo[changes++] = result;
+        }
+      }
+      at = end;
+    }
+    if (changes === 0) return undefined;
+    return this.rows.write(raw, base, limit, changedAt, changedTo, changes);
+  }
+
+  /** The masked value of raw[start, end), null for NULL, or `unchanged`. */
+  private maskValue(
+    raw: Buffer,
+    fieldsStart: number,
+    limit: number,
+    start: number,
+    end: number,
+    plan: ColumnPlan,
+    tally: MaskTally | undefined,
+  ): string | Buffer | null | typeof unchanged {
+    const masker = this.masker;
+    if (plan.held) return maskHeld(masker, raw, start, end, plan.held, plan.binary, tally);
+    const rule = plan.rule;
+    if (plan.action === 'mask' && rule && plan.binary && !plan.textual) {
+      // A binary non-text value cannot carry a mask: it becomes NULL.
+      const wouldMask = Object.fromEntries(rule.wouldMask.map((key) => [key, 1]));
+      if (rule.audit) {
+        addCounts(tally, {}, { ...wouldMask, [rule.key]: 1 });
+        return unchanged;
+      }
+      addCounts(tally, { [rule.key]: 1 }, wouldMask);
+      return null;
+    }
+    const from = plan.jsonb ? start + 1 : start;
+    if (this.rowAscii === undefined) this.rowAscii = isAsciiBytes(raw.subarray(fieldsStart, limit));
+    let text: string;
+    if (this.rowAscii) {
+      this.rowText ??= raw.toString('latin1', fieldsStart, limit);
+      text = this.rowText.substring(from - fieldsStart, end - fieldsStart);
+    } else {
+      text = raw.toString('utf8', from, end);
+    }
+    const result = masker.mask(text, plan.action === 'mask' ? rule : undefined, this.rowAscii);
+    if (hasKeys(result.counts) || hasKeys(result.wouldMask))
+      addCounts(tally, result.counts, result.wouldMask);
+    if (result.value === text) return unchanged;
+    // Masked text in a non-text column would not decode: send NULL instead.
+    if (!plan.textual || plan.action === 'lossy') return null;
+    // jsonb binary keeps its version byte (1).
+    return plan.jsonb ? `\u0001${result.value}` : result.value;
+  }
+}
+
+/**
+ * A value read by what its type holds. A bytea is its bytes (never its hex digits): text found
+ * in them is masked and the value stays a bytea of the masked bytes. Binary int8, numeric and
+ * inet are scanned as the text the server would have sent, and become NULL when anything is found.
+ */
+function maskHeld(
+  masker: Masker,
+  raw: Buffer,
+  start: number,
+  end: number,
+  held: Held,
+  binary: boolean,
+  tally: MaskTally | undefined,
+): string | Buffer | null | typeof unchanged {
+  if (held !== 'bytea') {
+    const text = heldText(held, raw, start, end);
+    const result = masker.mask(text);
+    if (hasKeys(result.counts) || hasKeys(result.wouldMask))
+      addCounts(tally, result.counts, result.wouldMask);
+    return result.value === text ? unchanged : null;
+  }
+  const decoded = binary
+    ? { bytes: raw.subarray(start, end), hex: false }
+    : byteaBytes(raw.subarray(start, end));
+  if (decoded.bytes.length < masker.minScanLength) return unchanged;
+  // Bytes that are not UTF-8 are read one character per byte, so they come back unchanged.
+  const encoding = isUtf8(decoded.bytes) ? 'utf8' : 'latin1';
+  const text = decoded.bytes.toString(encoding);
+  const result = masker.mask(text);
+  if (hasKeys(result.counts) || hasKeys(result.wouldMask)) addCounts(tally, result.counts, result.wouldMask);
+  if (result.value === text) return unchanged;
+  const masked = Buffer.from(result.value, encoding);
+  return binary ? masked : byteaText(masked, decoded.hex);
+}
+
+/**
+ * A COPY TO STDOUT row (the CopyData message `raw`): detectors over each tab-separated field
+ * (text format) or over the whole line (CSV). The same message when nothing changed.
+ */
+export function maskCopyRow(masker: Masker, raw: Buffer, csv: boolean, tally: MaskTally | undefined): Buffer {
+  if (!masker.scans) return raw;
+  const line = raw.toString('utf8', 5);
+  const fields = csv ? [line] : line.split('\t');
+  let changed = false;
+  const masked = fields.map((field) => {
+    const result = masker.mask(field);
+    addCounts(tally, result.counts, result.wouldMask);
+    if (result.value !== field) changed = true;
+    return result.value;
+  });
+  return changed ? encodeCopyData(Buffer.from(masked.join('\t'), 'utf8')) : raw;
+}
+
+/** A FunctionCallResponse whose value would be masked becomes a NULL result. */
+export function maskFunctionResult(masker: Masker, raw: Buffer): Buffer {
+  const text = raw.toString('utf8', 5);
+  const result = masker.mask(text);
+  if (result.value === text) return raw;
+  return Buffer.from([0x56, 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff]);
+}
+
+export function maskText(masker: Masker | undefined, text: string): string {
+  return masker ? masker.mask(text).value : text;
+}
+
+/**
+ * Error and notice text can carry values (CAST(ssn AS int) puts the value in the message): the
+ * fields M, D, H, W and q are masked in place.
+ */
+export function maskFields(masker: Masker | undefined, fields: Fields): Fields {
+  if (!masker) return fields;
+  for (const code of ['M', 'D', 'H', 'W', 'q']) {
+    const value = fields.get(code);
+    if (value !== undefined) fields.set(code, masker.mask(value).value);
+  }
+  return fields;
+}
+
+/** A NoticeResponse with its text fields masked. */
+export function maskNotice(masker: Masker | undefined, raw: Buffer): Buffer {
+  if (!masker) return raw;
+  return encodeFields('N', maskFields(masker, decodeFields(raw.subarray(5))));
+}
+
+/** Adds a masking result's counts to a request's (zero counts leave no key). */
+export function addCounts(
+  tally: MaskTally | undefined,
+  counts: Record<string, number>,
+  wouldMask: Record<string, number> | undefined,
+): void {
+  if (!tally) return;
+  for (const key in counts) {
+    const n = counts[key]!;
+    if (n === 0) continue;
+    tally.masked ??= {};
+    tally.masked[key] = (tally.masked[key] ?? 0) + n;
+  }
+  for (const key in wouldMask) {
+    const n = wouldMask[key]!;
+    if (n === 0) continue;
+    tally.wouldMask ??= {};
+    tally.wouldMask[key] = (tally.wouldMask[key] ?? 0) + n;
+  }
+}
+
+function hasKeys(object: Record<string, number> | undefined): boolean {
+  for (const _ in object) return true;
+  return false;
+}
