@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { maskJson } from '../../test/support/json-oracle.ts';
 import { policy } from '../policy/fixtures.ts';
 import { applyStrategy, compileMasking, defaultHashKey, type MaskingPlan } from '../policy/masking.ts';
 import {
@@ -10,7 +11,6 @@ import {
   JsonStreamMasker,
   type JsonStreamOptions,
   JsonSyntaxError,
-  maskJson,
   parseJsonPath,
 } from './json.ts';
 

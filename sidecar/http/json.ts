@@ -1,7 +1,8 @@
 // Masking of a JSON body: every string (and number) runs through the policies' detectors, and
 // the values at the masking rules' jsonPaths are replaced whole with the rule's strategy.
 // JSON paths: $, .name, ['name'], [n], [*], .*, and ..name / ..* (descendants). The enforcer
-// masks bodies as they arrive (JsonStreamMasker); maskJson does the same over a parsed document.
+// masks bodies as they arrive (JsonStreamMasker); its tests hold it to a reference walk over a
+// parsed document (test/support/json-oracle.ts).
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { encodeText, StreamMasker, type ValueShape } from '../core/stream-masker.ts';
 import { applyStrategy, defaultHashKey, type MaskingPlan, type Strategy } from '../policy/masking.ts';
@@ -75,7 +76,8 @@ export function compileJsonPaths(policies: BundlePolicy[]): JsonPathRule[] {
   return rules;
 }
 
-function matches(steps: Step[], path: (string | number)[]): boolean {
+/** Whether a JSON path's steps select the value at a path of keys and indexes. */
+export function matchesJsonPath(steps: Step[], path: (string | number)[]): boolean {
   // Each step takes one level (a descendant step may skip levels before it) and the last step
   // the last level: most paths are ruled out by their depth or their last key.
   const last = steps[steps.length - 1];
@@ -94,18 +96,12 @@ function matchesFrom(steps: Step[], path: (string | number)[], s: number, p: num
   return step.descendant && matchesFrom(steps, path, s, p + 1);
 }
 
-export interface JsonMaskResult {
-  value: unknown;
-  counts: Record<string, number>;
-  wouldMask: Record<string, number>;
-}
-
 /**
  * A scalar selected by JSON-path rules: audit-mode rules count it in wouldMask; enforced ones
  * replace it whole with the strongest strategy (redact > hash > others) and count it. null is
  * left as it is. Undefined when it is not replaced.
  */
-function maskSelected(
+export function maskSelected(
   hits: JsonPathRule[],
   value: unknown,
   counts: Record<string, number>,
@@ -133,67 +129,8 @@ function addAll(into: Record<string, number>, from: Record<string, number>): voi
   for (const key in from) add(into, key, from[key]!);
 }
 
-/**
- * A parsed document masked value by value. The enforcer masks bodies as they stream
- * (JsonStreamMasker, below, to the same result); this walk is the reference it is tested against.
- */
-export function maskJson(
-  document: unknown,
-  plan: MaskingPlan,
-  paths: JsonPathRule[],
-  hashKey: string | Uint8Array = defaultHashKey,
-): JsonMaskResult {
-  const counts: Record<string, number> = {};
-  const wouldMask: Record<string, number> = {};
-  // One path stack for the whole walk (pushed and popped around each child), and no path work
-  // at all without JSON-path rules: a large body is mostly leaves for the detectors.
-  const path: (string | number)[] = [];
-  // A path that selects an object or array masks every value under it.
-  const walk = (value: unknown, depth: number, inherited: JsonPathRule[]): unknown => {
-    if (depth > 256) return value;
-    let hits = inherited;
-    for (const rule of paths) {
-      if (hits.includes(rule) || !matches(rule.steps, path)) continue;
-      if (hits === inherited) hits = [...inherited];
-      hits.push(rule);
-    }
-    const leaf = value === null || typeof value !== 'object';
-    if (hits.length > 0 && leaf) {
-      const masked = maskSelected(hits, value, counts, wouldMask, hashKey);
-      if (masked !== undefined) return masked;
-    }
-    if (Array.isArray(value)) {
-      const out = new Array<unknown>(value.length);
-      for (let i = 0; i < value.length; i++) {
-        path.push(i);
-        out[i] = walk(value[i], depth + 1, hits);
-        path.pop();
-      }
-      return out;
-    }
-    if (value !== null && typeof value === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const key of Object.keys(value)) {
-        path.push(key);
-        out[key] = walk((value as Record<string, unknown>)[key], depth + 1, hits);
-        path.pop();
-      }
-      return out;
-    }
-    if ((typeof value === 'string' || typeof value === 'number') && plan.hasScanners) {
-      const text = typeof value === 'string' ? value : String(value);
-      const result = plan.maskText(text);
-      addAll(counts, result.counts);
-      addAll(wouldMask, result.wouldMask);
-      return result.value === text ? value : result.value;
-    }
-    return value;
-  };
-  return { value: walk(document, 0, []), counts, wouldMask };
-}
-
 // ---------------------------------------------------------------------------------------
-// Streaming: the same masking, token by token, as the body arrives.
+// Streaming: the masking, token by token, as the body arrives.
 
 /** A JSON body that cannot be masked as JSON, so what follows is not passed on. */
 export class JsonMaskingError extends Error {}
@@ -619,7 +556,8 @@ export class JsonStreamMasker {
     const inherited = this.selected.length === 0 ? noRules : this.selected[this.selected.length - 1]!;
     let hits = inherited;
     for (const rule of this.paths) {
-      if ((inherited.length > 0 && inherited.includes(rule)) || !matches(rule.steps, this.path)) continue;
+      if ((inherited.length > 0 && inherited.includes(rule)) || !matchesJsonPath(rule.steps, this.path))
+        continue;
       if (hits === inherited) hits = [...inherited];
       hits.push(rule);
     }
