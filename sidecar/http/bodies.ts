@@ -1,0 +1,121 @@
+// Response bodies as the masker reads them: other text encodings transcoded to UTF-8 (UTF-16 by
+// its byte order mark or the zero bytes of its first characters), text masked chunk by chunk
+// with the stream masker's carry-over, JSON token by token.
+import { Transform, type TransformCallback } from 'node:stream';
+import { TextDecoder } from 'node:util';
+import { MaskingTransform, StreamMasker } from '../core/stream-masker.ts';
+import { type Context, defaultMaxJsonToken } from './context.ts';
+import { JsonStreamMasker } from './json.ts';
+
+/**
+ * A stream that turns text in `charset` into UTF-8: a pass-through for UTF-8, which a byte order
+ * mark (or the zero bytes of UTF-16's first characters) overrides. Undefined for a charset
+ * that cannot be decoded.
+ */
+export function toUtf8(charset: string): Transform | undefined {
+  let decoder: TextDecoder | undefined;
+  try {
+    if (charset !== 'utf-8' && charset !== 'utf8') decoder = new TextDecoder(charset);
+  } catch {
+    return undefined;
+  }
+  if (decoder && !['utf-16le', 'utf-16be'].includes(decoder.encoding) && /^utf-?(16|32)/.test(charset))
+    return undefined;
+  let sniffed = decoder !== undefined;
+  let head = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (!sniffed) {
+        head = Buffer.concat([head, chunk]);
+        if (head.length < 4) return callback();
+        sniffed = true;
+        decoder = utf16Of(head);
+        chunk = head;
+      }
+      callback(null, decoder ? Buffer.from(decoder.decode(chunk, { stream: true }), 'utf8') : chunk);
+    },
+    flush(callback) {
+      if (!sniffed && head.length > 0) decoder = utf16Of(head);
+      const rest = !sniffed ? head : Buffer.alloc(0);
+      callback(null, decoder ? Buffer.from(decoder.decode(rest), 'utf8') : rest);
+    },
+  });
+}
+
+/**
+ * UTF-16 by its byte order mark, or by the zero bytes of its first two characters (how RFC 8259
+ * tells JSON's encoding; text in UTF-8 has no zero bytes).
+ */
+function utf16Of(head: Buffer): TextDecoder | undefined {
+  if (head[0] === 0xff && head[1] === 0xfe) return new TextDecoder('utf-16le');
+  if (head[0] === 0xfe && head[1] === 0xff) return new TextDecoder('utf-16be');
+  const zero = (i: number) => i >= head.length || head[i] === 0;
+  if (head.length >= 2 && head[0] === 0 && head[1] !== 0 && zero(2)) return new TextDecoder('utf-16be');
+  if (head.length >= 2 && head[0] !== 0 && head[1] === 0 && zero(3)) return new TextDecoder('utf-16le');
+  return undefined;
+}
+
+export interface Counting {
+  counts(): Record<string, number>;
+  wouldMask(): Record<string, number>;
+}
+
+/** Text bodies: detectors chunk by chunk, with the masker's carry-over for split values. */
+export class TextMasking extends MaskingTransform implements Counting {
+  constructor(context: Context) {
+    super(new StreamMasker(context.maskText, context.shape));
+  }
+  counts() {
+    return this.masker.counts;
+  }
+  wouldMask() {
+    return this.masker.wouldMask;
+  }
+}
+
+export function jsonMasker(context: Context): JsonStreamMasker {
+  return new JsonStreamMasker(context.jsonPlan, context.jsonPaths, {
+    maxToken: context.options.maxJsonToken ?? defaultMaxJsonToken,
+    shape: context.shape,
+  });
+}
+
+/**
+ * JSON bodies: masked token by token as they arrive (JSON paths and detectors), with only the
+ * current token and the path held; from the first byte that is not JSON, masked as text.
+ */
+export class JsonMasking extends Transform implements Counting {
+  private readonly masker: JsonStreamMasker;
+
+  constructor(context: Context) {
+    super();
+    this.masker = jsonMasker(context);
+  }
+
+  counts() {
+    return this.masker.counts;
+  }
+  wouldMask() {
+    return this.masker.wouldMask;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.send(() => this.masker.push(chunk), callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.send(() => this.masker.end(), callback);
+  }
+
+  private send(mask: () => Buffer, callback: TransformCallback): void {
+    let out: Buffer;
+    try {
+      out = mask();
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    if (out.length > 0) this.push(out);
+    callback();
+  }
+}

@@ -1,0 +1,361 @@
+// Forwarding one decided request: the agent's credentials stripped and the held one injected,
+// path-routing headers dropped, the request body recorded up to a bound; the response's headers
+// masked like its body, and its body masked as it streams (JSON token by token, other text chunk
+// by chunk), or refused with 502 when masking applies and it cannot be read.
+import {
+  request as httpRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { AirlockError } from '../core/errors.ts';
+import type { SessionRecorder } from '../core/recorder.ts';
+import { JsonMasking, jsonMasker, TextMasking, toUtf8 } from './bodies.ts';
+import {
+  type Context,
+  credentialHeaders,
+  defaultMaxJsonBody,
+  defaultMaxRecordedBody,
+  describeHeaders,
+  method,
+  problem,
+  redactText,
+} from './context.ts';
+
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Content types whose bytes are not text: recorded as a size only. */
+const binaryType =
+  /^(image|audio|video|font)\/|^application\/(octet-stream|zip|gzip|x-gzip|x-tar|pdf|wasm|x-protobuf|protobuf|grpc)/i;
+
+/**
+ * Content types masked as text. Any other declared type (binary, multipart, unknown) cannot be
+ * inspected: refused when detectors or patterns apply, never passed on unmasked. A response
+ * without a content type is masked as text.
+ */
+const textType =
+  /^(text\/[^;]+|[^/;]+\/([^;]+\+)?(json|xml|yaml|csv|toml)|application\/(x-ndjson|ndjson|javascript|ecmascript|x-javascript|x-www-form-urlencoded|graphql|sql|x-sh|jwt))\s*(;|$)/i;
+
+/** Charsets the masker reads after transcoding to UTF-8; UTF-8 and ASCII are read as they are. */
+function charsetOf(contentType: string): string {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1]?.toLowerCase();
+  return charset === undefined || charset === 'us-ascii' || charset === 'ascii' ? 'utf-8' : charset;
+}
+
+/** Body recording: the first maxRecordedBody bytes, then a summary of the rest. */
+export class BodyRecord {
+  private readonly limit: number;
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  total = 0;
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+  add(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.kept >= this.limit) return;
+    const part = chunk.subarray(0, this.limit - this.kept);
+    this.chunks.push(Buffer.from(part));
+    this.kept += part.length;
+  }
+  text(contentType: string | undefined): string {
+    if (this.total === 0) return '';
+    if (contentType && binaryType.test(contentType)) return `[${this.total} bytes of ${contentType}]`;
+    const head = Buffer.concat(this.chunks).toString('utf8');
+    return this.total > this.kept
+      ? `${head}\n[... ${this.total - this.kept} more bytes, ${this.total} in all]`
+      : head;
+  }
+}
+
+export type Done = (
+  status: number | undefined,
+  masked: Record<string, number>,
+  wouldMask: Record<string, number>,
+  error?: AirlockError,
+) => void;
+
+export async function forward(
+  context: Context,
+  recorder: SessionRecorder,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  body: { body: Buffer; ended: boolean } | undefined,
+  done: Done,
+): Promise<void> {
+  const { connection } = context.options;
+  const secret = credentialHeaders(context);
+  const maxRecorded = context.options.maxRecordedBody ?? defaultMaxRecordedBody;
+  const masking = context.plan.hasScanners || context.jsonPaths.length > 0;
+  const headers: OutgoingHttpHeaders = {};
+  const connectionTokens = String(req.headers.connection ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim());
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || hopByHop.has(name) || connectionTokens.includes(name) || secret.has(name))
+      continue;
+    // The enforcer already answered the agent's Expect: 100-continue; the body follows at once.
+    if (name === 'host' || name === 'expect') continue;
+    // Headers that make IIS and Symfony route another path than the request line's: the
+    // decision was made on the request line, so they never reach the target.
+    if (pathOverrides.has(name)) continue;
+    headers[name] = value;
+  }
+  headers.host =
+    connection.port === (context.target.secure ? 443 : 80)
+      ? connection.host
+      : `${connection.host}:${connection.port}`;
+  if (req.headers['transfer-encoding']) headers['transfer-encoding'] = 'chunked';
+  // Compressed responses cannot be scanned: ask for identity (and decode if the target ignores it).
+  if (masking) headers['accept-encoding'] = 'identity';
+  const credentials = connection.credentials;
+  if (credentials.token) headers.authorization = `Bearer ${credentials.token}`;
+  else if (credentials.header && credentials.value !== undefined)
+    headers[credentials.header.toLowerCase()] = credentials.value;
+
+  const requestBody = new BodyRecord(maxRecorded);
+  req.on('data', (chunk: Buffer) => requestBody.add(chunk));
+  const send = context.target.secure ? httpsRequest : httpRequest;
+  const upstream = send({
+    host: connection.host,
+    port: connection.port,
+    method: req.method,
+    path,
+    headers,
+    agent: context.target.agent,
+    ...(context.target.secure && context.target.tls),
+    ...(context.options.lookup && { lookup: context.options.lookup }),
+  });
+  let finished = false;
+  let finish: Done = (...args) => {
+    if (finished) return;
+    finished = true;
+    done(...args);
+  };
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
+  upstream.on('error', (error: Error & { code?: string }) => {
+    const failure = new AirlockError(
+      'upstream-unreachable',
+      `airlock: could not reach ${connection.host}:${connection.port}: ${error.message}`,
+    );
+    if (!res.headersSent) problem(res, failure.code, failure.message, { errno: error.code });
+    else res.destroy();
+    finish(undefined, {}, {}, failure);
+  });
+  upstream.on('response', (response: IncomingMessage) => {
+    recordExchange(recorder, context, req, path, requestBody, secret);
+    const status = response.statusCode ?? 502;
+    const outHeaders: OutgoingHttpHeaders = {};
+    const responseTokens = String(response.headers.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((t) => t.trim());
+    // Header values carry data too (Set-Cookie, Location, Link, WWW-Authenticate, X-*): masked
+    // like the body, but for the framing the enforcer itself reads.
+    const headerCounts: Record<string, number> = {};
+    const headerWouldMask: Record<string, number> = {};
+    const maskHeader = (value: string): string => {
+      const result = context.maskText(value);
+      for (const [k, n] of Object.entries(result.counts)) headerCounts[k] = (headerCounts[k] ?? 0) + n;
+      for (const [k, n] of Object.entries(result.wouldMask ?? {}))
+        headerWouldMask[k] = (headerWouldMask[k] ?? 0) + n;
+      return result.value;
+    };
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (value === undefined || hopByHop.has(name) || responseTokens.includes(name)) continue;
+      outHeaders[name] =
+        !context.plan.hasScanners || framing.has(name)
+          ? value
+          : Array.isArray(value)
+            ? value.map(maskHeader)
+            : maskHeader(value);
+    }
+    const finishResponse = finish;
+    finish = (status, masked, wouldMask, error) =>
+      finishResponse(status, sum(headerCounts, masked), sum(headerWouldMask, wouldMask), error);
+    const contentType = String(response.headers['content-type'] ?? '');
+    const encoding = String(response.headers['content-encoding'] ?? 'identity').toLowerCase();
+    const responseBody = new BodyRecord(maxRecorded);
+    const recordResponse = () =>
+      recorder.data(
+        'output',
+        `HTTP/1.1 ${status}\r\n${redactText(context, describeHeaders(response.headers, secret))}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
+      );
+    let source: NodeJS.ReadableStream = response;
+    const hasBody = method(req) !== 'HEAD' && status !== 204 && status !== 304;
+    const textual = contentType === '' || textType.test(contentType);
+    if (hasBody && context.plan.hasScanners && !textual) {
+      response.resume();
+      const failure = new AirlockError(
+        'unsupported',
+        `airlock: a ${contentType.split(';')[0]} body cannot be inspected, and masking applies`,
+      );
+      problem(res, failure.code, failure.message);
+      finish(502, {}, {}, failure);
+      return;
+    }
+    const shouldMask = masking && hasBody && textual;
+    if (shouldMask && encoding !== 'identity') {
+      const decoder =
+        encoding === 'gzip' || encoding === 'x-gzip'
+          ? createGunzip()
+          : encoding === 'deflate'
+            ? createInflate()
+            : encoding === 'br'
+              ? createBrotliDecompress()
+              : undefined;
+      if (!decoder) {
+        response.resume();
+        const failure = new AirlockError('unsupported', `airlock: unsupported content-encoding ${encoding}`);
+        problem(res, failure.code, failure.message);
+        finish(502, {}, {}, failure);
+        return;
+      }
+      response.pipe(decoder);
+      source = decoder;
+      delete outHeaders['content-encoding'];
+    }
+    if (shouldMask) {
+      // Other encodings of text (UTF-16 JSON, with or without a byte order mark, Latin-1) are
+      // read as UTF-8; one the enforcer cannot decode is refused.
+      const transcoder = toUtf8(charsetOf(contentType));
+      if (!transcoder) {
+        response.resume();
+        const failure = new AirlockError(
+          'unsupported',
+          `airlock: the ${charsetOf(contentType)} charset cannot be read for masking`,
+        );
+        problem(res, failure.code, failure.message);
+        finish(502, {}, {}, failure);
+        return;
+      }
+      source.on('error', (error: Error) => transcoder.destroy(error));
+      source = source.pipe(transcoder);
+      if (/;\s*charset/i.test(contentType))
+        outHeaders['content-type'] = contentType.replace(
+          /;\s*charset\s*=\s*"?[^";\s]+"?/i,
+          '; charset=utf-8',
+        );
+    }
+    if (!shouldMask) {
+      res.writeHead(status, outHeaders);
+      response.on('data', (chunk: Buffer) => responseBody.add(chunk));
+      response.pipe(res);
+      response.on('end', () => {
+        recordResponse();
+        finish(status, {}, {});
+      });
+      response.on('error', () => res.destroy());
+      return;
+    }
+    const maxHeld = context.options.maxJsonBody ?? defaultMaxJsonBody;
+    const isJson = /^application\/(.+\+)?json\b/i.test(contentType);
+    const declared = Number(response.headers['content-length'] ?? Number.NaN);
+    delete outHeaders['content-length'];
+    // Not a compressed body: its declared length does not bound what it decompresses to.
+    if (isJson && encoding === 'identity' && declared <= maxHeld) {
+      // A JSON body of known, bounded size is answered with its masked length in one write: no
+      // chunked framing, no second write. One that cannot be masked gets a 502 instead.
+      const masker = jsonMasker(context);
+      const held: Buffer[] = [];
+      let failed = false;
+      const mask = (next: () => Buffer): boolean => {
+        try {
+          const out = next();
+          if (out.length > 0) held.push(out);
+          return true;
+        } catch (error) {
+          failed = true;
+          response.destroy();
+          const failure = new AirlockError('masking-failed', `airlock: ${(error as Error).message}`);
+          problem(res, failure.code, failure.message);
+          finish(502, masker.counts, masker.wouldMask, failure);
+          return false;
+        }
+      };
+      source.on('data', (chunk: Buffer) => {
+        if (!failed) mask(() => masker.push(chunk));
+      });
+      source.on('end', () => {
+        if (failed || !mask(() => masker.end())) return;
+        const body = held.length === 1 ? held[0]! : Buffer.concat(held);
+        responseBody.add(body);
+        res.writeHead(status, { ...outHeaders, 'content-length': body.length });
+        res.end(body);
+        recordResponse();
+        finish(status, masker.counts, masker.wouldMask);
+      });
+      source.on('error', (error: Error) => {
+        if (failed) return;
+        res.destroy();
+        finish(status, masker.counts, masker.wouldMask, new AirlockError('target-error', error.message));
+      });
+      return;
+    }
+    const transform = isJson ? new JsonMasking(context) : new TextMasking(context);
+    source.on('error', (error: Error) => transform.destroy(error));
+    transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
+    res.writeHead(status, outHeaders);
+    source.pipe(transform).pipe(res);
+    transform.on('end', () => {
+      recordResponse();
+      finish(status, transform.counts(), transform.wouldMask());
+    });
+    transform.on('error', (error: Error) => {
+      res.destroy();
+      finish(
+        status,
+        transform.counts(),
+        transform.wouldMask(),
+        new AirlockError('masking-failed', error.message),
+      );
+    });
+  });
+  if (body) {
+    requestBody.add(body.body);
+    upstream.write(body.body);
+  }
+  if (body?.ended) upstream.end();
+  else req.pipe(upstream);
+}
+
+const pathOverrides = new Set(['x-original-url', 'x-rewrite-url']);
+
+/** Response headers the enforcer reads to frame and decode the body: never masked. */
+const framing = new Set(['content-length', 'content-encoding', 'content-type', 'date']);
+
+function sum(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, n] of Object.entries(b)) out[k] = (out[k] ?? 0) + n;
+  return out;
+}
+
+function recordExchange(
+  recorder: SessionRecorder,
+  context: Context,
+  req: IncomingMessage,
+  path: string,
+  body: BodyRecord,
+  secret: Set<string>,
+): void {
+  recorder.data(
+    'input',
+    `${method(req)} ${redactText(context, path)} HTTP/${req.httpVersion}\r\n${redactText(context, describeHeaders(req.headers, secret))}\r\n\r\n${redactText(context, body.text(req.headers['content-type']))}`,
+  );
+}
