@@ -186,9 +186,10 @@ const isNumberByte = (c: number) =>
 const isLetter = (c: number) => c >= 0x61 && c <= 0x7a;
 
 /**
- * Masks a JSON body as it arrives, to maskJson's result: values at the JSON-path rules' paths
- * (or under a selected object or array) are replaced whole, every other string and number goes
- * through the detectors, keys are left alone. Only the current token and the path are held.
+ * Masks a JSON body as it arrives, to the result of the tests' reference walk (maskJson in
+ * test/support/json-oracle.ts): values at the JSON-path rules' paths (or under a selected
+ * object or array) are replaced whole, every other string and number goes through the
+ * detectors, keys are left alone. Only the current token and the path are held.
  * What is not masked is passed on byte for byte (whitespace, structure, keys, unchanged
  * values); a masked value is written as a JSON string. From the first byte that is not JSON (a
  * syntax error, a second top-level value, a string cut off by the end of the body) the rest is
