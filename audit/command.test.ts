@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import type { SessionEvent } from '../api/events.ts';
-import { parseRetention } from './command.ts';
+import { parseRetention } from './settings.ts';
 import { AuditStore } from './store.ts';
 
 const run = promisify(execFile);

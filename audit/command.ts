@@ -1,39 +1,13 @@
 // `airlock audit verify|prune`: checks the hash chain of a store (and its signed checkpoints,
 // with the key), and drops events past the retention period while keeping the chain
 // verifiable. Exit status: 0 clean, 1 tampered, 2 usage or access error.
-import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { loadKey, parseRetention } from './settings.ts';
 import { AuditStore } from './store.ts';
 
 export const auditUsage = `Usage: airlock audit verify --store DIR|postgres://… [--key FILE] [-o json]
        airlock audit prune --store DIR|postgres://… --retention 30d [--key FILE]`;
-
-/** "30d", "12h", "90m", "45s": a duration in milliseconds. */
-export function parseRetention(value: string): number {
-  const match = /^(\d+)(d|h|m|s)$/.exec(value);
-  if (!match) throw new Error(`--retention ${value}: must be a number and a unit, like 30d, 12h or 90m`);
-  const unit = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 }[match[2] as 'd' | 'h' | 'm' | 's'];
-  return Number(match[1]) * unit;
-}
-
-/**
- * Reads the checkpoint key; with `create`, makes one (32 random bytes, mode 0600) when the file
- * does not exist yet, as the operator does on its first start.
- */
-export async function loadKey(file: string, create = false): Promise<Buffer> {
-  try {
-    const text = (await readFile(file, 'utf8')).trim();
-    if (text.length < 32) throw new Error(`${file}: the audit key must be at least 32 characters`);
-    return Buffer.from(text);
-  } catch (error) {
-    if (!create || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    const key = randomBytes(32).toString('base64url');
-    await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' });
-    return Buffer.from(key);
-  }
-}
 
 const flagsSchema = z.object({
   store: z.string().min(1, 'is required'),

@@ -8,7 +8,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import pino from 'pino';
 import { z } from 'zod';
 import { grants } from '../api/bundle.ts';
-import { parseRetention } from '../audit/command.ts';
+import { parseRetention } from '../audit/settings.ts';
 import { terminationSignal } from '../cli/signals.ts';
 import { approvalWebhookName } from './approvals/configuration.ts';
 import { webhookNotifier } from './approvals/notify.ts';

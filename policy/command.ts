@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseRetention } from '../audit/command.ts';
+import { parseRetention } from '../audit/settings.ts';
 import { AuditStore, isPostgresUrl } from '../audit/store.ts';
 import { clusterOptions, clusterSessions } from '../cli/cluster.ts';
 import { commands } from '../cli/main.ts';

@@ -8,7 +8,6 @@ import { terminationSignal } from '../cli/signals.ts';
 import { OperatorApprovals } from './approvals.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
 import { upstreamLookup } from './dns.ts';
-import type { Approvals } from './core/enforcer.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
 
 export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...
@@ -18,15 +17,6 @@ export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-fi
 export const jsonLogSink: EventSink = {
   emit: (event) => process.stdout.write(`${JSON.stringify({ msg: 'session event', event })}\n`),
   flush: () => new Promise((resolve) => process.stdout.write('', () => resolve())),
-};
-
-/** Refuses every held request, never lets one through (tests that need no approval service). */
-export const noApprovals: Approvals = {
-  request: async () => ({
-    approved: false,
-    outcome: 'denied',
-    reason: 'this sidecar has no approval service; the request was refused',
-  }),
 };
 
 export async function runSidecar(args: string[]): Promise<number> {

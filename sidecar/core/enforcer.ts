@@ -52,3 +52,12 @@ export interface Enforcer {
    */
   drain?(deadlineMs: number): Promise<void>;
 }
+
+/** Refuses every held request, never lets one through (a sidecar with no approval service). */
+export const noApprovals: Approvals = {
+  request: async () => ({
+    approved: false,
+    outcome: 'denied',
+    reason: 'this sidecar has no approval service; the request was refused',
+  }),
+};

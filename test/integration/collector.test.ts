@@ -18,7 +18,7 @@ import { AuditStore } from '../../audit/store.ts';
 import { exportSinkId } from '../../audit/webhook.ts';
 import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { CollectorDelivery } from '../../sidecar/audit/delivery.ts';
-import { noApprovals } from '../../sidecar/command.ts';
+import { noApprovals } from '../../sidecar/core/enforcer.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { grantOrdersDb } from '../support/operator.ts';

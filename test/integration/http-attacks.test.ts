@@ -7,18 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
-import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../../sidecar/core/enforcer.ts';
+import { type Enforcer, noApprovals } from '../../sidecar/core/enforcer.ts';
 import { serveHttp } from '../../sidecar/http/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { curl, type HttpUpstream, notUtf8, startHttpUpstream } from '../support/http-upstream.ts';
 import { requires } from '../support/tools.ts';
 
 const run = promisify(execFile);
-
-const noApprovals: Approvals = {
-  request: (_request: ApprovalRequest): Promise<ApprovalResult> =>
-    Promise.resolve({ approved: false, outcome: 'denied', decidedBy: 'nobody' }),
-};
 
 describe('HTTP enforcer under attack', requires('curl'), () => {
   let upstream: HttpUpstream;

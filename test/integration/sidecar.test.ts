@@ -12,7 +12,7 @@ import type { SessionEvent } from '../../api/events.ts';
 import { clients, loadKubeConfig } from '../../operator/kube.ts';
 import { type Operator, startOperator } from '../../operator/operator.ts';
 import { createCertificateAuthority } from '../../operator/pki.ts';
-import { noApprovals } from '../../sidecar/command.ts';
+import { noApprovals } from '../../sidecar/core/enforcer.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
