@@ -41,7 +41,7 @@ export class Relay {
   upstream: Upstream | undefined;
   bytesIn = 0;
   bytesOut = 0;
-  closed = false;
+  private stopped = false;
   private readonly handlers: RelayHandlers;
   private clientBusy = false;
   private serverBusy = false;
@@ -53,6 +53,11 @@ export class Relay {
     this.handlers = handlers;
     client.setNoDelay(true);
     this.attachClient(client);
+  }
+
+  /** Nothing more is relayed: the session ended (or the connection never became one). */
+  get closed(): boolean {
+    return this.stopped;
   }
 
   /** A message of either side is being handled. */
@@ -138,7 +143,7 @@ export class Relay {
 
   /** Stops relaying and ends both sockets, the server's with Terminate. */
   close(terminate: Buffer): void {
-    this.closed = true;
+    this.stopped = true;
     const upstream = this.upstream?.socket;
     if (upstream && !upstream.destroyed) {
       upstream.end(terminate);
@@ -152,7 +157,7 @@ export class Relay {
 
   /** Stops relaying and ends the client side only: the connection never became a session (CancelRequest). */
   hangUp(): void {
-    this.closed = true;
+    this.stopped = true;
     this.client.end();
   }
 
