@@ -90,7 +90,7 @@ export interface RequestEvent extends EventBase {
   /** Masked value counts by masking rule and detector or column. */
   masked?: Record<string, number>;
   durationMs: number;
-  error?: { code: string; message: string; wire?: string };
+  error?: RequestError;
 }
 
 /** Terminal output (asciicast v2 frames) and other opaque protocol records. */
@@ -186,7 +186,9 @@ export const sessionEventSchema = z.discriminatedUnion('type', [
     status: z.number().optional(),
     masked: z.record(z.string(), z.number()).optional(),
     durationMs: z.number(),
-    error: z.strictObject({ code: z.string(), message: z.string(), wire: z.string().optional() }).optional(),
+    error: z
+      .strictObject({ code: z.enum(errorCodes), message: z.string(), wire: z.string().optional() })
+      .optional(),
   }),
   z.strictObject({
     ...base,

@@ -157,7 +157,9 @@ export class ApprovalGate {
     timeoutMs: number,
   ): Promise<ApprovalResult> {
     const { decision } = request;
-    const timeout = AbortSignal.timeout(timeoutMs + (this.#options.graceMs ?? approvalGraceMs));
+    // The grace lets the service's own expiry land first; a short hold gets a short grace.
+    const graceMs = Math.min(this.#options.graceMs ?? approvalGraceMs, timeoutMs);
+    const timeout = AbortSignal.timeout(timeoutMs + graceMs);
     const combined = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<ApprovalResult>((resolve) => {

@@ -50,7 +50,7 @@ export function maskingFields(
 }
 
 export class SessionRecorder {
-  readonly id = randomUUID();
+  readonly id: string;
   readonly startedAt = Date.now();
   bytesIn = 0;
   bytesOut = 0;
@@ -62,7 +62,8 @@ export class SessionRecorder {
   private readonly identity: Identity;
   private readonly sink: EventSink;
 
-  constructor(connection: BundleConnection, identity: Identity, sink: EventSink) {
+  constructor(connection: BundleConnection, identity: Identity, sink: EventSink, id: string = randomUUID()) {
+    this.id = id;
     this.connection = connection;
     this.identity = identity;
     this.sink = sink;

@@ -1,6 +1,7 @@
 // What a statement is decided on beyond the policy's verdict on its own text: the statement an
 // `EXECUTE name` runs, the table columns behind the views it reads, whether masking can cover a
 // COPY's output, and what the SQL analysis says about syntax and reading settings.
+import type { RequestError } from '../../api/events.ts';
 import type { Catalog } from './catalog.ts';
 import type {
   ColumnRef,
@@ -135,12 +136,12 @@ export function copyFormat(engine: PolicyEngine, text: string): string {
  */
 export function syntaxError(
   analysis: SqlAnalysisResult,
-): { outcome: 'error'; error: string; code: string; position: number } | undefined {
+): { outcome: 'error'; error: RequestError; position: number } | undefined {
   if (analysis.ok || !analysis.syntax) return undefined;
   return {
     outcome: 'error',
-    error: analysis.syntax.message,
-    code: '42601',
+    // The server's own answer to the text, given without sending it.
+    error: { code: 'target-error', message: analysis.syntax.message, wire: '42601' },
     position: analysis.syntax.position,
   };
 }

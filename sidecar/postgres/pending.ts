@@ -1,7 +1,7 @@
 // Which request each server response belongs to. Every forwarded client message that the
 // server answers is expected here, in order; the server's responses take entries off the front
 // as they complete them. Events, masking layouts and skipping after errors all read from it.
-import type { Outcome } from '../../api/events.ts';
+import type { Outcome, RequestError } from '../../api/events.ts';
 import type { Verdict } from './policy.ts';
 
 /** One statement or message and what happened to it; becomes a RequestEvent. */
@@ -15,7 +15,7 @@ export interface RequestRecord {
   rows?: number;
   masked?: Record<string, number>;
   wouldMask?: Record<string, number>;
-  error?: { code: string; message: string };
+  error?: RequestError;
   emitted?: boolean;
 }
 

@@ -256,7 +256,8 @@ export class Responses {
         head && (head.kind === 'bind' || head.kind === 'execute') && names.hasParameters(head.portal);
       const message = fields.get('M') ?? '';
       record.error = {
-        code: fields.get('C') ?? 'XX000',
+        code: 'target-error',
+        wire: fields.get('C') ?? 'XX000',
         message: bound
           ? 'server error (message withheld: it may quote bound parameters)'
           : this.masker

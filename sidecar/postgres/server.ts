@@ -3,9 +3,10 @@
 import { createServer, type LookupFunction, type Server, type Socket } from 'node:net';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../../api/events.ts';
-import { settle, stopAccepting } from '../drain.ts';
+import type { Approvals } from '../core/enforcer.ts';
+import { settle, stopAccepting } from '../core/listen.ts';
 import { loadPolicyEngine, type PolicyEngine } from './policy.ts';
-import { type Approvals, type CancelRegistry, PostgresSession } from './session.ts';
+import { type CancelRegistry, PostgresSession } from './session.ts';
 
 export interface PostgresServerOptions {
   connection: BundleConnection;

@@ -19,7 +19,8 @@ import { randomUUID } from 'node:crypto';
 import type { LookupFunction, Socket } from 'node:net';
 import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../../api/events.ts';
-import type { ApprovalRequest, ApprovalResult, Approvals } from '../core/enforcer.ts';
+import type { Approvals } from '../core/enforcer.ts';
+import { sqlStates } from '../core/errors.ts';
 import { Catalog } from './catalog.ts';
 import {
   changesReading,
@@ -31,7 +32,7 @@ import {
   withPrepared,
 } from './decisions.ts';
 import type { Frame, FrameError } from './frames.ts';
-import { type Gate, SessionGate } from './gate.ts';
+import { type Gate, refusal, SessionGate } from './gate.ts';
 import {
   BodyReader,
   decodeBind,
@@ -57,7 +58,6 @@ import { PreparedNames } from './statements.ts';
 import { cancelUpstream, type Upstream, type UpstreamTarget } from './upstream.ts';
 
 // How a held statement gets a human decision: the contract every enforcer shares.
-export type { ApprovalRequest, ApprovalResult, Approvals };
 
 /** Enforcer-issued cancel keys, mapped to the session that can cancel upstream. */
 export interface CancelRegistry {
@@ -159,12 +159,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
     this.gate.cancelWait();
     if (this.key.pid) this.options.cancels.unregister(this.key.pid, this.key.secret);
     this.catalog?.close();
-    this.gate.emit({
-      type: 'session.end',
-      reason,
-      bytesIn: this.relay.bytesIn,
-      bytesOut: this.relay.bytesOut,
-    });
+    this.gate.end(reason, this.relay.bytesIn, this.relay.bytesOut);
   }
 
   /** Sends a FATAL error to the client and ends the session. */
@@ -300,9 +295,9 @@ export class PostgresSession implements StartupHost, ResponseHost {
       kind: undefined,
       outcome: 'blocked',
       started: Date.now(),
-      error: { code: '0A000', message: rereadMessage },
+      error: refusal('unsupported', rereadMessage),
     };
-    const replaceError = errorResponse('0A000', rereadMessage);
+    const replaceError = errorResponse(sqlStates.unsupported, rereadMessage);
     if (type === 'Q') {
       this.pending.expect({ kind: 'query', records: [record], index: 0, replaceError });
       this.relay.writeUpstream(query(poisonQuery));
@@ -387,12 +382,12 @@ export class PostgresSession implements StartupHost, ResponseHost {
       const first = records[0]!;
       records.splice(1);
       first.text = text;
-      first.error = { code: gate.code ?? deniedSqlState, message: gate.error };
+      first.error = gate.error;
       this.pending.expect({
         kind: 'query',
         records,
         index: 0,
-        replaceError: errorResponse(gate.code ?? deniedSqlState, gate.error, {
+        replaceError: errorResponse(gate.error.wire ?? deniedSqlState, gate.error.message, {
           ...(gate.position !== undefined && { position: gate.position }),
         }),
       });
@@ -438,20 +433,20 @@ export class PostgresSession implements StartupHost, ResponseHost {
     const kind = analysis.ok ? analysis.statements[0]?.kind : undefined;
     const syntax = syntaxError(analysis);
     if (syntax || verdict.action === 'deny') {
-      const code = syntax ? syntax.code : deniedSqlState;
-      const error = syntax ? syntax.error : this.engine.denialMessage(verdict);
+      const error = syntax ? syntax.error : refusal('policy-denied', this.engine.denialMessage(verdict));
+      const code = error.wire ?? deniedSqlState;
       const record: RequestRecord = {
         text: message.text,
         kind,
         outcome: syntax ? syntax.outcome : 'blocked',
         verdict,
         started: Date.now(),
-        error: { code, message: error },
+        error,
       };
       this.pending.expect({
         kind: 'parse',
         record,
-        replaceError: errorResponse(code, error, { ...(syntax && { position: syntax.position }) }),
+        replaceError: errorResponse(code, error.message, { ...(syntax && { position: syntax.position }) }),
       });
       this.relay.writeUpstream(parse(message.name, poisonQuery));
       this.skipUntilSync = true;
@@ -486,12 +481,12 @@ export class PostgresSession implements StartupHost, ResponseHost {
           this.startExecute(frame, portal, record);
           return;
         }
-        record.error = { code: gate.code ?? deniedSqlState, message: gate.error };
+        record.error = gate.error;
         this.pending.expect({
           kind: 'execute',
           portal,
           record,
-          replaceError: errorResponse(gate.code ?? deniedSqlState, gate.error),
+          replaceError: errorResponse(gate.error.wire ?? deniedSqlState, gate.error.message),
         });
         // Executing a portal that does not exist fails without side effects.
         const poison = Buffer.from(`E\0\0\0\0airlock-denied-${randomUUID()}\0\0\0\0\0`, 'latin1');
@@ -529,7 +524,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
       const message =
         'Airlock denied a FunctionCall message: fast-path function calls bypass policy; use SELECT';
       record.outcome = 'blocked';
-      record.error = { code: deniedSqlState, message };
+      record.error = refusal('policy-denied', message);
       this.pending.expect({ kind: 'function', record, replaceError: errorResponse(deniedSqlState, message) });
       this.relay.writeUpstream(query(poisonQuery));
       return undefined;

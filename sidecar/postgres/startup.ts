@@ -3,8 +3,9 @@
 // the upstream connected and authenticated with the held credential, and the client welcomed
 // with the server's parameters and the enforcer's own cancel key.
 import { TLSSocket } from 'node:tls';
+import { sqlStates } from '../core/errors.ts';
 import type { Frame } from './frames.ts';
-import { auditUnavailableSqlState, type SessionGate } from './gate.ts';
+import type { SessionGate } from './gate.ts';
 import { maskFields, maskNotice } from './masking.ts';
 import {
   authenticationOk,
@@ -110,16 +111,13 @@ async function onStartupPacket(frame: Frame, host: StartupHost): Promise<void> {
   }
   const unrecorded = gate.refusal();
   if (unrecorded) {
-    host.fatal(auditUnavailableSqlState, unrecorded);
+    host.fatal(sqlStates['audit-unavailable'], unrecorded);
     return;
   }
-  gate.emit({
-    type: 'session.start',
-    client: {
-      address: options.clientAddress,
-      ...(params.has('user') && { user: params.get('user') }),
-      ...(params.has('application_name') && { application: params.get('application_name') }),
-    },
+  gate.start({
+    address: options.clientAddress,
+    ...(params.has('user') && { user: params.get('user') }),
+    ...(params.has('application_name') && { application: params.get('application_name') }),
   });
   if (
     params.has('replication') &&

@@ -7,7 +7,7 @@
 // request events, shells as asciicast v2 data events. While the audit trail cannot record
 // (the spool is full under fail-closed), every exec, shell and subsystem request is refused as
 // a denial is, and a connection made meanwhile neither starts its session nor reaches the target.
-import { type AddressInfo, connect } from 'node:net';
+import { connect } from 'node:net';
 import { finished } from 'node:stream/promises';
 import ssh2, {
   type AuthContext,
@@ -22,7 +22,7 @@ import type { BundlePolicy } from '../../api/bundle.ts';
 import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
 import { AirlockError, sshExitStatuses } from '../core/errors.ts';
 import { ApprovalGate, passageFields } from '../core/gate.ts';
-import { settle, stopAccepting } from '../core/listen.ts';
+import { listen, listenerEnforcer } from '../core/listen.ts';
 import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
 import { MaskingTransform, StreamMasker, valueShape } from '../core/stream-masker.ts';
 import { type Decision, decideSsh, decideSshExec, refuseUnderCommandRules } from '../policy/decide.ts';
@@ -77,28 +77,11 @@ export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
     client.on('close', () => clients.delete(client));
     new AgentSession(options, knownHosts, plan, client, info.ip).run();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  const address = await listen(server, options.listen);
+  // A shell's idleness is not visible from here: a drain waits for the clients to leave.
+  return listenerEnforcer(server, address, clients, () => {
+    for (const client of clients) client.end();
   });
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const client of clients) client.end();
-    });
-  return {
-    address: server.address() as AddressInfo,
-    close,
-    async drain(deadlineMs) {
-      // A shell's idleness is not visible from here: wait for the clients to leave.
-      stopAccepting(server);
-      await settle(() => clients.size > 0, deadlineMs);
-      await close();
-    },
-  };
 }
 
 /** One agent connection: its upstream connection, its channels and its recording. */
@@ -411,19 +394,31 @@ class AgentSession {
     }
   }
 
-  private async exec(
+  /**
+   * Passes a request through the gate and gets the target: the target's connection and a
+   * recorder of the request's event, or undefined when it was refused or the target is
+   * unreachable (the agent has been told, and the event recorded).
+   */
+  private async open(
     channel: ServerChannel,
-    command: string,
-    pty: PseudoTtyInfo | undefined,
-    setActive: (c: ClientChannel) => void,
-  ): Promise<void> {
+    decision: Decision,
+    text: string,
+    what: string,
+    kind: string,
+  ): Promise<
+    | {
+        upstream: Client;
+        record: (extra: Partial<RequestFields>) => void;
+        gate: { go: boolean; fields: Partial<RequestFields> };
+      }
+    | undefined
+  > {
     const started = Date.now();
-    const decision = this.decideExec(command);
-    const gate = await this.gate(channel, decision, command, 'command');
+    const gate = await this.gate(channel, decision, text, what);
     const record = (extra: Partial<RequestFields>) =>
       this.recorder.request({
-        text: this.redact(command),
-        kind: 'exec',
+        text: this.redact(text),
+        kind,
         outcome: 'allowed',
         ...gate.fields,
         ...extra,
@@ -432,7 +427,7 @@ class AgentSession {
     if (!gate.go) {
       // A session refused before it started has nothing recorded to add this to.
       if (this.started) record({});
-      return;
+      return undefined;
     }
     const upstream = await this.target(channel);
     if (!upstream) {
@@ -440,8 +435,20 @@ class AgentSession {
         outcome: 'error',
         error: new AirlockError('upstream-unreachable', 'target unreachable').event(unreachableExitStatus),
       });
-      return;
+      return undefined;
     }
+    return { upstream, record, gate };
+  }
+
+  private async exec(
+    channel: ServerChannel,
+    command: string,
+    pty: PseudoTtyInfo | undefined,
+    setActive: (c: ClientChannel) => void,
+  ): Promise<void> {
+    const opened = await this.open(channel, this.decideExec(command), command, 'command', 'exec');
+    if (!opened) return;
+    const { upstream, record, gate } = opened;
     upstream.exec(command, pty ? { pty: ptyOptions(pty) } : {}, (error, stream) => {
       if (error) {
         channel.stderr.write(`airlock: the target refused the command: ${error.message}\r\n`);
@@ -469,33 +476,12 @@ class AgentSession {
     request: { kind: 'shell'; pty: PseudoTtyInfo | undefined } | { kind: 'subsystem'; name: string },
     setActive: (c: ClientChannel) => void,
   ): Promise<void> {
-    const started = Date.now();
     const what = request.kind === 'shell' ? 'interactive shell' : `${request.name} subsystem`;
     const text = request.kind === 'shell' ? 'shell' : `subsystem ${request.name}`;
     const decision = this.decideInteractive(what, request.kind === 'shell' ? [] : [[request.name]]);
-    const gate = await this.gate(channel, decision, text, what);
-    const record = (extra: Partial<RequestFields>) =>
-      this.recorder.request({
-        text,
-        kind: request.kind,
-        outcome: 'allowed',
-        ...gate.fields,
-        ...extra,
-        durationMs: Date.now() - started,
-      });
-    if (!gate.go) {
-      // A session refused before it started has nothing recorded to add this to.
-      if (this.started) record({});
-      return;
-    }
-    const upstream = await this.target(channel);
-    if (!upstream) {
-      record({
-        outcome: 'error',
-        error: new AirlockError('upstream-unreachable', 'target unreachable').event(unreachableExitStatus),
-      });
-      return;
-    }
+    const ready = await this.open(channel, decision, text, what, request.kind);
+    if (!ready) return;
+    const { upstream, record } = ready;
     const opened = (error: Error | undefined, stream: ClientChannel) => {
       if (error) {
         channel.stderr.write(`airlock: the target refused the ${what}: ${error.message}\r\n`);

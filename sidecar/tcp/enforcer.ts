@@ -5,10 +5,10 @@
 // session is recorded: start, the connect as a request event, and the end with byte counts.
 // While the audit trail cannot record a session (the spool is full under fail-closed), a new
 // connection is closed before anything is connected or recorded.
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
 import { AirlockError } from '../core/errors.ts';
-import { settle, stopAccepting } from '../core/listen.ts';
+import { listen, listenerEnforcer } from '../core/listen.ts';
 import { SessionRecorder } from '../core/recorder.ts';
 
 export interface TcpEnforcerOptions extends EnforcerOptions {
@@ -23,27 +23,10 @@ export async function serveTcp(options: TcpEnforcerOptions): Promise<Enforcer> {
     agent.once('close', () => sockets.delete(agent));
     relay(options, agent, sockets);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  const address = await listen(server, options.listen);
+  return listenerEnforcer(server, address, sockets, () => {
+    for (const socket of sockets) socket.destroy();
   });
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const socket of sockets) socket.destroy();
-    });
-  return {
-    address: server.address() as AddressInfo,
-    close,
-    async drain(deadlineMs) {
-      stopAccepting(server);
-      await settle(() => sockets.size > 0, deadlineMs);
-      await close();
-    },
-  };
 }
 
 function relay(options: TcpEnforcerOptions, agent: Socket, sockets: Set<Socket>): void {

@@ -171,6 +171,16 @@ describe('audit delivery: spool, resend, fail closed', requires('postgres'), () 
     const sessions = (await store.sessions({ limit: 10 })).sessions;
     const requests = sessions.reduce((sum, s) => sum + s.requests, 0);
     assert.ok(requests >= 2, 'statements run before the spool filled were delivered');
+    // The refusal has the code a full spool has in every protocol, and the SQLSTATE the client saw.
+    const errors = [];
+    for (const summary of sessions)
+      for (const event of (await store.session(summary.id))?.events ?? [])
+        if (event.type === 'request' && event.error) errors.push(event.error);
+    assert.deepEqual(errors[0], {
+      code: 'audit-unavailable',
+      message: refused.message,
+      wire: '53100',
+    });
     await enforcer.close();
     await delivery.stop();
     await stopCollector();

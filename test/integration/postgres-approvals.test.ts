@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import pg from 'pg';
 import type { RequestEvent } from '../../api/events.ts';
+import type { ApprovalRequest, ApprovalResult, Approvals } from '../../sidecar/core/enforcer.ts';
 import { encodeCancelRequest, query } from '../../sidecar/postgres/messages.ts';
-import type { ApprovalRequest, ApprovalResult, Approvals } from '../../sidecar/postgres/session.ts';
 import {
   type PostgresServer,
   policy,

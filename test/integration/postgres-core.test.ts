@@ -125,7 +125,8 @@ describe('postgres enforcer: statements', () => {
     assert.equal(event.outcome, 'blocked');
     assert.equal(event.policy, 'agents-orders');
     assert.equal(event.rule, 'no-drop');
-    assert.equal(event.error?.code, '42501');
+    assert.equal(event.error?.code, 'policy-denied');
+    assert.equal(event.error?.wire, '42501');
   });
 
   test('DROP is denied at Parse in the extended protocol', async () => {
@@ -201,7 +202,8 @@ describe('postgres enforcer: statements', () => {
     for (const text of ['SELECT * FROM nope', 'SELECT $1::int']) {
       const event = requests().find((e) => e.text === text);
       assert.equal(event?.outcome, 'error', text);
-      assert.ok(event?.error?.code === '42P01' || event?.error?.code === '22P02');
+      assert.equal(event?.error?.code, 'target-error', text);
+      assert.ok(event?.error?.wire === '42P01' || event?.error?.wire === '22P02');
     }
     // Bound values never reach events, even when the server's message quotes them.
     const bindError = requests().find((e) => e.text === 'SELECT $1::int');

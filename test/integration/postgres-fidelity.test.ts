@@ -155,11 +155,12 @@ describe('statements that do not parse', () => {
     assert.ok(!server.logs().includes(marker), 'the statement text reached the server');
     const events = open.events.filter(
       (e) => e.type === 'request' && 'text' in e && String(e.text).includes(marker),
-    ) as { outcome: string; error?: { code: string } }[];
+    ) as { outcome: string; error?: { code: string; wire?: string } }[];
     assert.equal(events.length, 2);
     for (const e of events) {
       assert.equal(e.outcome, 'error');
-      assert.equal(e.error?.code, '42601');
+      assert.equal(e.error?.code, 'target-error');
+      assert.equal(e.error?.wire, '42601');
     }
   });
 
