@@ -10,6 +10,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { grants, type Identity } from '../../api/bundle.ts';
+import { durationMs } from '../../api/duration.ts';
 import {
   type AccessPolicy,
   type AccessRequest,
@@ -18,7 +19,6 @@ import {
   group,
   version,
 } from '../../api/v1alpha1.ts';
-import { durationMs } from '../../sidecar/policy/decide.ts';
 import { type ControlApi, Refusal, respondJson } from '../control-api.ts';
 import {
   type Clients,

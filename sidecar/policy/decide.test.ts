@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import {
-  columnGlobMatchesUse,
-  decideHttp,
-  decideSql,
-  decideSsh,
-  denialMessage,
-  durationMs,
-} from './decide.ts';
+import { durationMs } from '../../api/duration.ts';
+import { columnGlobMatchesUse, decideHttp, decideSql, decideSsh, denialMessage } from './decide.ts';
 import { policy, prodPolicy } from './fixtures.ts';
 import { matchPathGlob, matchSqlName } from './glob.ts';
 import { analyzeSql, loadSqlParser } from './sql.ts';

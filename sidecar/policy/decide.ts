@@ -3,6 +3,7 @@
 // policies and all statements wins (deny > require-approval > allow). Audit-mode policies
 // never change the outcome; what they would have done is listed in wouldHave.
 import type { BundlePolicy } from '../../api/bundle.ts';
+import { durationMs } from '../../api/duration.ts';
 import type { PolicyRule, SshCommandClass } from '../../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob, matchSqlName, splitColumnGlob } from './glob.ts';
 import type { ColumnUse, SqlAnalysis, SqlStatement } from './sql.ts';
@@ -330,12 +331,4 @@ function describeUse(use: ColumnUse): string {
   return use.table ? `${use.table}.${use.column}` : use.column;
 }
 
-/** A Go-style duration (90s, 15m, 1h30m, 500ms) in milliseconds. */
-export function durationMs(duration: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  for (const [, amount, unit] of duration.matchAll(/(\d+)(ms|s|m|h)/g)) {
-    total += Number(amount) * units[unit!]!;
-  }
-  return total;
-}
+export { combine, type Match, noGrant, ruleMatch };
