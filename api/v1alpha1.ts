@@ -99,7 +99,7 @@ const secretRef = (what: string) =>
 // ---------------------------------------------------------------------------------------
 // Connection
 
-export const protocols = ['postgres', 'ssh', 'http', 'tcp'] as const;
+export const protocols = ['postgres', 'ssh', 'http', 'tcp', 'redis'] as const;
 export type Protocol = (typeof protocols)[number];
 
 /** The keys a Connection's credentials Secret must hold, by protocol. */
@@ -108,6 +108,8 @@ export const credentialKeys: Record<Protocol, readonly (readonly string[])[]> = 
   ssh: [['username', 'privateKey']],
   http: [['token'], ['header', 'value']],
   tcp: [],
+  // An ACL user and its password, or the default user's password (requirepass).
+  redis: [['username', 'password'], ['password']],
 };
 
 export const tlsModes = ['disable', 'require', 'verify-full'] as const;
@@ -117,7 +119,7 @@ export const connectionSpecSchema = describe(
     z.object({
       protocol: describe(
         z.enum(protocols),
-        'Protocol the agent speaks to the target: postgres, ssh, http or tcp. It selects the enforcer.',
+        'Protocol the agent speaks to the target: postgres, ssh, http, tcp or redis. It selects the enforcer.',
       ),
       host: describe(
         z
@@ -159,11 +161,11 @@ export const connectionSpecSchema = describe(
         z
           .object({
             secretRef: secretRef(
-              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value',
+              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value; redis password, and username for an ACL user',
             ),
           })
           .optional(),
-        'The credential the sidecar presents to the target. The agent never sees it. Required unless protocol is tcp.',
+        'The credential the sidecar presents to the target. The agent never sees it. Required unless protocol is tcp or redis (a Redis without AUTH).',
       ),
       postgres: describe(
         z
@@ -205,9 +207,9 @@ export const connectionSpecSchema = describe(
     }),
     [
       cel(
-        "self.protocol == 'tcp' || has(self.credentials)",
-        'credentials.secretRef is required unless protocol is tcp',
-        (s) => s.protocol === 'tcp' || s.credentials !== undefined,
+        "self.protocol == 'tcp' || self.protocol == 'redis' || has(self.credentials)",
+        'credentials.secretRef is required unless protocol is tcp or redis',
+        (s) => s.protocol === 'tcp' || s.protocol === 'redis' || s.credentials !== undefined,
       ),
       cel(
         "self.protocol == 'ssh' || !has(self.ssh)",
@@ -305,6 +307,9 @@ export type SqlStatementKind = (typeof sqlStatementKinds)[number];
 export const sqlClasses = ['read', 'write', 'ddl', 'dcl', 'admin'] as const;
 export type SqlClass = (typeof sqlClasses)[number];
 
+export const redisCommandClasses = ['read', 'write', 'admin', 'dangerous', 'scripting', 'pubsub'] as const;
+export type RedisCommandClass = (typeof redisCommandClasses)[number];
+
 export const sshCommandClasses = ['file-deletion', 'interpreter', 'privilege', 'network'] as const;
 export type SshCommandClass = (typeof sshCommandClasses)[number];
 
@@ -351,6 +356,10 @@ const maskingSchema = describe(
         z.array(z.string().min(1).max(512)).max(256).optional(),
         'JSON paths masked in JSON values and HTTP bodies, such as $.customer.email or $..card.',
       ),
+      keys: describe(
+        z.array(glob).max(256).optional(),
+        'Redis keys whose values are masked whatever they hold, as globs over the key name such as session:*; key#field globs such as user:*#ssn mask only the matching fields of a hash.',
+      ),
       patterns: describe(
         z
           .array(
@@ -375,14 +384,14 @@ const maskingSchema = describe(
       ),
       indirectUse: describe(
         z.enum(['deny', 'require-approval', 'allow']).default('deny'),
-        "What happens when a statement uses a masked column inside an expression or a predicate (encode(email,'hex'), WHERE ssn LIKE '1%'), which could reveal it.",
+        "What happens when a statement uses a masked column inside an expression or a predicate (encode(email,'hex'), WHERE ssn LIKE '1%'), or a Redis command copies a masked key to another key, runs a script or touches keys it cannot name while keys are masked, which could reveal it.",
       ),
     }),
     [
       cel(
-        'has(self.detectors) || has(self.columns) || has(self.jsonPaths) || has(self.patterns)',
-        'a masking rule needs at least one of detectors, columns, jsonPaths or patterns',
-        (s) => Boolean(s.detectors || s.columns || s.jsonPaths || s.patterns),
+        'has(self.detectors) || has(self.columns) || has(self.jsonPaths) || has(self.patterns) || has(self.keys)',
+        'a masking rule needs at least one of detectors, columns, jsonPaths, patterns or keys',
+        (s) => Boolean(s.detectors || s.columns || s.jsonPaths || s.patterns || s.keys),
       ),
     ],
   ),
@@ -467,6 +476,25 @@ const ruleSchema = describe(
           .optional(),
         'HTTP criteria.',
       ),
+      redis: describe(
+        z
+          .object({
+            commands: describe(
+              z.array(glob).max(256).optional(),
+              'Commands to match, as case-insensitive globs over the command name, such as FLUSHALL, CONFIG SET or CONFIG (every CONFIG subcommand). A script (EVAL, FCALL) matches every command it could call.',
+            ),
+            classes: describe(
+              z.array(z.enum(redisCommandClasses)).max(6).optional(),
+              "Command classes to match, from Redis's own ACL categories: read, write, admin, dangerous (KEYS, FLUSHALL, CONFIG, DEBUG, MODULE, ...), scripting or pubsub. A script has every class of the commands it could call; a command Redis does not know has every class.",
+            ),
+            keys: describe(
+              z.array(glob).max(256).optional(),
+              'Match commands touching these keys, as globs over key names such as session:*, from the key specs of the command. A command whose keys cannot all be named (scripts, FLUSHALL, SORT … GET) matches.',
+            ),
+          })
+          .optional(),
+        'Redis criteria. All the criteria given must match.',
+      ),
       approval: describe(
         z
           .object({
@@ -497,8 +525,10 @@ const ruleSchema = describe(
       ),
     }),
     [
-      cel('has(self.sql) || has(self.ssh) || has(self.http)', 'a rule needs sql, ssh or http criteria', (s) =>
-        Boolean(s.sql || s.ssh || s.http),
+      cel(
+        'has(self.sql) || has(self.ssh) || has(self.http) || has(self.redis)',
+        'a rule needs sql, ssh, http or redis criteria',
+        (s) => Boolean(s.sql || s.ssh || s.http || s.redis),
       ),
       cel(
         "self.action != 'require-approval' || has(self.approval)",

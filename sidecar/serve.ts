@@ -3,6 +3,7 @@
 import type { Enforcer, EnforcerOptions } from './core/enforcer.ts';
 import { serveHttp } from './http/enforcer.ts';
 import { servePostgres } from './postgres/server.ts';
+import { serveRedis } from './redis/enforcer.ts';
 import { serveSsh } from './ssh/enforcer.ts';
 import { serveTcp } from './tcp/enforcer.ts';
 
@@ -35,5 +36,7 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
       return serveHttp(options);
     case 'tcp':
       return serveTcp(options);
+    case 'redis':
+      return serveRedis(options);
   }
 }

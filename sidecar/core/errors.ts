@@ -65,3 +65,17 @@ export const httpProblems: Record<ErrorCode, { status: number; title: string }> 
 export function problemType(code: ErrorCode): string {
   return `https://airlock.dev/problems/${code}`;
 }
+
+/** Redis: the error reply's code word; NOPERM, as for Redis's own ACL refusals, when a policy or approver refused. */
+export const redisErrors: Record<ErrorCode, string> = {
+  'policy-denied': 'NOPERM',
+  'approval-denied': 'NOPERM',
+  'approval-expired': 'NOPERM',
+  'audit-unavailable': 'ERR',
+  'upstream-unreachable': 'ERR',
+  'target-error': 'ERR',
+  'protocol-violation': 'ERR',
+  unsupported: 'ERR',
+  cancelled: 'ERR',
+  'masking-failed': 'ERR',
+};

@@ -1,0 +1,94 @@
+// What a Redis command is, for the policy: its name (with the subcommand), its classes from
+// Redis's own ACL categories, and the keys it touches from its key specs. What cannot be known
+// is read the fail-closed way: a command Redis's table does not list has every class and
+// unknown keys; a script (EVAL, FCALL) has the classes of every command it could call and
+// unknown keys; a write with no key specs (FLUSHALL, SWAPDB) touches keys it cannot name.
+import type { RedisCommandClass } from '../../api/v1alpha1.ts';
+import { redisCommandClasses } from '../../api/v1alpha1.ts';
+import {
+  allCommands,
+  type CommandKey,
+  commandKeys,
+  type FoundCommand,
+  lookupCommand,
+} from './redis-table.ts';
+
+export interface RedisCommand {
+  /** "GET", "CONFIG SET"; a command Redis does not know: its first word, in capitals. */
+  name: string;
+  known: boolean;
+  classes: RedisCommandClass[];
+  keys: CommandKey[];
+  /** Every key the command touches is in keys. */
+  keysComplete: boolean;
+  /** A script runner: the commands its script may call (every one, or those that do not write). */
+  runs?: 'any' | 'read';
+  /** Blocks until data arrives or a timeout (BLPOP, XREAD BLOCK…), by the table's flag. */
+  blocking: boolean;
+}
+
+/** The commands that run a script, and what the script may call: _RO scripts cannot write. */
+const runners: Record<string, 'any' | 'read'> = {
+  EVAL: 'any',
+  EVALSHA: 'any',
+  FCALL: 'any',
+  EVAL_RO: 'read',
+  EVALSHA_RO: 'read',
+  FCALL_RO: 'read',
+};
+
+function classesOf(found: FoundCommand): RedisCommandClass[] {
+  return redisCommandClasses.filter((c) => found.spec.categories.includes(c));
+}
+
+/** What a script may call: commands Redis allows in scripts (no noscript flag). */
+function callable(runs: 'any' | 'read'): FoundCommand[] {
+  return allCommands().filter(
+    (c) => !c.spec.flags.includes('noscript') && (runs === 'any' || !c.spec.categories.includes('write')),
+  );
+}
+
+const callableCache = new Map<'any' | 'read', { names: string[]; classes: RedisCommandClass[] }>();
+
+/** The command names a script runner may call, and their classes. */
+export function scriptReach(runs: 'any' | 'read'): { names: string[]; classes: RedisCommandClass[] } {
+  let reach = callableCache.get(runs);
+  if (!reach) {
+    const commands = callable(runs);
+    const classes = new Set<RedisCommandClass>(['scripting']);
+    for (const c of commands) for (const cls of classesOf(c)) classes.add(cls);
+    reach = {
+      names: commands.map((c) => c.name),
+      classes: redisCommandClasses.filter((c) => classes.has(c)),
+    };
+    callableCache.set(runs, reach);
+  }
+  return reach;
+}
+
+export function analyzeRedis(argv: readonly string[]): RedisCommand {
+  const found = lookupCommand(argv);
+  if (!found) {
+    return {
+      name: (argv[0] ?? '').toUpperCase(),
+      known: false,
+      classes: [...redisCommandClasses],
+      keys: [],
+      keysComplete: false,
+      blocking: false,
+    };
+  }
+  const { keys, complete } = commandKeys(found.spec, argv);
+  const runs = runners[found.name];
+  const classes = runs ? scriptReach(runs).classes : classesOf(found);
+  const writesUnnamed = classes.includes('write') && found.spec.keys.length === 0;
+  return {
+    name: found.name,
+    known: true,
+    classes,
+    keys,
+    keysComplete: complete && !runs && !writesUnnamed,
+    ...(runs && { runs }),
+    blocking: found.spec.flags.includes('blocking'),
+  };
+}

@@ -1,0 +1,109 @@
+// Masking of one decoded reply, in every reply type: bulk, simple and verbatim strings, errors,
+// numbers (a card number fits in an integer: a masked one becomes a bulk string), and the
+// elements of arrays, sets, maps, attributes and pushes, in RESP2 and RESP3. Detectors and
+// patterns scan every value; a masked key's values are masked whatever they hold. Where the
+// reply says which key or hash field a value belongs to (MGET, HGET, HMGET, HGETALL), each value
+// gets its own key's mask; elsewhere one mask covers the whole reply.
+import type { ColumnMask, MaskingPlan } from '../policy/masking.ts';
+import type { RedisCommand } from '../policy/redis.ts';
+import { type KeyMaskRule, keyMask } from '../policy/redis-masking.ts';
+import { type Reply, T } from './replies.ts';
+
+/** Which mask each value of a reply gets. */
+export type ValueMask = (path: readonly number[], reply: Reply, parent?: Reply) => ColumnMask | undefined;
+
+export interface MaskCounts {
+  masked: Record<string, number>;
+  wouldMask: Record<string, number>;
+}
+
+const noMask: ValueMask = () => undefined;
+
+/** The masks of a command's reply values from its keys, or undefined when no key of it is masked. */
+export function replyMasks(
+  rules: readonly KeyMaskRule[],
+  command: RedisCommand,
+  argv: readonly string[],
+): ValueMask | undefined {
+  if (rules.length === 0) return undefined;
+  const read = command.keys.filter((key) => key.flags.includes('ACCESS'));
+  const whole = read.map((key) => keyMask(rules, key.name)).find((mask) => mask !== undefined);
+  if (!whole) return undefined;
+  const key = argv[1] ?? '';
+  switch (command.name) {
+    case 'MGET':
+      return (path) => (path.length === 1 ? keyMask(rules, argv[path[0]! + 1] ?? '') : whole);
+    case 'HGET':
+      return () => keyMask(rules, key, argv[2] ?? '');
+    case 'HMGET':
+      return (path) => (path.length === 1 ? keyMask(rules, key, argv[path[0]! + 2] ?? '') : whole);
+    case 'HGETALL':
+      // Field names (even positions) are not values; each value takes its field's mask.
+      return (path, _reply, parent) => {
+        if (path.length !== 1 || !parent?.items) return whole;
+        const index = path[0]!;
+        if (index % 2 === 0) return undefined;
+        return keyMask(rules, key, parent.items[index - 1]?.data?.toString() ?? '');
+      };
+    default:
+      return () => whole;
+  }
+}
+
+/** The masked reply, or the same object when nothing changed. Counts are added to `counts`. */
+export function maskReply(
+  reply: Reply,
+  plan: MaskingPlan,
+  masks: ValueMask = noMask,
+  counts: MaskCounts = { masked: {}, wouldMask: {} },
+  path: number[] = [],
+  parent?: Reply,
+): Reply {
+  const { type } = reply;
+  if (reply.items !== undefined) {
+    const items = reply.items;
+    if (items === null) return reply;
+    let changed: Reply[] | undefined;
+    for (let i = 0; i < items.length; i++) {
+      path.push(i);
+      const item = items[i]!;
+      const masked = maskReply(item, plan, masks, counts, path, reply);
+      path.pop();
+      if (masked !== item) {
+        changed ??= items.slice();
+        changed[i] = masked;
+      }
+    }
+    const attribute = reply.attribute && maskReply(reply.attribute, plan, noMask, counts, path);
+    if (!changed && attribute === reply.attribute) return reply;
+    return { ...reply, items: changed ?? items, ...(attribute && { attribute }) };
+  }
+  const data = reply.data;
+  if (data === null || data === undefined || type === T.null || type === T.boolean) return reply;
+  const mask = masks(path, reply, parent);
+  if (!mask && !plan.hasScanners) return reply;
+  const verbatim = type === T.verbatim && data.length >= 4 ? 4 : 0;
+  const text = data.toString('utf8', verbatim);
+  const result = plan.maskText(text, mask);
+  add(counts.masked, result.counts);
+  add(counts.wouldMask, result.wouldMask);
+  if (result.value === text) return reply;
+  const value = Buffer.from(result.value);
+  switch (type) {
+    case T.bulk:
+    case T.blobError:
+      return { ...reply, data: value };
+    case T.verbatim:
+      return { ...reply, data: Buffer.concat([data.subarray(0, 4), value]) };
+    case T.simple:
+    case T.error:
+      return { ...reply, data: Buffer.from(result.value.replace(/[\r\n]+/g, ' ')) };
+    default:
+      // A number cannot carry the mask: it becomes a bulk string.
+      return { type: T.bulk, data: value };
+  }
+}
+
+function add(into: Record<string, number>, from: Record<string, number>): void {
+  for (const key in from) into[key] = (into[key] ?? 0) + from[key]!;
+}

@@ -1,0 +1,642 @@
+// One agent connection to a Redis Connection. Commands are read whole, classified and decided
+// one by one in arrival order (a hold stops reading until it ends, so a pipeline never runs
+// past a held command); allowed ones go upstream as received, refused ones get a local error
+// reply. Replies are matched to commands by order: a queue holds, per command, what its reply
+// is (forwarded and masked, swallowed, or written locally), so local and upstream replies
+// interleave exactly as the agent sent the commands. MULTI … EXEC is queued here and decided
+// whole at EXEC before any of it goes upstream. The agent's AUTH is answered here; the target
+// only ever sees the held credential. Replies with nothing to mask stream through whatever
+// their size; replies to mask are read whole up to a bound.
+import type { Socket } from 'node:net';
+import type { BundlePolicy } from '../../api/bundle.ts';
+import type { EnforcerOptions } from '../core/enforcer.ts';
+import { AirlockError, redisErrors } from '../core/errors.ts';
+import { type ApprovalGate, type Passage, passageFields } from '../core/gate.ts';
+import { maskingFields, type RequestFields, type SessionRecorder } from '../core/recorder.ts';
+import { type Decision, denialMessage } from '../policy/decide.ts';
+import type { MaskingPlan } from '../policy/masking.ts';
+import { analyzeRedis, type RedisCommand } from '../policy/redis.ts';
+import { decideRedis } from '../policy/redis-decide.ts';
+import type { KeyMaskRule } from '../policy/redis-masking.ts';
+import { commandText } from './command-text.ts';
+import { type ClientCommand, CommandReader, encodeCommand, RespError } from './commands-reader.ts';
+import { decodeReply, encodeReply, errorReply, type Reply, ReplyScanner, T } from './replies.ts';
+import { type MaskCounts, maskReply, replyMasks, type ValueMask } from './reply-masking.ts';
+import { authCommand } from './upstream.ts';
+
+export interface RedisLimits {
+  /** The largest command read whole (its keys may follow any value). */
+  maxCommandBytes: number;
+  /** The largest reply read whole to be masked; a larger one is refused. */
+  maxMaskedReplyBytes: number;
+  /** The most commands one MULTI may queue. */
+  maxTransactionCommands: number;
+}
+
+export interface SessionContext {
+  options: EnforcerOptions;
+  policies: BundlePolicy[];
+  plan: MaskingPlan;
+  keyRules: KeyMaskRule[];
+  limits: RedisLimits;
+  recorder: SessionRecorder;
+  gate: ApprovalGate;
+}
+
+/** What a recorded command is waiting for. */
+interface Tracked {
+  text: string;
+  started: number;
+  fields: Pick<RequestFields, 'outcome' | 'policy' | 'rule' | 'reasons' | 'wouldHave' | 'approval'>;
+  masks?: ValueMask | undefined;
+  /** EXEC: the masks of each queued command's reply, and their texts for the events. */
+  transaction?: { masks: (ValueMask | undefined)[]; texts: string[] };
+  onReply?: (reply: Reply) => void;
+}
+
+type Entry =
+  /** A reply written here, in its turn. */
+  | { kind: 'local'; bytes: Buffer; end?: boolean }
+  /** The target's reply, forwarded. */
+  | { kind: 'reply'; tracked: Tracked }
+  /** The target's reply to a command the agent did not send (MULTI, QUEUED, re-AUTH): swallowed. */
+  | { kind: 'hidden'; what: string }
+  /** A (un)subscribe command reached its turn: from here pub/sub frames come out of band. */
+  | { kind: 'subscribe' };
+
+interface Queued {
+  command: ClientCommand;
+  argv: string[];
+  analysis: RedisCommand;
+  text: string;
+}
+
+type FrameMode = 'pass' | 'buffer' | 'overflow';
+
+const subscribeCommands = new Set([
+  'SUBSCRIBE',
+  'PSUBSCRIBE',
+  'SSUBSCRIBE',
+  'UNSUBSCRIBE',
+  'PUNSUBSCRIBE',
+  'SUNSUBSCRIBE',
+]);
+const pubsubKinds = new Set([
+  'message',
+  'pmessage',
+  'smessage',
+  'subscribe',
+  'psubscribe',
+  'ssubscribe',
+  'unsubscribe',
+  'punsubscribe',
+  'sunsubscribe',
+]);
+/** What cannot be queued in a transaction here: it changes the connection, not the data. */
+const notInTransaction = new Set([
+  'AUTH',
+  'HELLO',
+  'RESET',
+  'MONITOR',
+  'QUIT',
+  'WATCH',
+  ...subscribeCommands,
+]);
+const ok = Buffer.from('+OK\r\n');
+const queued = Buffer.from('+QUEUED\r\n');
+
+export class RedisSession {
+  readonly #context: SessionContext;
+  readonly #agent: Socket;
+  readonly #upstream: Socket;
+  readonly #reader: CommandReader;
+  readonly #scanner = new ReplyScanner();
+  readonly #queue: Entry[] = [];
+  #transaction: { commands: Queued[]; bytes: number; aborted?: string } | undefined;
+  #subscribed = false;
+  /** A hold or a full upstream buffer: no command is read meanwhile. */
+  #holding = false;
+  #upstreamFull = false;
+  #closing = false;
+  #toAgent: Buffer[] = [];
+  #toUpstream: Buffer[] = [];
+  // The reply being read.
+  #frame: { mode: FrameMode; parts: Buffer[]; size: number; oob: boolean; type: number } | undefined;
+
+  constructor(context: SessionContext, agent: Socket, upstream: Socket) {
+    this.#context = context;
+    this.#agent = agent;
+    this.#upstream = upstream;
+    this.#reader = new CommandReader(context.limits.maxCommandBytes);
+  }
+
+  start(): void {
+    this.#upstream.on('data', (chunk: Buffer) => this.#fromUpstream(chunk));
+    this.#upstream.on('drain', () => {
+      this.#upstreamFull = false;
+      this.#resume();
+    });
+    this.#agent.on('drain', () => this.#upstream.resume());
+    this.#agent.on('data', (chunk: Buffer) => {
+      if (this.#closing) return;
+      this.#context.recorder.bytesIn += chunk.length;
+      this.#reader.push(chunk);
+      this.#read();
+    });
+    this.#upstream.resume();
+    this.#agent.resume();
+  }
+
+  /** Work in flight: a command read and not answered, or a hold. */
+  busy(): boolean {
+    return (
+      this.#queue.length > 0 || this.#holding || this.#reader.buffered > 0 || this.#transaction !== undefined
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Agent → target
+
+  #read(): void {
+    while (!this.#holding && !this.#upstreamFull && !this.#closing) {
+      let command: ClientCommand | undefined;
+      try {
+        command = this.#reader.next();
+      } catch (error) {
+        if (!(error instanceof RespError)) throw error;
+        this.#protocolError(error.message);
+        break;
+      }
+      if (!command) break;
+      const waiting = this.#handle(command);
+      if (waiting) {
+        this.#holding = true;
+        this.#agent.pause();
+        waiting.then(
+          () => {
+            this.#holding = false;
+            this.#resume();
+          },
+          (error: unknown) => this.#agent.destroy(error instanceof Error ? error : new Error(String(error))),
+        );
+        break;
+      }
+    }
+    this.#flush();
+  }
+
+  #resume(): void {
+    if (this.#holding || this.#upstreamFull || this.#closing) return;
+    this.#agent.resume();
+    this.#read();
+  }
+
+  /** Decides one command; a promise while it is held for approval. */
+  #handle(command: ClientCommand): Promise<void> | undefined {
+    const argv = command.argv.map((arg) => arg.toString('utf8'));
+    const name = argv[0]!.toUpperCase();
+    if (this.#transaction) return this.#inTransaction(command, argv, name);
+    switch (name) {
+      case 'AUTH':
+        // The agent's credential is not the target's: the session is already authenticated.
+        this.#local(ok);
+        this.#record({ text: 'AUTH', kind: 'redis', outcome: 'allowed', durationMs: 0 });
+        return undefined;
+      case 'MONITOR':
+        return this.#refuse(
+          argv,
+          'policy-denied',
+          'airlock: MONITOR is refused: it would show every client’s commands, past any policy',
+        );
+      case 'MULTI':
+        this.#transaction = { commands: [], bytes: 0 };
+        this.#local(ok);
+        return undefined;
+      case 'EXEC':
+      case 'DISCARD':
+        this.#local(errorReply(`ERR ${name} without MULTI`));
+        return undefined;
+      case 'CLIENT':
+        // With replies off, replies could no longer be matched to commands.
+        if ((argv[1] ?? '').toUpperCase() === 'REPLY' && (argv[2] ?? '').toUpperCase() !== 'ON')
+          return this.#refuse(argv, 'unsupported', 'airlock: CLIENT REPLY OFF and SKIP are not supported');
+        break;
+    }
+    const analysis = analyzeRedis(argv);
+    const text = commandText(argv, this.#context.plan);
+    const decision = decideRedis(this.#context.policies, [analysis], this.#context.keyRules);
+    return this.#pass(
+      decision,
+      text,
+      (passage) => this.#forward(command, argv, name, analysis, text, decision, passage),
+      argv,
+    );
+  }
+
+  /** Through the gate: synchronously when allowed, so a pipeline of allowed commands never waits. */
+  #pass(
+    decision: Decision,
+    text: string,
+    go: (passage: Passage) => void,
+    argv: readonly string[],
+  ): Promise<void> | undefined {
+    const started = Date.now();
+    const refused = (passage: Extract<Passage, { go: false }>) => {
+      const wire = redisErrors[passage.error.code];
+      this.#local(errorReply(`${wire} ${passage.error.message}`));
+      this.#record({
+        text,
+        kind: 'redis',
+        durationMs: Date.now() - started,
+        ...passageFields(decision, passage),
+        error: passage.error.event(wire),
+      });
+    };
+    if (decision.action === 'allow') {
+      const unrecorded = this.#context.gate.unrecorded();
+      if (unrecorded) refused({ go: false, outcome: 'error', error: unrecorded });
+      else go({ go: true, outcome: 'allowed' });
+      return undefined;
+    }
+    return this.#context.gate
+      .pass({ decision, text, what: `command ${(argv[0] ?? '').toUpperCase()}` })
+      .then((passage) => {
+        if (passage.go) go(passage);
+        else refused(passage);
+      });
+  }
+
+  #forward(
+    command: ClientCommand,
+    argv: string[],
+    name: string,
+    analysis: RedisCommand,
+    text: string,
+    decision: Decision,
+    passage: Passage,
+  ): void {
+    const tracked: Tracked = {
+      text,
+      started: Date.now(),
+      fields: passageFields(decision, passage),
+      masks: replyMasks(this.#context.keyRules, analysis, argv),
+    };
+    if (name === 'HELLO') {
+      // The agent's HELLO … AUTH is not the target's credential: HELLO goes without it.
+      const forwarded = [argv[0]!];
+      for (let i = 1; i < argv.length; i++) {
+        if (argv[i]!.toUpperCase() === 'AUTH') i += 2;
+        else forwarded.push(argv[i]!);
+      }
+      const version = forwarded[1];
+      this.#sendUpstream(encodeCommand(forwarded));
+      tracked.onReply = (reply) => {
+        if (reply.type !== T.error && version !== undefined) this.#protocol = Number(version);
+      };
+      this.#queue.push({ kind: 'reply', tracked });
+      return;
+    }
+    this.#sendUpstream(command.raw ?? encodeCommand(command.argv));
+    if (subscribeCommands.has(name)) {
+      // Their replies are pub/sub frames, in RESP2 and RESP3 alike: recorded as sent.
+      this.#queue.push({ kind: 'subscribe' });
+      this.#record({ text, kind: 'redis', durationMs: 0, ...tracked.fields });
+      return;
+    }
+    if (name === 'RESET') {
+      tracked.onReply = () => {
+        this.#protocol = 2;
+        this.#subscribed = false;
+      };
+      this.#queue.push({ kind: 'reply', tracked });
+      // RESET logs the connection in as the default user: the held credential goes again.
+      const auth = authCommand(this.#context.options.connection);
+      if (auth) {
+        this.#sendUpstream(auth);
+        this.#queue.push({ kind: 'hidden', what: 'AUTH after RESET' });
+      }
+      return;
+    }
+    this.#queue.push({ kind: 'reply', tracked });
+  }
+
+  #protocol = 2;
+
+  #inTransaction(command: ClientCommand, argv: string[], name: string): Promise<void> | undefined {
+    const transaction = this.#transaction!;
+    if (name === 'DISCARD') {
+      this.#transaction = undefined;
+      this.#local(ok);
+      return undefined;
+    }
+    if (name === 'MULTI') {
+      this.#local(errorReply('ERR MULTI calls can not be nested'));
+      return undefined;
+    }
+    if (name === 'EXEC') {
+      this.#transaction = undefined;
+      return this.#exec(transaction);
+    }
+    const abort = (message: string, wire = 'ERR') => {
+      transaction.aborted ??= message;
+      this.#local(errorReply(`${wire} ${message}`));
+    };
+    if (notInTransaction.has(name)) {
+      abort(`airlock: ${name} inside MULTI is not supported`);
+      return undefined;
+    }
+    transaction.bytes += command.size;
+    if (
+      transaction.commands.length >= this.#context.limits.maxTransactionCommands ||
+      transaction.bytes > this.#context.limits.maxCommandBytes
+    ) {
+      abort('airlock: the transaction is larger than Airlock queues');
+      return undefined;
+    }
+    const analysis = analyzeRedis(argv);
+    const text = commandText(argv, this.#context.plan);
+    // A command denied on its own fails the transaction now, as Redis fails one it cannot queue.
+    const decision = decideRedis(this.#context.policies, [analysis], this.#context.keyRules);
+    if (decision.action === 'deny') {
+      const error = new AirlockError('policy-denied', denialMessage(decision, `command ${name}`));
+      abort(error.message, redisErrors[error.code]);
+      this.#record({
+        text,
+        kind: 'redis',
+        durationMs: 0,
+        ...passageFields(decision, { go: false, outcome: 'blocked', error }),
+        error: error.event(redisErrors[error.code]),
+      });
+      return undefined;
+    }
+    transaction.commands.push({ command, argv, analysis, text });
+    this.#local(queued);
+    return undefined;
+  }
+
+  /** The whole transaction through the gate, then MULTI, its commands and EXEC upstream. */
+  #exec(transaction: { commands: Queued[]; aborted?: string }): Promise<void> | undefined {
+    const texts = transaction.commands.map((c) => c.text);
+    const text = ['MULTI', ...texts, 'EXEC'].join('; ');
+    if (transaction.aborted !== undefined) {
+      this.#local(
+        errorReply(`EXECABORT Transaction discarded because of previous errors: ${transaction.aborted}`),
+      );
+      return undefined;
+    }
+    const analyses = transaction.commands.map((c) => c.analysis);
+    const decision = decideRedis(this.#context.policies, analyses, this.#context.keyRules);
+    return this.#pass(
+      decision,
+      text,
+      (passage) => {
+        this.#sendUpstream(encodeCommand(['MULTI']));
+        this.#queue.push({ kind: 'hidden', what: 'MULTI' });
+        for (const c of transaction.commands) {
+          this.#sendUpstream(c.command.raw ?? encodeCommand(c.command.argv));
+          this.#queue.push({ kind: 'hidden', what: 'QUEUED' });
+        }
+        this.#sendUpstream(encodeCommand(['EXEC']));
+        this.#queue.push({
+          kind: 'reply',
+          tracked: {
+            text,
+            started: Date.now(),
+            fields: passageFields(decision, passage),
+            transaction: {
+              masks: transaction.commands.map((c) => replyMasks(this.#context.keyRules, c.analysis, c.argv)),
+              texts,
+            },
+          },
+        });
+      },
+      ['EXEC'],
+    );
+  }
+
+  #refuse(argv: readonly string[], code: 'policy-denied' | 'unsupported', message: string): undefined {
+    const error = new AirlockError(code, message);
+    const wire = redisErrors[code];
+    this.#local(errorReply(`${wire} ${message}`));
+    this.#record({
+      text: commandText(argv, this.#context.plan),
+      kind: 'redis',
+      outcome: 'blocked',
+      reasons: [message],
+      durationMs: 0,
+      error: error.event(wire),
+    });
+    return undefined;
+  }
+
+  #protocolError(message: string): void {
+    // Nothing after the malformed bytes is read or forwarded; what came before is answered.
+    this.#closing = true;
+    this.#agent.pause();
+    this.#context.recorder.error('protocol-violation', `airlock: ${message}`);
+    this.#queue.push({ kind: 'local', bytes: errorReply(`ERR Protocol error: ${message}`), end: true });
+    this.#advance();
+  }
+
+  #sendUpstream(bytes: Buffer): void {
+    this.#toUpstream.push(bytes);
+  }
+
+  #local(bytes: Buffer): void {
+    this.#queue.push({ kind: 'local', bytes });
+    this.#advance();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Target → agent
+
+  #fromUpstream(chunk: Buffer): void {
+    let at = 0;
+    try {
+      while (at < chunk.length) {
+        if (!this.#scanner.inFrame) this.#begin(chunk[at]!);
+        const end = this.#scanner.scan(chunk, at);
+        this.#take(chunk.subarray(at, end < 0 ? chunk.length : end));
+        if (end < 0) break;
+        this.#end();
+        at = end;
+      }
+    } catch (error) {
+      if (!(error instanceof RespError)) throw error;
+      this.#context.recorder.error(
+        'target-error',
+        `airlock: the target sent malformed RESP: ${error.message}`,
+      );
+      this.#flush();
+      this.#agent.destroy();
+      this.#upstream.destroy();
+      return;
+    }
+    this.#flush();
+  }
+
+  /** A reply starts: is it streamed through, or read whole to be masked? */
+  #begin(type: number): void {
+    this.#advance();
+    const head = this.#queue[0];
+    const oob = type === T.push;
+    let buffer: boolean;
+    if (oob || this.#subscribed || head === undefined) buffer = oob ? this.#context.plan.hasScanners : true;
+    else if (head.kind === 'hidden') buffer = true;
+    else if (head.kind === 'reply') {
+      const t = head.tracked;
+      buffer =
+        this.#context.plan.hasScanners ||
+        t.masks !== undefined ||
+        t.transaction !== undefined ||
+        t.onReply !== undefined ||
+        type === T.error ||
+        type === T.blobError;
+    } else buffer = true;
+    this.#frame = { mode: buffer ? 'buffer' : 'pass', parts: [], size: 0, oob, type };
+  }
+
+  #take(bytes: Buffer): void {
+    const frame = this.#frame!;
+    if (frame.mode === 'pass') {
+      this.#toAgent.push(bytes);
+      return;
+    }
+    if (frame.mode === 'overflow') return;
+    frame.size += bytes.length;
+    if (frame.size > this.#context.limits.maxMaskedReplyBytes) {
+      frame.mode = 'overflow';
+      frame.parts = [];
+      return;
+    }
+    frame.parts.push(bytes);
+  }
+
+  #end(): void {
+    const frame = this.#frame!;
+    this.#frame = undefined;
+    const bytes = frame.mode === 'buffer' ? Buffer.concat(frame.parts) : undefined;
+    const reply = bytes ? decodeReply(bytes).reply : undefined;
+    // Pub/sub frames belong to no command: out of band, masked by detectors.
+    if (frame.oob || (reply && this.#pubsubFrame(reply))) {
+      if (bytes && reply) this.#toAgent.push(this.#masked(reply, bytes, undefined, undefined));
+      return;
+    }
+    const head = this.#queue[0];
+    if (head?.kind === 'hidden') {
+      this.#queue.shift();
+      if (reply && (reply.type === T.error || reply.type === T.blobError)) {
+        if (head.what === 'QUEUED') return; // EXEC will abort and say so
+        this.#context.recorder.error(
+          'target-error',
+          `airlock: ${head.what} failed: ${reply.data?.toString() ?? ''}`,
+        );
+        this.#agent.destroy();
+        this.#upstream.destroy();
+      }
+      return;
+    }
+    if (head?.kind !== 'reply') {
+      // A reply with no command waiting (a race around pub/sub): forwarded, masked.
+      if (bytes && reply) this.#toAgent.push(this.#masked(reply, bytes, undefined, undefined));
+      else if (frame.mode === 'overflow')
+        this.#toAgent.push(errorReply('ERR airlock: reply too large to mask'));
+      return;
+    }
+    this.#queue.shift();
+    const tracked = head.tracked;
+    const counts: MaskCounts = { masked: {}, wouldMask: {} };
+    let error: RequestFields['error'];
+    if (frame.mode === 'overflow') {
+      const failure = new AirlockError(
+        'masking-failed',
+        `airlock: the reply is larger than ${this.#context.limits.maxMaskedReplyBytes} bytes, too large to mask`,
+      );
+      this.#toAgent.push(errorReply(`ERR ${failure.message}`));
+      error = failure.event('ERR');
+    } else if (reply && bytes) {
+      tracked.onReply?.(reply);
+      this.#toAgent.push(this.#masked(reply, bytes, tracked, counts));
+      if (reply.type === T.error || reply.type === T.blobError)
+        error = { code: 'target-error', message: reply.data?.toString() ?? '' };
+    } else if (frame.type === T.error) error = { code: 'target-error', message: '' };
+    const masking = maskingFields(
+      this.#context.policies,
+      counts.masked,
+      counts.wouldMask,
+      tracked.fields.wouldHave,
+    );
+    const anyMasked = Object.values(counts.masked).some((n) => n > 0);
+    this.#record({
+      text: tracked.text,
+      kind: 'redis',
+      durationMs: Date.now() - tracked.started,
+      ...tracked.fields,
+      ...masking,
+      ...(anyMasked && { outcome: 'masked' }),
+      ...(error && { outcome: 'error', error }),
+    });
+    this.#advance();
+  }
+
+  /** The reply as the agent gets it: the bytes received when nothing was masked. */
+  #masked(reply: Reply, bytes: Buffer, tracked: Tracked | undefined, counts: MaskCounts | undefined): Buffer {
+    const { plan } = this.#context;
+    let masked: Reply;
+    const transaction = tracked?.transaction;
+    if (transaction && reply.items) {
+      const items = reply.items.map((item, i) => maskReply(item, plan, transaction.masks[i], counts));
+      masked = items.every((item, i) => item === reply.items![i]) ? reply : { ...reply, items };
+    } else masked = maskReply(reply, plan, tracked?.masks, counts);
+    return masked === reply ? bytes : Buffer.concat(encodeReply(masked));
+  }
+
+  /** A RESP2 pub/sub frame: a message, or a (un)subscribe confirmation whose count says if the mode goes on. */
+  #pubsubFrame(reply: Reply): boolean {
+    if (!this.#subscribed || reply.type !== T.array || !reply.items) return false;
+    const [kind, , count] = reply.items;
+    const word = kind?.type === T.bulk ? kind.data?.toString() : undefined;
+    if (word === undefined || !pubsubKinds.has(word)) return false;
+    if (word.endsWith('subscribe') && count?.type === T.integer)
+      this.#subscribed = count.data?.toString() !== '0';
+    return true;
+  }
+
+  /** Writes the local replies whose turn has come; a (un)subscribe in its turn starts pub/sub framing. */
+  #advance(): void {
+    for (;;) {
+      const head = this.#queue[0];
+      if (head?.kind === 'local') {
+        this.#queue.shift();
+        this.#toAgent.push(head.bytes);
+        if (head.end) {
+          this.#flush();
+          this.#agent.end();
+          this.#upstream.destroy();
+          return;
+        }
+      } else if (head?.kind === 'subscribe') {
+        this.#queue.shift();
+        this.#subscribed = this.#protocol === 2;
+      } else return;
+    }
+  }
+
+  #flush(): void {
+    if (this.#toUpstream.length > 0) {
+      const bytes = this.#toUpstream.length === 1 ? this.#toUpstream[0]! : Buffer.concat(this.#toUpstream);
+      this.#toUpstream = [];
+      if (!this.#upstream.write(bytes)) this.#upstreamFull = true;
+    }
+    if (this.#toAgent.length > 0) {
+      const bytes = this.#toAgent.length === 1 ? this.#toAgent[0]! : Buffer.concat(this.#toAgent);
+      this.#toAgent = [];
+      this.#context.recorder.bytesOut += bytes.length;
+      if (!this.#agent.write(bytes)) this.#upstream.pause();
+    }
+  }
+
+  #record(fields: RequestFields): void {
+    this.#context.recorder.request(fields);
+  }
+}

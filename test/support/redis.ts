@@ -1,0 +1,126 @@
+// Starts a real Redis server for tests (Debian's redis-server) on a free loopback port with a
+// temp dir, no persistence, a password for the default user and an ACL user, and an in-process
+// Redis enforcer in front of it, the way the sidecar would run one.
+import { Redis } from 'ioredis';
+import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
+import type { SessionEvent } from '../../api/events.ts';
+import type { Approvals, Enforcer } from '../../sidecar/core/enforcer.ts';
+import { type RedisEnforcerOptions, serveRedis } from '../../sidecar/redis/enforcer.ts';
+import { freePort, runCommand, type Service, startService, temporaryDirectory, waitFor } from './process.ts';
+
+export const redisBin = process.env.AIRLOCK_REDIS_BIN ?? '/usr/bin/redis-server';
+export const redisCli = process.env.AIRLOCK_REDIS_CLI ?? '/usr/bin/redis-cli';
+
+export interface RedisServer {
+  host: string;
+  port: number;
+  /** The default user's password (requirepass). */
+  password: string;
+  /** An ACL user with every command and key. */
+  user: { name: string; password: string };
+  /** A client as the default user, straight to the server: setup and inspection. */
+  admin: Redis;
+  stop(): Promise<void>;
+}
+
+export async function startRedis(): Promise<RedisServer> {
+  const dir = await temporaryDirectory('redis');
+  const port = await freePort();
+  const password = `pw-${Math.random().toString(36).slice(2)}`;
+  const user = { name: 'app', password: `app-${Math.random().toString(36).slice(2)}` };
+  const service: Service = startService(
+    'redis-server',
+    redisBin,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir.path,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--requirepass',
+      password,
+      '--enable-debug-command',
+      'yes',
+      '--user',
+      user.name,
+      'on',
+      `>${user.password}`,
+      '~*',
+      '&*',
+      '+@all',
+    ],
+    { logFile: `${dir.path}/redis.log` },
+  );
+  await waitFor(
+    'redis-server',
+    async () =>
+      (
+        await runCommand(redisCli, ['-p', String(port), '-a', password, '--no-auth-warning', 'PING'])
+      ).stdout.includes('PONG'),
+    { service, timeoutMs: 20_000 },
+  );
+  const admin = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, maxRetriesPerRequest: 0 });
+  await admin.connect();
+  return {
+    host: '127.0.0.1',
+    port,
+    password,
+    user,
+    admin,
+    async stop() {
+      admin.disconnect();
+      await service.stop();
+      await dir.remove();
+    },
+  };
+}
+
+export interface EnforcedRedis {
+  enforcer: Enforcer;
+  port: number;
+  events: SessionEvent[];
+  connection: BundleConnection;
+}
+
+/** An in-process enforcer for `server` under `policies`, holding the default user's password unless told. */
+export async function enforceRedis(
+  server: RedisServer,
+  policies: BundlePolicy[],
+  options: {
+    credentials?: Record<string, string>;
+    approvals?: Approvals;
+    limits?: RedisEnforcerOptions['limits'];
+    refusal?: () => string | undefined;
+  } = {},
+): Promise<EnforcedRedis> {
+  const events: SessionEvent[] = [];
+  const connection: BundleConnection = {
+    name: 'cache',
+    namespace: 'default',
+    protocol: 'redis',
+    host: server.host,
+    port: server.port,
+    tls: { mode: 'disable' },
+    credentials: options.credentials ?? { password: server.password },
+    policies,
+  };
+  const enforcer = await serveRedis({
+    connection,
+    identity: { namespace: 'default', serviceAccount: 'agent' },
+    listen: { host: '127.0.0.1', port: 0 },
+    events: { emit: (event) => events.push(event), ...(options.refusal && { refusal: options.refusal }) },
+    approvals: options.approvals ?? { request: async () => ({ approved: false, outcome: 'denied' }) },
+    ...(options.limits && { limits: options.limits }),
+  });
+  return { enforcer, port: enforcer.address.port, events, connection };
+}
+
+/** redis-cli against a port, one command per argument list (its output with --no-raw quoting off). */
+export function cli(port: number, args: string[], input?: string) {
+  return runCommand(redisCli, ['-h', '127.0.0.1', '-p', String(port), ...args], input);
+}
