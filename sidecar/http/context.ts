@@ -8,8 +8,8 @@ import { type AirlockError, httpProblems, problemType } from '../core/errors.ts'
 import type { ApprovalGate } from '../core/gate.ts';
 import type { SessionRecorder } from '../core/recorder.ts';
 import type { MaskText, ValueShape } from '../core/stream-masker.ts';
+import type { JsonPathRule } from '../policy/json-paths.ts';
 import type { MaskingPlan } from '../policy/masking.ts';
-import type { JsonPathRule } from './json.ts';
 
 export interface HttpEnforcerOptions extends EnforcerOptions {
   /** Bodies up to this size are recorded whole; larger ones are summarized. */

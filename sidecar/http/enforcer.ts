@@ -20,6 +20,7 @@ import { settle, stopAccepting } from '../core/listen.ts';
 import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
 import { valueShape } from '../core/stream-masker.ts';
 import { type Decision, decideHttp } from '../policy/decide.ts';
+import { compileJsonPaths } from '../policy/json-paths.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import {
   type Context,
@@ -34,7 +35,6 @@ import {
 } from './context.ts';
 import { maskEncoded } from './encoded.ts';
 import { forward } from './forward.ts';
-import { compileJsonPaths } from './json.ts';
 import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';
 import { normalizeTarget } from './path.ts';
 

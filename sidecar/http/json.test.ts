@@ -3,16 +3,9 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { maskJson } from '../../test/support/json-oracle.ts';
 import { policy } from '../policy/fixtures.ts';
+import { compileJsonPaths, type JsonPathRule, parseJsonPath } from '../policy/json-paths.ts';
 import { applyStrategy, compileMasking, defaultHashKey, type MaskingPlan } from '../policy/masking.ts';
-import {
-  compileJsonPaths,
-  JsonLimitError,
-  type JsonPathRule,
-  JsonStreamMasker,
-  type JsonStreamOptions,
-  JsonSyntaxError,
-  parseJsonPath,
-} from './json.ts';
+import { JsonLimitError, JsonStreamMasker, type JsonStreamOptions, JsonSyntaxError } from './json.ts';
 
 describe('JSON masking', () => {
   it('parses the supported JSON path subset', () => {

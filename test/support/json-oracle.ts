@@ -1,7 +1,7 @@
 // The reference masking of a JSON body that the streaming masker is tested against: a plain
 // recursive walk over a parsed document, masking value by value with the same JSON-path
-// matching and strategies (sidecar/http/json.ts) and the same detectors (the masking plan).
-import { type JsonPathRule, maskSelected, matchesJsonPath } from '../../sidecar/http/json.ts';
+// matching and strategies (sidecar/policy/json-paths.ts) and the same detectors (the masking plan).
+import { type JsonPathRule, maskSelected, matchesJsonPath } from '../../sidecar/policy/json-paths.ts';
 import { defaultHashKey, type MaskingPlan } from '../../sidecar/policy/masking.ts';
 
 interface JsonMaskResult {
