@@ -8,6 +8,7 @@ import { terminationSignal } from '../cli/signals.ts';
 import { OperatorApprovals } from './approvals.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
 import { upstreamLookup } from './dns.ts';
+import { subscribeDataPathMetrics } from './metrics.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
 
 export const sidecarUsage = `Usage: airlock sidecar --control-api URL --token-file PATH --ca-file PATH --listen CONNECTION=HOST:PORT[/PROTOCOL]...
@@ -94,6 +95,8 @@ export async function runSidecar(args: string[]): Promise<number> {
     lookup: upstreamLookup(),
   });
   collectDefaultMetrics({ register: registry });
+  // Requests, masking, approvals, sessions and bytes, as the enforcers publish them.
+  const unsubscribeMetrics = subscribeDataPathMetrics(registry);
   new Gauge({
     name: 'airlock_sidecar_bundle_received',
     help: '1 once a policy bundle has been received.',
@@ -134,6 +137,7 @@ export async function runSidecar(args: string[]): Promise<number> {
   await Promise.race([delivery.drained(), new Promise((resolve) => setTimeout(resolve, 2000))]);
   await delivery.stop();
   health.close();
+  unsubscribeMetrics();
   metrics.close();
   return 0;
 }
