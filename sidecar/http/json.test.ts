@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { maskJson } from '../../test/support/json-oracle.ts';
 import { policy } from '../policy/fixtures.ts';
+import { maskJson } from '../policy/json-mask.ts';
 import { compileJsonPaths, type JsonPathRule, parseJsonPath } from '../policy/json-paths.ts';
 import { applyStrategy, compileMasking, defaultHashKey, type MaskingPlan } from '../policy/masking.ts';
 import { JsonLimitError, JsonStreamMasker, type JsonStreamOptions, JsonSyntaxError } from './json.ts';

@@ -2,7 +2,7 @@
 // the values at the masking rules' jsonPaths are replaced whole with the rule's strategy.
 // JSON paths are read by sidecar/policy/json-paths.ts. The enforcer
 // masks bodies as they arrive (JsonStreamMasker); its tests hold it to a reference walk over a
-// parsed document (test/support/json-oracle.ts).
+// parsed document (sidecar/policy/json-mask.ts).
 import { encodeText, StreamMasker, type ValueShape } from '../core/stream-masker.ts';
 import { type JsonPathRule, maskSelected, matchesJsonPath } from '../policy/json-paths.ts';
 import { defaultHashKey, type MaskingPlan } from '../policy/masking.ts';
@@ -73,7 +73,7 @@ const isLetter = (c: number) => c >= 0x61 && c <= 0x7a;
 
 /**
  * Masks a JSON body as it arrives, to the result of the tests' reference walk (maskJson in
- * test/support/json-oracle.ts): values at the JSON-path rules' paths (or under a selected
+ * sidecar/policy/json-mask.ts): values at the JSON-path rules' paths (or under a selected
  * object or array) are replaced whole, every other string and number goes through the
  * detectors, keys are left alone. Only the current token and the path are held.
  * What is not masked is passed on byte for byte (whitespace, structure, keys, unchanged

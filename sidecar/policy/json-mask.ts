@@ -1,19 +1,18 @@
-// The reference masking of a JSON body that the streaming masker is tested against: a plain
-// recursive walk over a parsed document, masking value by value with the same JSON-path
-// matching and strategies (sidecar/policy/json-paths.ts) and the same detectors (the masking plan).
-import { type JsonPathRule, maskSelected, matchesJsonPath } from '../../sidecar/policy/json-paths.ts';
-import { defaultHashKey, type MaskingPlan } from '../../sidecar/policy/masking.ts';
+// Masking of a parsed JSON document, value by value: the values at the masking rules' JSON
+// paths (and everything under a selected object or array) replaced whole, every other string
+// and number run through the detectors and patterns. The MCP enforcer masks tool results and
+// resources with it; the HTTP enforcer masks bodies as they stream (JsonStreamMasker) to the
+// same result, and its tests hold it to this walk.
+import { type JsonPathRule, maskSelected, matchesJsonPath } from './json-paths.ts';
+import { defaultHashKey, type MaskingPlan } from './masking.ts';
 
-interface JsonMaskResult {
+export interface JsonMaskResult {
   value: unknown;
   counts: Record<string, number>;
   wouldMask: Record<string, number>;
 }
 
-/**
- * A parsed document masked value by value. The enforcer masks bodies as they stream
- * (JsonStreamMasker) to the same result; this walk is the reference it is tested against.
- */
+/** A parsed document masked value by value, as a copy; values nested deeper than 256 levels are left as they are. */
 export function maskJson(
   document: unknown,
   plan: MaskingPlan,
