@@ -86,8 +86,7 @@ function indirectUse(command: RedisCommand, rules: readonly KeyMaskRule[]): stri
   if (command.runs) return 'runs a script, which can read masked keys and return or copy them';
   if (!command.known)
     return 'is not a command Redis lists, so the keys it reads are unknown while keys are masked';
-  if (!command.keysComplete && command.classes.includes('read'))
-    return 'reads keys it does not name while keys are masked';
+  if (!command.keysComplete && command.reads) return 'reads keys it does not name while keys are masked';
   const masked = command.keys.filter(
     (key) => key.flags.includes('ACCESS') && rulesForKey(rules, key.name).length > 0,
   );

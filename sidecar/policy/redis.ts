@@ -21,6 +21,8 @@ export interface RedisCommand {
   keys: CommandKey[];
   /** Every key the command touches is in keys. */
   keysComplete: boolean;
+  /** It reads values: the read class, or a key spec that returns or copies a value (ACCESS). */
+  reads: boolean;
   /** A script runner: the commands its script may call (every one, or those that do not write). */
   runs?: 'any' | 'read';
   /** Blocks until data arrives or a timeout (BLPOP, XREAD BLOCK…), by the table's flag. */
@@ -75,6 +77,7 @@ export function analyzeRedis(argv: readonly string[]): RedisCommand {
       classes: [...redisCommandClasses],
       keys: [],
       keysComplete: false,
+      reads: true,
       blocking: false,
     };
   }
@@ -88,6 +91,7 @@ export function analyzeRedis(argv: readonly string[]): RedisCommand {
     classes,
     keys,
     keysComplete: complete && !runs && !writesUnnamed,
+    reads: classes.includes('read') || found.spec.keys.some((k) => k.flags.includes('ACCESS')),
     ...(runs && { runs }),
     blocking: found.spec.flags.includes('blocking'),
   };

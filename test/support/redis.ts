@@ -1,11 +1,13 @@
 // Starts a real Redis server for tests (Debian's redis-server) on a free loopback port with a
 // temp dir, no persistence, a password for the default user and an ACL user, and an in-process
 // Redis enforcer in front of it, the way the sidecar would run one.
+import { connect as netConnect } from 'node:net';
 import { Redis } from 'ioredis';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { SessionEvent } from '../../api/events.ts';
 import type { Approvals, Enforcer } from '../../sidecar/core/enforcer.ts';
 import { type RedisEnforcerOptions, serveRedis } from '../../sidecar/redis/enforcer.ts';
+import { ReplyScanner } from '../../sidecar/redis/replies.ts';
 import { freePort, runCommand, type Service, startService, temporaryDirectory, waitFor } from './process.ts';
 
 export const redisBin = process.env.AIRLOCK_REDIS_BIN ?? '/usr/bin/redis-server';
@@ -123,4 +125,46 @@ export async function enforceRedis(
 /** redis-cli against a port, one command per argument list (its output with --no-raw quoting off). */
 export function cli(port: number, args: string[], input?: string) {
   return runCommand(redisCli, ['-h', '127.0.0.1', '-p', String(port), ...args], input);
+}
+
+/**
+ * Sends raw bytes to a port and reads `replies` replies (or until the connection closes):
+ * each reply as RESP text, and whether the connection was closed.
+ */
+export function rawExchange(
+  port: number,
+  bytes: Buffer | string,
+  replies: number,
+  timeoutMs = 10_000,
+): Promise<{ replies: string[]; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    const scanner = new ReplyScanner();
+    const found: string[] = [];
+    let pending: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`timed out with ${found.length} of ${replies} replies: ${found.join(' | ')}`));
+    }, timeoutMs);
+    const done = (closed: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ replies: found, closed });
+    };
+    socket.on('data', (chunk: Buffer) => {
+      let at = 0;
+      while (at < chunk.length) {
+        const end = scanner.scan(chunk, at);
+        pending.push(chunk.subarray(at, end < 0 ? chunk.length : end));
+        if (end < 0) break;
+        found.push(Buffer.concat(pending).toString('latin1'));
+        pending = [];
+        at = end;
+      }
+      if (found.length >= replies) done(false);
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => done(true));
+    socket.write(bytes);
+  });
 }

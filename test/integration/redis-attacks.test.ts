@@ -1,0 +1,183 @@
+// Attempts to get a denied Redis command past the enforcer: casing, other spellings of a
+// name, inline commands, pipelines, transactions, scripts, credentials, reply-suppression,
+// oversized and malformed input. Each ends refused, with nothing of it run on the target.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { policy } from '../../sidecar/policy/fixtures.ts';
+import { encodeCommand } from '../../sidecar/redis/commands-reader.ts';
+import {
+  cli,
+  type EnforcedRedis,
+  enforceRedis,
+  type RedisServer,
+  rawExchange,
+  startRedis,
+} from '../support/redis.ts';
+
+const guarded = policy({
+  name: 'guarded',
+  rules: [
+    { name: 'no-flush', action: 'deny', redis: { commands: ['FLUSH*'] } },
+    { name: 'no-admin', action: 'deny', redis: { classes: ['admin', 'dangerous'] } },
+    { name: 'no-secret-writes', action: 'deny', redis: { classes: ['write'], keys: ['secret:*'] } },
+  ],
+});
+
+describe('Redis enforcer under attack', () => {
+  let server: RedisServer;
+  let enforced: EnforcedRedis;
+
+  before(async () => {
+    server = await startRedis();
+    enforced = await enforceRedis(server, [guarded], { limits: { maxCommandBytes: 1024 * 1024 } });
+  });
+  after(async () => {
+    await enforced?.enforcer.close();
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    await server.admin.set('canary', 'alive');
+    await server.admin.set('secret:1', 'original');
+  });
+
+  const intact = async () => {
+    assert.equal(await server.admin.get('canary'), 'alive');
+    assert.equal(await server.admin.get('secret:1'), 'original');
+  };
+
+  it('denies a command in any casing, multibulk or inline, quoted or not', async () => {
+    for (const bytes of [
+      encodeCommand(['fLuShAlL']),
+      'flushall\r\n',
+      '"FLUSH"ALL\r\n',
+      '"\\x46LUSHALL"\r\n',
+      "  'FlushDB'  \r\n",
+    ]) {
+      const { replies } = await rawExchange(enforced.port, bytes, 1);
+      assert.match(replies[0]!, /^-(NOPERM airlock|ERR Protocol error)/, String(bytes));
+    }
+    await intact();
+  });
+
+  it('treats names Redis does not know as every class, so no spelling slips through', async () => {
+    for (const name of ['FLUSHALL\u0000', 'FLUSHALL ', 'config|set', 'CONFIG\tSET']) {
+      const { replies } = await rawExchange(enforced.port, encodeCommand([name, 'maxmemory', '1']), 1);
+      assert.match(replies[0]!, /^-NOPERM airlock: command .* denied/, JSON.stringify(name));
+    }
+    assert.equal((await server.admin.config('GET', 'maxmemory'))[1], '0');
+  });
+
+  it('answers a pipelined denied command in its place, between allowed ones that run', async () => {
+    const bytes = Buffer.concat([
+      encodeCommand(['SET', 'a', '1']),
+      encodeCommand(['FLUSHALL']),
+      encodeCommand(['GET', 'a']),
+      encodeCommand(['SET', 'secret:1', 'pwned']),
+      encodeCommand(['INCR', 'a']),
+    ]);
+    const { replies } = await rawExchange(enforced.port, bytes, 5);
+    assert.equal(replies[0], '+OK\r\n');
+    assert.match(replies[1]!, /^-NOPERM airlock/);
+    assert.equal(replies[2], '$1\r\n1\r\n');
+    assert.match(replies[3]!, /^-NOPERM airlock: .*no-secret-writes/);
+    assert.equal(replies[4], ':2\r\n');
+    await intact();
+  });
+
+  it('runs nothing of a transaction with a denied command inside', async () => {
+    const bytes = Buffer.concat([
+      encodeCommand(['MULTI']),
+      encodeCommand(['SET', 'canary', 'dead']),
+      encodeCommand(['SET', 'secret:1', 'pwned']),
+      encodeCommand(['EXEC']),
+    ]);
+    const { replies } = await rawExchange(enforced.port, bytes, 4);
+    assert.deepEqual(replies.slice(0, 2), ['+OK\r\n', '+QUEUED\r\n']);
+    assert.match(replies[2]!, /^-NOPERM airlock/);
+    assert.match(replies[3]!, /^-EXECABORT/);
+    await intact();
+  });
+
+  it('refuses connection state changes inside a transaction', async () => {
+    const bytes = Buffer.concat([
+      encodeCommand(['MULTI']),
+      encodeCommand(['AUTH', 'default', server.password]),
+      encodeCommand(['SET', 'canary', 'dead']),
+      encodeCommand(['EXEC']),
+    ]);
+    const { replies } = await rawExchange(enforced.port, bytes, 4);
+    assert.match(replies[1]!, /^-ERR airlock: AUTH inside MULTI is not supported/);
+    assert.match(replies[3]!, /^-EXECABORT/);
+    await intact();
+  });
+
+  it('denies a script that could call a denied command', async () => {
+    const redis = new Redis({
+      port: enforced.port,
+      lazyConnect: true,
+      enableReadyCheck: false,
+      retryStrategy: () => null,
+    });
+    await redis.connect();
+    await assert.rejects(redis.eval("return redis.call('FLUSHALL')", 0), /NOPERM airlock/);
+    await assert.rejects(redis.eval("return redis.call('SET', KEYS[1], 'x')", 1, 'other'), /NOPERM airlock/);
+    await assert.rejects(redis.call('FUNCTION', 'FLUSH'), /NOPERM airlock/);
+    redis.disconnect();
+    await intact();
+  });
+
+  it('swallows the agent’s AUTH and strips HELLO … AUTH: the held credential stays', async () => {
+    const { replies } = await rawExchange(
+      enforced.port,
+      Buffer.concat([
+        encodeCommand(['AUTH', server.user.name, server.user.password]),
+        encodeCommand(['HELLO', '2', 'AUTH', server.user.name, server.user.password]),
+        encodeCommand(['ACL', 'WHOAMI']),
+      ]),
+      3,
+    );
+    assert.equal(replies[0], '+OK\r\n');
+    assert.match(replies[1]!, /^\*14\r\n/);
+    assert.equal(replies[2], '$7\r\ndefault\r\n');
+  });
+
+  it('refuses to turn replies off, which would unmatch replies from commands', async () => {
+    const { replies } = await rawExchange(
+      enforced.port,
+      Buffer.concat([encodeCommand(['CLIENT', 'REPLY', 'OFF']), encodeCommand(['PING'])]),
+      2,
+    );
+    assert.match(replies[0]!, /^-ERR airlock: CLIENT REPLY OFF and SKIP are not supported/);
+    assert.equal(replies[1], '+PONG\r\n');
+  });
+
+  it('ends the session on a command past the bound, before any of it is forwarded', async () => {
+    const huge = Buffer.concat([encodeCommand(['SET', 'canary', 'x'.repeat(2 * 1024 * 1024)])]);
+    const { replies, closed } = await rawExchange(enforced.port, huge, 1);
+    assert.match(replies[0]!, /^-ERR Protocol error: command larger than 1048576 bytes/);
+    assert.ok(closed || replies.length === 1);
+    await intact();
+  });
+
+  it('answers what came before malformed RESP, then says why and forwards nothing after', async () => {
+    const bytes = Buffer.concat([
+      encodeCommand(['GET', 'canary']),
+      Buffer.from('*2\r\n$3\r\nSET\r\n:1\r\n'),
+      encodeCommand(['SET', 'canary', 'dead']),
+    ]);
+    const { replies, closed } = await rawExchange(enforced.port, bytes, 3);
+    assert.equal(replies[0], '$5\r\nalive\r\n');
+    assert.equal(replies[1], "-ERR Protocol error: expected '$', got ':'\r\n");
+    assert.equal(replies.length, 2);
+    assert.ok(closed);
+    await intact();
+    const event = enforced.events.findLast((e) => e.type === 'protocol.error');
+    assert.equal(event?.type === 'protocol.error' && event.code, 'protocol-violation');
+  });
+
+  it('refuses MONITOR, which would show every client’s commands', async () => {
+    const monitor = await cli(enforced.port, ['MONITOR']);
+    assert.match(monitor.stdout, /NOPERM airlock: MONITOR is refused/);
+  });
+});
