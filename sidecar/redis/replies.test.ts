@@ -47,7 +47,8 @@ function ends(pieces: Buffer[]): number[] {
 }
 
 describe('ReplyScanner', () => {
-  const expected = replies.reduce<number[]>((all, r) => [...all, (all.at(-1) ?? 0) + r.length], []);
+  const expected: number[] = [];
+  for (const r of replies) expected.push((expected.at(-1) ?? 0) + r.length);
 
   it('finds every reply end whatever offset the stream is split at', () => {
     for (let cut = 0; cut <= stream.length; cut++) {
