@@ -3,7 +3,8 @@
 // elements of arrays, sets, maps, attributes and pushes, in RESP2 and RESP3. Detectors and
 // patterns scan every value; a masked key's values are masked whatever they hold. Where the
 // reply says which key or hash field a value belongs to (MGET, HGET, HMGET, HGETALL), each value
-// gets its own key's mask; elsewhere one mask covers the whole reply.
+// gets its own key's mask; elsewhere one mask covers the whole reply. Status lines and errors
+// are never a key's value: detectors alone read them.
 import type { ColumnMask, MaskingPlan } from '../policy/masking.ts';
 import type { RedisCommand } from '../policy/redis.ts';
 import { type KeyMaskRule, keyMask } from '../policy/redis-masking.ts';
@@ -80,7 +81,8 @@ export function maskReply(
   }
   const data = reply.data;
   if (data === null || data === undefined || type === T.null || type === T.boolean) return reply;
-  const mask = masks(path, reply, parent);
+  // Status lines (OK, QUEUED, a type name) and errors are the server's words, not a value.
+  const mask = type === T.simple || type === T.error ? undefined : masks(path, reply, parent);
   if (!mask && !plan.hasScanners) return reply;
   const verbatim = type === T.verbatim && data.length >= 4 ? 4 : 0;
   const text = data.toString('utf8', verbatim);

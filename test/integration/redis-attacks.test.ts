@@ -14,6 +14,7 @@ import {
   rawExchange,
   startRedis,
 } from '../support/redis.ts';
+import { requires } from '../support/tools.ts';
 
 const guarded = policy({
   name: 'guarded',
@@ -24,7 +25,7 @@ const guarded = policy({
   ],
 });
 
-describe('Redis enforcer under attack', () => {
+describe('Redis enforcer under attack', requires('redis-server', 'redis-cli'), () => {
   let server: RedisServer;
   let enforced: EnforcedRedis;
 

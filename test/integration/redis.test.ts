@@ -17,6 +17,7 @@ import {
   rawExchange,
   startRedis,
 } from '../support/redis.ts';
+import { requires } from '../support/tools.ts';
 
 const card = '4111 1111 1111 1111';
 
@@ -42,7 +43,7 @@ const agents: BundlePolicy = policy({
 
 const requests = (e: EnforcedRedis) => e.events.filter((x): x is RequestEvent => x.type === 'request');
 
-describe('Redis enforcer', () => {
+describe('Redis enforcer', requires('redis-server', 'redis-cli'), () => {
   let server: RedisServer;
   let enforced: EnforcedRedis;
   const held: ApprovalRequest[] = [];
@@ -180,6 +181,8 @@ describe('Redis enforcer', () => {
       await redis.connect();
       assert.equal(await redis.get('note'), 'pay with [REDACTED:credit-card] or mail [REDACTED:email]');
       assert.equal(await redis.get('token:1'), '[REDACTED]');
+      // A status reply is not the key's value.
+      assert.equal(await redis.set('token:2', 'x'), 'OK');
       assert.deepEqual(await redis.mget('note', 'token:1', 'missing'), [
         'pay with [REDACTED:credit-card] or mail [REDACTED:email]',
         '[REDACTED]',
@@ -260,7 +263,7 @@ describe('Redis enforcer', () => {
   });
 });
 
-describe('Redis enforcer limits and failures', () => {
+describe('Redis enforcer limits and failures', requires('redis-server', 'redis-cli'), () => {
   let server: RedisServer;
   before(async () => {
     server = await startRedis();
