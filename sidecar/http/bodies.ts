@@ -7,12 +7,20 @@ import { MaskingTransform, StreamMasker } from '../core/stream-masker.ts';
 import { type Context, defaultMaxJsonToken } from './context.ts';
 import { JsonStreamMasker } from './json.ts';
 
+/** Text in some charset read as UTF-8, chunk by chunk. */
+export interface Utf8Reader {
+  /** The chunk as UTF-8 (the chunk itself for UTF-8 text). */
+  push(chunk: Buffer): Buffer;
+  /** What is left at the end of the body. */
+  end(): Buffer;
+}
+
 /**
- * A stream that turns text in `charset` into UTF-8: a pass-through for UTF-8, which a byte order
- * mark (or the zero bytes of UTF-16's first characters) overrides. Undefined for a charset
- * that cannot be decoded.
+ * Reads text in `charset` as UTF-8: a pass-through for UTF-8, which a byte order mark (or the
+ * zero bytes of UTF-16's first characters) overrides. Undefined for a charset that cannot be
+ * decoded.
  */
-export function toUtf8(charset: string): Transform | undefined {
+export function utf8Reader(charset: string): Utf8Reader | undefined {
   let decoder: TextDecoder | undefined;
   try {
     if (charset !== 'utf-8' && charset !== 'utf8') decoder = new TextDecoder(charset);
@@ -23,21 +31,35 @@ export function toUtf8(charset: string): Transform | undefined {
     return undefined;
   let sniffed = decoder !== undefined;
   let head = Buffer.alloc(0);
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
+  return {
+    push(chunk) {
       if (!sniffed) {
         head = Buffer.concat([head, chunk]);
-        if (head.length < 4) return callback();
+        if (head.length < 4) return empty;
         sniffed = true;
         decoder = utf16Of(head);
         chunk = head;
       }
-      callback(null, decoder ? Buffer.from(decoder.decode(chunk, { stream: true }), 'utf8') : chunk);
+      return decoder ? Buffer.from(decoder.decode(chunk, { stream: true }), 'utf8') : chunk;
+    },
+    end() {
+      if (!sniffed && head.length > 0) decoder = utf16Of(head);
+      const rest = !sniffed ? head : empty;
+      return decoder ? Buffer.from(decoder.decode(rest), 'utf8') : rest;
+    },
+  };
+}
+
+const empty = Buffer.alloc(0);
+
+/** A stream that turns text into UTF-8 with `reader`. */
+export function toUtf8(reader: Utf8Reader): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      callback(null, reader.push(chunk));
     },
     flush(callback) {
-      if (!sniffed && head.length > 0) decoder = utf16Of(head);
-      const rest = !sniffed ? head : Buffer.alloc(0);
-      callback(null, decoder ? Buffer.from(decoder.decode(rest), 'utf8') : rest);
+      callback(null, reader.end());
     },
   });
 }

@@ -293,14 +293,18 @@ async function handle(context: Context, session: Session, req: IncomingMessage, 
   const decision = decideReadings(context.rulePolicies, methods, normalized.readings);
   if (methods.length > 1)
     shown = `${method} (as ${methods === context.ruleMethods ? 'any method' : methods.filter((m) => m !== method).join(', ')})`;
+  // The agent going away withdraws a held request; once passed, the signal is not read again
+  // (and not aborting it spares building a DOMException per request).
   const gone = new AbortController();
-  res.once('close', () => gone.abort());
+  const withdraw = () => gone.abort();
+  res.once('close', withdraw);
   const passage = await session.gate.pass({
     decision,
     text: `${shown} ${normalized.path}`,
     what: 'request',
     signal: gone.signal,
   });
+  res.off('close', withdraw);
   const fields = passageFields(decision, passage);
   if (!passage.go) {
     const { status } = httpProblems[passage.error.code];

@@ -12,7 +12,7 @@ import { request as httpsRequest } from 'node:https';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { AirlockError } from '../core/errors.ts';
 import type { SessionRecorder } from '../core/recorder.ts';
-import { JsonMasking, jsonMasker, TextMasking, toUtf8 } from './bodies.ts';
+import { JsonMasking, jsonMasker, TextMasking, toUtf8, utf8Reader } from './bodies.ts';
 import {
   type Context,
   credentialHeaders,
@@ -127,8 +127,10 @@ export async function forward(
   else if (credentials.header && credentials.value !== undefined)
     headers[credentials.header.toLowerCase()] = credentials.value;
 
+  // Bodies and headers are written out (and masked for the record) only when data is recorded.
+  const recording = recorder.recordData;
   const requestBody = new BodyRecord(maxRecorded);
-  req.on('data', (chunk: Buffer) => requestBody.add(chunk));
+  if (recording) req.on('data', (chunk: Buffer) => requestBody.add(chunk));
   const send = context.target.secure ? httpsRequest : httpRequest;
   const upstream = send({
     host: connection.host,
@@ -159,7 +161,7 @@ export async function forward(
     finish(undefined, {}, {}, failure);
   });
   upstream.on('response', (response: IncomingMessage) => {
-    recordExchange(recorder, context, req, path, requestBody, secret);
+    if (recording) recordExchange(recorder, context, req, path, requestBody, secret);
     const status = response.statusCode ?? 502;
     const outHeaders: OutgoingHttpHeaders = {};
     const responseTokens = String(response.headers.connection ?? '')
@@ -192,11 +194,13 @@ export async function forward(
     const contentType = String(response.headers['content-type'] ?? '');
     const encoding = String(response.headers['content-encoding'] ?? 'identity').toLowerCase();
     const responseBody = new BodyRecord(maxRecorded);
-    const recordResponse = () =>
+    const recordResponse = () => {
+      if (!recording) return;
       recorder.data(
         'output',
         `HTTP/1.1 ${status}\r\n${redactText(context, describeHeaders(response.headers, secret))}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
       );
+    };
     let source: NodeJS.ReadableStream = response;
     const hasBody = method(req) !== 'HEAD' && status !== 204 && status !== 304;
     const textual = contentType === '' || textType.test(contentType);
@@ -231,31 +235,9 @@ export async function forward(
       source = decoder;
       delete outHeaders['content-encoding'];
     }
-    if (shouldMask) {
-      // Other encodings of text (UTF-16 JSON, with or without a byte order mark, Latin-1) are
-      // read as UTF-8; one the enforcer cannot decode is refused.
-      const transcoder = toUtf8(charsetOf(contentType));
-      if (!transcoder) {
-        response.resume();
-        const failure = new AirlockError(
-          'unsupported',
-          `airlock: the ${charsetOf(contentType)} charset cannot be read for masking`,
-        );
-        problem(res, failure.code, failure.message);
-        finish(502, {}, {}, failure);
-        return;
-      }
-      source.on('error', (error: Error) => transcoder.destroy(error));
-      source = source.pipe(transcoder);
-      if (/;\s*charset/i.test(contentType))
-        outHeaders['content-type'] = contentType.replace(
-          /;\s*charset\s*=\s*"?[^";\s]+"?/i,
-          '; charset=utf-8',
-        );
-    }
     if (!shouldMask) {
       res.writeHead(status, outHeaders);
-      response.on('data', (chunk: Buffer) => responseBody.add(chunk));
+      if (recording) response.on('data', (chunk: Buffer) => responseBody.add(chunk));
       response.pipe(res);
       response.on('end', () => {
         recordResponse();
@@ -264,6 +246,21 @@ export async function forward(
       response.on('error', () => res.destroy());
       return;
     }
+    // Other encodings of text (UTF-16 JSON, with or without a byte order mark, Latin-1) are
+    // read as UTF-8; one the enforcer cannot decode is refused.
+    const reader = utf8Reader(charsetOf(contentType));
+    if (!reader) {
+      response.resume();
+      const failure = new AirlockError(
+        'unsupported',
+        `airlock: the ${charsetOf(contentType)} charset cannot be read for masking`,
+      );
+      problem(res, failure.code, failure.message);
+      finish(502, {}, {}, failure);
+      return;
+    }
+    if (/;\s*charset/i.test(contentType))
+      outHeaders['content-type'] = contentType.replace(/;\s*charset\s*=\s*"?[^";\s]+"?/i, '; charset=utf-8');
     const maxHeld = context.options.maxJsonBody ?? defaultMaxJsonBody;
     const isJson = /^application\/(.+\+)?json\b/i.test(contentType);
     const declared = Number(response.headers['content-length'] ?? Number.NaN);
@@ -289,13 +286,17 @@ export async function forward(
           return false;
         }
       };
+      // Read straight from the response (its encoding is identity), transcoded chunk by chunk.
       source.on('data', (chunk: Buffer) => {
-        if (!failed) mask(() => masker.push(chunk));
+        const text = failed ? empty : reader.push(chunk);
+        if (text.length > 0) mask(() => masker.push(text));
       });
       source.on('end', () => {
-        if (failed || !mask(() => masker.end())) return;
+        const rest = failed ? empty : reader.end();
+        if (failed || (rest.length > 0 && !mask(() => masker.push(rest))) || !mask(() => masker.end()))
+          return;
         const body = held.length === 1 ? held[0]! : Buffer.concat(held);
-        responseBody.add(body);
+        if (recording) responseBody.add(body);
         res.writeHead(status, { ...outHeaders, 'content-length': body.length });
         res.end(body);
         recordResponse();
@@ -308,9 +309,12 @@ export async function forward(
       });
       return;
     }
+    const transcoder = toUtf8(reader);
+    source.on('error', (error: Error) => transcoder.destroy(error));
+    source = source.pipe(transcoder);
     const transform = isJson ? new JsonMasking(context) : new TextMasking(context);
     source.on('error', (error: Error) => transform.destroy(error));
-    transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
+    if (recording) transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
     res.writeHead(status, outHeaders);
     source.pipe(transform).pipe(res);
     transform.on('end', () => {
@@ -328,12 +332,14 @@ export async function forward(
     });
   });
   if (body) {
-    requestBody.add(body.body);
+    if (recording) requestBody.add(body.body);
     upstream.write(body.body);
   }
   if (body?.ended) upstream.end();
   else req.pipe(upstream);
 }
+
+const empty = Buffer.alloc(0);
 
 const pathOverrides = new Set(['x-original-url', 'x-rewrite-url']);
 

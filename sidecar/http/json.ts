@@ -115,6 +115,8 @@ export class JsonStreamMasker {
   private written = 0;
   /** The current chunk as latin1 text, made at its first ASCII token: tokens are slices of it. */
   private latin1: string | undefined;
+  /** The current chunk's length: what its output is first sized by. */
+  private chunkLength = 0;
 
   constructor(plan: MaskingPlan, paths: JsonPathRule[], options: JsonStreamOptions = {}) {
     this.plan = plan;
@@ -152,6 +154,7 @@ export class JsonStreamMasker {
     this.out = empty;
     this.written = 0;
     this.latin1 = undefined;
+    this.chunkLength = chunk.length;
     const n = chunk.length;
     /** Start of the bytes of this chunk not yet sent. */
     let copy = 0;
@@ -355,7 +358,11 @@ export class JsonStreamMasker {
 
   private reserve(bytes: number): void {
     if (this.written + bytes <= this.out.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.written + bytes, 16 * 1024));
+    // About the chunk's size at first: a small body's output then comes from Node's shared pool
+    // instead of a buffer of its own.
+    const next = Buffer.allocUnsafe(
+      Math.max(this.out.length * 2, this.written + bytes, this.chunkLength + 256),
+    );
     this.out.copy(next, 0, 0, this.written);
     this.out = next;
   }
