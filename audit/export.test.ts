@@ -1,4 +1,4 @@
-// The durable audit export against a real receiver on loopback and a real store: embedded PGlite
+// The durable audit export against a real receiver on loopback and a real store: embedded SQLite
 // in a temporary directory, and PostgreSQL when its server is installed. The store is the queue:
 // an exporter stopped between storing and delivering leaves the events behind its cursor, and
 // the next exporter over the same store delivers them.
@@ -154,7 +154,7 @@ async function ingest(store: AuditLog, batch: SessionEvent[], ...webhooks: Webho
 
 for (const kind of ['embedded', 'postgres'] as const) {
   describe(
-    `the audit export on ${kind === 'embedded' ? 'embedded PGlite' : 'PostgreSQL'}`,
+    `the audit export on ${kind === 'embedded' ? 'embedded SQLite' : 'PostgreSQL'}`,
     kind === 'postgres' ? requires('postgres', 'initdb') : {},
     () => {
       let directory: string;

@@ -1,7 +1,5 @@
 // The audit log as the rest of Airlock uses it: an AuditStore on PostgreSQL directly, or the
-// embedded PGlite store in a worker thread, behind the same methods.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+// embedded SQLite store in a worker thread, behind the same methods.
 import { Worker } from 'node:worker_threads';
 import type { SessionEvent } from '../api/events.ts';
 import {
@@ -41,20 +39,6 @@ export interface AuditLog {
 export async function openAuditLog(location: string, options: StoreOptions = {}): Promise<AuditLog> {
   if (isPostgresUrl(location)) return AuditStore.open(location, options);
   const key = options.key?.toString('base64');
-  if (!existsSync(join(location, 'PG_VERSION'))) {
-    // Creating the database (initdb in WebAssembly) takes about 230 MB more than running it,
-    // and WebAssembly memory never shrinks: a worker of its own creates it and takes that
-    // memory with it when it ends.
-    const creator = new Worker(new URL('./worker.ts', import.meta.url), {
-      workerData: { location, key, create: true },
-    });
-    await new Promise<void>((resolve, reject) => {
-      creator.once('error', reject);
-      creator.once('exit', (code) =>
-        code === 0 ? resolve() : reject(new Error(`creating the audit store exited with ${code}`)),
-      );
-    });
-  }
   const worker = new Worker(new URL('./worker.ts', import.meta.url), {
     workerData: { location, key },
   });

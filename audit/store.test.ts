@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { PGlite } from '@electric-sql/pglite';
+import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { SessionEvent } from '../api/events.ts';
-import { startPostgres } from '../test/support/postgres.ts';
-import { requires } from '../test/support/tools.ts';
-import { AuditStore, canonical, microseconds, summarize } from './store.ts';
-
-let directory: string;
-before(async () => {
-  directory = await mkdtemp(join(tmpdir(), 'airlock-store-'));
-});
-after(async () => rm(directory, { recursive: true, force: true }));
+import { AuditStore, canonical, summarize } from './store.ts';
+import { backendName, backendOptions, backends, startBackend, type TestBackend } from './test-backends.ts';
+import { microseconds } from './time.ts';
 
 function session(sessionId: string, statements: string[]): SessionEvent[] {
   const base = {
@@ -64,121 +54,127 @@ test('canonical JSON sorts keys and drops undefined', () => {
   assert.equal(canonical({ b: 1, a: [{ d: undefined, c: 'x' }] }), '{"a":[{"c":"x"}],"b":1}');
 });
 
-test('appends, dedupes resends, summarizes and verifies; every kind of tampering is caught', async () => {
-  const location = join(directory, 'store');
-  const store = await AuditStore.open(location);
-  const first = session('s1', ['SELECT * FROM customers', 'DROP TABLE customers']);
-  assert.equal(await store.append(first), 4);
-  assert.equal(await store.append(first), 0, 'a resend adds nothing');
-  const second = session('s2', ['SELECT 1', 'SELECT 2', 'SELECT 3']);
-  assert.equal(await store.append([...second.slice(0, 2), first[1]!, ...second.slice(2)]), 5);
-  const {
-    sessions: [latest, earliest],
-  } = await store.sessions();
-  assert.equal(latest!.id, 's2');
-  assert.deepEqual(
-    {
-      requests: earliest!.requests,
-      blocked: earliest!.blocked,
-      masked: earliest!.masked,
-      ended: Boolean(earliest!.ended),
-    },
-    { requests: 2, blocked: 1, masked: 2, ended: true },
-  );
-  const shown = await store.session('s1');
-  assert.deepEqual(
-    shown!.events.map((e) => e.type),
-    ['session.start', 'request', 'request', 'session.end'],
-  );
-  assert.deepEqual(await store.verify(), { ok: true, events: 9 });
-  await assert.rejects(
-    (async () => {
-      await store.close();
-      const db = await PGlite.create(location);
+// Every test runs on both databases: the hash chain, the append-only triggers, the listings and
+// verify must mean the same on each.
+for (const kind of backends) {
+  describe(`the audit store on ${backendName(kind)}`, backendOptions(kind), () => {
+    let backend: TestBackend;
+    before(async () => {
+      backend = await startBackend(kind);
+    });
+    after(() => backend.stop());
+    /** SQL that sets an event's statement text in its body. */
+    const setText = (text: string) =>
+      kind === 'postgres'
+        ? `body = jsonb_set(body, '{text}', '"${text}"')`
+        : `body = json_set(body, '$.text', '${text}')`;
+    /** Verify's answer after history was rewritten with the triggers off. */
+    const tamper = async (location: string, sql: string) => {
+      await backend.tamper(location, sql);
+      const reopened = await AuditStore.open(location);
       try {
-        await db.query(
-          "UPDATE audit_events SET body = jsonb_set(body, '{text}', '\"SELECT 1\"') WHERE position = 3",
-        );
+        return await reopened.verify();
       } finally {
-        await db.close();
+        await reopened.close();
       }
-    })(),
-    /append-only/,
-  );
+    };
 
-  // A superuser who disables the trigger can edit, delete, insert and reorder: verify names the event.
-  const tamper = async (sql: string) => {
-    const db = await PGlite.create(location);
-    await db.exec(
-      `ALTER TABLE audit_events DISABLE TRIGGER ALL; ${sql}; ALTER TABLE audit_events ENABLE TRIGGER ALL;`,
-    );
-    await db.close();
-    const reopened = await AuditStore.open(location);
-    const result = await reopened.verify();
-    await reopened.close();
-    return result;
-  };
-  const edited = await tamper(
-    "UPDATE audit_events SET body = jsonb_set(body, '{text}', '\"SELECT 1\"') WHERE position = 3",
-  );
-  assert.equal(edited.ok, false);
-  assert.equal(edited.firstBad!.position, 3);
-  assert.match(edited.firstBad!.problem, /edited/);
-  await tamper(
-    "UPDATE audit_events SET body = jsonb_set(body, '{text}', '\"DROP TABLE customers\"') WHERE position = 3",
-  );
-  const deleted = await tamper('DELETE FROM audit_events WHERE position = 5');
-  assert.equal(deleted.firstBad!.position, 6);
-  assert.match(deleted.firstBad!.problem, /deleted or moved/);
-});
+    test('appends, dedupes resends, summarizes and verifies; every kind of tampering is caught', async () => {
+      const location = await backend.fresh('store1');
+      const store = await AuditStore.open(location);
+      const first = session('s1', ['SELECT * FROM customers', 'DROP TABLE customers']);
+      assert.equal(await store.append(first), 4);
+      assert.equal(await store.append(first), 0, 'a resend adds nothing');
+      const second = session('s2', ['SELECT 1', 'SELECT 2', 'SELECT 3']);
+      assert.equal(await store.append([...second.slice(0, 2), first[1]!, ...second.slice(2)]), 5);
+      const {
+        sessions: [latest, earliest],
+      } = await store.sessions();
+      assert.equal(latest!.id, 's2');
+      assert.deepEqual(
+        {
+          requests: earliest!.requests,
+          blocked: earliest!.blocked,
+          masked: earliest!.masked,
+          ended: Boolean(earliest!.ended),
+        },
+        { requests: 2, blocked: 1, masked: 2, ended: true },
+      );
+      const shown = await store.session('s1');
+      assert.deepEqual(
+        shown!.events.map((e) => e.type),
+        ['session.start', 'request', 'request', 'session.end'],
+      );
+      assert.deepEqual(await store.verify(), { ok: true, events: 9 });
+      await store.close();
+      await assert.rejects(
+        backend.exec(location, `UPDATE audit_events SET ${setText('SELECT 1')} WHERE position = 3`),
+        /append-only/,
+      );
+      await assert.rejects(
+        backend.exec(location, 'DELETE FROM audit_events WHERE position = 9'),
+        /append-only/,
+      );
 
-test('reordering and insertion are caught', async () => {
-  const location = join(directory, 'store2');
-  const store = await AuditStore.open(location);
-  await store.append(session('s3', ['SELECT 1', 'SELECT 2']));
-  await store.close();
-  const tamper = async (sql: string) => {
-    const db = await PGlite.create(location);
-    await db.exec(
-      `ALTER TABLE audit_events DISABLE TRIGGER ALL; ${sql}; ALTER TABLE audit_events ENABLE TRIGGER ALL;`,
-    );
-    await db.close();
-    const reopened = await AuditStore.open(location);
-    const result = await reopened.verify();
-    await reopened.close();
-    return result;
-  };
-  const swapped = await tamper(
-    'UPDATE audit_events SET position = -2 WHERE position = 2; UPDATE audit_events SET position = 2 WHERE position = 3; UPDATE audit_events SET position = 3 WHERE position = -2',
-  );
-  assert.equal(swapped.firstBad!.position, 2);
-  await tamper(
-    'UPDATE audit_events SET position = -3 WHERE position = 3; UPDATE audit_events SET position = 3 WHERE position = 2; UPDATE audit_events SET position = 2 WHERE position = -3',
-  );
-  const restored = await AuditStore.open(location);
-  assert.equal((await restored.verify()).ok, true, 'putting the events back in order verifies again');
-  await restored.close();
-  const inserted = await tamper(
-    "UPDATE audit_events SET position = position + 1 WHERE position >= 2; INSERT INTO audit_events SELECT 2, 'forged', session_id, type, time, body, prev_hash, hash FROM audit_events WHERE position = 3",
-  );
-  // The copy itself is named: its id column is not the id its hashed body holds.
-  assert.equal(inserted.ok, false);
-  assert.equal(inserted.firstBad!.position, 2);
-  assert.match(inserted.firstBad!.problem, /its id column does not match its hashed body/);
-});
+      // Whoever turns the triggers off can edit, delete, insert and reorder: verify names the event.
+      const edited = await tamper(
+        location,
+        `UPDATE audit_events SET ${setText('SELECT 1')} WHERE position = 3`,
+      );
+      assert.equal(edited.ok, false);
+      assert.equal(edited.firstBad!.position, 3);
+      assert.match(edited.firstBad!.problem, /edited/);
+      await tamper(location, `UPDATE audit_events SET ${setText('DROP TABLE customers')} WHERE position = 3`);
+      const deleted = await tamper(location, 'DELETE FROM audit_events WHERE position = 5');
+      assert.equal(deleted.firstBad!.position, 6);
+      assert.match(deleted.firstBad!.problem, /deleted or moved/);
+    });
 
-// The list summarizes in SQL what summarize() computes from the events: compared on random
-// sessions (outcomes, masked counts or none, ends or not, events from another namespace under
-// the same id), on PGlite and on PostgreSQL.
-for (const kind of ['embedded', 'postgres'] as const) {
-  test(
-    `sessions() on ${kind === 'embedded' ? 'PGlite' : 'PostgreSQL'} agrees with summarize() over each session's events`,
-    kind === 'postgres' ? requires('postgres', 'initdb') : {},
-    async () => {
-      const database = kind === 'postgres' ? await startPostgres() : undefined;
-      const location = database
-        ? `postgres://${encodeURIComponent(database.user)}:${encodeURIComponent(database.password)}@127.0.0.1:${database.port}/${database.database}`
-        : join(directory, 'summaries');
+    test('reordering and insertion are caught', async () => {
+      const location = await backend.fresh('store2');
+      const store = await AuditStore.open(location);
+      await store.append(session('s3', ['SELECT 1', 'SELECT 2']));
+      await store.close();
+      const swap =
+        'UPDATE audit_events SET position = -2 WHERE position = 2; UPDATE audit_events SET position = 2 WHERE position = 3; UPDATE audit_events SET position = 3 WHERE position = -2';
+      const swapped = await tamper(location, swap);
+      assert.equal(swapped.firstBad!.position, 2);
+      assert.equal(
+        (await tamper(location, swap)).ok,
+        true,
+        'putting the events back in order verifies again',
+      );
+      const inserted = await tamper(
+        location,
+        "UPDATE audit_events SET position = -position WHERE position >= 2; UPDATE audit_events SET position = 1 - position WHERE position < 0; INSERT INTO audit_events SELECT 2, 'forged', session_id, type, time, body, prev_hash, hash FROM audit_events WHERE position = 3",
+      );
+      // The copy itself is named: its id column is not the id its hashed body holds.
+      assert.equal(inserted.ok, false);
+      assert.equal(inserted.firstBad!.position, 2);
+      assert.match(inserted.firstBad!.problem, /its id column does not match its hashed body/);
+    });
+
+    test('prune drops the oldest events inside its own transaction; the chain verifies from its genesis', async () => {
+      const location = await backend.fresh('pruned');
+      const store = await AuditStore.open(location, { key: Buffer.from('k'.repeat(40)) });
+      const old = session('old', ['SELECT 1']).map((e) => ({ ...e, time: '2026-01-01T00:00:00.000001Z' }));
+      await store.append([...old, ...session('new', ['SELECT 2'])]);
+      assert.deepEqual(await store.prune(new Date('2026-01-01T00:00:00.000Z')), { pruned: 0, through: 0 });
+      assert.deepEqual(await store.prune(new Date('2026-01-02T00:00:00Z')), { pruned: 3, through: 3 });
+      assert.deepEqual(await store.verify(), { ok: true, events: 3, anchored: true, prunedThrough: 3 });
+      assert.equal(await store.head(), 6);
+      await store.close();
+      await assert.rejects(
+        backend.exec(location, 'DELETE FROM audit_events WHERE position = 4'),
+        /append-only/,
+      );
+    });
+
+    // The list summarizes in SQL what summarize() computes from the events: compared on random
+    // sessions (outcomes, masked counts or none, ends or not, events from another namespace under
+    // the same id).
+    test("sessions() agrees with summarize() over each session's events", async () => {
+      const location = await backend.fresh('summaries');
       const store = await AuditStore.open(location);
       try {
         await fc.assert(
@@ -288,62 +284,39 @@ for (const kind of ['embedded', 'postgres'] as const) {
         );
       } finally {
         await store.close();
-        await database?.stop();
       }
-    },
-  );
-}
+    });
 
-// Listings and `sessions show` read the id, session_id, type and time columns: an edit of any of
-// them is named by verify like an edit of the body, on PGlite and on PostgreSQL.
-for (const kind of ['embedded', 'postgres'] as const) {
-  test(
-    `verify on ${kind === 'embedded' ? 'PGlite' : 'PostgreSQL'} names an edit of each column a reader trusts`,
-    kind === 'postgres' ? requires('postgres', 'initdb') : {},
-    async () => {
-      const database = kind === 'postgres' ? await startPostgres() : undefined;
-      try {
-        const edits: { column: string; sql: string }[] = [
-          { column: 'id', sql: "SET id = 'forged-id'" },
-          { column: 'session_id', sql: "SET session_id = 'other-session'" },
-          { column: 'type', sql: "SET type = 'session.end'" },
-          { column: 'type', sql: "SET type = 'session.start'" },
-          { column: 'time', sql: "SET time = time - interval '1 day'" },
-          { column: 'time', sql: "SET time = time + interval '1 microsecond'" },
-        ];
-        for (const [index, edit] of edits.entries()) {
-          const name = `columns_${index}`;
-          if (database) await database.admin(`CREATE DATABASE ${name} OWNER ${database.user}`);
-          const location = database
-            ? `postgres://${encodeURIComponent(database.user)}:${encodeURIComponent(database.password)}@127.0.0.1:${database.port}/${name}`
-            : join(directory, name);
-          const written = session(`cols-${index}`, ['SELECT 1', 'SELECT 2']);
-          // A time with microseconds, as another writer may send it.
-          written[2] = { ...written[2]!, time: '2026-11-22T10:11:12.345678+01:00' };
-          const store = await AuditStore.open(location);
-          await store.append(written);
-          assert.deepEqual(await store.verify(), { ok: true, events: 4 }, 'clean before the edit');
-          await store.close();
-          const sql = `ALTER TABLE audit_events DISABLE TRIGGER ALL; UPDATE audit_events ${edit.sql} WHERE position = 3; ALTER TABLE audit_events ENABLE TRIGGER ALL`;
-          if (database) await database.admin(sql, name);
-          else {
-            const db = await PGlite.create(location);
-            await db.exec(sql);
-            await db.close();
-          }
-          const reopened = await AuditStore.open(location);
-          const result = await reopened.verify();
-          await reopened.close();
-          assert.equal(result.ok, false, `${edit.sql} is caught`);
-          assert.equal(result.firstBad!.position, 3, edit.sql);
-          assert.equal(result.firstBad!.id, written[2]!.id, `${edit.sql}: names the event by its hashed id`);
-          assert.match(result.firstBad!.problem, new RegExp(`its ${edit.column} column .* edited`), edit.sql);
-        }
-      } finally {
-        await database?.stop();
+    // Listings and `sessions show` read the id, session_id, type and time columns: an edit of any
+    // of them is named by verify like an edit of the body.
+    test('verify names an edit of each column a reader trusts', async () => {
+      const day = kind === 'postgres' ? "interval '1 day'" : '86400000000';
+      const microsecond = kind === 'postgres' ? "interval '1 microsecond'" : '1';
+      const edits: { column: string; sql: string }[] = [
+        { column: 'id', sql: "SET id = 'forged-id'" },
+        { column: 'session_id', sql: "SET session_id = 'other-session'" },
+        { column: 'type', sql: "SET type = 'session.end'" },
+        { column: 'type', sql: "SET type = 'session.start'" },
+        { column: 'time', sql: `SET time = time - ${day}` },
+        { column: 'time', sql: `SET time = time + ${microsecond}` },
+      ];
+      for (const [index, edit] of edits.entries()) {
+        const location = await backend.fresh(`columns_${index}`);
+        const written = session(`cols-${index}`, ['SELECT 1', 'SELECT 2']);
+        // A time with microseconds, as another writer may send it.
+        written[2] = { ...written[2]!, time: '2026-11-22T10:11:12.345678+01:00' };
+        const store = await AuditStore.open(location);
+        await store.append(written);
+        assert.deepEqual(await store.verify(), { ok: true, events: 4 }, 'clean before the edit');
+        await store.close();
+        const result = await tamper(location, `UPDATE audit_events ${edit.sql} WHERE position = 3`);
+        assert.equal(result.ok, false, `${edit.sql} is caught`);
+        assert.equal(result.firstBad!.position, 3, edit.sql);
+        assert.equal(result.firstBad!.id, written[2]!.id, `${edit.sql}: names the event by its hashed id`);
+        assert.match(result.firstBad!.problem, new RegExp(`its ${edit.column} column .* edited`), edit.sql);
       }
-    },
-  );
+    });
+  });
 }
 
 test('microseconds reads an ISO time as PostgreSQL stores it', () => {

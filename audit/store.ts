@@ -1,65 +1,16 @@
 // The audit store: session events appended to one table in a hash chain. Each row carries the
 // hash of its predecessor, so `verify` finds any event that was edited, deleted, inserted or
-// reordered, even by a database superuser. The same schema and migrations serve PostgreSQL
-// (production, several collector replicas: appends serialize on an advisory lock) and
-// embedded PGlite (the default, in a directory).
+// reordered, even by a database superuser. One implementation serves PostgreSQL (production,
+// several collector replicas: postgres.ts) and embedded SQLite (the default, in a directory:
+// sqlite.ts); the SQL in which they differ is their dialect's (database.ts).
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import type { SessionEvent } from '../api/events.ts';
-
-/** What the store needs of a database: PGlite and node-postgres both provide it. */
-interface Database {
-  query<T>(text: string, params?: unknown[]): Promise<T[]>;
-  transaction<T>(fn: (db: Pick<Database, 'query'>) => Promise<T>): Promise<T>;
-  close(): Promise<void>;
-}
+import type { Database, Queryable } from './database.ts';
+import { openPostgres } from './postgres.ts';
+import { openSqlite } from './sqlite.ts';
+import { microseconds } from './time.ts';
 
 const genesis = '0'.repeat(64);
-
-const migrations: string[] = [
-  `CREATE TABLE audit_events (
-     position bigint PRIMARY KEY,
-     id text NOT NULL UNIQUE,
-     session_id text NOT NULL,
-     type text NOT NULL,
-     time timestamptz NOT NULL,
-     body jsonb NOT NULL,
-     prev_hash text NOT NULL,
-     hash text NOT NULL
-   );
-   CREATE INDEX audit_events_session ON audit_events (session_id, position);
-   CREATE INDEX audit_events_time ON audit_events (time);
-   -- Ordinary roles cannot rewrite history; a superuser can, and verify catches it.
-   CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$;
-   CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
-     FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();`,
-  // Checkpoints anchor both ends of the chain: `head` (the last appended event) catches a cut
-  // tail, `genesis` (the last pruned event) lets retention drop a prefix. Each is signed with
-  // an HMAC key kept outside the database, so a database superuser cannot forge one.
-  `CREATE TABLE audit_checkpoints (
-     kind text PRIMARY KEY,
-     position bigint NOT NULL,
-     hash text NOT NULL,
-     mac text NOT NULL,
-     updated_at timestamptz NOT NULL DEFAULT now()
-   );
-   -- Pruning deletes a prefix inside a transaction that says so; nothing else may delete.
-   CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-       IF TG_OP = 'DELETE' AND current_setting('airlock.prune', true) = 'on' THEN RETURN OLD; END IF;
-       RAISE EXCEPTION 'audit_events is append-only';
-     END $$;`,
-  // Export cursors: per export webhook, the position of the last event its receiver answered
-  // 2xx for. Outside the hash chain (verify never reads it); it only moves forward.
-  `CREATE TABLE audit_export_cursors (
-     sink text PRIMARY KEY,
-     position bigint NOT NULL,
-     updated_at timestamptz NOT NULL DEFAULT now()
-   );`,
-  // Sessions are listed by their start: the newest starts come from this index, not a scan.
-  `CREATE INDEX audit_events_session_starts ON audit_events (position) WHERE type = 'session.start';`,
-];
 
 /** A stored event and its position in the chain. */
 export interface StoredEvent {
@@ -166,25 +117,24 @@ export class AuditStore {
     this.location = location;
   }
 
-  /** Opens a store: a postgres:// URL, or a directory for embedded PGlite. */
+  /** Opens a store: a postgres:// URL, or a directory for the embedded SQLite store. */
   static async open(location: string, options: StoreOptions = {}): Promise<AuditStore> {
-    const db = isPostgresUrl(location) ? await postgres(location) : await pglite(location);
+    const db = isPostgresUrl(location) ? await openPostgres(location) : await openSqlite(location);
     const store = new AuditStore(db, location, options.key);
     await store.#migrate();
     return store;
   }
 
   async #migrate(): Promise<void> {
+    const { dialect } = this.#db;
     await this.#db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock(4242001)');
-      await tx.query(
-        'CREATE TABLE IF NOT EXISTS audit_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
+      await dialect.lock(tx, 4242001);
+      await tx.query(dialect.migrationsTable);
       const applied = await tx.query<{ version: number }>('SELECT version FROM audit_migrations');
       const done = new Set(applied.map((r) => Number(r.version)));
-      for (const [index, sql] of migrations.entries()) {
+      for (const [index, statements] of dialect.migrations.entries()) {
         if (done.has(index + 1)) continue;
-        for (const statement of splitStatements(sql)) await tx.query(statement);
+        for (const statement of statements) await tx.query(statement);
         await tx.query('INSERT INTO audit_migrations (version) VALUES ($1)', [index + 1]);
       }
     });
@@ -198,13 +148,16 @@ export class AuditStore {
   /** As append, returning the events that were new to the store. */
   async add(events: SessionEvent[]): Promise<SessionEvent[]> {
     if (events.length === 0) return [];
+    const { dialect } = this.#db;
     return this.#db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock(4242002)');
+      await dialect.lock(tx, 4242002);
       const ids = events.map((e) => e.id);
       const existing = new Set(
-        (await tx.query<{ id: string }>('SELECT id FROM audit_events WHERE id = ANY($1::text[])', [ids])).map(
-          (r) => r.id,
-        ),
+        (
+          await tx.query<{ id: string }>(`SELECT id FROM audit_events WHERE ${dialect.inList('id', '$1')}`, [
+            dialect.list(ids),
+          ])
+        ).map((r) => r.id),
       );
       const [head] = await tx.query<{ position: string; hash: string }>(
         'SELECT position, hash FROM audit_events ORDER BY position DESC LIMIT 1',
@@ -224,7 +177,7 @@ export class AuditStore {
           event.id,
           event.sessionId,
           event.type,
-          event.time,
+          dialect.time(event.time),
           JSON.stringify(event),
           previous,
           hash,
@@ -248,16 +201,11 @@ export class AuditStore {
     });
   }
 
-  async #checkpoint(
-    tx: Pick<Database, 'query'>,
-    kind: CheckpointKind,
-    position: number,
-    hash: string,
-  ): Promise<void> {
+  async #checkpoint(tx: Queryable, kind: CheckpointKind, position: number, hash: string): Promise<void> {
     const mac = this.#key ? checkpointMac(this.#key, kind, position, hash) : '';
     await tx.query(
       `INSERT INTO audit_checkpoints (kind, position, hash, mac) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (kind) DO UPDATE SET position = $2, hash = $3, mac = $4, updated_at = now()`,
+       ON CONFLICT (kind) DO UPDATE SET position = $2, hash = $3, mac = $4, updated_at = ${this.#db.dialect.now}`,
       [kind, position, hash, mac],
     );
   }
@@ -275,11 +223,12 @@ export class AuditStore {
    * the last dropped event as the chain's new genesis.
    */
   async prune(before: Date): Promise<{ pruned: number; through: number }> {
+    const { dialect } = this.#db;
     return this.#db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock(4242002)');
+      await dialect.lock(tx, 4242002);
       const [young] = await tx.query<{ position: string | null }>(
         'SELECT min(position) AS position FROM audit_events WHERE time >= $1',
-        [before.toISOString()],
+        [dialect.time(before.toISOString())],
       );
       const [last] = await tx.query<{ position: string | null; low: string | null }>(
         'SELECT max(position) AS position, min(position) AS low FROM audit_events',
@@ -292,9 +241,9 @@ export class AuditStore {
         through,
       ]);
       await this.#checkpoint(tx, 'genesis', through, edge!.hash);
-      await tx.query("SELECT set_config('airlock.prune', 'on', true)");
+      await dialect.pruning(tx, true);
       await tx.query('DELETE FROM audit_events WHERE position <= $1', [through]);
-      await tx.query("SELECT set_config('airlock.prune', 'off', true)");
+      await dialect.pruning(tx, false);
       return { pruned: through - low + 1, through };
     });
   }
@@ -330,22 +279,21 @@ export class AuditStore {
          SELECT s.session_id, s.position FROM audit_events s
           WHERE s.type = 'session.start' ${scoped('s')} ${page}
           ORDER BY s.position DESC LIMIT $1),
-       recent AS (SELECT session_id, min(position) AS first FROM starts GROUP BY session_id)
+       recent AS (SELECT session_id, min(position) AS first FROM starts GROUP BY session_id),
+       counted AS (
+         SELECT e.session_id,
+                count(*) FILTER (WHERE e.type = 'request') AS requests,
+                count(*) FILTER (WHERE e.type = 'request'
+                  AND e.body->>'outcome' IN ('blocked', 'denied', 'expired')) AS blocked,
+                coalesce(sum(${this.#db.dialect.maskedCount('e.body')}) FILTER (WHERE e.type = 'request'), 0) AS masked,
+                min(e.body->>'time') FILTER (WHERE e.type = 'session.end') AS ended
+           FROM audit_events e
+          WHERE e.session_id IN (SELECT session_id FROM recent) ${scoped('e')}
+          GROUP BY e.session_id)
        SELECT r.session_id, r.first AS start, (SELECT count(*) FROM starts) AS read, f.body AS first, a.requests, a.blocked, a.masked, a.ended
          FROM recent r
          JOIN audit_events f ON f.position = r.first
-         CROSS JOIN LATERAL (
-           SELECT count(*) FILTER (WHERE e.type = 'request') AS requests,
-                  count(*) FILTER (WHERE e.type = 'request'
-                    AND e.body->>'outcome' IN ('blocked', 'denied', 'expired')) AS blocked,
-                  coalesce(sum(m.masked) FILTER (WHERE e.type = 'request'), 0) AS masked,
-                  min(e.body->>'time') FILTER (WHERE e.type = 'session.end') AS ended
-             FROM audit_events e
-             LEFT JOIN LATERAL (
-               SELECT sum(value::bigint) AS masked FROM jsonb_each_text(
-                 CASE WHEN jsonb_typeof(e.body->'masked') = 'object' THEN e.body->'masked' ELSE '{}'::jsonb END)
-             ) m ON true
-            WHERE e.session_id = r.session_id ${scoped('e')}) a
+         JOIN counted a ON a.session_id = r.session_id
         ORDER BY r.first DESC`,
       params,
     );
@@ -429,7 +377,7 @@ export class AuditStore {
     const [row] = await this.#db.query<{ position: string }>(
       `INSERT INTO audit_export_cursors (sink, position) VALUES ($1, $2)
        ON CONFLICT (sink) DO UPDATE
-         SET position = GREATEST(audit_export_cursors.position, EXCLUDED.position), updated_at = now()
+         SET position = ${this.#db.dialect.greatest('audit_export_cursors.position', 'EXCLUDED.position')}, updated_at = ${this.#db.dialect.now}
        RETURNING position`,
       [sink, position],
     );
@@ -467,7 +415,7 @@ export class AuditStore {
       const rows = await this.#db.query<
         ColumnsRow & { position: string; body: unknown; prev_hash: string; hash: string }
       >(
-        `SELECT position, id, session_id, type, (extract(epoch FROM time) * 1000000)::bigint::text AS time_us,
+        `SELECT position, id, session_id, type, ${this.#db.dialect.timeMicros('time')} AS time_us,
                 body, prev_hash, hash
            FROM audit_events WHERE position >= $1 ORDER BY position LIMIT 5000`,
         [expected],
@@ -546,19 +494,6 @@ function editedColumn(row: ColumnsRow, body: unknown): string | undefined {
   return undefined;
 }
 
-/** An ISO 8601 time as microseconds since the epoch (as PostgreSQL stores a timestamptz), or undefined. */
-export function microseconds(time: unknown): string | undefined {
-  if (typeof time !== 'string') return undefined;
-  const ms = Date.parse(time);
-  if (Number.isNaN(ms)) return undefined;
-  // Date keeps milliseconds; the fraction's 4th to 6th digits are the rest (PostgreSQL rounds beyond).
-  const fraction = /^[^.]*T[^.]*\.(\d+)/.exec(time)?.[1] ?? '';
-  const digits = `${fraction}0000000`.slice(0, 7);
-  let micro = BigInt(Math.floor(ms / 1000)) * 1_000_000n + BigInt(digits.slice(0, 6));
-  if (Number(digits[6]) >= 5) micro += 1n;
-  return micro.toString();
-}
-
 function safeEqual(a: string, b: string): boolean {
   return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
@@ -595,70 +530,4 @@ export function summarize(id: string, events: SessionEvent[]): SessionSummary {
     for (const count of Object.values(event.masked ?? {})) masked += count;
   }
   return { ...describe(id, events[0]!), ...(end && { ended: end.time }), requests, blocked, masked };
-}
-
-/** Splits a migration at top-level semicolons (dollar-quoted bodies may contain them). */
-function splitStatements(sql: string): string[] {
-  const out: string[] = [];
-  let current = '';
-  let dollar = false;
-  for (const line of sql.split('\n')) {
-    if ((line.match(/\$\$/g) ?? []).length % 2 === 1) dollar = !dollar;
-    current += `${line}\n`;
-    if (!dollar && line.trimEnd().endsWith(';')) {
-      out.push(current.trim());
-      current = '';
-    }
-  }
-  if (current.trim()) out.push(current.trim());
-  return out;
-}
-
-async function pglite(directory: string): Promise<Database> {
-  const { PGlite } = await import('@electric-sql/pglite');
-  await mkdir(directory, { recursive: true });
-  const db = await PGlite.create(directory, {
-    // The embedded store is one process's: no other backends, small shared buffers (the OS
-    // caches the files), and a bounded WAL. PGlite's server defaults (128 MB of buffers, 100
-    // connections, an 80 MB-1 GB WAL) cost hundreds of MB of WebAssembly memory, which never
-    // shrinks, for nothing.
-    postgresqlconf: ['shared_buffers=8MB', 'max_connections=5', 'min_wal_size=32MB', 'max_wal_size=64MB'],
-  });
-  const query = async <T>(text: string, params?: unknown[]) => (await db.query<T>(text, params)).rows;
-  return {
-    query,
-    transaction: (fn) =>
-      db.transaction((tx) =>
-        fn({ query: async <T>(t: string, p?: unknown[]) => (await tx.query<T>(t, p)).rows }),
-      ),
-    close: () => db.close(),
-  };
-}
-
-async function postgres(url: string): Promise<Database> {
-  const { default: pg } = await import('pg');
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
-  // An idle connection the server ends (a restart, a failover) leaves the pool, and the next
-  // query opens another; unheard, the pool's error event would end the process.
-  pool.on('error', () => {});
-  return {
-    query: async <T>(text: string, params?: unknown[]) => (await pool.query(text, params)).rows as T[],
-    async transaction(fn) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await fn({
-          query: async <T>(t: string, p?: unknown[]) => (await client.query(t, p)).rows as T[],
-        });
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
-    },
-    close: () => pool.end(),
-  };
 }

@@ -1,6 +1,6 @@
-// Runs an AuditStore in a worker thread: the embedded PGlite database is CPU-heavy WebAssembly,
-// and on the enforcer's event loop it would stall the data path. The main thread talks to it
-// through openAuditLog() in log.ts.
+// Runs an AuditStore in a worker thread: node:sqlite's calls are synchronous, and hashing and
+// writing a batch on the enforcer's event loop would stall the data path. The main thread talks
+// to it through openAuditLog() in log.ts.
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditStore } from './store.ts';
 
@@ -17,14 +17,9 @@ type Method =
   | 'advanceExportCursor'
   | 'close';
 
-const { location, key, create } = workerData as { location: string; key?: string; create?: boolean };
+const { location, key } = workerData as { location: string; key?: string };
 const store = await AuditStore.open(location, key ? { key: Buffer.from(key, 'base64') } : {});
-if (create) {
-  // Only creating the store: its memory goes with this worker (see openAuditLog).
-  await store.close();
-  parentPort!.postMessage({ ready: true });
-  parentPort!.close();
-} else parentPort!.postMessage({ ready: true });
+parentPort!.postMessage({ ready: true });
 parentPort!.on('message', async ({ id, method, args }: { id: number; method: Method; args: unknown[] }) => {
   try {
     const result = await (store[method] as (...a: unknown[]) => Promise<unknown>)(...args);
