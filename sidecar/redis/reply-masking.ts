@@ -60,6 +60,21 @@ export function maskReply(
   path: number[] = [],
   parent?: Reply,
 ): Reply {
+  const value = maskValue(reply, plan, masks, counts, path, parent);
+  // An attribute describes the value (RESP3): its strings are read by detectors alone.
+  const attribute = reply.attribute && maskValue(reply.attribute, plan, noMask, counts, path);
+  if (attribute === reply.attribute) return value;
+  return { ...value, attribute };
+}
+
+function maskValue(
+  reply: Reply,
+  plan: MaskingPlan,
+  masks: ValueMask,
+  counts: MaskCounts,
+  path: number[],
+  parent: Reply | undefined,
+): Reply {
   const { type } = reply;
   if (reply.items !== undefined) {
     const items = reply.items;
@@ -75,9 +90,7 @@ export function maskReply(
         changed[i] = masked;
       }
     }
-    const attribute = reply.attribute && maskReply(reply.attribute, plan, noMask, counts, path);
-    if (!changed && attribute === reply.attribute) return reply;
-    return { ...reply, items: changed ?? items, ...(attribute && { attribute }) };
+    return changed ? { ...reply, items: changed } : reply;
   }
   const data = reply.data;
   if (data === null || data === undefined || type === T.null || type === T.boolean) return reply;
@@ -102,7 +115,7 @@ export function maskReply(
       return { ...reply, data: Buffer.from(result.value.replace(/[\r\n]+/g, ' ')) };
     default:
       // A number cannot carry the mask: it becomes a bulk string.
-      return { type: T.bulk, data: value };
+      return { type: T.bulk, data: value, ...(reply.attribute && { attribute: reply.attribute }) };
   }
 }
 
