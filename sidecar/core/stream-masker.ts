@@ -462,6 +462,11 @@ function sequenceEnd(bytes: Buffer): number {
 
 const loneEscape = /(?<![\ud800-\udbff])[\udc80-\udcff]/;
 
+/** Whether `text` holds a kept byte (U+DC80 + byte) that encodeText writes back as that byte. */
+export function hasKeptBytes(text: string): boolean {
+  return loneEscape.test(text);
+}
+
 /** UTF-8 of `text`, with each kept byte (U+DC80 + byte) written back as that byte. */
 export function encodeText(text: string): Buffer {
   if (!loneEscape.test(text)) return Buffer.from(text, 'utf8');

@@ -3,7 +3,7 @@
 // JSON paths are read by sidecar/policy/json-paths.ts. The enforcer
 // masks bodies as they arrive (JsonStreamMasker); its tests hold it to a reference walk over a
 // parsed document (sidecar/policy/json-mask.ts).
-import { encodeText, StreamMasker, type ValueShape } from '../core/stream-masker.ts';
+import { encodeText, hasKeptBytes, StreamMasker, type ValueShape } from '../core/stream-masker.ts';
 import { type JsonPathRule, maskSelected, matchesJsonPath } from '../policy/json-paths.ts';
 import { defaultHashKey, type MaskingPlan } from '../policy/masking.ts';
 
@@ -183,6 +183,7 @@ export class JsonStreamMasker {
     const paths = this.paths.length > 0;
     const values = paths || this.plan.hasScanners;
     const maxToken = this.maxToken;
+    const minLength = this.plan.minLength;
     while (i < n) {
       const c = chunk[i]!;
       if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
@@ -229,7 +230,9 @@ export class JsonStreamMasker {
             if (paths) this.path[this.path.length - 1] = name;
           }
           state = COLON;
-        } else if (values || escapes) {
+        } else if (escapes || paths || end - i - 2 >= minLength) {
+          // A string shorter than any finding, with no path rule to apply, is passed on as it
+          // came without being made a string (escapes are still read: a bad one is not JSON).
           const value = ascii
             ? parseString(this.ascii(chunk, i, end), escapes)
             : decode(chunk, i, end, escapes);
@@ -374,9 +377,15 @@ export class JsonStreamMasker {
   }
 
   private emitText(text: string): void {
-    const bytes = encodeText(text);
-    this.reserve(bytes.length);
-    this.written += bytes.copy(this.out, this.written);
+    if (hasKeptBytes(text)) {
+      const bytes = encodeText(text);
+      this.reserve(bytes.length);
+      this.written += bytes.copy(this.out, this.written);
+      return;
+    }
+    // Written straight into the output: no buffer of its own per masked value.
+    this.reserve(Buffer.byteLength(text));
+    this.written += this.out.write(text, this.written);
   }
 
   /** The rest of a string cut by the last chunk: its end (after the quote), -1 past the chunk, -2 when invalid. */
@@ -482,6 +491,7 @@ export class JsonStreamMasker {
     const selected = this.selectedValue(canonical);
     if (selected !== undefined || !this.plan.hasScanners) return selected;
     if (raw === canonical) {
+      if (raw.length < this.plan.minLength) return undefined;
       const result = this.scan(raw);
       return result === raw ? undefined : JSON.stringify(result);
     }

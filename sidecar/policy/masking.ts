@@ -59,6 +59,11 @@ export interface MaskingPlan {
   hasScanners: boolean;
   /** Some rule masks columns (so columnRule can return something). */
   hasColumns: boolean;
+  /**
+   * Shortest text a detector or pattern can find something in (Infinity without scanners):
+   * maskText leaves shorter text as it is, so a caller may skip it without making a string.
+   */
+  minLength: number;
   columnRule(qualified: { schema: string; table: string; column: string }): ColumnMask | undefined;
   /** ascii: the caller knows the value is ASCII, so there is no disguise to look through. */
   maskText(value: string, column?: ColumnMask, ascii?: boolean): MaskResult;
@@ -106,20 +111,20 @@ export function applyStrategy(
   }
 }
 
+/** Letters and digits as isAlnum reads them: every UTF-16 code unit beyond ASCII counts. */
+const alnumRe = /[0-9A-Za-z\u0080-\uffff]/g;
+
 function partial(value: string): string {
+  // From the end: where the fourth-last letter or digit is, and whether there are eight at all.
   let alnum = 0;
-  for (let i = 0; i < value.length; i++) if (isAlnum(value.charCodeAt(i))) alnum++;
-  let keep = alnum >= 8 ? 4 : 0;
-  const out: string[] = new Array(value.length);
-  for (let i = value.length - 1; i >= 0; i--) {
-    const ch = value[i]!;
-    if (!isAlnum(value.charCodeAt(i))) out[i] = ch;
-    else if (keep > 0) {
-      out[i] = ch;
-      keep--;
-    } else out[i] = '*';
+  let from = 0;
+  for (let i = value.length - 1; i >= 0 && alnum < 8; i--) {
+    if (!isAlnum(value.charCodeAt(i))) continue;
+    if (++alnum === 4) from = i;
   }
-  return out.join('');
+  if (alnum < 8) return value.replace(alnumRe, '*');
+  // The last four letters and digits stay: everything before the fourth-last is starred.
+  return value.slice(0, from).replace(alnumRe, '*') + value.slice(from);
 }
 
 function isAlnum(ch: number): boolean {
@@ -276,7 +281,13 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     return applyFindings(value, findings, hashKey);
   }
 
-  return { hasScanners: list.length > 0, hasColumns: columnRules.length > 0, columnRule, maskText };
+  return {
+    hasScanners: list.length > 0,
+    hasColumns: columnRules.length > 0,
+    minLength,
+    columnRule,
+    maskText,
+  };
 }
 
 function scannerFor(scanners: Map<string, Scanner>, key: string, make: () => Scanner): Scanner {
@@ -338,9 +349,14 @@ function applyFindings(value: string, findings: Finding[], hashKey: string | Uin
     for (const c of f.scanner.enforce) counts[c.key] = (counts[c.key] ?? 0) + 1;
     for (const c of f.scanner.audit) wouldMask[c.key] = (wouldMask[c.key] ?? 0) + 1;
   }
-  const masking = findings.filter((f) => f.scanner.strategy !== undefined);
+  const masking =
+    findings.length === 1
+      ? findings[0]!.scanner.strategy === undefined
+        ? []
+        : findings
+      : findings.filter((f) => f.scanner.strategy !== undefined);
   if (masking.length === 0) return { value, counts: noCounts, wouldMask };
-  masking.sort((a, b) => a.start - b.start || b.end - a.end);
+  if (masking.length > 1) masking.sort((a, b) => a.start - b.start || b.end - a.end);
   // Overlapping findings (a card inside an IBAN, a JWT after "Bearer") merge into one span,
   // masked with the strongest strategy among them.
   let out = '';
