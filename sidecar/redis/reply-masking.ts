@@ -62,7 +62,7 @@ export function maskReply(
 ): Reply {
   const value = maskValue(reply, plan, masks, counts, path, parent);
   // An attribute describes the value (RESP3): its strings are read by detectors alone.
-  const attribute = reply.attribute && maskValue(reply.attribute, plan, noMask, counts, path);
+  const attribute = reply.attribute && maskValue(reply.attribute, plan, noMask, counts, path, undefined);
   if (attribute === reply.attribute) return value;
   return { ...value, attribute };
 }

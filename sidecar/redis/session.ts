@@ -118,6 +118,8 @@ export class RedisSession {
   #holding = false;
   #upstreamFull = false;
   #closing = false;
+  /** Aborted when the agent goes: a hold it waits on is withdrawn. */
+  readonly #gone = new AbortController();
   #toAgent: Buffer[] = [];
   #toUpstream: Buffer[] = [];
   // The reply being read.
@@ -137,6 +139,7 @@ export class RedisSession {
       this.#resume();
     });
     this.#agent.on('drain', () => this.#upstream.resume());
+    this.#agent.once('close', () => this.#gone.abort());
     this.#agent.on('data', (chunk: Buffer) => {
       if (this.#closing) return;
       this.#context.recorder.bytesIn += chunk.length;
@@ -259,7 +262,12 @@ export class RedisSession {
       return undefined;
     }
     return this.#context.gate
-      .pass({ decision, text, what: `command ${(argv[0] ?? '').toUpperCase()}` })
+      .pass({
+        decision,
+        text,
+        what: `command ${(argv[0] ?? '').toUpperCase()}`,
+        signal: this.#gone.signal,
+      })
       .then((passage) => {
         if (passage.go) go(passage);
         else refused(passage);

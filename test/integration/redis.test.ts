@@ -2,6 +2,7 @@
 // redis-server: the held credential, decisions, transactions, approvals, masking in RESP2 and
 // RESP3, pub/sub, blocking commands, large values and the recorded events.
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { BundlePolicy } from '../../api/bundle.ts';
@@ -318,6 +319,52 @@ describe('Redis enforcer limits and failures', requires('redis-server', 'redis-c
     await spooling.enforcer.close();
   });
 
+  it('withdraws a held command when the agent goes away', async () => {
+    const enforced = await enforceRedis(server, [agents], {
+      approvals: {
+        request: (_request, signal) =>
+          new Promise((resolve) =>
+            signal?.addEventListener('abort', () => resolve({ approved: false, outcome: 'denied' })),
+          ),
+      },
+    });
+    const socket = connect({ host: '127.0.0.1', port: enforced.port });
+    socket.on('error', () => undefined);
+    socket.write(encodeCommand(['DEL', 'orders:9']));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    socket.destroy();
+    const deadline = Date.now() + 5000;
+    let event: RequestEvent | undefined;
+    while (!event && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      event = requests(enforced).find((e) => e.text === 'DEL orders:9');
+    }
+    assert.equal(event?.error?.code, 'cancelled');
+    await enforced.enforcer.close();
+  });
+
+  it('drains: new connections are refused, work in flight ends by the deadline', async () => {
+    const enforced = await enforceRedis(server, [agents]);
+    const redis = new Redis({
+      port: enforced.port,
+      lazyConnect: true,
+      enableReadyCheck: false,
+      retryStrategy: () => null,
+    });
+    await redis.connect();
+    const popped = redis.blpop('never', 0).catch((error: Error) => error);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = Date.now();
+    await enforced.enforcer.drain!(Date.now() + 500);
+    assert.ok(Date.now() - started >= 400);
+    assert.ok((await popped) instanceof Error);
+    assert.deepEqual(await rawExchange(enforced.port, encodeCommand(['PING']), 1, 2000), {
+      replies: [],
+      closed: true,
+    });
+    redis.disconnect();
+  });
+
   it('says so when the held credential is wrong, and reaches nothing', async () => {
     const enforced = await enforceRedis(server, [agents], { credentials: { password: 'not-it' } });
     const { replies, closed } = await rawExchange(enforced.port, encodeCommand(['PING']), 1);
@@ -328,5 +375,35 @@ describe('Redis enforcer limits and failures', requires('redis-server', 'redis-c
     assert.equal(replies[0]!.includes('not-it'), false);
     assert.ok(closed || replies.length === 1);
     await enforced.enforcer.close();
+  });
+});
+
+describe('Redis enforcer to a TLS target', requires('redis-server', 'redis-cli'), () => {
+  let server: RedisServer;
+  before(async () => {
+    server = await startRedis({ tls: true });
+  });
+  after(async () => server?.stop());
+
+  const ping = async (tls: EnforcedRedis['connection']['tls']) => {
+    const enforced = await enforceRedis(server, [agents], { tls });
+    try {
+      return (await rawExchange(enforced.port, encodeCommand(['PING']), 1)).replies[0];
+    } finally {
+      await enforced.enforcer.close();
+    }
+  };
+
+  it('verifies the certificate and name under verify-full, and encrypts without under require', async () => {
+    assert.equal(await ping({ mode: 'verify-full', ca: server.ca!, serverName: 'localhost' }), '+PONG\r\n');
+    assert.equal(await ping({ mode: 'require' }), '+PONG\r\n');
+    assert.match(
+      (await ping({ mode: 'verify-full' }))!,
+      /^-ERR airlock: the target is unreachable: .*certificate/,
+    );
+    assert.match(
+      (await ping({ mode: 'verify-full', ca: server.ca!, serverName: 'cache.example' }))!,
+      /^-ERR airlock: the target is unreachable: .*(altnames|cache\.example)/,
+    );
   });
 });

@@ -1,10 +1,12 @@
 // Starts a real Redis server for tests (Debian's redis-server) on a free loopback port with a
 // temp dir, no persistence, a password for the default user and an ACL user, and an in-process
 // Redis enforcer in front of it, the way the sidecar would run one.
+import { writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { Redis } from 'ioredis';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { SessionEvent } from '../../api/events.ts';
+import { createCertificateAuthority } from '../../operator/pki.ts';
 import type { Approvals, Enforcer } from '../../sidecar/core/enforcer.ts';
 import { type RedisEnforcerOptions, serveRedis } from '../../sidecar/redis/enforcer.ts';
 import { ReplyScanner } from '../../sidecar/redis/replies.ts';
@@ -20,22 +22,44 @@ export interface RedisServer {
   password: string;
   /** An ACL user with every command and key. */
   user: { name: string; password: string };
+  /** PEM of the CA that signed the server certificate, when it serves TLS only. */
+  ca?: string;
   /** A client as the default user, straight to the server: setup and inspection. */
   admin: Redis;
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** tls: serve TLS only (certificate for localhost and 127.0.0.1, from a throwaway CA). */
+export async function startRedis(options: { tls?: boolean } = {}): Promise<RedisServer> {
   const dir = await temporaryDirectory('redis');
   const port = await freePort();
+  let ca: string | undefined;
+  const listen = ['--port', String(port)];
+  const cliTls: string[] = [];
+  if (options.tls) {
+    const authority = await createCertificateAuthority('Airlock Test Redis CA');
+    const leaf = await authority.issue({
+      commonName: 'localhost',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+      usage: 'server',
+    });
+    writeFileSync(`${dir.path}/server.crt`, leaf.certificate);
+    writeFileSync(`${dir.path}/server.key`, leaf.privateKey, { mode: 0o600 });
+    writeFileSync(`${dir.path}/ca.crt`, authority.certificate);
+    ca = authority.certificate;
+    listen.splice(0, 2, '--port', '0', '--tls-port', String(port));
+    listen.push('--tls-cert-file', `${dir.path}/server.crt`, '--tls-key-file', `${dir.path}/server.key`);
+    listen.push('--tls-auth-clients', 'no');
+    cliTls.push('--tls', '--cacert', `${dir.path}/ca.crt`);
+  }
   const password = `pw-${Math.random().toString(36).slice(2)}`;
   const user = { name: 'app', password: `app-${Math.random().toString(36).slice(2)}` };
   const service: Service = startService(
     'redis-server',
     redisBin,
     [
-      '--port',
-      String(port),
+      ...listen,
       '--bind',
       '127.0.0.1',
       '--dir',
@@ -62,17 +86,33 @@ export async function startRedis(): Promise<RedisServer> {
     'redis-server',
     async () =>
       (
-        await runCommand(redisCli, ['-p', String(port), '-a', password, '--no-auth-warning', 'PING'])
+        await runCommand(redisCli, [
+          ...cliTls,
+          '-p',
+          String(port),
+          '-a',
+          password,
+          '--no-auth-warning',
+          'PING',
+        ])
       ).stdout.includes('PONG'),
     { service, timeoutMs: 20_000 },
   );
-  const admin = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, maxRetriesPerRequest: 0 });
+  const admin = new Redis({
+    host: '127.0.0.1',
+    port,
+    password,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    ...(ca !== undefined && { tls: { ca } }),
+  });
   await admin.connect();
   return {
     host: '127.0.0.1',
     port,
     password,
     user,
+    ...(ca !== undefined && { ca }),
     admin,
     async stop() {
       admin.disconnect();
@@ -95,6 +135,7 @@ export async function enforceRedis(
   policies: BundlePolicy[],
   options: {
     credentials?: Record<string, string>;
+    tls?: BundleConnection['tls'];
     approvals?: Approvals;
     limits?: RedisEnforcerOptions['limits'];
     refusal?: () => string | undefined;
@@ -107,7 +148,7 @@ export async function enforceRedis(
     protocol: 'redis',
     host: server.host,
     port: server.port,
-    tls: { mode: 'disable' },
+    tls: options.tls ?? { mode: 'disable' },
     credentials: options.credentials ?? { password: server.password },
     policies,
   };
