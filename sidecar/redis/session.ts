@@ -634,7 +634,11 @@ export class RedisSession {
     if (this.#toUpstream.length > 0) {
       const bytes = this.#toUpstream.length === 1 ? this.#toUpstream[0]! : Buffer.concat(this.#toUpstream);
       this.#toUpstream = [];
-      if (!this.#upstream.write(bytes)) this.#upstreamFull = true;
+      if (!this.#upstream.write(bytes)) {
+        // The target is behind: stop reading the agent until it catches up.
+        this.#upstreamFull = true;
+        this.#agent.pause();
+      }
     }
     if (this.#toAgent.length > 0) {
       const bytes = this.#toAgent.length === 1 ? this.#toAgent[0]! : Buffer.concat(this.#toAgent);
