@@ -27,6 +27,49 @@ export function maskedBy(key: string, protocol: string): string {
 }
 
 /**
+ * A labelled counter tallied in a plain map on the data path and handed to prom-client when the
+ * registry is read: prom-client hashes and validates the labels on every inc (about 250 ns),
+ * a Map lookup on the joined label values costs a fraction of that.
+ */
+class TalliedCounter<L extends string> {
+  readonly #labelNames: readonly L[];
+  readonly #pending = new Map<string, { labels: Record<L, string>; n: number }>();
+
+  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
+    this.#labelNames = labelNames;
+    const pending = this.#pending;
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        for (const tally of pending.values()) {
+          if (tally.n === 0) continue;
+          this.inc(tally.labels, tally.n);
+          tally.n = 0;
+        }
+      },
+    });
+  }
+
+  /** Adds `n` under the label values, given in the order of the label names. */
+  add(n: number, ...values: string[]): void {
+    const key = values.join('\u0000');
+    const tally = this.#pending.get(key);
+    if (tally) tally.n += n;
+    else
+      this.#pending.set(key, {
+        labels: Object.fromEntries(this.#labelNames.map((label, i) => [label, values[i]!])) as Record<
+          L,
+          string
+        >,
+        n,
+      });
+  }
+}
+
+/**
  * Counts every session event and approval wait into `registry` until the returned function is
  * called; that also removes the metrics from the registry, so a later subscription may add them
  * again.
@@ -35,7 +78,7 @@ export function subscribeDataPathMetrics(registry: Registry): () => void {
   const names: string[] = [];
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => {
     names.push(name);
-    return new Counter({ name, help, labelNames, registers: [registry] });
+    return new TalliedCounter(registry, name, help, labelNames);
   };
   const histogram = <L extends string>(
     name: string,
@@ -93,13 +136,13 @@ export function subscribeDataPathMetrics(registry: Registry): () => void {
   );
 
   const onRequest = (event: RequestEvent, protocol: string) => {
-    requests.inc({ protocol, outcome: event.outcome, policy: event.policy ?? '', rule: event.rule ?? '' });
+    requests.add(1, protocol, event.outcome, event.policy ?? '', event.rule ?? '');
     duration.observe({ protocol }, event.durationMs / 1000);
-    if (event.error) requestErrors.inc({ protocol, code: event.error.code });
+    if (event.error) requestErrors.add(1, protocol, event.error.code);
     if (event.masked) {
       for (const key in event.masked) {
         const n = event.masked[key]!;
-        if (n > 0) masked.inc({ protocol, detector: maskedBy(key, protocol) }, n);
+        if (n > 0) masked.add(n, protocol, maskedBy(key, protocol));
       }
     }
   };
@@ -111,15 +154,15 @@ export function subscribeDataPathMetrics(registry: Registry): () => void {
         onRequest(event, protocol);
         return;
       case 'session.start':
-        sessionsStarted.inc({ protocol });
+        sessionsStarted.add(1, protocol);
         return;
       case 'session.end':
-        sessionsEnded.inc({ protocol });
-        relayed.inc({ protocol, direction: 'in' }, event.bytesIn);
-        relayed.inc({ protocol, direction: 'out' }, event.bytesOut);
+        sessionsEnded.add(1, protocol);
+        relayed.add(event.bytesIn, protocol, 'in');
+        relayed.add(event.bytesOut, protocol, 'out');
         return;
       case 'protocol.error':
-        protocolErrors.inc({ protocol, code: event.code });
+        protocolErrors.add(1, protocol, event.code);
         return;
     }
   };
