@@ -22,12 +22,12 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 8);
 
-interface Load {
+export interface Load {
   rps: number;
   p99Ms: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function memory(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -60,7 +60,7 @@ createServer((req, res) => {
 }).listen(Number(process.argv[1]), '127.0.0.1');
 `;
 
-async function startTarget(work: string): Promise<{ port: number; service: Service }> {
+export async function startTarget(work: string): Promise<{ port: number; service: Service }> {
   const port = await freePort();
   const service = startService('target', process.execPath, ['-e', targetSource, String(port)], {
     logFile: join(work, 'target.log'),
@@ -152,7 +152,7 @@ async function drain(enforcer: Enforcer): Promise<number> {
 const units: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
 
 /** One wrk run: keep-alive, one thread, `connections` connections, `seconds` long. */
-async function wrk(url: string, expectStatus = 200): Promise<Load> {
+export async function wrk(url: string, expectStatus = 200): Promise<Load> {
   const { stdout } = await run(
     'wrk',
     ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency', url],
