@@ -47,6 +47,7 @@ export interface BundleConnection {
   postgres?: ConnectionSpec['postgres'];
   ssh?: ConnectionSpec['ssh'];
   http?: ConnectionSpec['http'];
+  kubernetes?: ConnectionSpec['kubernetes'];
   /** Every AccessPolicy that grants this Connection to the identity. */
   policies: BundlePolicy[];
 }
@@ -198,6 +199,7 @@ export function compileBundle(
       ...(spec.postgres && { postgres: spec.postgres }),
       ...(spec.ssh && { ssh: spec.ssh }),
       ...(spec.http && { http: spec.http }),
+      ...(spec.kubernetes && { kubernetes: spec.kubernetes }),
       policies: granted,
     });
   }

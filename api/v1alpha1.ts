@@ -99,7 +99,7 @@ const secretRef = (what: string) =>
 // ---------------------------------------------------------------------------------------
 // Connection
 
-export const protocols = ['postgres', 'ssh', 'http', 'tcp', 'redis'] as const;
+export const protocols = ['postgres', 'ssh', 'http', 'tcp', 'redis', 'kubernetes'] as const;
 export type Protocol = (typeof protocols)[number];
 
 /** The keys a Connection's credentials Secret must hold, by protocol. */
@@ -110,6 +110,8 @@ export const credentialKeys: Record<Protocol, readonly (readonly string[])[]> = 
   tcp: [],
   // An ACL user and its password, or the default user's password (requirepass).
   redis: [['username', 'password'], ['password']],
+  // A bearer token the API server authenticates (a ServiceAccount token).
+  kubernetes: [['token']],
 };
 
 export const tlsModes = ['disable', 'require', 'verify-full'] as const;
@@ -119,7 +121,7 @@ export const connectionSpecSchema = describe(
     z.object({
       protocol: describe(
         z.enum(protocols),
-        'Protocol the agent speaks to the target: postgres, ssh, http, tcp or redis. It selects the enforcer.',
+        'Protocol the agent speaks to the target: postgres, ssh, http, tcp, redis or kubernetes. It selects the enforcer.',
       ),
       host: describe(
         z
@@ -161,7 +163,7 @@ export const connectionSpecSchema = describe(
         z
           .object({
             secretRef: secretRef(
-              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value; redis password, and username for an ACL user',
+              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value; redis password, and username for an ACL user; kubernetes token, a bearer token the API server authenticates',
             ),
           })
           .optional(),
@@ -204,6 +206,25 @@ export const connectionSpecSchema = describe(
           .optional(),
         'HTTP options. Only for protocol http.',
       ),
+      kubernetes: describe(
+        z
+          .object({
+            dryRun: describe(
+              z.boolean().default(false),
+              'Let dry-run requests (dryRun=All) through, decided as the writes they stand for. Off by default: a dry run still calls admission webhooks, which may act on it.',
+            ),
+            fieldManagers: describe(
+              z.array(glob).max(64).default(['kubectl', 'kubectl-*']),
+              "Field managers a write may name (fieldManager), as globs; a write naming another is refused, so the agent cannot take over fields another manager owns (a controller's, Helm's) in server-side apply.",
+            ),
+            impersonation: describe(
+              z.boolean().default(false),
+              "Let requests with Impersonate-* headers through, acting as whoever the Connection's token may impersonate. Off by default: they are refused.",
+            ),
+          })
+          .optional(),
+        'Kubernetes API options. Only for protocol kubernetes.',
+      ),
     }),
     [
       cel(
@@ -230,6 +251,11 @@ export const connectionSpecSchema = describe(
         "self.protocol == 'http' || !has(self.http)",
         'http options are only valid for protocol http',
         (s) => s.protocol === 'http' || !s.http,
+      ),
+      cel(
+        "self.protocol == 'kubernetes' || !has(self.kubernetes)",
+        'kubernetes options are only valid for protocol kubernetes',
+        (s) => s.protocol === 'kubernetes' || !s.kubernetes,
       ),
     ],
   ),
@@ -312,6 +338,20 @@ export type RedisCommandClass = (typeof redisCommandClasses)[number];
 
 export const sshCommandClasses = ['file-deletion', 'interpreter', 'privilege', 'network'] as const;
 export type SshCommandClass = (typeof sshCommandClasses)[number];
+
+/** What the API server reads a request as doing (its request info); proxy is the /proxy/ path prefix. */
+export const kubernetesVerbs = [
+  'get',
+  'list',
+  'watch',
+  'create',
+  'update',
+  'patch',
+  'delete',
+  'deletecollection',
+  'proxy',
+] as const;
+export type KubernetesVerb = (typeof kubernetesVerbs)[number];
 
 const subjectSchema = describe(
   validated(
@@ -495,6 +535,33 @@ const ruleSchema = describe(
           .optional(),
         'Redis criteria. All the criteria given must match.',
       ),
+      kubernetes: describe(
+        z
+          .object({
+            verbs: describe(
+              z.array(z.enum(kubernetesVerbs)).max(9).optional(),
+              'Verbs to match, as the API server reads the request: get, list, watch, create, update, patch, delete, deletecollection, or proxy (the /proxy/ path prefix). kubectl exec and attach are create or get on the exec or attach subresource.',
+            ),
+            resources: describe(
+              z.array(glob).max(256).optional(),
+              'Resources to match, as globs: group/resource such as apps/deployments or *.k8s.io/*, with an empty group for the core API (/pods); a glob without a slash, such as secrets, matches that resource in every group.',
+            ),
+            namespaces: describe(
+              z.array(glob).max(256).optional(),
+              'Namespaces to match, as globs. A request that names no namespace (a list across namespaces, a cluster-scoped resource) matches.',
+            ),
+            names: describe(
+              z.array(glob).max(256).optional(),
+              'Object names to match, as globs. A request that names no object (list, watch and deletecollection without a metadata.name field selector, create) matches.',
+            ),
+            subresources: describe(
+              z.array(glob).max(64).optional(),
+              "Subresources to match, such as exec, attach, portforward, proxy, log, eviction, scale or status; proxy also matches the /proxy/ path prefix. A request for no subresource does not match. An exec or attach command is also decided by the policy's ssh rules, as an SSH exec is.",
+            ),
+          })
+          .optional(),
+        'Kubernetes API criteria, on the request as the API server reads it. All the criteria given must match; a rule with none of them matches every request, including non-resource URLs such as /version.',
+      ),
       approval: describe(
         z
           .object({
@@ -526,9 +593,9 @@ const ruleSchema = describe(
     }),
     [
       cel(
-        'has(self.sql) || has(self.ssh) || has(self.http) || has(self.redis)',
-        'a rule needs sql, ssh, http or redis criteria',
-        (s) => Boolean(s.sql || s.ssh || s.http || s.redis),
+        'has(self.sql) || has(self.ssh) || has(self.http) || has(self.redis) || has(self.kubernetes)',
+        'a rule needs sql, ssh, http, redis or kubernetes criteria',
+        (s) => Boolean(s.sql || s.ssh || s.http || s.redis || s.kubernetes),
       ),
       cel(
         "self.action != 'require-approval' || has(self.approval)",

@@ -2,6 +2,7 @@
 // and `airlock local` choose an enforcer.
 import type { Enforcer, EnforcerOptions } from './core/enforcer.ts';
 import { serveHttp } from './http/enforcer.ts';
+import { serveKubernetes } from './kubernetes/enforcer.ts';
 import { servePostgres } from './postgres/server.ts';
 import { serveRedis } from './redis/enforcer.ts';
 import { serveSsh } from './ssh/enforcer.ts';
@@ -38,5 +39,7 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
       return serveTcp(options);
     case 'redis':
       return serveRedis(options);
+    case 'kubernetes':
+      return serveKubernetes(options);
   }
 }

@@ -1,0 +1,283 @@
+// The Kubernetes API enforcer. The agent's kubectl speaks plain HTTP/1.1 to the listener with no
+// credential (its kubeconfig names only the listener); the enforcer reads each request as the
+// API server's request-info parser does, refuses what the Connection does not allow
+// (impersonation, dry runs, foreign field managers), decides it on the rules and passes it
+// through the core's gate (deny, hold for approval, fail closed on the audit trail), then sends
+// it to the API server with the Connection's bearer token over TLS, asking for JSON only. The
+// response is masked on its way back (response.ts). Interactive streams (exec, attach,
+// port-forward) are decided, then refused: their frames are not governed yet.
+import { createServer, Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { type AddressInfo, isIP, type Socket } from 'node:net';
+import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
+import { AirlockError, httpProblems } from '../core/errors.ts';
+import { ApprovalGate, passageFields } from '../core/gate.ts';
+import { settle, stopAccepting } from '../core/listen.ts';
+import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
+import { denialMessage } from '../policy/decide.ts';
+import { compileJsonPaths } from '../policy/json-paths.ts';
+import {
+  decideKubernetes,
+  describeRequest,
+  kubernetesAllowances,
+  refusedByConnection,
+} from '../policy/kubernetes.ts';
+import { type KubernetesRequest, parseKubernetesRequest } from '../policy/kubernetes-request.ts';
+import { compileMasking, defaultHashKey } from '../policy/masking.ts';
+import { impersonationHeaders } from './headers.ts';
+import { forward, type Upstream } from './response.ts';
+import { writeStatus, writeStatusToSocket } from './status.ts';
+
+/** Subresources whose responses are interactive streams the enforcer cannot govern yet. */
+const streamingSubresources = new Set(['exec', 'attach', 'portforward']);
+
+interface Session {
+  recorder: SessionRecorder;
+  gate: ApprovalGate;
+}
+
+export async function serveKubernetes(options: EnforcerOptions): Promise<Enforcer> {
+  const { connection } = options;
+  if (connection.protocol !== 'kubernetes')
+    throw new Error(`Connection ${connection.name} is not a kubernetes Connection`);
+  const secure = connection.tls.mode !== 'disable';
+  const servername = connection.tls.serverName ?? (isIP(connection.host) ? undefined : connection.host);
+  const upstream: Upstream = {
+    connection,
+    secure,
+    agent: secure
+      ? new HttpsAgent({
+          keepAlive: true,
+          rejectUnauthorized: connection.tls.mode !== 'require',
+          ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
+          ...(servername !== undefined && { servername }),
+        })
+      : new HttpAgent({ keepAlive: true }),
+    token: connection.credentials.token ?? '',
+    masking: {
+      plan: compileMasking(connection.policies),
+      jsonPaths: compileJsonPaths(connection.policies),
+      hashKey: defaultHashKey,
+    },
+  };
+  const allowances = kubernetesAllowances(connection);
+  const sessions = new WeakMap<Socket, Session>();
+  const sockets = new Set<Socket>();
+  const server = createServer({ keepAlive: true });
+  // Approval holds and watches last; headers must still arrive promptly.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  const begin = (socket: Socket): Session => {
+    const existing = sessions.get(socket);
+    if (existing) return existing;
+    const recorder = new SessionRecorder(connection, options.identity, options.events);
+    const gate = new ApprovalGate({
+      sessionId: recorder.id,
+      connection: connection.name,
+      approvals: options.approvals,
+      unrecorded: () => options.events.refusal?.(),
+    });
+    recorder.start({ address: socket.remoteAddress ?? '' });
+    const session = { recorder, gate };
+    sessions.set(socket, session);
+    socket.on('close', () => {
+      recorder.bytesIn = socket.bytesRead;
+      recorder.bytesOut = socket.bytesWritten;
+      recorder.end('closed');
+    });
+    return session;
+  };
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    if (!options.events.refusal?.()) begin(socket);
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const unrecorded = options.events.refusal?.();
+    if (unrecorded) {
+      writeStatus(res, 'audit-unavailable', unrecorded);
+      req.resume();
+      return;
+    }
+    const session = begin(req.socket);
+    handle(upstream, allowances, session, req, res).catch((error: Error) => {
+      session.recorder.error('internal', error.message);
+      if (!res.headersSent)
+        writeStatus(res, 'target-error', `airlock: could not complete the request: ${error.message}`);
+      else res.destroy();
+    });
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    const unrecorded = options.events.refusal?.();
+    if (unrecorded) {
+      writeStatusToSocket(socket, 'audit-unavailable', unrecorded);
+      return;
+    }
+    refuseUpgrade(upstream, allowances, begin(socket), req, socket);
+  });
+  server.on('clientError', (_error, socket: Socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const close = async () => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+      for (const socket of sockets) socket.end();
+      setTimeout(() => {
+        for (const socket of sockets) socket.destroy();
+      }, 1000).unref();
+    });
+    upstream.agent.destroy();
+  };
+  return {
+    address: server.address() as AddressInfo,
+    close,
+    async drain(deadlineMs) {
+      stopAccepting(server);
+      server.closeIdleConnections();
+      await settle(() => sockets.size > 0, deadlineMs);
+      await close();
+    },
+  };
+}
+
+type Read =
+  | { ok: true; request: KubernetesRequest; text: string }
+  | { ok: false; error: AirlockError; text: string; reasons: string[] };
+
+/** The request as the API server reads it, or why it is refused before any rule is asked. */
+function read(allowances: ReturnType<typeof kubernetesAllowances>, req: IncomingMessage): Read {
+  const method = (req.method ?? 'GET').toUpperCase();
+  const parsed = parseKubernetesRequest(method, req.url ?? '');
+  if (!parsed.ok) {
+    const message = `airlock: ambiguous request: ${parsed.reason}`;
+    return {
+      ok: false,
+      error: new AirlockError('protocol-violation', message),
+      text: `${method} (unreadable path)`,
+      reasons: [parsed.reason],
+    };
+  }
+  const text = describeRequest(parsed.request);
+  const refused = refusedByConnection(parsed.request, impersonationHeaders(req.headers), allowances);
+  if (refused)
+    return {
+      ok: false,
+      error: new AirlockError('policy-denied', `airlock: ${text} denied: ${refused}`),
+      text,
+      reasons: [refused],
+    };
+  return { ok: true, request: parsed.request, text };
+}
+
+async function handle(
+  upstream: Upstream,
+  allowances: ReturnType<typeof kubernetesAllowances>,
+  session: Session,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const { recorder } = session;
+  const started = Date.now();
+  const record = (text: string, fields: Partial<RequestFields> & Pick<RequestFields, 'outcome'>) =>
+    recorder.request({ text, kind: 'kubernetes', durationMs: Date.now() - started, ...fields });
+  const reading = read(allowances, req);
+  if (!reading.ok) {
+    const status = writeStatus(res, reading.error.code, reading.error.message);
+    record(reading.text, {
+      outcome: 'blocked',
+      reasons: reading.reasons,
+      status,
+      error: reading.error.event(status),
+    });
+    req.resume();
+    return;
+  }
+  const { request, text } = reading;
+  const decision = decideKubernetes(upstream.connection.policies, request);
+  if (streamingSubresources.has(request.subresource) && decision.action !== 'deny') {
+    // Without an upgrade the API server would refuse it anyway; the answer is the same as with one.
+    const error = unsupportedStream(text);
+    const status = writeStatus(res, error.code, error.message);
+    record(text, { outcome: 'blocked', reasons: [error.message], status, error: error.event(status) });
+    req.resume();
+    return;
+  }
+  const gone = new AbortController();
+  res.once('close', () => gone.abort());
+  const passage = await session.gate.pass({ decision, text, what: 'request', signal: gone.signal });
+  const fields = passageFields(decision, passage);
+  if (!passage.go) {
+    const status = httpProblems[passage.error.code].status;
+    if (!res.destroyed) writeStatus(res, passage.error.code, passage.error.message);
+    record(text, { ...fields, status, error: passage.error.event(status) });
+    req.resume();
+    return;
+  }
+  await forward(upstream, request, req, res, (end) => {
+    const counted = maskingFields(upstream.connection.policies, end.counts, end.wouldMask, fields.wouldHave);
+    const outcome = counted.masked && passage.outcome === 'allowed' ? 'masked' : passage.outcome;
+    record(text, {
+      ...fields,
+      ...counted,
+      outcome: end.error ? 'error' : outcome,
+      ...(end.status !== undefined && { status: end.status }),
+      ...(end.error && { error: end.error.event(end.status) }),
+    });
+  });
+}
+
+function unsupportedStream(text: string): AirlockError {
+  return new AirlockError(
+    'unsupported',
+    `airlock: ${text} refused: interactive streams (exec, attach, port-forward) are not governed through Airlock yet`,
+  );
+}
+
+/**
+ * exec, attach and port-forward (and WebSocket upgrades through proxy) ask to upgrade the
+ * connection: decided, so a denied command is refused as such, then refused as a stream the
+ * enforcer does not govern yet.
+ */
+function refuseUpgrade(
+  upstream: Upstream,
+  allowances: ReturnType<typeof kubernetesAllowances>,
+  session: Session,
+  req: IncomingMessage,
+  socket: Socket,
+): void {
+  const reading = read(allowances, req);
+  const record = (fields: Partial<RequestFields> & Pick<RequestFields, 'outcome'>) =>
+    session.recorder.request({ text: reading.text, kind: 'kubernetes-upgrade', durationMs: 0, ...fields });
+  if (!reading.ok) {
+    const status = writeStatusToSocket(socket, reading.error.code, reading.error.message);
+    record({ outcome: 'blocked', reasons: reading.reasons, status, error: reading.error.event(status) });
+    return;
+  }
+  const decision = decideKubernetes(upstream.connection.policies, reading.request);
+  if (decision.action === 'deny') {
+    const error = new AirlockError('policy-denied', denialMessage(decision, 'request'));
+    const status = writeStatusToSocket(socket, error.code, error.message);
+    record({
+      outcome: 'blocked',
+      ...(decision.policy !== undefined && { policy: decision.policy }),
+      ...(decision.rule !== undefined && { rule: decision.rule }),
+      reasons: decision.reasons,
+      status,
+      error: error.event(status),
+    });
+    return;
+  }
+  const error = unsupportedStream(reading.text);
+  const status = writeStatusToSocket(socket, error.code, error.message);
+  record({ outcome: 'blocked', reasons: [error.message], status, error: error.event(status) });
+}
