@@ -13,6 +13,7 @@ import { consoleHandler } from '../console/server.ts';
 import type { Enforcer } from '../sidecar/core/enforcer.ts';
 import { serveConnection } from '../sidecar/serve.ts';
 import { LocalApprovals } from './approvals.ts';
+import { clientHint } from './client-hint.ts';
 import { controlSocket, defaultStore, serveControl } from './control.ts';
 import { loadManifests, ManifestError } from './manifests.ts';
 
@@ -145,8 +146,9 @@ export async function startLocal(options: LocalOptions, log: (line: string) => v
         approvals,
       });
       enforcers.set(listen.connection, enforcer);
+      const hint = clientHint(connection.protocol, enforcer.address);
       log(
-        `airlock local: ${connection.name} (${connection.protocol} ${connection.host}:${connection.port}) on ${enforcer.address.address}:${enforcer.address.port}, policies ${connection.policies.map((p) => `${p.name}${p.mode === 'audit' ? ' (audit)' : ''}`).join(', ')}`,
+        `airlock local: ${connection.name} (${connection.protocol} ${connection.host}:${connection.port}) on ${enforcer.address.address}:${enforcer.address.port}, policies ${connection.policies.map((p) => `${p.name}${p.mode === 'audit' ? ' (audit)' : ''}`).join(', ')}${hint ? `; try: ${hint}` : ''}`,
       );
     }
     if (options.console) web = await serveConsole(options.console, store, approvals, () => sink.flush(), log);
