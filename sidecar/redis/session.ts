@@ -211,6 +211,10 @@ export class RedisSession {
           'policy-denied',
           'airlock: MONITOR is refused: it would show every client’s commands, past any policy',
         );
+      case 'SYNC':
+      case 'PSYNC':
+        // A replication stream is not RESP replies: nothing could be decided or masked in it.
+        return this.#refuse(argv, 'unsupported', `airlock: ${name} (replication) is not supported`);
       case 'MULTI':
         this.#transaction = { commands: [], bytes: 0 };
         this.#local(ok);

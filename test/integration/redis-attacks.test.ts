@@ -177,8 +177,16 @@ describe('Redis enforcer under attack', requires('redis-server', 'redis-cli'), (
     assert.equal(event?.type === 'protocol.error' && event.code, 'protocol-violation');
   });
 
-  it('refuses MONITOR, which would show every client’s commands', async () => {
+  it('refuses MONITOR, which would show every client’s commands, and replication streams', async () => {
     const monitor = await cli(enforced.port, ['MONITOR']);
     assert.match(monitor.stdout, /NOPERM airlock: MONITOR is refused/);
+    const { replies } = await rawExchange(
+      enforced.port,
+      Buffer.concat([encodeCommand(['PSYNC', '?', '-1']), encodeCommand(['SYNC']), encodeCommand(['PING'])]),
+      3,
+    );
+    assert.match(replies[0]!, /^-ERR airlock: PSYNC \(replication\) is not supported/);
+    assert.match(replies[1]!, /^-ERR airlock: SYNC \(replication\) is not supported/);
+    assert.equal(replies[2], '+PONG\r\n');
   });
 });
