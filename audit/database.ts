@@ -23,6 +23,11 @@ export interface Dialect {
    * replicas take an advisory lock; SQLite's writers are serialized by the transaction itself.
    */
   lock(tx: Queryable, id: number): Promise<void>;
+  /**
+   * Rows per INSERT of an append: PostgreSQL saves a round trip per row with many; SQLite has no
+   * round trip to save, and runs one prepared single-row statement faster than it parses a long one.
+   */
+  readonly insertRows: number;
   /** The current time, as a column default or an update sets it. */
   readonly now: string;
   /** The larger of two values. */

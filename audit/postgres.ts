@@ -65,11 +65,12 @@ function splitStatements(sql: string): string[] {
   return out;
 }
 
-const postgresDialect: Dialect = {
+export const postgresDialect: Dialect = {
   migrations: migrations.map(splitStatements),
   migrationsTable:
     'CREATE TABLE IF NOT EXISTS audit_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
   lock: async (tx, id) => void (await tx.query('SELECT pg_advisory_xact_lock($1)', [id])),
+  insertRows: 500,
   now: 'now()',
   greatest: (a, b) => `GREATEST(${a}, ${b})`,
   inList: (column, param) => `${column} = ANY(${param}::text[])`,

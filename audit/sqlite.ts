@@ -63,6 +63,7 @@ const sqliteDialect: Dialect = {
   migrationsTable: `CREATE TABLE IF NOT EXISTS audit_migrations (version integer PRIMARY KEY, applied_at text NOT NULL DEFAULT (${now})) STRICT`,
   // BEGIN IMMEDIATE takes the database's one write lock: writers are serialized already.
   lock: async () => {},
+  insertRows: 1,
   now,
   greatest: (a, b) => `max(${a}, ${b})`,
   inList: (column, param) => `${column} IN (SELECT value FROM json_each(${param}))`,

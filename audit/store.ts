@@ -120,6 +120,11 @@ export class AuditStore {
   /** Opens a store: a postgres:// URL, or a directory for the embedded SQLite store. */
   static async open(location: string, options: StoreOptions = {}): Promise<AuditStore> {
     const db = isPostgresUrl(location) ? await openPostgres(location) : await openSqlite(location);
+    return AuditStore.on(db, location, options);
+  }
+
+  /** A store on an open database (an earlier release's PGlite store, which `migrate` reads). */
+  static async on(db: Database, location: string, options: StoreOptions = {}): Promise<AuditStore> {
     const store = new AuditStore(db, location, options.key);
     await store.#migrate();
     return store;
@@ -184,9 +189,8 @@ export class AuditStore {
         ]);
         previous = hash;
       }
-      // Multi-row inserts: one round trip per 500 events.
-      for (let start = 0; start < rows.length; start += 500) {
-        const chunk = rows.slice(start, start + 500);
+      for (let start = 0; start < rows.length; start += dialect.insertRows) {
+        const chunk = rows.slice(start, start + dialect.insertRows);
         const values = chunk.map(
           (_, i) =>
             `($${i * 8 + 1}, $${i * 8 + 2}, $${i * 8 + 3}, $${i * 8 + 4}, $${i * 8 + 5}, $${i * 8 + 6}, $${i * 8 + 7}, $${i * 8 + 8})`,
