@@ -47,6 +47,7 @@ export interface BundleConnection {
   postgres?: ConnectionSpec['postgres'];
   ssh?: ConnectionSpec['ssh'];
   http?: ConnectionSpec['http'];
+  mcp?: ConnectionSpec['mcp'];
   kubernetes?: ConnectionSpec['kubernetes'];
   /** Every AccessPolicy that grants this Connection to the identity. */
   policies: BundlePolicy[];
@@ -199,6 +200,7 @@ export function compileBundle(
       ...(spec.postgres && { postgres: spec.postgres }),
       ...(spec.ssh && { ssh: spec.ssh }),
       ...(spec.http && { http: spec.http }),
+      ...(spec.mcp && { mcp: spec.mcp }),
       ...(spec.kubernetes && { kubernetes: spec.kubernetes }),
       policies: granted,
     });

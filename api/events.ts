@@ -87,6 +87,8 @@ export interface RequestEvent extends EventBase {
   exitStatus?: number | string;
   /** HTTP response status. */
   status?: number;
+  /** Size in bytes of the result the client received (an MCP tool result, resource or prompt). */
+  bytes?: number;
   /** Masked value counts by masking rule and detector or column. */
   masked?: Record<string, number>;
   durationMs: number;
@@ -184,6 +186,7 @@ export const sessionEventSchema = z.discriminatedUnion('type', [
     rows: z.number().optional(),
     exitStatus: z.union([z.number(), z.string()]).optional(),
     status: z.number().optional(),
+    bytes: z.number().optional(),
     masked: z.record(z.string(), z.number()).optional(),
     durationMs: z.number(),
     error: z

@@ -99,7 +99,7 @@ const secretRef = (what: string) =>
 // ---------------------------------------------------------------------------------------
 // Connection
 
-export const protocols = ['postgres', 'ssh', 'http', 'tcp', 'redis', 'kubernetes'] as const;
+export const protocols = ['postgres', 'ssh', 'http', 'tcp', 'redis', 'mcp', 'kubernetes'] as const;
 export type Protocol = (typeof protocols)[number];
 
 /** The keys a Connection's credentials Secret must hold, by protocol. */
@@ -110,18 +110,24 @@ export const credentialKeys: Record<Protocol, readonly (readonly string[])[]> = 
   tcp: [],
   // An ACL user and its password, or the default user's password (requirepass).
   redis: [['username', 'password'], ['password']],
+  // A bearer token, or a header and its value (an API key).
+  mcp: [['token'], ['header', 'value']],
   // A bearer token the API server authenticates (a ServiceAccount token).
   kubernetes: [['token']],
 };
 
 export const tlsModes = ['disable', 'require', 'verify-full'] as const;
 
+/** What an MCP server may ask of the agent when a Connection allows it. */
+export const mcpServerRequests = ['sampling', 'elicitation', 'roots'] as const;
+export type McpServerRequest = (typeof mcpServerRequests)[number];
+
 export const connectionSpecSchema = describe(
   validated(
     z.object({
       protocol: describe(
         z.enum(protocols),
-        'Protocol the agent speaks to the target: postgres, ssh, http, tcp, redis or kubernetes. It selects the enforcer.',
+        'Protocol the agent speaks to the target: postgres, ssh, http, tcp, redis, mcp or kubernetes. It selects the enforcer.',
       ),
       host: describe(
         z
@@ -163,11 +169,11 @@ export const connectionSpecSchema = describe(
         z
           .object({
             secretRef: secretRef(
-              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value; redis password, and username for an ACL user; kubernetes token, a bearer token the API server authenticates',
+              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value; redis password, and username for an ACL user; mcp token, or header and value; kubernetes token, a bearer token the API server authenticates',
             ),
           })
           .optional(),
-        'The credential the sidecar presents to the target. The agent never sees it. Required unless protocol is tcp or redis (a Redis without AUTH).',
+        'The credential the sidecar presents to the target. The agent never sees it. Required unless protocol is tcp, redis (a Redis without AUTH) or mcp (an MCP server without authorization).',
       ),
       postgres: describe(
         z
@@ -206,6 +212,42 @@ export const connectionSpecSchema = describe(
           .optional(),
         'HTTP options. Only for protocol http.',
       ),
+      mcp: describe(
+        z
+          .object({
+            scheme: describe(
+              z.enum(['http', 'https']).default('https'),
+              'Scheme the sidecar uses toward the MCP server: http or https.',
+            ),
+            path: describe(
+              z
+                .string()
+                .max(1024)
+                .regex(/^\/[^\s?#]*$/, 'must be an absolute path')
+                .default('/mcp'),
+              "Path of the server's streamable HTTP endpoint; agents post to the same path on the sidecar.",
+            ),
+            serverRequests: describe(
+              z.array(z.enum(mcpServerRequests)).max(3).optional(),
+              "Requests the server may send the agent: sampling (sampling/createMessage, the agent's model), elicitation (elicitation/create, questions to its user) or roots (roots/list). Any other is answered with an error and never reaches the agent.",
+            ),
+            toolChanges: describe(
+              z.enum(['require-approval', 'deny']).default('require-approval'),
+              "What happens to a tool whose description, input schema or annotations changed since the sidecar first saw it (a rug pull): it is left out of tools/list and its calls are held for a person's approval (which accepts the new definition) or denied.",
+            ),
+            maxMessageBytes: describe(
+              z
+                .number()
+                .int()
+                .min(1024)
+                .max(64 * 1024 * 1024)
+                .default(4 * 1024 * 1024),
+              'Largest JSON-RPC message (or batch) the sidecar reads, either way; a larger one is refused.',
+            ),
+          })
+          .optional(),
+        'MCP options. Only for protocol mcp.',
+      ),
       kubernetes: describe(
         z
           .object({
@@ -228,9 +270,13 @@ export const connectionSpecSchema = describe(
     }),
     [
       cel(
-        "self.protocol == 'tcp' || self.protocol == 'redis' || has(self.credentials)",
-        'credentials.secretRef is required unless protocol is tcp or redis',
-        (s) => s.protocol === 'tcp' || s.protocol === 'redis' || s.credentials !== undefined,
+        "self.protocol == 'tcp' || self.protocol == 'redis' || self.protocol == 'mcp' || has(self.credentials)",
+        'credentials.secretRef is required unless protocol is tcp, redis or mcp',
+        (s) =>
+          s.protocol === 'tcp' ||
+          s.protocol === 'redis' ||
+          s.protocol === 'mcp' ||
+          s.credentials !== undefined,
       ),
       cel(
         "self.protocol == 'ssh' || !has(self.ssh)",
@@ -251,6 +297,11 @@ export const connectionSpecSchema = describe(
         "self.protocol == 'http' || !has(self.http)",
         'http options are only valid for protocol http',
         (s) => s.protocol === 'http' || !s.http,
+      ),
+      cel(
+        "self.protocol == 'mcp' || !has(self.mcp)",
+        'mcp options are only valid for protocol mcp',
+        (s) => s.protocol === 'mcp' || !s.mcp,
       ),
       cel(
         "self.protocol == 'kubernetes' || !has(self.kubernetes)",
@@ -535,6 +586,59 @@ const ruleSchema = describe(
           .optional(),
         'Redis criteria. All the criteria given must match.',
       ),
+      mcp: describe(
+        z
+          .object({
+            tools: describe(
+              z.array(glob).max(256).optional(),
+              'Tool calls (tools/call) to match, as case-insensitive globs over the tool name, such as delete_* or github.create_*. A tool denied whatever its arguments is left out of tools/list.',
+            ),
+            arguments: describe(
+              z
+                .array(
+                  describe(
+                    validated(
+                      z.object({
+                        path: describe(
+                          z.string().min(1).max(512),
+                          'JSON path into the arguments, such as $.path, $.files[*] or $..url; every value at or under it is tested.',
+                        ),
+                        glob: describe(
+                          glob.optional(),
+                          'Glob the value must match, such as /etc/** or *.internal.example.com.',
+                        ),
+                        regex: describe(
+                          z.string().min(1).max(4096).optional(),
+                          'Regular expression in RE2 syntax the value must contain a match of.',
+                        ),
+                      }),
+                      [
+                        cel(
+                          'has(self.glob) != has(self.regex)',
+                          'an argument matcher needs exactly one of glob or regex',
+                          (s) => (s.glob === undefined) !== (s.regex === undefined),
+                        ),
+                      ],
+                    ),
+                    'A matcher over the tool call arguments.',
+                  ),
+                )
+                .max(64)
+                .optional(),
+              'Match tool calls whose arguments match every one of these matchers (strings as they are and in Unicode NFKC form; numbers and booleans as JSON).',
+            ),
+            resources: describe(
+              z.array(glob).max(256).optional(),
+              'Resource reads and subscriptions (resources/read, resources/subscribe) to match, as globs over the URI such as file:///etc/*.',
+            ),
+            prompts: describe(
+              z.array(glob).max(256).optional(),
+              'Prompts (prompts/get) to match, as case-insensitive globs over the prompt name.',
+            ),
+          })
+          .optional(),
+        'MCP criteria: tools and arguments match tool calls, resources resource reads, prompts prompt gets; a rule with none of them matches every call, read and get.',
+      ),
       kubernetes: describe(
         z
           .object({
@@ -593,9 +697,9 @@ const ruleSchema = describe(
     }),
     [
       cel(
-        'has(self.sql) || has(self.ssh) || has(self.http) || has(self.redis) || has(self.kubernetes)',
-        'a rule needs sql, ssh, http, redis or kubernetes criteria',
-        (s) => Boolean(s.sql || s.ssh || s.http || s.redis || s.kubernetes),
+        'has(self.sql) || has(self.ssh) || has(self.http) || has(self.redis) || has(self.mcp) || has(self.kubernetes)',
+        'a rule needs sql, ssh, http, redis, mcp or kubernetes criteria',
+        (s) => Boolean(s.sql || s.ssh || s.http || s.redis || s.mcp || s.kubernetes),
       ),
       cel(
         "self.action != 'require-approval' || has(self.approval)",

@@ -3,6 +3,7 @@
 import type { Enforcer, EnforcerOptions } from './core/enforcer.ts';
 import { serveHttp } from './http/enforcer.ts';
 import { serveKubernetes } from './kubernetes/enforcer.ts';
+import { serveMcp } from './mcp/enforcer.ts';
 import { servePostgres } from './postgres/server.ts';
 import { serveRedis } from './redis/enforcer.ts';
 import { serveSsh } from './ssh/enforcer.ts';
@@ -41,5 +42,7 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
       return serveRedis(options);
     case 'kubernetes':
       return serveKubernetes(options);
+    case 'mcp':
+      return serveMcp(options);
   }
 }

@@ -1,0 +1,73 @@
+// What the MCP enforcer's parts share: the per-listener context (the Connection's options, the
+// masking, the tool pins, the upstream) and one MCP session (Mcp-Session-Id): its recorder and
+// gate, the requests it has in flight and the server requests it let through.
+import type { Agent as HttpAgent } from 'node:http';
+import type { BundleConnection } from '../../api/bundle.ts';
+import type { McpServerRequest } from '../../api/v1alpha1.ts';
+import type { EnforcerOptions } from '../core/enforcer.ts';
+import type { ApprovalGate } from '../core/gate.ts';
+import type { RequestFields, SessionRecorder } from '../core/recorder.ts';
+import type { ToolChange, ToolPins } from './fingerprints.ts';
+import type { Id } from './jsonrpc.ts';
+import type { Masker } from './mask.ts';
+
+export interface McpOptions {
+  scheme: 'http' | 'https';
+  path: string;
+  serverRequests: readonly McpServerRequest[];
+  toolChanges: 'require-approval' | 'deny';
+  maxMessageBytes: number;
+}
+
+export interface McpEnforcerOptions extends EnforcerOptions {
+  /** How often a held request with a progress token is told it still waits. */
+  progressEveryMs?: number;
+}
+
+export interface Upstream {
+  secure: boolean;
+  agent: HttpAgent;
+  tls: { rejectUnauthorized: boolean; ca?: string; servername?: string };
+  /** The headers that carry the held credential. */
+  credential: Record<string, string>;
+}
+
+export interface Context {
+  options: McpEnforcerOptions;
+  connection: BundleConnection;
+  mcp: McpOptions;
+  masker: Masker;
+  pins: ToolPins;
+  upstream: Upstream;
+}
+
+/** A governed request on its way: what its response is recorded and masked as. */
+export interface Pending {
+  method: string;
+  /** The event's text: the method and what it names, with detected values masked. */
+  text: string;
+  kind: string;
+  started: number;
+  fields: Pick<RequestFields, 'outcome' | 'policy' | 'rule' | 'reasons' | 'wouldHave' | 'approval'>;
+  /** Recorded when its response comes (tools/call, resources/read, prompts/get). */
+  recorded: boolean;
+  /** A changed tool whose call a person approved: its definition is pinned once the call is made. */
+  change?: ToolChange;
+}
+
+export interface Session {
+  recorder: SessionRecorder;
+  gate: ApprovalGate;
+  /** The server's Mcp-Session-Id, once it named one. */
+  id?: string;
+  pending: Map<Id, Pending>;
+  /** Server requests passed to the agent, whose responses may go back. */
+  serverRequests: Set<Id>;
+  /** Held requests, by id: a notifications/cancelled for one withdraws it. */
+  holds: Map<Id, AbortController>;
+}
+
+/** Renders an id as a map key and in messages. */
+export function idText(id: Id | null): string {
+  return JSON.stringify(id);
+}

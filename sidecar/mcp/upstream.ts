@@ -1,0 +1,100 @@
+// The way to the MCP server: its endpoint, the held credential put on every request (the
+// agent's own Authorization is never passed on), and only the headers the transport defines.
+import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http';
+import { Agent as HttpsAgent, request as requestTls } from 'node:https';
+import { isIP } from 'node:net';
+import type { BundleConnection } from '../../api/bundle.ts';
+import { AirlockError } from '../core/errors.ts';
+import type { Context, McpOptions, Upstream } from './context.ts';
+
+/** The transport's headers an agent's request carries to the server. */
+const passed = ['accept', 'content-type', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id'];
+
+export function upstreamOf(connection: BundleConnection, mcp: McpOptions): Upstream {
+  const secure = mcp.scheme === 'https';
+  const serverName = connection.tls.serverName ?? (isIP(connection.host) ? undefined : connection.host);
+  const tls = {
+    rejectUnauthorized: connection.tls.mode !== 'require',
+    ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
+    ...(serverName !== undefined && { servername: serverName }),
+  };
+  const { token, header, value } = connection.credentials;
+  const credential: Record<string, string> =
+    token !== undefined
+      ? { authorization: `Bearer ${token}` }
+      : header !== undefined && value !== undefined
+        ? { [header.toLowerCase()]: value }
+        : {};
+  return {
+    secure,
+    agent: secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true }),
+    tls,
+    credential,
+  };
+}
+
+/** Sends one request to the server's endpoint; resolves with its response as it starts. */
+export function send(
+  context: Context,
+  method: 'GET' | 'POST' | 'DELETE',
+  from: IncomingHttpHeaders,
+  body?: string,
+  signal?: AbortSignal,
+): Promise<IncomingMessage> {
+  const { connection, mcp, upstream } = context;
+  const headers: Record<string, string> = {};
+  for (const name of passed) {
+    const value = from[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  if (body !== undefined) {
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = String(Buffer.byteLength(body));
+  }
+  Object.assign(headers, upstream.credential);
+  const options = {
+    host: connection.host,
+    port: connection.port,
+    method,
+    path: mcp.path,
+    headers,
+    agent: upstream.agent,
+    ...(context.options.lookup && { lookup: context.options.lookup }),
+    ...(signal && { signal }),
+  };
+  return new Promise((resolve, reject) => {
+    const req = upstream.secure
+      ? requestTls({ ...options, ...upstream.tls }, resolve)
+      : request(options, resolve);
+    req.on('error', (error) =>
+      reject(
+        new AirlockError(
+          'upstream-unreachable',
+          `airlock: the MCP server ${connection.host}:${connection.port} is unreachable: ${error.message}`,
+        ),
+      ),
+    );
+    req.end(body);
+  });
+}
+
+/** Reads a body up to `limit` bytes; undefined past it (the rest is discarded). */
+export function readBounded(stream: IncomingMessage, limit: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        stream.destroy();
+        resolve(undefined);
+      } else chunks.push(chunk);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    stream.on('error', reject);
+    stream.on('close', () => {
+      if (size > limit) resolve(undefined);
+      else if (!stream.readableEnded) reject(new Error('the body ended before it was complete'));
+    });
+  });
+}

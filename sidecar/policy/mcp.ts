@@ -1,0 +1,157 @@
+// The decision on an MCP request: a tool call by its tool name and arguments, a resource read
+// by its URI, a prompt by its name. Pure, like every decision. Names are matched as a server
+// could read them: without regard to case and in Unicode NFKC form (a look-alike spelled with
+// fullwidth letters matches the rule for the plain name); the enforcer refuses tool names
+// outside the plain set altogether (isPlainToolName). Arguments are matched by JSON path, each
+// matcher against every value at or under its path, so nesting a value deeper does not dodge it.
+import { RE2JS } from 're2js';
+import type { BundlePolicy } from '../../api/bundle.ts';
+import type { PolicyRule } from '../../api/v1alpha1.ts';
+import { combine, type Decision, type Match, noGrant, ruleMatch } from './decide.ts';
+import { matchGlob } from './glob.ts';
+import { matchesJsonPath, parseJsonPath, type Step } from './json-paths.ts';
+
+export type McpRequest =
+  | { kind: 'tool'; name: string; arguments: unknown }
+  | { kind: 'resource'; uri: string }
+  | { kind: 'prompt'; name: string };
+
+type McpCriteria = NonNullable<PolicyRule['mcp']>;
+type ArgumentMatcher = NonNullable<McpCriteria['arguments']>[number];
+
+/**
+ * The tool names the enforcer lets through: the characters the MCP specification recommends
+ * (ASCII letters, digits, _ - . /), at most 128. A name outside it (a homoglyph, a control
+ * character, a zero-width joiner) could read as another tool to a server or a person.
+ */
+export function isPlainToolName(name: string): boolean {
+  return /^[A-Za-z0-9_./-]{1,128}$/.test(name);
+}
+
+export function decideMcp(policies: BundlePolicy[], request: McpRequest): Decision {
+  if (policies.length === 0) return noGrant();
+  const matches: Match[] = [];
+  for (const policy of policies)
+    for (const rule of policy.rules) {
+      if (!rule.mcp || !ruleMatches(rule.mcp, request)) continue;
+      matches.push({
+        ...ruleMatch(policy, rule),
+        reason: `rule "${rule.name}" of AccessPolicy "${policy.name}" matches ${describe(request)}`,
+      });
+    }
+  return combine(matches, []);
+}
+
+/**
+ * Whether tools/list offers a tool: not when an enforcing rule denies every call to it,
+ * whatever its arguments (a rule with argument matchers leaves it offered, its calls decided
+ * one by one).
+ */
+export function toolOffered(policies: BundlePolicy[], name: string): boolean {
+  if (policies.length === 0) return false;
+  return !policies.some(
+    (policy) =>
+      policy.mode === 'enforce' &&
+      policy.rules.some(
+        (rule) =>
+          rule.action === 'deny' &&
+          rule.mcp !== undefined &&
+          rule.mcp.arguments === undefined &&
+          ruleMatches(rule.mcp, { kind: 'tool', name, arguments: {} }),
+      ),
+  );
+}
+
+function ruleMatches(mcp: McpCriteria, request: McpRequest): boolean {
+  const everything = !mcp.tools && !mcp.arguments && !mcp.resources && !mcp.prompts;
+  if (everything) return true;
+  switch (request.kind) {
+    case 'tool':
+      if (!mcp.tools && !mcp.arguments) return false;
+      if (mcp.tools && !mcp.tools.some((g) => nameMatches(g, request.name))) return false;
+      return (mcp.arguments ?? []).every((matcher) => argumentMatches(matcher, request.arguments));
+    case 'resource':
+      return (mcp.resources ?? []).some((g) => matchGlob(g, request.uri));
+    case 'prompt':
+      return (mcp.prompts ?? []).some((g) => nameMatches(g, request.name));
+  }
+}
+
+function nameMatches(pattern: string, name: string): boolean {
+  return matchGlob(pattern, name, true) || matchGlob(pattern, name.normalize('NFKC'), true);
+}
+
+/** Some value at or under the matcher's path matches its glob or regex. */
+function argumentMatches(matcher: ArgumentMatcher, args: unknown): boolean {
+  const steps = pathSteps(matcher.path);
+  const test = valueTest(matcher);
+  let found = false;
+  walk(args, [], false, (value, selected) => {
+    if (!found && selected && readings(value).some(test)) found = true;
+  });
+  return found;
+
+  /** Visits every scalar with whether its path, or a path above it, is selected. */
+  function walk(
+    value: unknown,
+    path: (string | number)[],
+    above: boolean,
+    visit: (value: unknown, selected: boolean) => void,
+  ): void {
+    const selected = above || matchesJsonPath(steps, path);
+    if (Array.isArray(value)) {
+      for (const [i, item] of value.entries()) walk(item, [...path, i], selected, visit);
+    } else if (value !== null && typeof value === 'object')
+      for (const [key, item] of Object.entries(value)) walk(item, [...path, key], selected, visit);
+    else visit(value, selected);
+  }
+}
+
+/** A value as matchers read it: strings as sent and in NFKC form, other scalars as JSON. */
+function readings(value: unknown): string[] {
+  if (typeof value !== 'string') return [JSON.stringify(value)];
+  const folded = value.normalize('NFKC');
+  return folded === value ? [value] : [value, folded];
+}
+
+const stepCache = new Map<string, Step[]>();
+
+/** A path outside the supported subset selects every value: a deny rule then matches more, never less. */
+function pathSteps(path: string): Step[] {
+  let steps = stepCache.get(path);
+  if (!steps) {
+    steps = parseJsonPath(path) ?? [{ descendant: true, key: '*' }];
+    stepCache.set(path, steps);
+  }
+  return steps;
+}
+
+const regexCache = new Map<string, RE2JS | undefined>();
+
+function valueTest(matcher: ArgumentMatcher): (value: string) => boolean {
+  const pattern = matcher.glob;
+  if (pattern !== undefined) return (value) => matchGlob(pattern, value);
+  const source = matcher.regex ?? '';
+  if (!regexCache.has(source)) {
+    let re: RE2JS | undefined;
+    try {
+      re = RE2JS.compile(source);
+    } catch {
+      // An expression RE2 cannot read matches everything: the rule errs on its own side.
+    }
+    regexCache.set(source, re);
+  }
+  const re = regexCache.get(source);
+  return (value) => (re ? re.matcher(value).find() : true);
+}
+
+function describe(request: McpRequest): string {
+  switch (request.kind) {
+    case 'tool':
+      return `tool call ${request.name}`;
+    case 'resource':
+      return `resource ${request.uri}`;
+    case 'prompt':
+      return `prompt ${request.name}`;
+  }
+}
