@@ -20,7 +20,7 @@ import { loadManifests, ManifestError } from './manifests.ts';
 export const localUsage = `Usage: airlock local -f DIR [-f DIR...] --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT [--listen ...] [--store DIR | --store postgres://...] [--console HOST:PORT]
 
 Serves each listed Connection on HOST:PORT with its enforcer, under the policies that grant it
-to the identity given with --as. Sessions are recorded in the store (embedded PGlite in DIR by
+to the identity given with --as. Sessions are recorded in the store (embedded SQLite in DIR by
 default: ${defaultStore()}). --console serves the web console on a loopback address, without
 sign-in: whoever reaches it acts as the local approver.`;
 

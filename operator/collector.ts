@@ -257,8 +257,11 @@ export function runCollector(
     return log;
   };
   const log = (): Promise<AuditLog> => {
-    opening ??= open().catch((error) => {
+    opening ??= open().catch(async (error) => {
       opening = undefined;
+      // Not opened (an earlier release's store to migrate, say): the next use tries again.
+      if (lock) await rm(lock, { force: true });
+      lock = undefined;
       throw error;
     });
     return opening;
