@@ -6,6 +6,7 @@
 import type { Agent as HttpAgent, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { type Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BundleConnection } from '../../api/bundle.ts';
 import { AirlockError } from '../core/errors.ts';
@@ -112,17 +113,8 @@ export async function forward(
     };
     if (request.verb === 'watch') {
       res.writeHead(status, out);
-      try {
-        await pipeline(response, new WatchMasker(maxDocumentBytes, maskEvent), res);
-        finish({ status, counts: tally.counts, wouldMask: tally.wouldMask });
-      } catch (error) {
-        res.destroy();
-        const failure = new AirlockError(
-          'masking-failed',
-          `airlock: the watch was cut off: ${(error as Error).message}`,
-        );
-        finish({ status, counts: tally.counts, wouldMask: tally.wouldMask, error: failure });
-      }
+      const error = await relay(response, res, new WatchMasker(maxDocumentBytes, maskEvent));
+      finish({ status, counts: tally.counts, wouldMask: tally.wouldMask, ...(error && { error }) });
       return;
     }
     const body = await readWhole(response, maxDocumentBytes);
@@ -143,31 +135,39 @@ export async function forward(
   if (type.startsWith('text/') && masking.plan.hasScanners) {
     const masker = new StreamMasker((text) => masking.plan.maskText(text), valueShape(connection.policies));
     res.writeHead(status, out);
-    try {
-      await pipeline(response, new MaskingTransform(masker), res);
-      finish({ status, counts: masker.counts, wouldMask: masker.wouldMask });
-    } catch (error) {
-      res.destroy();
-      const failure = new AirlockError(
-        'masking-failed',
-        `airlock: the response was cut off: ${(error as Error).message}`,
-      );
-      finish({ status, counts: masker.counts, wouldMask: masker.wouldMask, error: failure });
-    }
+    const error = await relay(response, res, new MaskingTransform(masker));
+    finish({ status, counts: masker.counts, wouldMask: masker.wouldMask, ...(error && { error }) });
     return;
   }
   if (!type.startsWith('text/') && type !== '' && masks)
     return refuse(`a ${type.split(';')[0]} response cannot be masked`);
   res.writeHead(status, out);
+  const error = await relay(response, res);
+  finish({ status, counts: {}, wouldMask: {}, ...(error && { error }) });
+}
+
+/**
+ * Streams a response to the agent through `transform`. The agent leaving (the end of kubectl
+ * logs -f or get --watch) is how such streams end: no error. A stream that could not be masked
+ * or read is cut off, and its error returned.
+ */
+async function relay(
+  response: IncomingMessage,
+  res: ServerResponse,
+  transform?: Transform,
+): Promise<AirlockError | undefined> {
+  let agentLeft = false;
+  res.once('close', () => {
+    agentLeft = !res.writableFinished;
+  });
   try {
-    await pipeline(response, res);
-    finish({ status, counts: {}, wouldMask: {} });
+    await (transform ? pipeline(response, transform, res) : pipeline(response, res));
+    return undefined;
   } catch (error) {
-    const failure = new AirlockError(
-      'target-error',
-      `airlock: the response was cut off: ${(error as Error).message}`,
-    );
-    finish({ status, counts: {}, wouldMask: {}, error: failure });
+    res.destroy();
+    if (agentLeft) return undefined;
+    const message = `airlock: the response was cut off: ${(error as Error).message}`;
+    return new AirlockError(transform ? 'masking-failed' : 'target-error', message);
   }
 }
 

@@ -10,6 +10,7 @@ import type { ApprovalRequest } from '../../sidecar/core/enforcer.ts';
 import { redactedData } from '../../sidecar/kubernetes/objects.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
+import { type FakeKubelet, startFakeKubelet } from '../support/kubelet.ts';
 import { agentToken, type EnforcedCluster, enforceCluster } from '../support/kubernetes.ts';
 import { requires, tool } from '../support/tools.ts';
 
@@ -41,6 +42,7 @@ const leaks = (text: string) => text.includes(password) || text.includes(encoded
 describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), () => {
   let plane: ControlPlane;
   let cluster: EnforcedCluster;
+  let kubelet: FakeKubelet;
   const held: ApprovalRequest[] = [];
   const requests = () => cluster.events.filter((e): e is RequestEvent => e.type === 'request');
 
@@ -48,6 +50,7 @@ describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), (
     plane = await startControlPlane();
     const token = await agentToken(plane);
     await plane.kubectl(['create', 'namespace', 'prod']);
+    kubelet = await startFakeKubelet(plane);
     // Applied, so the Secret also sits in its last-applied-configuration annotation.
     await plane.kubectl(['apply', '-f', '-'], {
       input: JSON.stringify({
@@ -67,6 +70,7 @@ describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), (
         metadata: { name: 'shell', namespace: 'default' },
         spec: {
           serviceAccountName: 'agent',
+          nodeName: kubelet.node,
           automountServiceAccountToken: false,
           containers: [{ name: 'main', image: 'registry.example/shell:1' }],
         },
@@ -83,6 +87,7 @@ describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), (
   });
   after(async () => {
     await cluster?.enforcer.close();
+    await kubelet?.stop();
     await plane?.stop();
   });
 
@@ -190,6 +195,36 @@ describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), (
     const other = await cluster.attempt(['exec', 'shell', '--', 'ls']);
     assert.notEqual(other.code, 0);
     assert.match(other.err, /not governed through Airlock yet/);
+  });
+
+  it('streams kubectl logs -f as the lines come, with detected values masked', async () => {
+    const logs = spawn(tool('kubectl'), ['logs', '-f', 'shell'], {
+      env: {
+        ...process.env,
+        KUBECONFIG: `${plane.directory}/agent-cluster.kubeconfig`,
+        HOME: plane.directory,
+      },
+    });
+    let out = '';
+    logs.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    try {
+      await until(() => out.includes('started\n'));
+      kubelet.write('order 17 paid by ada@example.com');
+      await until(() => out.includes('order 17'));
+      assert.match(out, /order 17 paid by \[REDACTED:email\]/);
+      assert.ok(!out.includes('ada@example.com'));
+      assert.equal(kubelet.streams, 1, 'the stream is still open: the line was not held until the end');
+    } finally {
+      logs.kill();
+    }
+    // Recorded when the agent leaves, which is how a followed log ends.
+    await until(() => requests().some((e) => e.text === 'get pods/log shell in namespace default'));
+    const event = requests().find((e) => e.text === 'get pods/log shell in namespace default');
+    assert.equal(event?.outcome, 'masked');
+    assert.equal(event?.error, undefined);
+    assert.deepEqual(event?.masked, { 'pii/email': 1 });
   });
 });
 
