@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { SessionEvent } from '../api/events.ts';
+import { noApprovals } from './core/enforcer.ts';
 import { type ApprovalWait, approvalChannel } from './core/gate.ts';
 import { eventChannel } from './core/recorder.ts';
 import { maskedBy, subscribeDataPathMetrics } from './metrics.ts';
+import { policy } from './policy/fixtures.ts';
+import { serveTcp } from './tcp/enforcer.ts';
 
 const base = {
   version: 1,
@@ -139,6 +144,53 @@ describe('data-path metrics', () => {
     assert.ok(waits.includes('airlock_sidecar_approval_wait_seconds_sum{outcome="approved"} 52'));
     assert.ok(waits.includes('airlock_sidecar_approval_wait_seconds_count{outcome="expired"} 1'));
     assert.ok(!waits.some((line) => line.includes('outcome="denied"')));
+  });
+
+  it('counts what a real enforcer publishes through the core: a TCP session to an echo target', async () => {
+    const echo = createServer((socket) => socket.pipe(socket));
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    const enforcer = await serveTcp({
+      connection: {
+        name: 'echo',
+        namespace: 'default',
+        protocol: 'tcp',
+        host: '127.0.0.1',
+        port: (echo.address() as AddressInfo).port,
+        tls: { mode: 'disable' },
+        credentials: {},
+        policies: [policy({ name: 'echo-users' })],
+      },
+      identity: { namespace: 'default', serviceAccount: 'agent' },
+      listen: { host: '127.0.0.1', port: 0 },
+      events: { emit: () => {} },
+      approvals: noApprovals,
+    });
+    try {
+      const agent = connect(enforcer.address.port, '127.0.0.1');
+      agent.end('hello');
+      let echoed = '';
+      for await (const chunk of agent) echoed += chunk;
+      assert.equal(echoed, 'hello');
+      for (let i = 0; i < 100 && (await lines('airlock_sidecar_sessions_ended_total{')).length === 0; i++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+    } finally {
+      await enforcer.close();
+      echo.close();
+    }
+    assert.deepEqual(await lines('airlock_sidecar_requests_total{'), [
+      'airlock_sidecar_requests_total{protocol="tcp",outcome="allowed",policy="echo-users",rule=""} 1',
+    ]);
+    assert.deepEqual(await lines('airlock_sidecar_sessions_started_total{'), [
+      'airlock_sidecar_sessions_started_total{protocol="tcp"} 1',
+    ]);
+    assert.deepEqual(await lines('airlock_sidecar_sessions_ended_total{'), [
+      'airlock_sidecar_sessions_ended_total{protocol="tcp"} 1',
+    ]);
+    assert.deepEqual(await lines('airlock_sidecar_relayed_bytes_total{'), [
+      'airlock_sidecar_relayed_bytes_total{protocol="tcp",direction="in"} 5',
+      'airlock_sidecar_relayed_bytes_total{protocol="tcp",direction="out"} 5',
+    ]);
   });
 
   it('stops counting and leaves the registry when unsubscribed, and can subscribe again', async () => {
