@@ -529,9 +529,15 @@ export class RedisSession {
     this.#frame = undefined;
     const bytes = frame.mode === 'buffer' ? Buffer.concat(frame.parts) : undefined;
     const reply = bytes ? decodeReply(bytes).reply : undefined;
-    // Pub/sub frames belong to no command: out of band, masked by detectors.
-    if (frame.oob || (reply && this.#pubsubFrame(reply))) {
+    // Pub/sub frames belong to no command: out of band, masked by detectors. One too large to
+    // mask is dropped (while subscribed, only a message can be that large).
+    if (frame.oob || (reply && this.#pubsubFrame(reply)) || (this.#subscribed && !reply)) {
       if (bytes && reply) this.#toAgent.push(this.#masked(reply, bytes, undefined, undefined));
+      else if (frame.mode === 'overflow')
+        this.#context.recorder.error(
+          'masking-failed',
+          'airlock: a pub/sub message too large to mask was dropped',
+        );
       return;
     }
     const head = this.#queue[0];
