@@ -1,21 +1,48 @@
 // The web console's HTTP side: its static pages and a small JSON API over a backend (the
-// running `airlock local` here; the operator's impersonating client is the other). Only what
-// the store recorded reaches the browser: recorded events carry no masked value.
+// running `airlock local`, or the operator acting as the signed-in person: operator/console.ts).
+// Only what the store recorded reaches the browser: recorded events carry no masked value.
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname } from 'node:path';
 import type { SessionEvent } from '../api/events.ts';
 import type { SessionPage, SessionQuery, SessionSummary } from '../audit/store.ts';
-import type { PendingApproval } from '../local/approvals.ts';
+import type { ApprovalRequest } from '../sidecar/core/enforcer.ts';
+
+/** A request waiting for a decision, as the approvals page lists it. */
+export interface ConsoleApproval {
+  id: string;
+  request: Pick<ApprovalRequest, 'connection' | 'policy' | 'rule' | 'text'>;
+  /** Who asked: the workload, and the person it acted for when it said. */
+  requester?: string;
+  requestedAt: string;
+  expiresAt: string;
+}
 
 export interface ConsoleBackend {
   /** Who the console acts as, shown in the page. */
   user: string;
+  /** Sent back in the X-Airlock-CSRF header of every decision, when the console signs people in. */
+  csrfToken?: string;
+  /** Where the page posts to sign out, when the console signs people in. */
+  signOut?: string;
   sessions(query: SessionQuery): Promise<SessionPage>;
-  session(id: string): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined>;
-  approvals(): Promise<PendingApproval[]>;
-  /** False when no pending request has that id. */
+  /** The namespace is the session's, when the page knows it (the operator needs it). */
+  session(
+    id: string,
+    namespace?: string,
+  ): Promise<{ summary: SessionSummary; events: SessionEvent[] } | undefined>;
+  approvals(): Promise<ConsoleApproval[]>;
+  /** False when no pending request has that id; throws a ConsoleRefusal when it is refused. */
   decide(id: string, approved: boolean, reason?: string): Promise<boolean>;
+}
+
+/** A call the backend refuses, with the words and status the page shows (RBAC's, a webhook's). */
+export class ConsoleRefusal extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
 }
 
 const publicDir = new URL('./public/', import.meta.url);
@@ -70,7 +97,12 @@ export function consoleHandler(backend: ConsoleBackend) {
       }
       const segments = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
       if (segments[0] !== 'api') return send(404, { message: 'not found' });
-      if (req.method === 'GET' && url.pathname === '/api/whoami') return send(200, { user: backend.user });
+      if (req.method === 'GET' && url.pathname === '/api/whoami')
+        return send(200, {
+          user: backend.user,
+          ...(backend.csrfToken && { csrfToken: backend.csrfToken }),
+          ...(backend.signOut && { signOut: backend.signOut }),
+        });
       if (req.method === 'GET' && url.pathname === '/api/sessions') {
         const limit = Number(url.searchParams.get('limit') ?? 50);
         const before = url.searchParams.get('before');
@@ -90,7 +122,7 @@ export function consoleHandler(backend: ConsoleBackend) {
         });
       }
       if (req.method === 'GET' && segments[1] === 'sessions' && segments[2] && segments.length === 3) {
-        const session = await backend.session(segments[2]);
+        const session = await backend.session(segments[2], url.searchParams.get('namespace') || undefined);
         return session ? send(200, session) : send(404, { message: `no session ${segments[2]}` });
       }
       if (req.method === 'GET' && url.pathname === '/api/approvals')
@@ -128,7 +160,9 @@ export function consoleHandler(backend: ConsoleBackend) {
       }
       send(404, { message: 'not found' });
     } catch (error) {
-      send(error instanceof SyntaxError ? 400 : 500, { message: (error as Error).message });
+      const status =
+        error instanceof ConsoleRefusal ? error.status : error instanceof SyntaxError ? 400 : 500;
+      send(status, { message: (error as Error).message });
     }
   };
 }

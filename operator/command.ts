@@ -2,6 +2,7 @@
 // reconcilers and leader election, the certificate manager, the control API, the injection
 // webhook, and the CA published to every namespace.
 
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -15,6 +16,7 @@ import { webhookNotifier } from './approvals/notify.ts';
 import { CaPublisher, caConfigMapName } from './ca-publisher.ts';
 import { type CertificateManager, createCertificateManager } from './certificates.ts';
 import { runCollector } from './collector.ts';
+import { type RunningConsole, startConsole } from './console.ts';
 import { Refusal } from './control-api.ts';
 import type { Controllers } from './controllers.ts';
 import { kubernetesEventRecorder } from './injection/events.ts';
@@ -23,6 +25,7 @@ import { injectionOptions } from './injection/inject.ts';
 import { type InjectionServer, startInjectionServer } from './injection/server.ts';
 import { clients, loadKubeConfig } from './kube.ts';
 import { createMetrics } from './metrics.ts';
+import { relyingParty } from './oidc.ts';
 import { type Operator, startOperator } from './operator.ts';
 import { apiServiceName, sessionsApi } from './sessions-api.ts';
 
@@ -33,11 +36,20 @@ export const operatorUsage = `Usage: airlock operator [--kubeconfig PATH] [--nam
   [--store /var/lib/airlock/audit|postgres://…] [--audit-key FILE] [--audit-retention 30d]
   [--export-webhook URL]... [--export-format generic|slack] [--export-log]
   [--notify-webhook URL]... [--notify-format generic|slack] [--log-level info]
+  [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret-file FILE --console-url URL]
+  [--console-port 8444] [--oidc-username-claim sub] [--oidc-groups-claim groups]
+  [--oidc-scopes 'openid email profile'] [--oidc-prefix oidc:]
 
   --notify-webhook  POSTs a notification when an AccessRequest is created (with the command
                     that decides it) and when it is approved, denied or expired; repeatable.
                     generic: NDJSON, type accessrequest.created|approved|denied|expired;
-                    slack: an incoming-webhook message per request.`;
+                    slack: an incoming-webhook message per request.
+  --oidc-issuer     serves the web console on --console-port (HTTPS, the operator's
+                    certificate) to people who sign in with this OpenID provider; the console
+                    acts as them by impersonating the username claim and the groups claim of
+                    their ID token, each under --oidc-prefix. --console-url is the address
+                    people open; its /auth/callback is the redirect URI registered with the
+                    provider.`;
 
 const flagsSchema = z.object({
   kubeconfig: z.string().optional(),
@@ -65,6 +77,16 @@ const flagsSchema = z.object({
   'export-log': z.boolean(),
   'notify-webhook': z.array(z.url()),
   'notify-format': z.enum(['generic', 'slack']),
+  'console-port': z.coerce.number().int().min(1).max(65535),
+  'console-url': z.url({ protocol: /^https$/ }).optional(),
+  'oidc-issuer': z.url({ protocol: /^https$/ }).optional(),
+  'oidc-client-id': z.string().min(1).optional(),
+  'oidc-client-secret-file': z.string().min(1).optional(),
+  'oidc-username-claim': z.string().min(1),
+  'oidc-groups-claim': z.string().min(1),
+  'oidc-scopes': z.string().regex(/(^| )openid( |$)/, 'must include openid'),
+  // Never empty: unprefixed names from the provider could be system: users or ServiceAccounts.
+  'oidc-prefix': z.string().min(1),
 });
 export type OperatorFlags = z.infer<typeof flagsSchema>;
 
@@ -94,6 +116,15 @@ export function parseOperatorFlags(args: string[], env: NodeJS.ProcessEnv): Oper
       'export-log': { type: 'boolean', default: false },
       'notify-webhook': { type: 'string', multiple: true, default: [] },
       'notify-format': { type: 'string', default: 'generic' },
+      'console-port': { type: 'string', default: '8444' },
+      'console-url': { type: 'string' },
+      'oidc-issuer': { type: 'string' },
+      'oidc-client-id': { type: 'string' },
+      'oidc-client-secret-file': { type: 'string' },
+      'oidc-username-claim': { type: 'string', default: 'sub' },
+      'oidc-groups-claim': { type: 'string', default: 'groups' },
+      'oidc-scopes': { type: 'string', default: 'openid email profile' },
+      'oidc-prefix': { type: 'string', default: 'oidc:' },
     },
   });
   const parsed = flagsSchema.safeParse(values);
@@ -101,7 +132,12 @@ export function parseOperatorFlags(args: string[], env: NodeJS.ProcessEnv): Oper
     const issue = parsed.error.issues[0]!;
     throw new Error(`--${issue.path.join('.')}: ${issue.message}`);
   }
-  return parsed.data;
+  const flags = parsed.data;
+  if (flags['oidc-issuer']) {
+    for (const needed of ['oidc-client-id', 'oidc-client-secret-file', 'console-url'] as const)
+      if (!flags[needed]) throw new Error(`--${needed}: required with --oidc-issuer`);
+  }
+  return flags;
 }
 
 /** The Connections an AccessPolicy grants a ServiceAccount, as the injector needs them. */
@@ -233,6 +269,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
     log: logger,
     routes: operator.approvals.admissionRoutes,
   });
+  const webConsole = flags['oidc-issuer'] ? await serveConsole(flags, kube, certs, logger) : undefined;
   logger.info({ webhook: injection.url, controlApi: controlApiUrl }, 'operator ready');
   return {
     operator,
@@ -240,6 +277,7 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
     injection,
     publisher: caPublisher,
     async stop() {
+      await webConsole?.close();
       await injection.close();
       certs.stop();
       await caPublisher.stop();
@@ -248,6 +286,34 @@ export async function runOperatorWith(flags: OperatorFlags, logger: pino.Logger)
       notifier.stop();
     },
   };
+}
+
+/** The web console for people, signed in with the OpenID provider the flags name. */
+function serveConsole(
+  flags: OperatorFlags,
+  kube: ReturnType<typeof clients>,
+  certificates: CertificateManager,
+  logger: pino.Logger,
+): Promise<RunningConsole> {
+  const settings = {
+    issuer: new URL(flags['oidc-issuer']!),
+    clientId: flags['oidc-client-id']!,
+    clientSecret: readFileSync(flags['oidc-client-secret-file']!, 'utf8').trim(),
+    redirectUri: new URL('/auth/callback', flags['console-url']),
+    usernameClaim: flags['oidc-username-claim'],
+    groupsClaim: flags['oidc-groups-claim'],
+    scopes: flags['oidc-scopes'],
+    prefix: flags['oidc-prefix'],
+  };
+  return startConsole({
+    listen: { host: '0.0.0.0', port: flags['console-port'] },
+    certificates,
+    relyingParty: relyingParty(settings),
+    settings,
+    config: kube.config,
+    namespaces: async () => (await kube.core.listNamespace()).items.map((n) => n.metadata!.name!),
+    logger,
+  });
 }
 
 export async function runOperator(args: string[]): Promise<number> {

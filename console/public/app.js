@@ -4,12 +4,21 @@ import { player } from './player.js';
 
 const main = document.getElementById('main');
 const html = (value) => String(value ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+// The signed-in console's anti-forgery token (from whoami): every decision carries it.
+const signedIn = fetch('/api/whoami').then((response) => (response.ok ? response.json() : {}));
 
 async function api(path, options = {}) {
+  const { csrfToken } = await signedIn;
   const response = await fetch(`/api/${path}`, {
     ...options,
-    headers: { 'content-type': 'application/json', 'x-airlock-console': '1' },
+    headers: {
+      'content-type': 'application/json',
+      'x-airlock-console': '1',
+      ...(csrfToken && { 'x-airlock-csrf': csrfToken }),
+    },
   });
+  // A session that ended (expired, signed out elsewhere) signs in again.
+  if (response.status === 401) location.assign('/');
   const body = await response.json();
   if (!response.ok) throw new Error(body.message ?? `status ${response.status}`);
   return body;
@@ -28,7 +37,9 @@ async function sessionsPage(params) {
     <table id="sessions"><tr><th>Session</th><th>Namespace</th><th>Connection</th><th>Protocol</th><th>Identity</th><th>Started</th><th>Requests</th><th>Blocked</th><th>Masked</th></tr>
     ${page.sessions
       .map(
-        (s) => `<tr><td><a href="#/sessions/${encodeURIComponent(s.id)}">${html(s.id.slice(0, 8))}</a></td>
+        (
+          s,
+        ) => `<tr><td><a href="#/sessions/${encodeURIComponent(s.id)}?namespace=${encodeURIComponent(s.namespace)}">${html(s.id.slice(0, 8))}</a></td>
         <td>${html(s.namespace)}</td><td>${html(s.connection)}</td><td>${html(s.protocol)}</td><td>${html(s.identity)}</td>
         <td>${html(s.started)}</td><td>${s.requests}</td><td class="${s.blocked ? 'blocked' : ''}">${s.blocked}</td><td class="${s.masked ? 'masked' : ''}">${s.masked}</td></tr>`,
       )
@@ -42,8 +53,10 @@ async function sessionsPage(params) {
   });
 }
 
-async function sessionPage(id) {
-  const { summary, events } = await api(`sessions/${encodeURIComponent(id)}`);
+async function sessionPage(id, namespace) {
+  const { summary, events } = await api(
+    `sessions/${encodeURIComponent(id)}${namespace ? `?namespace=${encodeURIComponent(namespace)}` : ''}`,
+  );
   const requests = events.filter((e) => e.type === 'request');
   const frames = events
     .filter((e) => e.type === 'data')
@@ -83,7 +96,7 @@ async function approvalsPage() {
       if (shown.has(p.id)) continue;
       const row = document.createElement('tr');
       row.dataset.id = p.id;
-      row.innerHTML = `<td>${html(p.id)}</td><td>${html(p.request.connection)}</td><td class="text">${html(p.request.text)}</td>
+      row.innerHTML = `<td>${html(p.id)}</td><td>${html(p.requester ?? '')}</td><td>${html(p.request.connection)}</td><td class="text">${html(p.request.text)}</td>
         <td>${html(`${p.request.policy}/${p.request.rule}`)}</td><td>${html(p.expiresAt)}</td>
         <td><input placeholder="reason" data-reason> <button data-decide="approve">Approve</button> <button data-decide="deny">Deny</button> <span class="message"></span></td>`;
       for (const button of row.querySelectorAll('button'))
@@ -103,7 +116,7 @@ async function approvalsPage() {
     }
   };
   main.innerHTML = `<h1>Pending approvals</h1>
-    <table id="approvals"><tr><th>Request</th><th>Connection</th><th>Statement, command or request</th><th>Rule</th><th>Expires</th><th>Decision</th></tr></table>`;
+    <table id="approvals"><tr><th>Request</th><th>Requester</th><th>Connection</th><th>Statement, command or request</th><th>Rule</th><th>Expires</th><th>Decision</th></tr></table>`;
   await render();
   return render;
 }
@@ -114,7 +127,10 @@ async function route() {
   refresh = undefined;
   try {
     if (path?.startsWith('/sessions/'))
-      await sessionPage(decodeURIComponent(path.slice('/sessions/'.length)));
+      await sessionPage(
+        decodeURIComponent(path.slice('/sessions/'.length)),
+        new URLSearchParams(query ?? '').get('namespace'),
+      );
     else if (path === '/approvals') refresh = await approvalsPage();
     else await sessionsPage(new URLSearchParams(query ?? ''));
   } catch (error) {
@@ -122,8 +138,16 @@ async function route() {
   }
 }
 
-api('whoami').then(({ user }) => {
-  document.getElementById('user').textContent = user;
+signedIn.then(({ user, signOut, csrfToken }) => {
+  document.getElementById('user').textContent = user ?? '';
+  if (!signOut) return;
+  const button = document.getElementById('sign-out');
+  button.hidden = false;
+  button.addEventListener('click', async () => {
+    const response = await fetch(signOut, { method: 'POST', headers: { 'x-airlock-csrf': csrfToken } });
+    const { location: next } = await response.json();
+    location.assign(next ?? '/');
+  });
 });
 addEventListener('hashchange', route);
 route();

@@ -17,7 +17,11 @@ export interface Page {
   close(): Promise<void>;
 }
 
-export async function openPage(): Promise<Page> {
+/**
+ * `trust`: base64 SHA-256 hashes of the public keys of test servers' own certificates, which
+ * Chromium then accepts (and nothing else that its store does not trust).
+ */
+export async function openPage(options: { trust?: string[] } = {}): Promise<Page> {
   const profile = await temporaryDirectory('chromium');
   const browser = spawn(
     chromiumPath,
@@ -32,6 +36,7 @@ export async function openPage(): Promise<Page> {
       '--disable-sync',
       '--remote-debugging-port=0',
       `--user-data-dir=${profile.path}`,
+      ...(options.trust?.length ? [`--ignore-certificate-errors-spki-list=${options.trust.join(',')}`] : []),
       '--window-size=1280,800',
       'about:blank',
     ],

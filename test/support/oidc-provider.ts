@@ -1,0 +1,196 @@
+// A real OpenID provider on loopback for the console's tests: the `oidc-provider` package (a
+// certified implementation) over HTTPS with a self-signed certificate and a freshly generated
+// RS256 signing key, one confidential client, and people who sign in through real HTML login
+// and consent forms. ID tokens carry email and groups, as the console's flags ask.
+import { execFile } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { exportJWK, generateKeyPair } from 'jose';
+import Provider from 'oidc-provider';
+import { temporaryDirectory } from './process.ts';
+
+const run = promisify(execFile);
+
+export interface OidcPerson {
+  email: string;
+  password: string;
+  groups: string[];
+}
+
+export interface OidcProvider {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  /** PEM of the provider's self-signed certificate, for NODE_EXTRA_CA_CERTS. */
+  certificate: string;
+  certificateFile: string;
+  /** The base64 SHA-256 of its public key, as Chromium's --ignore-certificate-errors-spki-list takes it. */
+  spki: string;
+  stop(): Promise<void>;
+}
+
+/** base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate. */
+export function spkiHash(pem: string): string {
+  const der = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(der).digest('base64');
+}
+
+const html = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+async function form(req: IncomingMessage): Promise<URLSearchParams> {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  return new URLSearchParams(body);
+}
+
+export async function startOidcProvider(options: {
+  redirectUri: string;
+  people: OidcPerson[];
+}): Promise<OidcProvider> {
+  const work = await temporaryDirectory('oidc');
+  const keyFile = join(work.path, 'key.pem');
+  const certificateFile = join(work.path, 'cert.pem');
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certificateFile,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+  ]);
+  const [key, certificate] = await Promise.all([
+    readFile(keyFile, 'utf8'),
+    readFile(certificateFile, 'utf8'),
+  ]);
+
+  const server: Server = createServer({ key, cert: certificate });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const signing = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(signing.privateKey)), kid: 'test-signing-key', alg: 'RS256', use: 'sig' };
+  const clientId = 'airlock-console';
+  const clientSecret = createHash('sha256').update(issuer).update(String(Math.random())).digest('hex');
+  const byEmail = new Map(options.people.map((p) => [p.email, p]));
+
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: clientId,
+        client_secret: clientSecret,
+        redirect_uris: [options.redirectUri],
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    jwks: { keys: [jwk] },
+    cookies: { keys: [clientSecret] },
+    scopes: ['openid', 'email', 'groups', 'offline_access'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
+    // The console reads the person from the ID token, as the API server's OIDC authenticator does.
+    conformIdTokenClaims: false,
+    pkce: { required: () => true },
+    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 3600 },
+    features: { devInteractions: { enabled: false } },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    findAccount: async (_ctx, sub) => {
+      const person = byEmail.get(sub);
+      if (!person) return undefined;
+      return {
+        accountId: sub,
+        claims: async () => ({ sub, email: person.email, email_verified: true, groups: person.groups }),
+      };
+    },
+  });
+  const callback = provider.callback();
+
+  const interaction = async (req: IncomingMessage, res: ServerResponse, uid: string, action?: string) => {
+    const details = await provider.interactionDetails(req, res);
+    if (details.uid !== uid) throw new Error('interaction mismatch');
+    const page = (body: string) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(`<!doctype html><html><head><title>Test IdP</title></head><body>${body}</body></html>`);
+    };
+    if (details.prompt.name === 'login') {
+      if (req.method === 'POST' && action === 'login') {
+        const fields = await form(req);
+        const person = byEmail.get(fields.get('email') ?? '');
+        if (!person || person.password !== fields.get('password')) {
+          return page(`<p id="error">Wrong email or password.</p>${loginForm(uid)}`);
+        }
+        return provider.interactionFinished(
+          req,
+          res,
+          { login: { accountId: person.email } },
+          {
+            mergeWithLastSubmission: false,
+          },
+        );
+      }
+      return page(loginForm(uid));
+    }
+    if (req.method === 'POST' && action === 'confirm') {
+      const { accountId } = details.session!;
+      const grant = details.grantId
+        ? (await provider.Grant.find(details.grantId))!
+        : new provider.Grant({ accountId, clientId: String(details.params.client_id) });
+      const missing = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
+      if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+      if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+      const grantId = await grant.save();
+      return provider.interactionFinished(
+        req,
+        res,
+        { consent: details.grantId ? {} : { grantId } },
+        { mergeWithLastSubmission: true },
+      );
+    }
+    return page(
+      `<p>${html(String(details.params.client_id))} asks for ${html(String(details.params.scope))}.</p>
+      <form method="post" action="/interaction/${uid}/confirm"><button id="allow" type="submit">Allow</button></form>`,
+    );
+  };
+  const loginForm = (uid: string) =>
+    `<form method="post" action="/interaction/${uid}/login">
+      <input name="email" id="email"> <input name="password" id="password" type="password">
+      <button id="sign-in" type="submit">Sign in</button></form>`;
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const match = /^\/interaction\/([^/?]+)(?:\/(login|confirm))?$/.exec((req.url ?? '').split('?')[0]!);
+    if (!match) return callback(req, res);
+    interaction(req, res, match[1]!, match[2]).catch((error: unknown) => {
+      if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end(`interaction failed: ${(error as Error).message}`);
+    });
+  });
+
+  return {
+    issuer,
+    clientId,
+    clientSecret,
+    certificate,
+    certificateFile,
+    spki: spkiHash(certificate),
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await work.remove();
+    },
+  };
+}
