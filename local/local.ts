@@ -3,6 +3,7 @@
 // enforcer, and records sessions in the store. The commands that read sessions and decide
 // approvals talk to it through its control socket.
 import { createServer, type Server } from 'node:http';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { compileBundle, type Identity } from '../api/bundle.ts';
@@ -15,6 +16,7 @@ import { serveConnection } from '../sidecar/serve.ts';
 import { LocalApprovals } from './approvals.ts';
 import { clientHint } from './client-hint.ts';
 import { controlSocket, defaultStore, serveControl } from './control.ts';
+import { writeAgentKubeconfig } from './kubeconfig.ts';
 import { loadManifests, ManifestError } from './manifests.ts';
 
 export const localUsage = `Usage: airlock local -f DIR [-f DIR...] --as system:serviceaccount:NS:NAME --listen CONNECTION=HOST:PORT [--listen ...] [--store DIR | --store postgres://...] [--console HOST:PORT]
@@ -146,7 +148,10 @@ export async function startLocal(options: LocalOptions, log: (line: string) => v
         approvals,
       });
       enforcers.set(listen.connection, enforcer);
-      const hint = clientHint(connection.protocol, enforcer.address);
+      const hint =
+        connection.protocol === 'kubernetes'
+          ? `KUBECONFIG=${await writeAgentKubeconfig(dirname(controlSocket(options.store)), connection.name, enforcer.address)} kubectl get pods`
+          : clientHint(connection.protocol, enforcer.address);
       log(
         `airlock local: ${connection.name} (${connection.protocol} ${connection.host}:${connection.port}) on ${enforcer.address.address}:${enforcer.address.port}, policies ${connection.policies.map((p) => `${p.name}${p.mode === 'audit' ? ' (audit)' : ''}`).join(', ')}${hint ? `; try: ${hint}` : ''}`,
       );
