@@ -66,8 +66,3 @@ export interface Session {
   /** Held requests, by id: a notifications/cancelled for one withdraws it. */
   holds: Map<Id, AbortController>;
 }
-
-/** Renders an id as a map key and in messages. */
-export function idText(id: Id | null): string {
-  return JSON.stringify(id);
-}

@@ -78,19 +78,31 @@ export function send(
   });
 }
 
-/** Reads a body up to `limit` bytes; undefined past it (the rest is discarded). */
-export function readBounded(stream: IncomingMessage, limit: number): Promise<string | undefined> {
+/**
+ * Reads a body up to `limit` bytes; undefined past it. The server's body is then cut off; the
+ * agent's is read on and discarded (`drain`), so the refusal reaches it before its connection
+ * closes.
+ */
+export function readBounded(
+  stream: IncomingMessage,
+  limit: number,
+  drain = false,
+): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     stream.on('data', (chunk: Buffer) => {
+      const over = size > limit;
       size += chunk.length;
-      if (size > limit) {
-        stream.destroy();
+      if (over) return;
+      if (size <= limit) chunks.push(chunk);
+      else {
+        chunks.length = 0;
+        if (!drain) stream.destroy();
         resolve(undefined);
-      } else chunks.push(chunk);
+      }
     });
-    stream.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    stream.on('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks).toString('utf8')));
     stream.on('error', reject);
     stream.on('close', () => {
       if (size > limit) resolve(undefined);

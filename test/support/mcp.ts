@@ -295,3 +295,50 @@ export async function enforceMcp(
   });
   return { enforcer, url: `http://127.0.0.1:${enforcer.address.port}/mcp`, events, connection };
 }
+
+export interface RawAnswer {
+  status: number;
+  /** The JSON-RPC messages of the answer, from a JSON body or an event stream. */
+  messages: Record<string, unknown>[];
+  text: string;
+}
+
+/** An agent that writes the transport by hand: an initialized session and raw posts in it. */
+export async function rawSession(url: string): Promise<{ post: (body: string) => Promise<RawAnswer> }> {
+  let session: string | undefined;
+  const post = async (body: string): Promise<RawAnswer> => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-06-18',
+        ...(session && { 'mcp-session-id': session }),
+      },
+      body,
+    });
+    session ??= res.headers.get('mcp-session-id') ?? undefined;
+    const text = await res.text();
+    const type = res.headers.get('content-type') ?? '';
+    const messages = type.startsWith('text/event-stream')
+      ? text
+          .split('\n')
+          .filter((line) => line.startsWith('data: '))
+          .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>)
+      : type.startsWith('application/json')
+        ? ([JSON.parse(text)].flat() as Record<string, unknown>[])
+        : [];
+    return { status: res.status, messages, text };
+  };
+  const init = await post(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    }),
+  );
+  if (init.status !== 200) throw new Error(`initialize answered ${init.status}: ${init.text}`);
+  await post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  return { post };
+}
