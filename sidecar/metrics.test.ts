@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { SessionEvent } from '../api/events.ts';
 import { noApprovals } from './core/enforcer.ts';
-import { type ApprovalWait, approvalChannel } from './core/gate.ts';
+import { ApprovalGate, type ApprovalWait, approvalChannel } from './core/gate.ts';
 import { eventChannel } from './core/recorder.ts';
 import { maskedBy, subscribeDataPathMetrics } from './metrics.ts';
 import { policy } from './policy/fixtures.ts';
@@ -190,6 +190,42 @@ describe('data-path metrics', () => {
     assert.deepEqual(await lines('airlock_sidecar_relayed_bytes_total{'), [
       'airlock_sidecar_relayed_bytes_total{protocol="tcp",direction="in"} 5',
       'airlock_sidecar_relayed_bytes_total{protocol="tcp",direction="out"} 5',
+    ]);
+  });
+
+  it('observes the holds of the core’s gate: one approved, one withdrawn by the client', async () => {
+    const gate = new ApprovalGate({
+      sessionId: 's-1',
+      connection: 'orders',
+      approvals: {
+        request: (request, signal) =>
+          new Promise((resolve) => {
+            if (request.text === 'approve me')
+              setTimeout(() => resolve({ approved: true, outcome: 'approved' }), 20);
+            signal?.addEventListener('abort', () => resolve({ approved: false, outcome: 'denied' }));
+          }),
+      },
+    });
+    const hold = (text: string, signal?: AbortSignal) =>
+      gate.pass({
+        decision: {
+          action: 'require-approval',
+          policy: 'writers',
+          rule: 'approve-deletes',
+          reasons: ['DELETE needs approval'],
+          wouldHave: [],
+          approval: { timeoutMs: 60_000, scope: 'statement', approvers: { groups: [], users: [] } },
+        },
+        text,
+        what: 'statement',
+        ...(signal && { signal }),
+      });
+    assert.equal((await hold('approve me')).outcome, 'approved');
+    assert.equal((await hold('wait for me', AbortSignal.timeout(30))).outcome, 'error');
+    const waits = await lines('airlock_sidecar_approval_wait_seconds_count');
+    assert.deepEqual(waits, [
+      'airlock_sidecar_approval_wait_seconds_count{outcome="approved"} 1',
+      'airlock_sidecar_approval_wait_seconds_count{outcome="cancelled"} 1',
     ]);
   });
 
