@@ -72,6 +72,10 @@ export async function admit(
   options: AdmitOptions,
 ): Promise<Admission> {
   const steps = body.messages.map((message, i) => classify(context, message, body.raw[i]!));
+  // The agent withdrew a request it is still waiting on: the hold ends, the server never sees it.
+  for (const { message } of steps)
+    if (message.kind === 'notification' && message.method === 'notifications/cancelled')
+      session.holds.get(message.params?.requestId as Id)?.abort();
   const unrecorded = session.gate.unrecorded();
   const first = steps.find((s) => s.refusal || s.decision?.action === 'deny');
   if (unrecorded || first) {

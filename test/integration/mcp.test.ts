@@ -246,6 +246,39 @@ describe('MCP enforcer', () => {
     assert.equal(event?.outcome, 'denied');
   });
 
+  it('ends a hold when the agent withdraws the call (notifications/cancelled)', async () => {
+    const waiting = await enforceMcp(server, [agents], {
+      approvals: {
+        request: (_request, signal) =>
+          new Promise((resolve) =>
+            signal?.addEventListener('abort', () => resolve({ approved: false, outcome: 'denied' }), {
+              once: true,
+            }),
+          ),
+      },
+    });
+    const agent = await connectAgent(waiting.url);
+    try {
+      await assert.rejects(
+        agent.client.callTool({ name: 'echo', arguments: { text: 'approve withdrawn' } }, undefined, {
+          signal: AbortSignal.timeout(300),
+        }),
+      );
+      // The withdrawal is a notification of its own; give it time to land.
+      for (let i = 0; i < 50 && !requests(waiting).some((e) => e.text.includes('approve withdrawn')); i++)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      await agent.close();
+      await waiting.enforcer.close();
+    }
+    assert.equal(
+      server.calls.some((c) => c.includes('approve withdrawn')),
+      false,
+    );
+    const event = requests(waiting).find((e) => e.text.includes('approve withdrawn'));
+    assert.equal(event?.error?.code, 'cancelled');
+  });
+
   it('records every call with its arguments masked, its decision, duration and result size', async () => {
     const agent = await connectAgent(enforced.url);
     try {
