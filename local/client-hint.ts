@@ -6,6 +6,8 @@ import type { Protocol } from '../api/v1alpha1.ts';
 export function clientHint(
   protocol: Protocol,
   address: { address: string; port: number },
+  /** The MCP endpoint's path, for an mcp Connection. */
+  mcpPath = '/mcp',
 ): string | undefined {
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
   switch (protocol) {
@@ -17,6 +19,8 @@ export function clientHint(
       return `ssh -p ${address.port} ${host}`;
     case 'http':
       return `curl http://${host}:${address.port}/`;
+    case 'mcp':
+      return `an MCP client (streamable HTTP) at http://${host}:${address.port}${mcpPath}`;
     default:
       return undefined;
   }

@@ -151,7 +151,7 @@ export async function startLocal(options: LocalOptions, log: (line: string) => v
       const hint =
         connection.protocol === 'kubernetes'
           ? `KUBECONFIG=${await writeAgentKubeconfig(dirname(controlSocket(options.store)), connection.name, enforcer.address)} kubectl get pods`
-          : clientHint(connection.protocol, enforcer.address);
+          : clientHint(connection.protocol, enforcer.address, connection.mcp?.path);
       log(
         `airlock local: ${connection.name} (${connection.protocol} ${connection.host}:${connection.port}) on ${enforcer.address.address}:${enforcer.address.port}, policies ${connection.policies.map((p) => `${p.name}${p.mode === 'audit' ? ' (audit)' : ''}`).join(', ')}${hint ? `; try: ${hint}` : ''}`,
       );
