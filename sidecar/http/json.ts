@@ -230,9 +230,14 @@ export class JsonStreamMasker {
             if (paths) this.path[this.path.length - 1] = name;
           }
           state = COLON;
-        } else if (escapes || paths || end - i - 2 >= minLength) {
-          // A string shorter than any finding, with no path rule to apply, is passed on as it
-          // came without being made a string (escapes are still read: a bad one is not JSON).
+        } else if (
+          escapes ||
+          paths ||
+          (end - i - 2 >= minLength && (!ascii || this.mayFind(chunk, i + 1, end - 1)))
+        ) {
+          // A string in which nothing can be found (too short, or told so by its bytes), with no
+          // path rule to apply, is passed on as it came without being made a string (escapes
+          // are still read: a bad one is not JSON).
           const value = ascii
             ? parseString(this.ascii(chunk, i, end), escapes)
             : decode(chunk, i, end, escapes);
@@ -328,6 +333,16 @@ export class JsonStreamMasker {
     this.parts = [];
     this.token = NONE;
     return masked === undefined ? bytes : Buffer.from(masked);
+  }
+
+  /**
+   * Whether the detectors may find something in the ASCII string chunk[start, end) without
+   * escapes: its bytes say, unless it holds a percent-encoding or character reference (the
+   * plan may read those decoded).
+   */
+  private mayFind(chunk: Buffer, start: number, end: number): boolean {
+    for (let i = start; i < end; i++) if (chunk[i] === 0x25 || chunk[i] === 0x26) return true;
+    return this.plan.mayFind(chunk, start, end);
   }
 
   /** Bytes [start, end) of the chunk, all ASCII, as text. */

@@ -92,6 +92,54 @@ export function profile(value: string, into: Profile): Profile {
   return into;
 }
 
+/**
+ * The profile of ASCII text in bytes[start, end), read from the bytes (no string is made). Its
+ * counts are exact; a byte beyond ASCII is counted in nonAscii (the text is then not ASCII).
+ */
+export function profileBytes(bytes: Uint8Array, start: number, end: number, into: Profile): Profile {
+  let digits = 0;
+  let upper = 0;
+  let at = 0;
+  let dash = 0;
+  let dot = 0;
+  let colon = 0;
+  let plus = 0;
+  let space = 0;
+  let nonAscii = 0;
+  let run = 0;
+  let cardRun = 0;
+  let separators = 0;
+  for (let i = start; i < end; i++) {
+    const ch = bytes[i]!;
+    if (ch >= 48 && ch <= 57) {
+      digits++;
+      separators = 0;
+      if (++run > cardRun) cardRun = run;
+    } else {
+      if (ch >= 65 && ch <= 90) upper++;
+      else if (ch === 64) at++;
+      else if (ch === 45) dash++;
+      else if (ch === 46) dot++;
+      else if (ch === 58) colon++;
+      else if (ch === 43) plus++;
+      else if (ch === 32) space++;
+      else if (ch > 127) nonAscii++;
+      if (!((ch === 32 || ch === 45 || ch === 46) && ++separators <= 2)) run = 0;
+    }
+  }
+  into.digits = digits;
+  into.upper = upper;
+  into.at = at;
+  into.dash = dash;
+  into.dot = dot;
+  into.colon = colon;
+  into.plus = plus;
+  into.space = space;
+  into.nonAscii = nonAscii;
+  into.cardRun = cardRun;
+  return into;
+}
+
 // ---------------------------------------------------------------------------------------
 // What detectors read: a value's disguises undone
 
@@ -168,8 +216,11 @@ export interface DetectorScanner {
   name: Detector;
   /** Shortest value that can hold a finding. */
   minLength: number;
-  /** Cheap test; false means find() would find nothing. */
-  maybe(value: string, p: Profile): boolean;
+  /**
+   * Cheap test; false means find() would find nothing in a value of this profile and length.
+   * Without the value (bytes not made a string), it answers from the profile alone.
+   */
+  maybe(value: string | undefined, p: Profile, length: number): boolean;
   /** Appends findings in order of start. */
   find(value: string, out: Span[]): void;
 }
@@ -367,7 +418,7 @@ const ibanRe = /(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0
 const iban: DetectorScanner = {
   name: 'iban',
   minLength: 15,
-  maybe: (v, p) => v.length >= 15 && p.upper >= 2 && p.digits >= 2,
+  maybe: (_v, p, length) => length >= 15 && p.upper >= 2 && p.digits >= 2,
   find(value, out) {
     each(ibanRe, value, (m) => {
       const text = m[0];
@@ -437,7 +488,7 @@ const ipv6Re = /(?<![0-9A-Za-z:.])[0-9A-Fa-f:.]{3,45}(?![0-9A-Za-z:])/g;
 const ipv6: DetectorScanner = {
   name: 'ipv6',
   minLength: 5,
-  maybe: (v, p) => p.colon >= 7 || (p.colon >= 2 && v.includes('::')),
+  maybe: (v, p) => p.colon >= 7 || (p.colon >= 2 && (v === undefined || v.includes('::'))),
   find(value, out) {
     each(ipv6Re, value, (m) => {
       let text = m[0];
@@ -451,7 +502,7 @@ const jwtRe = /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-
 const jwt: DetectorScanner = {
   name: 'jwt',
   minLength: 16,
-  maybe: (v, p) => p.dot >= 2 && v.includes('eyJ'),
+  maybe: (v, p) => p.dot >= 2 && (v === undefined || v.includes('eyJ')),
   find(value, out) {
     each(jwtRe, value, (m) => {
       const header = m[0].slice(0, m[0].indexOf('.'));
@@ -465,7 +516,7 @@ const awsRe = /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/g;
 const awsAccessKey: DetectorScanner = {
   name: 'aws-access-key',
   minLength: 20,
-  maybe: (v, p) => p.upper >= 4 && awsHint.test(v),
+  maybe: (v, p) => p.upper >= 4 && (v === undefined || awsHint.test(v)),
   find(value, out) {
     each(awsRe, value, (m) => out.push({ start: m.index, end: m.index + m[0].length }));
   },
@@ -476,7 +527,7 @@ const pemEnd = /-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----/g;
 const privateKey: DetectorScanner = {
   name: 'private-key',
   minLength: 30,
-  maybe: (v, p) => p.dash >= 10 && v.includes('-----BEGIN'),
+  maybe: (v, p) => p.dash >= 10 && (v === undefined || v.includes('-----BEGIN')),
   find(value, out) {
     let from = 0;
     for (let at = value.indexOf('-----BEGIN', from); at >= 0; at = value.indexOf('-----BEGIN', from)) {
@@ -503,7 +554,7 @@ const bearerRe = /(?<![A-Za-z0-9])[Bb](?:earer|EARER)[ \t]+([A-Za-z0-9\-._~+/]+=
 const bearerToken: DetectorScanner = {
   name: 'bearer-token',
   minLength: 15,
-  maybe: (v) => bearerHint.test(v),
+  maybe: (v) => v === undefined || bearerHint.test(v),
   find(value, out) {
     each(bearerRe, value, (m) => {
       const token = m[1]!;

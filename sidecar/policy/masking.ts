@@ -22,6 +22,7 @@ import {
   detectorView,
   type Profile,
   profile,
+  profileBytes,
   type Span,
 } from './detectors.ts';
 import { matchGlob, splitColumnGlob } from './glob.ts';
@@ -67,6 +68,11 @@ export interface MaskingPlan {
   columnRule(qualified: { schema: string; table: string; column: string }): ColumnMask | undefined;
   /** ascii: the caller knows the value is ASCII, so there is no disguise to look through. */
   maskText(value: string, column?: ColumnMask, ascii?: boolean): MaskResult;
+  /**
+   * For ASCII text in bytes[start, end): false when no detector or pattern can find anything in
+   * it (maskText would return it as it is), read from the bytes without making a string.
+   */
+  mayFind(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 export interface MaskingOptions {
@@ -144,7 +150,7 @@ interface Scanner {
   /** Reads the value with its disguises undone (built-in detectors); patterns read it as it is. */
   view: boolean;
   minLength: number;
-  maybe(value: string, p: Profile): boolean;
+  maybe(value: string | undefined, p: Profile, length: number): boolean;
   find(value: string, out: Span[]): void;
   enforce: Consumer[];
   audit: Consumer[];
@@ -263,7 +269,7 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     let findings: Finding[] | undefined;
     for (const scanner of list) {
       const input = scanner.view ? seen : value;
-      if (prefilter && !scanner.maybe(input, scratch)) continue;
+      if (prefilter && !scanner.maybe(input, scratch, input.length)) continue;
       const spans: Span[] = [];
       scanner.find(input, spans);
       if (spans.length === 0) continue;
@@ -281,12 +287,25 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     return applyFindings(value, findings, hashKey);
   }
 
+  const bytesProfile: Profile = { ...scratch };
+
+  function mayFind(bytes: Uint8Array, start: number, end: number): boolean {
+    if (end - start < minLength) return false;
+    if (!prefilter) return true;
+    profileBytes(bytes, start, end, bytesProfile);
+    // Beyond ASCII there may be disguises: maskText looks through them.
+    if (bytesProfile.nonAscii > 0) return true;
+    for (const scanner of list) if (scanner.maybe(undefined, bytesProfile, end - start)) return true;
+    return false;
+  }
+
   return {
     hasScanners: list.length > 0,
     hasColumns: columnRules.length > 0,
     minLength,
     columnRule,
     maskText,
+    mayFind,
   };
 }
 
@@ -319,7 +338,7 @@ function fromPattern(name: string, pattern: CompiledPattern): Scanner {
     view: false,
     minLength: 1,
     // RE2's DFA answers "is there a match" without building match state.
-    maybe: (value) => re.test(value),
+    maybe: (value) => value === undefined || re.test(value),
     find(value, out) {
       const m = re.matcher(value);
       let from = 0;
@@ -345,9 +364,13 @@ function countKeys(keys: string[]): Record<string, number> {
 function applyFindings(value: string, findings: Finding[], hashKey: string | Uint8Array): MaskResult {
   const counts: Record<string, number> = {};
   const wouldMask: Record<string, number> = {};
+  let audited = false;
   for (const f of findings) {
     for (const c of f.scanner.enforce) counts[c.key] = (counts[c.key] ?? 0) + 1;
-    for (const c of f.scanner.audit) wouldMask[c.key] = (wouldMask[c.key] ?? 0) + 1;
+    for (const c of f.scanner.audit) {
+      wouldMask[c.key] = (wouldMask[c.key] ?? 0) + 1;
+      audited = true;
+    }
   }
   const masking =
     findings.length === 1
@@ -382,7 +405,7 @@ function applyFindings(value: string, findings: Finding[], hashKey: string | Uin
     i = j;
   }
   out += value.slice(cursor);
-  return { value: out, counts, wouldMask: Object.keys(wouldMask).length === 0 ? noCounts : wouldMask };
+  return { value: out, counts, wouldMask: audited ? wouldMask : noCounts };
 }
 
 function columnGlobMatches(glob: string, q: { schema: string; table: string; column: string }): boolean {

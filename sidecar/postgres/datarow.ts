@@ -39,31 +39,42 @@ export class RowWriter {
     const out = this.buffer;
     const start = this.used;
     const count = (raw[base + 5]! << 8) | raw[base + 6]!;
-    raw.copy(out, start, base, base + 7);
     let from = base + 7;
-    let to = start + 7;
+    let to = start + raw.copy(out, start, base, from);
+    // Unchanged fields between two changed ones are one run in both rows: copied at once.
+    let run = from;
     let next = 0;
     for (let i = 0; i < count; i++) {
       const length = (raw[from]! << 24) | (raw[from + 1]! << 16) | (raw[from + 2]! << 8) | raw[from + 3]!;
       const fieldEnd = from + 4 + (length > 0 ? length : 0);
       if (next < changes && changedAt[next] === i) {
+        if (run < from) to += raw.copy(out, to, run, from);
         const value = changedTo[next++];
         if (value === null || value === undefined) {
-          out.writeInt32BE(-1, to);
+          writeInt32(out, to, -1);
           to += 4;
         } else {
           const written =
             typeof value === 'string' ? out.write(value, to + 4, 'utf8') : value.copy(out, to + 4);
-          out.writeInt32BE(written, to);
+          writeInt32(out, to, written);
           to += 4 + written;
         }
-      } else {
-        to += raw.copy(out, to, from, fieldEnd);
+        run = fieldEnd;
       }
       from = fieldEnd;
     }
-    out.writeInt32BE(to - start - 1, start + 1);
+    // Up to the last field's end, as the row's fields say (not to the message's end).
+    if (run < from) to += raw.copy(out, to, run, from);
+    writeInt32(out, start + 1, to - start - 1);
     this.used = to;
     return out.subarray(start, to);
   }
+}
+
+/** A big-endian Int32 at `at`, where the caller has made room (no range checks on the hot path). */
+function writeInt32(out: Buffer, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = value >>> 16;
+  out[at + 2] = value >>> 8;
+  out[at + 3] = value;
 }

@@ -41,6 +41,7 @@ function wordMasker(overrides: Partial<Masker> = {}): Masker {
     columns: true,
     minScanLength: 3,
     columnRule: (ref) => (ref.column === 'ssn' ? ssnRule : undefined),
+    mayFind: () => true,
     mask(value, column): MaskResult {
       if (column) {
         if (column.audit) return { value, counts: {}, wouldMask: { [column.key]: 1 } };
@@ -284,6 +285,7 @@ describe('RowMasker', () => {
       minScanLength: 1,
       columnRule: (ref) => plan.columnRule(ref),
       mask: plan.maskText,
+      mayFind: plan.mayFind,
     };
     const layout = planColumns(real, [column(25, 0, 9, 1), column(25)], () => [
       { schema: 'public', table: 'people', column: 'ssn' },

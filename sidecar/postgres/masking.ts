@@ -211,6 +211,8 @@ export class RowMasker {
     }
     const from = plan.jsonb ? start + 1 : start;
     if (this.rowAscii === undefined) this.rowAscii = isAsciiBytes(raw.subarray(fieldsStart, limit));
+    // Most values cannot hold a finding: told from their bytes, they are never made strings.
+    if (this.rowAscii && plan.action !== 'mask' && !masker.mayFind(raw, from, end)) return unchanged;
     let text: string;
     if (this.rowAscii) {
       this.rowText ??= raw.toString('latin1', fieldsStart, limit);

@@ -40,6 +40,8 @@ export interface Masker {
   columnRule(ref: ColumnRef): ColumnMask | undefined;
   /** ascii: the value is known to be ASCII (skips looking for disguised digits and separators). */
   mask(value: string, column?: ColumnMask, ascii?: boolean): MaskResult;
+  /** For ASCII bytes[start, end): false when mask() would leave them as they are (no string made). */
+  mayFind(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 export interface PolicyEngine {
@@ -74,6 +76,7 @@ export async function loadPolicyEngine(policies: BundlePolicy[]): Promise<Policy
       minScanLength: minScanLength(policies),
       columnRule: (ref) => plan.columnRule(ref),
       mask: plan.maskText,
+      mayFind: plan.mayFind,
     },
     enforcing: policies.some((p) => p.mode === 'enforce' && (p.rules.length > 0 || p.masking.length > 0)),
   };
