@@ -564,6 +564,7 @@ export class RedisSession {
     this.#queue.shift();
     const tracked = head.tracked;
     const counts: MaskCounts = { masked: {}, wouldMask: {} };
+    const perCommand = tracked.transaction?.texts.map((): MaskCounts => ({ masked: {}, wouldMask: {} }));
     let error: RequestFields['error'];
     if (frame.mode === 'overflow') {
       const failure = new AirlockError(
@@ -574,10 +575,28 @@ export class RedisSession {
       error = failure.event('ERR');
     } else if (reply && bytes) {
       tracked.onReply?.(reply);
-      this.#toAgent.push(this.#masked(reply, bytes, tracked, counts));
-      if (reply.type === T.error || reply.type === T.blobError)
-        error = { code: 'target-error', message: reply.data?.toString() ?? '' };
+      this.#toAgent.push(this.#masked(reply, bytes, tracked, counts, perCommand));
+      error = errorOf(reply);
     } else if (frame.type === T.error) error = { code: 'target-error', message: '' };
+    const durationMs = Date.now() - tracked.started;
+    const transaction = tracked.transaction;
+    if (transaction && perCommand) {
+      // A transaction ran as one, and each of its commands is recorded with its own reply.
+      for (const [i, text] of transaction.texts.entries()) {
+        const item = reply?.items?.[i];
+        this.#recordReply(text, durationMs, tracked, perCommand[i]!, error ?? (item && errorOf(item)));
+      }
+    } else this.#recordReply(tracked.text, durationMs, tracked, counts, error);
+    this.#advance();
+  }
+
+  #recordReply(
+    text: string,
+    durationMs: number,
+    tracked: Tracked,
+    counts: MaskCounts,
+    error: RequestFields['error'],
+  ): void {
     const masking = maskingFields(
       this.#context.policies,
       counts.masked,
@@ -586,24 +605,31 @@ export class RedisSession {
     );
     const anyMasked = Object.values(counts.masked).some((n) => n > 0);
     this.#record({
-      text: tracked.text,
+      text,
       kind: 'redis',
-      durationMs: Date.now() - tracked.started,
+      durationMs,
       ...tracked.fields,
       ...masking,
       ...(anyMasked && { outcome: 'masked' }),
       ...(error && { outcome: 'error', error }),
     });
-    this.#advance();
   }
 
   /** The reply as the agent gets it: the bytes received when nothing was masked. */
-  #masked(reply: Reply, bytes: Buffer, tracked: Tracked | undefined, counts: MaskCounts | undefined): Buffer {
+  #masked(
+    reply: Reply,
+    bytes: Buffer,
+    tracked: Tracked | undefined,
+    counts: MaskCounts | undefined,
+    perCommand?: MaskCounts[],
+  ): Buffer {
     const { plan } = this.#context;
     let masked: Reply;
     const transaction = tracked?.transaction;
     if (transaction && reply.items) {
-      const items = reply.items.map((item, i) => maskReply(item, plan, transaction.masks[i], counts));
+      const items = reply.items.map((item, i) =>
+        maskReply(item, plan, transaction.masks[i], perCommand?.[i] ?? counts),
+      );
       masked = items.every((item, i) => item === reply.items![i]) ? reply : { ...reply, items };
     } else masked = maskReply(reply, plan, tracked?.masks, counts);
     return masked === reply ? bytes : Buffer.concat(encodeReply(masked));
@@ -661,4 +687,10 @@ export class RedisSession {
   #record(fields: RequestFields): void {
     this.#context.recorder.request(fields);
   }
+}
+
+/** The event error of an error reply, or undefined. */
+function errorOf(reply: Reply): RequestFields['error'] {
+  if (reply.type !== T.error && reply.type !== T.blobError) return undefined;
+  return { code: 'target-error', message: reply.data?.toString() ?? '' };
 }

@@ -127,6 +127,15 @@ describe('Redis enforcer', requires('redis-server', 'redis-cli'), () => {
     );
     assert.equal(await server.admin.exists('tx:1', 'tx:2'), 0);
     const ok = await redis.multi().set('tx:1', 'x').get('tx:1').exec();
+    // Each command of the transaction is a request event of its own.
+    const recorded = requests(enforced).slice(-2);
+    assert.deepEqual(
+      recorded.map((e) => [e.text, e.outcome]),
+      [
+        ['SET tx:1 x', 'allowed'],
+        ['GET tx:1', 'allowed'],
+      ],
+    );
     assert.deepEqual(ok, [
       [null, 'OK'],
       [null, 'x'],
