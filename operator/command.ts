@@ -38,7 +38,7 @@ export const operatorUsage = `Usage: airlock operator [--kubeconfig PATH] [--nam
   [--notify-webhook URL]... [--notify-format generic|slack] [--log-level info]
   [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret-file FILE --console-url URL]
   [--console-port 8444] [--oidc-username-claim sub] [--oidc-groups-claim groups]
-  [--oidc-scopes 'openid email profile'] [--oidc-prefix oidc:]
+  [--oidc-scopes 'openid email profile'] [--oidc-prefix oidc:] [--oidc-group NAME]...
 
   --notify-webhook  POSTs a notification when an AccessRequest is created (with the command
                     that decides it) and when it is approved, denied or expired; repeatable.
@@ -49,7 +49,8 @@ export const operatorUsage = `Usage: airlock operator [--kubeconfig PATH] [--nam
                     acts as them by impersonating the username claim and the groups claim of
                     their ID token, each under --oidc-prefix. --console-url is the address
                     people open; its /auth/callback is the redirect URI registered with the
-                    provider.`;
+                    provider. Only the groups named by --oidc-group are passed on (the
+                    operator's RBAC may impersonate exactly those).`;
 
 const flagsSchema = z.object({
   kubeconfig: z.string().optional(),
@@ -84,6 +85,7 @@ const flagsSchema = z.object({
   'oidc-client-secret-file': z.string().min(1).optional(),
   'oidc-username-claim': z.string().min(1),
   'oidc-groups-claim': z.string().min(1),
+  'oidc-group': z.array(z.string().min(1)),
   'oidc-scopes': z.string().regex(/(^| )openid( |$)/, 'must include openid'),
   // Never empty: unprefixed names from the provider could be system: users or ServiceAccounts.
   'oidc-prefix': z.string().min(1),
@@ -123,6 +125,7 @@ export function parseOperatorFlags(args: string[], env: NodeJS.ProcessEnv): Oper
       'oidc-client-secret-file': { type: 'string' },
       'oidc-username-claim': { type: 'string', default: 'sub' },
       'oidc-groups-claim': { type: 'string', default: 'groups' },
+      'oidc-group': { type: 'string', multiple: true, default: [] },
       'oidc-scopes': { type: 'string', default: 'openid email profile' },
       'oidc-prefix': { type: 'string', default: 'oidc:' },
     },
@@ -303,6 +306,7 @@ function serveConsole(
     usernameClaim: flags['oidc-username-claim'],
     groupsClaim: flags['oidc-groups-claim'],
     scopes: flags['oidc-scopes'],
+    groups: flags['oidc-group'],
     prefix: flags['oidc-prefix'],
   };
   return startConsole({

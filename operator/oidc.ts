@@ -16,6 +16,11 @@ export interface OidcSettings {
   /** The ID token claim that names the person: sub (the API server's default) or email. */
   usernameClaim: string;
   groupsClaim: string;
+  /**
+   * The provider's groups the console passes on (the chart's RBAC lets the operator impersonate
+   * exactly these, prefixed); others in the token are dropped.
+   */
+  groups: string[];
   /** What to ask the provider for: some release groups only for a scope (Dex: groups). */
   scopes: string;
   /** Put before the user and each group, like the API server's --oidc-username-prefix. */
@@ -57,7 +62,10 @@ export function personFromClaims(claims: Record<string, unknown>, settings: Oidc
   const groups = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
   if (!groups.every((g) => typeof g === 'string'))
     throw new Error(`the ID token's ${settings.groupsClaim} claim must be a string or a list of strings`);
-  return { user: `${settings.prefix}${name}`, groups: groups.map((g) => `${settings.prefix}${g}`) };
+  return {
+    user: `${settings.prefix}${name}`,
+    groups: groups.filter((g) => settings.groups.includes(g)).map((g) => `${settings.prefix}${g}`),
+  };
 }
 
 export function relyingParty(settings: OidcSettings): RelyingParty {

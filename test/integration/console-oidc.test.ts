@@ -79,7 +79,7 @@ describe(
       );
     /** Clicks a row's button (approve or deny) and returns the row's message, or '' once it is gone. */
     const decide = async (id: string, decision: 'approve' | 'deny') => {
-      const row = `document.querySelector('#approvals tr[data-id=${JSON.stringify(JSON.stringify(id))}]')`;
+      const row = `document.querySelector(${JSON.stringify(`#approvals tr[data-id="${id}"]`)})`;
       await page.waitFor(row);
       await page.evaluate(`${row}.querySelector('[data-decide=${decision}]').click()`);
       return page.waitFor<string>(
@@ -173,6 +173,7 @@ describe(
             `--oidc-client-secret-file=${join(work, 'client-secret')}`,
             '--oidc-username-claim=email',
             '--oidc-scopes=openid email groups',
+            '--oidc-group=dba',
             `--console-url=${consoleUrl}`,
             `--console-port=${consolePort}`,
           ],
@@ -306,6 +307,7 @@ describe(
       // New requests appear without a reload.
       const rows = await page.waitFor<string[][]>(
         `(() => { const rows = [...document.querySelectorAll('#approvals tr[data-id]')].map((r) => [r.dataset.id, ...[...r.cells].slice(1, 4).map((c) => c.textContent.trim())]); return rows.length > 0 && rows; })()`,
+        60_000,
       );
       assert.equal(rows.length, 1);
       const [id, requester, connection, text] = rows[0]!;
@@ -358,9 +360,7 @@ describe(
       await page.goto(`${consoleUrl}#/approvals`);
       const message = await decide('agents/alices-own', 'approve');
       assert.match(message, /oidc:alice@example\.com requested alices-own and cannot decide it/);
-      const request = await accessRequest('agents', 'alices-own');
-      assert.equal(request.spec.decision, undefined);
-      assert.equal(request.status?.phase, 'Pending');
+      assert.equal((await accessRequest('agents', 'alices-own')).spec.decision, undefined);
     });
 
     test('a decision without the session CSRF token is refused', async () => {
