@@ -1,0 +1,279 @@
+// Memory of the processes that hold the embedded audit store, read from /proc (VmRSS, VmHWM):
+// - `airlock local` on a new store: idle once ready (beside the same process recording to
+//   PostgreSQL: the embedded store's share), peak under pgbench through its PostgreSQL listener
+//   (every statement is an event in the store), idle again after it.
+// - the operator's collector on a new embedded store: idle before the store opens (it opens on
+//   first use), first start (the store created by the first batch, then 20,000 events in
+//   batches of 500 from 2 senders, as sidecars send them) and steady (after the ingest settles).
+// Each process runs with the V8 flags its command runs with (bin/node-flags.js).
+//
+//   node bench/memory.ts            the bench
+//   node bench/memory.ts collector DIR   (internal) the collector process it measures
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { nodeFlags } from '../bin/node-flags.js';
+import { runCollector } from '../operator/collector.ts';
+import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
+import { freePort, type Service, startService, waitFor } from '../test/support/process.ts';
+
+const run = promisify(execFile);
+const repository = new URL('../', import.meta.url).pathname;
+const self = new URL(import.meta.url).pathname;
+
+function memory(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+interface Row {
+  process: string;
+  measure: string;
+  mb: number;
+  goal: number;
+}
+
+async function benchLocal(db: PostgresServer, work: string): Promise<Row[]> {
+  const port = await freePort();
+  const manifests = join(work, 'manifests.yaml');
+  writeFileSync(
+    manifests,
+    `apiVersion: v1
+kind: Secret
+metadata: {name: bench-db, namespace: bench}
+stringData: {username: ${db.user}, password: ${db.password}}
+---
+apiVersion: airlock.dev/v1alpha1
+kind: Connection
+metadata: {name: bench-db, namespace: bench}
+spec:
+  protocol: postgres
+  host: 127.0.0.1
+  port: ${db.port}
+  tls: {mode: disable}
+  credentials: {secretRef: {name: bench-db}}
+  postgres: {database: ${db.database}}
+---
+apiVersion: airlock.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: bench-agent, namespace: bench}
+spec:
+  subjects: [{kind: ServiceAccount, name: agent}]
+  connections: [bench-db]
+  masking:
+    - {name: pii, detectors: [credit-card, email, us-ssn, phone, iban], strategy: partial}
+  rules:
+    - {name: no-ddl, action: deny, sql: {statements: [DROP, TRUNCATE, ALTER]}}
+`,
+  );
+  // The same process recording to PostgreSQL: what it takes without an embedded store.
+  await db.admin(`CREATE DATABASE airlock_audit OWNER ${db.user}`);
+  const withoutStore = await startLocal(
+    work,
+    manifests,
+    port,
+    `postgres://${db.user}:${encodeURIComponent(db.password)}@127.0.0.1:${db.port}/airlock_audit`,
+  );
+  await sleep(3000);
+  const baseline = memory(withoutStore.child.pid!);
+  await withoutStore.stop();
+  const service = await startLocal(work, manifests, port, join(work, 'local-store'));
+  try {
+    await sleep(3000);
+    const idle = memory(service.child.pid!);
+    await run(
+      'pgbench',
+      [
+        '-n',
+        '-S',
+        '-c',
+        '4',
+        '-j',
+        '2',
+        '-T',
+        '10',
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-U',
+        db.user,
+        db.database,
+      ],
+      { env: { ...process.env, PGPASSWORD: db.password } },
+    );
+    await sleep(3000);
+    const after = memory(service.child.pid!);
+    return [
+      {
+        process: 'airlock local',
+        measure: 'idle, recording to PostgreSQL instead',
+        mb: baseline.rss,
+        goal: 120,
+      },
+      { process: 'airlock local', measure: 'idle (new store)', mb: idle.rss, goal: 120 },
+      { process: 'airlock local', measure: 'peak (pgbench -S, 4 clients, 10 s)', mb: after.peak, goal: 250 },
+      { process: 'airlock local', measure: 'idle after the load', mb: after.rss, goal: 120 },
+    ];
+  } finally {
+    await service.stop();
+  }
+}
+
+async function startLocal(work: string, manifests: string, port: number, store: string): Promise<Service> {
+  const logFile = join(work, `local-${Date.now()}.log`);
+  const service = startService(
+    'airlock local',
+    process.execPath,
+    [
+      ...nodeFlags('local'),
+      join(repository, 'bin/airlock.js'),
+      'local',
+      '-f',
+      manifests,
+      '--as',
+      'system:serviceaccount:bench:agent',
+      '--listen',
+      `bench-db=127.0.0.1:${port}`,
+      '--store',
+      store,
+    ],
+    { logFile },
+  );
+  await waitFor('airlock local', async () => readFileSync(logFile, 'utf8').includes('ready'), { service });
+  return service;
+}
+
+function event(n: number) {
+  const base = {
+    version: 1,
+    id: `bench-${n}`,
+    sessionId: `session-${Math.floor(n / 50)}`,
+    seq: n % 50,
+    time: new Date().toISOString(),
+    connection: { name: 'orders-db', namespace: 'agents', protocol: 'postgres' },
+    identity: { namespace: 'agents', serviceAccount: 'agent', pod: 'agent-0' },
+  };
+  if (n % 50 === 0) return { ...base, type: 'session.start', client: { address: '10.0.0.5:40000' } };
+  return {
+    ...base,
+    type: 'request',
+    text: `SELECT id, email FROM customers WHERE id = $1 -- ${n}`,
+    kind: 'SELECT',
+    outcome: 'masked',
+    policy: 'agent-orders',
+    masked: { 'pii/email': 1 },
+    rows: 1,
+    durationMs: 2,
+  };
+}
+
+async function benchCollector(work: string): Promise<Row[]> {
+  const logFile = join(work, 'collector.log');
+  const service: Service = startService(
+    'collector',
+    process.execPath,
+    [...nodeFlags('operator'), self, 'collector', join(work, 'collector-store')],
+    { logFile },
+  );
+  try {
+    let endpoint = '';
+    await waitFor(
+      'collector',
+      async () => {
+        endpoint = /listening on (\S+)/.exec(readFileSync(logFile, 'utf8'))?.[1] ?? '';
+        return endpoint !== '';
+      },
+      { service },
+    );
+    // The store opens on first use: this is the process without it.
+    await sleep(3000);
+    const unopened = memory(service.child.pid!);
+    const total = 20_000;
+    const batches: string[] = [];
+    for (let start = 0; start < total; start += 500)
+      batches.push(`${Array.from({ length: 500 }, (_, i) => JSON.stringify(event(start + i))).join('\n')}\n`);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 2 }, async () => {
+        while (next < batches.length) {
+          const response = await fetch(endpoint, {
+            method: 'POST',
+            headers: { authorization: 'Bearer bench', 'content-type': 'application/x-ndjson' },
+            body: batches[next++]!,
+          });
+          if (response.status !== 200) throw new Error(`collector answered ${response.status}`);
+          await response.arrayBuffer();
+        }
+      }),
+    );
+    await sleep(5000);
+    const settled = memory(service.child.pid!);
+    return [
+      {
+        process: 'operator collector',
+        measure: 'idle, the store not yet opened',
+        mb: unopened.rss,
+        goal: 150,
+      },
+      {
+        process: 'operator collector',
+        measure: 'first start (peak: store created, 20,000 events)',
+        mb: settled.peak,
+        goal: 200,
+      },
+      { process: 'operator collector', measure: 'steady (after the ingest)', mb: settled.rss, goal: 150 },
+    ];
+  } finally {
+    await service.stop();
+  }
+}
+
+/** The measured collector: the operator's, on an embedded store, with no token check. */
+async function serveCollector(store: string): Promise<void> {
+  const collector = runCollector(
+    { store, webhooks: [], webhookFormat: 'generic', jsonLogs: false },
+    {
+      authenticate: async () => ({ namespace: 'agents', serviceAccount: 'agent', pod: 'agent-0' }),
+      logger: pino({ level: 'warn' }),
+    },
+  );
+  const server = createServer((req, res) => void collector.handler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  console.log(`listening on http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/events`);
+  process.once('SIGTERM', () => {
+    server.close();
+    void collector.close().then(() => process.exit(0));
+  });
+}
+
+if (process.argv[2] === 'collector') await serveCollector(process.argv[3]!);
+else {
+  const work = mkdtempSync(join(tmpdir(), 'airlock-bench-memory-'));
+  const db = await startPostgres();
+  try {
+    await run(
+      'pgbench',
+      ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(db.port), '-U', db.user, db.database],
+      {
+        env: { ...process.env, PGPASSWORD: db.password },
+      },
+    );
+    const rows = [...(await benchLocal(db, work)), ...(await benchCollector(work))];
+    console.log('| process | measure | RSS | goal | |\n|---|---|---|---|---|');
+    for (const row of rows)
+      console.log(
+        `| ${row.process} | ${row.measure} | ${row.mb.toFixed(0)} MB | ≤ ${row.goal} MB | ${row.mb <= row.goal ? 'OK' : 'ABOVE GOAL'} |`,
+      );
+  } finally {
+    await db.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
