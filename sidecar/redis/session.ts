@@ -1,18 +1,15 @@
 // One agent connection to a Redis Connection. Commands are read whole, classified and decided
 // one by one in arrival order (a hold stops reading until it ends, so a pipeline never runs
 // past a held command); allowed ones go upstream as received, refused ones get a local error
-// reply. Replies are matched to commands by order: a queue holds, per command, what its reply
-// is (forwarded and masked, swallowed, or written locally), so local and upstream replies
-// interleave exactly as the agent sent the commands. MULTI … EXEC is queued here and decided
-// whole at EXEC before any of it goes upstream. The agent's AUTH is answered here; the target
-// only ever sees the held credential. Replies with nothing to mask stream through whatever
-// their size; replies to mask are read whole up to a bound.
+// reply in their turn (reply-relay.ts keeps the order). MULTI … EXEC is queued here and
+// decided whole at EXEC before any of it goes upstream. The agent's AUTH is answered here; the
+// target only ever sees the held credential.
 import type { Socket } from 'node:net';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import type { EnforcerOptions } from '../core/enforcer.ts';
 import { AirlockError, redisErrors } from '../core/errors.ts';
 import { type ApprovalGate, type Passage, passageFields } from '../core/gate.ts';
-import { maskingFields, type RequestFields, type SessionRecorder } from '../core/recorder.ts';
+import type { RequestFields, SessionRecorder } from '../core/recorder.ts';
 import { type Decision, denialMessage } from '../policy/decide.ts';
 import type { MaskingPlan } from '../policy/masking.ts';
 import { analyzeRedis, type RedisCommand } from '../policy/redis.ts';
@@ -20,8 +17,9 @@ import { decideRedis } from '../policy/redis-decide.ts';
 import type { KeyMaskRule } from '../policy/redis-masking.ts';
 import { commandText } from './command-text.ts';
 import { type ClientCommand, CommandReader, encodeCommand, RespError } from './commands-reader.ts';
-import { decodeReply, encodeReply, errorReply, type Reply, ReplyScanner, T } from './replies.ts';
-import { type MaskCounts, maskReply, replyMasks, type ValueMask } from './reply-masking.ts';
+import { errorReply, T } from './replies.ts';
+import { replyMasks } from './reply-masking.ts';
+import { ReplyRelay, type Tracked } from './reply-relay.ts';
 import { authCommand } from './upstream.ts';
 
 export interface RedisLimits {
@@ -43,35 +41,12 @@ export interface SessionContext {
   gate: ApprovalGate;
 }
 
-/** What a recorded command is waiting for. */
-interface Tracked {
-  text: string;
-  started: number;
-  fields: Pick<RequestFields, 'outcome' | 'policy' | 'rule' | 'reasons' | 'wouldHave' | 'approval'>;
-  masks?: ValueMask | undefined;
-  /** EXEC: the masks of each queued command's reply, and their texts for the events. */
-  transaction?: { masks: (ValueMask | undefined)[]; texts: string[] };
-  onReply?: (reply: Reply) => void;
-}
-
-type Entry =
-  /** A reply written here, in its turn. */
-  | { kind: 'local'; bytes: Buffer; end?: boolean }
-  /** The target's reply, forwarded. */
-  | { kind: 'reply'; tracked: Tracked }
-  /** The target's reply to a command the agent did not send (MULTI, QUEUED, re-AUTH): swallowed. */
-  | { kind: 'hidden'; what: string }
-  /** A (un)subscribe command reached its turn: from here pub/sub frames come out of band. */
-  | { kind: 'subscribe' };
-
 interface Queued {
   command: ClientCommand;
   argv: string[];
   analysis: RedisCommand;
   text: string;
 }
-
-type FrameMode = 'pass' | 'buffer' | 'overflow';
 
 const subscribeCommands = new Set([
   'SUBSCRIBE',
@@ -80,17 +55,6 @@ const subscribeCommands = new Set([
   'UNSUBSCRIBE',
   'PUNSUBSCRIBE',
   'SUNSUBSCRIBE',
-]);
-const pubsubKinds = new Set([
-  'message',
-  'pmessage',
-  'smessage',
-  'subscribe',
-  'psubscribe',
-  'ssubscribe',
-  'unsubscribe',
-  'punsubscribe',
-  'sunsubscribe',
 ]);
 /** What cannot be queued in a transaction here: it changes the connection, not the data. */
 const notInTransaction = new Set([
@@ -110,30 +74,40 @@ export class RedisSession {
   readonly #agent: Socket;
   readonly #upstream: Socket;
   readonly #reader: CommandReader;
-  readonly #scanner = new ReplyScanner();
-  readonly #queue: Entry[] = [];
+  readonly #relay: ReplyRelay;
   #transaction: { commands: Queued[]; bytes: number; aborted?: string } | undefined;
-  #subscribed = false;
   /** A hold or a full upstream buffer: no command is read meanwhile. */
   #holding = false;
   #upstreamFull = false;
   #closing = false;
   /** Aborted when the agent goes: a hold it waits on is withdrawn. */
   readonly #gone = new AbortController();
-  #toAgent: Buffer[] = [];
   #toUpstream: Buffer[] = [];
-  // The reply being read.
-  #frame: { mode: FrameMode; parts: Buffer[]; size: number; oob: boolean; type: number } | undefined;
 
   constructor(context: SessionContext, agent: Socket, upstream: Socket) {
     this.#context = context;
     this.#agent = agent;
     this.#upstream = upstream;
     this.#reader = new CommandReader(context.limits.maxCommandBytes);
+    this.#relay = new ReplyRelay(context, {
+      end: () => {
+        this.#flush();
+        this.#agent.end();
+        this.#upstream.destroy();
+      },
+      fail: () => {
+        this.#flush();
+        this.#agent.destroy();
+        this.#upstream.destroy();
+      },
+    });
   }
 
   start(): void {
-    this.#upstream.on('data', (chunk: Buffer) => this.#fromUpstream(chunk));
+    this.#upstream.on('data', (chunk: Buffer) => {
+      this.#relay.fromUpstream(chunk);
+      this.#flush();
+    });
     this.#upstream.on('drain', () => {
       this.#upstreamFull = false;
       this.#resume();
@@ -153,7 +127,7 @@ export class RedisSession {
   /** Work in flight: a command read and not answered, or a hold. */
   busy(): boolean {
     return (
-      this.#queue.length > 0 || this.#holding || this.#reader.buffered > 0 || this.#transaction !== undefined
+      this.#relay.pending > 0 || this.#holding || this.#reader.buffered > 0 || this.#transaction !== undefined
     );
   }
 
@@ -303,36 +277,31 @@ export class RedisSession {
       const version = forwarded[1];
       this.#sendUpstream(encodeCommand(forwarded));
       tracked.onReply = (reply) => {
-        if (reply.type !== T.error && version !== undefined) this.#protocol = Number(version);
+        if (reply.type !== T.error && version !== undefined) this.#relay.protocol = Number(version);
       };
-      this.#queue.push({ kind: 'reply', tracked });
+      this.#relay.push({ kind: 'reply', tracked });
       return;
     }
     this.#sendUpstream(command.raw ?? encodeCommand(command.argv));
     if (subscribeCommands.has(name)) {
       // Their replies are pub/sub frames, in RESP2 and RESP3 alike: recorded as sent.
-      this.#queue.push({ kind: 'subscribe' });
+      this.#relay.push({ kind: 'subscribe' });
       this.#record({ text, kind: 'redis', durationMs: 0, ...tracked.fields });
       return;
     }
     if (name === 'RESET') {
-      tracked.onReply = () => {
-        this.#protocol = 2;
-        this.#subscribed = false;
-      };
-      this.#queue.push({ kind: 'reply', tracked });
+      tracked.onReply = () => this.#relay.reset();
+      this.#relay.push({ kind: 'reply', tracked });
       // RESET logs the connection in as the default user: the held credential goes again.
       const auth = authCommand(this.#context.options.connection);
       if (auth) {
         this.#sendUpstream(auth);
-        this.#queue.push({ kind: 'hidden', what: 'AUTH after RESET' });
+        this.#relay.push({ kind: 'hidden', what: 'AUTH after RESET' });
       }
       return;
     }
-    this.#queue.push({ kind: 'reply', tracked });
+    this.#relay.push({ kind: 'reply', tracked });
   }
-
-  #protocol = 2;
 
   #inTransaction(command: ClientCommand, argv: string[], name: string): Promise<void> | undefined {
     const transaction = this.#transaction!;
@@ -403,13 +372,13 @@ export class RedisSession {
       text,
       (passage) => {
         this.#sendUpstream(encodeCommand(['MULTI']));
-        this.#queue.push({ kind: 'hidden', what: 'MULTI' });
+        this.#relay.push({ kind: 'hidden', what: 'MULTI' });
         for (const c of transaction.commands) {
           this.#sendUpstream(c.command.raw ?? encodeCommand(c.command.argv));
-          this.#queue.push({ kind: 'hidden', what: 'QUEUED' });
+          this.#relay.push({ kind: 'hidden', what: 'QUEUED' });
         }
         this.#sendUpstream(encodeCommand(['EXEC']));
-        this.#queue.push({
+        this.#relay.push({
           kind: 'reply',
           tracked: {
             text,
@@ -446,8 +415,7 @@ export class RedisSession {
     this.#closing = true;
     this.#agent.pause();
     this.#context.recorder.error('protocol-violation', `airlock: ${message}`);
-    this.#queue.push({ kind: 'local', bytes: errorReply(`ERR Protocol error: ${message}`), end: true });
-    this.#advance();
+    this.#relay.push({ kind: 'local', bytes: errorReply(`ERR Protocol error: ${message}`), end: true });
   }
 
   #sendUpstream(bytes: Buffer): void {
@@ -455,215 +423,7 @@ export class RedisSession {
   }
 
   #local(bytes: Buffer): void {
-    this.#queue.push({ kind: 'local', bytes });
-    this.#advance();
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Target → agent
-
-  #fromUpstream(chunk: Buffer): void {
-    let at = 0;
-    try {
-      while (at < chunk.length) {
-        if (!this.#scanner.inFrame) this.#begin(chunk[at]!);
-        const end = this.#scanner.scan(chunk, at);
-        this.#take(chunk.subarray(at, end < 0 ? chunk.length : end));
-        if (end < 0) break;
-        this.#end();
-        at = end;
-      }
-    } catch (error) {
-      if (!(error instanceof RespError)) throw error;
-      this.#context.recorder.error(
-        'target-error',
-        `airlock: the target sent malformed RESP: ${error.message}`,
-      );
-      this.#flush();
-      this.#agent.destroy();
-      this.#upstream.destroy();
-      return;
-    }
-    this.#flush();
-  }
-
-  /** A reply starts: is it streamed through, or read whole to be masked? */
-  #begin(type: number): void {
-    this.#advance();
-    const head = this.#queue[0];
-    const oob = type === T.push;
-    let buffer: boolean;
-    if (oob || this.#subscribed || head === undefined) buffer = oob ? this.#context.plan.hasScanners : true;
-    else if (head.kind === 'hidden') buffer = true;
-    else if (head.kind === 'reply') {
-      const t = head.tracked;
-      buffer =
-        this.#context.plan.hasScanners ||
-        t.masks !== undefined ||
-        t.transaction !== undefined ||
-        t.onReply !== undefined ||
-        type === T.error ||
-        type === T.blobError;
-    } else buffer = true;
-    this.#frame = { mode: buffer ? 'buffer' : 'pass', parts: [], size: 0, oob, type };
-  }
-
-  #take(bytes: Buffer): void {
-    const frame = this.#frame!;
-    if (frame.mode === 'pass') {
-      this.#toAgent.push(bytes);
-      return;
-    }
-    if (frame.mode === 'overflow') return;
-    frame.size += bytes.length;
-    if (frame.size > this.#context.limits.maxMaskedReplyBytes) {
-      frame.mode = 'overflow';
-      frame.parts = [];
-      return;
-    }
-    frame.parts.push(bytes);
-  }
-
-  #end(): void {
-    const frame = this.#frame!;
-    this.#frame = undefined;
-    const bytes = frame.mode === 'buffer' ? Buffer.concat(frame.parts) : undefined;
-    const reply = bytes ? decodeReply(bytes).reply : undefined;
-    // Pub/sub frames belong to no command: out of band, masked by detectors. One too large to
-    // mask is dropped (while subscribed, only a message can be that large).
-    if (frame.oob || (reply && this.#pubsubFrame(reply)) || (this.#subscribed && !reply)) {
-      if (bytes && reply) this.#toAgent.push(this.#masked(reply, bytes, undefined, undefined));
-      else if (frame.mode === 'overflow')
-        this.#context.recorder.error(
-          'masking-failed',
-          'airlock: a pub/sub message too large to mask was dropped',
-        );
-      return;
-    }
-    const head = this.#queue[0];
-    if (head?.kind === 'hidden') {
-      this.#queue.shift();
-      if (reply && (reply.type === T.error || reply.type === T.blobError)) {
-        if (head.what === 'QUEUED') return; // EXEC will abort and say so
-        this.#context.recorder.error(
-          'target-error',
-          `airlock: ${head.what} failed: ${reply.data?.toString() ?? ''}`,
-        );
-        this.#agent.destroy();
-        this.#upstream.destroy();
-      }
-      return;
-    }
-    if (head?.kind !== 'reply') {
-      // A reply with no command waiting (a race around pub/sub): forwarded, masked.
-      if (bytes && reply) this.#toAgent.push(this.#masked(reply, bytes, undefined, undefined));
-      else if (frame.mode === 'overflow')
-        this.#toAgent.push(errorReply('ERR airlock: reply too large to mask'));
-      return;
-    }
-    this.#queue.shift();
-    const tracked = head.tracked;
-    const counts: MaskCounts = { masked: {}, wouldMask: {} };
-    const perCommand = tracked.transaction?.texts.map((): MaskCounts => ({ masked: {}, wouldMask: {} }));
-    let error: RequestFields['error'];
-    if (frame.mode === 'overflow') {
-      const failure = new AirlockError(
-        'masking-failed',
-        `airlock: the reply is larger than ${this.#context.limits.maxMaskedReplyBytes} bytes, too large to mask`,
-      );
-      this.#toAgent.push(errorReply(`ERR ${failure.message}`));
-      error = failure.event('ERR');
-    } else if (reply && bytes) {
-      tracked.onReply?.(reply);
-      this.#toAgent.push(this.#masked(reply, bytes, tracked, counts, perCommand));
-      error = errorOf(reply);
-    } else if (frame.type === T.error) error = { code: 'target-error', message: '' };
-    const durationMs = Date.now() - tracked.started;
-    const transaction = tracked.transaction;
-    if (transaction && perCommand) {
-      // A transaction ran as one, and each of its commands is recorded with its own reply.
-      for (const [i, text] of transaction.texts.entries()) {
-        const item = reply?.items?.[i];
-        this.#recordReply(text, durationMs, tracked, perCommand[i]!, error ?? (item && errorOf(item)));
-      }
-    } else this.#recordReply(tracked.text, durationMs, tracked, counts, error);
-    this.#advance();
-  }
-
-  #recordReply(
-    text: string,
-    durationMs: number,
-    tracked: Tracked,
-    counts: MaskCounts,
-    error: RequestFields['error'],
-  ): void {
-    const masking = maskingFields(
-      this.#context.policies,
-      counts.masked,
-      counts.wouldMask,
-      tracked.fields.wouldHave,
-    );
-    const anyMasked = Object.values(counts.masked).some((n) => n > 0);
-    this.#record({
-      text,
-      kind: 'redis',
-      durationMs,
-      ...tracked.fields,
-      ...masking,
-      ...(anyMasked && { outcome: 'masked' }),
-      ...(error && { outcome: 'error', error }),
-    });
-  }
-
-  /** The reply as the agent gets it: the bytes received when nothing was masked. */
-  #masked(
-    reply: Reply,
-    bytes: Buffer,
-    tracked: Tracked | undefined,
-    counts: MaskCounts | undefined,
-    perCommand?: MaskCounts[],
-  ): Buffer {
-    const { plan } = this.#context;
-    let masked: Reply;
-    const transaction = tracked?.transaction;
-    if (transaction && reply.items) {
-      const items = reply.items.map((item, i) =>
-        maskReply(item, plan, transaction.masks[i], perCommand?.[i] ?? counts),
-      );
-      masked = items.every((item, i) => item === reply.items![i]) ? reply : { ...reply, items };
-    } else masked = maskReply(reply, plan, tracked?.masks, counts);
-    return masked === reply ? bytes : Buffer.concat(encodeReply(masked));
-  }
-
-  /** A RESP2 pub/sub frame: a message, or a (un)subscribe confirmation whose count says if the mode goes on. */
-  #pubsubFrame(reply: Reply): boolean {
-    if (!this.#subscribed || reply.type !== T.array || !reply.items) return false;
-    const [kind, , count] = reply.items;
-    const word = kind?.type === T.bulk ? kind.data?.toString() : undefined;
-    if (word === undefined || !pubsubKinds.has(word)) return false;
-    if (word.endsWith('subscribe') && count?.type === T.integer)
-      this.#subscribed = count.data?.toString() !== '0';
-    return true;
-  }
-
-  /** Writes the local replies whose turn has come; a (un)subscribe in its turn starts pub/sub framing. */
-  #advance(): void {
-    for (;;) {
-      const head = this.#queue[0];
-      if (head?.kind === 'local') {
-        this.#queue.shift();
-        this.#toAgent.push(head.bytes);
-        if (head.end) {
-          this.#flush();
-          this.#agent.end();
-          this.#upstream.destroy();
-          return;
-        }
-      } else if (head?.kind === 'subscribe') {
-        this.#queue.shift();
-        this.#subscribed = this.#protocol === 2;
-      } else return;
-    }
+    this.#relay.push({ kind: 'local', bytes });
   }
 
   #flush(): void {
@@ -676,9 +436,8 @@ export class RedisSession {
         this.#agent.pause();
       }
     }
-    if (this.#toAgent.length > 0) {
-      const bytes = this.#toAgent.length === 1 ? this.#toAgent[0]! : Buffer.concat(this.#toAgent);
-      this.#toAgent = [];
+    const bytes = this.#relay.output();
+    if (bytes) {
       this.#context.recorder.bytesOut += bytes.length;
       if (!this.#agent.write(bytes)) this.#upstream.pause();
     }
@@ -687,10 +446,4 @@ export class RedisSession {
   #record(fields: RequestFields): void {
     this.#context.recorder.request(fields);
   }
-}
-
-/** The event error of an error reply, or undefined. */
-function errorOf(reply: Reply): RequestFields['error'] {
-  if (reply.type !== T.error && reply.type !== T.blobError) return undefined;
-  return { code: 'target-error', message: reply.data?.toString() ?? '' };
 }
