@@ -1,13 +1,13 @@
 // What of the server's messages reaches the agent, one message at a time, whether they come in
-// a JSON response or on an event stream. tools/list answers are filtered (a tool every call to
-// which is denied, a tool with a name outside the plain set and a tool whose definition changed
-// since it was pinned are left out), results of governed requests are masked and recorded,
-// server requests are refused unless the Connection allows them (the server gets the error,
-// the agent never sees them), notifications are masked. Whatever cannot be read as JSON-RPC,
-// or answers no request in flight, is dropped.
+// a JSON response or on an event stream. Listings are filtered: a tool every call to which is
+// denied, a tool with a name outside the plain set, a tool whose definition changed since it was
+// pinned, and resources and prompts every read or get of which is denied are left out. Results
+// of governed requests are masked and recorded, server requests are refused unless the
+// Connection allows them (the server gets the error, the agent never sees them), notifications
+// are masked. Whatever cannot be read as JSON-RPC, or answers no request in flight, is dropped.
 import { AirlockError } from '../core/errors.ts';
 import { maskingFields } from '../core/recorder.ts';
-import { isPlainToolName, toolOffered } from '../policy/mcp.ts';
+import { decideMcp, isPlainToolName, toolOffered } from '../policy/mcp.ts';
 import type { Context, Pending, Session } from './context.ts';
 import { toolFingerprint } from './fingerprints.ts';
 import { errorResponse, type Id, jsonRpcCodes, readMessage } from './jsonrpc.ts';
@@ -71,6 +71,8 @@ export function relay(r: Relay, raw: unknown): Record<string, unknown> | undefin
   }
   if (pending.method === 'tools/list')
     return { ...(raw as Record<string, unknown>), result: listed(r, message.result) };
+  if (pending.method === 'resources/list' || pending.method === 'prompts/list')
+    return { ...(raw as Record<string, unknown>), result: listedOthers(r, pending.method, message.result) };
   if (!pending.recorded) return raw as Record<string, unknown>;
   try {
     const result = maskMessageValue(r.context.masker, message.result);
@@ -132,6 +134,21 @@ function listed(r: Relay, result: unknown): unknown {
     return true;
   });
   return { ...(result as Record<string, unknown>), tools };
+}
+
+/** resources/list and prompts/list without what every read or get of would be denied. */
+function listedOthers(r: Relay, method: 'resources/list' | 'prompts/list', result: unknown): unknown {
+  const key = method === 'resources/list' ? 'resources' : 'prompts';
+  const items = (result as Record<string, unknown> | null)?.[key];
+  if (!Array.isArray(items)) return { [key]: [] };
+  const { policies } = r.context.connection;
+  const kept = items.filter((item: unknown) => {
+    const { uri, name } = (item ?? {}) as { uri?: unknown; name?: unknown };
+    if (method === 'resources/list')
+      return typeof uri === 'string' && decideMcp(policies, { kind: 'resource', uri }).action !== 'deny';
+    return typeof name === 'string' && decideMcp(policies, { kind: 'prompt', name }).action !== 'deny';
+  });
+  return { ...(result as Record<string, unknown>), [key]: kept };
 }
 
 /** A message with one of its members masked (params of notifications, an error's text). */

@@ -192,6 +192,12 @@ describe('MCP enforcer', () => {
       const body = (notes.contents[0] as { text: string }).text;
       assert.equal(body.includes('ada@example.com'), false);
       await assert.rejects(agent.client.readResource({ uri: 'file:///etc/passwd' }), /no-passwd/);
+      // A resource every read of which is denied is not listed either.
+      const { resources } = await agent.client.listResources();
+      assert.deepEqual(
+        resources.map((r) => r.uri),
+        ['file:///notes.txt'],
+      );
     } finally {
       await agent.close();
     }
