@@ -74,7 +74,14 @@ export function consoleRequestHandler(options: Omit<ConsoleOptions, 'listen' | '
   return async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', settings.redirectUri);
     if (req.method === 'GET' && url.pathname === '/auth/sign-in') {
-      const { url: provider, pending } = await relyingParty.begin();
+      let begun: Awaited<ReturnType<RelyingParty['begin']>>;
+      try {
+        begun = await relyingParty.begin();
+      } catch (error) {
+        logger.warn({ err: (error as Error).message }, 'console sign-in could not start');
+        return page(res, 503, 'Sign-in unavailable', (error as Error).message);
+      }
+      const { url: provider, pending } = begun;
       const id = sessions.beginSignIn(pending);
       res.writeHead(302, {
         location: provider.href,
