@@ -29,24 +29,34 @@ const digitRe = /[0-9]/;
 const upperRe = /[A-Z]/;
 /** Below this length one JS pass costs less than the native searches of the digitless path. */
 const nativeScanFrom = 48;
+/**
+ * From this length (a chunk of command output, a text body) ASCII text is profiled by native
+ * searches even with digits: its gates almost always open anyway, and the detectors' own
+ * searches are native too.
+ */
+const boundedFrom = 4096;
 
 export function profile(value: string, into: Profile): Profile {
   // Beyond ASCII there may be digits of other scripts: a UTF-8 length equal to the string's
   // length is the cheapest native test that there are none.
-  if (value.length >= nativeScanFrom && !digitRe.test(value) && Buffer.byteLength(value) === value.length) {
-    // ASCII without a digit: every detector that needs digits is ruled out; the rest need only presence.
-    const bound = value.length;
-    into.digits = 0;
-    into.cardRun = 0;
-    into.upper = upperRe.test(value) ? bound : 0;
-    into.at = value.indexOf('@') < 0 ? 0 : bound;
-    into.dash = value.indexOf('-') < 0 ? 0 : bound;
-    into.dot = value.indexOf('.') < 0 ? 0 : bound;
-    into.colon = value.indexOf(':') < 0 ? 0 : bound;
-    into.plus = value.indexOf('+') < 0 ? 0 : bound;
-    into.space = value.indexOf(' ') < 0 ? 0 : bound;
-    into.nonAscii = 0;
-    return into;
+  if (value.length >= nativeScanFrom) {
+    const digit = digitRe.test(value);
+    if ((!digit || value.length >= boundedFrom) && Buffer.byteLength(value) === value.length) {
+      // ASCII: without a digit every detector that needs digits is ruled out; the rest (and,
+      // in long text, those too) need only presence.
+      const bound = value.length;
+      into.digits = digit ? bound : 0;
+      into.cardRun = digit ? bound : 0;
+      into.upper = upperRe.test(value) ? bound : 0;
+      into.at = value.indexOf('@') < 0 ? 0 : bound;
+      into.dash = value.indexOf('-') < 0 ? 0 : bound;
+      into.dot = value.indexOf('.') < 0 ? 0 : bound;
+      into.colon = value.indexOf(':') < 0 ? 0 : bound;
+      into.plus = value.indexOf('+') < 0 ? 0 : bound;
+      into.space = value.indexOf(' ') < 0 ? 0 : bound;
+      into.nonAscii = 0;
+      return into;
+    }
   }
   let digits = 0;
   let upper = 0;
@@ -190,7 +200,8 @@ export interface View {
 
 /** The value with its disguises undone, or undefined when it has none (the common case). */
 export function detectorView(value: string): View | undefined {
-  if (!disguiseRe.test(value)) return undefined;
+  // Every disguise is beyond ASCII: a UTF-8 length equal to the string's rules them out natively.
+  if (Buffer.byteLength(value) === value.length || !disguiseRe.test(value)) return undefined;
   const parts: string[] = [];
   const at = new Int32Array(value.length + 1);
   let n = 0;
