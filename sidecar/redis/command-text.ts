@@ -1,6 +1,7 @@
 // A command as events and approvers see it: the name and arguments, each cut to a readable
 // length, with passwords left out (AUTH, HELLO … AUTH, MIGRATE … AUTH/AUTH2, ACL SETUSER
-// >password, CONFIG SET requirepass) and detected values masked.
+// >password, CONFIG SET requirepass) and detected values masked. A command on a key whose
+// values are masked shows its keys and nothing else: what it writes there is masked data too.
 import type { MaskingPlan } from '../policy/masking.ts';
 
 const maxArgument = 64;
@@ -13,13 +14,22 @@ const secretSettings = new Set([
   'tls-client-key-file-pass',
 ]);
 
-export function commandText(argv: readonly string[], plan: MaskingPlan): string {
+/** keysOnly: show the name, the subcommand and these keys, every other argument as '?'. */
+export function commandText(
+  argv: readonly string[],
+  plan: MaskingPlan,
+  keysOnly?: { keys: ReadonlySet<string>; subcommand: boolean },
+): string {
   const name = (argv[0] ?? '').toUpperCase();
   const shown: string[] = [name];
   let hidden = name === 'AUTH' ? argv.length : 0;
   const container = name === 'CONFIG' || name === 'ACL' ? (argv[1] ?? '').toUpperCase() : '';
   for (let i = 1; i < argv.length; i++) {
     const arg = argv[i]!;
+    if (keysOnly && !(keysOnly.subcommand && i === 1) && !keysOnly.keys.has(arg)) {
+      shown.push('?');
+      continue;
+    }
     if (hidden > 0) {
       hidden--;
       shown.push('?');

@@ -14,7 +14,7 @@ import { type Decision, denialMessage } from '../policy/decide.ts';
 import type { MaskingPlan } from '../policy/masking.ts';
 import { analyzeRedis, type RedisCommand } from '../policy/redis.ts';
 import { decideRedis } from '../policy/redis-decide.ts';
-import type { KeyMaskRule } from '../policy/redis-masking.ts';
+import { type KeyMaskRule, rulesForKey } from '../policy/redis-masking.ts';
 import { commandText } from './command-text.ts';
 import { type ClientCommand, CommandReader, encodeCommand, RespError } from './commands-reader.ts';
 import { errorReply, T } from './replies.ts';
@@ -204,7 +204,7 @@ export class RedisSession {
         break;
     }
     const analysis = analyzeRedis(argv);
-    const text = commandText(argv, this.#context.plan);
+    const text = this.#text(argv, analysis);
     const decision = decideRedis(this.#context.policies, [analysis], this.#context.keyRules);
     return this.#pass(
       decision,
@@ -335,7 +335,7 @@ export class RedisSession {
       return undefined;
     }
     const analysis = analyzeRedis(argv);
-    const text = commandText(argv, this.#context.plan);
+    const text = this.#text(argv, analysis);
     // A command denied on its own fails the transaction now, as Redis fails one it cannot queue.
     const decision = decideRedis(this.#context.policies, [analysis], this.#context.keyRules);
     if (decision.action === 'deny') {
@@ -393,6 +393,16 @@ export class RedisSession {
       },
       ['EXEC'],
     );
+  }
+
+  /** The command as recorded and shown to approvers. */
+  #text(argv: readonly string[], analysis: RedisCommand): string {
+    const { keyRules, plan } = this.#context;
+    const masked =
+      keyRules.length > 0 && analysis.keys.some((key) => rulesForKey(keyRules, key.name).length > 0);
+    if (!masked) return commandText(argv, plan);
+    const keys = new Set(analysis.keys.map((key) => key.name));
+    return commandText(argv, plan, { keys, subcommand: analysis.name.includes(' ') });
   }
 
   #refuse(argv: readonly string[], code: 'policy-denied' | 'unsupported', message: string): undefined {

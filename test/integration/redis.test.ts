@@ -215,6 +215,8 @@ describe('Redis enforcer', requires('redis-server', 'redis-cli'), () => {
       // The value of a masked key cannot be copied out from under the mask.
       await assert.rejects(redis.copy('token:1', 'plain'), /NOPERM airlock: .*masking:tokens/);
       redis.disconnect();
+      // What is written to a masked key is masked data too: the trail shows the key alone.
+      assert.ok(requests(enforced).some((e) => e.text === 'SET token:2 ?'));
       const event = requests(enforced).findLast((e) => e.text === 'GET token:1');
       assert.equal(event?.outcome, 'masked');
       assert.deepEqual(event?.masked, { 'tokens/token:*': 1 });
