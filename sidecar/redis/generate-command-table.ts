@@ -73,7 +73,10 @@ function command(reply: Reply): [string, RedisCommandSpec] {
     categories: list(categories).map((c) => text(c).replace(/^@/, '')),
     keys: list(keySpecs).map(keySpec),
   };
-  const subs = list(subcommands).map(command);
+  // Sorted, as Redis lists them in its own hash order: a regenerated table diffs only by what changed.
+  const subs = list(subcommands)
+    .map(command)
+    .sort(([a], [b]) => a.localeCompare(b));
   if (subs.length > 0)
     spec.subcommands = Object.fromEntries(subs.map(([sub, s]) => [sub.slice(sub.indexOf('|') + 1), s]));
   return [text(name).toLowerCase(), spec];
