@@ -281,6 +281,7 @@ export function covers(a: PolicyRule, b: PolicyRule): boolean {
     outer === undefined || (inner?.every((i) => outer.some((o) => within(o, i))) ?? false);
   const same = <T>(o: T, i: T) => o === i;
   const glob = (o: string, i: string) => o === i || matchGlob(o, i, true);
+  if (b.redis || b.kubernetes || b.mcp) return false; // criteria not compared here: never reported as shadowed
   if (b.sql) {
     if (!a.sql) return false;
     if (!list(a.sql.statements, b.sql.statements, same)) return false;

@@ -333,7 +333,7 @@ describe('airlock policy', () => {
   it('lint: the examples are clean; rules that never match or decide are warned about, and --strict fails', async () => {
     const clean = await airlock('policy', 'lint', '-f', examples, '--strict');
     assert.equal(clean.code, 0, clean.stdout);
-    assert.match(clean.stdout, /4 AccessPolicies checked, 0 warnings/);
+    assert.match(clean.stdout, /6 AccessPolicies checked, 0 warnings/);
 
     const dir = directory('lint', {
       'policy.yaml': manifests(
