@@ -39,18 +39,23 @@ describe('Kubernetes object masking', () => {
       { kind: 'SecretList', items: [{ metadata: { name: 'db' }, data: { password: secret } }] },
       { type: 'MODIFIED', object },
       { kind: 'Table', rows: [{ cells: ['db', 'Opaque', 1], object }] },
+      // kubectl get secrets --watch: events carrying tables.
+      {
+        type: 'ADDED',
+        object: { kind: 'Table', rows: [{ cells: ['db'], object: { data: { password: secret } } }] },
+      },
       // A Secret anywhere, in a response that is not for Secrets.
       { kind: 'List', items: [{ kind: 'ConfigMap', data: { a: 'kept' } }, object] },
     ];
     for (const shape of shapes) {
-      const { text, tally } = mask(shape, shape.kind === 'SecretList');
+      const { text, tally } = mask(shape, shape.kind === 'SecretList' || 'type' in shape);
       assert.ok(!text.includes(secret), text);
       assert.ok(text.includes(redactedData), text);
       assert.ok(tally.changed);
     }
     const { masked } = mask(object, false);
     assert.deepEqual((masked as typeof object).stringData, { a: redactedText });
-    assert.ok(mask(shapes[4], false).text.includes('"kept"'), 'a ConfigMap is not a Secret');
+    assert.ok(mask(shapes[5], false).text.includes('"kept"'), 'a ConfigMap is not a Secret');
   });
 
   it('redacts the Secret kept in the last-applied-configuration annotation', () => {

@@ -209,6 +209,16 @@ describe(
       assert.equal(watch.status, 200);
       assert.match(watch.body, /"ADDED"/);
       assert.ok(!watch.body.includes(encoded), watch.body);
+      const tableWatch = await send(
+        'GET',
+        '/api/v1/namespaces/default/secrets?watch=true&includeObject=Object',
+        { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' },
+        undefined,
+        { watchFor: (text) => text.includes('"ADDED"') && text.includes('\n') },
+      );
+      assert.match(tableWatch.body, /"kind":"Table"/);
+      assert.ok(!tableWatch.body.includes(encoded), tableWatch.body);
+      assert.ok(tableWatch.body.includes(redactedData), 'the rows carry the whole (redacted) Secret');
       const gzip = await send('GET', '/api/v1/namespaces/default/secrets', { 'accept-encoding': 'gzip' });
       assert.equal(gzip.status, 200);
       assert.ok(!gzip.body.includes(encoded));
