@@ -240,6 +240,34 @@ describe('Redis enforcer', requires('redis-server', 'redis-cli'), () => {
     }
   });
 
+  it('masks RESP3 pushes out of band: client-side caching invalidations', async () => {
+    const key = 'owner:a@b.example';
+    await server.admin.set(key, 'x');
+    const socket = connect({ host: '127.0.0.1', port: enforced.port });
+    let received = '';
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+    });
+    socket.write(
+      Buffer.concat([
+        encodeCommand(['HELLO', '3']),
+        encodeCommand(['CLIENT', 'TRACKING', 'ON']),
+        encodeCommand(['GET', key]),
+      ]),
+    );
+    const until = async (text: string) => {
+      const deadline = Date.now() + 5000;
+      while (!received.includes(text) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(received.includes(text), `${JSON.stringify(text)} in ${JSON.stringify(received)}`);
+    };
+    await until('$1\r\nx\r\n');
+    await server.admin.set(key, 'y');
+    await until('>2\r\n$10\r\ninvalidate\r\n*1\r\n');
+    assert.ok(received.includes('owner:[REDACTED:email]'));
+    assert.equal(received.includes('a@b.example'), false);
+    socket.destroy();
+  });
+
   it('relays a blocking command’s reply when it comes', async () => {
     const redis = agent();
     await redis.connect();
