@@ -219,13 +219,17 @@ export const connectionSpecSchema = describe(
               z.enum(['http', 'https']).default('https'),
               'Scheme the sidecar uses toward the MCP server: http or https.',
             ),
+            transport: describe(
+              z.enum(['streamable-http', 'sse']).default('streamable-http'),
+              'Transport the server speaks: streamable-http, or sse, the deprecated HTTP+SSE transport (a GET event stream that names where to post) of servers that still use it.',
+            ),
             path: describe(
               z
                 .string()
                 .max(1024)
                 .regex(/^\/[^\s?#]*$/, 'must be an absolute path')
                 .default('/mcp'),
-              "Path of the server's streamable HTTP endpoint; agents post to the same path on the sidecar.",
+              "Path of the server's endpoint: the streamable HTTP endpoint, or the event stream of the sse transport (often /sse). Agents use the same path on the sidecar.",
             ),
             serverRequests: describe(
               z.array(z.enum(mcpServerRequests)).max(3).optional(),

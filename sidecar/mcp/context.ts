@@ -13,6 +13,7 @@ import type { Masker } from './mask.ts';
 
 export interface McpOptions {
   scheme: 'http' | 'https';
+  transport: 'streamable-http' | 'sse';
   path: string;
   serverRequests: readonly McpServerRequest[];
   toolChanges: 'require-approval' | 'deny';

@@ -17,6 +17,7 @@ import { compileMasking } from '../policy/masking.ts';
 import type { Context, McpEnforcerOptions, McpOptions, Session } from './context.ts';
 import { post, remove, stream } from './exchange.ts';
 import { ToolPins } from './fingerprints.ts';
+import { type LegacyStream, openLegacyStream, postLegacy } from './legacy-sse.ts';
 import { plain } from './reply.ts';
 import { upstreamOf } from './upstream.ts';
 
@@ -26,6 +27,7 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
     throw new Error(`Connection ${connection.name} is not an mcp Connection`);
   const mcp: McpOptions = {
     scheme: connection.mcp?.scheme ?? 'https',
+    transport: connection.mcp?.transport ?? 'streamable-http',
     path: connection.mcp?.path ?? '/mcp',
     serverRequests: connection.mcp?.serverRequests ?? [],
     toolChanges: connection.mcp?.toolChanges ?? 'require-approval',
@@ -105,6 +107,28 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
     session.recorder.end(reason);
   };
 
+  const streams = new Map<string, LegacyStream>();
+  /** The sse transport: GET the stream at the path, POST to the endpoint the server named. */
+  const legacy = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '').split('?')[0];
+    const stream = req.method === 'POST' ? streams.get(req.url ?? '') : undefined;
+    if (stream) return postLegacy(context, stream, req, res);
+    if (req.method !== 'GET' || path !== mcp.path) {
+      req.resume();
+      return plain(
+        res,
+        404,
+        `airlock: the MCP event stream is GET ${mcp.path}; posts go to the endpoint it names`,
+      );
+    }
+    const session = newSession(req);
+    try {
+      await openLegacyStream(context, session, res, streams);
+    } finally {
+      end(session, 'closed');
+    }
+  };
+
   const server = createServer({ keepAlive: true });
   // Approval holds and event streams are long; headers must still arrive promptly.
   server.requestTimeout = 0;
@@ -117,6 +141,13 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
     inFlight++;
     res.once('close', () => inFlight--);
     const path = (req.url ?? '').split('?')[0];
+    if (mcp.transport === 'sse') {
+      legacy(req, res).catch((error: Error) => {
+        if (!res.headersSent) plain(res, 502, `airlock: ${error.message}`);
+        else res.destroy();
+      });
+      return;
+    }
     if (path !== mcp.path) {
       plain(res, 404, `airlock: the MCP endpoint is ${mcp.path}`);
       req.resume();

@@ -11,7 +11,7 @@ import { json, Progress, plain, Reply } from './reply.ts';
 import { SseReader } from './sse.ts';
 import { readBounded, send } from './upstream.ts';
 
-const defaultProgressEveryMs = 10_000;
+export const defaultProgressEveryMs = 10_000;
 
 /** A POST: one message or a batch, admitted, forwarded, answered. */
 export async function post(
@@ -43,7 +43,8 @@ export async function post(
   const reply = new Reply(res, body.batch, session);
   const gone = new AbortController();
   res.once('close', () => gone.abort());
-  const progress = new Progress(reply, req, context.options.progressEveryMs ?? defaultProgressEveryMs);
+  const accepts = String(req.headers.accept ?? '').includes('text/event-stream');
+  const progress = new Progress(reply, accepts, context.options.progressEveryMs ?? defaultProgressEveryMs);
   let admission: Awaited<ReturnType<typeof admit>>;
   try {
     admission = await admit(context, session, body, { signal: gone.signal, onHold: progress.start });
@@ -80,7 +81,7 @@ export async function post(
   } catch (error) {
     unanswered(
       r,
-      reply,
+      (m) => reply.send(m),
       ids,
       error instanceof AirlockError ? error : new AirlockError('upstream-unreachable', String(error)),
     );
@@ -107,7 +108,7 @@ async function answer(r: Relay, reply: Reply, upstream: IncomingMessage, ids: Id
     );
     unanswered(
       r,
-      reply,
+      (m) => reply.send(m),
       ids,
       new AirlockError('target-error', 'airlock: the server ended its stream without an answer'),
     );
@@ -119,7 +120,7 @@ async function answer(r: Relay, reply: Reply, upstream: IncomingMessage, ids: Id
     if (text === undefined) {
       unanswered(
         r,
-        reply,
+        (m) => reply.send(m),
         ids,
         new AirlockError(
           'masking-failed',
@@ -133,7 +134,7 @@ async function answer(r: Relay, reply: Reply, upstream: IncomingMessage, ids: Id
       }
       unanswered(
         r,
-        reply,
+        (m) => reply.send(m),
         ids,
         new AirlockError('target-error', 'airlock: the server answered without a response'),
       );
@@ -144,7 +145,7 @@ async function answer(r: Relay, reply: Reply, upstream: IncomingMessage, ids: Id
   if (status === 202 || (status >= 200 && status < 300)) {
     unanswered(
       r,
-      reply,
+      (m) => reply.send(m),
       ids,
       new AirlockError('target-error', 'airlock: the server accepted a request without answering it'),
     );
@@ -245,7 +246,7 @@ async function relayStream(
 }
 
 /** A body from the server: one message or a batch; what is not JSON is dropped and recorded. */
-function parseMessages(r: Relay, text: string): unknown[] {
+export function parseMessages(r: Relay, text: string): unknown[] {
   try {
     const value: unknown = JSON.parse(text);
     return Array.isArray(value) ? value : [value];
@@ -259,14 +260,19 @@ function parseMessages(r: Relay, text: string): unknown[] {
 }
 
 /** Requests of this post the server never answered: the agent gets an error for each, and it is recorded. */
-function unanswered(r: Relay, reply: Reply, ids: Id[], error: AirlockError): void {
+export function unanswered(
+  r: Relay,
+  write: (message: Record<string, unknown>) => void,
+  ids: Id[],
+  error: AirlockError,
+): void {
   for (const id of ids) {
     const pending = r.session.pending.get(id);
     if (!pending) continue;
     r.session.pending.delete(id);
     if (pending.recorded)
       record(r, pending, { outcome: 'error', error: error.event(jsonRpcCodes[error.code]) });
-    reply.send(errorResponse(id, error));
+    write(errorResponse(id, error));
   }
 }
 

@@ -1,7 +1,7 @@
 // The answer to one agent's post: JSON (one response, or an array for a batch) unless it has
 // to become an event stream, because the server streams or because a held request keeps the
 // agent waiting with progress notifications; and the enforcer's own plain answers.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Session } from './context.ts';
 import type { Id } from './jsonrpc.ts';
 import { sseEvent } from './sse.ts';
@@ -66,16 +66,23 @@ export class Reply {
   }
 }
 
+/** Where progress notifications go: a post's reply, or the sse transport's stream. */
+export interface ProgressSink {
+  startStream(): void;
+  send(message: Record<string, unknown>): void;
+}
+
 /** Keeps an agent waiting on a held request, if it gave a progress token and takes event streams. */
 export class Progress {
-  readonly #reply: Reply;
+  readonly #reply: ProgressSink;
   readonly #accepts: boolean;
   readonly #everyMs: number;
   readonly #timers: NodeJS.Timeout[] = [];
 
-  constructor(reply: Reply, req: IncomingMessage, everyMs: number) {
+  /** accepts: the agent reads event streams (the Accept of its post, or the sse transport). */
+  constructor(reply: ProgressSink, accepts: boolean, everyMs: number) {
     this.#reply = reply;
-    this.#accepts = String(req.headers.accept ?? '').includes('text/event-stream');
+    this.#accepts = accepts;
     this.#everyMs = everyMs;
   }
 

@@ -40,6 +40,8 @@ export function send(
   from: IncomingHttpHeaders,
   body?: string,
   signal?: AbortSignal,
+  /** Path and query to request; the endpoint's path when absent. */
+  path?: string,
 ): Promise<IncomingMessage> {
   const { connection, mcp, upstream } = context;
   const headers: Record<string, string> = {};
@@ -56,7 +58,7 @@ export function send(
     host: connection.host,
     port: connection.port,
     method,
-    path: mcp.path,
+    path: path ?? mcp.path,
     headers,
     agent: upstream.agent,
     ...(context.options.lookup && { lookup: context.options.lookup }),

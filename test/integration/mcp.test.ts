@@ -376,3 +376,75 @@ describe('MCP enforcer with server requests allowed, JSON answers', () => {
     );
   });
 });
+
+describe('MCP enforcer over the deprecated HTTP+SSE transport', () => {
+  let server: McpUpstream;
+  let enforced: EnforcedMcp;
+  const held: ApprovalRequest[] = [];
+  before(async () => {
+    server = await startMcpServer({ sse: true });
+    enforced = await enforceMcp(server, [agents], {
+      mcp: { transport: 'sse', path: '/sse' },
+      progressEveryMs: 100,
+      approvals: {
+        request: async (request) => {
+          held.push(request);
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          return { approved: true, outcome: 'approved', decidedBy: 'alice' };
+        },
+      },
+    });
+  });
+  after(async () => {
+    await enforced?.enforcer.close();
+    await server?.close();
+  });
+  const url = () => enforced.url.replace(/\/mcp$/, '/sse');
+
+  it('filters, decides, masks and holds as over the streamable transport', async () => {
+    const agent = await connectAgent(url(), { sse: true, sampling: true });
+    const progress: string[] = [];
+    try {
+      const { tools } = await agent.client.listTools();
+      assert.equal(
+        tools.some((t) => t.name === 'delete_file'),
+        false,
+      );
+      const read = await agent.client.callTool({ name: 'read_file', arguments: { path: '/srv/a' } });
+      assert.equal(text(read).includes('ada@example.com'), false);
+      await assert.rejects(
+        agent.client.callTool({ name: 'delete_file', arguments: { path: '/srv/a' } }),
+        /no-deletes/,
+      );
+      const echoed = await agent.client.callTool(
+        { name: 'echo', arguments: { text: 'approve over sse' } },
+        undefined,
+        {
+          onprogress: (p) => progress.push(p.message ?? ''),
+        },
+      );
+      assert.equal(text(echoed), 'approve over sse');
+      const asked = await agent.client.callTool({ name: 'ask_model', arguments: {} });
+      assert.equal(text(asked), 'the model was not available');
+    } finally {
+      await agent.close();
+    }
+    assert.equal(held.length, 1);
+    assert.ok(progress.length >= 1);
+    assert.equal(
+      server.calls.some((c) => c.startsWith('delete_file')),
+      false,
+    );
+    assert.match(server.sampling.at(-1) ?? '', /^refused: /);
+    const event = requests(enforced).find((e) => e.text.startsWith('tools/call read_file'));
+    assert.equal(event?.outcome, 'masked');
+  });
+
+  it('serves only the stream and the endpoint the server named', async () => {
+    const res = await fetch(url().replace(/\/sse$/, '/messages?sessionId=guessed'), {
+      method: 'POST',
+      body: '{}',
+    });
+    assert.equal(res.status, 404);
+  });
+});

@@ -6,8 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer, type RegisteredTool } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
@@ -33,13 +35,18 @@ export interface McpUpstream {
   close(): Promise<void>;
 }
 
-export async function startMcpServer(options: { json?: boolean } = {}): Promise<McpUpstream> {
+/**
+ * json: the streamable transport answers with JSON instead of event streams; sse: the server
+ * speaks the deprecated HTTP+SSE transport (GET /sse, POST /messages) instead.
+ */
+export async function startMcpServer(options: { json?: boolean; sse?: boolean } = {}): Promise<McpUpstream> {
   const calls: string[] = [];
   const authorizations: (string | undefined)[] = [];
   const sampling: string[] = [];
   const descriptions = new Map<string, string>();
   const registered: Map<string, RegisteredTool>[] = [];
   const transports = new Map<string, StreamableHTTPServerTransport>();
+  const sseTransports = new Map<string, SSEServerTransport>();
 
   const build = (): McpServer => {
     const server = new McpServer(
@@ -176,6 +183,23 @@ export async function startMcpServer(options: { json?: boolean } = {}): Promise<
       return;
     }
     try {
+      if (options.sse) {
+        if (req.method === 'GET') {
+          const created = new SSEServerTransport('/messages', res);
+          sseTransports.set(created.sessionId, created);
+          res.on('close', () => sseTransports.delete(created.sessionId));
+          await build().connect(created);
+          return;
+        }
+        const id = new URL(req.url ?? '', 'http://x').searchParams.get('sessionId') ?? '';
+        const sse = sseTransports.get(id);
+        if (!sse) {
+          res.writeHead(404).end('unknown session');
+          return;
+        }
+        await sse.handlePostMessage(req, res, await readJson(req));
+        return;
+      }
       const sessionId = req.headers['mcp-session-id'];
       const body = req.method === 'POST' ? await readJson(req) : undefined;
       let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
@@ -210,7 +234,8 @@ export async function startMcpServer(options: { json?: boolean } = {}): Promise<
       for (const tools of registered) tools.get(tool)?.update({ description: text });
     },
     async close() {
-      for (const transport of transports.values()) await transport.close().catch(() => undefined);
+      for (const transport of [...transports.values(), ...sseTransports.values()])
+        await transport.close().catch(() => undefined);
       http.closeAllConnections();
       await new Promise((resolve) => http.close(resolve));
     },
@@ -220,7 +245,7 @@ export async function startMcpServer(options: { json?: boolean } = {}): Promise<
 /** The official SDK's client, connected to an MCP endpoint (the enforcer's), as an agent. */
 export async function connectAgent(
   url: string,
-  options: { sampling?: boolean; headers?: Record<string, string> } = {},
+  options: { sampling?: boolean; headers?: Record<string, string>; sse?: boolean } = {},
 ): Promise<{ client: Client; close: () => Promise<void> }> {
   const client = new Client(
     { name: 'test-agent', version: '1.0.0' },
@@ -233,6 +258,11 @@ export async function connectAgent(
       content: { type: 'text', text: 'hi from the model' },
       model: 'test-model',
     }));
+  }
+  if (options.sse) {
+    const transport = new SSEClientTransport(new URL(url));
+    await client.connect(transport);
+    return { client, close: () => client.close() };
   }
   const transport = new StreamableHTTPClientTransport(new URL(url), {
     ...(options.headers && { requestInit: { headers: options.headers } }),
@@ -278,6 +308,7 @@ export async function enforceMcp(
     credentials: options.credentials ?? { token: mcpToken },
     mcp: {
       scheme: 'http',
+      transport: 'streamable-http',
       path: '/mcp',
       toolChanges: 'require-approval',
       maxMessageBytes: 4 * 1024 * 1024,
