@@ -68,6 +68,36 @@ export function scriptReach(runs: 'any' | 'read'): { names: string[]; classes: R
   return reach;
 }
 
+/** What a command is whatever its arguments, worked out once per command. */
+interface Traits {
+  classes: RedisCommandClass[];
+  /** Its key specs can name every key it touches. */
+  keysNamed: boolean;
+  reads: boolean;
+  runs?: 'any' | 'read';
+  blocking: boolean;
+}
+
+const traitsCache = new Map<string, Traits>();
+
+function traitsOf(found: FoundCommand): Traits {
+  let traits = traitsCache.get(found.name);
+  if (!traits) {
+    const runs = runners[found.name];
+    const classes = runs ? scriptReach(runs).classes : classesOf(found);
+    const writesUnnamed = classes.includes('write') && found.spec.keys.length === 0;
+    traits = {
+      classes,
+      keysNamed: !runs && !writesUnnamed,
+      reads: classes.includes('read') || found.spec.keys.some((k) => k.flags.includes('ACCESS')),
+      ...(runs && { runs }),
+      blocking: found.spec.flags.includes('blocking'),
+    };
+    traitsCache.set(found.name, traits);
+  }
+  return traits;
+}
+
 export function analyzeRedis(argv: readonly string[]): RedisCommand {
   const found = lookupCommand(argv);
   if (!found) {
@@ -82,17 +112,15 @@ export function analyzeRedis(argv: readonly string[]): RedisCommand {
     };
   }
   const { keys, complete } = commandKeys(found.spec, argv);
-  const runs = runners[found.name];
-  const classes = runs ? scriptReach(runs).classes : classesOf(found);
-  const writesUnnamed = classes.includes('write') && found.spec.keys.length === 0;
+  const traits = traitsOf(found);
   return {
     name: found.name,
     known: true,
-    classes,
+    classes: traits.classes,
     keys,
-    keysComplete: complete && !runs && !writesUnnamed,
-    reads: classes.includes('read') || found.spec.keys.some((k) => k.flags.includes('ACCESS')),
-    ...(runs && { runs }),
-    blocking: found.spec.flags.includes('blocking'),
+    keysComplete: complete && traits.keysNamed,
+    reads: traits.reads,
+    ...(traits.runs && { runs: traits.runs }),
+    blocking: traits.blocking,
   };
 }
