@@ -25,7 +25,8 @@ import {
 import { type KubernetesRequest, parseKubernetesRequest } from '../policy/kubernetes-request.ts';
 import { compileMasking, defaultHashKey } from '../policy/masking.ts';
 import { impersonationHeaders } from './headers.ts';
-import { forward, type Upstream } from './response.ts';
+import { type ForwardEnd, forward, type Upstream } from './response.ts';
+import { carriesRedacted, maxSecretWriteBytes, readBody, writesSecret } from './secret-writes.ts';
 import { writeStatus, writeStatusToSocket } from './status.ts';
 
 /** Subresources whose responses are interactive streams the enforcer cannot govern yet. */
@@ -212,6 +213,27 @@ async function handle(
     req.resume();
     return;
   }
+  let body: Buffer | undefined;
+  if (writesSecret(request)) {
+    body = await readBody(req, maxSecretWriteBytes);
+    const refused =
+      body === undefined
+        ? new AirlockError(
+            'unsupported',
+            `airlock: ${text} refused: a Secret larger than ${maxSecretWriteBytes} bytes`,
+          )
+        : carriesRedacted(body)
+          ? new AirlockError(
+              'policy-denied',
+              `airlock: ${text} refused: the Secret carries a value Airlock redacted, and writing it back would overwrite the real one`,
+            )
+          : undefined;
+    if (refused) {
+      const status = writeStatus(res, refused.code, refused.message);
+      record(text, { outcome: 'blocked', reasons: [refused.message], status, error: refused.event(status) });
+      return;
+    }
+  }
   const gone = new AbortController();
   res.once('close', () => gone.abort());
   const passage = await session.gate.pass({ decision, text, what: 'request', signal: gone.signal });
@@ -223,7 +245,7 @@ async function handle(
     req.resume();
     return;
   }
-  await forward(upstream, request, req, res, (end) => {
+  const forwarded = (end: ForwardEnd) => {
     const counted = maskingFields(upstream.connection.policies, end.counts, end.wouldMask, fields.wouldHave);
     const outcome = counted.masked && passage.outcome === 'allowed' ? 'masked' : passage.outcome;
     record(text, {
@@ -233,7 +255,8 @@ async function handle(
       ...(end.status !== undefined && { status: end.status }),
       ...(end.error && { error: end.error.event(end.status) }),
     });
-  });
+  };
+  await forward(upstream, request, req, res, forwarded, body);
 }
 
 function unsupportedStream(text: string): AirlockError {

@@ -51,6 +51,8 @@ export async function forward(
   req: IncomingMessage,
   res: ServerResponse,
   finish: (end: ForwardEnd) => void,
+  /** The request body when it was read whole to be checked; otherwise it streams from `req`. */
+  body?: Buffer,
 ): Promise<void> {
   const { connection } = upstream;
   const jsonOnly = request.resourceRequest && request.subresource !== 'log' && !isProxy(request);
@@ -78,7 +80,8 @@ export async function forward(
       res.once('close', () => {
         if (!res.writableFinished) outgoing.destroy();
       });
-      req.pipe(outgoing);
+      if (body) outgoing.end(body);
+      else req.pipe(outgoing);
     });
   } catch (error) {
     const failure = new AirlockError(

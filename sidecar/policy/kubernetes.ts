@@ -35,8 +35,8 @@ export function refusedByConnection(
 ): string | undefined {
   if (impersonating.length > 0 && !allow.impersonation)
     return `impersonation (${impersonating.join(', ')}) is not allowed on this Connection`;
-  const dryRun = request.query.get('dryRun') ?? [];
-  if (dryRun.some((v) => v !== '') && !allow.dryRun)
+  // The API server takes any dryRun parameter, even an empty one, as a dry run (or refuses it).
+  if (request.query.has('dryRun') && !allow.dryRun)
     return 'dry-run requests are not allowed on this Connection';
   for (const manager of request.query.get('fieldManager') ?? [])
     if (!allow.fieldManagers.some((glob) => matchGlob(glob, manager)))

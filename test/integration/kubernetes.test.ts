@@ -147,6 +147,19 @@ describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), (
     assert.ok((masked?.masked?.['secrets/data'] ?? 0) >= 2);
   });
 
+  it('refuses to write a redacted Secret back, and lets other Secret writes through', async () => {
+    const redacted = await cluster.kubectl(['get', 'secret', 'db', '-o', 'json']);
+    await assert.rejects(
+      cluster.kubectl(['replace', '-f', '-'], redacted),
+      /Forbidden.*carries a value Airlock redacted/,
+    );
+    const kept = await plane.kubectl(['get', 'secret', 'db', '-o', 'jsonpath={.data.password}']);
+    assert.equal(kept, encoded);
+    await cluster.kubectl(['create', 'secret', 'generic', 'agent-made', '--from-literal=key=value']);
+    const made = await plane.kubectl(['get', 'secret', 'agent-made', '-o', 'jsonpath={.data.key}']);
+    assert.equal(made, Buffer.from('value').toString('base64'));
+  });
+
   it('masks Secrets and detected values in watch events as they stream', async () => {
     const watch = spawn(tool('kubectl'), ['get', 'secrets', '--watch', '-o', 'json'], {
       env: {
