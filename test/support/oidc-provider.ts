@@ -1,20 +1,17 @@
 // A real OpenID provider on loopback for the console's tests: the `oidc-provider` package (a
-// certified implementation) over HTTPS with a self-signed certificate and a freshly generated
+// certified implementation) over HTTPS with a certificate from a private CA and a freshly generated
 // RS256 signing key, one confidential client, and people who sign in through real HTML login
 // and consent forms. ID tokens carry email and groups, as the console's flags ask.
-import { execFile } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
+import { createCertificateAuthority } from '../../operator/pki.ts';
 import { temporaryDirectory } from './process.ts';
-
-const run = promisify(execFile);
 
 export interface OidcPerson {
   email: string;
@@ -26,9 +23,8 @@ export interface OidcProvider {
   issuer: string;
   clientId: string;
   clientSecret: string;
-  /** PEM of the provider's self-signed certificate, for NODE_EXTRA_CA_CERTS. */
-  certificate: string;
-  certificateFile: string;
+  /** The PEM file of the CA that signed the provider's certificate, for NODE_EXTRA_CA_CERTS. */
+  caFile: string;
   /** The base64 SHA-256 of its public key, as Chromium's --ignore-certificate-errors-spki-list takes it. */
   spki: string;
   stop(): Promise<void>;
@@ -53,33 +49,16 @@ export async function startOidcProvider(options: {
   people: OidcPerson[];
 }): Promise<OidcProvider> {
   const work = await temporaryDirectory('oidc');
-  const keyFile = join(work.path, 'key.pem');
-  const certificateFile = join(work.path, 'cert.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    keyFile,
-    '-out',
-    certificateFile,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ]);
-  const [key, certificate] = await Promise.all([
-    readFile(keyFile, 'utf8'),
-    readFile(certificateFile, 'utf8'),
-  ]);
+  const authority = await createCertificateAuthority('test OpenID provider CA');
+  const caFile = join(work.path, 'ca.crt');
+  await writeFile(caFile, authority.certificate);
+  const serving = await authority.issue({
+    commonName: '127.0.0.1',
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
 
-  const server: Server = createServer({ key, cert: certificate });
+  const server: Server = createServer({ key: serving.privateKey, cert: serving.certificate });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const signing = await generateKeyPair('RS256', { extractable: true });
@@ -184,9 +163,8 @@ export async function startOidcProvider(options: {
     issuer,
     clientId,
     clientSecret,
-    certificate,
-    certificateFile,
-    spki: spkiHash(certificate),
+    caFile,
+    spki: spkiHash(serving.certificate),
     async stop() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
