@@ -34,12 +34,25 @@ interface Answer {
   json: { kind?: string; message?: string; reason?: string; [key: string]: unknown };
 }
 
+const held = policy({
+  name: 'held-deletes',
+  rules: [
+    {
+      name: 'approve-deletes',
+      action: 'require-approval',
+      kubernetes: { verbs: ['delete'] },
+      approval: { approvers: { groups: ['ops'] }, timeout: '1m', scope: 'statement' },
+    },
+  ],
+});
+
 describe(
   'Kubernetes enforcer against crafted requests',
   requires('kube-apiserver', 'etcd', 'kubectl'),
   () => {
     let plane: ControlPlane;
     let cluster: EnforcedCluster;
+    let token: string;
 
     const send = (
       method: string,
@@ -75,7 +88,7 @@ describe(
 
     before(async () => {
       plane = await startControlPlane();
-      const token = await agentToken(plane);
+      token = await agentToken(plane);
       await plane.kubectl(['create', 'namespace', 'prod']);
       for (const namespace of ['default', 'prod'])
         await plane.kubectl([
@@ -222,6 +235,39 @@ describe(
       const gzip = await send('GET', '/api/v1/namespaces/default/secrets', { 'accept-encoding': 'gzip' });
       assert.equal(gzip.status, 200);
       assert.ok(!gzip.body.includes(encoded));
+    });
+
+    it('refuses every request while the audit trail cannot record it, and what an approver denies', async () => {
+      let full: string | undefined = 'the audit spool is full';
+      const guarded = await enforceCluster(plane, token, [held], {
+        name: 'guarded',
+        refusal: () => full,
+        approvals: {
+          request: async () => ({
+            approved: false,
+            outcome: 'denied',
+            decidedBy: 'alice',
+            reason: 'not today',
+          }),
+        },
+      });
+      try {
+        const refused = await guarded.attempt(['get', 'configmaps']);
+        assert.notEqual(refused.code, 0);
+        // kubectl shows its own words for a 503.
+        assert.match(refused.err, /ServiceUnavailable/);
+        const raw = await fetch(`${guarded.url}/api/v1/namespaces/default/configmaps`);
+        assert.equal(raw.status, 503);
+        assert.equal(((await raw.json()) as { message: string }).message, 'the audit spool is full');
+        full = undefined;
+        await guarded.kubectl(['get', 'configmaps']);
+        const denied = await guarded.attempt(['delete', 'configmap', 'probe']);
+        assert.notEqual(denied.code, 0);
+        assert.match(denied.err, /Forbidden.*airlock: request denied by approver alice .*: not today/);
+        await plane.kubectl(['get', 'configmap', 'probe']);
+      } finally {
+        await guarded.enforcer.close();
+      }
     });
 
     it('records each refusal with its reason and code', () => {

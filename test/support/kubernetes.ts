@@ -43,7 +43,13 @@ export async function enforceCluster(
   plane: ControlPlane,
   token: string,
   policies: BundlePolicy[],
-  options: { approvals?: Approvals; kubernetes?: BundleConnection['kubernetes']; name?: string } = {},
+  options: {
+    approvals?: Approvals;
+    kubernetes?: BundleConnection['kubernetes'];
+    name?: string;
+    /** The audit sink's refusal (see EventSink.refusal). */
+    refusal?: () => string | undefined;
+  } = {},
 ): Promise<EnforcedCluster> {
   const events: SessionEvent[] = [];
   const api = new URL(plane.url);
@@ -62,7 +68,7 @@ export async function enforceCluster(
     connection,
     identity: { namespace: 'default', serviceAccount: 'agent' },
     listen: { host: '127.0.0.1', port: 0 },
-    events: { emit: (event) => events.push(event) },
+    events: { emit: (event) => events.push(event), ...(options.refusal && { refusal: options.refusal }) },
     approvals: options.approvals ?? { request: async () => ({ approved: false, outcome: 'denied' }) },
   });
   const url = listenerUrl(enforcer.address);
