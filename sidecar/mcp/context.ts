@@ -23,6 +23,8 @@ export interface McpOptions {
 export interface McpEnforcerOptions extends EnforcerOptions {
   /** How often a held request with a progress token is told it still waits. */
   progressEveryMs?: number;
+  /** How long a session with nothing in progress lives on (agents rarely end their sessions). */
+  idleSessionMs?: number;
 }
 
 export interface Upstream {
@@ -66,4 +68,7 @@ export interface Session {
   serverRequests: Set<Id>;
   /** Held requests, by id: a notifications/cancelled for one withdraws it. */
   holds: Map<Id, AbortController>;
+  /** Requests and streams of the agent's in progress, and when the last one ended (epoch ms). */
+  busy: number;
+  lastSeen: number;
 }

@@ -21,6 +21,9 @@ import { type LegacyStream, openLegacyStream, postLegacy } from './legacy-sse.ts
 import { plain } from './reply.ts';
 import { upstreamOf } from './upstream.ts';
 
+/** Sessions are ended after half an hour with nothing in progress. */
+const defaultIdleSessionMs = 30 * 60_000;
+
 export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
   const { connection } = options;
   if (connection.protocol !== 'mcp')
@@ -60,6 +63,8 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
       pending: new Map(),
       serverRequests: new Set(),
       holds: new Map(),
+      busy: 0,
+      lastSeen: Date.now(),
     };
     recorder.start({
       address: req.socket.remoteAddress ?? '',
@@ -122,6 +127,8 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
       );
     }
     const session = newSession(req);
+    // Busy while its stream is open: it ends when the stream does, never as idle.
+    session.busy++;
     try {
       await openLegacyStream(context, session, res, streams);
     } finally {
@@ -153,18 +160,33 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
       req.resume();
       return;
     }
-    const handled =
-      req.method === 'POST'
-        ? post(context, sessionFor(req), req, res, named)
-        : req.method === 'GET'
-          ? stream(context, sessionFor(req), req, res)
-          : req.method === 'DELETE'
-            ? remove(context, req, res, sessions, end)
-            : Promise.resolve(plain(res, 405, 'airlock: the MCP endpoint takes POST, GET and DELETE'));
-    handled.catch((error: Error) => {
-      if (!res.headersSent) plain(res, 502, `airlock: ${error.message}`);
-      else res.destroy();
+    if (req.method === 'DELETE') {
+      remove(context, req, res, sessions, end).catch((error: Error) =>
+        plain(res, 502, `airlock: ${error.message}`),
+      );
+      return;
+    }
+    if (req.method !== 'POST' && req.method !== 'GET') {
+      plain(res, 405, 'airlock: the MCP endpoint takes POST, GET and DELETE');
+      return;
+    }
+    const session = sessionFor(req);
+    session.busy++;
+    res.once('close', () => {
+      session.busy--;
+      session.lastSeen = Date.now();
     });
+    const handled =
+      req.method === 'POST' ? post(context, session, req, res, named) : stream(context, session, req, res);
+    handled
+      .then(() => {
+        // The server no longer knows the session: the agent starts a new one, this one is over.
+        if (res.statusCode === 404 && session.id !== undefined) end(session, 'ended by the server');
+      })
+      .catch((error: Error) => {
+        if (!res.headersSent) plain(res, 502, `airlock: ${error.message}`);
+        else res.destroy();
+      });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -173,7 +195,18 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
       resolve();
     });
   });
+  const idleMs = options.idleSessionMs ?? defaultIdleSessionMs;
+  const sweeper = setInterval(
+    () => {
+      const now = Date.now();
+      for (const session of [...open])
+        if (session.busy === 0 && now - session.lastSeen > idleMs) end(session, 'idle');
+    },
+    Math.min(idleMs, 60_000),
+  );
+  sweeper.unref();
   const close = async () => {
+    clearInterval(sweeper);
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();

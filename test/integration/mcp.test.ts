@@ -14,6 +14,7 @@ import {
   enforceMcp,
   type McpUpstream,
   mcpToken,
+  rawSession,
   startMcpServer,
 } from '../support/mcp.ts';
 
@@ -328,6 +329,37 @@ describe('MCP enforcer', () => {
     const event = requests(enforced).find((e) => e.kind === 'mcp-server-request');
     assert.equal(event?.text, 'sampling/createMessage');
     assert.equal(event?.outcome, 'blocked');
+  });
+});
+
+describe('MCP sessions', () => {
+  it('end when the agent ends them, when the server forgets them, and after idling', async () => {
+    const server = await startMcpServer();
+    const enforced = await enforceMcp(server, [agents], { idleSessionMs: 300 });
+    const ends = () => enforced.events.flatMap((e) => (e.type === 'session.end' ? [e.reason] : []));
+    try {
+      const agent = await connectAgent(enforced.url);
+      await agent.client.listTools();
+      await agent.close();
+      assert.deepEqual(ends(), ['ended by the agent']);
+
+      const raw = await rawSession(enforced.url);
+      server.forget();
+      const after = await raw.post('{"jsonrpc":"2.0","id":1,"method":"tools/list"}');
+      assert.equal(after.status, 404);
+      assert.deepEqual(ends(), ['ended by the agent', 'ended by the server']);
+
+      // An agent that goes away without ending its session (its event stream closes, no DELETE).
+      const idle = await connectAgent(enforced.url);
+      await idle.client.listTools();
+      await idle.client.close();
+      for (let i = 0; i < 40 && ends().length < 3; i++)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(ends(), ['ended by the agent', 'ended by the server', 'idle']);
+    } finally {
+      await enforced.enforcer.close();
+      await server.close();
+    }
   });
 });
 

@@ -32,6 +32,8 @@ export interface McpUpstream {
   sampling: string[];
   /** Changes a tool's description in every session (a rug pull). */
   describe(tool: string, description: string): void;
+  /** Forgets every session, as a restarted server does: their ids are answered 404. */
+  forget(): void;
   close(): Promise<void>;
 }
 
@@ -229,6 +231,9 @@ export async function startMcpServer(options: { json?: boolean; sse?: boolean } 
     calls,
     authorizations,
     sampling,
+    forget() {
+      transports.clear();
+    },
     describe(tool, text) {
       descriptions.set(tool, text);
       for (const tools of registered) tools.get(tool)?.update({ description: text });
@@ -294,6 +299,7 @@ export async function enforceMcp(
     approvals?: Approvals;
     refusal?: () => string | undefined;
     progressEveryMs?: number;
+    idleSessionMs?: number;
     credentials?: Record<string, string>;
   } = {},
 ): Promise<EnforcedMcp> {
@@ -323,6 +329,7 @@ export async function enforceMcp(
     events: { emit: (event) => events.push(event), ...(options.refusal && { refusal: options.refusal }) },
     approvals: options.approvals ?? noApprovals,
     ...(options.progressEveryMs !== undefined && { progressEveryMs: options.progressEveryMs }),
+    ...(options.idleSessionMs !== undefined && { idleSessionMs: options.idleSessionMs }),
   });
   return { enforcer, url: `http://127.0.0.1:${enforcer.address.port}/mcp`, events, connection };
 }
