@@ -76,6 +76,18 @@ export async function admit(
   for (const { message } of steps)
     if (message.kind === 'notification' && message.method === 'notifications/cancelled')
       session.holds.get(message.params?.requestId as Id)?.abort();
+  // An id already in flight would make two answers one: the second request is refused.
+  const ids = new Set<Id>();
+  for (const step of steps) {
+    const { message } = step;
+    if (message.kind !== 'request') continue;
+    if (ids.has(message.id) || session.pending.has(message.id) || session.holds.has(message.id))
+      step.refusal = new AirlockError(
+        'protocol-violation',
+        `airlock: request id ${JSON.stringify(message.id)} is already in flight`,
+      );
+    ids.add(message.id);
+  }
   const unrecorded = session.gate.unrecorded();
   const first = steps.find((s) => s.refusal || s.decision?.action === 'deny');
   if (unrecorded || first) {

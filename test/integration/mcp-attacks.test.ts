@@ -119,11 +119,18 @@ describe('MCP enforcer under attack', () => {
     const notRpc = await raw.post('{"id":1,"method":"tools/call"}');
     assert.equal(notRpc.status, 400);
     assert.equal(errorOf(notRpc.messages[0])?.code, -32600);
+    const twice = await raw.post(
+      `[${call(7, 'echo', { text: 'same id' })},${call(7, 'echo', { text: 'same id' })}]`,
+    );
+    assert.match(
+      errorOf(twice.messages.find((m) => errorOf(m)?.data?.code === 'protocol-violation'))?.message ?? '',
+      /already in flight/,
+    );
     const empty = await raw.post('[]');
     assert.equal(empty.status, 400);
     const noName = await raw.post('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"arguments":{}}}');
     assert.equal(errorOf(noName.messages[0])?.data?.code, 'protocol-violation');
-    assert.equal(ran('xxxxxxxx'), false);
+    assert.equal(ran('xxxxxxxx') || ran('same id'), false);
   });
 
   it('forwards only the methods and notifications it governs, and answers the server sent for', async () => {
