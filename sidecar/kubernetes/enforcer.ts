@@ -214,7 +214,8 @@ async function handle(
     return;
   }
   let body: Buffer | undefined;
-  if (writesSecret(request)) {
+  // Checked before an approver is asked; a denied write is refused by its rule instead.
+  if (writesSecret(request) && decision.action !== 'deny') {
     body = await readBody(req, maxSecretWriteBytes);
     const refused =
       body === undefined

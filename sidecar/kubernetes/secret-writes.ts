@@ -20,7 +20,7 @@ export function carriesRedacted(body: Buffer): boolean {
   return body.includes(redactedData) || body.includes('[REDACTED');
 }
 
-/** The whole request body, or undefined past `limit` bytes. */
+/** The whole request body, or undefined past `limit` bytes or when the agent leaves before its end. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -36,5 +36,9 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
     req.on('data', onData);
     req.once('end', () => resolve(Buffer.concat(chunks)));
     req.once('error', reject);
+    // The agent went away before the body ended: nothing to forward.
+    req.once('close', () => {
+      if (!req.readableEnded) resolve(undefined);
+    });
   });
 }
