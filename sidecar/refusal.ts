@@ -49,7 +49,7 @@ export async function serveRefusal(
     socket.on('error', () => socket.destroy());
     socket.setTimeout(10_000, () => socket.destroy());
     if (protocol === 'postgres') refusePostgres(socket, message);
-    else if (protocol === 'http') refuseHttp(socket, message);
+    else if (protocol === 'http' || protocol === 'mcp') refuseHttp(socket, message);
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
