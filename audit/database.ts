@@ -40,6 +40,12 @@ export interface Dialect {
   time(iso: string): unknown;
   /** The time column as exact microseconds since the epoch, as text (see `microseconds`). */
   timeMicros(column: string): string;
+  /**
+   * Joins each listed session (`r`, a row of `recent`) to `a`: the `aggregates` over its events
+   * `e` that pass `where`. PostgreSQL reads each session's events by its index (LATERAL);
+   * SQLite, which has no LATERAL, groups the events of the listed sessions.
+   */
+  perSession(aggregates: string, where: string): string;
   /** The sum of an event's `masked` counts (0 when it has none), from its body. */
   maskedCount(body: string): string;
   /**

@@ -78,6 +78,8 @@ export const postgresDialect: Dialect = {
   time: (iso) => iso,
   // Exact microseconds: a Date would round away an edit below the millisecond.
   timeMicros: (column) => `(extract(epoch FROM ${column}) * 1000000)::bigint::text`,
+  perSession: (aggregates, where) =>
+    `CROSS JOIN LATERAL (SELECT ${aggregates} FROM audit_events e WHERE e.session_id = r.session_id ${where}) a`,
   maskedCount: (body) =>
     `(SELECT sum(value::bigint) FROM jsonb_each_text(
        CASE WHEN jsonb_typeof(${body}->'masked') = 'object' THEN ${body}->'masked' ELSE '{}'::jsonb END))`,

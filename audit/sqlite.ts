@@ -74,6 +74,10 @@ const sqliteDialect: Dialect = {
     return BigInt(us);
   },
   timeMicros: (column) => `CAST(${column} AS TEXT)`,
+  perSession: (aggregates, where) =>
+    `JOIN (SELECT e.session_id, ${aggregates} FROM audit_events e
+            WHERE e.session_id IN (SELECT session_id FROM recent) ${where} GROUP BY e.session_id) a
+       ON a.session_id = r.session_id`,
   maskedCount: (body) =>
     `(SELECT sum(value) FROM json_each(CASE WHEN json_type(${body}, '$.masked') = 'object' THEN ${body}->'masked' ELSE '{}' END))`,
   pruning: async (tx, allowed) =>

@@ -263,6 +263,7 @@ export class AuditStore {
    * nor repeat the pages after the first.
    */
   async sessions({ limit = 100, namespace, before }: SessionQuery = {}): Promise<SessionPage> {
+    const { dialect } = this.#db;
     const params: unknown[] = [limit];
     const param = (value: unknown) => `$${params.push(value)}`;
     const inNamespace = namespace === undefined ? undefined : param(namespace);
@@ -283,21 +284,18 @@ export class AuditStore {
          SELECT s.session_id, s.position FROM audit_events s
           WHERE s.type = 'session.start' ${scoped('s')} ${page}
           ORDER BY s.position DESC LIMIT $1),
-       recent AS (SELECT session_id, min(position) AS first FROM starts GROUP BY session_id),
-       counted AS (
-         SELECT e.session_id,
-                count(*) FILTER (WHERE e.type = 'request') AS requests,
-                count(*) FILTER (WHERE e.type = 'request'
-                  AND e.body->>'outcome' IN ('blocked', 'denied', 'expired')) AS blocked,
-                coalesce(sum(${this.#db.dialect.maskedCount('e.body')}) FILTER (WHERE e.type = 'request'), 0) AS masked,
-                min(e.body->>'time') FILTER (WHERE e.type = 'session.end') AS ended
-           FROM audit_events e
-          WHERE e.session_id IN (SELECT session_id FROM recent) ${scoped('e')}
-          GROUP BY e.session_id)
+       recent AS (SELECT session_id, min(position) AS first FROM starts GROUP BY session_id)
        SELECT r.session_id, r.first AS start, (SELECT count(*) FROM starts) AS read, f.body AS first, a.requests, a.blocked, a.masked, a.ended
          FROM recent r
          JOIN audit_events f ON f.position = r.first
-         JOIN counted a ON a.session_id = r.session_id
+         ${dialect.perSession(
+           `count(*) FILTER (WHERE e.type = 'request') AS requests,
+            count(*) FILTER (WHERE e.type = 'request'
+              AND e.body->>'outcome' IN ('blocked', 'denied', 'expired')) AS blocked,
+            coalesce(sum(${dialect.maskedCount('e.body')}) FILTER (WHERE e.type = 'request'), 0) AS masked,
+            min(e.body->>'time') FILTER (WHERE e.type = 'session.end') AS ended`,
+           scoped('e'),
+         )}
         ORDER BY r.first DESC`,
       params,
     );
@@ -331,9 +329,9 @@ export class AuditStore {
   }
 
   /**
-   * Up to `limit` events after `position`, in chain order. Appends serialize on an advisory
-   * lock held until they commit, so positions become visible in order: a reader that saw
-   * position N never later finds a new event before it.
+   * Up to `limit` events after `position`, in chain order. Appends serialize until they commit
+   * (on PostgreSQL's advisory lock, on SQLite's one write lock), so positions become visible in
+   * order: a reader that saw position N never later finds a new event before it.
    */
   async eventsAfter(position: number, limit: number): Promise<StoredEvent[]> {
     const rows = await this.#db.query<{ position: string; body: SessionEvent }>(
