@@ -38,7 +38,7 @@ export const jsonRpcCodes: Record<ErrorCode, number> = {
 };
 
 /** JSON-RPC's own codes for a body that is not JSON, and a message that is not JSON-RPC. */
-export const parseErrorCode = -32700;
+const parseErrorCode = -32700;
 
 /** Parses a body as JSON-RPC, or says what of it cannot be read. */
 export function parseBody(
