@@ -105,7 +105,7 @@ export function parseKubernetesRequest(method: string, target: string): ParsedKu
   request.resource = rest[0] ?? '';
   if (request.name === '' && request.verb === 'get') {
     request.verb = goBool(query.values.get('watch')) ? 'watch' : 'list';
-    request.name = nameFromFieldSelector(query.values.get('fieldSelector')?.[0]) ?? '';
+    request.name = nameFromFieldSelector(query.values) ?? '';
   }
   if (request.name === '' && request.verb === 'delete') request.verb = 'deletecollection';
   return { ok: true, request };
@@ -165,20 +165,37 @@ export function goBool(values: string[] | undefined): boolean {
 
 /**
  * The object name a list or watch narrows to with a field selector requiring metadata.name to
- * equal one value (kubectl get NAME --watch), as the parser takes it; undefined otherwise.
+ * equal one value (kubectl get NAME --watch), as the parser takes it; undefined where the parser
+ * would take none, and wherever it is unsure (then the request names no object, which every
+ * names criterion matches).
  */
-function nameFromFieldSelector(selector: string | undefined): string | undefined {
-  // An escaped separator or operator is read by the selector grammar: no name is taken from it.
-  if (!selector || selector.includes('\\')) return undefined;
+function nameFromFieldSelector(query: Map<string, string[]>): string | undefined {
+  const selector = query.get('fieldSelector')?.[0];
+  if (!selector || !listOptionsDecode(query)) return undefined;
   let name: string | undefined;
   for (const term of selector.split(',')) {
-    const match = /^\s*metadata\.name\s*(==|=)\s*(.*?)\s*$/.exec(term);
-    if (!match) continue;
-    if (name !== undefined && name !== match[2]) return undefined;
-    name = match[2];
+    // Escapes, spaces and malformed terms are read by the selector grammar: no name from them.
+    const match = /^([A-Za-z0-9._/-]+)(==|=|!=)([A-Za-z0-9._-]*)$/.exec(term);
+    if (!match) return undefined;
+    if (match[1] !== 'metadata.name' || match[2] === '!=') continue;
+    if (name !== undefined) return undefined;
+    name = match[3];
   }
   // The parser takes it only as a valid path segment name.
-  if (name === undefined || name === '' || name === '.' || name === '..' || /[/%]/.test(name))
-    return undefined;
+  if (name === undefined || name === '' || name === '.' || name === '..') return undefined;
   return name;
+}
+
+/**
+ * Whether the list options in the query decode, as the parser requires before it reads a name
+ * from the field selector: integers must be integers, and a label selector (whose grammar is
+ * not read here) is taken as one that may not.
+ */
+function listOptionsDecode(query: Map<string, string[]>): boolean {
+  if (query.has('labelSelector')) return false;
+  for (const key of ['limit', 'timeoutSeconds']) {
+    const value = query.get(key)?.[0];
+    if (value !== undefined && !/^[+-]?[0-9]+$/.test(value)) return false;
+  }
+  return true;
 }

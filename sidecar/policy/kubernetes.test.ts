@@ -51,6 +51,20 @@ describe('the request-info reading of a Kubernetes API URL', () => {
       info('GET', '/api/v1/secrets?fieldSelector=metadata.name%3Da%2Cmetadata.name%3Db'),
       'list||secrets|||',
     );
+    // Where the parser would take none, or its reading is not certain, no name: every names rule matches.
+    for (const query of [
+      'fieldSelector=metadata.name%3Dweb%2C',
+      'fieldSelector=metadata.name%3D%20web',
+      'fieldSelector=metadata.name%3Dweb&limit=abc',
+      'fieldSelector=metadata.name%3Dweb&labelSelector=app%3Dx',
+      'fieldSelector=metadata.name!%3Dweb',
+      'fieldSelector=metadata.name%3Da%2Fb',
+    ])
+      assert.equal(info('GET', `/api/v1/secrets?${query}`), 'list||secrets|||', query);
+    assert.equal(
+      info('GET', '/api/v1/secrets?fieldSelector=type%3DOpaque%2Cmetadata.name%3D%3Dweb&limit=10'),
+      'list||secrets|||web',
+    );
   });
 
   it('reads non-resource URLs as the method on a path', () => {
