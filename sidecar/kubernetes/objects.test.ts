@@ -44,6 +44,8 @@ describe('Kubernetes object masking', () => {
         type: 'ADDED',
         object: { kind: 'Table', rows: [{ cells: ['db'], object: { data: { password: secret } } }] },
       },
+      // A Secret inside another object.
+      { kind: 'ExternalSecret', spec: { template: { kind: 'Secret', data: { password: secret } } } },
       // A Secret anywhere, in a response that is not for Secrets.
       { kind: 'List', items: [{ kind: 'ConfigMap', data: { a: 'kept' } }, object] },
     ];
@@ -55,7 +57,7 @@ describe('Kubernetes object masking', () => {
     }
     const { masked } = mask(object, false);
     assert.deepEqual((masked as typeof object).stringData, { a: redactedText });
-    assert.ok(mask(shapes[5], false).text.includes('"kept"'), 'a ConfigMap is not a Secret');
+    assert.ok(mask(shapes[6], false).text.includes('"kept"'), 'a ConfigMap is not a Secret');
   });
 
   it('redacts the Secret kept in the last-applied-configuration annotation', () => {

@@ -149,6 +149,8 @@ function maskValue(
     return value;
   }
   if (isObject(value)) {
+    // A Secret inside another object (a custom resource's template, a List's item) is one too.
+    if (value.kind === 'Secret') redactSecret(value, tally);
     for (const key of Object.keys(value))
       value[key] = maskValue(value[key]!, path && [...path, key], masking, tally);
     return value;
