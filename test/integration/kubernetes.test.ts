@@ -101,6 +101,27 @@ describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), (
     assert.equal(event?.status, 200);
   });
 
+  it("keeps kubectl's everyday commands working: apply client- and server-side, explain, label, rollout", async () => {
+    const config = (value: string) =>
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'agent-config' },
+        data: { value },
+      });
+    await cluster.kubectl(['apply', '-f', '-'], config('one'));
+    await cluster.kubectl(['apply', '-f', '-'], config('two'));
+    await cluster.kubectl(['apply', '--server-side', '-f', '-'], config('three'));
+    assert.equal(
+      await plane.kubectl(['get', 'configmap', 'agent-config', '-o', 'jsonpath={.data.value}']),
+      'three',
+    );
+    assert.match(await cluster.kubectl(['explain', 'deployment.spec.replicas']), /replicas/);
+    await cluster.kubectl(['label', 'configmap', 'agent-config', 'team=platform']);
+    await cluster.kubectl(['rollout', 'restart', 'deployment', 'web']);
+    assert.match(await cluster.kubectl(['api-resources', '--api-group=apps']), /deployments/);
+  });
+
   it('refuses kubectl delete namespace with the rule, as a Status kubectl prints', async () => {
     const result = await cluster.attempt(['delete', 'namespace', 'prod']);
     assert.notEqual(result.code, 0);
