@@ -8,12 +8,13 @@
 // port-forward) are decided, then refused: their frames are not governed yet.
 import { createServer, Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { type AddressInfo, isIP, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
+import { type ConnectionSession, ConnectionSessions } from '../core/connections.ts';
 import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
 import { AirlockError, httpProblems } from '../core/errors.ts';
-import { ApprovalGate, passageFields } from '../core/gate.ts';
-import { settle, stopAccepting } from '../core/listen.ts';
-import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
+import { passageFields } from '../core/gate.ts';
+import { listen, settle, stopAccepting } from '../core/listen.ts';
+import { maskingFields, type RequestFields } from '../core/recorder.ts';
 import { denialMessage } from '../policy/decide.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import {
@@ -32,10 +33,7 @@ import { writeStatus, writeStatusToSocket } from './status.ts';
 /** Subresources whose responses are interactive streams the enforcer cannot govern yet. */
 const streamingSubresources = new Set(['exec', 'attach', 'portforward']);
 
-interface Session {
-  recorder: SessionRecorder;
-  gate: ApprovalGate;
-}
+type Session = ConnectionSession;
 
 export async function serveKubernetes(options: EnforcerOptions): Promise<Enforcer> {
   const { connection } = options;
@@ -62,37 +60,12 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
     },
   };
   const allowances = kubernetesAllowances(connection);
-  const sessions = new WeakMap<Socket, Session>();
-  const sockets = new Set<Socket>();
   const server = createServer({ keepAlive: true });
   // Approval holds and watches last; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  const begin = (socket: Socket): Session => {
-    const existing = sessions.get(socket);
-    if (existing) return existing;
-    const recorder = new SessionRecorder(connection, options.identity, options.events);
-    const gate = new ApprovalGate({
-      sessionId: recorder.id,
-      connection: connection.name,
-      approvals: options.approvals,
-      unrecorded: () => options.events.refusal?.(),
-    });
-    recorder.start({ address: socket.remoteAddress ?? '' });
-    const session = { recorder, gate };
-    sessions.set(socket, session);
-    socket.on('close', () => {
-      recorder.bytesIn = socket.bytesRead;
-      recorder.bytesOut = socket.bytesWritten;
-      recorder.end('closed');
-    });
-    return session;
-  };
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    if (!options.events.refusal?.()) begin(socket);
-  });
+  const sessions = new ConnectionSessions(server, options);
+  const { sockets } = sessions;
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const unrecorded = options.events.refusal?.();
     if (unrecorded) {
@@ -100,7 +73,7 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
       req.resume();
       return;
     }
-    const session = begin(req.socket);
+    const session = sessions.begin(req.socket);
     handle(upstream, allowances, session, req, res).catch((error: Error) => {
       session.recorder.error('internal', error.message);
       if (!res.headersSent)
@@ -114,20 +87,14 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
       writeStatusToSocket(socket, 'audit-unavailable', unrecorded);
       return;
     }
-    refuseUpgrade(upstream, allowances, begin(socket), req, socket);
+    refuseUpgrade(upstream, allowances, sessions.begin(socket), req, socket);
   });
   server.on('clientError', (_error, socket: Socket) => {
     if (socket.writable)
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const address = await listen(server, options.listen);
   const close = async () => {
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
@@ -140,7 +107,7 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
     upstream.agent.destroy();
   };
   return {
-    address: server.address() as AddressInfo,
+    address,
     close,
     async drain(deadlineMs) {
       stopAccepting(server);
