@@ -10,9 +10,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { SessionEvent } from '../api/events.ts';
+import {
+  backendName,
+  backendOptions,
+  backends,
+  startBackend,
+  type TestBackend,
+} from '../test/support/audit-backends.ts';
 import { parseRetention } from './settings.ts';
 import { AuditStore } from './store.ts';
-import { backendName, backendOptions, backends, startBackend, type TestBackend } from './test-backends.ts';
 
 const run = promisify(execFile);
 const cli = new URL('../bin/airlock.js', import.meta.url).pathname;

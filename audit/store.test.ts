@@ -3,8 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { SessionEvent } from '../api/events.ts';
+import {
+  backendName,
+  backendOptions,
+  backends,
+  startBackend,
+  type TestBackend,
+} from '../test/support/audit-backends.ts';
 import { AuditStore, canonical, summarize } from './store.ts';
-import { backendName, backendOptions, backends, startBackend, type TestBackend } from './test-backends.ts';
 import { microseconds } from './time.ts';
 
 function session(sessionId: string, statements: string[]): SessionEvent[] {

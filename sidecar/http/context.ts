@@ -1,12 +1,10 @@
 // What the HTTP enforcer's parts share: its options, the per-listener context (masking plans,
-// the target, the policies rules are matched with), a connection's session, and the enforcer's
-// own answers (problem documents).
+// the target, the policies rules are matched with), and the enforcer's own answers (problem
+// documents).
 import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import type { EnforcerOptions } from '../core/enforcer.ts';
 import { type AirlockError, httpProblems, problemType } from '../core/errors.ts';
-import type { ApprovalGate } from '../core/gate.ts';
-import type { SessionRecorder } from '../core/recorder.ts';
 import type { MaskText, ValueShape } from '../core/stream-masker.ts';
 import type { JsonPathRule } from '../policy/json-paths.ts';
 import type { MaskingPlan } from '../policy/masking.ts';
@@ -58,12 +56,6 @@ export interface Context {
   rulePolicies: BundlePolicy[];
   /** Every method a request with an unreadable override is decided as. */
   ruleMethods: string[];
-}
-
-/** One connection's session: its recording, and the gate its requests pass. */
-export interface Session {
-  recorder: SessionRecorder;
-  gate: ApprovalGate;
 }
 
 /** The enforcer's own answer for an error code: a problem document (RFC 9457). */

@@ -11,13 +11,14 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { type AddressInfo, isIP, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { BundlePolicy } from '../../api/bundle.ts';
+import { ConnectionSessions, type ConnectionSession as Session } from '../core/connections.ts';
 import type { Enforcer } from '../core/enforcer.ts';
 import { AirlockError, httpProblems, problemType } from '../core/errors.ts';
-import { ApprovalGate, passageFields } from '../core/gate.ts';
-import { settle, stopAccepting } from '../core/listen.ts';
-import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
+import { passageFields } from '../core/gate.ts';
+import { listen, settle, stopAccepting } from '../core/listen.ts';
+import { maskingFields, type RequestFields, type SessionRecorder } from '../core/recorder.ts';
 import { valueShape } from '../core/stream-masker.ts';
 import { type Decision, decideHttp } from '../policy/decide.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
@@ -30,7 +31,6 @@ import {
   method,
   problem,
   redactText,
-  type Session,
   type Target,
 } from './context.ts';
 import { maskEncoded } from './encoded.ts';
@@ -69,39 +69,12 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     maskText: (text, column) => (column ? compiled.maskText(text, column) : maskJsonText(text)),
   };
   const jsonPaths = compileJsonPaths(connection.policies);
-  const sessions = new WeakMap<Socket, Session>();
-  const sockets = new Set<Socket>();
   const server = createServer({ keepAlive: true });
   // Approval holds can be long; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  /** Starts recording a connection's session, once: at connect, or at its first request served. */
-  const begin = (socket: Socket): Session => {
-    const existing = sessions.get(socket);
-    if (existing) return existing;
-    const recorder = new SessionRecorder(connection, options.identity, options.events);
-    const gate = new ApprovalGate({
-      sessionId: recorder.id,
-      connection: connection.name,
-      approvals: options.approvals,
-      unrecorded: () => options.events.refusal?.(),
-    });
-    recorder.start({ address: socket.remoteAddress ?? '' });
-    const session = { recorder, gate };
-    sessions.set(socket, session);
-    socket.on('close', () => {
-      recorder.bytesIn = socket.bytesRead;
-      recorder.bytesOut = socket.bytesWritten;
-      recorder.end('closed');
-    });
-    return session;
-  };
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    // A connection made while the audit trail cannot record it starts its session later.
-    if (!options.events.refusal?.()) begin(socket);
-  });
+  const sessions = new ConnectionSessions(server, options);
+  const { sockets } = sessions;
   const caseInsensitive = connection.http?.caseInsensitivePaths === true;
   const context: Context = {
     options,
@@ -130,7 +103,7 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
       refuseUnrecorded(context, sessions.get(req.socket)?.recorder, req, res, unrecorded);
       return;
     }
-    const session = begin(req.socket);
+    const session = sessions.begin(req.socket);
     handle(context, session, req, res).catch((error: Error) => {
       session.recorder.error('internal', error.message);
       if (!res.headersSent)
@@ -146,15 +119,9 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const address = await listen(server, options.listen);
   return {
-    address: server.address() as AddressInfo,
+    address,
     close: () => closeServer(server, sockets, target),
     async drain(deadlineMs) {
       // Idle keep-alive connections close now; a request in flight gets its response with

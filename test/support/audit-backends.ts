@@ -6,9 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
-import { requires } from '../test/support/tools.ts';
-import { databaseFile } from './sqlite.ts';
+import { databaseFile } from '../../audit/sqlite.ts';
+import { type PostgresServer, startPostgres } from './postgres.ts';
+import { requires } from './tools.ts';
 
 export const backends = ['sqlite', 'postgres'] as const;
 export type Backend = (typeof backends)[number];
