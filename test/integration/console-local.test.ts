@@ -5,20 +5,13 @@
 // a clear error; a non-loopback --console address is refused at start.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { openPage, type Page } from '../support/browser.ts';
 import { type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
-import {
-  freePort,
-  runCommand,
-  type Service,
-  startService,
-  temporaryDirectory,
-  waitFor,
-} from '../support/process.ts';
+import { startLocal } from '../support/local.ts';
+import { freePort, runCommand, type Service, temporaryDirectory } from '../support/process.ts';
 import { type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
@@ -111,32 +104,15 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
     const consolePort = await freePort();
     consoleUrl = `http://127.0.0.1:${consolePort}/`;
     const logFile = join(work.path, 'airlock.log');
-    server = startService(
-      'airlock local',
-      process.execPath,
-      [
-        cli,
-        'local',
-        '-f',
-        dir,
-        '--as',
-        'system:serviceaccount:ops:agent',
-        '--listen',
-        `web-1=127.0.0.1:${ports.ssh}`,
-        '--listen',
-        `billing-api=127.0.0.1:${ports.http}`,
-        '--store',
-        join(work.path, 'store'),
-        '--console',
-        `127.0.0.1:${consolePort}`,
-      ],
-      { logFile },
-    );
-    await waitFor('airlock local ready', async () => (await readFile(logFile, 'utf8')).includes('ready'), {
-      service: server,
-      timeoutMs: 30_000,
+    const started = await startLocal({
+      manifests: dir,
+      logFile,
+      listen: { 'web-1': `127.0.0.1:${ports.ssh}`, 'billing-api': `127.0.0.1:${ports.http}` },
+      store: join(work.path, 'store'),
+      args: ['--console', `127.0.0.1:${consolePort}`],
     });
-    assert.match(await readFile(logFile, 'utf8'), new RegExp(`console on ${consoleUrl}`));
+    server = started.service;
+    assert.match(started.log, new RegExp(`console on ${consoleUrl}`));
     page = await openPage();
   });
   after(async () => {

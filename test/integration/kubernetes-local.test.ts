@@ -11,11 +11,12 @@ import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { agentToken } from '../support/kubernetes.ts';
-import { freePort, type Service, startService, temporaryDirectory, waitFor } from '../support/process.ts';
+import { startLocal } from '../support/local.ts';
+import { freePort, type Service, temporaryDirectory } from '../support/process.ts';
 import { requires, tool } from '../support/tools.ts';
 
 const run = promisify(execFile);
-const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
+const _cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
 const password = 'hunter2-correct-horse';
 
 const object = (kind: string, name: string, body: object) => ({
@@ -82,28 +83,14 @@ describe('airlock local with a kubernetes Connection', requires('kube-apiserver'
         .join('---\n'),
     );
     const logFile = join(work.path, 'airlock.log');
-    server = startService(
-      'airlock local',
-      process.execPath,
-      [
-        cli,
-        'local',
-        '-f',
-        dir,
-        '--as',
-        'system:serviceaccount:ops:agent',
-        '--listen',
-        `cluster=127.0.0.1:${await freePort()}`,
-        '--store',
-        join(work.path, 'store'),
-      ],
-      { logFile },
-    );
-    await waitFor('airlock local ready', async () => (await readFile(logFile, 'utf8')).includes('ready'), {
-      service: server,
-      timeoutMs: 30_000,
+    const started = await startLocal({
+      manifests: dir,
+      logFile,
+      listen: { cluster: `127.0.0.1:${await freePort()}` },
+      store: join(work.path, 'store'),
     });
-    const log = await readFile(logFile, 'utf8');
+    server = started.service;
+    const log = started.log;
     kubeconfig = /KUBECONFIG=(\S+) kubectl get pods/.exec(log)?.[1] ?? '';
     assert.ok(kubeconfig, log);
   });

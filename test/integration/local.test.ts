@@ -4,21 +4,19 @@
 // Invalid manifests and ungranted Connections stop it at start with exit status 2.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import type { SessionSummary } from '../../audit/store.ts';
 import { customer, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
+import { startLocal } from '../support/local.ts';
 import {
   type CommandResult,
   freePort,
   runCommand,
   type Service,
-  startService,
   temporaryDirectory,
-  waitFor,
 } from '../support/process.ts';
 import { type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
@@ -137,31 +135,19 @@ describe('airlock local', requires('sshd', 'ssh', 'curl'), () => {
     mkdirSync(dir);
     writeFileSync(join(dir, 'airlock.yaml'), validManifests());
     const logFile = join(work.path, 'airlock.log');
-    server = startService(
-      'airlock local',
-      process.execPath,
-      [
-        cli,
-        'local',
-        '-f',
-        dir,
-        '--as',
-        identity,
-        '--listen',
-        `web-1=127.0.0.1:${ports.ssh}`,
-        '--listen',
-        `billing-api=127.0.0.1:${ports.http}`,
-        '--listen',
-        `cache=127.0.0.1:${ports.tcp}`,
-        '--store',
+    server = (
+      await startLocal({
+        manifests: dir,
+        logFile,
+        as: identity,
+        listen: {
+          'web-1': `127.0.0.1:${ports.ssh}`,
+          'billing-api': `127.0.0.1:${ports.http}`,
+          cache: `127.0.0.1:${ports.tcp}`,
+        },
         store,
-      ],
-      { logFile },
-    );
-    await waitFor('airlock local ready', async () => (await readFile(logFile, 'utf8')).includes('ready'), {
-      service: server,
-      timeoutMs: 30_000,
-    });
+      })
+    ).service;
 
     // HTTP: one keep-alive connection, a masked JSON response, then a denied admin path.
     const base = `http://127.0.0.1:${ports.http}`;

@@ -9,15 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import type { PendingApproval } from '../../local/approvals.ts';
+import { startLocal } from '../support/local.ts';
 import { connectAgent, type McpUpstream, mcpToken, startMcpServer } from '../support/mcp.ts';
-import {
-  freePort,
-  runCommand,
-  type Service,
-  startService,
-  temporaryDirectory,
-  waitFor,
-} from '../support/process.ts';
+import { freePort, runCommand, type Service, temporaryDirectory, waitFor } from '../support/process.ts';
 
 const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
 const airlock = (args: string[]) => runCommand(process.execPath, [cli, ...args]);
@@ -72,27 +66,8 @@ describe('airlock local with an MCP Connection', () => {
     ];
     writeFileSync(join(dir, 'airlock.yaml'), objects.map((o) => YAML.stringify(o)).join('---\n'));
     const logFile = join(work.path, 'airlock.log');
-    local = startService(
-      'airlock local',
-      process.execPath,
-      [
-        cli,
-        'local',
-        '-f',
-        dir,
-        '--as',
-        'system:serviceaccount:ops:agent',
-        '--listen',
-        `tools=127.0.0.1:${port}`,
-        '--store',
-        store,
-      ],
-      { logFile },
-    );
-    await waitFor('airlock local ready', async () => (await readFile(logFile, 'utf8')).includes('ready'), {
-      service: local,
-      timeoutMs: 30_000,
-    });
+    local = (await startLocal({ manifests: dir, logFile, listen: { tools: `127.0.0.1:${port}` }, store }))
+      .service;
     assert.match(
       await readFile(logFile, 'utf8'),
       /an MCP client \(streamable HTTP\) at http:\/\/127\.0\.0\.1:\d+\/mcp/,
