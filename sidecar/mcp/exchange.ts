@@ -13,14 +13,16 @@ import { readBounded, send } from './upstream.ts';
 
 export const defaultProgressEveryMs = 10_000;
 
-/** A POST: one message or a batch, admitted, forwarded, answered. */
-export async function post(
+/**
+ * An agent's POSTed message, read up to the Connection's bound and parsed as JSON-RPC; undefined
+ * when it was refused (413 past the bound, 400 when it is not JSON-RPC), the refusal recorded.
+ */
+export async function readMessage(
   context: Context,
   session: Session,
   req: IncomingMessage,
   res: ServerResponse,
-  named: (session: Session, req: IncomingMessage, upstream: IncomingMessage) => void,
-): Promise<void> {
+): Promise<Body | undefined> {
   const limit = context.mcp.maxMessageBytes;
   const text = await readBounded(req, limit, true);
   if (text === undefined) {
@@ -31,15 +33,27 @@ export async function post(
     session.recorder.error(error.code, error.message);
     res.setHeader('connection', 'close');
     json(res, 413, errorResponse(null, error));
-    return;
+    return undefined;
   }
   const parsed = parseBody(text);
   if (!parsed.ok) {
     session.recorder.error(parsed.error.code, parsed.error.message);
     json(res, 400, errorResponse(null, parsed.error, { code: parsed.code }));
-    return;
+    return undefined;
   }
-  const body = parsed.body;
+  return parsed.body;
+}
+
+/** A POST: one message or a batch, admitted, forwarded, answered. */
+export async function post(
+  context: Context,
+  session: Session,
+  req: IncomingMessage,
+  res: ServerResponse,
+  named: (session: Session, req: IncomingMessage, upstream: IncomingMessage) => void,
+): Promise<void> {
+  const body = await readMessage(context, session, req, res);
+  if (!body) return;
   const reply = new Reply(res, body.batch, session);
   const gone = new AbortController();
   res.once('close', () => gone.abort());

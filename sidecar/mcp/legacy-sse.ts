@@ -9,12 +9,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AirlockError } from '../core/errors.ts';
 import { admit } from './admit.ts';
 import type { Context, Session } from './context.ts';
-import { defaultProgressEveryMs, parseMessages, unanswered } from './exchange.ts';
-import { errorResponse, parseBody } from './jsonrpc.ts';
+import { defaultProgressEveryMs, parseMessages, readMessage, unanswered } from './exchange.ts';
+import { errorResponse } from './jsonrpc.ts';
 import { type Relay, relay } from './relay.ts';
-import { json, Progress, plain } from './reply.ts';
+import { Progress, plain } from './reply.ts';
 import { SseReader, sseEvent } from './sse.ts';
-import { readBounded, send } from './upstream.ts';
+import { send } from './upstream.ts';
 
 /** An agent's open stream, by the endpoint (path and query) the server named for its posts. */
 export interface LegacyStream {
@@ -115,26 +115,9 @@ export async function postLegacy(
   res: ServerResponse,
 ): Promise<void> {
   const { session } = stream;
-  const limit = context.mcp.maxMessageBytes;
-  const text = await readBounded(req, limit, true);
-  if (text === undefined) {
-    const error = new AirlockError(
-      'protocol-violation',
-      `airlock: the message is larger than ${limit} bytes, the limit of this Connection`,
-    );
-    session.recorder.error(error.code, error.message);
-    res.setHeader('connection', 'close');
-    json(res, 413, errorResponse(null, error));
-    return;
-  }
-  const parsed = parseBody(text);
-  if (!parsed.ok) {
-    session.recorder.error(parsed.error.code, parsed.error.message);
-    json(res, 400, errorResponse(null, parsed.error, { code: parsed.code }));
-    return;
-  }
+  const body = await readMessage(context, session, req, res);
+  if (!body) return;
   res.writeHead(202).end('Accepted');
-  const body = parsed.body;
   const sink = { startStream: () => undefined, send: stream.write };
   const progress = new Progress(sink, true, context.options.progressEveryMs ?? defaultProgressEveryMs);
   let admission: Awaited<ReturnType<typeof admit>>;
