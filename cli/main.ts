@@ -84,8 +84,8 @@ export const commands: Record<string, Command> = {
     run: async (args) => (await import('../policy/command.ts')).policyCommand(args),
   },
   audit: {
-    summary: 'Verify the audit trail and prune it by age',
-    usage: 'airlock audit verify|prune --store DIR|URL [--key FILE] [--retention 30d] [-o json]',
+    summary: 'Verify the audit trail, prune it by age, migrate a store of an earlier release',
+    usage: 'airlock audit verify|prune|migrate --store DIR|URL [--key FILE] [--retention 30d] [-o json]',
     run: async (args) => (await import('../audit/command.ts')).auditCommand(args),
   },
 };
