@@ -163,7 +163,8 @@ function analyzeStatement(stmt: AstNode, text: string): SqlStatement {
     tables: [...walk.tables],
     functions: [...walk.functions],
     unboundedWrite: walk.unboundedWrite,
-    changesReading: walk.changesReading,
+    // Writes and DDL may fire triggers (and event triggers): code the analysis cannot see.
+    changesReading: walk.changesReading || [...walk.classes].some((c) => c !== 'read'),
     columnUses: walk.columnUses,
     text,
   };

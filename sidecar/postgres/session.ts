@@ -89,8 +89,10 @@ const deniedSqlState = '42501';
 
 /** Client messages that may pass while the server's reading settings are unknown: none of them is SQL text. */
 const unreadMessages = new Set(['d', 'c', 'f', 'H', 'X']);
+/** Extended-protocol messages that carry no SQL text (values only): they pass before Sync. */
+const textFreeMessages = new Set(['B', 'E', 'D', 'C']);
 const rereadMessage =
-  'Airlock forwards nothing after a statement that may change how the server reads SQL text (client_encoding, standard_conforming_strings: SET, set_config, DO, CALL, a function outside the built-ins) until Sync';
+  'Airlock reads no new SQL text after a statement that may change how the server reads it (client_encoding, standard_conforming_strings: SET, set_config, DO, CALL, a function outside the built-ins, a write that may fire a trigger) until Sync';
 
 export class PostgresSession implements StartupHost, ResponseHost {
   readonly id = randomUUID();
@@ -224,8 +226,10 @@ export class PostgresSession implements StartupHost, ResponseHost {
   private onClientFrame(frame: Frame): Promise<void> | undefined {
     const type = String.fromCharCode(frame.type);
     if (this.skipUntilSync && type !== 'S' && type !== 'X') return undefined;
-    if (this.rereading && !unreadMessages.has(type)) {
-      if (this.rereading === 'wait') return this.untilIdle().then(() => this.onClientFrame(frame));
+    if (this.rereading === 'wait' && !unreadMessages.has(type))
+      return this.untilIdle().then(() => this.onClientFrame(frame));
+    // Before Sync, what carries no new SQL text passes (Bind, Execute … of statements already read).
+    if (this.rereading === 'sync' && !unreadMessages.has(type) && !textFreeMessages.has(type)) {
       if (type !== 'S') {
         this.refuseUnread(type);
         return undefined;
@@ -457,7 +461,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
       text: message.text,
       verdict,
       kind,
-      changesReading: changesReading(analysis),
+      changesReading: changesReading(withPrepared(analysis, this.sqlPrepared)),
     });
     rememberPrepared(analysis, this.sqlPrepared);
     this.forward(frame, { kind: 'parse', text: message.text });

@@ -561,7 +561,7 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
       const errors = frames.filter((f) => f.type === 'E');
       assert.equal(errors.length, 1);
       assert.equal(errors[0]!.fields?.get('C'), '0A000');
-      assert.match(errors[0]!.fields?.get('M') ?? '', /^Airlock forwards nothing after a statement/);
+      assert.match(errors[0]!.fields?.get('M') ?? '', /^Airlock reads no new SQL text after a statement/);
       assert.ok(!frames.some((f) => f.type === 'S' && f.body.includes('SJIS')));
       raw.send(query('SHOW client_encoding'));
       const shown = await raw.until('Z');
@@ -624,6 +624,30 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
       const after = [...(await raw.until('Z')), ...(await raw.until('Z'))];
       assert.ok(!after.some((f) => f.type === 'E'));
       assert.ok(after.some((f) => f.type === 'D' && f.body.toString().includes('2')));
+      // A write may fire a trigger: no new text is read before Sync, but a statement already
+      // parsed runs again (a driver's batch), and the text after the Sync waits its turn.
+      raw.send(
+        parse('ins', 'INSERT INTO keep VALUES ($1)'),
+        bind('', 'ins', ['7'], []),
+        execute('', 0),
+        bind('', 'ins', ['8'], []),
+        execute('', 0),
+        sync(),
+        query('SELECT count(*) FROM keep WHERE id IN (7, 8)'),
+      );
+      const batch = [...(await raw.until('Z')), ...(await raw.until('Z'))];
+      assert.ok(!batch.some((f) => f.type === 'E'));
+      assert.ok(batch.some((f) => f.type === 'D' && f.body.toString().includes('2')));
+      raw.send(
+        parse('', 'INSERT INTO keep VALUES (9)'),
+        bind('', '', [], []),
+        execute('', 0),
+        rawParse(smuggled.sjis('keep')),
+        sync(),
+      );
+      const refused = (await raw.until('Z')).filter((f) => f.type === 'E');
+      assert.equal(refused.length, 1);
+      assert.equal(refused[0]!.fields?.get('C'), '0A000');
     } finally {
       raw.close();
     }
