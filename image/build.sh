@@ -4,8 +4,8 @@
 # - airlock: `airlock operator|sidecar|init`. Debian packages extracted, never configured (no
 #   maintainer scripts, so no shell or package manager in the image), Node 24 from the npm
 #   registry, the app with its production dependencies.
-# - agent: the clients the end-to-end agents run unchanged (psql, ssh, curl, python3), on an
-#   ordinary Debian system with a shell.
+# - agent: the clients the end-to-end agents run unchanged (psql, ssh, curl, python3,
+#   redis-cli), on an ordinary Debian system with a shell.
 # An archive that already holds HEAD (its revision label) is kept unless image/ has changed.
 set -euo pipefail
 # The archive's path is the only thing on stdout; every tool's output goes to stderr.
@@ -126,13 +126,13 @@ if [[ "$kind" == airlock ]]; then
   config+='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],'
   config+="\"Labels\":{$(labels airlock),\"org.opencontainers.image.description\":\"airlock operator, sidecar and init\"}}"
 else
-  debian essential postgresql-client,openssh-client,curl,ca-certificates,python3 \
+  debian essential postgresql-client,openssh-client,curl,ca-certificates,python3,redis-tools \
     --customize-hook='printf "agent:x:65532:65532:agent:/home/agent:/bin/sh\n" >>"$1/etc/passwd"' \
     --customize-hook='printf "agent:x:65532:\n" >>"$1/etc/group"' \
     --customize-hook='install -d -o 65532 -g 65532 "$1/home/agent"'
   config='{"User":"65532:65532","Cmd":["sleep","infinity"],"WorkingDir":"/home/agent",'
   config+='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","HOME=/home/agent"],'
-  config+="\"Labels\":{$(labels airlock-agent),\"org.opencontainers.image.description\":\"airlock end-to-end agent: psql, ssh, curl, python3\"}}"
+  config+="\"Labels\":{$(labels airlock-agent),\"org.opencontainers.image.description\":\"airlock end-to-end agent: psql, ssh, curl, python3, redis-cli\"}}"
 fi
 
 echo "$config" >"$work/config.json"
