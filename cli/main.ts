@@ -68,7 +68,8 @@ export const commands: Record<string, Command> = {
   policy: {
     summary: 'Check, lint, test and replay AccessPolicies before they govern anyone',
     usage: `airlock policy check -f PATH... --as system:serviceaccount:NS:NAME [--group G]... --connection NAME
-                     (--sql TEXT | --command TEXT | --http 'METHOD PATH') [-o json]
+                     (--sql TEXT | --command TEXT | --http 'METHOD PATH' | --redis 'COMMAND ARGS...'
+                      | --kubernetes 'METHOD PATH' | --mcp 'tools/call NAME [JSON]') [-o json]
          The decision, the policy and rule that decided and why, and what would be masked.
          Exit status 0 allowed, 3 denied, 4 held for approval, 2 bad input.
        airlock policy lint -f PATH... [--strict] [--audit-max-age 30d] [-o json]

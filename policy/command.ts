@@ -9,7 +9,14 @@ import { clusterOptions, clusterSessions } from '../cli/cluster.ts';
 import { commands } from '../cli/main.ts';
 import { controlSocket } from '../local/control.ts';
 import { loadManifests, ManifestError } from '../local/manifests.ts';
-import { decide, grantedConnection, type Outcome, PolicyInputError, parseIdentity } from './evaluate.ts';
+import {
+  decide,
+  grantedConnection,
+  type Outcome,
+  PolicyInputError,
+  parseIdentity,
+  requestOfFields,
+} from './evaluate.ts';
 import { type LintWarning, lintPolicies } from './lint.ts';
 import { clusterEvents, type ReplayReport, replay, storedEvents } from './replay.ts';
 import { type CaseResult, findTestFiles, runTestFile, testFileSuffix } from './suite.ts';
@@ -27,6 +34,9 @@ function flags(args: string[]) {
       sql: { type: 'string' },
       command: { type: 'string' },
       http: { type: 'string' },
+      redis: { type: 'string' },
+      kubernetes: { type: 'string' },
+      mcp: { type: 'string' },
       output: { type: 'string', short: 'o' },
       strict: { type: 'boolean' },
       'audit-max-age': { type: 'string' },
@@ -84,18 +94,11 @@ function duration(flag: string, value: string): number {
 }
 
 async function check(values: Flags): Promise<number> {
-  const given = [values.sql, values.command, values.http].filter((v) => v !== undefined);
-  if (given.length !== 1) throw new PolicyInputError('give exactly one of --sql, --command or --http');
+  const request = requestOfFields(values);
   if (!values.connection) throw new PolicyInputError('--connection NAME is required');
   const identity = parseIdentity(values.as, values.group);
   const sources = await loadManifests(manifests(values));
   const connection = grantedConnection(sources, identity, values.connection);
-  const request =
-    values.sql !== undefined
-      ? { sql: values.sql }
-      : values.command !== undefined
-        ? { command: values.command }
-        : { http: values.http! };
   const outcome = await decide(connection, identity, request);
   console.log(values.output === 'json' ? JSON.stringify(outcome, null, 2) : renderOutcome(outcome));
   return exitCodes[outcome.decision.action];
@@ -126,11 +129,24 @@ export function renderOutcome(outcome: Outcome): string {
     for (const argv of r.commands) lines.push(`  runs        ${JSON.stringify(argv)}`);
     if (r.classes.length > 0) lines.push(`  classes     ${r.classes.join(', ')}`);
     for (const why of r.unverifiable) lines.push(`  unverifiable ${why}`);
-  } else if (r.rejected) lines.push(`  path        rejected: ${r.rejected}`);
-  else {
-    lines.push(`  path        ${r.methods.join(', ')} ${r.path}`);
-    const others = (r.readings ?? []).filter((p) => p !== r.path);
-    if (others.length > 0) lines.push(`  also read   ${others.join(', ')}`);
+  } else if (r.protocol === 'http') {
+    if (r.rejected) lines.push(`  path        rejected: ${r.rejected}`);
+    else {
+      lines.push(`  path        ${r.methods.join(', ')} ${r.path}`);
+      const others = (r.readings ?? []).filter((p) => p !== r.path);
+      if (others.length > 0) lines.push(`  also read   ${others.join(', ')}`);
+    }
+  } else if (r.protocol === 'redis') {
+    lines.push(
+      `  command     ${r.command}${r.known ? '' : ' (not in the command table: every class)'}; classes ${r.classes.join(', ') || '-'}`,
+      `  keys        ${r.keys.join(', ') || '-'}${r.keysComplete ? '' : ' (and keys it cannot name)'}`,
+    );
+  } else if (r.protocol === 'kubernetes') {
+    lines.push(r.rejected ? `  request     rejected: ${r.rejected}` : `  request     ${r.request}`);
+  } else {
+    lines.push(
+      `  request     ${r.method} ${r.tool ?? r.prompt ?? r.uri}${r.rejected ? `, rejected: ${r.rejected}` : ''}`,
+    );
   }
   for (const mask of outcome.masks) {
     const what = mask.column
@@ -139,6 +155,7 @@ export function renderOutcome(outcome: Outcome): string {
           mask.detectors && `detectors ${mask.detectors.join(', ')}`,
           mask.patterns && `patterns ${mask.patterns.join(', ')}`,
           mask.jsonPaths && `JSON paths ${mask.jsonPaths.join(', ')}`,
+          mask.keys && `keys ${mask.keys.join(', ')}`,
         ]
           .filter(Boolean)
           .join('; ');

@@ -13,15 +13,56 @@ import { decideReadings, foldPathGlobs } from '../sidecar/http/enforcer.ts';
 import { requestOverrides } from '../sidecar/http/method.ts';
 import { normalizeTarget } from '../sidecar/http/path.ts';
 import { columnGlobMatchesUse, type Decision, decideSql, decideSshExec } from '../sidecar/policy/decide.ts';
+import {
+  decideKubernetes,
+  describeRequest,
+  kubernetesAllowances,
+  refusedByConnection,
+} from '../sidecar/policy/kubernetes.ts';
+import { parseKubernetesRequest } from '../sidecar/policy/kubernetes-request.ts';
+import { decideMcp, isPlainToolName, type McpRequest } from '../sidecar/policy/mcp.ts';
+import { analyzeRedis, refusedRedisCommand } from '../sidecar/policy/redis.ts';
+import { decideRedis } from '../sidecar/policy/redis-decide.ts';
 import { parseCommandLine } from '../sidecar/policy/shell/command-line.ts';
 import { spellings } from '../sidecar/policy/shell/spellings.ts';
 import { analyzeSql, loadSqlParser, type SqlStatement } from '../sidecar/policy/sql.ts';
+import { splitInline } from '../sidecar/redis/commands-reader.ts';
 
 export class PolicyInputError extends Error {
   override name = 'PolicyInputError';
 }
 
-export type PolicyRequest = { sql: string } | { command: string } | { http: string };
+/** One request, in the words each protocol's flag takes (see requestProtocols). */
+export type PolicyRequest =
+  | { sql: string }
+  | { command: string }
+  | { http: string }
+  | { redis: string }
+  | { kubernetes: string }
+  | { mcp: string };
+
+/** Each kind of request, the protocol of the Connections that take it. */
+export const requestProtocols = {
+  sql: 'postgres',
+  command: 'ssh',
+  http: 'http',
+  redis: 'redis',
+  kubernetes: 'kubernetes',
+  mcp: 'mcp',
+} as const;
+export type RequestKind = keyof typeof requestProtocols;
+export const requestKinds = Object.keys(requestProtocols) as RequestKind[];
+
+/** The one request of a flag set or a test case, which must give exactly one. */
+export function requestOfFields(fields: Partial<Record<RequestKind, string>>): PolicyRequest {
+  const given = requestKinds.filter((kind) => fields[kind] !== undefined);
+  if (given.length !== 1)
+    throw new PolicyInputError(`give exactly one of ${requestKinds.map((k) => `--${k}`).join(', ')}`);
+  const kind = given[0]!;
+  return { [kind]: fields[kind]! } as PolicyRequest;
+}
+
+const kindOf = (request: PolicyRequest) => Object.keys(request)[0] as RequestKind;
 
 /** The evaluator's reading of the request: what the rules were matched against. */
 export type Reading =
@@ -38,7 +79,17 @@ export type Reading =
       }[];
     }
   | { protocol: 'ssh'; commands: string[][]; classes: readonly string[]; unverifiable: string[] }
-  | { protocol: 'http'; methods: string[]; path?: string; readings?: string[]; rejected?: string };
+  | { protocol: 'http'; methods: string[]; path?: string; readings?: string[]; rejected?: string }
+  | {
+      protocol: 'redis';
+      command: string;
+      known: boolean;
+      classes: string[];
+      keys: string[];
+      keysComplete: boolean;
+    }
+  | { protocol: 'kubernetes'; request?: string; rejected?: string }
+  | { protocol: 'mcp'; method: string; tool?: string; uri?: string; prompt?: string; rejected?: string };
 
 /** A value an enforce-mode masking rule would replace in the response. */
 export interface Mask {
@@ -52,6 +103,8 @@ export interface Mask {
   detectors?: string[];
   patterns?: string[];
   jsonPaths?: string[];
+  /** Redis key globs whose values are masked. */
+  keys?: string[];
 }
 
 export interface Outcome {
@@ -130,9 +183,6 @@ export function grantedConnection(
   };
 }
 
-const protocolOf = (request: PolicyRequest) =>
-  'sql' in request ? 'postgres' : 'command' in request ? 'ssh' : 'http';
-
 /** "METHOD PATH" as curl and the recorded events write it. */
 export function parseHttpRequest(text: string): { method: string; target: string } {
   const match = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(text);
@@ -147,25 +197,41 @@ export async function decide(
   identity: Identity,
   request: PolicyRequest,
 ): Promise<Outcome> {
-  const wanted = protocolOf(request);
+  const kind = kindOf(request);
+  const wanted = requestProtocols[kind];
   if (connection.protocol !== wanted) {
     throw new PolicyInputError(
-      `Connection ${connection.name} speaks ${connection.protocol}; ${'sql' in request ? '--sql' : 'command' in request ? '--command' : '--http'} needs a ${wanted} Connection`,
+      `Connection ${connection.name} speaks ${connection.protocol}; --${kind} needs a ${wanted} Connection`,
     );
   }
-  const policies = connection.policies;
   const base = {
     connection: connection.name,
     namespace: connection.namespace,
     identity: identityName(identity),
   };
+  const decided = await decideRequest(connection, request);
+  return { ...base, ...decided };
+}
+
+type Decided = Pick<Outcome, 'decision' | 'reading' | 'masks'>;
+
+/** A refusal before any rule is asked, as the enforcer answers a request it cannot read. */
+function refused(reason: string, reading: Reading): Decided {
+  return {
+    decision: { action: 'deny', message: reason, reasons: [reason], wouldHave: [] },
+    reading,
+    masks: [],
+  };
+}
+
+async function decideRequest(connection: BundleConnection, request: PolicyRequest): Promise<Decided> {
+  const policies = connection.policies;
   if ('sql' in request) {
     await loadSqlParser();
     const analysis = analyzeSql(request.sql);
     const decision = decideSql(policies, analysis);
     const statements = analysis.ok ? analysis.statements : [];
     return {
-      ...base,
       decision,
       reading: {
         protocol: 'postgres',
@@ -191,7 +257,6 @@ export async function decide(
       parsed.classes,
     );
     return {
-      ...base,
       decision,
       reading: {
         protocol: 'ssh',
@@ -199,21 +264,22 @@ export async function decide(
         classes: parsed.classes,
         unverifiable: parsed.unverifiable,
       },
-      masks: decision.action === 'allow' ? scanMasks(policies, false) : [],
+      masks: decision.action === 'allow' ? scanMasks(policies, []) : [],
     };
   }
+  if ('redis' in request) return decideRedisRequest(policies, request.redis);
+  if ('kubernetes' in request) return decideKubernetesRequest(connection, request.kubernetes);
+  if ('mcp' in request) return decideMcpRequest(policies, request.mcp);
   const { method, target } = parseHttpRequest(request.http);
   const caseInsensitive = connection.http?.caseInsensitivePaths === true;
   const normalized = normalizeTarget(target, { caseInsensitive });
   if (!normalized.ok) {
     // The enforcer answers 400 and forwards nothing: for the author, a refusal.
-    const message = `Airlock rejects an ambiguous request path: ${normalized.reason}`;
-    return {
-      ...base,
-      decision: { action: 'deny', message, reasons: [message], wouldHave: [] },
-      reading: { protocol: 'http', methods: [method], rejected: normalized.reason },
-      masks: [],
-    };
+    return refused(`Airlock rejects an ambiguous request path: ${normalized.reason}`, {
+      protocol: 'http',
+      methods: [method],
+      rejected: normalized.reason,
+    });
   }
   // The request line's method and those the query's _method names; every reading of the path.
   const methods = [...new Set([method, ...requestOverrides({}, normalized.query)])];
@@ -223,10 +289,109 @@ export async function decide(
     normalized.readings,
   );
   return {
-    ...base,
     decision,
     reading: { protocol: 'http', methods, path: normalized.path, readings: normalized.readings },
-    masks: decision.action === 'allow' ? scanMasks(policies, true) : [],
+    masks: decision.action === 'allow' ? scanMasks(policies, ['jsonPaths']) : [],
+  };
+}
+
+/** A command line as redis-cli takes it (quoted the way Redis splits inline commands). */
+function decideRedisRequest(policies: BundlePolicy[], line: string): Decided {
+  const argv = splitInline(Buffer.from(line))?.map((arg) => arg.toString());
+  if (!argv || argv.length === 0)
+    throw new PolicyInputError(`Redis command "${line}" must be a command line, such as 'GET session:42'`);
+  const command = analyzeRedis(argv);
+  const refusal = refusedRedisCommand(argv);
+  const decision: Decision = refusal
+    ? { action: 'deny', message: refusal.message, reasons: [refusal.message], wouldHave: [] }
+    : decideRedis(policies, [command]);
+  return {
+    decision,
+    reading: {
+      protocol: 'redis',
+      command: command.name,
+      known: command.known,
+      classes: command.classes,
+      keys: command.keys.map((k) => k.name),
+      keysComplete: command.keysComplete,
+    },
+    masks: decision.action === 'allow' && command.reads ? scanMasks(policies, ['keys']) : [],
+  };
+}
+
+/** Arguments as one command line that Redis's inline splitting reads back as the same arguments. */
+export function redisCommandLine(argv: readonly string[]): string {
+  const quote = (arg: string) =>
+    `"${arg.replace(/[\\"]/g, '\\$&').replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}"`;
+  return argv.map(quote).join(' ');
+}
+
+/** "METHOD PATH" as kubectl -v=6 shows a request; decided on the API server's reading of it. */
+function decideKubernetesRequest(connection: BundleConnection, text: string): Decided {
+  const { method, target } = parseHttpRequest(text);
+  const parsed = parseKubernetesRequest(method, target);
+  if (!parsed.ok)
+    return refused(`airlock: ambiguous request: ${parsed.reason}`, {
+      protocol: 'kubernetes',
+      rejected: parsed.reason,
+    });
+  const described = describeRequest(parsed.request);
+  const reading: Reading = { protocol: 'kubernetes', request: described };
+  const refusal = refusedByConnection(parsed.request, [], kubernetesAllowances(connection));
+  if (refusal) return refused(`airlock: ${described} denied: ${refusal}`, reading);
+  const decision = decideKubernetes(connection.policies, parsed.request);
+  return {
+    decision,
+    reading,
+    masks: decision.action === 'allow' ? scanMasks(connection.policies, ['jsonPaths']) : [],
+  };
+}
+
+/**
+ * "tools/call NAME [ARGUMENTS-JSON]", "resources/read URI" or "prompts/get NAME": the
+ * requests an MCP enforcer decides, in the words its events record them.
+ */
+export function parseMcpRequest(text: string): McpRequest {
+  const match =
+    /^\s*(tools\/call|resources\/read|resources\/subscribe|prompts\/get)\s+(\S+)\s*(.*?)\s*$/s.exec(text);
+  if (!match)
+    throw new PolicyInputError(
+      `MCP request "${text}" must be 'tools/call NAME [ARGUMENTS-JSON]', 'resources/read URI' or 'prompts/get NAME'`,
+    );
+  const [, method, name, rest] = match as unknown as [string, string, string, string];
+  if (method.startsWith('resources/')) return { kind: 'resource', uri: name };
+  if (method === 'prompts/get') return { kind: 'prompt', name };
+  let args: unknown = {};
+  if (rest !== '') {
+    try {
+      args = JSON.parse(rest);
+    } catch {
+      throw new PolicyInputError(`MCP tool arguments ${rest}: not JSON`);
+    }
+    if (args === null || typeof args !== 'object' || Array.isArray(args))
+      throw new PolicyInputError(`MCP tool arguments ${rest}: must be a JSON object`);
+  }
+  return { kind: 'tool', name, arguments: args };
+}
+
+function decideMcpRequest(policies: BundlePolicy[], text: string): Decided {
+  const request = parseMcpRequest(text);
+  const method = text.trim().split(/\s+/, 1)[0]!;
+  const named =
+    request.kind === 'tool'
+      ? { tool: request.name }
+      : request.kind === 'prompt'
+        ? { prompt: request.name }
+        : { uri: request.uri };
+  if (request.kind === 'tool' && !isPlainToolName(request.name)) {
+    const reason = `tool name ${JSON.stringify(request.name)} is outside the plain set (ASCII letters, digits, _ - . /)`;
+    return refused(`airlock: ${reason}`, { protocol: 'mcp', method, ...named, rejected: reason });
+  }
+  const decision = decideMcp(policies, request);
+  return {
+    decision,
+    reading: { protocol: 'mcp', method, ...named },
+    masks: decision.action === 'allow' ? scanMasks(policies, ['jsonPaths']) : [],
   };
 }
 
@@ -245,18 +410,20 @@ function sqlMasks(policies: BundlePolicy[], statements: SqlStatement[]): Mask[] 
       }
     }
   }
-  return [...masks, ...scanMasks(policies, false)];
+  return [...masks, ...scanMasks(policies, [])];
 }
 
-function scanMasks(policies: BundlePolicy[], http: boolean): Mask[] {
+/** Rules that scan every value of a response: detectors, patterns, and the protocol's own selectors. */
+function scanMasks(policies: BundlePolicy[], selectors: ('jsonPaths' | 'keys')[]): Mask[] {
   const masks: Mask[] = [];
   for (const policy of policies) {
     if (policy.mode !== 'enforce') continue;
     for (const rule of policy.masking) {
       const detectors = rule.detectors ?? [];
       const patterns = (rule.patterns ?? []).map((p) => p.name);
-      const jsonPaths = http ? (rule.jsonPaths ?? []) : [];
-      if (detectors.length + patterns.length + jsonPaths.length === 0) continue;
+      const jsonPaths = selectors.includes('jsonPaths') ? (rule.jsonPaths ?? []) : [];
+      const keys = selectors.includes('keys') ? (rule.keys ?? []) : [];
+      if (detectors.length + patterns.length + jsonPaths.length + keys.length === 0) continue;
       masks.push({
         policy: policy.name,
         rule: rule.name,
@@ -264,6 +431,7 @@ function scanMasks(policies: BundlePolicy[], http: boolean): Mask[] {
         ...(detectors.length > 0 && { detectors }),
         ...(patterns.length > 0 && { patterns }),
         ...(jsonPaths.length > 0 && { jsonPaths }),
+        ...(keys.length > 0 && { keys }),
       });
     }
   }

@@ -7,7 +7,14 @@ import type { BundleConnection, BundleSources, Identity } from '../api/bundle.ts
 import type { RequestEvent, SessionEvent } from '../api/events.ts';
 import type { SessionSummary, StoredEvent } from '../audit/store.ts';
 import type { Decision } from '../sidecar/policy/decide.ts';
-import { decide, grantedConnection, type Mask, PolicyInputError, type PolicyRequest } from './evaluate.ts';
+import {
+  decide,
+  grantedConnection,
+  type Mask,
+  PolicyInputError,
+  type PolicyRequest,
+  redisCommandLine,
+} from './evaluate.ts';
 
 export type Change = 'newly-denied' | 'newly-held' | 'newly-masked' | 'no-longer-denied' | 'no-longer-held';
 
@@ -75,9 +82,32 @@ export function requestOf(event: RequestEvent): PolicyRequest | { skip: string }
       return /^[A-Z]+ \/\S*$/.test(event.text)
         ? { http: event.text }
         : { skip: 'http requests not recorded as METHOD /path' };
+    case 'redis':
+      return redisRequestOf(event.text);
+    case 'mcp':
+      if (!event.kind?.startsWith('mcp-')) return { skip: `mcp ${event.kind ?? 'request'}` };
+      // Cut at the event text's bound: the arguments are not all there to decide on.
+      return event.text.endsWith('…') ? { skip: 'mcp requests recorded cut short' } : { mcp: event.text };
+    case 'kubernetes':
+      // Recorded as read (verb, resource, name, namespace), which does not say the URL again.
+      return { skip: 'kubernetes requests (recorded as read, not as sent)' };
     default:
       return { skip: `${event.connection.protocol} (no request rules)` };
   }
+}
+
+/**
+ * A Redis command as its event writes it (sidecar/redis/command-text.ts): the name, then each
+ * argument bare or as a JSON string; a hidden argument is `?`, which keeps the keys' places.
+ */
+function redisRequestOf(text: string): PolicyRequest | { skip: string } {
+  // The session's own events (the connect, the agent's swallowed AUTH) are not commands.
+  if (/^(connect\b|AUTH$)/.test(text)) return { skip: 'redis connects and AUTH' };
+  if (text.startsWith('MULTI; ')) return { skip: 'redis transactions' };
+  if (text.includes('…')) return { skip: 'redis commands recorded cut short' };
+  const words = text.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? [];
+  const argv = words.map((word) => (word.startsWith('"') ? (JSON.parse(word) as string) : word));
+  return { redis: redisCommandLine(argv) };
 }
 
 /** A recorded event, and where the reading is, for progress reports. */

@@ -7,7 +7,15 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { loadManifests } from '../local/manifests.ts';
-import { decide, grantedConnection, type Outcome, PolicyInputError, parseIdentity } from './evaluate.ts';
+import {
+  decide,
+  grantedConnection,
+  type Outcome,
+  PolicyInputError,
+  parseIdentity,
+  requestKinds,
+  requestOfFields,
+} from './evaluate.ts';
 
 export const testFileSuffix = '.test.yaml';
 
@@ -21,10 +29,13 @@ const caseSchema = z.strictObject({
       sql: z.string().optional(),
       command: z.string().optional(),
       http: z.string().optional(),
+      redis: z.string().optional(),
+      kubernetes: z.string().optional(),
+      mcp: z.string().optional(),
     })
     .refine(
-      (g) => [g.sql, g.command, g.http].filter((r) => r !== undefined).length === 1,
-      'give exactly one of sql, command or http',
+      (g) => requestKinds.filter((kind) => g[kind] !== undefined).length === 1,
+      `give exactly one of ${requestKinds.join(', ')}`,
     ),
   expect: z.strictObject({
     decision: z.enum(['allow', 'deny', 'require-approval']),
@@ -87,13 +98,7 @@ export async function runTestFile(file: string, manifests: string[]): Promise<Ca
     try {
       const identity = parseIdentity(given.identity, given.groups);
       const connection = grantedConnection(sources, identity, given.connection);
-      const request =
-        given.sql !== undefined
-          ? { sql: given.sql }
-          : given.command !== undefined
-            ? { command: given.command }
-            : { http: given.http! };
-      outcome = await decide(connection, identity, request);
+      outcome = await decide(connection, identity, requestOfFields(given));
     } catch (error) {
       if (!(error instanceof PolicyInputError)) throw error;
       results.push({ file, name: test.name, passed: false, failures: [error.message], outcome: undefined });

@@ -98,6 +98,34 @@ function traitsOf(found: FoundCommand): Traits {
   return traits;
 }
 
+/**
+ * What the enforcer refuses whatever the policies say: commands whose effect it could not
+ * govern. undefined for every other command.
+ */
+export function refusedRedisCommand(
+  argv: readonly string[],
+): { code: 'policy-denied' | 'unsupported'; message: string } | undefined {
+  const name = (argv[0] ?? '').toUpperCase();
+  switch (name) {
+    case 'MONITOR':
+      return {
+        code: 'policy-denied',
+        message: 'airlock: MONITOR is refused: it would show every client’s commands, past any policy',
+      };
+    case 'SYNC':
+    case 'PSYNC':
+      // A replication stream is not RESP replies: nothing could be decided or masked in it.
+      return { code: 'unsupported', message: `airlock: ${name} (replication) is not supported` };
+    case 'CLIENT':
+      // With replies off, replies could no longer be matched to commands.
+      if ((argv[1] ?? '').toUpperCase() === 'REPLY' && (argv[2] ?? '').toUpperCase() !== 'ON')
+        return { code: 'unsupported', message: 'airlock: CLIENT REPLY OFF and SKIP are not supported' };
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
 export function analyzeRedis(argv: readonly string[]): RedisCommand {
   const found = lookupCommand(argv);
   if (!found) {

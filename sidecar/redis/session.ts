@@ -12,7 +12,7 @@ import { type ApprovalGate, type Passage, passageFields } from '../core/gate.ts'
 import type { RequestFields, SessionRecorder } from '../core/recorder.ts';
 import { type Decision, denialMessage } from '../policy/decide.ts';
 import type { MaskingPlan } from '../policy/masking.ts';
-import { analyzeRedis, type RedisCommand } from '../policy/redis.ts';
+import { analyzeRedis, type RedisCommand, refusedRedisCommand } from '../policy/redis.ts';
 import { decideRedis } from '../policy/redis-decide.ts';
 import { type KeyMaskRule, rulesForKey } from '../policy/redis-masking.ts';
 import { commandText } from './command-text.ts';
@@ -179,16 +179,6 @@ export class RedisSession {
         this.#local(ok);
         this.#record({ text: 'AUTH', kind: 'redis', outcome: 'allowed', durationMs: 0 });
         return undefined;
-      case 'MONITOR':
-        return this.#refuse(
-          argv,
-          'policy-denied',
-          'airlock: MONITOR is refused: it would show every client’s commands, past any policy',
-        );
-      case 'SYNC':
-      case 'PSYNC':
-        // A replication stream is not RESP replies: nothing could be decided or masked in it.
-        return this.#refuse(argv, 'unsupported', `airlock: ${name} (replication) is not supported`);
       case 'MULTI':
         this.#transaction = { commands: [], bytes: 0 };
         this.#local(ok);
@@ -197,12 +187,9 @@ export class RedisSession {
       case 'DISCARD':
         this.#local(errorReply(`ERR ${name} without MULTI`));
         return undefined;
-      case 'CLIENT':
-        // With replies off, replies could no longer be matched to commands.
-        if ((argv[1] ?? '').toUpperCase() === 'REPLY' && (argv[2] ?? '').toUpperCase() !== 'ON')
-          return this.#refuse(argv, 'unsupported', 'airlock: CLIENT REPLY OFF and SKIP are not supported');
-        break;
     }
+    const refusal = refusedRedisCommand(argv);
+    if (refusal) return this.#refuse(argv, refusal.code, refusal.message);
     const analysis = analyzeRedis(argv);
     const text = this.#text(argv, analysis);
     const decision = decideRedis(this.#context.policies, [analysis], this.#context.keyRules);

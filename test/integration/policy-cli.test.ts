@@ -126,6 +126,101 @@ describe('airlock policy', () => {
     assert.match(unparsable.stdout, /read as {5}unparsable: syntax error/);
   });
 
+  it('check: decides Redis commands, Kubernetes requests and MCP calls as their enforcers do', async () => {
+    const check = (as: string, connection: string, flag: string, request: string, ...more: string[]) =>
+      airlock(
+        'policy',
+        'check',
+        '-f',
+        examples,
+        '--as',
+        as,
+        '--connection',
+        connection,
+        flag,
+        request,
+        ...more,
+      );
+    const infra = 'system:serviceaccount:agents:infra-agent';
+
+    const held = await check(support, 'sessions-cache', '--redis', 'del "session:42"');
+    assert.equal(held.code, 4, held.stderr);
+    assert.match(held.stdout, /rule session-deletes-need-approval/);
+    assert.match(held.stdout, /command {5}DEL; classes write\n {2}keys {8}session:42/);
+    // A copy of a masked key to one that is not masked would reveal it: the masking rule decides.
+    const copy = await check(support, 'sessions-cache', '--redis', 'COPY token:7 scratch');
+    assert.equal(copy.code, 3, copy.stdout);
+    assert.match(copy.stdout, /rule masking:tokens/);
+    const monitor = await check(support, 'sessions-cache', '--redis', 'Monitor');
+    assert.equal(monitor.code, 3, monitor.stdout);
+    assert.match(monitor.stdout, /MONITOR is refused/);
+    const read = await check(support, 'sessions-cache', '--redis', 'HGET user:7 email', '-o', 'json');
+    assert.equal(read.code, 0, read.stderr);
+    const outcome = JSON.parse(read.stdout);
+    assert.deepEqual(outcome.reading.keys, ['user:7']);
+    assert.ok(outcome.masks.some((m: { keys?: string[] }) => m.keys?.includes('user:*#password_hash')));
+
+    const deleteNamespace = await check(
+      infra,
+      'platform-cluster',
+      '--kubernetes',
+      'DELETE /api/v1/namespaces/web',
+    );
+    assert.equal(deleteNamespace.code, 3, deleteNamespace.stdout);
+    assert.match(deleteNamespace.stdout, /rule no-namespace-deletes/);
+    assert.match(deleteNamespace.stdout, /request {5}delete namespaces web/);
+    const scale = await check(
+      infra,
+      'platform-cluster',
+      '--kubernetes',
+      'PATCH /apis/apps/v1/namespaces/web/deployments/api/scale',
+    );
+    assert.equal(scale.code, 4, scale.stdout);
+    // The API server's own reading: an encoded slash or a dot segment is refused, not guessed.
+    for (const path of ['/api/v1/namespaces/web/pods/a%2fb', '/api/v1/namespaces/web/./pods']) {
+      const ambiguous = await check(infra, 'platform-cluster', '--kubernetes', `GET ${path}`);
+      assert.equal(ambiguous.code, 3, ambiguous.stdout);
+      assert.match(ambiguous.stdout, /request {5}rejected: /);
+    }
+    const exec = await check(
+      infra,
+      'platform-cluster',
+      '--kubernetes',
+      'POST /api/v1/namespaces/web/pods/api-0/exec?command=sh&command=-c&command=rm%20-rf%20/',
+    );
+    assert.equal(exec.code, 3, exec.stdout);
+    assert.match(exec.stdout, /rule no-destructive-exec/);
+
+    const nested = await check(
+      support,
+      'tools-mcp',
+      '--mcp',
+      'tools/call read_file {"options": {"path": "/etc/shadow"}}',
+    );
+    assert.equal(nested.code, 3, nested.stdout);
+    assert.match(nested.stdout, /rule no-system-files/);
+    const fullwidth = await check(support, 'tools-mcp', '--mcp', 'tools/call ｄｒｏｐ_table');
+    assert.equal(fullwidth.code, 3, fullwidth.stdout);
+    assert.match(fullwidth.stdout, /outside the plain set/);
+    const search = await check(support, 'tools-mcp', '--mcp', 'tools/call search {"q": "orders"}');
+    assert.equal(search.code, 0, search.stdout);
+
+    // Bad input: a request for another protocol's Connection, unbalanced quotes, arguments
+    // that are not an object, and two requests at once are usage errors that decide nothing.
+    const wrong = await check(support, 'tools-mcp', '--redis', 'GET x');
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /Connection tools-mcp speaks mcp; --redis needs a redis Connection/);
+    const unbalanced = await check(support, 'sessions-cache', '--redis', 'GET "session:42');
+    assert.equal(unbalanced.code, 2);
+    assert.match(unbalanced.stderr, /must be a command line/);
+    const notObject = await check(support, 'tools-mcp', '--mcp', 'tools/call search [1]');
+    assert.equal(notObject.code, 2);
+    assert.match(notObject.stderr, /must be a JSON object/);
+    const two = await check(support, 'tools-mcp', '--mcp', 'tools/call search', '--redis', 'GET x');
+    assert.equal(two.code, 2);
+    assert.match(two.stderr, /give exactly one of --sql, --command, --http, --redis, --kubernetes, --mcp/);
+  });
+
   it('check: decides SSH command lines by their parsed argv and HTTP requests by their normalized path', async () => {
     const rm = await airlock(
       'policy',
@@ -278,7 +373,10 @@ describe('airlock policy', () => {
 
   it('check: bad input exits 2 with what is wrong', async () => {
     const cases: [string[], RegExp][] = [
-      [['--as', support, '--connection', 'orders-db'], /give exactly one of --sql, --command or --http/],
+      [
+        ['--as', support, '--connection', 'orders-db'],
+        /give exactly one of --sql, --command, --http, --redis, --kubernetes, --mcp/,
+      ],
       [['--as', support, '--connection', 'orders-db', '--sql', 'SELECT 1', '--http', 'GET /'], /exactly one/],
       [['--as', support, '--sql', 'SELECT 1'], /--connection NAME is required/],
       [
@@ -451,7 +549,10 @@ describe('airlock policy', () => {
     });
     const bad = await airlock('policy', 'test', malformed);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /bad\.test\.yaml: tests\.0\.given: give exactly one of sql, command or http/);
+    assert.match(
+      bad.stderr,
+      /bad\.test\.yaml: tests\.0\.given: give exactly one of sql, command, http, redis, kubernetes, mcp/,
+    );
     const none = await airlock('policy', 'test', directory('empty', {}));
     assert.equal(none.code, 2);
     assert.match(none.stderr, /no \*\.test\.yaml file under/);
