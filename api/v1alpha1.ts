@@ -110,8 +110,8 @@ export const credentialKeys: Record<Protocol, readonly (readonly string[])[]> = 
   tcp: [],
   // An ACL user and its password, or the default user's password (requirepass).
   redis: [['username', 'password'], ['password']],
-  // A bearer token, or a header and its value (an API key).
-  mcp: [['token'], ['header', 'value']],
+  // A bearer token, a header and its value (an API key), or an OAuth client (mcp.oauth).
+  mcp: [['token'], ['header', 'value'], ['clientId', 'clientSecret']],
   // A bearer token the API server authenticates (a ServiceAccount token).
   kubernetes: [['token']],
 };
@@ -169,7 +169,7 @@ export const connectionSpecSchema = describe(
         z
           .object({
             secretRef: secretRef(
-              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value; redis password, and username for an ACL user; mcp token, or header and value; kubernetes token, a bearer token the API server authenticates',
+              'the credential: postgres username and password; ssh username and privateKey; http token, or header and value; redis password, and username for an ACL user; mcp token, or header and value, or clientId and clientSecret (with mcp.oauth); kubernetes token, a bearer token the API server authenticates',
             ),
           })
           .optional(),
@@ -247,6 +247,41 @@ export const connectionSpecSchema = describe(
                 .max(64 * 1024 * 1024)
                 .default(4 * 1024 * 1024),
               'Largest JSON-RPC message (or batch) the sidecar reads, either way; a larger one is refused.',
+            ),
+            oauth: describe(
+              z
+                .object({
+                  tokenUrl: describe(
+                    z
+                      .string()
+                      .max(2048)
+                      .regex(/^https:\/\/[^\s#]+$/, 'must be an https URL without fragment'),
+                    "The authorization server's token endpoint. The sidecar verifies it with the Connection's CA (tls.caSecretRef) when it has one, else the system roots.",
+                  ),
+                  scopes: describe(
+                    z
+                      .array(
+                        z
+                          .string()
+                          .min(1)
+                          .max(256)
+                          .regex(/^[^\s"\\]+$/, 'must be a scope token'),
+                      )
+                      .max(32)
+                      .optional(),
+                    'Scopes to ask for (the scope parameter).',
+                  ),
+                  audience: describe(
+                    z.string().min(1).max(2048).optional(),
+                    'The audience parameter, for authorization servers that take one.',
+                  ),
+                  resource: describe(
+                    z.string().min(1).max(2048).optional(),
+                    'The resource parameter (RFC 8707): the MCP server the token is for.',
+                  ),
+                })
+                .optional(),
+              "OAuth client credentials (RFC 6749 §4.4): the sidecar exchanges the Secret's clientId and clientSecret at the token endpoint, presents the access token as a bearer token, refreshes it before it expires and once when the server answers 401. The agent never sees it.",
             ),
           })
           .optional(),
