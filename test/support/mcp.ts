@@ -32,6 +32,8 @@ export interface McpUpstream {
   sampling: string[];
   /** Changes a tool's description in every session (a rug pull). */
   describe(tool: string, description: string): void;
+  /** Sets the instructions the server gives in its initialize result, from the next session on. */
+  instruct(instructions: string | undefined): void;
   /** Forgets every session, as a restarted server does: their ids are answered 404. */
   forget(): void;
   close(): Promise<void>;
@@ -39,13 +41,17 @@ export interface McpUpstream {
 
 /**
  * json: the streamable transport answers with JSON instead of event streams; sse: the server
- * speaks the deprecated HTTP+SSE transport (GET /sse, POST /messages) instead.
+ * speaks the deprecated HTTP+SSE transport (GET /sse, POST /messages) instead; host: where it
+ * listens (loopback by default; a node's address, where pods reach it).
  */
-export async function startMcpServer(options: { json?: boolean; sse?: boolean } = {}): Promise<McpUpstream> {
+export async function startMcpServer(
+  options: { json?: boolean; sse?: boolean; host?: string } = {},
+): Promise<McpUpstream> {
   const calls: string[] = [];
   const authorizations: (string | undefined)[] = [];
   const sampling: string[] = [];
   const descriptions = new Map<string, string>();
+  let instructions: string | undefined;
   const registered: Map<string, RegisteredTool>[] = [];
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const sseTransports = new Map<string, SSEServerTransport>();
@@ -53,7 +59,7 @@ export async function startMcpServer(options: { json?: boolean; sse?: boolean } 
   const build = (): McpServer => {
     const server = new McpServer(
       { name: 'test-server', version: '1.0.0' },
-      { capabilities: { logging: {} } },
+      { capabilities: { logging: {} }, ...(instructions !== undefined && { instructions }) },
     );
     const tools = new Map<string, RegisteredTool>();
     registered.push(tools);
@@ -225,7 +231,7 @@ export async function startMcpServer(options: { json?: boolean; sse?: boolean } 
       if (!res.headersSent) res.writeHead(500).end(String(error));
     }
   });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => http.listen(0, options.host ?? '127.0.0.1', resolve));
   return {
     port: (http.address() as AddressInfo).port,
     calls,
@@ -233,6 +239,9 @@ export async function startMcpServer(options: { json?: boolean; sse?: boolean } 
     sampling,
     forget() {
       transports.clear();
+    },
+    instruct(text) {
+      instructions = text;
     },
     describe(tool, text) {
       descriptions.set(tool, text);

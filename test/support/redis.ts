@@ -29,8 +29,11 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** tls: serve TLS only (certificate for localhost and 127.0.0.1, from a throwaway CA). */
-export async function startRedis(options: { tls?: boolean } = {}): Promise<RedisServer> {
+/**
+ * tls: serve TLS only (certificate for localhost and 127.0.0.1, from a throwaway CA); bind: an
+ * address to listen on besides loopback (a node's, where pods reach it).
+ */
+export async function startRedis(options: { tls?: boolean; bind?: string } = {}): Promise<RedisServer> {
   const dir = await temporaryDirectory('redis');
   const port = await freePort();
   let ca: string | undefined;
@@ -62,6 +65,7 @@ export async function startRedis(options: { tls?: boolean } = {}): Promise<Redis
       ...listen,
       '--bind',
       '127.0.0.1',
+      ...(options.bind ? [options.bind] : []),
       '--dir',
       dir.path,
       '--save',
