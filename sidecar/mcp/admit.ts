@@ -1,6 +1,7 @@
 // What of an agent's message (or batch) reaches the server. Every request is classified: tool
 // calls, resource reads and prompt gets are decided by the policies (and a changed tool by its
-// pin), the transport's own requests (initialize, ping, the lists, completion, logging) pass,
+// pin), the transport's own requests (initialize, ping, the lists, completion, logging) pass
+// (an initialize while the server's instructions differ from their pin waits for a person),
 // and any other method is refused: the enforcer forwards only what it knows how to govern. A
 // batch goes whole or not at all: one refused request refuses all of it, so a denied call
 // cannot ride along with allowed ones; held requests are held one after another, then the
@@ -12,7 +13,7 @@ import { type Decision, defaultApproval, denialMessage } from '../policy/decide.
 import { maskJson } from '../policy/json-mask.ts';
 import { decideMcp, isPlainToolName, type McpRequest } from '../policy/mcp.ts';
 import type { Context, Pending, Session } from './context.ts';
-import type { ToolChange } from './fingerprints.ts';
+import { instructionsPin, type ToolChange } from './fingerprints.ts';
 import { type Body, type Id, jsonRpcCodes, type Message } from './jsonrpc.ts';
 import { maxDepth, within } from './mask.ts';
 
@@ -159,6 +160,7 @@ function classify(context: Context, message: Message, raw: Record<string, unknow
     fields: { outcome: 'allowed' },
     recorded,
   });
+  if (method === 'initialize') return initializeStep(context, message, raw, pending);
   if (transportMethods.has(method)) return { message, raw, pending: pending(method, 'mcp', false) };
   const request = governed(method, params);
   if (typeof request === 'string') {
@@ -181,6 +183,26 @@ function classify(context: Context, message: Message, raw: Record<string, unknow
   const p = pending(text, kind, true);
   if (change) p.change = change;
   return { message, raw, pending: p, decision };
+}
+
+/**
+ * An initialize passes, unless the server's instructions changed since they were pinned and
+ * changes wait for a person: then it is held, and its approval pins the new instructions. With
+ * toolChanges: deny the changed instructions are withheld for good and initialize passes.
+ */
+function initializeStep(
+  context: Context,
+  message: Message,
+  raw: Record<string, unknown>,
+  pending: (text: string, kind: string, recorded: boolean) => Pending,
+): Step {
+  const change = context.pins.change(instructionsPin);
+  if (!change || context.mcp.toolChanges === 'deny')
+    return { message, raw, pending: pending('initialize', 'mcp', false) };
+  const p = pending('initialize', 'mcp', true);
+  p.change = change;
+  const allow: Decision = { action: 'allow', reasons: [], wouldHave: [] };
+  return { message, raw, pending: p, decision: withChange(allow, change, 'require-approval') };
 }
 
 /** The request a governed method names, or why it cannot be read. */
@@ -227,7 +249,8 @@ function withChange(
   toolChanges: 'require-approval' | 'deny',
 ): Decision {
   if (!change || decision.action === 'deny') return decision;
-  const reason = `tool "${change.tool}" changed since Airlock first saw it (its definition was ${change.pinned.slice(0, 12)}, is now ${change.seen.slice(0, 12)})`;
+  const what = change.tool === instructionsPin ? "the server's instructions" : `tool "${change.tool}"`;
+  const reason = `${what} changed since Airlock first saw it (its definition was ${change.pinned.slice(0, 12)}, is now ${change.seen.slice(0, 12)})`;
   const base = {
     // A rule of its own per definition: a session-wide approval of some rule never covers it.
     rule: `tool-changed:${change.tool}:${change.seen.slice(0, 12)}`,
@@ -260,6 +283,7 @@ function requestText(
 }
 
 function whatOf(method: string): string {
+  if (method === 'initialize') return 'initialize';
   return method === 'tools/call' ? 'tool call' : method === 'prompts/get' ? 'prompt' : 'resource read';
 }
 

@@ -3,7 +3,17 @@
 // tool's definition the first time it lists it, for the Connection, whatever the session: a
 // new session does not reset what was seen. A tool whose definition differs from its pin is
 // changed until a person approves the new definition (or, with toolChanges: deny, for good).
+// The server's `instructions` in its initialize result speak to the agent's model the same way
+// and are pinned the same way, under a name no tool can have (':' is outside the plain set).
 import { createHash } from 'node:crypto';
+
+/** The pin of the server's initialize instructions among the tools'. */
+export const instructionsPin = 'initialize:instructions';
+
+/** SHA-256 of the server's initialize instructions. */
+export function instructionsFingerprint(instructions: string): string {
+  return createHash('sha256').update(instructions).digest('hex');
+}
 
 /** The parts of a tool definition that tell the agent's model what the tool does. */
 const definitionKeys = ['name', 'title', 'description', 'inputSchema', 'outputSchema', 'annotations'];

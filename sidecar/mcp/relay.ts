@@ -1,7 +1,8 @@
 // What of the server's messages reaches the agent, one message at a time, whether they come in
 // a JSON response or on an event stream. Listings are filtered: a tool every call to which is
 // denied, a tool with a name outside the plain set, a tool whose definition changed since it was
-// pinned, and resources and prompts every read or get of which is denied are left out. Results
+// pinned, and resources and prompts every read or get of which is denied are left out. The
+// server's initialize instructions are masked, and withheld while they differ from their pin. Results
 // of governed requests are masked and recorded, server requests are refused unless the
 // Connection allows them (the server gets the error, the agent never sees them), notifications
 // are masked. Whatever cannot be read as JSON-RPC, or answers no request in flight, is dropped.
@@ -9,7 +10,7 @@ import { AirlockError } from '../core/errors.ts';
 import { maskingFields } from '../core/recorder.ts';
 import { decideMcp, isPlainToolName, toolOffered } from '../policy/mcp.ts';
 import type { Context, Pending, Session } from './context.ts';
-import { toolFingerprint } from './fingerprints.ts';
+import { instructionsFingerprint, instructionsPin, toolFingerprint } from './fingerprints.ts';
 import { errorResponse, type Id, jsonRpcCodes, readMessage } from './jsonrpc.ts';
 import { maskMessageValue } from './mask.ts';
 
@@ -69,6 +70,7 @@ export function relay(r: Relay, raw: unknown): Record<string, unknown> | undefin
     }
     return answer;
   }
+  if (pending.method === 'initialize') return initialized(r, pending, raw as Record<string, unknown>);
   if (pending.method === 'tools/list')
     return { ...(raw as Record<string, unknown>), result: listed(r, message.result) };
   if (pending.method === 'resources/list' || pending.method === 'prompts/list')
@@ -111,6 +113,37 @@ export function record(
     outcome: fields.outcome ?? pending.fields.outcome,
     durationMs: Date.now() - pending.started,
   });
+}
+
+/**
+ * The initialize result with its instructions masked, pinned on first sight, and left out while
+ * they differ from their pin (a rug pull, like a changed tool's). An initialize held for a
+ * person's approval of the new instructions is recorded.
+ */
+function initialized(r: Relay, pending: Pending, raw: Record<string, unknown>): Record<string, unknown> {
+  const result = raw.result as Record<string, unknown> | null;
+  const instructions = result !== null && typeof result === 'object' ? result.instructions : undefined;
+  if (pending.recorded) record(r, pending, {});
+  if (instructions === undefined) return raw;
+  const { instructions: _, ...rest } = result as Record<string, unknown>;
+  if (typeof instructions !== 'string') return { ...raw, result: rest };
+  const change = r.context.pins.see(instructionsPin, instructionsFingerprint(instructions));
+  if (change) {
+    r.session.recorder.error(
+      'tool-changed',
+      `airlock: the server's instructions changed since Airlock first saw them (${change.pinned.slice(0, 12)} → ${change.seen.slice(0, 12)}); they are withheld until a person approves them`,
+    );
+    return { ...raw, result: rest };
+  }
+  try {
+    return {
+      ...raw,
+      result: { ...rest, instructions: maskMessageValue(r.context.masker, instructions).value },
+    };
+  } catch (error) {
+    r.session.recorder.error('masking-failed', error instanceof Error ? error.message : String(error));
+    return { ...raw, result: rest };
+  }
 }
 
 /** tools/list as the policies offer it: tools are pinned on first sight, changed ones withheld. */
