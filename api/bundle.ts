@@ -13,11 +13,15 @@ import {
   credentialKeys,
   type MaskingRule,
   type PolicyRule,
+  type Subject,
 } from './v1alpha1.ts';
 
 export const bundleVersion = 1;
 
-/** Who is asking: a pod's ServiceAccount, and the OIDC groups it carries, if any. */
+/**
+ * Who is asking: a pod's ServiceAccount and, within a session, the person it acts for (user
+ * and groups from the token the sidecar verified, with the Connection's prefixes).
+ */
 export interface Identity {
   namespace: string;
   serviceAccount: string;
@@ -26,9 +30,26 @@ export interface Identity {
   groups?: string[];
 }
 
+/** The person a session acts for, from a verified token. */
+export interface EndUser {
+  user: string;
+  groups: string[];
+}
+
+/**
+ * The end users a policy is granted for: a session's verified user must be one of users or a
+ * member of one of groups. A policy without one is granted to the workload whoever it acts for.
+ */
+export interface EndUserCondition {
+  users: string[];
+  groups: string[];
+}
+
 export interface BundlePolicy {
   name: string;
   namespace: string;
+  /** Set when the policy applies only while the workload acts for certain people. */
+  endUser?: EndUserCondition;
   mode: AccessPolicySpec['mode'];
   recording: AccessPolicySpec['recording'];
   masking: MaskingRule[];
@@ -49,7 +70,8 @@ export interface BundleConnection {
   http?: ConnectionSpec['http'];
   mcp?: ConnectionSpec['mcp'];
   kubernetes?: ConnectionSpec['kubernetes'];
-  /** Every AccessPolicy that grants this Connection to the identity. */
+  endUser?: ConnectionSpec['endUser'];
+  /** Every AccessPolicy that grants this Connection to the identity, some under an end-user condition. */
   policies: BundlePolicy[];
 }
 
@@ -81,14 +103,64 @@ export interface BundleProblem {
   message: string;
 }
 
-export function grants(policy: AccessPolicy, identity: Identity): boolean {
+/**
+ * How a policy is granted to a workload (ServiceAccount): to it whoever it acts for
+ * ('always'), only while it acts for certain end users (a condition), or not at all. A
+ * ServiceAccount subject grants always, or under its actingFor; User and Group subjects grant
+ * the workloads of the policy's own namespace while they act for that user or a member of
+ * that group. Several subjects add up: the first that grants always wins, conditions merge.
+ */
+export function grantFor(
+  policy: AccessPolicy,
+  workload: Pick<Identity, 'namespace' | 'serviceAccount'>,
+): 'always' | EndUserCondition | undefined {
   const policyNamespace = policy.metadata.namespace ?? 'default';
-  return policy.spec.subjects.some((subject) =>
-    subject.kind === 'ServiceAccount'
-      ? subject.name === identity.serviceAccount &&
-        (subject.namespace ?? policyNamespace) === identity.namespace
-      : (identity.groups ?? []).includes(subject.name),
-  );
+  const condition: EndUserCondition = { users: [], groups: [] };
+  let conditional = false;
+  for (const subject of policy.spec.subjects as Subject[]) {
+    if (subject.kind === 'ServiceAccount') {
+      if (subject.name !== workload.serviceAccount) continue;
+      if ((subject.namespace ?? policyNamespace) !== workload.namespace) continue;
+      if (!subject.actingFor) return 'always';
+      condition.users.push(...(subject.actingFor.users ?? []));
+      condition.groups.push(...(subject.actingFor.groups ?? []));
+      conditional = true;
+    } else if (workload.namespace === policyNamespace) {
+      (subject.kind === 'User' ? condition.users : condition.groups).push(subject.name);
+      conditional = true;
+    }
+  }
+  if (!conditional) return undefined;
+  return { users: [...new Set(condition.users)].sort(), groups: [...new Set(condition.groups)].sort() };
+}
+
+/**
+ * Whether the end user meets a policy's condition. Fail closed: a condition is never met
+ * without a verified end user.
+ */
+export function admits(condition: EndUserCondition | undefined, endUser: EndUser | undefined): boolean {
+  if (!condition) return true;
+  if (!endUser) return false;
+  return condition.users.includes(endUser.user) || endUser.groups.some((g) => condition.groups.includes(g));
+}
+
+/** The policies of a Connection that apply to one session: those whose end-user condition it meets. */
+export function policiesFor(policies: BundlePolicy[], endUser: EndUser | undefined): BundlePolicy[] {
+  return policies.filter((policy) => admits(policy.endUser, endUser));
+}
+
+/** The end user an identity carries, when a session verified one. */
+export function endUserOf(identity: Identity): EndUser | undefined {
+  return identity.user === undefined ? undefined : { user: identity.user, groups: identity.groups ?? [] };
+}
+
+/**
+ * Whether a policy grants the identity: its workload, and the end user it acts for when the
+ * policy asks for one.
+ */
+export function grants(policy: AccessPolicy, identity: Identity): boolean {
+  const grant = grantFor(policy, identity);
+  return grant === 'always' || (grant !== undefined && admits(grant, endUserOf(identity)));
 }
 
 /** The credential keys a Secret lacks for a protocol, or [] when one accepted key set is complete. */
@@ -103,8 +175,9 @@ export function missingCredentialKeys(
 }
 
 /**
- * Compiles the bundle for one identity: the Connections that an AccessPolicy grants it, with
- * their credentials and every granting policy. Connections whose Secret is missing or
+ * Compiles the bundle for one workload identity: the Connections that an AccessPolicy grants
+ * it, with their credentials and every granting policy, each with the end-user condition it is
+ * granted under (the sidecar picks the policies of a session from its verified end user). Connections whose Secret is missing or
  * incomplete are left out and reported, so the sidecar fails closed on them.
  */
 export function compileBundle(
@@ -119,7 +192,8 @@ export function compileBundle(
   );
   const policies = [...sources.policies].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   for (const policy of policies) {
-    if (!grants(policy, identity)) continue;
+    const grant = grantFor(policy, identity);
+    if (!grant) continue;
     const namespace = policy.metadata.namespace ?? 'default';
     const spec = accessPolicySpecSchema.parse(policy.spec);
     for (const name of spec.connections) {
@@ -132,10 +206,20 @@ export function compileBundle(
         });
         continue;
       }
+      // Without endUser no session has a verified person: a grant for one could never apply.
+      if (grant !== 'always' && !connection.spec.endUser) {
+        problems.push({
+          connection: name,
+          namespace,
+          message: `AccessPolicy ${policy.metadata.name} grants it only for end users, and the Connection has no endUser`,
+        });
+        continue;
+      }
       const entry = byConnection.get(key(namespace, name)) ?? { connection, policies: [] };
       entry.policies.push({
         name: policy.metadata.name,
         namespace,
+        ...(grant !== 'always' && { endUser: grant }),
         mode: spec.mode,
         recording: spec.recording,
         masking: spec.masking ?? [],
@@ -202,6 +286,7 @@ export function compileBundle(
       ...(spec.http && { http: spec.http }),
       ...(spec.mcp && { mcp: spec.mcp }),
       ...(spec.kubernetes && { kubernetes: spec.kubernetes }),
+      ...(spec.endUser && { endUser: spec.endUser }),
       policies: granted,
     });
   }

@@ -34,6 +34,8 @@ export const errorCodes = [
   'cancelled',
   /** A response could not be masked whole, so it was cut off. */
   'masking-failed',
+  /** The end user's token (Connection endUser) was missing, or failed verification. */
+  'unauthenticated',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
 

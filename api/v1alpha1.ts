@@ -122,6 +122,54 @@ export const tlsModes = ['disable', 'require', 'verify-full'] as const;
 export const mcpServerRequests = ['sampling', 'elicitation', 'roots'] as const;
 export type McpServerRequest = (typeof mcpServerRequests)[number];
 
+/** The protocols on which an agent can present its end user's token. */
+export const endUserProtocols: readonly Protocol[] = ['postgres', 'http', 'ssh'];
+
+const endUserSchema = z.object({
+  issuer: describe(
+    z
+      .string()
+      .max(2048)
+      .regex(/^https:\/\/[^\s?#]+$/, 'must be an https URL without query or fragment'),
+    "The OpenID issuer URL of the organisation's identity provider, exactly as its tokens' iss claim has it. The sidecar reads its discovery document (/.well-known/openid-configuration) and verifies signatures with the keys its jwks_uri publishes.",
+  ),
+  audiences: describe(
+    z.array(z.string().min(1).max(1024)).min(1).max(16),
+    "Audiences a token must be issued for (its aud claim names at least one): the client id of the agent's application at the identity provider.",
+  ),
+  usernameClaim: describe(
+    z.string().min(1).max(256).default('sub'),
+    "Claim that names the person, as the API server's --oidc-username-claim.",
+  ),
+  usernamePrefix: describe(
+    z.string().max(256).optional(),
+    "Prefix put before the username, as the API server's --oidc-username-prefix (oidc: makes sub 42 the user oidc:42). AccessPolicy User subjects and events name the prefixed user.",
+  ),
+  groupsClaim: describe(
+    z.string().min(1).max(256).default('groups'),
+    "Claim that lists the person's groups (a string or a list of strings), as the API server's --oidc-groups-claim.",
+  ),
+  groupsPrefix: describe(
+    z.string().max(256).optional(),
+    "Prefix put before each group, as the API server's --oidc-groups-prefix. AccessPolicy Group subjects name the prefixed group.",
+  ),
+  required: describe(
+    z.boolean().default(true),
+    'Whether every session must present a valid token. When false, a session without one is served as the workload alone (policies conditioned on an end user never apply to it); a token that is presented and fails is refused either way.',
+  ),
+  header: describe(
+    z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name')
+      .optional(),
+    'HTTP only: the request header that carries the token, Authorization when omitted. Authorization carries it as a Bearer token, any other header as its whole value. The sidecar removes it before forwarding and sends the held credential instead.',
+  ),
+});
+const endUserDescription =
+  "The person an agent acts for, proven by an OIDC token from the organisation's identity provider (an ID token or a JWT access token). PostgreSQL: the token is the password the agent gives (PGPASSWORD); HTTP: the header named by header; SSH: the password of password authentication or the answer to Airlock's keyboard-interactive prompt. The sidecar verifies issuer, audience, signature, expiry and not-before, records the person on every event, and picks the AccessPolicies whose User, Group or actingFor subjects name them.";
+
 export const connectionSpecSchema = describe(
   validated(
     z.object({
@@ -306,6 +354,7 @@ export const connectionSpecSchema = describe(
           .optional(),
         'Kubernetes API options. Only for protocol kubernetes.',
       ),
+      endUser: describe(endUserSchema.optional(), endUserDescription),
     }),
     [
       cel(
@@ -346,6 +395,16 @@ export const connectionSpecSchema = describe(
         "self.protocol == 'kubernetes' || !has(self.kubernetes)",
         'kubernetes options are only valid for protocol kubernetes',
         (s) => s.protocol === 'kubernetes' || !s.kubernetes,
+      ),
+      cel(
+        "!has(self.endUser) || self.protocol in ['postgres', 'http', 'ssh']",
+        'endUser is only valid for protocol postgres, http or ssh',
+        (s) => !s.endUser || endUserProtocols.includes(s.protocol),
+      ),
+      cel(
+        "!has(self.endUser) || !has(self.endUser.header) || self.protocol == 'http'",
+        'endUser.header is only valid for protocol http',
+        (s) => s.endUser?.header === undefined || s.protocol === 'http',
       ),
     ],
   ),
@@ -443,17 +502,38 @@ export const kubernetesVerbs = [
 ] as const;
 export type KubernetesVerb = (typeof kubernetesVerbs)[number];
 
+const actingForSchema = describe(
+  z.object({
+    users: describe(
+      z.array(z.string().min(1).max(253)).max(64).optional(),
+      "End users, as the Connection's endUser names them (with its usernamePrefix).",
+    ),
+    groups: describe(
+      z.array(z.string().min(1).max(253)).max(64).optional(),
+      "Groups of end users, as the Connection's endUser names them (with its groupsPrefix).",
+    ),
+  }),
+  'Only while the ServiceAccount acts for one of these people, proven by a token the sidecar verified (Connection endUser): a user named in users or a member of a group in groups.',
+);
+
 const subjectSchema = describe(
   validated(
     z.object({
       kind: describe(
-        z.enum(['ServiceAccount', 'Group']),
-        'ServiceAccount (an agent pod identity) or Group (an OIDC group of people or agents).',
+        z.enum(['ServiceAccount', 'User', 'Group']),
+        "ServiceAccount (an agent pod identity); User or Group (the person an agent in the AccessPolicy's namespace acts for, or that person's group, from the token the sidecar verified; see Connection endUser).",
       ),
-      name: describe(z.string().min(1).max(253), 'Name of the ServiceAccount or group.'),
+      name: describe(
+        z.string().min(1).max(253),
+        "Name of the ServiceAccount, user or group; users and groups with the Connection's endUser prefixes.",
+      ),
       namespace: describe(
         z.string().min(1).max(63).optional(),
         "Namespace of the ServiceAccount; the AccessPolicy's own namespace when omitted.",
+      ),
+      actingFor: describe(
+        actingForSchema.optional(),
+        'ServiceAccount only: the policy applies to it only while it acts for one of these end users.',
       ),
     }),
     [
@@ -462,10 +542,21 @@ const subjectSchema = describe(
         'namespace is only valid for ServiceAccount subjects',
         (s) => s.kind === 'ServiceAccount' || s.namespace === undefined,
       ),
+      cel(
+        "self.kind == 'ServiceAccount' || !has(self.actingFor)",
+        'actingFor is only valid for ServiceAccount subjects',
+        (s) => s.kind === 'ServiceAccount' || s.actingFor === undefined,
+      ),
+      cel(
+        '!has(self.actingFor) || (has(self.actingFor.users) && size(self.actingFor.users) > 0) || (has(self.actingFor.groups) && size(self.actingFor.groups) > 0)',
+        'actingFor needs users or groups',
+        (s) => !s.actingFor || (s.actingFor.users?.length ?? 0) + (s.actingFor.groups?.length ?? 0) > 0,
+      ),
     ],
   ),
   'An identity the policy applies to.',
 );
+export type Subject = z.infer<typeof subjectSchema>;
 
 const maskingSchema = describe(
   validated(

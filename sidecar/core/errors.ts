@@ -31,6 +31,7 @@ export const sqlStates: Record<ErrorCode, string> = {
   unsupported: '0A000',
   cancelled: '57014',
   'masking-failed': '42501',
+  unauthenticated: '28P01',
 };
 
 /** SSH: the exit status of a refused command or shell (126: found but not run; 255: ssh's own failure). */
@@ -45,6 +46,7 @@ export const sshExitStatuses: Record<ErrorCode, number> = {
   unsupported: 126,
   cancelled: 130,
   'masking-failed': 255,
+  unauthenticated: 255,
 };
 
 /** HTTP: the status and problem type (RFC 9457) of the enforcer's own answer. */
@@ -59,6 +61,7 @@ export const httpProblems: Record<ErrorCode, { status: number; title: string }> 
   unsupported: { status: 502, title: 'Airlock cannot mask this response' },
   cancelled: { status: 499, title: 'The client went away' },
   'masking-failed': { status: 502, title: 'Airlock cannot mask this response' },
+  unauthenticated: { status: 401, title: "Airlock could not verify the end user's token" },
 };
 
 /** The problem type URI of a code. */
@@ -78,4 +81,5 @@ export const redisErrors: Record<ErrorCode, string> = {
   unsupported: 'ERR',
   cancelled: 'ERR',
   'masking-failed': 'ERR',
+  unauthenticated: 'WRONGPASS',
 };

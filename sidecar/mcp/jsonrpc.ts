@@ -35,6 +35,7 @@ export const jsonRpcCodes: Record<ErrorCode, number> = {
   unsupported: -32601,
   cancelled: -32800,
   'masking-failed': -32007,
+  unauthenticated: -32001,
 };
 
 /** JSON-RPC's own codes for a body that is not JSON, and a message that is not JSON-RPC. */
