@@ -4,8 +4,8 @@
 // (impersonation, dry runs, foreign field managers), decides it on the rules and passes it
 // through the core's gate (deny, hold for approval, fail closed on the audit trail), then sends
 // it to the API server with the Connection's bearer token over TLS, asking for JSON only. The
-// response is masked on its way back (response.ts). Interactive streams (exec, attach,
-// port-forward) are decided, then refused: their frames are not governed yet.
+// response is masked on its way back (response.ts). Streams (exec, attach, port-forward) are
+// decided the same way and relayed frame by frame (upgrade.ts).
 import { createServer, Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP, type Socket } from 'node:net';
@@ -15,22 +15,16 @@ import { AirlockError, httpProblems } from '../core/errors.ts';
 import { passageFields } from '../core/gate.ts';
 import { listen, settle, stopAccepting } from '../core/listen.ts';
 import { maskingFields, type RequestFields } from '../core/recorder.ts';
-import { denialMessage } from '../policy/decide.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
-import {
-  decideKubernetes,
-  describeRequest,
-  kubernetesAllowances,
-  refusedByConnection,
-} from '../policy/kubernetes.ts';
-import { type KubernetesRequest, parseKubernetesRequest } from '../policy/kubernetes-request.ts';
+import { decideKubernetes, kubernetesAllowances } from '../policy/kubernetes.ts';
 import { compileMasking, defaultHashKey } from '../policy/masking.ts';
-import { impersonationHeaders } from './headers.ts';
+import { read } from './read.ts';
 import { type ForwardEnd, forward, type Upstream } from './response.ts';
 import { carriesRedacted, maxSecretWriteBytes, readBody, writesSecret } from './secret-writes.ts';
 import { writeStatus, writeStatusToSocket } from './status.ts';
+import { handleUpgrade } from './upgrade.ts';
 
-/** Subresources whose responses are interactive streams the enforcer cannot govern yet. */
+/** Subresources that are streams, relayed only once upgraded (upgrade.ts). */
 const streamingSubresources = new Set(['exec', 'attach', 'portforward']);
 
 type Session = ConnectionSession;
@@ -41,17 +35,18 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
     throw new Error(`Connection ${connection.name} is not a kubernetes Connection`);
   const secure = connection.tls.mode !== 'disable';
   const servername = connection.tls.serverName ?? (isIP(connection.host) ? undefined : connection.host);
+  const tls = secure
+    ? {
+        rejectUnauthorized: connection.tls.mode !== 'require',
+        ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
+        ...(servername !== undefined && { servername }),
+      }
+    : {};
   const upstream: Upstream = {
     connection,
     secure,
-    agent: secure
-      ? new HttpsAgent({
-          keepAlive: true,
-          rejectUnauthorized: connection.tls.mode !== 'require',
-          ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
-          ...(servername !== undefined && { servername }),
-        })
-      : new HttpAgent({ keepAlive: true }),
+    agent: secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true }),
+    tls,
     token: connection.credentials.token ?? '',
     masking: {
       plan: compileMasking(connection.policies),
@@ -81,13 +76,13 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
       else res.destroy();
     });
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const unrecorded = options.events.refusal?.();
     if (unrecorded) {
       writeStatusToSocket(socket, 'audit-unavailable', unrecorded);
       return;
     }
-    refuseUpgrade(upstream, allowances, sessions.begin(socket), req, socket);
+    handleUpgrade(upstream, sessions.begin(socket), read(allowances, req), req, socket, head);
   });
   server.on('clientError', (_error, socket: Socket) => {
     if (socket.writable)
@@ -118,35 +113,6 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
   };
 }
 
-type Read =
-  | { ok: true; request: KubernetesRequest; text: string }
-  | { ok: false; error: AirlockError; text: string; reasons: string[] };
-
-/** The request as the API server reads it, or why it is refused before any rule is asked. */
-function read(allowances: ReturnType<typeof kubernetesAllowances>, req: IncomingMessage): Read {
-  const method = (req.method ?? 'GET').toUpperCase();
-  const parsed = parseKubernetesRequest(method, req.url ?? '');
-  if (!parsed.ok) {
-    const message = `airlock: ambiguous request: ${parsed.reason}`;
-    return {
-      ok: false,
-      error: new AirlockError('protocol-violation', message),
-      text: `${method} (unreadable path)`,
-      reasons: [parsed.reason],
-    };
-  }
-  const text = describeRequest(parsed.request);
-  const refused = refusedByConnection(parsed.request, impersonationHeaders(req.headers), allowances);
-  if (refused)
-    return {
-      ok: false,
-      error: new AirlockError('policy-denied', `airlock: ${text} denied: ${refused}`),
-      text,
-      reasons: [refused],
-    };
-  return { ok: true, request: parsed.request, text };
-}
-
 async function handle(
   upstream: Upstream,
   allowances: ReturnType<typeof kubernetesAllowances>,
@@ -173,8 +139,11 @@ async function handle(
   const { request, text } = reading;
   const decision = decideKubernetes(upstream.connection.policies, request);
   if (streamingSubresources.has(request.subresource) && decision.action !== 'deny') {
-    // Without an upgrade the API server would refuse it anyway; the answer is the same as with one.
-    const error = unsupportedStream(text);
+    // Without an upgrade the API server would refuse it anyway; this says what to do instead.
+    const error = new AirlockError(
+      'unsupported',
+      `airlock: ${text} refused: exec, attach and port-forward are relayed only as WebSocket streams`,
+    );
     const status = writeStatus(res, error.code, error.message);
     record(text, { outcome: 'blocked', reasons: [error.message], status, error: error.event(status) });
     req.resume();
@@ -225,50 +194,4 @@ async function handle(
     });
   };
   await forward(upstream, request, req, res, forwarded, body);
-}
-
-function unsupportedStream(text: string): AirlockError {
-  return new AirlockError(
-    'unsupported',
-    `airlock: ${text} refused: interactive streams (exec, attach, port-forward) are not governed through Airlock yet`,
-  );
-}
-
-/**
- * exec, attach and port-forward (and WebSocket upgrades through proxy) ask to upgrade the
- * connection: decided, so a denied command is refused as such, then refused as a stream the
- * enforcer does not govern yet.
- */
-function refuseUpgrade(
-  upstream: Upstream,
-  allowances: ReturnType<typeof kubernetesAllowances>,
-  session: Session,
-  req: IncomingMessage,
-  socket: Socket,
-): void {
-  const reading = read(allowances, req);
-  const record = (fields: Partial<RequestFields> & Pick<RequestFields, 'outcome'>) =>
-    session.recorder.request({ text: reading.text, kind: 'kubernetes-upgrade', durationMs: 0, ...fields });
-  if (!reading.ok) {
-    const status = writeStatusToSocket(socket, reading.error.code, reading.error.message);
-    record({ outcome: 'blocked', reasons: reading.reasons, status, error: reading.error.event(status) });
-    return;
-  }
-  const decision = decideKubernetes(upstream.connection.policies, reading.request);
-  if (decision.action === 'deny') {
-    const error = new AirlockError('policy-denied', denialMessage(decision, 'request'));
-    const status = writeStatusToSocket(socket, error.code, error.message);
-    record({
-      outcome: 'blocked',
-      ...(decision.policy !== undefined && { policy: decision.policy }),
-      ...(decision.rule !== undefined && { rule: decision.rule }),
-      reasons: decision.reasons,
-      status,
-      error: error.event(status),
-    });
-    return;
-  }
-  const error = unsupportedStream(reading.text);
-  const status = writeStatusToSocket(socket, error.code, error.message);
-  record({ outcome: 'blocked', reasons: [error.message], status, error: error.event(status) });
 }

@@ -24,6 +24,8 @@ export interface Upstream {
   connection: BundleConnection;
   secure: boolean;
   agent: HttpAgent | HttpsAgent;
+  /** The TLS options of the agent, for the streams that leave its pool (upgrade.ts). */
+  tls: { ca?: string; servername?: string; rejectUnauthorized?: boolean };
   token: string;
   masking: ObjectMasking;
 }

@@ -2,7 +2,7 @@
 // client-go print "Error from server (Forbidden): airlock: ..." as they print the API server's.
 // The status is the one every HTTP client gets for the code (core/errors.ts).
 import type { ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../../api/events.ts';
 import { httpProblems } from '../core/errors.ts';
 
@@ -42,7 +42,7 @@ export function writeStatus(res: ServerResponse, code: ErrorCode, message: strin
 }
 
 /** The same answer on a socket that asked to upgrade (exec, attach, port-forward), then closed. */
-export function writeStatusToSocket(socket: Socket, code: ErrorCode, message: string): number {
+export function writeStatusToSocket(socket: Duplex, code: ErrorCode, message: string): number {
   const { status, body } = statusBody(code, message);
   const text = `${status} ${status === 403 ? 'Forbidden' : status === 400 ? 'Bad Request' : 'Error'}`;
   socket.end(

@@ -175,6 +175,70 @@ describe('Kubernetes rules', () => {
     assert.equal(decide('GET', '/api/v1/namespaces/default/pods/web/exec').action, 'deny');
   });
 
+  it('decide an exec or attach with stdin as an interactive shell, reading stdin as the API server does', () => {
+    const exec = '/api/v1/namespaces/default/pods/web/exec?command=ls';
+    for (const stdin of ['true', '1', 'TRUE', 't', 'yes', '', 'false2'])
+      assert.equal(decide('POST', `${exec}&stdin=${stdin}`).action, 'deny', `stdin=${stdin}`);
+    for (const stdin of ['false', 'FALSE', 'False', '0'])
+      assert.equal(decide('POST', `${exec}&stdin=${stdin}`).action, 'allow', `stdin=${stdin}`);
+    // The first value is the one read.
+    assert.equal(decide('POST', `${exec}&stdin=true&stdin=false`).action, 'deny');
+    assert.equal(decide('POST', `${exec}&stdin=false&stdin=true`).action, 'allow');
+    const attach = decide('POST', '/api/v1/namespaces/default/pods/web/attach?stdin=true&tty=true');
+    assert.equal(attach.action, 'deny');
+    assert.match(attach.message!, /interactive exec or attach/);
+    assert.equal(decide('POST', '/api/v1/namespaces/default/pods/web/attach?stdout=true').action, 'allow');
+    // With no command rules, an interactive shell is decided by the rules on interactive sessions.
+    const shells = policy({
+      name: 'shells',
+      rules: [
+        {
+          name: 'hold-shells',
+          action: 'require-approval',
+          ssh: { interactive: true },
+          approval: { approvers: { groups: ['ops'] }, timeout: '1m', scope: 'statement' },
+        },
+      ],
+    });
+    const held = decideKubernetes([shells], parse('POST', `${exec}&stdin=true`));
+    assert.equal(held.action, 'require-approval');
+    assert.equal(decideKubernetes([shells], parse('POST', exec)).action, 'allow');
+  });
+
+  it('grant a ServiceAccount token or a port-forward only by a hold whose rule names the subresource', () => {
+    const token = parse('POST', '/api/v1/namespaces/default/serviceaccounts/agent/token');
+    const forward = parse('POST', '/api/v1/namespaces/default/pods/web/portforward?ports=80');
+    const open = policy({ name: 'open', rules: [] });
+    for (const request of [token, forward]) {
+      const refused = decideKubernetes([open], request);
+      assert.equal(refused.action, 'deny');
+      assert.match(refused.message!, /unless a rule names the (token|portforward) subresource/);
+    }
+    const hold = (subresources: string[] | undefined) =>
+      policy({
+        name: 'holds',
+        rules: [
+          {
+            name: 'hold-credentials',
+            action: 'require-approval',
+            approval: { approvers: { groups: ['ops'] }, timeout: '1m', scope: 'statement' },
+            kubernetes: { verbs: ['create'], ...(subresources && { subresources }) },
+          },
+        ],
+      });
+    // A glob, a rule with no subresources, or another spelling does not name it.
+    for (const subresources of [['*'], ['tok*'], ['t?ken'], undefined, ['Token'], ['exec']])
+      assert.equal(decideKubernetes([hold(subresources)], token).action, 'deny', String(subresources));
+    assert.equal(decideKubernetes([hold(['token'])], token).action, 'require-approval');
+    assert.equal(decideKubernetes([hold(['portforward'])], forward).action, 'require-approval');
+    assert.equal(decideKubernetes([hold(['portforward'])], token).action, 'deny');
+    // In audit mode a naming rule grants nothing.
+    assert.equal(decideKubernetes([{ ...hold(['token']), mode: 'audit' }], token).action, 'deny');
+    // Another group's "serviceaccounts" is not the core one.
+    const other = parse('POST', '/apis/example.com/v1/namespaces/default/serviceaccounts/a/token');
+    assert.equal(decideKubernetes([open], other).action, 'allow');
+  });
+
   it('refuse impersonation, dry runs and foreign field managers unless the Connection allows them', () => {
     const strict = kubernetesAllowances({});
     const write = parse(

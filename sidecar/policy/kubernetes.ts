@@ -7,7 +7,16 @@
 // manager) are refused unless the Connection allows them. Pure: no I/O.
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import type { PolicyRule } from '../../api/v1alpha1.ts';
-import { combine, type Decision, decideSshExec, type Match, noGrant, ruleMatch } from './decide.ts';
+import {
+  combine,
+  type Decision,
+  decideSsh,
+  decideSshExec,
+  type Match,
+  noGrant,
+  refuseUnderCommandRules,
+  ruleMatch,
+} from './decide.ts';
 import { matchGlob } from './glob.ts';
 import type { KubernetesRequest } from './kubernetes-request.ts';
 import { parseCommandLine } from './shell/command-line.ts';
@@ -55,10 +64,68 @@ export function decideKubernetes(policies: BundlePolicy[], request: KubernetesRe
         reason: `rule "${rule.name}" of AccessPolicy "${policy.name}" matches ${describeRequest(request)}`,
       });
     }
-  const decision = combine(matches, []);
+  let decision = combine(matches, []);
+  const explicit = explicitSubresource(request);
+  if (explicit !== undefined && decision.action !== 'deny' && !namedBy(policies, request))
+    decision = {
+      action: 'deny',
+      message: `${explicit} requests are refused unless a rule names the ${request.subresource} subresource`,
+      reasons: [`no enforcing rule lists "${request.subresource}" in its subresources`],
+      wouldHave: decision.wouldHave,
+    };
   const command = execCommand(request);
-  if (command === undefined) return decision;
-  return mostRestrictive(decision, decideExec(policies, command));
+  if (command !== undefined) decision = mostRestrictive(decision, decideExec(policies, command));
+  if (interactive(request)) decision = mostRestrictive(decision, decideInteractive(policies));
+  return decision;
+}
+
+/**
+ * Subresources only a rule that names them (not a glob, not a rule without subresources) lets
+ * through, and rules only deny or hold, so a person approves each: a ServiceAccount token is a
+ * live cluster credential in the agent's hands, and a port-forward an opaque tunnel into a pod.
+ */
+function explicitSubresource(request: KubernetesRequest): string | undefined {
+  if (request.group !== '') return undefined;
+  if (request.resource === 'serviceaccounts' && request.subresource === 'token')
+    return 'ServiceAccount token';
+  if (request.resource === 'pods' && request.subresource === 'portforward') return 'port-forward';
+  return undefined;
+}
+
+/** Whether an enforcing hold that matches the request lists its subresource as it is spelled. */
+function namedBy(policies: BundlePolicy[], request: KubernetesRequest): boolean {
+  return policies.some(
+    (policy) =>
+      policy.mode === 'enforce' &&
+      policy.rules.some(
+        (rule) =>
+          rule.action !== 'deny' &&
+          rule.kubernetes?.subresources?.includes(request.subresource) === true &&
+          kubernetesRuleMatches(rule, request),
+      ),
+  );
+}
+
+/**
+ * An exec or attach that sends stdin: what it runs reads further input no analysis sees (a
+ * shell's commands typed in), so it is decided as an SSH interactive shell is. The API server
+ * reads any value but "0" and "false" (any case) as true, an empty one too.
+ */
+export function interactive(request: KubernetesRequest): boolean {
+  if (request.resource !== 'pods' || (request.subresource !== 'exec' && request.subresource !== 'attach'))
+    return false;
+  const stdin = request.query.get('stdin');
+  if (stdin === undefined || stdin.length === 0) return false;
+  const value = stdin[0]!;
+  return value !== '0' && value.toLowerCase() !== 'false';
+}
+
+function decideInteractive(policies: BundlePolicy[]): Decision {
+  return refuseUnderCommandRules(
+    policies,
+    decideSsh(policies, [], { interactive: true }),
+    'an interactive exec or attach (stdin) cannot be checked against command rules, so it is refused where the policy has them',
+  );
 }
 
 /** All the criteria given must match; a criterion left out does not narrow the rule. */

@@ -1,7 +1,8 @@
 // The Kubernetes enforcer between the real kubectl (as the agent, with a kubeconfig that names
 // only the enforcer and holds no credential) and a real kube-apiserver: decisions on what the
 // API server reads a request as, approvals, Secrets redacted in every response shape kubectl
-// asks for, exec commands decided and refused, and the recorded events.
+// asks for, exec commands refused, tokens refused, and the recorded events. The exec and attach
+// streams themselves: kubernetes-streams.test.ts and test/e2e/kubernetes.test.ts.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
@@ -219,16 +220,26 @@ describe('Kubernetes enforcer', requires('kube-apiserver', 'etcd', 'kubectl'), (
     assert.deepEqual(event?.approval, { request: 'ar-1', decidedBy: 'alice' });
   });
 
-  it('refuses kubectl exec -- rm -rf / by the command rule, and any other exec as ungoverned', async () => {
+  it('refuses kubectl exec -- rm -rf / by the command rule', async () => {
     const denied = await cluster.attempt(['exec', 'shell', '--', 'rm', '-rf', '/']);
     assert.notEqual(denied.code, 0);
     assert.match(
       denied.err,
       /airlock: request denied by AccessPolicy "cluster-agents" rule "no-file-deletion"/,
     );
-    const other = await cluster.attempt(['exec', 'shell', '--', 'ls']);
-    assert.notEqual(other.code, 0);
-    assert.match(other.err, /not governed through Airlock yet/);
+  });
+
+  it('refuses kubectl create token: a live cluster credential only a rule naming the token subresource grants', async () => {
+    const refused = await cluster.attempt(['create', 'token', 'agent']);
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.err,
+      /ServiceAccount token requests are refused unless a rule names the token subresource/,
+    );
+    const event = requests().find(
+      (e) => e.text === 'create serviceaccounts/token agent in namespace default',
+    );
+    assert.equal(event?.outcome, 'blocked');
   });
 
   it('streams kubectl logs -f as the lines come, with detected values masked', async () => {
