@@ -10,6 +10,7 @@ import type { RequestFields, SessionRecorder } from '../core/recorder.ts';
 import type { ToolChange, ToolPins } from './fingerprints.ts';
 import type { Id } from './jsonrpc.ts';
 import type { Masker } from './mask.ts';
+import type { ClientCredentials } from './oauth.ts';
 
 export interface McpOptions {
   scheme: 'http' | 'https';
@@ -33,6 +34,8 @@ export interface Upstream {
   tls: { rejectUnauthorized: boolean; ca?: string; servername?: string };
   /** The headers that carry the held credential. */
   credential: Record<string, string>;
+  /** An OAuth client whose access token is the bearer token, when the Connection holds one. */
+  oauth?: ClientCredentials;
 }
 
 export interface Context {

@@ -1,11 +1,14 @@
 // The way to the MCP server: its endpoint, the held credential put on every request (the
 // agent's own Authorization is never passed on), and only the headers the transport defines.
+// With OAuth client credentials, the bearer token is the current access token, and a request
+// the server refuses with 401 is sent once more with a renewed one.
 import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http';
 import { Agent as HttpsAgent, request as requestTls } from 'node:https';
 import { isIP } from 'node:net';
 import type { BundleConnection } from '../../api/bundle.ts';
 import { AirlockError } from '../core/errors.ts';
 import type { Context, McpOptions, Upstream } from './context.ts';
+import { ClientCredentials } from './oauth.ts';
 
 /** The transport's headers an agent's request carries to the server. */
 const passed = ['accept', 'content-type', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id'];
@@ -18,7 +21,14 @@ export function upstreamOf(connection: BundleConnection, mcp: McpOptions): Upstr
     ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
     ...(serverName !== undefined && { servername: serverName }),
   };
-  const { token, header, value } = connection.credentials;
+  const { token, header, value, clientId, clientSecret } = connection.credentials;
+  const oauth = connection.mcp?.oauth;
+  // Fail closed: an OAuth client without its settings, or settings without a client, is a
+  // Connection that would otherwise reach the server with no credential.
+  if ((oauth !== undefined) !== (clientId !== undefined && clientSecret !== undefined))
+    throw new Error(
+      `Connection ${connection.name}: an OAuth client needs both mcp.oauth and the Secret's clientId and clientSecret`,
+    );
   const credential: Record<string, string> =
     token !== undefined
       ? { authorization: `Bearer ${token}` }
@@ -30,11 +40,16 @@ export function upstreamOf(connection: BundleConnection, mcp: McpOptions): Upstr
     agent: secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true }),
     tls,
     credential,
+    ...(oauth &&
+      clientId !== undefined &&
+      clientSecret !== undefined && {
+        oauth: new ClientCredentials(oauth, { clientId, clientSecret }, connection.tls.ca),
+      }),
   };
 }
 
 /** Sends one request to the server's endpoint; resolves with its response as it starts. */
-export function send(
+export async function send(
   context: Context,
   method: 'GET' | 'POST' | 'DELETE',
   from: IncomingHttpHeaders,
@@ -43,7 +58,7 @@ export function send(
   /** Path and query to request; the endpoint's path when absent. */
   path?: string,
 ): Promise<IncomingMessage> {
-  const { connection, mcp, upstream } = context;
+  const { upstream } = context;
   const headers: Record<string, string> = {};
   for (const name of passed) {
     const value = from[name];
@@ -54,6 +69,26 @@ export function send(
     headers['content-length'] = String(Buffer.byteLength(body));
   }
   Object.assign(headers, upstream.credential);
+  const token = await upstream.oauth?.token();
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  const response = await sendOnce(context, method, headers, body, signal, path);
+  if (response.statusCode !== 401 || token === undefined || !upstream.oauth) return response;
+  // The server no longer takes the token (revoked, or expired early): once more with a new one.
+  response.resume();
+  upstream.oauth.refused(token);
+  headers.authorization = `Bearer ${await upstream.oauth.token()}`;
+  return sendOnce(context, method, headers, body, signal, path);
+}
+
+function sendOnce(
+  context: Context,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  signal: AbortSignal | undefined,
+  path: string | undefined,
+): Promise<IncomingMessage> {
+  const { connection, mcp, upstream } = context;
   const options = {
     host: connection.host,
     port: connection.port,

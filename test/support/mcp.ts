@@ -42,10 +42,16 @@ export interface McpUpstream {
 /**
  * json: the streamable transport answers with JSON instead of event streams; sse: the server
  * speaks the deprecated HTTP+SSE transport (GET /sse, POST /messages) instead; host: where it
- * listens (loopback by default; a node's address, where pods reach it).
+ * listens (loopback by default; a node's address, where pods reach it); authorize: whether a
+ * request's Authorization header is accepted (by default, the bearer token mcpToken).
  */
 export async function startMcpServer(
-  options: { json?: boolean; sse?: boolean; host?: string } = {},
+  options: {
+    json?: boolean;
+    sse?: boolean;
+    host?: string;
+    authorize?: (authorization: string | undefined) => Promise<boolean>;
+  } = {},
 ): Promise<McpUpstream> {
   const calls: string[] = [];
   const authorizations: (string | undefined)[] = [];
@@ -186,7 +192,10 @@ export async function startMcpServer(
 
   const http: Server = createServer(async (req, res) => {
     authorizations.push(req.headers.authorization);
-    if (req.headers.authorization !== `Bearer ${mcpToken}`) {
+    const authorized = options.authorize
+      ? await options.authorize(req.headers.authorization)
+      : req.headers.authorization === `Bearer ${mcpToken}`;
+    if (!authorized) {
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"unauthorized"}');
       return;
     }
@@ -310,6 +319,7 @@ export async function enforceMcp(
     progressEveryMs?: number;
     idleSessionMs?: number;
     credentials?: Record<string, string>;
+    tls?: BundleConnection['tls'];
   } = {},
 ): Promise<EnforcedMcp> {
   const events: SessionEvent[] = [];
@@ -319,7 +329,7 @@ export async function enforceMcp(
     protocol: 'mcp',
     host: '127.0.0.1',
     port: upstream.port,
-    tls: { mode: 'disable' },
+    tls: options.tls ?? { mode: 'disable' },
     credentials: options.credentials ?? { token: mcpToken },
     mcp: {
       scheme: 'http',

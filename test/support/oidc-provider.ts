@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 import { createCertificateAuthority } from '../../operator/pki.ts';
 import { temporaryDirectory } from './process.ts';
 
@@ -42,6 +42,96 @@ async function form(req: IncomingMessage): Promise<URLSearchParams> {
   let body = '';
   for await (const chunk of req) body += chunk;
   return new URLSearchParams(body);
+}
+
+export interface ClientCredentialsProvider {
+  issuer: string;
+  tokenUrl: string;
+  clientId: string;
+  clientSecret: string;
+  /** PEM of the CA that signed the provider's certificate. */
+  ca: string;
+  /** Access tokens the token endpoint has issued so far. */
+  issued(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The same provider for machines: one confidential client with only the client_credentials
+ * grant, whose access tokens are JWTs (RS256, the provider's JWKS at /jwks) for one resource
+ * (RFC 8707, the aud claim) with the scopes asked for, living ttlSeconds.
+ */
+export async function startClientCredentialsProvider(options: {
+  resource: string;
+  scopes: string[];
+  ttlSeconds: number;
+}): Promise<ClientCredentialsProvider> {
+  const authority = await createCertificateAuthority('test OAuth provider CA');
+  const serving = await authority.issue({
+    commonName: '127.0.0.1',
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
+  const server: Server = createServer({ key: serving.privateKey, cert: serving.certificate });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const signing = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(signing.privateKey)), kid: 'test-signing-key', alg: 'RS256', use: 'sig' };
+  const clientId = 'airlock-sidecar';
+  const clientSecret = createHash('sha256').update(issuer).update(String(Math.random())).digest('hex');
+  let issued = 0;
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: clientId,
+        client_secret: clientSecret,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+        scope: options.scopes.join(' '),
+      },
+    ],
+    jwks: { keys: [jwk] },
+    scopes: options.scopes,
+    ttl: { ClientCredentials: options.ttlSeconds },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => options.resource,
+        useGrantedResource: () => true,
+        getResourceServerInfo: async (_ctx, resource) => {
+          if (resource !== options.resource) throw new errors.InvalidTarget();
+          return {
+            scope: options.scopes.join(' '),
+            audience: resource,
+            accessTokenTTL: options.ttlSeconds,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+  });
+  // A JWT access token is issued, not stored.
+  provider.on('client_credentials.issued', () => {
+    issued++;
+  });
+  server.on('request', provider.callback());
+  return {
+    issuer,
+    tokenUrl: `${issuer}/token`,
+    clientId,
+    clientSecret,
+    ca: authority.certificate,
+    issued: () => issued,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 export async function startOidcProvider(options: {
