@@ -1,5 +1,6 @@
 // The injected pod as a typed object: airlock-init first (capture), the sidecar as a native
-// sidecar, hostAliases to virtual IPs, and the sidecar's own token, CA and spool volumes. Pure:
+// sidecar, hostAliases to virtual IPs, the sidecar's own token, CA and spool volumes, and a
+// kubeconfig for the agent when a kubernetes Connection is granted (kubeconfig.ts). Pure:
 // the webhook derives its JSON Patch by diffing the input and the output (patch.ts).
 import type {
   V1Container,
@@ -12,6 +13,7 @@ import type {
 } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { type CapturedConnection, type Grant, planCapture, virtualCidr } from './hosts.ts';
+import { addKubeconfig, podKubeconfig } from './kubeconfig.ts';
 
 export type { Grant } from './hosts.ts';
 
@@ -207,6 +209,7 @@ export function injectPod(
     .map((c) => ({ ip: c.vip, hostnames: c.hostnames }));
   if (aliases.length > 0 || userAliases.length > 0) spec.hostAliases = [...aliases, ...userAliases];
   else delete spec.hostAliases;
+  addKubeconfig(result, podKubeconfig(plan.connections, namespace));
 
   const warnings = plan.dropped.map((d) => `Connection ${d.name} left out: ${d.why}`);
   const names = plan.connections.map((c) => c.name).join(', ');
