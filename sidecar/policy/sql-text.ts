@@ -19,6 +19,21 @@ function splitSearchPath(value: string): string[] {
   });
 }
 
+/**
+ * Whether the server reads this SQL text the same way whatever its settings: every byte plain
+ * ASCII and no backslash. Every client encoding the server offers reads ASCII as ASCII (a
+ * multibyte character that could hold an ASCII byte, a quote or a backslash, starts above it),
+ * and only a backslash reads otherwise with standard_conforming_strings or backslash_quote.
+ * Text that is not so could be read otherwise by a server whose settings user code changed.
+ */
+export function readsTheSameUnderAnySettings(text: Uint8Array): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const byte = text[i]!;
+    if (byte >= 0x80 || byte === 0x5c) return false;
+  }
+  return true;
+}
+
 /** libpg_query reports byte offsets into the UTF-8 text. */
 export class SourceText {
   readonly text: string;

@@ -39,16 +39,12 @@ const everyColumn: ColumnUse = Object.freeze({ column: '*', direct: false });
  */
 type Role = 'top' | 'sub' | 'sink';
 
-/** Settings that decide how the server reads SQL text (the enforcer reads it as UTF-8, standard strings). */
-const readingSettings: ReadonlySet<string> = new Set(['client_encoding', 'standard_conforming_strings']);
-
 export class Walk extends ColumnScopes {
   kinds: SqlStatementKind[] = [];
   classes = new Set<SqlClass>();
   tables = new Set<string>();
   functions = new Set<string>();
   unboundedWrite = false;
-  changesReading = false;
 
   /** Any value of the tree: arrays, wrapped nodes ({Type: {...}}), or bare structs. */
   value(value: unknown): void {
@@ -155,7 +151,6 @@ export class Walk extends ColumnScopes {
         this.insert(body);
         return;
       case 'DoStmt':
-        this.changesReading = true;
         this.columnUses.push(everyColumn);
         this.fields(body);
         return;
@@ -183,12 +178,7 @@ export class Walk extends ColumnScopes {
         this.moveRelation(body);
         this.fields(body);
         return;
-      case 'AlterSystemStmt':
-        this.changesReading = true;
-        this.fields(body);
-        return;
       case 'VariableSetStmt':
-        if (readingSettings.has(String(body['name']).toLowerCase())) this.changesReading = true;
         if (body['name'] === 'search_path' && body['kind'] === 'VAR_SET_VALUE') {
           const args = (body['args'] as AstNode[] | undefined) ?? [];
           const schemas = args.map(constString);
@@ -200,7 +190,6 @@ export class Walk extends ColumnScopes {
         this.fields(body);
         return;
       case 'CallStmt':
-        this.changesReading = true;
         this.funcCall(body['funccall'] as AstObject);
         return;
       case 'ExplainStmt':
@@ -482,7 +471,6 @@ export class Walk extends ColumnScopes {
     const builtin = (schema === undefined || schema === 'pg_catalog') && builtinFunctions.has(base);
     const readsValues = (schema === undefined || schema === 'pg_catalog') && valueReadingFunctions.has(base);
     if (adminFunctions.has(base.toLowerCase())) this.classes.add('admin');
-    if (!builtin || base === 'set_config' || base === 'pg_reload_conf') this.changesReading = true;
     if (!builtin || readsValues) {
       this.classes.add('admin');
       this.columnUses.push(everyColumn);

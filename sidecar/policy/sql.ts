@@ -36,12 +36,6 @@ export interface SqlStatement {
   functions: string[];
   /** An UPDATE, DELETE or MERGE (anywhere inside) that can touch every row, or a TRUNCATE. */
   unboundedWrite: boolean;
-  /**
-   * Whether running it may change how the server reads the SQL text that follows
-   * (client_encoding, standard_conforming_strings): a SET of either, set_config, DO, CALL,
-   * ALTER SYSTEM, or a function outside the built-ins (its body may call set_config).
-   */
-  changesReading: boolean;
   columnUses: ColumnUse[];
   /** This statement's own source text. */
   text: string;
@@ -163,8 +157,6 @@ function analyzeStatement(stmt: AstNode, text: string): SqlStatement {
     tables: [...walk.tables],
     functions: [...walk.functions],
     unboundedWrite: walk.unboundedWrite,
-    // Writes and DDL may fire triggers (and event triggers): code the analysis cannot see.
-    changesReading: walk.changesReading || [...walk.classes].some((c) => c !== 'read'),
     columnUses: walk.columnUses,
     text,
   };

@@ -145,8 +145,3 @@ export function syntaxError(
     position: analysis.syntax.position,
   };
 }
-
-/** Whether running the analysed text may change how the server reads the SQL text that follows. */
-export function changesReading(analysis: SqlAnalysisResult): boolean {
-  return analysis.ok && analysis.statements.some((s) => s.changesReading);
-}

@@ -45,6 +45,14 @@ export class PendingQueue {
     return this.entries.length === 0;
   }
 
+  /**
+   * A Query, Sync or FunctionCall forwarded still waits for its ReadyForQuery: until then the
+   * server may not yet have reported a setting that code it ran changed.
+   */
+  get owesReady(): boolean {
+    return this.entries.some((e) => e.kind === 'query' || e.kind === 'sync' || e.kind === 'function');
+  }
+
   /** The entry the server is answering now. */
   get head(): Pending | undefined {
     return this.entries[0];

@@ -44,8 +44,8 @@ export interface ResponseHost {
   fatal(code: string, message: string): void;
   /** ReadyForQuery: the transaction status it carries. */
   ready(status: TransactionStatus): void;
-  /** A ReadyForQuery completed the last request forwarded: nothing is unanswered. */
-  allAnswered(): void;
+  /** A ReadyForQuery completed the last Query, Sync or FunctionCall forwarded: nothing owes one. */
+  settled(): void;
   /** The server skips to a Sync the client has not sent yet: its messages up to it are dropped. */
   skipClientUntilSync(): void;
 }
@@ -305,7 +305,7 @@ export class Responses {
         for (const r of head.records)
           if (r.error || r.rows !== undefined || r.outcome !== 'allowed') gate.request(r);
       if (head.kind === 'function') gate.request(head.record);
-      if (pending.empty) this.host.allAnswered();
+      if (!pending.owesReady) this.host.settled();
     }
     this.layout = undefined;
     out.push(raw);

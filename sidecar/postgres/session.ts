@@ -21,9 +21,9 @@ import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../../api/events.ts';
 import type { Approvals } from '../core/enforcer.ts';
 import { sqlStates } from '../core/errors.ts';
+import { readsTheSameUnderAnySettings } from '../policy/sql-text.ts';
 import { Catalog } from './catalog.ts';
 import {
-  changesReading,
   checkMaskable,
   rememberPrepared,
   type SqlPrepared,
@@ -87,12 +87,8 @@ export interface SessionOptions {
 const poisonQuery = 'AIRLOCK DENIED';
 const deniedSqlState = '42501';
 
-/** Client messages that may pass while the server's reading settings are unknown: none of them is SQL text. */
-const unreadMessages = new Set(['d', 'c', 'f', 'H', 'X']);
-/** Extended-protocol messages that carry no SQL text (values only): they pass before Sync. */
-const textFreeMessages = new Set(['B', 'E', 'D', 'C']);
 const rereadMessage =
-  'Airlock reads no new SQL text after a statement that may change how the server reads it (client_encoding, standard_conforming_strings: SET, set_config, DO, CALL, a function outside the built-ins, a write that may fire a trigger) until Sync';
+  'Airlock reads no new SQL text after a statement ran before Sync when the text holds a byte outside ASCII or a backslash: code the statement ran (a function, a trigger, a view, a row-level security policy) may have changed client_encoding or standard_conforming_strings, which the server reports only at Sync. Send Sync first, or pass such values as parameters';
 
 export class PostgresSession implements StartupHost, ResponseHost {
   readonly id = randomUUID();
@@ -113,12 +109,13 @@ export class PostgresSession implements StartupHost, ResponseHost {
   private unsynced = false;
   private readonly sqlPrepared: SqlPrepared = new Map();
   /**
-   * After a statement that may change how the server reads SQL text ran: 'sync' until the
-   * client's Sync (extended protocol), then 'wait' until the server's ReadyForQuery, which
-   * follows its ParameterStatus. SQL text is read only once it is known again.
+   * A Bind or Execute was forwarded since the last Sync: code it ran (a function, a trigger, a
+   * view, a row-level security policy, a domain's check) may have changed how the server reads
+   * SQL text, and the server reports that only at Sync.
    */
-  private rereading: 'sync' | 'wait' | undefined;
-  private readonly idleWaiters: (() => void)[] = [];
+  private ranUnsynced = false;
+  /** Waiting for every ReadyForQuery owed (see settled). */
+  private readonly settleWaiters: (() => void)[] = [];
 
   constructor(client: Socket, options: SessionOptions) {
     this.options = options;
@@ -193,10 +190,8 @@ export class PostgresSession implements StartupHost, ResponseHost {
     this.status = status;
   }
 
-  allAnswered(): void {
-    if (this.rereading !== 'wait') return;
-    this.rereading = undefined;
-    for (const resolve of this.idleWaiters.splice(0)) queueMicrotask(resolve);
+  settled(): void {
+    for (const resolve of this.settleWaiters.splice(0)) queueMicrotask(resolve);
   }
 
   skipClientUntilSync(): void {
@@ -226,15 +221,14 @@ export class PostgresSession implements StartupHost, ResponseHost {
   private onClientFrame(frame: Frame): Promise<void> | undefined {
     const type = String.fromCharCode(frame.type);
     if (this.skipUntilSync && type !== 'S' && type !== 'X') return undefined;
-    if (this.rereading === 'wait' && !unreadMessages.has(type))
-      return this.untilIdle().then(() => this.onClientFrame(frame));
-    // Before Sync, what carries no new SQL text passes (Bind, Execute … of statements already read).
-    if (this.rereading === 'sync' && !unreadMessages.has(type) && !textFreeMessages.has(type)) {
-      if (type !== 'S') {
+    // SQL text that the server could read otherwise than the enforcer, once code it ran changed
+    // a setting, is read only once the server has reported every change (at ReadyForQuery).
+    if ((type === 'Q' || type === 'P') && !readsTheSameUnderAnySettings(sqlTextOf(frame))) {
+      if (this.ranUnsynced) {
         this.refuseUnread(type);
         return undefined;
       }
-      this.rereading = 'wait';
+      if (this.pending.owesReady) return this.untilSettled().then(() => this.onClientFrame(frame));
     }
     switch (type) {
       case 'Q':
@@ -244,6 +238,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
       case 'B': {
         const bind = decodeBind(frame.body);
         this.names.bound(bind.portal, bind.statement, bind.parameterCount > 0);
+        this.ranUnsynced = true;
         this.forward(frame, { kind: 'bind', portal: bind.portal });
         return undefined;
       }
@@ -264,6 +259,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
       case 'S':
         this.skipUntilSync = false;
         this.unsynced = false;
+        this.ranUnsynced = false;
         this.forward(frame, { kind: 'sync' });
         return undefined;
       case 'H':
@@ -283,16 +279,13 @@ export class PostgresSession implements StartupHost, ResponseHost {
     }
   }
 
-  /** Resolves once the server has answered everything forwarded. */
-  private untilIdle(): Promise<void> {
-    if (this.pending.empty) {
-      this.rereading = undefined;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  /** Resolves once every Query, Sync and FunctionCall forwarded has its ReadyForQuery. */
+  private untilSettled(): Promise<void> {
+    if (!this.pending.owesReady) return Promise.resolve();
+    return new Promise((resolve) => this.settleWaiters.push(resolve));
   }
 
-  /** A message sent after a reading-changing Execute, before Sync: refused, so the server rolls the change back. */
+  /** Text that could read otherwise, sent after a Bind or Execute before Sync: refused, so the server rolls any change back. */
   private refuseUnread(type: string): void {
     const record: RequestRecord = {
       text: `${type} message before Sync`,
@@ -345,7 +338,6 @@ export class PostgresSession implements StartupHost, ResponseHost {
       !this.gate.refusal()
     ) {
       this.startQuery(frame, text, analysis, viewed, started, { outcome: 'allowed' });
-      if (changesReading(effectiveAnalysis)) this.rereading = 'wait';
       return undefined;
     }
     return (async () => {
@@ -357,7 +349,6 @@ export class PostgresSession implements StartupHost, ResponseHost {
           : ((await checkMaskable(this.engine.masker, this.catalog, analysis)) ?? verdict);
       const gate = await this.admit(effective, text);
       this.startQuery(frame, text, analysis, effective, started, gate);
-      if (!gate.error && changesReading(effectiveAnalysis)) this.rereading = 'wait';
     })();
   }
 
@@ -461,7 +452,6 @@ export class PostgresSession implements StartupHost, ResponseHost {
       text: message.text,
       verdict,
       kind,
-      changesReading: changesReading(withPrepared(analysis, this.sqlPrepared)),
     });
     rememberPrepared(analysis, this.sqlPrepared);
     this.forward(frame, { kind: 'parse', text: message.text });
@@ -504,7 +494,6 @@ export class PostgresSession implements StartupHost, ResponseHost {
   }
 
   private startExecute(frame: Frame, portal: string, record: RequestRecord): void {
-    if (this.names.statementOf(portal)?.changesReading) this.rereading = 'sync';
     if (this.engine.masker && !this.names.isDescribed(portal)) {
       // Rows must be masked by column: learn the portal's columns without the client seeing it.
       this.names.described(portal);
@@ -534,10 +523,16 @@ export class PostgresSession implements StartupHost, ResponseHost {
       return undefined;
     }
     this.forward(frame, { kind: 'function', record });
-    // A function called by OID may be set_config.
-    this.rereading = 'wait';
     return undefined;
   }
+}
+
+/** The SQL text a Query or Parse message carries (a Parse's statement name comes first). */
+function sqlTextOf(frame: Frame): Buffer {
+  const body = frame.body;
+  const start = frame.type === 0x50 ? body.indexOf(0) + 1 : 0;
+  const end = body.indexOf(0, start);
+  return body.subarray(start, end < 0 ? body.length : end);
 }
 
 function randomKey(): { pid: number; secret: number } {

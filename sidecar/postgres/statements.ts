@@ -6,8 +6,6 @@ export interface PreparedStatement {
   text: string;
   verdict: Verdict;
   kind: string | undefined;
-  /** Running it may change how the server reads the SQL text that follows. */
-  changesReading: boolean;
 }
 
 export class PreparedNames {

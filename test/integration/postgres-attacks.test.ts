@@ -624,8 +624,8 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
       const after = [...(await raw.until('Z')), ...(await raw.until('Z'))];
       assert.ok(!after.some((f) => f.type === 'E'));
       assert.ok(after.some((f) => f.type === 'D' && f.body.toString().includes('2')));
-      // A write may fire a trigger: no new text is read before Sync, but a statement already
-      // parsed runs again (a driver's batch), and the text after the Sync waits its turn.
+      // A write may fire a trigger: a statement already parsed runs again (a driver's batch),
+      // the text after the Sync waits its turn, and text outside ASCII before Sync is refused.
       raw.send(
         parse('ins', 'INSERT INTO keep VALUES ($1)'),
         bind('', 'ins', ['7'], []),
@@ -651,5 +651,121 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
     } finally {
       raw.close();
     }
+  });
+
+  describe('user code a plain read runs: a view, a row-level security policy, a domain check', () => {
+    before(async () => {
+      await server.asUser(`
+        CREATE FUNCTION to_sjis() RETURNS boolean LANGUAGE plpgsql
+          AS $$BEGIN PERFORM set_config('client_encoding', 'SJIS', false); RETURN true; END$$;
+        CREATE VIEW innocent AS SELECT 1 AS one WHERE to_sjis();
+        CREATE TABLE rowsecure (id int);
+        INSERT INTO rowsecure VALUES (1);
+        ALTER TABLE rowsecure ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE rowsecure FORCE ROW LEVEL SECURITY;
+        CREATE POLICY sneaky ON rowsecure USING (to_sjis());
+        CREATE DOMAIN checked AS int CHECK (to_sjis());
+        CREATE VIEW harmless AS SELECT 1 AS one;
+      `);
+    });
+    const reads = ['SELECT * FROM innocent', 'select count(*) from ROWSECURE', 'SELECT 1::checked'];
+
+    test('directly, each read changes the encoding and the smuggled text after it drops the table', async () => {
+      for (const read of reads) {
+        await server.asUser('CREATE TABLE victim (id int)');
+        const direct = await RawClient.connect(server.socketDir, server.port);
+        try {
+          direct.send(
+            encodeStartup([
+              ['user', server.user],
+              ['database', server.database],
+            ]),
+          );
+          await direct.until('Z');
+          direct.send(query(read), rawQuery(smuggled.sjis('victim')));
+          await direct.until('Z');
+          await direct.until('Z');
+          assert.equal(await exists('victim'), false, read);
+        } finally {
+          direct.close();
+        }
+      }
+    });
+
+    test('simple protocol: text outside plain ASCII waits for the server, which reports the change, and the session ends', async () => {
+      for (const read of reads) {
+        const raw = await RawClient.session(guarded.host, guarded.port);
+        try {
+          raw.send(query(read), rawQuery(smuggled.sjis('keep')));
+          const frames = await raw.until('never');
+          const last = frames.filter((f) => f.type === 'E').at(-1);
+          assert.equal(last?.fields?.get('S'), 'FATAL', read);
+          assert.match(last?.fields?.get('M') ?? '', /client_encoding SJIS/, read);
+          assert.ok(raw.closed, read);
+          assert.ok(await exists('keep'), read);
+        } finally {
+          raw.close();
+        }
+      }
+    });
+
+    test('extended protocol: text outside plain ASCII after a Bind or Execute is refused before Sync, and the change rolled back', async () => {
+      const groups = [
+        [parse('', reads[0]!), bind('', '', [], []), execute('', 0)],
+        [parse('', reads[1]!), bind('', '', [], []), execute('', 0)],
+        // The domain's check runs when Bind reads the parameter, before any Execute.
+        [parse('', 'SELECT $1::checked'), bind('', '', ['1'], [])],
+      ];
+      for (const [i, group] of groups.entries()) {
+        const raw = await RawClient.session(guarded.host, guarded.port);
+        try {
+          raw.send(...group, rawParse(smuggled.sjis('keep')), bind('', '', [], []), execute('', 0), sync());
+          const errors = (await raw.until('Z')).filter((f) => f.type === 'E');
+          assert.equal(errors.length, 1, `group ${i}`);
+          assert.equal(errors[0]!.fields?.get('C'), '0A000', `group ${i}`);
+          assert.match(errors[0]!.fields?.get('M') ?? '', /^Airlock reads no new SQL text after a statement/);
+          raw.send(query('SHOW client_encoding'));
+          const shown = await raw.until('Z');
+          assert.ok(
+            shown.some((f) => f.type === 'D' && f.body.includes('UTF8')),
+            `group ${i}`,
+          );
+          assert.ok(await exists('keep'));
+        } finally {
+          raw.close();
+        }
+      }
+    });
+
+    test('plain ASCII text reads the same under any setting: pipelines and batches of new statements pass', async () => {
+      const raw = await RawClient.session(guarded.host, guarded.port);
+      try {
+        // A driver's batch of different writes before one Sync, and simple queries pipelined
+        // behind reads that run user code.
+        raw.send(
+          parse('', 'INSERT INTO keep VALUES (21)'),
+          bind('', '', [], []),
+          execute('', 0),
+          parse('', 'INSERT INTO keep VALUES (22)'),
+          bind('', '', [], []),
+          execute('', 0),
+          sync(),
+          query('SELECT * FROM harmless'),
+          query("SELECT count(*) FROM keep WHERE id IN (21, 22) AND 'a' = 'a'"),
+        );
+        const frames = [...(await raw.until('Z')), ...(await raw.until('Z')), ...(await raw.until('Z'))];
+        assert.deepEqual(
+          frames.filter((f) => f.type === 'E').map((f) => f.fields?.get('M')),
+          [],
+        );
+        assert.ok(frames.some((f) => f.type === 'D' && f.body.toString().includes('2')));
+        // Text outside ASCII behind a harmless read waits its turn and runs.
+        raw.send(query('SELECT * FROM harmless'), query("SELECT 'grüße' AS word"));
+        const after = [...(await raw.until('Z')), ...(await raw.until('Z'))];
+        assert.ok(after.some((f) => f.type === 'D' && f.body.toString().includes('grüße')));
+      } finally {
+        raw.close();
+      }
+    });
   });
 });
