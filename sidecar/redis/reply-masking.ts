@@ -2,9 +2,11 @@
 // numbers (a card number fits in an integer: a masked one becomes a bulk string), and the
 // elements of arrays, sets, maps, attributes and pushes, in RESP2 and RESP3. Detectors and
 // patterns scan every value; a masked key's values are masked whatever they hold. Where the
-// reply says which key or hash field a value belongs to (MGET, HGET, HMGET, HGETALL), each value
-// gets its own key's mask; elsewhere one mask covers the whole reply. Status lines and errors
-// are never a key's value: detectors alone read them.
+// reply says which key or hash field a value belongs to (MGET, HGET, HMGET, and the field/value
+// pairs of HGETALL, HSCAN and HRANDFIELD … WITHVALUES, flat in RESP2, a map or pairs in RESP3),
+// each value gets its own key's or field's mask; field names and scan cursors are not values
+// (detectors alone read them); elsewhere one mask covers the whole reply. Status lines and
+// errors are never a key's value: detectors alone read them.
 import type { ColumnMask, MaskingPlan } from '../policy/masking.ts';
 import type { RedisCommand } from '../policy/redis.ts';
 import { type KeyMaskRule, keyMask } from '../policy/redis-masking.ts';
@@ -39,16 +41,60 @@ export function replyMasks(
     case 'HMGET':
       return (path) => (path.length === 1 ? keyMask(rules, key, argv[path[0]! + 2] ?? '') : whole);
     case 'HGETALL':
-      // Field names (even positions) are not values; each value takes its field's mask.
+      // [field, value, …] (a RESP3 map reads the same).
+      return (path, _reply, parent) => (path.length === 1 ? pairValue(rules, key, path[0]!, parent) : whole);
+    case 'HSCAN': {
+      // [cursor, [field, value, …]], or [cursor, [field, …]] with NOVALUES.
+      const values = !scanNoValues(argv);
       return (path, _reply, parent) => {
-        if (path.length !== 1 || !parent?.items) return whole;
-        const index = path[0]!;
-        if (index % 2 === 0) return undefined;
-        return keyMask(rules, key, parent.items[index - 1]?.data?.toString() ?? '');
+        if (path.length === 1 && path[0] === 0) return undefined;
+        if (path.length !== 2 || path[0] !== 1) return whole;
+        return values ? pairValue(rules, key, path[1]!, parent) : undefined;
+      };
+    }
+    case 'SSCAN':
+    case 'ZSCAN':
+      // [cursor, [member, …]] or [cursor, [member, score, …]]: all but the cursor is the key's.
+      return (path) => (path.length === 1 && path[0] === 0 ? undefined : whole);
+    case 'HRANDFIELD':
+      // Field names only, unless WITHVALUES: [field, value, …] in RESP2, [[field, value], …] in RESP3.
+      if (argv[3]?.toUpperCase() !== 'WITHVALUES') return (path) => (path.length <= 1 ? undefined : whole);
+      return (path, _reply, parent) => {
+        if (path.length === 1) return pairValue(rules, key, path[0]!, parent);
+        if (path.length === 2) return pairValue(rules, key, path[1]!, parent);
+        return whole;
       };
     default:
       return () => whole;
   }
+}
+
+/** In a [field, value, …] list: a field name is not a value; a value takes its field's mask. */
+function pairValue(
+  rules: readonly KeyMaskRule[],
+  key: string,
+  index: number,
+  list: Reply | undefined,
+): ColumnMask | undefined {
+  if (index % 2 === 0) return undefined;
+  const field = list?.items?.[index - 1]?.data;
+  // A field that is not a string (never from Redis) leaves its value under every field rule.
+  return field ? keyMask(rules, key, field.toString()) : keyMask(rules, key);
+}
+
+/**
+ * Whether HSCAN key cursor … asks for field names only, its options read as the server reads
+ * them: a MATCH pattern or a COUNT that reads "NOVALUES" is not the option.
+ */
+function scanNoValues(argv: readonly string[]): boolean {
+  let noValues = false;
+  for (let i = 3; i < argv.length; i++) {
+    const option = argv[i]!.toUpperCase();
+    if (option === 'MATCH' || option === 'COUNT') i++;
+    else if (option === 'NOVALUES') noValues = true;
+    else return false;
+  }
+  return noValues;
 }
 
 /** The masked reply, or the same object when nothing changed. Counts are added to `counts`. */

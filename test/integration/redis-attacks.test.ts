@@ -1,6 +1,8 @@
 // Attempts to get a denied Redis command past the enforcer: casing, other spellings of a
 // name, inline commands, pipelines, transactions, scripts, credentials, reply-suppression,
-// oversized and malformed input. Each ends refused, with nothing of it run on the target.
+// oversized and malformed input. Each ends refused, with nothing of it run on the target. And
+// attempts to read a masked hash field past its mask: scans, random fields, options that read
+// like others, field names that are secrets, values the server sends across many reads.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -189,4 +191,139 @@ describe('Redis enforcer under attack', requires('redis-server', 'redis-cli'), (
     assert.match(replies[1]!, /^-ERR airlock: SYNC \(replication\) is not supported/);
     assert.equal(replies[2], '+PONG\r\n');
   });
+});
+
+describe('Redis per-element masking under attack', requires('redis-server', 'redis-cli'), () => {
+  let server: RedisServer;
+  let enforced: EnforcedRedis;
+  const ssn = '123-45-6789';
+
+  before(async () => {
+    server = await startRedis();
+    enforced = await enforceRedis(server, [
+      policy({
+        name: 'fields',
+        masking: [
+          { name: 'pii', detectors: ['email', 'credit-card'], strategy: 'redact', indirectUse: 'allow' },
+          { name: 'ssn', keys: ['user:*#ssn'], strategy: 'redact', indirectUse: 'allow' },
+          { name: 'tokens', keys: ['token:*'], strategy: 'redact', indirectUse: 'allow' },
+        ],
+      }),
+    ]);
+    // A hash table, not a listpack: HSCAN then takes many rounds, each with its cursor.
+    await server.admin.config('SET', 'hash-max-listpack-entries', '16');
+    const fields: Record<string, string> = { name: 'Ann', ssn };
+    for (let i = 0; i < 300; i++) fields[`f${i}`] = `v${i}`;
+    await server.admin.hset('user:1', fields);
+    await server.admin.sadd('token:set', ...Array.from({ length: 300 }, (_, i) => `member-${i}`));
+    await server.admin.hset('user:big', {
+      ssn: `${'S'.repeat(300_000)}${ssn}`,
+      bio: 'b'.repeat(300_000),
+      '4111 1111 1111 1111': 'card as a field name',
+    });
+  });
+  after(async () => {
+    await enforced?.enforcer.close();
+    await server?.stop();
+  });
+
+  const agent = (protocol: 2 | 3) =>
+    new Redis({
+      port: enforced.port,
+      lazyConnect: true,
+      enableReadyCheck: false,
+      retryStrategy: () => null,
+      protocol,
+    });
+
+  for (const protocol of [2, 3] as const) {
+    it(`HSCAN to the end in RESP${protocol}: the cursor works, only the ssn is masked`, async () => {
+      const redis = agent(protocol);
+      await redis.connect();
+      try {
+        const seen = new Map<string, string>();
+        let cursor = '0';
+        let rounds = 0;
+        do {
+          const [next, pairs] = (await redis.call('HSCAN', 'user:1', cursor, 'COUNT', '20')) as [
+            string,
+            string[],
+          ];
+          for (let i = 0; i < pairs.length; i += 2) seen.set(pairs[i]!, pairs[i + 1]!);
+          cursor = next;
+          rounds++;
+        } while (cursor !== '0' && rounds < 1000);
+        assert.ok(rounds > 1, 'the scan took more than one round');
+        assert.equal(seen.size, 302);
+        assert.equal(seen.get('ssn'), '[REDACTED]');
+        assert.equal(seen.get('name'), 'Ann');
+        assert.equal(seen.get('f299'), 'v299');
+        // MATCH with a pattern that reads like the NOVALUES option still returns values, masked.
+        const [, matched] = (await redis.call('HSCAN', 'user:1', '0', 'MATCH', 'NOVALUES')) as [
+          string,
+          string[],
+        ];
+        assert.deepEqual(matched, []);
+        const [, only] = (await redis.call('HSCAN', 'user:1', '0', 'MATCH', 's*', 'COUNT', '1000')) as [
+          string,
+          string[],
+        ];
+        assert.deepEqual(only, ['ssn', '[REDACTED]']);
+      } finally {
+        redis.disconnect();
+      }
+    });
+
+    it(`HRANDFIELD WITHVALUES and HGETALL in RESP${protocol}: each value by its field`, async () => {
+      const redis = agent(protocol);
+      await redis.connect();
+      try {
+        const random = (await redis.call('HRANDFIELD', 'user:1', '-400', 'WITHVALUES')) as (
+          | string
+          | string[]
+        )[];
+        const pairs = random.flat();
+        assert.equal(pairs.length, 800);
+        for (let i = 0; i < pairs.length; i += 2) {
+          const [field, value] = [pairs[i]!, pairs[i + 1]!];
+          assert.equal(
+            value,
+            field === 'ssn' ? '[REDACTED]' : field === 'name' ? 'Ann' : `v${field.slice(1)}`,
+          );
+        }
+        assert.ok(!JSON.stringify(await redis.call('HGETALL', 'user:1')).includes(ssn));
+        // A scan of a masked set walks to its end: members masked, cursors intact.
+        let cursor = '0';
+        let members = 0;
+        do {
+          const [next, page] = (await redis.call('SSCAN', 'token:set', cursor)) as [string, string[]];
+          assert.ok(page.every((m) => m === '[REDACTED]'));
+          members += page.length;
+          cursor = next;
+        } while (cursor !== '0');
+        assert.equal(members, 300);
+      } finally {
+        redis.disconnect();
+      }
+    });
+
+    it(`a masked value the server sends across many reads, beside a field name that is a card number (RESP${protocol})`, async () => {
+      const redis = agent(protocol);
+      await redis.connect();
+      try {
+        const all = (await redis.call('HGETALL', 'user:big')) as string[] | Record<string, string>;
+        const flat = Array.isArray(all) ? all : Object.entries(all).flat();
+        const got = new Map<string, string>();
+        for (let i = 0; i < flat.length; i += 2) got.set(flat[i]!, flat[i + 1]!);
+        assert.equal(got.get('ssn'), '[REDACTED]');
+        assert.equal(got.get('bio')?.length, 300_000);
+        assert.ok(!got.has('4111 1111 1111 1111'));
+        assert.equal(got.get('[REDACTED:credit-card]'), 'card as a field name');
+        const [, scanned] = (await redis.call('HSCAN', 'user:big', '0')) as [string, string[]];
+        assert.ok(!scanned.some((item) => item.includes(ssn) || item.includes('4111')));
+      } finally {
+        redis.disconnect();
+      }
+    });
+  }
 });
