@@ -13,6 +13,21 @@ export interface Database extends Queryable {
   close(): Promise<void>;
 }
 
+/** An event as a row of audit_events. */
+export interface EventRow {
+  position: number;
+  id: string;
+  sessionId: string;
+  type: string;
+  /** ISO 8601, as the event has it. */
+  time: string;
+  /** The event's canonical text: the JSON its hash covers. */
+  body: string;
+  /** The predecessor's hash. */
+  previous: string;
+  hash: string;
+}
+
 export interface Dialect {
   /** The schema: each migration's statements, applied once each, in order. */
   readonly migrations: string[][];
@@ -24,10 +39,11 @@ export interface Dialect {
    */
   lock(tx: Queryable, id: number): Promise<void>;
   /**
-   * Rows per INSERT of an append: PostgreSQL saves a round trip per row with many; SQLite has no
-   * round trip to save, and runs one prepared single-row statement faster than it parses a long one.
+   * Inserts an append's rows. PostgreSQL reads them all from one JSON parameter in one
+   * statement (a parameter per value cost per value on both sides); SQLite, which has no round
+   * trip to save, runs one prepared single-row statement per row.
    */
-  readonly insertRows: number;
+  insertEvents(tx: Queryable, rows: EventRow[]): Promise<void>;
   /** The current time, as a column default or an update sets it. */
   readonly now: string;
   /** The larger of two values. */

@@ -1,16 +1,16 @@
-// The audit log as the rest of Airlock uses it: an AuditStore on PostgreSQL directly, or the
-// embedded SQLite store in a worker thread, behind the same methods.
+// The audit log as the rest of Airlock uses it: an AuditStore (on PostgreSQL, or the embedded
+// SQLite store) in a worker thread, behind the same methods. Appending hashes and serialises
+// every event, and node:sqlite's calls block: in a worker, none of it runs on the event loop of
+// the enforcer or the collector that records.
 import { Worker } from 'node:worker_threads';
 import type { SessionEvent } from '../api/events.ts';
-import {
-  AuditStore,
-  isPostgresUrl,
-  type SessionPage,
-  type SessionQuery,
-  type SessionSummary,
-  type StoredEvent,
-  type StoreOptions,
-  type VerifyResult,
+import type {
+  SessionPage,
+  SessionQuery,
+  SessionSummary,
+  StoredEvent,
+  StoreOptions,
+  VerifyResult,
 } from './store.ts';
 
 export interface AuditLog {
@@ -37,7 +37,6 @@ export interface AuditLog {
 }
 
 export async function openAuditLog(location: string, options: StoreOptions = {}): Promise<AuditLog> {
-  if (isPostgresUrl(location)) return AuditStore.open(location, options);
   const key = options.key?.toString('base64');
   const worker = new Worker(new URL('./worker.ts', import.meta.url), {
     workerData: { location, key },

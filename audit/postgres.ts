@@ -1,7 +1,7 @@
 // The audit store on PostgreSQL: production, where several collector replicas append to one
 // database (appends serialize on an advisory lock). Its schema is the one migrations below
 // have built since the first release; a new migration is appended, never edited.
-import type { Database, Dialect, Queryable } from './database.ts';
+import type { Database, Dialect, EventRow, Queryable } from './database.ts';
 
 const migrations: string[] = [
   `CREATE TABLE audit_events (
@@ -65,12 +65,31 @@ function splitStatements(sql: string): string[] {
   return out;
 }
 
+/** The rows as one JSON array; each body is already JSON text, and goes in as it is. */
+function rowsJson(rows: EventRow[]): string {
+  let text = '[';
+  for (const row of rows) {
+    if (text.length > 1) text += ',';
+    text += `{"position":${row.position},"id":${JSON.stringify(row.id)},"session_id":${JSON.stringify(row.sessionId)},"type":${JSON.stringify(row.type)},"time":${JSON.stringify(row.time)},"body":${row.body},"prev_hash":"${row.previous}","hash":"${row.hash}"}`;
+  }
+  return `${text}]`;
+}
+
 export const postgresDialect: Dialect = {
   migrations: migrations.map(splitStatements),
   migrationsTable:
     'CREATE TABLE IF NOT EXISTS audit_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
   lock: async (tx, id) => void (await tx.query('SELECT pg_advisory_xact_lock($1)', [id])),
-  insertRows: 500,
+  insertEvents: async (tx, rows) => {
+    if (rows.length === 0) return;
+    await tx.query(
+      `INSERT INTO audit_events (position, id, session_id, type, time, body, prev_hash, hash)
+       SELECT position, id, session_id, type, time, body, prev_hash, hash
+         FROM json_to_recordset($1::json) AS r(position bigint, id text, session_id text, type text,
+                                              time timestamptz, body jsonb, prev_hash text, hash text)`,
+      [rowsJson(rows)],
+    );
+  },
   now: 'now()',
   greatest: (a, b) => `GREATEST(${a}, ${b})`,
   inList: (column, param) => `${column} = ANY(${param}::text[])`,

@@ -58,21 +58,39 @@ const migrations: string[][] = [
   ],
 ];
 
+/** The time column's value: microseconds since the epoch. */
+function sqliteTime(iso: string): bigint {
+  const us = microseconds(iso);
+  if (us === undefined) throw new Error(`not a time: ${iso}`);
+  return BigInt(us);
+}
+
 const sqliteDialect: Dialect = {
   migrations,
   migrationsTable: `CREATE TABLE IF NOT EXISTS audit_migrations (version integer PRIMARY KEY, applied_at text NOT NULL DEFAULT (${now})) STRICT`,
   // BEGIN IMMEDIATE takes the database's one write lock: writers are serialized already.
   lock: async () => {},
-  insertRows: 1,
+  insertEvents: async (tx, rows) => {
+    for (const row of rows)
+      await tx.query(
+        'INSERT INTO audit_events (position, id, session_id, type, time, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+        [
+          row.position,
+          row.id,
+          row.sessionId,
+          row.type,
+          sqliteTime(row.time),
+          row.body,
+          row.previous,
+          row.hash,
+        ],
+      );
+  },
   now,
   greatest: (a, b) => `max(${a}, ${b})`,
   inList: (column, param) => `${column} IN (SELECT value FROM json_each(${param}))`,
   list: (values) => JSON.stringify(values),
-  time: (iso) => {
-    const us = microseconds(iso);
-    if (us === undefined) throw new Error(`not a time: ${iso}`);
-    return BigInt(us);
-  },
+  time: sqliteTime,
   timeMicros: (column) => `CAST(${column} AS TEXT)`,
   perSession: (aggregates, where) =>
     `JOIN (SELECT e.session_id, ${aggregates} FROM audit_events e

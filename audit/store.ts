@@ -3,9 +3,9 @@
 // reordered, even by a database superuser. One implementation serves PostgreSQL (production,
 // several collector replicas: postgres.ts) and embedded SQLite (the default, in a directory:
 // sqlite.ts); the SQL in which they differ is their dialect's (database.ts).
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { SessionEvent } from '../api/events.ts';
-import type { Database, Queryable } from './database.ts';
+import type { Database, EventRow, Queryable } from './database.ts';
 import { openPostgres } from './postgres.ts';
 import { openSqlite } from './sqlite.ts';
 import { microseconds } from './time.ts';
@@ -31,7 +31,7 @@ interface Checkpoint {
   mac: string;
 }
 
-function checkpointMac(key: Buffer, kind: CheckpointKind, position: number, hash: string): string {
+function checkpointMac(key: KeyObject, kind: CheckpointKind, position: number, hash: string): string {
   return createHmac('sha256', key)
     .update(`airlock-audit-checkpoint\n${kind}\n${position}\n${hash}`)
     .digest('hex');
@@ -45,6 +45,8 @@ export interface SessionSummary {
   namespace: string;
   protocol: string;
   identity: string;
+  /** The person the workload acted for, when it presented a verified token (Connection endUser). */
+  user?: string;
   started: string;
   ended?: string;
   requests: number;
@@ -88,32 +90,52 @@ export interface VerifyResult {
   firstBad?: { position: number; id: string; problem: string };
 }
 
-/** The canonical text of an event: keys sorted, so the hash does not depend on key order. */
+/**
+ * The canonical text of an event: keys sorted, so the hash does not depend on key order. It is
+ * also the body an append stores, so an event is serialised once. Built by concatenation, as
+ * it runs for every event appended (a copy of the entries sorted per object cost more than the
+ * hash).
+ */
 export function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) {
+    let text = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) text += ',';
+      // An undefined element (or a hole) leaves its place empty, as joining a map of it did.
+      text += canonical(value[i]) ?? '';
+    }
+    return `${text}]`;
   }
-  return JSON.stringify(value);
+  const object = value as Record<string, unknown>;
+  let text = '{';
+  for (const key of Object.keys(object).sort()) {
+    const field = object[key];
+    if (field === undefined) continue;
+    if (text.length > 1) text += ',';
+    text += `${JSON.stringify(key)}:${canonical(field)}`;
+  }
+  return `${text}}`;
 }
 
 export function chainHash(previous: string, position: number, event: unknown): string {
-  return createHash('sha256')
-    .update(`${previous}\n${position}\n${canonical(event)}`)
-    .digest('hex');
+  return linkHash(previous, position, canonical(event));
+}
+
+/** The hash of an event's canonical text at its position after its predecessor's hash. */
+function linkHash(previous: string, position: number, text: string): string {
+  return createHash('sha256').update(`${previous}\n${position}\n${text}`).digest('hex');
 }
 
 export class AuditStore {
   readonly #db: Database;
-  readonly #key: Buffer | undefined;
+  /** A key object made once: each checkpoint made one from the bytes again. */
+  readonly #key: KeyObject | undefined;
   readonly location: string;
 
   private constructor(db: Database, location: string, key: Buffer | undefined) {
     this.#db = db;
-    this.#key = key;
+    this.#key = key && createSecretKey(key);
     this.location = location;
   }
 
@@ -169,37 +191,28 @@ export class AuditStore {
       );
       let position = head ? Number(head.position) : 0;
       let previous = head?.hash ?? genesis;
-      const rows: unknown[][] = [];
+      const rows: EventRow[] = [];
       const added: SessionEvent[] = [];
       for (const event of events) {
         if (existing.has(event.id)) continue;
         existing.add(event.id);
         added.push(event);
         position++;
-        const hash = chainHash(previous, position, event);
-        rows.push([
+        const body = canonical(event);
+        const hash = linkHash(previous, position, body);
+        rows.push({
           position,
-          event.id,
-          event.sessionId,
-          event.type,
-          dialect.time(event.time),
-          JSON.stringify(event),
+          id: event.id,
+          sessionId: event.sessionId,
+          type: event.type,
+          time: event.time,
+          body,
           previous,
           hash,
-        ]);
+        });
         previous = hash;
       }
-      for (let start = 0; start < rows.length; start += dialect.insertRows) {
-        const chunk = rows.slice(start, start + dialect.insertRows);
-        const values = chunk.map(
-          (_, i) =>
-            `($${i * 8 + 1}, $${i * 8 + 2}, $${i * 8 + 3}, $${i * 8 + 4}, $${i * 8 + 5}, $${i * 8 + 6}, $${i * 8 + 7}, $${i * 8 + 8})`,
-        );
-        await tx.query(
-          `INSERT INTO audit_events (position, id, session_id, type, time, body, prev_hash, hash) VALUES ${values.join(', ')}`,
-          chunk.flat(),
-        );
-      }
+      await dialect.insertEvents(tx, rows);
       if (rows.length > 0 && this.#key) await this.#checkpoint(tx, 'head', position, previous);
       return added;
     });
@@ -508,13 +521,14 @@ function parseJson<T>(value: T | string): T {
 function describe(
   id: string,
   first: SessionEvent,
-): Pick<SessionSummary, 'id' | 'connection' | 'namespace' | 'protocol' | 'identity' | 'started'> {
+): Pick<SessionSummary, 'id' | 'connection' | 'namespace' | 'protocol' | 'identity' | 'user' | 'started'> {
   return {
     id,
     connection: first.connection.name,
     namespace: first.connection.namespace,
     protocol: first.connection.protocol,
     identity: `system:serviceaccount:${first.identity.namespace}:${first.identity.serviceAccount}`,
+    ...(first.identity.user !== undefined && { user: first.identity.user }),
     started: first.time,
   };
 }
