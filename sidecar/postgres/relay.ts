@@ -200,7 +200,22 @@ export class Relay {
     }
   }
 
+  /**
+   * Handles the client's buffered messages. What they send upstream goes in one write: a
+   * driver's Bind, Execute and Sync arrive together, and a write per message costs a system
+   * call (and a wake-up of the server) each.
+   */
   private pumpClient(): void {
+    const upstream = this.upstream?.socket;
+    upstream?.cork();
+    try {
+      this.handleClientFrames();
+    } finally {
+      upstream?.uncork();
+    }
+  }
+
+  private handleClientFrames(): void {
     while (!this.clientBusy && !this.closed) {
       let frame: Frame | undefined;
       try {
