@@ -35,18 +35,22 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
     throw new Error(`Connection ${connection.name} is not a kubernetes Connection`);
   const secure = connection.tls.mode !== 'disable';
   const servername = connection.tls.serverName ?? (isIP(connection.host) ? undefined : connection.host);
-  const tls = secure
-    ? {
-        rejectUnauthorized: connection.tls.mode !== 'require',
-        ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
-        ...(servername !== undefined && { servername }),
-      }
-    : {};
+  // In a pod the Connection's host names the sidecar itself (hostAliases): it resolves as the sidecar must.
+  const socket = {
+    ...(options.lookup && { lookup: options.lookup }),
+    ...(secure && {
+      rejectUnauthorized: connection.tls.mode !== 'require',
+      ...(connection.tls.ca !== undefined && { ca: connection.tls.ca }),
+      ...(servername !== undefined && { servername }),
+    }),
+  };
   const upstream: Upstream = {
     connection,
     secure,
-    agent: secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true }),
-    tls,
+    agent: secure
+      ? new HttpsAgent({ keepAlive: true, ...socket })
+      : new HttpAgent({ keepAlive: true, ...socket }),
+    socket,
     token: connection.credentials.token ?? '',
     masking: {
       plan: compileMasking(connection.policies),

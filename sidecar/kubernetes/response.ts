@@ -6,6 +6,7 @@
 import type { Agent as HttpAgent, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { type Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BundleConnection } from '../../api/bundle.ts';
@@ -24,8 +25,8 @@ export interface Upstream {
   connection: BundleConnection;
   secure: boolean;
   agent: HttpAgent | HttpsAgent;
-  /** The TLS options of the agent, for the streams that leave its pool (upgrade.ts). */
-  tls: { ca?: string; servername?: string; rejectUnauthorized?: boolean };
+  /** The agent's resolver and TLS options, for the streams that leave its pool (upgrade.ts). */
+  socket: { lookup?: LookupFunction; ca?: string; servername?: string; rejectUnauthorized?: boolean };
   token: string;
   masking: ObjectMasking;
 }

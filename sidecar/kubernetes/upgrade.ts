@@ -311,7 +311,7 @@ class Stream {
         // The target as the agent sent it: its reading is the one decided.
         path: this.req.url,
         headers,
-        ...this.upstream.tls,
+        ...this.upstream.socket,
         agent: false,
       });
       const stop = () => outgoing.destroy();
