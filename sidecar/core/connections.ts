@@ -24,16 +24,17 @@ export class ConnectionSessions {
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      // A connection made while the audit trail cannot record it starts its session later.
-      if (!options.events.refusal?.()) this.begin(socket);
+      // A connection made while the audit trail cannot record it starts its session later; one
+      // that acts for an end user, at its first request, which names them.
+      if (!options.connection.endUser && !options.events.refusal?.()) this.begin(socket);
     });
   }
 
-  /** The connection's session, started once. */
-  begin(socket: Socket): ConnectionSession {
+  /** The connection's session, started once (acting for the end user in `identity`, if any). */
+  begin(socket: Socket, identity = this.#options.identity): ConnectionSession {
     const existing = this.#sessions.get(socket);
     if (existing) return existing;
-    const { connection, identity, events, approvals } = this.#options;
+    const { connection, events, approvals } = this.#options;
     const recorder = new SessionRecorder(connection, identity, events);
     const gate = new ApprovalGate({
       sessionId: recorder.id,

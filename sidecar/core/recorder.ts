@@ -59,7 +59,8 @@ export class SessionRecorder {
   private seq = 0;
   private ended = false;
   private readonly connection: BundleConnection;
-  private readonly identity: Identity;
+  /** Whom the events name: the workload, and the end user once a session verified one (before it starts). */
+  identity: Identity;
   private readonly sink: EventSink;
 
   constructor(connection: BundleConnection, identity: Identity, sink: EventSink, id: string = randomUUID()) {

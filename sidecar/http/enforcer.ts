@@ -20,6 +20,8 @@ import { passageFields } from '../core/gate.ts';
 import { listen, settle, stopAccepting } from '../core/listen.ts';
 import { maskingFields, type RequestFields, type SessionRecorder } from '../core/recorder.ts';
 import { valueShape } from '../core/stream-masker.ts';
+import { actingFor, PolicyVariants } from '../identity/session.ts';
+import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
 import { type Decision, decideHttp } from '../policy/decide.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
@@ -56,44 +58,17 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     agent: secure ? new HttpsAgent({ keepAlive: true, ...tlsOptions }) : new HttpAgent({ keepAlive: true }),
     tls: tlsOptions,
   };
-  const compiled = compileMasking(connection.policies);
-  // Detectors and patterns also read percent-encoded, escaped and character-referenced text.
-  const maskText = maskEncoded((text) => compiled.maskText(text));
-  const plan: MaskingPlan = {
-    ...compiled,
-    maskText: (text, column) => (column ? compiled.maskText(text, column) : maskText(text)),
-  };
-  const maskJsonText = maskEncoded((text) => compiled.maskText(text), true);
-  const jsonPlan: MaskingPlan = {
-    ...compiled,
-    maskText: (text, column) => (column ? compiled.maskText(text, column) : maskJsonText(text)),
-  };
-  const jsonPaths = compileJsonPaths(connection.policies);
   const server = createServer({ keepAlive: true });
   // Approval holds can be long; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   const sessions = new ConnectionSessions(server, options);
   const { sockets } = sessions;
-  const caseInsensitive = connection.http?.caseInsensitivePaths === true;
-  const context: Context = {
-    options,
-    plan,
-    jsonPlan,
-    jsonPaths,
-    target,
-    caseInsensitive,
-    maskText,
-    // An encoded value is up to six times longer than its value (\u0040 for @).
-    shape: [...valueShape(connection.policies), encodedRun],
-    // Against a target that ignores case, path globs are matched in lower case like the readings.
-    rulePolicies: caseInsensitive ? foldPathGlobs(connection.policies) : connection.policies,
-    ruleMethods: [
-      ...new Set([
-        ...everyMethod,
-        ...connection.policies.flatMap((p) => p.rules.flatMap((r) => r.http?.methods ?? [])),
-      ]),
-    ].map((m) => m.toUpperCase()),
+  const context = contextFor(options, connection.policies, target);
+  // With endUser, each request's token picks the policies it is decided and masked under.
+  const endUser = connection.endUser && {
+    verifier: new EndUserVerifier(connection.endUser),
+    contexts: new PolicyVariants((policies) => contextFor(options, policies, target)),
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // Fail closed on the audit trail, for every request: nothing reaches the target while
@@ -101,6 +76,10 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
     const unrecorded = options.events.refusal?.();
     if (unrecorded) {
       refuseUnrecorded(context, sessions.get(req.socket)?.recorder, req, res, unrecorded);
+      return;
+    }
+    if (endUser) {
+      serveActing(context, endUser, sessions, req, res);
       return;
     }
     const session = sessions.begin(req.socket);
@@ -132,6 +111,119 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
       await closeServer(server, sockets, target);
     },
   };
+}
+
+/** What requests under one set of policies are decided, masked and forwarded with. */
+function contextFor(options: HttpEnforcerOptions, policies: BundlePolicy[], target: Target): Context {
+  const compiled = compileMasking(policies);
+  // Detectors and patterns also read percent-encoded, escaped and character-referenced text.
+  const maskText = maskEncoded((text) => compiled.maskText(text));
+  const plan: MaskingPlan = {
+    ...compiled,
+    maskText: (text, column) => (column ? compiled.maskText(text, column) : maskText(text)),
+  };
+  const maskJsonText = maskEncoded((text) => compiled.maskText(text), true);
+  const jsonPlan: MaskingPlan = {
+    ...compiled,
+    maskText: (text, column) => (column ? compiled.maskText(text, column) : maskJsonText(text)),
+  };
+  const caseInsensitive = options.connection.http?.caseInsensitivePaths === true;
+  return {
+    options: { ...options, connection: { ...options.connection, policies } },
+    plan,
+    jsonPlan,
+    jsonPaths: compileJsonPaths(policies),
+    target,
+    caseInsensitive,
+    maskText,
+    // An encoded value is up to six times longer than its value (\u0040 for @).
+    shape: [...valueShape(policies), encodedRun],
+    // Against a target that ignores case, path globs are matched in lower case like the readings.
+    rulePolicies: caseInsensitive ? foldPathGlobs(policies) : policies,
+    ruleMethods: [
+      ...new Set([...everyMethod, ...policies.flatMap((p) => p.rules.flatMap((r) => r.http?.methods ?? []))]),
+    ].map((m) => m.toUpperCase()),
+  };
+}
+
+/**
+ * A request on a Connection with endUser: the token taken out of its header (never forwarded
+ * nor recorded), verified, and the request served under the policies of the person it names.
+ * A connection's session acts for one person: a request naming another is refused.
+ */
+function serveActing(
+  context: Context,
+  endUser: { verifier: EndUserVerifier; contexts: PolicyVariants<Context> },
+  sessions: ConnectionSessions,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
+  const { connection, identity } = context.options;
+  const token = takeToken(req, connection.endUser?.header ?? 'Authorization');
+  actingFor(connection, identity, endUser.verifier, token).then(
+    (acting) => {
+      const session = sessions.begin(req.socket, acting.identity);
+      if (session.recorder.identity.user !== acting.identity.user) {
+        const other = session.recorder.identity.user ?? 'no end user';
+        refuseActing(
+          context,
+          session,
+          req,
+          res,
+          new EndUserRefusal(
+            `this connection acts for ${other}; a request for ${acting.identity.user ?? 'no end user'} needs a connection of its own`,
+          ),
+        );
+        return;
+      }
+      handle(endUser.contexts.for(acting.policies), session, req, res).catch((error: Error) => {
+        session.recorder.error('internal', error.message);
+        if (!res.headersSent)
+          problem(res, 'target-error', `Airlock could not complete the request: ${error.message}`);
+        else res.destroy();
+      });
+    },
+    (error: unknown) => {
+      if (!(error instanceof AirlockError)) {
+        problem(res, 'target-error', `Airlock could not complete the request: ${String(error)}`);
+        return;
+      }
+      refuseActing(context, sessions.begin(req.socket), req, res, error);
+    },
+  );
+}
+
+/** The end user's token from its header, removed from the request; undefined when absent. */
+export function takeToken(req: IncomingMessage, header: string): string | undefined {
+  const name = header.toLowerCase();
+  const value = req.headers[name];
+  delete req.headers[name];
+  if (typeof value !== 'string') return undefined;
+  if (name !== 'authorization') return value.trim();
+  // Authorization carries it as a Bearer token; another scheme's value is verified as it is, and fails.
+  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(value);
+  return bearer ? bearer[1] : value || undefined;
+}
+
+function refuseActing(
+  context: Context,
+  session: Session,
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: AirlockError,
+): void {
+  const { status } = httpProblems[error.code];
+  problem(res, error.code, `airlock: ${error.message}`);
+  session.recorder.request({
+    text: requestText(context, req),
+    kind: 'http',
+    outcome: 'denied',
+    reasons: [error.message],
+    error: error.event(status),
+    status,
+    durationMs: 0,
+  });
+  req.resume();
 }
 
 async function closeServer(server: Server, sockets: Set<Socket>, target: Target): Promise<void> {

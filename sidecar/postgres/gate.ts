@@ -9,6 +9,7 @@ import type { Approvals } from '../core/enforcer.ts';
 import { AirlockError, sqlStates } from '../core/errors.ts';
 import { ApprovalGate, type ApprovalRef, passageFields } from '../core/gate.ts';
 import { maskingFields, SessionRecorder } from '../core/recorder.ts';
+import type { ActingFor } from '../identity/session.ts';
 import { maskText } from './masking.ts';
 import type { RequestRecord } from './pending.ts';
 import type { PolicyEngine, Verdict } from './policy.ts';
@@ -40,7 +41,7 @@ export function refusal(code: AirlockError['code'], message: string): RequestErr
 }
 
 export class SessionGate {
-  private readonly options: GateOptions;
+  private options: GateOptions;
   readonly recorder: SessionRecorder;
   private readonly gate: ApprovalGate;
   /** Set while a statement waits for approval: withdraws it. */
@@ -60,6 +61,17 @@ export class SessionGate {
       ...(options.approvals && { approvals: options.approvals }),
       unrecorded: () => options.events.refusal?.(),
     });
+  }
+
+  /** The session acts for its verified end user, under the policies that apply to them (before it starts). */
+  actFor(acting: ActingFor, engine: PolicyEngine): void {
+    this.options = {
+      ...this.options,
+      identity: acting.identity,
+      engine,
+      connection: { ...this.options.connection, policies: acting.policies },
+    };
+    this.recorder.identity = acting.identity;
   }
 
   // ---------------------------------------------------------------------------------------

@@ -204,6 +204,17 @@ export function errorResponse(
 }
 
 export const authenticationOk = (): Buffer => new Writer().int32(0).message('R');
+/** AuthenticationCleartextPassword: the enforcer asks for the end user's token as the password. */
+export const authenticationCleartextPassword = (): Buffer => new Writer().int32(3).message('R');
+
+/** The password of a PasswordMessage: one string and nothing after it. */
+export function decodePassword(body: Buffer): string {
+  const reader = new BodyReader(body);
+  const password = reader.cstring();
+  if (reader.rest().length > 0)
+    throw new ProtocolViolation('invalid password message: data after the password');
+  return password;
+}
 
 export function parameterStatus(name: string, value: string): Buffer {
   return new Writer().cstring(name).cstring(value).message('S');

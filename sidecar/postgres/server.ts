@@ -5,6 +5,8 @@ import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../../api/events.ts';
 import type { Approvals } from '../core/enforcer.ts';
 import { settle, stopAccepting } from '../core/listen.ts';
+import { PolicyVariants } from '../identity/session.ts';
+import { EndUserVerifier } from '../identity/verifier.ts';
 import { loadPolicyEngine, type PolicyEngine } from './policy.ts';
 import { type CancelRegistry, PostgresSession } from './session.ts';
 
@@ -56,6 +58,10 @@ export async function servePostgres(options: PostgresServerOptions): Promise<Pos
     throw new Error(`Connection ${options.connection.name} is not a postgres Connection`);
   }
   const engine = options.engine ?? (await loadPolicyEngine(options.connection.policies));
+  const endUser = options.connection.endUser && {
+    verifier: new EndUserVerifier(options.connection.endUser),
+    engines: new PolicyVariants((policies) => loadPolicyEngine(policies)),
+  };
   const cancels = cancelRegistry();
   const open = new Set<PostgresSession>();
   const sockets = new Set<Socket>();
@@ -70,6 +76,7 @@ export async function servePostgres(options: PostgresServerOptions): Promise<Pos
       cancels,
       clientAddress: `${socket.remoteAddress}:${socket.remotePort}`,
       ...(options.approvals && { approvals: options.approvals }),
+      ...(endUser && { endUser }),
       ...(options.tls && { tls: options.tls }),
       ...(options.lookup && { lookup: options.lookup }),
       ...(options.transactionHoldMs !== undefined && { transactionHoldMs: options.transactionHoldMs }),

@@ -21,6 +21,8 @@ import type { BundleConnection, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../../api/events.ts';
 import type { Approvals } from '../core/enforcer.ts';
 import { sqlStates } from '../core/errors.ts';
+import type { ActingFor, PolicyVariants } from '../identity/session.ts';
+import type { EndUserVerifier } from '../identity/verifier.ts';
 import { readsTheSameUnderAnySettings } from '../policy/sql-text.ts';
 import { Catalog } from './catalog.ts';
 import {
@@ -50,7 +52,7 @@ import {
   terminate,
 } from './messages.ts';
 import { type Pending, PendingQueue, type RequestRecord } from './pending.ts';
-import type { PolicyEngine, SqlAnalysisResult, Verdict } from './policy.ts';
+import type { Masker, PolicyEngine, SqlAnalysisResult, Verdict } from './policy.ts';
 import { Relay } from './relay.ts';
 import { type ResponseHost, Responses } from './responses.ts';
 import { onStartupFrame, type StartupHost } from './startup.ts';
@@ -82,6 +84,8 @@ export interface SessionOptions {
   clientAddress: string;
   /** How the upstream's name is resolved: the system's resolver when absent. */
   lookup?: LookupFunction;
+  /** On a Connection with endUser: the token's verifier, and the engine of each set of policies. */
+  endUser?: { verifier: EndUserVerifier; engines: PolicyVariants<Promise<PolicyEngine>> };
 }
 
 const poisonQuery = 'AIRLOCK DENIED';
@@ -98,8 +102,9 @@ export class PostgresSession implements StartupHost, ResponseHost {
   readonly pending = new PendingQueue();
   readonly names = new PreparedNames();
   catalog: Catalog | undefined;
-  private readonly engine: PolicyEngine;
-  private readonly responses: Responses;
+  passwordStep: StartupHost['passwordStep'];
+  private engine: PolicyEngine;
+  private responses: Responses;
   private status: TransactionStatus = 'I';
   private key = { pid: 0, secret: 0 };
 
@@ -124,7 +129,11 @@ export class PostgresSession implements StartupHost, ResponseHost {
     this.responses = new Responses(this, options.engine);
     this.relay = new Relay(client, {
       clientFrame: (frame) =>
-        this.relay.clientReader.startup ? onStartupFrame(frame, this) : this.onClientFrame(frame),
+        this.passwordStep
+          ? this.passwordStep(frame)
+          : this.relay.clientReader.startup
+            ? onStartupFrame(frame, this)
+            : this.onClientFrame(frame),
       clientFramingError: (error) => this.onFramingError(error),
       clientFailure: (error) => this.onClientError(error),
       serverBatch: () => this.responses.batch(),
@@ -184,6 +193,18 @@ export class PostgresSession implements StartupHost, ResponseHost {
       }
     });
     return this.key;
+  }
+
+  get masker(): Masker | undefined {
+    return this.engine.masker;
+  }
+
+  async actFor(acting: ActingFor): Promise<void> {
+    const engine = await this.options.endUser!.engines.for(acting.policies);
+    this.engine = engine;
+    // Nothing has come from the server yet: its responses are read under the session's policies.
+    this.responses = new Responses(this, engine);
+    this.gate.actFor(acting, engine);
   }
 
   ready(status: TransactionStatus): void {

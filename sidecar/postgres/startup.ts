@@ -1,16 +1,21 @@
 // The startup phase of a session, up to the first ReadyForQuery: SSLRequest and GSSENCRequest,
 // CancelRequest, the startup packet checked as the server checks it, its settings filtered,
 // the upstream connected and authenticated with the held credential, and the client welcomed
-// with the server's parameters and the enforcer's own cancel key.
+// with the server's parameters and the enforcer's own cancel key. On a Connection with endUser
+// the enforcer first asks the client for a cleartext password, which is the end user's token:
+// verified, it picks the session's policies; the server never sees it.
 import { TLSSocket } from 'node:tls';
-import { sqlStates } from '../core/errors.ts';
+import { AirlockError, sqlStates } from '../core/errors.ts';
+import { type ActingFor, actingFor } from '../identity/session.ts';
 import type { Frame } from './frames.ts';
 import type { SessionGate } from './gate.ts';
 import { maskFields, maskNotice } from './masking.ts';
 import {
+  authenticationCleartextPassword,
   authenticationOk,
   backendKeyData,
   cancelRequestCode,
+  decodePassword,
   decodeStartup,
   encodeFields,
   gssEncRequestCode,
@@ -23,6 +28,7 @@ import {
   sslRequestCode,
   terminate,
 } from './messages.ts';
+import type { Masker } from './policy.ts';
 import type { Relay } from './relay.ts';
 import type { SessionOptions } from './session.ts';
 import { filterOptions, parameterRefusal, settingRefusal } from './settings.ts';
@@ -38,6 +44,12 @@ export interface StartupHost {
   close(reason: string): void;
   /** The upstream is authenticated and accepted: the session takes it over and returns the client's cancel key. */
   adopt(upstream: Upstream, target: UpstreamTarget): { pid: number; secret: number };
+  /** The masker of the session's policies (the end user's, once verified). */
+  readonly masker: Masker | undefined;
+  /** Set while the enforcer waits for the client's PasswordMessage: what reads it. */
+  passwordStep: ((frame: Frame) => Promise<void> | undefined) | undefined;
+  /** The session acts for the verified end user, under the policies that apply to them. */
+  actFor(acting: ActingFor): Promise<void>;
 }
 
 /** A message of the startup phase; a promise while the upstream is being connected or a cancel sent. */
@@ -114,11 +126,71 @@ async function onStartupPacket(frame: Frame, host: StartupHost): Promise<void> {
     host.fatal(sqlStates['audit-unavailable'], unrecorded);
     return;
   }
-  gate.start({
-    address: options.clientAddress,
+  const unrecognized = [...params.keys()].filter((name) => name.startsWith('_pq_.'));
+  if (startup.minor > 0 || unrecognized.length > 0) {
+    // We speak 3.0 upstream; newer clients (PG18's 3.2) fall back when told so.
+    relay.client.write(negotiateProtocolVersion(0, unrecognized));
+  }
+  if (options.endUser) {
+    // The token is the password: asked for in cleartext, read from the next message.
+    relay.client.write(authenticationCleartextPassword());
+    relay.clientReader.startup = false;
+    host.passwordStep = (message) => {
+      host.passwordStep = undefined;
+      return onPassword(message, startup, host);
+    };
+    return;
+  }
+  return afterAuthentication(startup, host);
+}
+
+async function onPassword(frame: Frame, startup: StartupMessage, host: StartupHost): Promise<void> {
+  const { options, gate } = host;
+  if (frame.type !== 0x70) {
+    const message = `expected a password response, got message type "${String.fromCharCode(frame.type)}"`;
+    gate.protocolError('protocol-violation', message);
+    host.fatal('08P01', message);
+    return;
+  }
+  const token = decodePassword(frame.body);
+  let acting: ActingFor;
+  try {
+    acting = await actingFor(options.connection, options.identity, options.endUser?.verifier, token);
+  } catch (error) {
+    if (!(error instanceof AirlockError)) throw error;
+    // Recorded as a session that was refused: who asked, and why (never the token).
+    startSession(startup, host);
+    const wire = error.code === 'unauthenticated' ? '28P01' : '28000';
+    gate.recorder.request({
+      text: 'end-user authentication',
+      kind: 'authentication',
+      outcome: 'denied',
+      reasons: [error.message],
+      durationMs: 0,
+      error: error.event(wire),
+    });
+    host.fatal(wire, `airlock: ${error.message}`);
+    return;
+  }
+  if (host.relay.closed) return;
+  await host.actFor(acting);
+  return afterAuthentication(startup, host);
+}
+
+function startSession(startup: StartupMessage, host: StartupHost): void {
+  const params = startup.parameters;
+  host.gate.start({
+    address: host.options.clientAddress,
     ...(params.has('user') && { user: params.get('user') }),
     ...(params.has('application_name') && { application: params.get('application_name') }),
   });
+}
+
+/** The rest of the startup once the client is who it says: its settings checked, the upstream connected. */
+async function afterAuthentication(startup: StartupMessage, host: StartupHost): Promise<void> {
+  const { relay, options, gate } = host;
+  const params = startup.parameters;
+  startSession(startup, host);
   if (
     params.has('replication') &&
     params.get('replication') !== 'false' &&
@@ -128,10 +200,9 @@ async function onStartupPacket(frame: Frame, host: StartupHost): Promise<void> {
     return;
   }
   const forwarded: [string, string][] = [];
-  const unrecognized: string[] = [];
   for (const [name, value] of params) {
     const lower = name.toLowerCase();
-    if (name.startsWith('_pq_.')) unrecognized.push(name);
+    if (name.startsWith('_pq_.')) continue;
     else if (lower === 'user' || lower === 'database' || lower === 'replication') continue;
     else {
       const result =
@@ -142,10 +213,6 @@ async function onStartupPacket(frame: Frame, host: StartupHost): Promise<void> {
       }
       if (result.options) forwarded.push([name, result.options]);
     }
-  }
-  if (startup.minor > 0 || unrecognized.length > 0) {
-    // We speak 3.0 upstream; newer clients (PG18's 3.2) fall back when told so.
-    relay.client.write(negotiateProtocolVersion(0, unrecognized));
   }
   const connection = options.connection;
   const username = connection.credentials.username;
@@ -174,7 +241,7 @@ async function onStartupPacket(frame: Frame, host: StartupHost): Promise<void> {
       // The server refused the session itself (database missing, too many connections): relay it.
       fields.set('S', 'FATAL');
       fields.set('V', 'FATAL');
-      relay.client.end(encodeFields('E', maskFields(options.engine.masker, fields)));
+      relay.client.end(encodeFields('E', maskFields(host.masker, fields)));
       host.close(e.message);
       return;
     }
@@ -202,7 +269,7 @@ async function onStartupPacket(frame: Frame, host: StartupHost): Promise<void> {
     // The client sees the held user, as it is what the server reports.
     out.push(parameterStatus(name, value));
   }
-  out.push(...upstream.notices.map((n) => maskNotice(options.engine.masker, n)));
+  out.push(...upstream.notices.map((n) => maskNotice(host.masker, n)));
   out.push(backendKeyData(key.pid, key.secret), readyForQuery(upstream.status));
   relay.clientReader.startup = false;
   relay.writeClient(out);

@@ -25,6 +25,8 @@ import { ApprovalGate, passageFields } from '../core/gate.ts';
 import { listen, listenerEnforcer } from '../core/listen.ts';
 import { maskingFields, type RequestFields, SessionRecorder } from '../core/recorder.ts';
 import { MaskingTransform, StreamMasker, valueShape } from '../core/stream-masker.ts';
+import { actingFor, PolicyVariants } from '../identity/session.ts';
+import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
 import { type Decision, decideSsh, decideSshExec, refuseUnderCommandRules } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import { parseCommandLine } from '../policy/shell/command-line.ts';
@@ -40,6 +42,15 @@ export interface SshEnforcerOptions extends EnforcerOptions {
   /** How long to wait for the target's SSH handshake. */
   connectTimeoutMs?: number;
 }
+
+/** On a Connection with endUser: the token's verifier, and the masking plan of each set of policies. */
+interface EndUserAuthentication {
+  verifier: EndUserVerifier;
+  plans: PolicyVariants<MaskingPlan>;
+}
+
+/** The keyboard-interactive prompt for the end user's token: it names Airlock, so a person can tell. */
+export const endUserPrompt = 'Airlock: the OIDC token of the person this agent acts for: ';
 
 /** Exit status when the target cannot be reached (as ssh itself uses). */
 const unreachableExitStatus = sshExitStatuses['upstream-unreachable'];
@@ -71,11 +82,15 @@ export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
   const knownHosts = parseKnownHosts(connection.ssh?.knownHosts ?? []);
   const hostKey = options.hostKey ?? generateHostKey().private;
   const plan = compileMasking(connection.policies);
+  const endUser = connection.endUser && {
+    verifier: new EndUserVerifier(connection.endUser),
+    plans: new PolicyVariants((policies) => compileMasking(policies)),
+  };
   const clients = new Set<ServerConnection>();
   const server = new Server({ hostKeys: [hostKey], ident: 'Airlock' }, (client, info) => {
     clients.add(client);
     client.on('close', () => clients.delete(client));
-    new AgentSession(options, knownHosts, plan, client, info.ip).run();
+    new AgentSession(options, knownHosts, plan, client, info.ip, endUser).run();
   });
   const address = await listen(server, options.listen);
   // A shell's idleness is not visible from here: a drain waits for the clients to leave.
@@ -88,7 +103,12 @@ export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
 class AgentSession {
   private readonly options: SshEnforcerOptions;
   private readonly knownHosts: KnownHosts;
-  private readonly plan: MaskingPlan;
+  private plan: MaskingPlan;
+  private readonly endUser: EndUserAuthentication | undefined;
+  /** The policies of the session: the end user's, once verified. */
+  private policies: BundlePolicy[];
+  /** Set once an end-user token was refused: the connection gets no other try. */
+  private refused = false;
   private readonly client: ServerConnection;
   private readonly address: string;
   private readonly recorder: SessionRecorder;
@@ -108,10 +128,13 @@ class AgentSession {
     plan: MaskingPlan,
     client: ServerConnection,
     address: string,
+    endUser?: EndUserAuthentication,
   ) {
     this.options = options;
     this.knownHosts = knownHosts;
     this.plan = plan;
+    this.endUser = endUser;
+    this.policies = options.connection.policies;
     this.client = client;
     this.address = address;
     this.recorder = new SessionRecorder(options.connection, options.identity, options.events);
@@ -123,15 +146,15 @@ class AgentSession {
     });
   }
 
-  private get policies(): BundlePolicy[] {
-    return this.options.connection.policies;
-  }
-
   run(): void {
     const client = this.client;
     client.on('authentication', (ctx: AuthContext) => {
-      // The pod's identity is what counts; the agent's key (or none) is not a credential here.
       this.user = ctx.username;
+      if (this.endUser) {
+        this.authenticateEndUser(ctx, this.endUser);
+        return;
+      }
+      // The pod's identity is what counts; the agent's key (or none) is not a credential here.
       if (['none', 'publickey', 'password', 'keyboard-interactive'].includes(ctx.method)) ctx.accept();
       else ctx.reject(['none', 'publickey']);
     });
@@ -180,6 +203,65 @@ class AgentSession {
       this.recorder.error(error instanceof UpstreamError ? error.code : 'connect-failed', error.message);
     });
     return undefined;
+  }
+
+  /**
+   * On a Connection with endUser, the agent proves whom it acts for with the person's token:
+   * the password of password authentication, or the answer to Airlock's one keyboard-interactive
+   * prompt. A key is not asked for (the pod's identity is the workload's); without a token the
+   * session is served only when the Connection does not require one. One refused token ends
+   * the connection.
+   */
+  private authenticateEndUser(ctx: AuthContext, endUser: EndUserAuthentication): void {
+    if (this.refused) {
+      ctx.reject([]);
+      return;
+    }
+    const verify = (token: string | undefined) => {
+      actingFor(this.options.connection, this.options.identity, endUser.verifier, token).then(
+        (acting) => {
+          this.policies = acting.policies;
+          this.plan = endUser.plans.for(acting.policies);
+          this.recorder.identity = acting.identity;
+          ctx.accept();
+        },
+        (error: unknown) => {
+          this.refused = true;
+          this.refuseAuthentication(
+            error instanceof AirlockError
+              ? error
+              : new EndUserRefusal(`the end-user token could not be verified: ${String(error)}`),
+          );
+          ctx.reject([]);
+          this.client.end();
+        },
+      );
+    };
+    if (ctx.method === 'password') verify(ctx.password);
+    else if (ctx.method === 'keyboard-interactive')
+      ctx.prompt(
+        [{ prompt: endUserPrompt, echo: false }],
+        'Airlock',
+        `Connection ${this.options.connection.name} acts for a person: give their OIDC token.`,
+        (answers) => verify(answers[0]),
+      );
+    else if (ctx.method === 'none' && !this.options.connection.endUser?.required) verify(undefined);
+    else ctx.reject(['password', 'keyboard-interactive']);
+  }
+
+  /** A refused end-user token, recorded as a session that did not start work. */
+  private refuseAuthentication(error: AirlockError): void {
+    if (this.options.events.refusal?.()) return;
+    this.started = true;
+    this.recorder.start({ address: this.address, ...(this.user !== undefined && { user: this.user }) });
+    this.recorder.request({
+      text: 'end-user authentication',
+      kind: 'authentication',
+      outcome: 'denied',
+      reasons: [error.message],
+      durationMs: 0,
+      error: error.event(sshExitStatuses[error.code]),
+    });
   }
 
   /** What is recorded of agent-typed text: never a value the policies mask. */

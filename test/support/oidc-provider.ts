@@ -2,10 +2,10 @@
 // certified implementation) over HTTPS with a certificate from a private CA and a freshly generated
 // RS256 signing key, one confidential client, and people who sign in through real HTML login
 // and consent forms. ID tokens carry email and groups, as the console's flags ask.
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, type Server } from 'node:https';
+import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
@@ -27,6 +27,12 @@ export interface OidcProvider {
   caFile: string;
   /** The base64 SHA-256 of its public key, as Chromium's --ignore-certificate-errors-spki-list takes it. */
   spki: string;
+  /**
+   * A person's ID token (a JWT for the client as audience), obtained as an application does:
+   * the authorization code flow with PKCE, the login and consent forms posted over HTTP, the
+   * code exchanged at the token endpoint. ttlSeconds shortens its life (expiry tests).
+   */
+  idToken(email: string, password: string, options?: { ttlSeconds?: number }): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -156,6 +162,7 @@ export async function startOidcProvider(options: {
   const clientId = 'airlock-console';
   const clientSecret = createHash('sha256').update(issuer).update(String(Math.random())).digest('hex');
   const byEmail = new Map(options.people.map((p) => [p.email, p]));
+  let idTokenTtl = 3600;
 
   const provider = new Provider(issuer, {
     clients: [
@@ -175,7 +182,7 @@ export async function startOidcProvider(options: {
     // The console reads the person from the ID token, as the API server's OIDC authenticator does.
     conformIdTokenClaims: false,
     pkce: { required: () => true },
-    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 3600 },
+    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: () => idTokenTtl },
     features: { devInteractions: { enabled: false } },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     findAccount: async (_ctx, sub) => {
@@ -249,16 +256,128 @@ export async function startOidcProvider(options: {
     });
   });
 
+  const idToken = async (email: string, password: string, ttl?: { ttlSeconds?: number }) => {
+    const browser = new FormClient(issuer, authority.certificate);
+    const verifier = randomBytes(32).toString('base64url');
+    const query = new URLSearchParams({
+      client_id: clientId,
+      response_type: 'code',
+      scope: 'openid email groups',
+      redirect_uri: options.redirectUri,
+      state: randomBytes(8).toString('hex'),
+      nonce: randomBytes(8).toString('hex'),
+      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+      code_challenge_method: 'S256',
+    });
+    let location = `/auth?${query}`;
+    let code: string | undefined;
+    for (let step = 0; step < 12 && !code; step++) {
+      if (location.startsWith(options.redirectUri)) {
+        code = new URL(location).searchParams.get('code') ?? undefined;
+        break;
+      }
+      const uid = /^\/interaction\/([^/?]+)$/.exec(location)?.[1];
+      const answer = uid
+        ? (await browser.call('GET', location)).body.includes('name="email"')
+          ? await browser.call('POST', `/interaction/${uid}/login`, new URLSearchParams({ email, password }))
+          : await browser.call('POST', `/interaction/${uid}/confirm`, new URLSearchParams())
+        : await browser.call('GET', location);
+      if (!answer.location)
+        throw new Error(`sign-in stopped at ${location}: ${answer.status} ${answer.body}`);
+      location = answer.location.replace(issuer, '');
+    }
+    if (!code) throw new Error('sign-in did not reach the redirect URI');
+    idTokenTtl = ttl?.ttlSeconds ?? 3600;
+    try {
+      const exchanged = await browser.call(
+        'POST',
+        '/token',
+        new URLSearchParams({
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: options.redirectUri,
+          code_verifier: verifier,
+        }),
+        `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`,
+      );
+      const token = (JSON.parse(exchanged.body) as { id_token?: string }).id_token;
+      if (!token) throw new Error(`no ID token: ${exchanged.status} ${exchanged.body}`);
+      return token;
+    } finally {
+      idTokenTtl = 3600;
+    }
+  };
+
   return {
     issuer,
     clientId,
     clientSecret,
     caFile,
     spki: spkiHash(serving.certificate),
+    idToken,
     async stop() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await work.remove();
     },
   };
+}
+
+/** HTTPS calls with a cookie jar, as a browser makes them to the provider's pages; redirects are returned, not followed. */
+class FormClient {
+  readonly #origin: string;
+  readonly #ca: string;
+  readonly #cookies = new Map<string, string>();
+
+  constructor(origin: string, ca: string) {
+    this.#origin = origin;
+    this.#ca = ca;
+  }
+
+  call(
+    method: 'GET' | 'POST',
+    path: string,
+    form?: URLSearchParams,
+    authorization?: string,
+  ): Promise<{ status: number; location?: string; body: string }> {
+    const payload = form?.toString();
+    return new Promise((resolve, reject) => {
+      const req = request(
+        new URL(path, this.#origin),
+        {
+          method,
+          ca: this.#ca,
+          headers: {
+            cookie: [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; '),
+            ...(authorization && { authorization }),
+            ...(payload !== undefined && {
+              'content-type': 'application/x-www-form-urlencoded',
+              'content-length': Buffer.byteLength(payload),
+            }),
+          },
+        },
+        (res) => {
+          for (const line of res.headers['set-cookie'] ?? []) {
+            const [pair] = line.split(';');
+            const eq = pair!.indexOf('=');
+            this.#cookies.set(pair!.slice(0, eq), pair!.slice(eq + 1));
+          }
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            body += chunk;
+          });
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              ...(res.headers.location && { location: res.headers.location }),
+              body,
+            }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
 }
