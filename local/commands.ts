@@ -63,7 +63,7 @@ const maxListLimit = 10_000;
 export function renderSession(summary: SessionSummary, events: SessionEvent[]): string {
   const lines = [
     `session ${summary.id}`,
-    `  connection ${summary.namespace}/${summary.connection} (${summary.protocol}) as ${summary.identity}`,
+    `  connection ${summary.namespace}/${summary.connection} (${summary.protocol}) as ${summary.identity}${summary.user ? ` acting for ${summary.user}` : ''}`,
     `  started ${summary.started}${summary.ended ? `, ended ${summary.ended}` : ', open'}; ${summary.requests} requests, ${summary.blocked} blocked, ${summary.masked} values masked`,
     '',
   ];
@@ -142,11 +142,12 @@ export async function sessionsCommand(args: string[]): Promise<number> {
       else
         console.log(
           table([
-            ['SESSION', 'CONNECTION', 'IDENTITY', 'STARTED', 'REQUESTS', 'BLOCKED', 'MASKED'],
+            ['SESSION', 'CONNECTION', 'IDENTITY', 'END USER', 'STARTED', 'REQUESTS', 'BLOCKED', 'MASKED'],
             ...sessions.map((s) => [
               s.id,
               s.connection,
               s.identity,
+              s.user ?? '-',
               s.started,
               String(s.requests),
               String(s.blocked),

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import pino from 'pino';
 import { z } from 'zod';
-import { grants } from '../api/bundle.ts';
+import { grantFor } from '../api/bundle.ts';
 import { parseRetention } from '../audit/settings.ts';
 import { terminationSignal } from '../cli/signals.ts';
 import { approvalWebhookName } from './approvals/configuration.ts';
@@ -148,10 +148,12 @@ export function grantsFrom(controllers: Controllers, namespace: string, serviceA
   const identity = { namespace, serviceAccount };
   const found = new Map<string, Grant>();
   for (const policy of controllers.policies.list()) {
-    if (!grants(policy, identity)) continue;
+    const grant = grantFor(policy, identity);
+    if (!grant) continue;
     for (const name of policy.spec.connections) {
       const connection = controllers.connections.get(policy.metadata.namespace ?? namespace, name);
-      if (!connection) continue;
+      // A grant for end users only counts where a session can verify one (as the bundle has it).
+      if (!connection || (grant !== 'always' && !connection.spec.endUser)) continue;
       const { host, port, protocol } = connection.spec;
       found.set(name, { name, host, port, protocol });
     }

@@ -62,6 +62,8 @@ export interface Session {
   metadata: { name: string; namespace: string; creationTimestamp: string };
   connection: { namespace: string; name: string; protocol: string };
   identity: string;
+  /** The person the workload acted for (Connection endUser), when it presented a verified token. */
+  user?: string;
   started: string;
   ended?: string;
   requests: number;
@@ -77,6 +79,7 @@ export function sessionObject(namespace: string, summary: SessionSummary, events
     metadata: { name: summary.id, namespace, creationTimestamp: summary.started },
     connection: { namespace: summary.namespace, name: summary.connection, protocol: summary.protocol },
     identity: summary.identity,
+    ...(summary.user !== undefined && { user: summary.user }),
     started: summary.started,
     ...(summary.ended && { ended: summary.ended }),
     requests: summary.requests,
@@ -93,6 +96,7 @@ export function sessionSummary(session: Session): SessionSummary {
     namespace: session.connection.namespace,
     protocol: session.connection.protocol,
     identity: session.identity,
+    ...(session.user !== undefined && { user: session.user }),
     started: session.started,
     ...(session.ended && { ended: session.ended }),
     requests: session.requests,

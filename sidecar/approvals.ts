@@ -108,6 +108,7 @@ export class OperatorApprovals implements Approvals {
         text: held.text,
         reasons: held.reasons,
         timeoutMs: held.timeoutMs,
+        ...(held.endUser && { user: held.endUser.user, groups: held.endUser.groups }),
       },
       signal,
     ).catch((error: unknown) => {

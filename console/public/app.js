@@ -40,7 +40,7 @@ async function sessionsPage(params) {
         (
           s,
         ) => `<tr><td><a href="#/sessions/${encodeURIComponent(s.id)}?namespace=${encodeURIComponent(s.namespace)}">${html(s.id.slice(0, 8))}</a></td>
-        <td>${html(s.namespace)}</td><td>${html(s.connection)}</td><td>${html(s.protocol)}</td><td>${html(s.identity)}</td>
+        <td>${html(s.namespace)}</td><td>${html(s.connection)}</td><td>${html(s.protocol)}</td><td>${html(s.identity)}${s.user ? ` for ${html(s.user)}` : ''}</td>
         <td>${html(s.started)}</td><td>${s.requests}</td><td class="${s.blocked ? 'blocked' : ''}">${s.blocked}</td><td class="${s.masked ? 'masked' : ''}">${s.masked}</td></tr>`,
       )
       .join('')}</table>
@@ -62,7 +62,7 @@ async function sessionPage(id, namespace) {
     .filter((e) => e.type === 'data')
     .map((e) => [e.at, e.stream === 'input' ? 'i' : 'o', e.data]);
   main.innerHTML = `<h1>Session ${html(summary.id)}</h1>
-    <p>${html(summary.connection)} (${html(summary.protocol)}) in ${html(summary.namespace)} as ${html(summary.identity)}, from ${html(summary.started)} to ${html(summary.ended ?? 'now')}</p>
+    <p>${html(summary.connection)} (${html(summary.protocol)}) in ${html(summary.namespace)} as ${html(summary.identity)}${summary.user ? ` acting for ${html(summary.user)}` : ''}, from ${html(summary.started)} to ${html(summary.ended ?? 'now')}</p>
     <h2>Timeline</h2>
     <table id="timeline"><tr><th>Time</th><th>Statement, command or request</th><th>Decision</th><th>Rule</th><th>Masked</th><th>Approval</th></tr>
     ${requests

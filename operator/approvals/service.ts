@@ -59,6 +59,9 @@ export const approvalBodySchema = z.object({
   text: z.string().min(1),
   reasons: z.array(z.string()).max(256).default([]),
   timeoutMs: z.number().int().min(1),
+  /** The person the session acts for, from the token the sidecar verified (Connection endUser). */
+  user: z.string().min(1).max(253).optional(),
+  groups: z.array(z.string().min(1).max(253)).max(256).optional(),
 });
 export type ApprovalBody = z.infer<typeof approvalBodySchema>;
 
@@ -291,9 +294,13 @@ export class ApprovalService {
     }
     const policy = policies.get(identity.namespace, body.policy);
     const rule = policy?.spec.rules?.find((r) => r.name === body.rule);
+    // The pod is who the token says; the person it acts for is who its sidecar verified.
+    const requester: Identity = body.user
+      ? { ...identity, user: body.user, groups: body.groups ?? [] }
+      : identity;
     if (
       !policy ||
-      !grants(policy, identity) ||
+      !grants(policy, requester) ||
       !policy.spec.connections.includes(body.connection) ||
       !rule?.approval
     ) {
@@ -314,7 +321,7 @@ export class ApprovalService {
         connection: body.connection,
         policy: body.policy,
         rule: body.rule,
-        requester: { pod, serviceAccount: identity.serviceAccount },
+        requester: { pod, serviceAccount: identity.serviceAccount, ...(body.user && { user: body.user }) },
         request: body.text.slice(0, 65536),
         reasons: body.reasons.slice(0, 32).map((r) => r.slice(0, 1024)),
       },

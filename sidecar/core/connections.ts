@@ -3,6 +3,7 @@
 // at connect, or at its first request served when the audit trail could not record it then.
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { endUserOf } from '../../api/bundle.ts';
 import type { EnforcerOptions } from './enforcer.ts';
 import { ApprovalGate } from './gate.ts';
 import { SessionRecorder } from './recorder.ts';
@@ -41,6 +42,7 @@ export class ConnectionSessions {
       connection: connection.name,
       approvals,
       unrecorded: () => events.refusal?.(),
+      endUser: () => endUserOf(identity),
     });
     recorder.start({ address: socket.remoteAddress ?? '' });
     const session = { recorder, gate };

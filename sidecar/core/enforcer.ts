@@ -1,7 +1,7 @@
 // What every protocol enforcer shares: how it is started for one granted Connection, where
 // its session events go, and how it asks for an approval.
 import type { AddressInfo, LookupFunction } from 'node:net';
-import type { BundleConnection, Identity } from '../../api/bundle.ts';
+import type { BundleConnection, EndUser, Identity } from '../../api/bundle.ts';
 import type { EventSink } from '../../api/events.ts';
 
 export interface ApprovalRequest {
@@ -15,6 +15,8 @@ export interface ApprovalRequest {
   timeoutMs: number;
   scope: 'statement' | 'session';
   approvers: { groups: string[]; users: string[] };
+  /** The person the session acts for, when it verified one: recorded as the requester's user. */
+  endUser?: EndUser;
 }
 
 export interface ApprovalResult {

@@ -7,6 +7,7 @@
 // the session. Whatever happens, the outcome is one of the event outcomes, and a refusal is an
 // AirlockError whose code every protocol maps onto its wire (errors.ts).
 import { channel } from 'node:diagnostics_channel';
+import type { EndUser } from '../../api/bundle.ts';
 import type { Outcome } from '../../api/events.ts';
 import { type Approval, type Decision, defaultApproval, denialMessage } from '../policy/decide.ts';
 import type { ApprovalResult, Approvals } from './enforcer.ts';
@@ -52,6 +53,8 @@ export interface GateOptions {
   /** For a decision that names no approval settings. */
   defaultApproval?: Approval;
   graceMs?: number;
+  /** The person the session acts for, asked when a request is held (known once the session verified them). */
+  endUser?: () => EndUser | undefined;
 }
 
 export interface GateRequest {
@@ -172,10 +175,12 @@ export class ApprovalGate {
       if (combined.aborted) onAbort();
       else combined.addEventListener('abort', onAbort, { once: true });
     });
+    const endUser = this.#options.endUser?.();
     try {
       return await Promise.race([
         approvals.request(
           {
+            ...(endUser && { endUser }),
             sessionId: this.#options.sessionId,
             connection: this.#options.connection,
             policy: decision.policy ?? '',

@@ -3,7 +3,7 @@
 // before a request runs. What is PostgreSQL's own: an open transaction bounds an approval wait
 // (it holds locks and a snapshot upstream), a CancelRequest withdraws a waiting statement, and
 // an AirlockError reaches the client as an ErrorResponse with the SQLSTATE of its code.
-import type { BundleConnection, Identity } from '../../api/bundle.ts';
+import { type BundleConnection, endUserOf, type Identity } from '../../api/bundle.ts';
 import type { EventSink, Outcome, RequestError, SessionStart } from '../../api/events.ts';
 import type { Approvals } from '../core/enforcer.ts';
 import { AirlockError, sqlStates } from '../core/errors.ts';
@@ -60,6 +60,7 @@ export class SessionGate {
       connection: options.connection.name,
       ...(options.approvals && { approvals: options.approvals }),
       unrecorded: () => options.events.refusal?.(),
+      endUser: () => endUserOf(this.options.identity),
     });
   }
 

@@ -18,7 +18,7 @@ import ssh2, {
   type Connection as ServerConnection,
   type Session,
 } from 'ssh2';
-import type { BundlePolicy } from '../../api/bundle.ts';
+import { type BundlePolicy, endUserOf } from '../../api/bundle.ts';
 import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
 import { AirlockError, sshExitStatuses } from '../core/errors.ts';
 import { ApprovalGate, passageFields } from '../core/gate.ts';
@@ -143,6 +143,7 @@ class AgentSession {
       connection: options.connection.name,
       approvals: options.approvals,
       unrecorded: () => options.events.refusal?.(),
+      endUser: () => endUserOf(this.recorder.identity),
     });
   }
 
