@@ -24,7 +24,6 @@ import { decideMcp, isPlainToolName, type McpRequest } from '../sidecar/policy/m
 import { analyzeRedis, refusedRedisCommand } from '../sidecar/policy/redis.ts';
 import { decideRedis } from '../sidecar/policy/redis-decide.ts';
 import { parseCommandLine } from '../sidecar/policy/shell/command-line.ts';
-import { spellings } from '../sidecar/policy/shell/spellings.ts';
 import { analyzeSql, loadSqlParser, type SqlStatement } from '../sidecar/policy/sql.ts';
 import { splitInline } from '../sidecar/redis/commands-reader.ts';
 
@@ -250,12 +249,7 @@ async function decideRequest(connection: BundleConnection, request: PolicyReques
   }
   if ('command' in request) {
     const parsed = parseCommandLine(request.command);
-    const decision = decideSshExec(
-      policies,
-      parsed.commands.flatMap(spellings),
-      parsed.unverifiable,
-      parsed.classes,
-    );
+    const decision = decideSshExec(policies, parsed.commands, parsed.unverifiable, parsed.classes);
     return {
       decision,
       reading: {

@@ -6,6 +6,7 @@ import type { BundlePolicy } from '../../api/bundle.ts';
 import { durationMs } from '../../api/duration.ts';
 import type { PolicyRule, SshCommandClass } from '../../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob, matchSqlName, splitColumnGlob } from './glob.ts';
+import { spellings } from './shell/spellings.ts';
 import type { ColumnUse, SqlAnalysis, SqlStatement } from './sql.ts';
 
 export interface Approval {
@@ -142,8 +143,9 @@ export function decideSsh(
 }
 
 /**
- * An SSH exec request: the commands its line would run (each in every spelling), and what of
- * the line cannot be verified statically, which is refused where a policy has command rules.
+ * An SSH exec request (or a Kubernetes exec): the commands its line would run, each decided in
+ * every spelling, and what of the line cannot be verified statically, which is refused where a
+ * policy has command rules.
  */
 export function decideSshExec(
   policies: BundlePolicy[],
@@ -151,7 +153,7 @@ export function decideSshExec(
   unverifiable: string[],
   classes: readonly SshCommandClass[] = [],
 ): Decision {
-  const decision = decideSsh(policies, argv, { interactive: false, classes });
+  const decision = decideSsh(policies, argv.flatMap(spellings), { interactive: false, classes });
   if (unverifiable.length === 0) return decision;
   const reason = `the command line cannot be verified statically (${unverifiable.join('; ')})`;
   return refuseUnderCommandRules(policies, decision, reason);

@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { SshCommandClass } from '../../../api/v1alpha1.ts';
+import { policy } from '../fixtures.ts';
 import { matchGlob } from '../glob.ts';
+import { decideKubernetes } from '../kubernetes.ts';
 import { parseCommandLine } from './command-line.ts';
 import { spellings } from './spellings.ts';
 
@@ -66,6 +68,56 @@ describe('an "rm *" rule and a file-deletion rule hold against variations', () =
     ]) {
       assert.ok(caughtByRmRf(line), JSON.stringify(line));
     }
+  });
+
+  it('holds a rule on a subcommand with options before it, and a service manager spelled another way', () => {
+    const held = (glob: string, line: string) => caughtBy(glob, line);
+    for (const line of [
+      'systemctl restart orders',
+      'systemctl --no-pager restart orders',
+      'systemctl -q --no-block restart orders',
+      'systemctl -H ops@host restart orders',
+      'sudo systemctl --now restart orders.service',
+      'service orders restart',
+    ])
+      assert.ok(held('systemctl restart *', line), line);
+    for (const line of ['systemctl reboot', 'systemctl --force reboot', 'init 6', 'telinit 6', 'reboot -f'])
+      assert.ok(held('reboot*', line), line);
+    for (const line of ['systemctl poweroff', 'init 0', 'shutdown -h now'])
+      assert.ok(held('shutdown*', line), line);
+    assert.ok(held('rm /etc/*', 'rm -f /etc/passwd'));
+    assert.ok(held('git clean *', 'git -C /srv/app clean -fdx'));
+    for (const line of ['systemctl status orders', 'service orders status', 'init', 'ls -la /etc'])
+      assert.ok(!held('systemctl restart *', line) && !held('reboot*', line), line);
+  });
+
+  it('decides a Kubernetes exec in every spelling too', () => {
+    const noRm = policy({
+      name: 'no-rm',
+      rules: [{ name: 'no-rm-rf', action: 'deny', ssh: { commands: ['rm -rf *'] } }],
+    });
+    const exec = (...command: string[]) =>
+      decideKubernetes([noRm], {
+        path: '/api/v1/namespaces/web/pods/api-0/exec',
+        resourceRequest: true,
+        verb: 'create',
+        group: '',
+        version: 'v1',
+        namespace: 'web',
+        resource: 'pods',
+        subresource: 'exec',
+        name: 'api-0',
+        query: new Map([['command', command]]),
+      });
+    for (const command of [
+      ['rm', '-rf', '/'],
+      ['rm', '-r', '-f', '/'],
+      ['rm', '--recursive', '--force', '/'],
+      ['/bin/rm', '/', '-fr'],
+      ['sh', '-c', 'rm -R -f /'],
+    ])
+      assert.equal(exec(...command).action, 'deny', command.join(' '));
+    assert.equal(exec('ls', '-la', '/').action, 'allow');
   });
 
   it('does not flag a line that only mentions rm', () => {
