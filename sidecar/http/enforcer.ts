@@ -67,7 +67,7 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
   const context = contextFor(options, connection.policies, target);
   // With endUser, each request's token picks the policies it is decided and masked under.
   const endUser = connection.endUser && {
-    verifier: new EndUserVerifier(connection.endUser),
+    verifier: new EndUserVerifier(connection.endUser, options.lookup),
     contexts: new PolicyVariants((policies) => contextFor(options, policies, target)),
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {

@@ -5,8 +5,10 @@
 // does not know makes it fetch the set again (key rotation), at most once per cooldown.
 // Only asymmetric algorithms are accepted: with HS256 an agent could sign with the provider's
 // public key as the HMAC secret, and `none` signs nothing.
+import type { LookupFunction } from 'node:net';
 import {
   createRemoteJWKSet,
+  customFetch,
   decodeJwt,
   decodeProtectedHeader,
   errors,
@@ -15,6 +17,7 @@ import {
 } from 'jose';
 import type { BundleConnection, EndUser } from '../../api/bundle.ts';
 import { AirlockError } from '../core/errors.ts';
+import { providerFetch } from './fetch.ts';
 
 export type EndUserSettings = NonNullable<BundleConnection['endUser']>;
 
@@ -53,11 +56,14 @@ interface Keys {
 export class EndUserVerifier {
   readonly settings: EndUserSettings;
   readonly #issuer: string;
+  readonly #fetch: ReturnType<typeof providerFetch>;
   #keys: Promise<Keys> | undefined;
 
-  constructor(settings: EndUserSettings) {
+  /** lookup: how the provider's name is resolved (the sidecar's resolver), the system's when absent. */
+  constructor(settings: EndUserSettings, lookup?: LookupFunction) {
     this.settings = settings;
     this.#issuer = settings.issuer;
+    this.#fetch = providerFetch(lookup);
   }
 
   /** The person the token stands for, with the Connection's prefixes; throws EndUserRefusal. */
@@ -128,7 +134,7 @@ export class EndUserVerifier {
 
   async #discover(): Promise<Keys> {
     const url = `${this.#issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const response = await fetch(url, { signal: AbortSignal.timeout(10_000), redirect: 'error' });
+    const response = await this.#fetch(url, { signal: AbortSignal.timeout(10_000) });
     if (!response.ok) throw new Error(`${url} answered ${response.status}`);
     const document = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
     if (document.issuer !== this.#issuer)
@@ -140,6 +146,7 @@ export class EndUserVerifier {
         timeoutDuration: 10_000,
         cooldownDuration: 30_000,
         cacheMaxAge: 10 * 60_000,
+        [customFetch]: this.#fetch,
       }),
     };
   }

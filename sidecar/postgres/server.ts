@@ -59,7 +59,7 @@ export async function servePostgres(options: PostgresServerOptions): Promise<Pos
   }
   const engine = options.engine ?? (await loadPolicyEngine(options.connection.policies));
   const endUser = options.connection.endUser && {
-    verifier: new EndUserVerifier(options.connection.endUser),
+    verifier: new EndUserVerifier(options.connection.endUser, options.lookup),
     engines: new PolicyVariants((policies) => loadPolicyEngine(policies)),
   };
   const cancels = cancelRegistry();

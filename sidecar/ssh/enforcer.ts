@@ -83,7 +83,7 @@ export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
   const hostKey = options.hostKey ?? generateHostKey().private;
   const plan = compileMasking(connection.policies);
   const endUser = connection.endUser && {
-    verifier: new EndUserVerifier(connection.endUser),
+    verifier: new EndUserVerifier(connection.endUser, options.lookup),
     plans: new PolicyVariants((policies) => compileMasking(policies)),
   };
   const clients = new Set<ServerConnection>();
