@@ -30,6 +30,8 @@ export interface RelayEnd {
 export interface RelayOptions {
   /** Channel protocol (exec, attach) or opaque (port-forward). */
   channeled: boolean;
+  /** Whether the request asked for stdin: it was decided on that, so input it did not ask for ends the stream. */
+  stdin: boolean;
   policies: BundlePolicy[];
   plan: MaskingPlan;
   recorder: SessionRecorder;
@@ -135,8 +137,10 @@ export function relayStream(
         const channel = message.payload[0];
         if (channel === undefined || !fromAgent.has(channel))
           throw new FrameError(`a message on channel ${channel ?? '(none)'} from the agent`);
-        if (channel === channels.stdin)
+        if (channel === channels.stdin) {
+          if (!options.stdin) throw new FrameError('input on a stream decided without stdin');
           recorder.data('input', redact(message.payload.subarray(1).toString('utf8')));
+        }
       }
       if (!toTarget(opcodes.binary, message.payload)) agent.pause();
     };

@@ -14,7 +14,7 @@ import { AirlockError } from '../core/errors.ts';
 import { passageFields } from '../core/gate.ts';
 import { maskingFields, type RequestFields } from '../core/recorder.ts';
 import { denialMessage } from '../policy/decide.ts';
-import { decideKubernetes } from '../policy/kubernetes.ts';
+import { decideKubernetes, interactive } from '../policy/kubernetes.ts';
 import type { KubernetesRequest } from '../policy/kubernetes-request.ts';
 import { upstreamHeaders } from './headers.ts';
 import type { Read } from './read.ts';
@@ -242,6 +242,7 @@ class Stream {
     this.socket.pause();
     const end = await relayStream(this.socket, this.reader, this.pending, target.socket, target.head, {
       channeled: this.channeled,
+      stdin: interactive(this.request),
       policies: this.upstream.connection.policies,
       plan: this.upstream.masking.plan,
       recorder,

@@ -447,6 +447,7 @@ describe('Kubernetes enforcer: exec and attach streams', requires('kubectl'), ()
         ['unmasked', Buffer.from([0x82, 0x03, 0x00, 0x68, 0x69])],
         ['text', masked(0x81, Buffer.from([0x00, 0x68, 0x69]))],
         ['stdout channel', masked(0x82, Buffer.from([0x01, 0x68, 0x69]))],
+        ['stdin the request did not ask for', masked(0x82, Buffer.from([0x00, 0x68, 0x69]))],
         ['reserved bit', masked(0xc2, Buffer.from([0x00, 0x68]))],
         ['orphan continuation', masked(0x80, Buffer.from([0x00, 0x68]))],
       ];
