@@ -222,7 +222,7 @@ describe('Kubernetes rules', () => {
             name: 'hold-credentials',
             action: 'require-approval',
             approval: { approvers: { groups: ['ops'] }, timeout: '1m', scope: 'statement' },
-            kubernetes: { verbs: ['create'], ...(subresources && { subresources }) },
+            ...(subresources ? { kubernetes: { subresources } } : { kubernetes: { verbs: ['create'] } }),
           },
         ],
       });
@@ -234,6 +234,23 @@ describe('Kubernetes rules', () => {
     assert.equal(decideKubernetes([hold(['portforward'])], token).action, 'deny');
     // In audit mode a naming rule grants nothing.
     assert.equal(decideKubernetes([{ ...hold(['token']), mode: 'audit' }], token).action, 'deny');
+    // A node's proxy is the kubelet's API: /run runs a command in any pod of the node.
+    for (const [method, target] of [
+      ['POST', '/api/v1/nodes/n1/proxy/run/default/web/web?cmd=rm+-rf+/'],
+      ['POST', '/api/v1/proxy/nodes/n1/run/default/web/web?cmd=rm+-rf+/'],
+      ['GET', '/api/v1/nodes/n1:10250/proxy/metrics'],
+    ] as const) {
+      const request = parse(method, target);
+      assert.equal(decideKubernetes([open], request).action, 'deny', target);
+      assert.match(decideKubernetes([open], request).message!, /node proxy \(kubelet API\)/);
+      assert.equal(decideKubernetes([hold(['*'])], request).action, 'deny', target);
+      assert.equal(decideKubernetes([hold(['proxy'])], request).action, 'require-approval', target);
+    }
+    // A pod's proxy is the pod's own server: not the kubelet.
+    assert.equal(
+      decideKubernetes([open], parse('GET', '/api/v1/namespaces/default/pods/web/proxy/')).action,
+      'allow',
+    );
     // Another group's "serviceaccounts" is not the core one.
     const other = parse('POST', '/apis/example.com/v1/namespaces/default/serviceaccounts/a/token');
     assert.equal(decideKubernetes([open], other).action, 'allow');

@@ -69,8 +69,8 @@ export function decideKubernetes(policies: BundlePolicy[], request: KubernetesRe
   if (explicit !== undefined && decision.action !== 'deny' && !namedBy(policies, request))
     decision = {
       action: 'deny',
-      message: `${explicit} requests are refused unless a rule names the ${request.subresource} subresource`,
-      reasons: [`no enforcing rule lists "${request.subresource}" in its subresources`],
+      message: `${explicit} requests are refused unless a rule names the ${named(request)} subresource`,
+      reasons: [`no enforcing rule lists "${named(request)}" in its subresources`],
       wouldHave: decision.wouldHave,
     };
   const command = execCommand(request);
@@ -82,14 +82,22 @@ export function decideKubernetes(policies: BundlePolicy[], request: KubernetesRe
 /**
  * Subresources only a rule that names them (not a glob, not a rule without subresources) lets
  * through, and rules only deny or hold, so a person approves each: a ServiceAccount token is a
- * live cluster credential in the agent's hands, and a port-forward an opaque tunnel into a pod.
+ * live cluster credential in the agent's hands, a port-forward an opaque tunnel into a pod, and
+ * a node's proxy the kubelet's own API, whose /run and /exec run commands in any pod of the node
+ * with no exec request to decide.
  */
 function explicitSubresource(request: KubernetesRequest): string | undefined {
   if (request.group !== '') return undefined;
-  if (request.resource === 'serviceaccounts' && request.subresource === 'token')
-    return 'ServiceAccount token';
-  if (request.resource === 'pods' && request.subresource === 'portforward') return 'port-forward';
+  const subresource = named(request);
+  if (request.resource === 'serviceaccounts' && subresource === 'token') return 'ServiceAccount token';
+  if (request.resource === 'pods' && subresource === 'portforward') return 'port-forward';
+  if (request.resource === 'nodes' && subresource === 'proxy') return 'node proxy (kubelet API)';
   return undefined;
+}
+
+/** The subresource as rules name it: proxy also for the /proxy/ path prefix. */
+function named(request: KubernetesRequest): string {
+  return request.verb === 'proxy' ? 'proxy' : request.subresource;
 }
 
 /** Whether an enforcing hold that matches the request lists its subresource as it is spelled. */
@@ -100,7 +108,7 @@ function namedBy(policies: BundlePolicy[], request: KubernetesRequest): boolean 
       policy.rules.some(
         (rule) =>
           rule.action !== 'deny' &&
-          rule.kubernetes?.subresources?.includes(request.subresource) === true &&
+          rule.kubernetes?.subresources?.includes(named(request)) === true &&
           kubernetesRuleMatches(rule, request),
       ),
   );
@@ -140,7 +148,7 @@ export function kubernetesRuleMatches(rule: PolicyRule, request: KubernetesReque
     return false;
   if (k.names && request.name !== '' && !k.names.some((g) => matchGlob(g, request.name))) return false;
   if (k.subresources) {
-    const subresource = request.verb === 'proxy' ? 'proxy' : request.subresource;
+    const subresource = named(request);
     if (subresource === '' || !k.subresources.some((g) => matchGlob(g, subresource))) return false;
   }
   return true;
