@@ -309,6 +309,17 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
     );
     const newest = Math.max(...lines.map((l) => Number(/order (\d+)/.exec(l)![1])));
     assert.ok(newest > last + 2, 'lines written after the follow began arrived while it followed');
+    // Recorded when the agent leaves, which is how a followed log ends.
+    const recorded = () =>
+      cluster
+        .logs('agent-0', 'airlock-sidecar')
+        .then((log) =>
+          log.split('\n').find((l) => l.includes('"text":"get pods/log web in namespace targets"')),
+        );
+    await waitFor('the followed log recorded', async () => (await recorded()) !== undefined);
+    const event = JSON.parse((await recorded())!).event;
+    assert.equal(event.outcome, 'masked');
+    assert.ok(event.masked['pii/email'] >= lines.length, JSON.stringify(event));
   });
 
   test('bypass: the API server around the sidecar, with the agent’s own token, is refused', async () => {
