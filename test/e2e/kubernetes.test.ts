@@ -233,6 +233,19 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
     await kubectl(['get', 'namespace', 'targets']);
   });
 
+  test('kubectl create token and a node proxy are refused: no rule names them', async () => {
+    const token = await agent(['create', 'token', 'default']);
+    assert.notEqual(token.code, 0);
+    assert.match(
+      token.stderr,
+      /ServiceAccount token requests are refused unless a rule names the token subresource/,
+    );
+    const node = (await kubectl(['get', 'nodes', '-o', 'jsonpath={.items[0].metadata.name}'])).trim();
+    const run = await agent(['get', '--raw', `/api/v1/nodes/${node}/proxy/runningpods/`]);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /node proxy \(kubelet API\) requests are refused/);
+  });
+
   test('kubectl get secret -o yaml shows the Secret redacted', async () => {
     const result = await agent(['get', 'secret', 'db', '-o', 'yaml']);
     assert.equal(result.code, 0, result.stderr);
