@@ -52,6 +52,14 @@ pg_wal_replay_resume dblink dblink_exec dblink_connect dblink_connect_u dblink_s
 dblink_open dblink_fetch pg_file_write pg_file_rename pg_file_unlink pg_file_sync
 `);
 
+/**
+ * Built-ins (also on the list below) whose call changes what other sessions see, as a write
+ * does, outside any table the statement names: a sequence's next value.
+ */
+export const writingFunctions = names(`
+nextval setval
+`);
+
 /** Pure scalar, aggregate, window, set-returning and catalog functions of the built-in catalog. */
 export const builtinFunctions = names(`
 RI_FKey_cascade_del RI_FKey_cascade_upd RI_FKey_check_ins RI_FKey_check_upd RI_FKey_noaction_del

@@ -4,7 +4,7 @@
 // functions) and how it uses columns (resolved by ColumnScopes), and whether a write is
 // unbounded or the statement may change how the server reads the SQL text that follows.
 import type { SqlClass, SqlStatementKind } from '../../api/v1alpha1.ts';
-import { adminFunctions, builtinFunctions, valueReadingFunctions } from './functions.ts';
+import { adminFunctions, builtinFunctions, valueReadingFunctions, writingFunctions } from './functions.ts';
 import type { ColumnUse } from './sql.ts';
 import { ColumnScopes } from './sql-columns.ts';
 import { armKinds, classify, identitySettings, relationObjectTypes } from './sql-kinds.ts';
@@ -243,6 +243,9 @@ export class Walk extends ColumnScopes {
   }
 
   select(body: AstObject, role: Role, exists = false): void {
+    // FOR UPDATE, NO KEY UPDATE, SHARE, KEY SHARE lock the rows, which the server allows only
+    // with UPDATE privilege: others wait on them as on a write.
+    if (body['lockingClause']) this.classes.add('write');
     this.withCtes(body, () => {
       if (body['op'] && body['op'] !== 'SETOP_NONE') {
         // Set operations lose column origins: everything in either branch is indirect.
@@ -471,6 +474,7 @@ export class Walk extends ColumnScopes {
     const builtin = (schema === undefined || schema === 'pg_catalog') && builtinFunctions.has(base);
     const readsValues = (schema === undefined || schema === 'pg_catalog') && valueReadingFunctions.has(base);
     if (adminFunctions.has(base.toLowerCase())) this.classes.add('admin');
+    if (builtin && writingFunctions.has(base)) this.classes.add('write');
     if (!builtin || readsValues) {
       this.classes.add('admin');
       this.columnUses.push(everyColumn);

@@ -82,6 +82,16 @@ describe('analyzeSql', () => {
     assert.deepEqual(classes('COPY t FROM STDIN'), ['write']);
     assert.deepEqual(classes("COPY t TO '/tmp/x'"), ['admin', 'read']);
     assert.deepEqual(classes('BEGIN'), []);
+    // A sequence's next value and a row lock change what other sessions see, as a write does.
+    assert.deepEqual(classes("SELECT nextval('s')"), ['read', 'write']);
+    assert.deepEqual(classes("select PG_CATALOG.SETVAL('s', 1)"), ['read', 'write']);
+    assert.deepEqual(classes("SELECT currval('s')"), ['read']);
+    assert.deepEqual(classes('SELECT * FROM t FOR UPDATE'), ['read', 'write']);
+    assert.deepEqual(classes('SELECT * FROM (SELECT * FROM t FOR KEY SHARE SKIP LOCKED) s'), [
+      'read',
+      'write',
+    ]);
+    assert.deepEqual(classes('WITH x AS (SELECT id FROM t FOR NO KEY UPDATE) SELECT 1'), ['read', 'write']);
     assert.equal(one('REVOKE SELECT ON t FROM bob').kind, 'REVOKE');
     assert.equal(one('VACUUM t').kind, 'VACUUM');
     assert.equal(one('ANALYZE t').kind, 'ANALYZE');
