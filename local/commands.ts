@@ -142,16 +142,16 @@ export async function sessionsCommand(args: string[]): Promise<number> {
       else
         console.log(
           table([
-            ['SESSION', 'CONNECTION', 'IDENTITY', 'END USER', 'STARTED', 'REQUESTS', 'BLOCKED', 'MASKED'],
+            ['SESSION', 'CONNECTION', 'IDENTITY', 'STARTED', 'REQUESTS', 'BLOCKED', 'MASKED', 'END USER'],
             ...sessions.map((s) => [
               s.id,
               s.connection,
               s.identity,
-              s.user ?? '-',
               s.started,
               String(s.requests),
               String(s.blocked),
               String(s.masked),
+              s.user ?? '-',
             ]),
           ]),
         );

@@ -15,8 +15,10 @@ import { type JWK, SignJWT } from 'jose';
 import YAML from 'yaml';
 import type { SessionEvent } from '../../api/events.ts';
 import type { SessionSummary } from '../../audit/store.ts';
+import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
 import { type OidcProvider, startOidcProvider } from '../support/oidc-provider.ts';
+import { startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, psql, startPostgres } from '../support/postgres.ts';
 import {
   freePort,
@@ -490,6 +492,218 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
     });
   });
 });
+
+describe(
+  'through the operator: a held request names the person',
+  requires('etcd', 'kube-apiserver', 'kubectl', 'postgres', 'psql'),
+  () => {
+    let idp: OidcProvider;
+    let database: PostgresServer;
+    let cluster: ControlPlane;
+    let operator: Service | undefined;
+    let sidecar: Service | undefined;
+    let work: { path: string; remove(): Promise<void> };
+    let listenPort = 0;
+
+    before(async () => {
+      work = await temporaryDirectory('end-user-operator');
+      idp = await startOidcProvider({ redirectUri, people });
+      database = await startPostgres();
+      await database.admin(
+        `CREATE TABLE orders (id int, status text); INSERT INTO orders VALUES (1, 'paid'); GRANT ALL ON orders TO ${database.user}`,
+        database.database,
+      );
+      cluster = await startControlPlane();
+      await cluster.installCrds();
+      const kubectl = (args: string[], input?: string) =>
+        cluster.kubectl(args, input === undefined ? {} : { input });
+      await kubectl(['create', 'namespace', 'airlock-system']);
+      await kubectl(['create', 'namespace', 'agents']);
+      await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
+      await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
+      await kubectl([
+        'create',
+        'clusterrole',
+        'approver',
+        '--verb=get,list,watch,patch,update',
+        '--resource=accessrequests.airlock.dev',
+      ]);
+      await kubectl([
+        'create',
+        'rolebinding',
+        'approvers',
+        '-n',
+        'agents',
+        '--clusterrole=approver',
+        '--group=dba-oncall',
+      ]);
+      const item = (kind: string, name: string, body: object) => ({
+        ...object(kind, name, body),
+        metadata: { name, namespace: 'agents' },
+      });
+      await kubectl(
+        ['apply', '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'List',
+          items: [
+            item('Secret', 'orders-db', {
+              stringData: { username: database.user, password: database.password },
+            }),
+            item('Connection', 'orders-db', {
+              spec: {
+                protocol: 'postgres',
+                host: '127.0.0.1',
+                port: database.port,
+                tls: { mode: 'disable' },
+                credentials: { secretRef: { name: 'orders-db' } },
+                postgres: { database: database.database },
+                endUser: {
+                  issuer: idp.issuer,
+                  audiences: [idp.clientId],
+                  usernameClaim: 'email',
+                  usernamePrefix: 'oidc:',
+                },
+              },
+            }),
+            item('AccessPolicy', 'agent-for-dbas', {
+              spec: {
+                subjects: [{ kind: 'ServiceAccount', name: 'agent', actingFor: { groups: ['dba'] } }],
+                connections: ['orders-db'],
+                rules: [
+                  {
+                    name: 'writes',
+                    action: 'require-approval',
+                    sql: { statements: ['UPDATE'] },
+                    approval: { approvers: { groups: ['dba-oncall'] }, timeout: '2m' },
+                  },
+                ],
+              },
+            }),
+          ],
+        }),
+      );
+      const started = await startOperatorProcess(cluster, work.path, { approvals: true });
+      operator = started.service;
+      await kubectl(
+        ['apply', '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'agent-0', namespace: 'agents' },
+          spec: {
+            serviceAccountName: 'agent',
+            containers: [{ name: 'agent', image: 'agent:1', command: ['sleep', 'infinity'] }],
+          },
+        }),
+      );
+      const pod = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
+      const token = await cluster.podToken({
+        namespace: 'agents',
+        name: 'agent-0',
+        uid: pod.metadata.uid,
+        serviceAccount: 'agent',
+      });
+      await waitFor('CA published', async () => {
+        await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents']);
+        return true;
+      });
+      const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
+        .data['ca.crt'];
+      writeFileSync(join(work.path, 'token'), token);
+      writeFileSync(join(work.path, 'ca.crt'), ca);
+      listenPort = await freePort();
+      const healthPort = await freePort();
+      sidecar = startService(
+        'airlock sidecar',
+        process.execPath,
+        [
+          cli,
+          'sidecar',
+          `--control-api=https://127.0.0.1:${started.ports.controlApi}`,
+          `--token-file=${join(work.path, 'token')}`,
+          `--ca-file=${join(work.path, 'ca.crt')}`,
+          `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
+          `--health-port=${healthPort}`,
+          `--metrics-port=${await freePort()}`,
+        ],
+        { logFile: join(work.path, 'sidecar.log'), env: { ...process.env, NODE_EXTRA_CA_CERTS: idp.caFile } },
+      );
+      await waitFor('sidecar ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, {
+        service: sidecar,
+      });
+    });
+
+    after(async () => {
+      await sidecar?.stop();
+      await operator?.stop();
+      await cluster?.stop();
+      await database?.stop();
+      await idp?.stop();
+      await work?.remove();
+    });
+
+    it('records the person as the requester, who may not approve it; an approver does and it runs', async () => {
+      const ada = await idp.idToken('ada@example.com', 'ada-pw');
+      const statement = psql(
+        { host: '127.0.0.1', port: listenPort },
+        "UPDATE orders SET status = 'refunded' WHERE id = 1;",
+        {
+          env: { PGPASSWORD: ada },
+          timeoutMs: 120_000,
+        },
+      );
+      let request: { metadata: { name: string }; spec: { requester: Record<string, string> } } | undefined;
+      await waitFor(
+        'AccessRequest',
+        async () => {
+          request = JSON.parse(await cluster.kubectl(['get', 'accessrequests', '-n', 'agents', '-o', 'json']))
+            .items[0];
+          return request !== undefined;
+        },
+        { timeoutMs: 30_000 },
+      );
+      assert.deepEqual(request!.spec.requester, {
+        pod: 'agent-0',
+        serviceAccount: 'agent',
+        user: 'oidc:ada@example.com',
+      });
+      const patch = (as: string[]) =>
+        cluster.kubectl([
+          'patch',
+          'ar',
+          request!.metadata.name,
+          '-n',
+          'agents',
+          ...as,
+          '--type=merge',
+          '-p',
+          '{"spec":{"decision":{"action":"approve"}}}',
+        ]);
+      await assert.rejects(
+        patch(['--as=oidc:ada@example.com', '--as-group=dba-oncall']),
+        /oidc:ada@example\.com requested .* nobody may approve their own request/,
+      );
+      await patch(['--as=oidc:grace@example.com', '--as-group=dba-oncall']);
+      const result = await statement;
+      assert.equal(result.code, 0, result.stderr);
+      const { rows } = await database.admin('SELECT status FROM orders WHERE id = 1', database.database);
+      assert.equal(rows[0].status, 'refunded');
+    });
+
+    it('refuses the token of someone the policy is not granted for, before anything reaches the database', async () => {
+      const carol = await idp.idToken('carol@example.com', 'carol-pw');
+      const result = await psql({ host: '127.0.0.1', port: listenPort }, 'SELECT 1;', {
+        env: { PGPASSWORD: carol },
+      });
+      assert.notEqual(result.code, 0);
+      assert.match(
+        result.stderr,
+        /no AccessPolicy grants Connection orders-db to agents\/agent acting for oidc:carol@example\.com/,
+      );
+    });
+  },
+);
 
 /** The provider's published keys, found through its discovery document. */
 async function publishedKeys(idp: OidcProvider): Promise<{ keys: JWK[] }> {
