@@ -21,7 +21,7 @@ export interface EventRow {
   type: string;
   /** ISO 8601, as the event has it. */
   time: string;
-  /** The event's canonical text: the JSON its hash covers. */
+  /** The event as JSON. */
   body: string;
   /** The predecessor's hash. */
   previous: string;

@@ -91,10 +91,9 @@ export interface VerifyResult {
 }
 
 /**
- * The canonical text of an event: keys sorted, so the hash does not depend on key order. It is
- * also the body an append stores, so an event is serialised once. Built by concatenation, as
- * it runs for every event appended (a copy of the entries sorted per object cost more than the
- * hash).
+ * The canonical text of an event: keys sorted, so the hash does not depend on key order. Built
+ * by concatenation, as it runs for every event appended (a copy of the entries sorted per
+ * object cost more than the hash).
  */
 export function canonical(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
@@ -119,12 +118,9 @@ export function canonical(value: unknown): string {
 }
 
 export function chainHash(previous: string, position: number, event: unknown): string {
-  return linkHash(previous, position, canonical(event));
-}
-
-/** The hash of an event's canonical text at its position after its predecessor's hash. */
-function linkHash(previous: string, position: number, text: string): string {
-  return createHash('sha256').update(`${previous}\n${position}\n${text}`).digest('hex');
+  return createHash('sha256')
+    .update(`${previous}\n${position}\n${canonical(event)}`)
+    .digest('hex');
 }
 
 export class AuditStore {
@@ -178,17 +174,19 @@ export class AuditStore {
     const { dialect } = this.#db;
     return this.#db.transaction(async (tx) => {
       await dialect.lock(tx, 4242002);
-      const ids = events.map((e) => e.id);
-      const existing = new Set(
-        (
-          await tx.query<{ id: string }>(`SELECT id FROM audit_events WHERE ${dialect.inList('id', '$1')}`, [
-            dialect.list(ids),
-          ])
-        ).map((r) => r.id),
+      // The ids already stored and the chain's head, in one round trip.
+      const found = await tx.query<{ id: string | null; position: string | null; hash: string | null }>(
+        `SELECT id, NULL AS position, NULL AS hash FROM audit_events WHERE ${dialect.inList('id', '$1')}
+         UNION ALL
+         SELECT NULL, position, hash FROM (SELECT position, hash FROM audit_events ORDER BY position DESC LIMIT 1) h`,
+        [dialect.list(events.map((e) => e.id))],
       );
-      const [head] = await tx.query<{ position: string; hash: string }>(
-        'SELECT position, hash FROM audit_events ORDER BY position DESC LIMIT 1',
-      );
+      const existing = new Set<string>();
+      let head: { position: string; hash: string } | undefined;
+      for (const row of found) {
+        if (row.id !== null) existing.add(row.id);
+        else head = { position: String(row.position), hash: row.hash! };
+      }
       let position = head ? Number(head.position) : 0;
       let previous = head?.hash ?? genesis;
       const rows: EventRow[] = [];
@@ -198,15 +196,15 @@ export class AuditStore {
         existing.add(event.id);
         added.push(event);
         position++;
-        const body = canonical(event);
-        const hash = linkHash(previous, position, body);
+        const hash = chainHash(previous, position, event);
         rows.push({
           position,
           id: event.id,
           sessionId: event.sessionId,
           type: event.type,
           time: event.time,
-          body,
+          // The event as it came, in its own key order (which the embedded store keeps).
+          body: JSON.stringify(event),
           previous,
           hash,
         });
