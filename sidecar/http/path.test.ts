@@ -85,6 +85,9 @@ describe('normalizeTarget', () => {
     assert.ok(readings('/caf%C3%A9/x').includes('/café/x'), 'escapes decoded as UTF-8');
     assert.ok(readings('/%2561dmin').includes('/%61dmin'), 'a double-encoded letter is read once');
     assert.deepEqual(readings('/orders/1'), ['/orders/1', '/orders/1/']);
+    for (const target of ['/v1/refunds.json', '/v1/refunds.xml/', '/v1/refunds;x=1.json'])
+      assert.ok(readings(target).includes('/v1/refunds'), `a format suffix is dropped by Rails: ${target}`);
+    assert.ok(!readings('/v1/.json').includes('/v1/'), 'a dot file is not a suffix');
     assert.ok(readings('/ADMIN/Users', true).includes('/admin/users'));
     assert.ok(
       readings('/ADMIN/Users', true).every((r) => r === r.toLowerCase()),

@@ -2,7 +2,8 @@
 // forwarded path is one canonical form: percent-encoded unreserved characters decoded, dot
 // segments removed, duplicate slashes collapsed, escapes in upper case. Servers still read that
 // path differently (Tomcat and Spring drop `;` path parameters, IIS trims trailing dots, most
-// routers decode escapes or ignore a trailing slash, some fold case), so rules are matched
+// routers decode escapes or ignore a trailing slash, Rails drops a format suffix, some fold
+// case), so rules are matched
 // against each reading and the most restrictive decision wins. What servers disagree on beyond
 // that (an encoded slash, backslash or dot segment, a double-encoded one, NUL, bad or overlong
 // UTF-8, a fragment, raw non-ASCII, a target that is not a path) is refused.
@@ -71,7 +72,8 @@ export function normalizeTarget(target: string, options: TargetOptions = {}): No
 
 /**
  * The canonical path as servers read it: decoded, without path parameters, without trailing dots
- * and spaces in segments, with or without a trailing slash, and (optionally) in lower case; each
+ * and spaces in segments, without a format suffix, with or without a trailing slash, and
+ * (optionally) in lower case; each
  * combination, the canonical path first.
  */
 function readingsOf(path: string, options: TargetOptions): string[] {
@@ -82,6 +84,7 @@ function readingsOf(path: string, options: TargetOptions): string[] {
     },
     (p) => removeDotSegments(stripParameters(p)),
     (p) => removeDotSegments(trimSegments(p)),
+    stripFormatSuffix,
     toggleTrailingSlash,
   ];
   if (options.caseInsensitive) transforms.push((p) => p.toLowerCase());
@@ -143,6 +146,14 @@ function trimSegments(path: string): string {
     .split('/')
     .map((s) => (/^\.+$/.test(s) ? s : s.replace(/(?:\.|%20| )+$/i, '')))
     .join('/');
+}
+
+/**
+ * `/v1/refunds.json` → `/v1/refunds`: Rails, Django REST framework and older Spring route a
+ * format suffix on the last segment to the path without it.
+ */
+function stripFormatSuffix(path: string): string {
+  return path.replace(/([^/.])\.[A-Za-z0-9]{1,8}(\/?)$/, '$1$2');
 }
 
 function toggleTrailingSlash(path: string): string {

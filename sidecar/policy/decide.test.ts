@@ -247,6 +247,21 @@ describe('decideHttp', () => {
     assert.ok(!matchPathGlob('/a/*/c', '/a/b/x/c'));
     assert.ok(matchPathGlob('/a/**/c', '/a/b/x/c'));
   });
+
+  it('holds HEAD under a rule on GET: servers answer it with the GET handler', () => {
+    const reads = policy({
+      name: 'reads',
+      rules: [{ name: 'no-export', action: 'deny', http: { methods: ['GET'], paths: ['/export/**'] } }],
+    });
+    assert.equal(decideHttp([reads], { method: 'HEAD', path: '/export/all' }).rule, 'no-export');
+    assert.equal(decideHttp([reads], { method: 'head', path: '/export/all' }).rule, 'no-export');
+    assert.equal(decideHttp([reads], { method: 'OPTIONS', path: '/export/all' }).action, 'allow');
+    const heads = policy({
+      name: 'heads',
+      rules: [{ name: 'no-head', action: 'deny', http: { methods: ['HEAD'], paths: ['/x'] } }],
+    });
+    assert.equal(decideHttp([heads], { method: 'GET', path: '/x' }).action, 'allow');
+  });
 });
 
 describe('denialMessage', () => {

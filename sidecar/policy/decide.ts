@@ -198,7 +198,9 @@ export function decideHttp(policies: BundlePolicy[], req: { method: string; path
     for (const rule of policy.rules) {
       const http = rule.http;
       if (!http) continue;
-      if (http.methods && !http.methods.includes(method)) continue;
+      // Servers answer HEAD with the GET handler (and its effects): a rule on GET holds HEAD too.
+      const named = http.methods?.includes(method) || (method === 'HEAD' && http.methods?.includes('GET'));
+      if (http.methods && !named) continue;
       if (http.paths && !http.paths.some((glob) => matchPathGlob(glob, path))) continue;
       matches.push({
         ...ruleMatch(policy, rule),
