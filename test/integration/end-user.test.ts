@@ -15,11 +15,12 @@ import { type JWK, SignJWT } from 'jose';
 import YAML from 'yaml';
 import type { SessionEvent } from '../../api/events.ts';
 import type { SessionSummary } from '../../audit/store.ts';
+import { encodeStartup, passwordMessage } from '../../sidecar/postgres/messages.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
 import { type OidcProvider, startOidcProvider } from '../support/oidc-provider.ts';
 import { startOperatorProcess } from '../support/operator.ts';
-import { type PostgresServer, psql, startPostgres } from '../support/postgres.ts';
+import { type PostgresServer, psql, RawClient, startPostgres } from '../support/postgres.ts';
 import {
   freePort,
   runCommand,
@@ -315,6 +316,52 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
       await new Promise((resolve) => setTimeout(resolve, 7_000));
       const result = await asAgent(shortLived, 'SELECT 1;');
       assert.match(result.stderr, /the end-user token has expired/);
+    });
+
+    it('reads the password message however it is split, and nothing else in its place', async () => {
+      const startup = async () => {
+        const client = await RawClient.connect('127.0.0.1', ports.postgres);
+        client.send(
+          encodeStartup(
+            new Map([
+              ['user', 'agent'],
+              ['database', 'x'],
+            ]),
+          ),
+        );
+        const asked = await client.next();
+        assert.equal(asked?.type, 'R');
+        assert.equal(asked.body.readInt32BE(0), 3, 'AuthenticationCleartextPassword');
+        return client;
+      };
+      // The token one byte at a time: the enforcer waits for the whole message.
+      const split = await startup();
+      const message = passwordMessage(tokens.ada!);
+      for (const byte of message) {
+        split.send(Buffer.from([byte]));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const welcome = await split.until('Z');
+      assert.deepEqual(welcome.find((f) => f.type === 'R')?.body.readInt32BE(0), 0);
+      split.close();
+      // A query where the password should be, and a password message with bytes after it.
+      const violations = [
+        Buffer.concat([Buffer.from('Q'), Buffer.from([0, 0, 0, 13]), Buffer.from('SELECT 1;\0')]),
+        (() => {
+          const body = Buffer.concat([Buffer.from(tokens.ada!), Buffer.from([0]), Buffer.from('extra')]);
+          const head = Buffer.alloc(5);
+          head.write('p');
+          head.writeInt32BE(body.length + 4, 1);
+          return Buffer.concat([head, body]);
+        })(),
+      ];
+      for (const violation of violations) {
+        const client = await startup();
+        client.send(violation);
+        const refused = await client.until('E');
+        assert.equal(refused.at(-1)?.fields?.get('C'), '08P01');
+        assert.equal(await client.next(), undefined, 'the connection is closed');
+      }
     });
 
     it('records the person on every event and refusals with their reason, never the token', async () => {
