@@ -86,10 +86,13 @@ describe('an injected agent pod on a real cluster: redis-cli and an MCP client',
     assert.equal(run.code, 0, run.stderr);
     return JSON.parse(run.stdout);
   };
-  const sessionTimelines = async () => {
+  const sessionList = async () => {
     const list = await airlock(['sessions', 'list', '-o', 'json']);
     assert.equal(list.code, 0, list.err);
-    const sessions: { id: string; connection: string; blocked: number }[] = JSON.parse(list.out);
+    return JSON.parse(list.out) as { id: string; connection: string; blocked: number }[];
+  };
+  const sessionTimelines = async () => {
+    const sessions = await sessionList();
     const shown = await Promise.all(sessions.map((s) => airlock(['sessions', 'show', s.id])));
     return { sessions, all: shown.map((s) => s.out).join('\n') };
   };
@@ -334,12 +337,16 @@ describe('an injected agent pod on a real cluster: redis-cli and an MCP client',
   });
 
   test('alice reads the recorded Redis and MCP sessions: the refusals, the approved DEL, no secrets', async () => {
-    await waitFor('the sessions reach the collector', async () => {
-      const { sessions } = await sessionTimelines();
-      return ['sessions-cache', 'tools-mcp'].every((c) =>
-        sessions.some((s) => s.connection === c && s.blocked > 0),
-      );
-    });
+    await waitFor(
+      'the sessions reach the collector',
+      async () => {
+        const sessions = await sessionList();
+        return ['sessions-cache', 'tools-mcp'].every((c) =>
+          sessions.some((s) => s.connection === c && s.blocked > 0),
+        );
+      },
+      { timeoutMs: 120_000 },
+    );
     const { all } = await sessionTimelines();
     assert.match(all, /blocked\s+FLUSHALL/);
     assert.match(all, /approved\s+DEL orders:1\s+\[.*decided by alice/);
