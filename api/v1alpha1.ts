@@ -155,7 +155,7 @@ const endUserSchema = z.object({
   ),
   required: describe(
     z.boolean().default(true),
-    'Whether every session must present a valid token. When false, a session without one is served as the workload alone (policies conditioned on an end user never apply to it); a token that is presented and fails is refused either way.',
+    'Whether every session must present a valid token. When false, a session without one (or with a credential not shaped as a JWT, such as the password an agent always sent) is served as the workload alone, and policies granted for end users never apply to it; a JWT that is presented and fails is refused either way.',
   ),
   header: describe(
     z

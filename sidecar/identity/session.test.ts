@@ -81,10 +81,22 @@ describe('actingFor', () => {
   });
 
   it('refuses a token that fails even where none is required', async () => {
-    await assert.rejects(
-      actingFor(connection(false, policies), workload, verifier, 'forged'),
-      /bad signature/,
-    );
+    for (const forged of ['eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZGEifQ.', 'a.b.c'])
+      await assert.rejects(
+        actingFor(connection(false, policies), workload, verifier, forged),
+        /bad signature/,
+      );
+  });
+
+  it('takes what is not shaped as a JWT for no token where none is required, and refuses it where one is', async () => {
+    for (const password of ['not-the-password', 'Basic YWRhOnB3', 'a.b', 'a.b.c.d', 'a b.c.d']) {
+      const acting = await actingFor(connection(false, policies), workload, verifier, password);
+      assert.deepEqual(acting.identity, workload, password);
+      await assert.rejects(
+        actingFor(connection(true, policies), workload, verifier, password),
+        /bad signature/,
+      );
+    }
   });
 
   it('refuses a session that no policy applies to: the workload holds no grant of its own', async () => {

@@ -13,6 +13,9 @@ import {
 import { AirlockError } from '../core/errors.ts';
 import { EndUserRefusal, type EndUserVerifier } from './verifier.ts';
 
+/** Three base64url parts, the signature possibly empty (as an unsigned token has it). */
+const jwtShape = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
 export interface ActingFor {
   /** The workload identity, with the end user's user and groups when there is one. */
   identity: Identity;
@@ -32,8 +35,12 @@ export async function actingFor(
   token: string | undefined,
 ): Promise<ActingFor> {
   if (!connection.endUser || !verifier) return { identity, policies: connection.policies };
+  // Where a token is optional, a credential that is not shaped as a JWT (the password an agent
+  // always sent, another scheme's header) is not one; whatever is shaped as one is verified.
+  const presented =
+    connection.endUser.required || (token !== undefined && jwtShape.test(token)) ? token : undefined;
   let endUser: EndUser | undefined;
-  if (token) endUser = await verifier.verify(token);
+  if (presented) endUser = await verifier.verify(presented);
   else if (connection.endUser.required)
     throw new EndUserRefusal(`Connection ${connection.name} requires an end-user token and none was given`);
   const policies = policiesFor(connection.policies, endUser);
