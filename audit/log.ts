@@ -1,17 +1,25 @@
 // The audit log as the rest of Airlock uses it: an AuditStore (on PostgreSQL, or the embedded
 // SQLite store) in a worker thread, behind the same methods. Appending hashes and serialises
 // every event, and node:sqlite's calls block: in a worker, none of it runs on the event loop of
-// the enforcer or the collector that records.
+// the enforcer that records. A PostgreSQL store may run inline instead, where no data path
+// shares the loop and a worker's memory (about 30 MB) buys nothing.
 import { Worker } from 'node:worker_threads';
 import type { SessionEvent } from '../api/events.ts';
-import type {
-  SessionPage,
-  SessionQuery,
-  SessionSummary,
-  StoredEvent,
-  StoreOptions,
-  VerifyResult,
+import {
+  AuditStore,
+  isPostgresUrl,
+  type SessionPage,
+  type SessionQuery,
+  type SessionSummary,
+  type StoredEvent,
+  type StoreOptions,
+  type VerifyResult,
 } from './store.ts';
+
+export interface AuditLogOptions extends StoreOptions {
+  /** A PostgreSQL store on the caller's event loop; the embedded store always has a worker (node:sqlite blocks). */
+  inline?: boolean;
+}
 
 export interface AuditLog {
   readonly location: string;
@@ -36,7 +44,8 @@ export interface AuditLog {
   close(): Promise<void>;
 }
 
-export async function openAuditLog(location: string, options: StoreOptions = {}): Promise<AuditLog> {
+export async function openAuditLog(location: string, options: AuditLogOptions = {}): Promise<AuditLog> {
+  if (options.inline && isPostgresUrl(location)) return AuditStore.open(location, options);
   const key = options.key?.toString('base64');
   const worker = new Worker(new URL('./worker.ts', import.meta.url), {
     workerData: { location, key },

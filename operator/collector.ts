@@ -243,7 +243,8 @@ export function runCollector(
     const keyFile = settings.keyFile ?? (embedded ? `${settings.store}.key` : undefined);
     const key = keyFile ? await loadKey(keyFile, true) : undefined;
     if (!key) logger.warn('no --audit-key: checkpoints are unsigned, and a cut tail would go unnoticed');
-    const log = await openAuditLog(settings.store, key ? { key } : {});
+    // The operator has no data path to keep free: a PostgreSQL store runs inline, as it did.
+    const log = await openAuditLog(settings.store, { ...(key && { key }), inline: true });
     logger.info({ store: embedded ? settings.store : 'postgres', signed: Boolean(key) }, 'audit store open');
     if (settings.retentionMs) {
       const prune = () =>
