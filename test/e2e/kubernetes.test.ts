@@ -5,7 +5,9 @@
 // Reads allowed, a namespace delete denied, Secrets masked, a scale held until alice approves
 // it with kubectl airlock, exec decided by command (a refused rm -rf /, an allowed cat that the
 // real kubelet runs and the sidecar records), logs -f streamed from a real container through
-// the real kubelet with detected values masked, and the API server unreachable around the sidecar.
+// the real kubelet with detected values masked, a port-forward held until approved and then
+// carrying requests to a pod's server (one to a pod no rule names refused), and the API server
+// unreachable around the sidecar.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +17,7 @@ import { waitFor } from '../support/process.ts';
 import { controlPlaneBin } from '../support/tools.ts';
 
 const password = 'hunter2-correct-horse';
+const page = 'served by site through a forwarded port';
 const kubectlInPod = '/opt/airlock-test/kubectl';
 
 describe('an injected agent pod on a real cluster: kubectl through the sidecar', requiresCluster(), () => {
@@ -50,6 +53,26 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
               '-u',
               '-c',
               'import time\nn = 0\nwhile True:\n    n += 1\n    print(f"order {n} paid by ada@example.com")\n    time.sleep(0.5)',
+            ],
+          },
+        ],
+      },
+    });
+    // A pod serving a page, for the port-forward.
+    await apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'site', namespace: 'targets' },
+      spec: {
+        containers: [
+          {
+            name: 'site',
+            image: images.agent.name,
+            imagePullPolicy: 'IfNotPresent',
+            command: [
+              'sh',
+              '-c',
+              `mkdir -p /tmp/site && echo '${page}' > /tmp/site/index.html && cd /tmp/site && exec python3 -m http.server 8080`,
             ],
           },
         ],
@@ -147,6 +170,12 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
             kubernetes: { subresources: ['scale'] },
             approval: { approvers: { groups: ['dba-oncall'] }, timeout: '2m' },
           },
+          {
+            name: 'approve-site-forwarding',
+            action: 'require-approval',
+            kubernetes: { subresources: ['portforward'], names: ['site'] },
+            approval: { approvers: { groups: ['dba-oncall'] }, timeout: '2m' },
+          },
           { name: 'no-file-deletion', action: 'deny', ssh: { classes: ['file-deletion'] } },
         ],
       },
@@ -203,6 +232,7 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
     });
     await kubectl(['wait', '--for=condition=Ready', 'pod/agent-0', '-n', 'agents', '--timeout=180s']);
     await kubectl(['wait', '--for=condition=Ready', 'pod/web', '-n', 'targets', '--timeout=180s']);
+    await kubectl(['wait', '--for=condition=Ready', 'pod/site', '-n', 'targets', '--timeout=180s']);
     await kubectl(['rollout', 'status', 'deployment/api', '-n', 'targets', '--timeout=180s']);
   });
   after(async () => {
@@ -333,6 +363,61 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
     const event = JSON.parse((await recorded())!).event;
     assert.equal(event.outcome, 'masked');
     assert.ok(event.masked['pii/email'] >= lines.length, JSON.stringify(event));
+  });
+
+  test('kubectl port-forward is held until alice approves it, then carries a request to the pod', async () => {
+    // The agent's kubectl forwards in the background (kubectl tunnels SPDY inside WebSocket,
+    // SPDY/3.1+portforward.k8s.io, relayed unread); once approved, python3 in the same pod
+    // fetches the page twice through the forwarded port, a stream per connection.
+    const forwarding = cluster.exec(
+      'agent-0',
+      [
+        'sh',
+        '-c',
+        `${kubectlInPod} --namespace=targets port-forward pod/site 18080:8080 >/tmp/forward.log 2>&1 & forward=$!
+while [ ! -e /tmp/forward-approved ]; do sleep 0.2; done
+python3 -c 'import urllib.request
+for _ in range(2): print(urllib.request.urlopen("http://127.0.0.1:18080/", timeout=30).read().decode(), end="")'
+status=$?
+kill $forward
+cat /tmp/forward.log >&2
+exit $status`,
+      ],
+      { timeoutMs: 150_000 },
+    );
+    let name = '';
+    await waitFor('the AccessRequest', async () => {
+      const list = JSON.parse(await kubectl(['get', 'ar', '-n', 'agents', '-o', 'json']));
+      name =
+        list.items.find((r: { spec: { rule: string } }) => r.spec.rule === 'approve-site-forwarding')
+          ?.metadata.name ?? '';
+      return name !== '';
+    });
+    const approve = await airlock(['approve', name]);
+    assert.equal(approve.code, 0, approve.out + approve.err);
+    await cluster.exec('agent-0', ['touch', '/tmp/forward-approved']);
+    const result = await forwarding;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${page}\n${page}\n`);
+    assert.match(result.stderr, /Forwarding from 127\.0\.0\.1:18080 -> 8080/);
+    // Recorded when the tunnel closes, with the hold's approval.
+    const recorded = () =>
+      cluster
+        .logs('agent-0', 'airlock-sidecar')
+        .then((log) => log.split('\n').find((l) => l.includes('pods/portforward site in namespace targets')));
+    await waitFor('the port-forward recorded', async () => (await recorded()) !== undefined);
+    const event = JSON.parse((await recorded())!).event;
+    assert.equal(event.kind, 'kubernetes-stream', JSON.stringify(event));
+    assert.equal(event.status, 101, JSON.stringify(event));
+  });
+
+  test('kubectl port-forward to a pod no rule names is refused', async () => {
+    const result = await agent(['port-forward', 'pod/web', '18081:8080'], 30_000);
+    assert.notEqual(result.code, 0);
+    assert.match(
+      result.stderr,
+      /port-forward requests are refused unless a rule names the portforward subresource/,
+    );
   });
 
   test('bypass: the API server around the sidecar, with the agent’s own token, is refused', async () => {

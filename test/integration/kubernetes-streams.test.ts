@@ -242,12 +242,12 @@ describe('Kubernetes enforcer: exec and attach streams', requires('kubectl'), ()
       file,
       agentKubeconfig({ connection: 'cluster', server: listenerUrl(enforcer.address), namespace: 'default' }),
     );
-    const kubectl = (args: string[], input?: string) =>
+    const kubectl = (args: string[], input?: string, env: Record<string, string> = {}) =>
       new Promise<{ code: number; out: string; err: string }>((resolve) => {
         const child = execFile(
           tool('kubectl'),
           args,
-          { env: { ...process.env, KUBECONFIG: file, HOME: tmpdir() }, timeout: 60_000 },
+          { env: { ...process.env, KUBECONFIG: file, HOME: tmpdir(), ...env }, timeout: 60_000 },
           (error, out, err) =>
             resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out, err }),
         );
@@ -380,6 +380,20 @@ describe('Kubernetes enforcer: exec and attach streams', requires('kubectl'), ()
       result.err,
       /port-forward requests are refused unless a rule names the portforward subresource/,
     );
+  });
+
+  it('refuses an exec kubectl sends over SPDY, with a message that names WebSocket, before the API server sees it', async () => {
+    const { kubectl, requests } = await enforce([shells]);
+    const before = api.seen.length;
+    const result = await kubectl(['exec', 'shell', '--', 'cat', '/etc/hostname'], undefined, {
+      KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false',
+    });
+    assert.notEqual(result.code, 0);
+    assert.match(result.err, /Airlock relays these streams over WebSocket only/);
+    assert.equal(api.seen.length, before);
+    const event = requests().find((e) => e.text.endsWith('-- cat /etc/hostname'));
+    assert.equal(event?.outcome, 'blocked');
+    assert.equal(event?.kind, 'kubernetes-stream');
   });
 
   describe('handshakes and frames that break the rules', () => {
