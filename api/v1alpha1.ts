@@ -254,7 +254,7 @@ export const connectionSpecSchema = describe(
             ),
             caseInsensitivePaths: describe(
               z.boolean().optional(),
-              'The target serves paths without regard to case (IIS, some Spring setups): rules match paths in any case.',
+              'Whether the target serves paths without regard to case (Express, IIS, ASP.NET). By default it is taken to, so rules match paths in any case; false for a target known to tell /Admin from /admin, where rules then match the case written.',
             ),
           })
           .optional(),

@@ -9,10 +9,17 @@ import {
   type Identity,
 } from '../api/bundle.ts';
 import { credentialKeys } from '../api/v1alpha1.ts';
-import { decideReadings, foldPathGlobs } from '../sidecar/http/enforcer.ts';
 import { requestOverrides } from '../sidecar/http/method.ts';
 import { normalizeTarget } from '../sidecar/http/path.ts';
-import { columnGlobMatchesUse, type Decision, decideSql, decideSshExec } from '../sidecar/policy/decide.ts';
+import {
+  columnGlobMatchesUse,
+  type Decision,
+  decideReadings,
+  decideSql,
+  decideSshExec,
+  foldPathGlobs,
+  pathsIgnoreCase,
+} from '../sidecar/policy/decide.ts';
 import {
   decideKubernetes,
   describeRequest,
@@ -265,7 +272,7 @@ async function decideRequest(connection: BundleConnection, request: PolicyReques
   if ('kubernetes' in request) return decideKubernetesRequest(connection, request.kubernetes);
   if ('mcp' in request) return decideMcpRequest(policies, request.mcp);
   const { method, target } = parseHttpRequest(request.http);
-  const caseInsensitive = connection.http?.caseInsensitivePaths === true;
+  const caseInsensitive = pathsIgnoreCase(connection);
   const normalized = normalizeTarget(target, { caseInsensitive });
   if (!normalized.ok) {
     // The enforcer answers 400 and forwards nothing: for the author, a refusal.

@@ -22,7 +22,13 @@ import { maskingFields, type RequestFields, type SessionRecorder } from '../core
 import { valueShape } from '../core/stream-masker.ts';
 import { actingFor, PolicyVariants } from '../identity/session.ts';
 import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
-import { type Decision, decideHttp } from '../policy/decide.ts';
+import {
+  type Decision,
+  decideReadings,
+  foldPathGlobs,
+  pathsIgnoreCase,
+  restrictiveness,
+} from '../policy/decide.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import {
@@ -127,7 +133,7 @@ function contextFor(options: HttpEnforcerOptions, policies: BundlePolicy[], targ
     ...compiled,
     maskText: (text, column) => (column ? compiled.maskText(text, column) : maskJsonText(text)),
   };
-  const caseInsensitive = options.connection.http?.caseInsensitivePaths === true;
+  const caseInsensitive = pathsIgnoreCase(options.connection);
   return {
     options: { ...options, connection: { ...options.connection, policies } },
     plan,
@@ -249,35 +255,6 @@ function encodedRun(text: string): number {
   let i = text.length;
   while (i > 0 && text.length - i < 6 * 320 && encodedChar(text.charCodeAt(i - 1))) i--;
   return /%|\\|&#/.test(text.slice(i)) ? i : text.length;
-}
-
-/** Path rules as a case-insensitive target reads them (caseInsensitivePaths): globs folded. */
-export function foldPathGlobs(policies: BundlePolicy[]): BundlePolicy[] {
-  return policies.map((p) => ({
-    ...p,
-    rules: p.rules.map((r) =>
-      r.http?.paths ? { ...r, http: { ...r.http, paths: r.http.paths.map((g) => g.toLowerCase()) } } : r,
-    ),
-  }));
-}
-
-const restrictiveness: Record<Decision['action'], number> = { allow: 0, 'require-approval': 1, deny: 2 };
-
-/**
- * The request decided as every method it may be acted on as, on every path a server may read:
- * the most restrictive decision (the first of them on a tie); allowed, what audit-mode
- * policies would have done under any of them.
- */
-export function decideReadings(policies: BundlePolicy[], methods: string[], paths: string[]): Decision {
-  let worst: Decision | undefined;
-  const wouldHave = new Map<string, Decision['wouldHave'][number]>();
-  for (const method of methods)
-    for (const path of paths) {
-      const decision = decideHttp(policies, { method, path });
-      for (const w of decision.wouldHave) wouldHave.set(`${w.policy}/${w.rule}/${w.action}`, w);
-      if (!worst || restrictiveness[decision.action] > restrictiveness[worst.action]) worst = decision;
-    }
-  return worst!.action === 'allow' ? { ...worst!, wouldHave: [...wouldHave.values()] } : worst!;
 }
 
 /** Reads a request body up to `limit` bytes (one chunk past it at most), then pauses it. */

@@ -2,7 +2,7 @@
 // by every enforcer, `airlock local` and the tests. The most restrictive outcome across all
 // policies and all statements wins (deny > require-approval > allow). Audit-mode policies
 // never change the outcome; what they would have done is listed in wouldHave.
-import type { BundlePolicy } from '../../api/bundle.ts';
+import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import { durationMs } from '../../api/duration.ts';
 import type { PolicyRule, SshCommandClass } from '../../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob, matchSqlName, splitColumnGlob } from './glob.ts';
@@ -186,6 +186,48 @@ export function refuseUnderCommandRules(
       ...auditing.map((p) => ({ action: 'deny' as const, policy: p.name, reason })),
     ],
   };
+}
+
+/**
+ * Whether a Connection's target is taken to serve paths without regard to case (Express, IIS and
+ * ASP.NET do): unless the Connection says it does not (`caseInsensitivePaths: false`), so a rule
+ * holds however the agent cases a path.
+ */
+export function pathsIgnoreCase(connection: Pick<BundleConnection, 'http'>): boolean {
+  return connection.http?.caseInsensitivePaths !== false;
+}
+
+/** Path rules as a case-insensitive target reads them: globs folded, as the readings are. */
+export function foldPathGlobs(policies: BundlePolicy[]): BundlePolicy[] {
+  return policies.map((p) => ({
+    ...p,
+    rules: p.rules.map((r) =>
+      r.http?.paths ? { ...r, http: { ...r.http, paths: r.http.paths.map((g) => g.toLowerCase()) } } : r,
+    ),
+  }));
+}
+
+export const restrictiveness: Record<Decision['action'], number> = {
+  allow: 0,
+  'require-approval': 1,
+  deny: 2,
+};
+
+/**
+ * An HTTP request decided as every method it may be acted on as, on every path a server may
+ * read: the most restrictive decision (the first of them on a tie); allowed, what audit-mode
+ * policies would have done under any of them.
+ */
+export function decideReadings(policies: BundlePolicy[], methods: string[], paths: string[]): Decision {
+  let worst: Decision | undefined;
+  const wouldHave = new Map<string, Decision['wouldHave'][number]>();
+  for (const method of methods)
+    for (const path of paths) {
+      const decision = decideHttp(policies, { method, path });
+      for (const w of decision.wouldHave) wouldHave.set(`${w.policy}/${w.rule}/${w.action}`, w);
+      if (!worst || restrictiveness[decision.action] > restrictiveness[worst.action]) worst = decision;
+    }
+  return worst!.action === 'allow' ? { ...worst!, wouldHave: [...wouldHave.values()] } : worst!;
 }
 
 export function decideHttp(policies: BundlePolicy[], req: { method: string; path: string }): Decision {

@@ -15,6 +15,7 @@ import {
   type Match,
   noGrant,
   refuseUnderCommandRules,
+  restrictiveness,
   ruleMatch,
 } from './decide.ts';
 import { matchGlob } from './glob.ts';
@@ -185,8 +186,6 @@ function decideExec(policies: BundlePolicy[], argv: string[]): Decision {
 function shellQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
-
-const restrictiveness: Record<Decision['action'], number> = { allow: 0, 'require-approval': 1, deny: 2 };
 
 function mostRestrictive(a: Decision, b: Decision): Decision {
   const worst = restrictiveness[b.action] > restrictiveness[a.action] ? b : a;

@@ -30,7 +30,6 @@ import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
 import { type Decision, decideSsh, decideSshExec, refuseUnderCommandRules } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import { parseCommandLine } from '../policy/shell/command-line.ts';
-import { spellings } from '../policy/shell/spellings.ts';
 import { fingerprint, isKnownHostKey, type KnownHosts, keyType, parseKnownHosts } from './known-hosts.ts';
 
 // ssh2 is CommonJS: its classes come from the default export.
@@ -391,12 +390,7 @@ class AgentSession {
   /** Decides an exec request's command line. */
   decideExec(command: string): Decision {
     const parsed = parseCommandLine(command);
-    return decideSshExec(
-      this.policies,
-      parsed.commands.flatMap(spellings),
-      parsed.unverifiable,
-      parsed.classes,
-    );
+    return decideSshExec(this.policies, parsed.commands, parsed.unverifiable, parsed.classes);
   }
 
   /** Decides a shell or subsystem. */

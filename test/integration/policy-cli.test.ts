@@ -328,16 +328,16 @@ describe('airlock policy', () => {
     );
     assert.equal(parameters.code, 3, parameters.stdout);
     assert.match(parameters.stdout, /also read {3}.*\/admin\/users/);
-    // A target whose paths are case-insensitive is decided on the folded path, as the enforcer does.
-    const folded = directory('case-insensitive', {
+    // Paths are decided folded, as the enforcer does, unless the target is said to tell case apart.
+    const caseSensitive = directory('case-sensitive', {
       'billing-api.yaml': (await readFile(join(examples, 'billing-api.yaml'), 'utf8')).replace(
         '    scheme: https',
-        '    scheme: https\n    caseInsensitivePaths: true',
+        '    scheme: https\n    caseInsensitivePaths: false',
       ),
     });
     for (const [dir, code] of [
-      [examples, 0],
-      [folded, 3],
+      [examples, 3],
+      [caseSensitive, 0],
     ] as const) {
       const upper = await airlock(
         'policy',
