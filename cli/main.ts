@@ -67,7 +67,7 @@ export const commands: Record<string, Command> = {
   },
   policy: {
     summary: 'Check, lint, test and replay AccessPolicies before they govern anyone',
-    usage: `airlock policy check -f PATH... --as system:serviceaccount:NS:NAME [--group G]... --connection NAME
+    usage: `airlock policy check -f PATH... --as system:serviceaccount:NS:NAME [--user U [--group G]...] --connection NAME
                      (--sql TEXT | --command TEXT | --http 'METHOD PATH' | --redis 'COMMAND ARGS...'
                       | --kubernetes 'METHOD PATH' | --mcp 'tools/call NAME [JSON]') [-o json]
          The decision, the policy and rule that decided and why, and what would be masked.

@@ -29,6 +29,7 @@ function flags(args: string[]) {
     options: {
       file: { type: 'string', short: 'f', multiple: true },
       as: { type: 'string' },
+      user: { type: 'string' },
       group: { type: 'string', multiple: true },
       connection: { type: 'string' },
       sql: { type: 'string' },
@@ -96,7 +97,7 @@ function duration(flag: string, value: string): number {
 async function check(values: Flags): Promise<number> {
   const request = requestOfFields(values);
   if (!values.connection) throw new PolicyInputError('--connection NAME is required');
-  const identity = parseIdentity(values.as, values.group);
+  const identity = parseIdentity(values.as, values.user, values.group);
   const sources = await loadManifests(manifests(values));
   const connection = grantedConnection(sources, identity, values.connection);
   const outcome = await decide(connection, identity, request);

@@ -6,7 +6,9 @@ import {
   type BundlePolicy,
   type BundleSources,
   compileBundle,
+  endUserOf,
   type Identity,
+  policiesFor,
 } from '../api/bundle.ts';
 import { credentialKeys } from '../api/v1alpha1.ts';
 import { requestOverrides } from '../sidecar/http/method.ts';
@@ -122,16 +124,25 @@ export interface Outcome {
   masks: Mask[];
 }
 
-/** system:serviceaccount:NS:NAME, with the groups an OIDC token would carry. */
-export function parseIdentity(value: string | undefined, groups: string[] = []): Identity {
+/**
+ * system:serviceaccount:NS:NAME, and the person it acts for when it carries one: the user and
+ * groups a verified token gives, with the Connection's prefixes (oidc:ada@example.com).
+ */
+export function parseIdentity(value: string | undefined, user?: string, groups: string[] = []): Identity {
   const match = /^system:serviceaccount:([a-z0-9-]+):([a-z0-9.-]+)$/.exec(value ?? '');
   if (!match)
     throw new PolicyInputError(`identity "${value ?? ''}" must be system:serviceaccount:NAMESPACE:NAME`);
-  return { namespace: match[1]!, serviceAccount: match[2]!, ...(groups.length > 0 && { groups }) };
+  if (user === undefined && groups.length > 0)
+    throw new PolicyInputError('groups belong to the person the agent acts for: give --user too');
+  return {
+    namespace: match[1]!,
+    serviceAccount: match[2]!,
+    ...(user !== undefined && { user, groups }),
+  };
 }
 
 export const identityName = (identity: Identity) =>
-  `system:serviceaccount:${identity.namespace}:${identity.serviceAccount}`;
+  `system:serviceaccount:${identity.namespace}:${identity.serviceAccount}${identity.user === undefined ? '' : ` acting for ${identity.user}`}`;
 
 /**
  * The granted Connection as the sidecar would receive it. Deciding never connects: a Secret kept
@@ -215,7 +226,9 @@ export async function decide(
     namespace: connection.namespace,
     identity: identityName(identity),
   };
-  const decided = await decideRequest(connection, request);
+  // The policies a session of this identity is served under: those granted for its end user.
+  const served = { ...connection, policies: policiesFor(connection.policies, endUserOf(identity)) };
+  const decided = await decideRequest(served, request);
   return { ...base, ...decided };
 }
 

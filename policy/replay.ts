@@ -206,9 +206,12 @@ export async function replay(
     const identity: Identity = {
       namespace: event.identity.namespace,
       serviceAccount: event.identity.serviceAccount,
-      ...(event.identity.groups && { groups: event.identity.groups }),
+      ...(event.identity.user !== undefined && {
+        user: event.identity.user,
+        groups: event.identity.groups ?? [],
+      }),
     };
-    const key = `${identity.namespace}\u0000${identity.serviceAccount}\u0000${(identity.groups ?? []).join(',')}\u0000${event.connection.name}`;
+    const key = `${identity.namespace}\u0000${identity.serviceAccount}\u0000${identity.user ?? ''}\u0000${(identity.groups ?? []).join(',')}\u0000${event.connection.name}`;
     let connection = connections.get(key);
     if (connection === undefined) {
       try {

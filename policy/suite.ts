@@ -24,6 +24,7 @@ const caseSchema = z.strictObject({
   given: z
     .strictObject({
       identity: z.string(),
+      user: z.string().optional(),
       groups: z.array(z.string()).optional(),
       connection: z.string().min(1),
       sql: z.string().optional(),
@@ -96,7 +97,7 @@ export async function runTestFile(file: string, manifests: string[]): Promise<Ca
     const { given, expect } = test;
     let outcome: Outcome;
     try {
-      const identity = parseIdentity(given.identity, given.groups);
+      const identity = parseIdentity(given.identity, given.user, given.groups);
       const connection = grantedConnection(sources, identity, given.connection);
       outcome = await decide(connection, identity, requestOfFields(given));
     } catch (error) {

@@ -22,13 +22,7 @@ import { maskingFields, type RequestFields, type SessionRecorder } from '../core
 import { valueShape } from '../core/stream-masker.ts';
 import { actingFor, PolicyVariants } from '../identity/session.ts';
 import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
-import {
-  type Decision,
-  decideReadings,
-  foldPathGlobs,
-  pathsIgnoreCase,
-  restrictiveness,
-} from '../policy/decide.ts';
+import { decideReadings, foldPathGlobs, pathsIgnoreCase, restrictiveness } from '../policy/decide.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import {

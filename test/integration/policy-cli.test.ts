@@ -371,6 +371,63 @@ describe('airlock policy', () => {
     assert.match(ungranted.stdout, /no AccessPolicy grants this Connection/);
   });
 
+  it('check: a policy granted for the people an agent acts for applies only to them', async () => {
+    const dir = directory('end-user', {
+      'db.yaml': manifests(
+        object('Secret', 'db', { stringData: { username: 'agent', password: 'x' } }),
+        object('Connection', 'db', {
+          spec: {
+            protocol: 'postgres',
+            host: 'db.example',
+            port: 5432,
+            tls: { mode: 'disable' },
+            credentials: { secretRef: { name: 'db' } },
+            endUser: { issuer: 'https://login.example.com/', audiences: ['agents'], usernamePrefix: 'oidc:' },
+          },
+        }),
+        object('AccessPolicy', 'for-dbas', {
+          spec: {
+            subjects: [{ kind: 'ServiceAccount', name: 'bot', actingFor: { groups: ['oidc:dba'] } }],
+            connections: ['db'],
+            rules: [
+              {
+                name: 'writes-held',
+                action: 'require-approval',
+                sql: { classes: ['write'] },
+                approval: { approvers: { groups: ['oidc:dba-oncall'] } },
+              },
+            ],
+          },
+        }),
+      ),
+    });
+    const check = (...who: string[]) =>
+      airlock(
+        'policy',
+        'check',
+        '-f',
+        dir,
+        '--as',
+        'system:serviceaccount:ops:bot',
+        ...who,
+        '--connection',
+        'db',
+        '--sql',
+        'UPDATE t SET a = 1 WHERE id = 2',
+      );
+    const dba = await check('--user', 'oidc:ada@example.com', '--group', 'oidc:dba');
+    assert.equal(dba.code, 4, dba.stdout + dba.stderr);
+    assert.match(dba.stdout, /acting for oidc:ada@example\.com/);
+    const other = await check('--user', 'oidc:bob@example.com', '--group', 'oidc:support');
+    assert.equal(other.code, 3, other.stdout);
+    assert.match(other.stdout, /no AccessPolicy grants this Connection/);
+    const nobody = await check();
+    assert.equal(nobody.code, 3, nobody.stdout);
+    const groupsAlone = await check('--group', 'oidc:dba');
+    assert.equal(groupsAlone.code, 2);
+    assert.match(groupsAlone.stderr, /give --user too/);
+  });
+
   it('check: bad input exits 2 with what is wrong', async () => {
     const cases: [string[], RegExp][] = [
       [
