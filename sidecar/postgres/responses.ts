@@ -29,7 +29,7 @@ import {
 import { type Pending, type PendingQueue, type RequestRecord, recordOf } from './pending.ts';
 import type { Masker, PolicyEngine } from './policy.ts';
 import type { Relay } from './relay.ts';
-import { parameterRefusal } from './settings.ts';
+import type { ServerReading } from './settings.ts';
 import type { PreparedNames } from './statements.ts';
 
 const schemaChanging = new Set(['ALTER', 'DROP', 'CREATE', 'COMMENT', 'IMPORT']);
@@ -41,6 +41,8 @@ export interface ResponseHost {
   readonly catalog: Catalog | undefined;
   readonly pending: PendingQueue;
   readonly names: PreparedNames;
+  /** How the server reads the client's text, as it reports it. */
+  readonly reading: ServerReading;
   fatal(code: string, message: string): void;
   /** ReadyForQuery: the transaction status it carries. */
   ready(status: TransactionStatus): void;
@@ -107,7 +109,8 @@ export class Responses {
       case 0x53: {
         // ParameterStatus: a SET that makes the server read SQL otherwise than the enforcer ends the session.
         const [name, value] = decodeParameterStatus(frame.body);
-        const refused = parameterRefusal(name, value);
+        this.host.reading.note(name, value);
+        const refused = this.host.reading.refusal();
         if (refused) {
           this.host.relay.writeClient(out.splice(0));
           gate.protocolError('unsupported-setting', refused);

@@ -55,6 +55,7 @@ import { type Pending, PendingQueue, type RequestRecord } from './pending.ts';
 import type { Masker, PolicyEngine, SqlAnalysisResult, Verdict } from './policy.ts';
 import { Relay } from './relay.ts';
 import { type ResponseHost, Responses } from './responses.ts';
+import { ServerReading } from './settings.ts';
 import { onStartupFrame, type StartupHost } from './startup.ts';
 import { PreparedNames } from './statements.ts';
 import { cancelUpstream, type Upstream, type UpstreamTarget } from './upstream.ts';
@@ -101,6 +102,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
   readonly gate: SessionGate;
   readonly pending = new PendingQueue();
   readonly names = new PreparedNames();
+  readonly reading = new ServerReading();
   catalog: Catalog | undefined;
   passwordStep: StartupHost['passwordStep'];
   private engine: PolicyEngine;

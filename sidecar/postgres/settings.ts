@@ -265,15 +265,41 @@ export function settingRefusal(name: string, value: string): string | undefined 
 }
 
 /**
- * Why the session the server reports cannot be governed (read from ParameterStatus: a role's
- * or database's defaults apply too), or undefined.
+ * How the server reads the client's SQL text, from what it reports in ParameterStatus (a
+ * role's or database's defaults count too). The enforcer reads text as UTF-8; the server reads
+ * the same characters only when it takes the bytes as UTF-8 (client_encoding UTF8, or SQL_ASCII
+ * on a UTF8 database, which the server checks as UTF-8) or compares them as raw bytes (a
+ * SQL_ASCII database). Any other client encoding makes the server read a name the enforcer
+ * cannot (LATIN1's 0xE9 is é to the server and no character to a UTF-8 reader), so a rule
+ * naming an object outside ASCII could be passed by.
  */
-export function parameterRefusal(name: string, value: string): string | undefined {
-  if (name === 'standard_conforming_strings' && value !== 'on')
-    return 'Airlock requires standard_conforming_strings on: it reads SQL text as the server does only then';
-  if (name === 'client_encoding' && unsafeClientEncodings.has(value.toUpperCase()))
-    return `Airlock does not support client_encoding ${value}: its multibyte characters hold ASCII bytes, so the enforcer would read SQL text otherwise than the server`;
-  return undefined;
+export class ServerReading {
+  #client = 'UTF8';
+  #server = 'UTF8';
+  #conforming = true;
+
+  /** Takes in one reported setting; the settings that do not decide reading are ignored. */
+  note(name: string, value: string): void {
+    if (name === 'client_encoding') this.#client = value.toUpperCase();
+    else if (name === 'server_encoding') this.#server = value.toUpperCase();
+    else if (name === 'standard_conforming_strings') this.#conforming = value === 'on';
+  }
+
+  /** Why the session the server reports cannot be governed, or undefined. */
+  refusal(): string | undefined {
+    if (!this.#conforming)
+      return 'Airlock requires standard_conforming_strings on: it reads SQL text as the server does only then';
+    const client = this.#client;
+    if (unsafeClientEncodings.has(client))
+      return `Airlock does not support client_encoding ${client}: its multibyte characters hold ASCII bytes, so the enforcer would read SQL text otherwise than the server`;
+    if (
+      client === 'UTF8' ||
+      this.#server === 'SQL_ASCII' ||
+      (client === 'SQL_ASCII' && this.#server === 'UTF8')
+    )
+      return undefined;
+    return `Airlock reads SQL text as UTF-8: with client_encoding ${client} on a ${this.#server} database the server would read names and values otherwise; use client_encoding UTF8`;
+  }
 }
 
 /**

@@ -31,7 +31,7 @@ import {
 import type { Masker } from './policy.ts';
 import type { Relay } from './relay.ts';
 import type { SessionOptions } from './session.ts';
-import { filterOptions, parameterRefusal, settingRefusal } from './settings.ts';
+import { filterOptions, type ServerReading, settingRefusal } from './settings.ts';
 import { connectUpstream, type Upstream, type UpstreamError, type UpstreamTarget } from './upstream.ts';
 
 /** The session as its startup phase sees it. */
@@ -44,6 +44,8 @@ export interface StartupHost {
   close(reason: string): void;
   /** The upstream is authenticated and accepted: the session takes it over and returns the client's cancel key. */
   adopt(upstream: Upstream, target: UpstreamTarget): { pid: number; secret: number };
+  /** How the server reads the client's text, as it reports it. */
+  readonly reading: ServerReading;
   /** The masker of the session's policies (the end user's, once verified). */
   readonly masker: Masker | undefined;
   /** Set while the enforcer waits for the client's PasswordMessage: what reads it. */
@@ -255,13 +257,13 @@ async function afterAuthentication(startup: StartupMessage, host: StartupHost): 
     upstream.socket.destroy();
     return;
   }
-  for (const [name, value] of upstream.parameters) {
-    const refused = parameterRefusal(name, value);
-    if (refused) {
-      upstream.socket.end(terminate());
-      host.fatal('42501', refused);
-      return;
-    }
+  // All of them first: client_encoding is reported before server_encoding.
+  for (const [name, value] of upstream.parameters) host.reading.note(name, value);
+  const refused = host.reading.refusal();
+  if (refused) {
+    upstream.socket.end(terminate());
+    host.fatal('42501', refused);
+    return;
   }
   const key = host.adopt(upstream, target);
   const out = [authenticationOk()];

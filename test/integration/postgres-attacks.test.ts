@@ -653,6 +653,54 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
     }
   });
 
+  test('a client encoding other than UTF-8 (and SQL_ASCII on a UTF8 database) is refused: the server would read names the enforcer cannot', async () => {
+    // Directly: in LATIN1, the byte 0xE9 names the table données, which no UTF-8 reader sees.
+    await server.asUser('CREATE TABLE "données" (id int)');
+    const direct = await RawClient.connect(server.socketDir, server.port);
+    try {
+      direct.send(
+        encodeStartup([
+          ['user', server.user],
+          ['database', server.database],
+          ['client_encoding', 'LATIN1'],
+        ]),
+      );
+      await direct.until('Z');
+      direct.send(rawQuery(Buffer.from('SELECT count(*) FROM "donn\xe9es"', 'latin1')));
+      const frames = await direct.until('Z');
+      assert.ok(!frames.some((f) => f.type === 'E'), 'the server reads LATIN1 0xE9 as é');
+    } finally {
+      direct.close();
+    }
+    // At startup, in either spelling, and by a SET later: the session ends naming the setting.
+    for (const encoding of ['LATIN1', 'win1252', 'EUC_JP']) {
+      await assert.rejects(
+        RawClient.session(guarded.host, guarded.port, [['client_encoding', encoding]]),
+        /client_encoding (LATIN1|WIN1252|EUC_JP)/i,
+        encoding,
+      );
+    }
+    const raw = await RawClient.session(guarded.host, guarded.port);
+    try {
+      raw.send(query("SET client_encoding = 'LATIN1'"));
+      const frames = await raw.until('never');
+      const last = frames.filter((f) => f.type === 'E').at(-1);
+      assert.equal(last?.fields?.get('S'), 'FATAL');
+      assert.match(last?.fields?.get('M') ?? '', /client_encoding LATIN1 on a UTF8 database/);
+    } finally {
+      raw.close();
+    }
+    // psql in a C locale asks for SQL_ASCII: a UTF8 database checks its bytes as UTF-8.
+    const ascii = await RawClient.session(guarded.host, guarded.port, [['client_encoding', 'SQL_ASCII']]);
+    try {
+      ascii.send(query("SELECT 'café' AS word"));
+      const frames = await ascii.until('Z');
+      assert.ok(frames.some((f) => f.type === 'D' && f.body.toString().includes('café')));
+    } finally {
+      ascii.close();
+    }
+  });
+
   describe('user code a plain read runs: a view, a row-level security policy, a domain check', () => {
     before(async () => {
       await server.asUser(`
