@@ -459,6 +459,14 @@ const rawQuery = (text: Buffer) => rawMessage('Q', Buffer.concat([text, Buffer.f
 const rawParse = (text: Buffer) =>
   rawMessage('P', Buffer.concat([Buffer.from([0]), text, Buffer.from([0, 0, 0])]));
 
+/** A session straight to the server, past the enforcer: where each attack is first shown to work. */
+async function directSession(settings: [string, string][] = []): Promise<RawClient> {
+  const direct = await RawClient.connect(server.socketDir, server.port);
+  direct.send(encodeStartup([['user', server.user], ['database', server.database], ...settings]));
+  await direct.until('Z');
+  return direct;
+}
+
 /**
  * Text that runs DROP TABLE only for a server that reads it in Shift-JIS (0x95 0x5C is one
  * character there; to a UTF-8 reader the 0x5C escapes the quote) or with
@@ -499,15 +507,8 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
       ["SET standard_conforming_strings = 'off'", smuggled.nonstandard('victim')],
     ] as const) {
       await server.asUser('CREATE TABLE victim (id int)');
-      const direct = await RawClient.connect(server.socketDir, server.port);
+      const direct = await directSession();
       try {
-        direct.send(
-          encodeStartup([
-            ['user', server.user],
-            ['database', server.database],
-          ]),
-        );
-        await direct.until('Z');
         direct.send(query(setting), rawQuery(text));
         await direct.until('Z');
         await direct.until('Z');
@@ -656,16 +657,8 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
   test('a client encoding other than UTF-8 (and SQL_ASCII on a UTF8 database) is refused: the server would read names the enforcer cannot', async () => {
     // Directly: in LATIN1, the byte 0xE9 names the table données, which no UTF-8 reader sees.
     await server.asUser('CREATE TABLE "données" (id int)');
-    const direct = await RawClient.connect(server.socketDir, server.port);
+    const direct = await directSession([['client_encoding', 'LATIN1']]);
     try {
-      direct.send(
-        encodeStartup([
-          ['user', server.user],
-          ['database', server.database],
-          ['client_encoding', 'LATIN1'],
-        ]),
-      );
-      await direct.until('Z');
       direct.send(rawQuery(Buffer.from('SELECT count(*) FROM "donn\xe9es"', 'latin1')));
       const frames = await direct.until('Z');
       assert.ok(!frames.some((f) => f.type === 'E'), 'the server reads LATIN1 0xE9 as é');
@@ -721,15 +714,8 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
     test('directly, each read changes the encoding and the smuggled text after it drops the table', async () => {
       for (const read of reads) {
         await server.asUser('CREATE TABLE victim (id int)');
-        const direct = await RawClient.connect(server.socketDir, server.port);
+        const direct = await directSession();
         try {
-          direct.send(
-            encodeStartup([
-              ['user', server.user],
-              ['database', server.database],
-            ]),
-          );
-          await direct.until('Z');
           direct.send(query(read), rawQuery(smuggled.sjis('victim')));
           await direct.until('Z');
           await direct.until('Z');
