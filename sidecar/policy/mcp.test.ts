@@ -43,6 +43,34 @@ describe('MCP decisions', () => {
     assert.equal(tool('stat_file', { path: '/etc/passwd' }).action, 'allow');
   });
 
+  it('reads a path argument as a file system resolves it', () => {
+    for (const path of [
+      '//etc/passwd',
+      '/./etc/passwd',
+      '/tmp/../etc/passwd',
+      '/srv/../../../etc/passwd',
+      'file:///etc/passwd',
+      'file://localhost/etc/%70asswd',
+      ' /etc/passwd\n',
+      '／etc／passwd',
+    ])
+      assert.equal(tool('read_file', { path }).rule, 'no-system-paths', path);
+    for (const path of ['/srv/etc/passwd', '/srv/app/../data/x', 'etc/passwd', 'file:///srv/x', 'file://%zz'])
+      assert.equal(tool('read_file', { path }).action, 'allow', path);
+  });
+
+  it('reads a resource URI as a URL parser does', () => {
+    const read = (uri: string) => decideMcp([tools], { kind: 'resource', uri });
+    for (const uri of [
+      'secret://db/password',
+      'SECRET://db/password',
+      'Secret://DB/password',
+      'ｓecret://db',
+    ])
+      assert.equal(read(uri).rule, 'no-secrets', uri);
+    assert.equal(read('file:///srv/secret://x').action, 'allow');
+  });
+
   it('holds calls whose arguments match an RE2 expression, for any tool', () => {
     const held = tool('deploy', { env: 'production' });
     assert.equal(held.action, 'require-approval');

@@ -70,8 +70,10 @@ function ruleMatches(mcp: McpCriteria, request: McpRequest): boolean {
       if (!mcp.tools && !mcp.arguments) return false;
       if (mcp.tools && !mcp.tools.some((g) => nameMatches(g, request.name))) return false;
       return (mcp.arguments ?? []).every((matcher) => argumentMatches(matcher, request.arguments));
-    case 'resource':
-      return (mcp.resources ?? []).some((g) => matchGlob(g, request.uri));
+    case 'resource': {
+      const uris = uriReadings(request.uri);
+      return (mcp.resources ?? []).some((g) => uris.some((uri) => matchGlob(g, uri)));
+    }
     case 'prompt':
       return (mcp.prompts ?? []).some((g) => nameMatches(g, request.name));
   }
@@ -107,11 +109,67 @@ function argumentMatches(matcher: ArgumentMatcher, args: unknown): boolean {
   }
 }
 
-/** A value as matchers read it: strings as sent and in NFKC form, other scalars as JSON. */
+/**
+ * A value as matchers read it: strings as sent, in NFKC form, and, where a string names a path,
+ * as a file system resolves it (so a glob on /etc/* holds //etc/x, /tmp/../etc/x, a file: URL
+ * of it, and the path with blanks around it); other scalars as JSON. Matchers only deny or hold,
+ * so a reading too many refuses more, never less.
+ */
 function readings(value: unknown): string[] {
   if (typeof value !== 'string') return [JSON.stringify(value)];
-  const folded = value.normalize('NFKC');
-  return folded === value ? [value] : [value, folded];
+  const out = new Set([value, value.normalize('NFKC')]);
+  for (const text of [...out]) for (const path of pathReadings(text)) out.add(path);
+  return [...out];
+}
+
+/**
+ * A resource URI as sent, in NFKC form, and as a URL parser reads it (scheme and host in lower
+ * case, dot segments resolved, escapes of plain characters decoded): SECRET://x is secret://x.
+ */
+function uriReadings(uri: string): string[] {
+  const out = new Set([uri, uri.normalize('NFKC')]);
+  for (const text of [...out]) {
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(text);
+    if (scheme) out.add(`${scheme[1]!.toLowerCase()}${text.slice(scheme[1]!.length)}`);
+    try {
+      const href = new URL(text).href;
+      out.add(href);
+      out.add(decodeURI(href));
+    } catch {
+      // Not a URL a parser reads: the readings above stand.
+    }
+  }
+  return [...out];
+}
+
+function pathReadings(text: string): string[] {
+  let path = text.trim();
+  if (/^file:/i.test(path)) {
+    try {
+      path = decodeURIComponent(new URL(path).pathname);
+    } catch {
+      return [path];
+    }
+  }
+  if (!path.includes('/')) return path === text ? [] : [path];
+  return [path, resolvePath(path)];
+}
+
+/** `//a/./b/../c/` → `/a/c/`: duplicate slashes collapsed, dot segments resolved, none above the root. */
+function resolvePath(path: string): string {
+  const absolute = path.startsWith('/');
+  const out: string[] = [];
+  for (const segment of path.split('/')) {
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') {
+      if (out.length > 0 && out.at(-1) !== '..') out.pop();
+      else if (!absolute) out.push('..');
+      continue;
+    }
+    out.push(segment);
+  }
+  const trailing = path.endsWith('/') && out.length > 0 ? '/' : '';
+  return `${absolute ? '/' : ''}${out.join('/')}${trailing}`;
 }
 
 const stepCache = new Map<string, Step[]>();
