@@ -246,9 +246,28 @@ describe('Kubernetes rules', () => {
       assert.equal(decideKubernetes([hold(['*'])], request).action, 'deny', target);
       assert.equal(decideKubernetes([hold(['proxy'])], request).action, 'require-approval', target);
     }
-    // A pod's proxy is the pod's own server: not the kubelet.
+    // A pod's or service's proxy is HTTP to whatever listens in the cluster, past the
+    // Connections that govern it; an ephemeral container (kubectl debug) runs any command.
+    for (const [method, target, what] of [
+      ['GET', '/api/v1/namespaces/default/pods/web/proxy/', /pod proxy/],
+      ['GET', '/api/v1/namespaces/default/pods/web:8080/proxy/admin', /pod proxy/],
+      ['GET', '/api/v1/proxy/namespaces/default/pods/web/admin', /pod proxy/],
+      ['POST', '/api/v1/namespaces/default/services/https:billing:443/proxy/admin/users', /service proxy/],
+      ['GET', '/api/v1/proxy/namespaces/default/services/billing/', /service proxy/],
+      ['PATCH', '/api/v1/namespaces/default/pods/web/ephemeralcontainers', /ephemeral container/],
+      ['PUT', '/api/v1/namespaces/default/pods/web/ephemeralcontainers', /ephemeral container/],
+    ] as const) {
+      const request = parse(method, target);
+      assert.equal(decideKubernetes([open], request).action, 'deny', target);
+      assert.match(decideKubernetes([open], request).message!, what, target);
+      assert.equal(decideKubernetes([hold(['*'])], request).action, 'deny', target);
+      const name = target.includes('ephemeral') ? 'ephemeralcontainers' : 'proxy';
+      assert.equal(decideKubernetes([hold([name])], request).action, 'require-approval', target);
+    }
+    // Reading a pod's ephemeral containers runs nothing.
     assert.equal(
-      decideKubernetes([open], parse('GET', '/api/v1/namespaces/default/pods/web/proxy/')).action,
+      decideKubernetes([open], parse('GET', '/api/v1/namespaces/default/pods/web/ephemeralcontainers'))
+        .action,
       'allow',
     );
     // Another group's "serviceaccounts" is not the core one.

@@ -83,9 +83,10 @@ export function decideKubernetes(policies: BundlePolicy[], request: KubernetesRe
 /**
  * Subresources only a rule that names them (not a glob, not a rule without subresources) lets
  * through, and rules only deny or hold, so a person approves each: a ServiceAccount token is a
- * live cluster credential in the agent's hands, a port-forward an opaque tunnel into a pod, and
- * a node's proxy the kubelet's own API, whose /run and /exec run commands in any pod of the node
- * with no exec request to decide.
+ * live cluster credential in the agent's hands, a port-forward an opaque tunnel into a pod, a
+ * node's proxy the kubelet's own API, whose /run and /exec run commands in any pod of the node
+ * with no exec request to decide, a pod's or service's proxy HTTP to whatever listens in the
+ * cluster, and an ephemeral container (kubectl debug) any command in a running pod.
  */
 function explicitSubresource(request: KubernetesRequest): string | undefined {
   if (request.group !== '') return undefined;
@@ -93,6 +94,10 @@ function explicitSubresource(request: KubernetesRequest): string | undefined {
   if (request.resource === 'serviceaccounts' && subresource === 'token') return 'ServiceAccount token';
   if (request.resource === 'pods' && subresource === 'portforward') return 'port-forward';
   if (request.resource === 'nodes' && subresource === 'proxy') return 'node proxy (kubelet API)';
+  if ((request.resource === 'pods' || request.resource === 'services') && subresource === 'proxy')
+    return `${request.resource === 'pods' ? 'pod' : 'service'} proxy (HTTP into the cluster past the Connections that govern it)`;
+  if (request.resource === 'pods' && subresource === 'ephemeralcontainers' && request.verb !== 'get')
+    return 'ephemeral container (kubectl debug: any command in the pod, with no exec request to decide)';
   return undefined;
 }
 
