@@ -790,7 +790,7 @@ const ruleSchema = describe(
             ),
             subresources: describe(
               z.array(glob).max(64).optional(),
-              "Subresources to match, such as exec, attach, portforward, proxy, log, eviction, scale, token or status; proxy also matches the /proxy/ path prefix. A request for no subresource does not match. An exec's command is also decided by the policy's ssh rules, as an SSH exec is, and an exec or attach that sends stdin as an SSH interactive shell. portforward, token (a ServiceAccount TokenRequest) and a node's proxy (the kubelet's API) pass only through a require-approval rule that lists them as spelled here; a glob does not name them.",
+              "Subresources to match, such as exec, attach, portforward, proxy, log, eviction, scale, token or status; proxy also matches the /proxy/ path prefix. A request for no subresource does not match. An exec's command is also decided by the policy's ssh rules, as an SSH exec is, and an exec or attach that sends stdin as an SSH interactive shell. portforward, token (a ServiceAccount TokenRequest), proxy (a node's: the kubelet's API; a pod's or service's: HTTP into the cluster) and ephemeralcontainers (kubectl debug) pass only through a require-approval rule that lists them as spelled here; a glob does not name them.",
             ),
           })
           .optional(),
