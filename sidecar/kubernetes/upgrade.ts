@@ -4,8 +4,10 @@
 // gate, so a hold can say so on the stream and keep the agent's heartbeat answered, and every
 // refusal reaches kubectl as a Status on the error channel (kubectl shows its message and does
 // not fall back to SPDY). An allowed stream is opened to the API server with the Connection's
-// token and relayed message by message (stream-relay.ts). SPDY upgrades (an older client's, or
-// kubectl's fallback) are refused: their frames are not read; kubectl speaks WebSocket first.
+// token and relayed message by message (stream-relay.ts). An exec or attach over SPDY (an older
+// client's, or kubectl's when told to) is translated into the same channel messages
+// (spdy-channels.ts) and governed the same way; a port-forward over bare SPDY is refused, as
+// kubectl tunnels it in WebSocket first.
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -19,6 +21,7 @@ import type { KubernetesRequest } from '../policy/kubernetes-request.ts';
 import { upstreamHeaders } from './headers.ts';
 import type { Read } from './read.ts';
 import type { Upstream } from './response.ts';
+import { spdyChannels } from './spdy-channels.ts';
 import { statusBody, writeStatusToSocket } from './status.ts';
 import { agentMessage, channels, relayStream } from './stream-relay.ts';
 import {
@@ -70,6 +73,10 @@ export function handleUpgrade(
   const streamed =
     request.resource === 'pods' && ['exec', 'attach', 'portforward'].includes(request.subresource);
   const channeled = request.subresource !== 'portforward';
+  if (!websocket && streamed && channeled && /^spdy\/3\.1$/i.test(String(req.headers.upgrade ?? ''))) {
+    handleSpdy(upstream, session, reading.text, request, req, socket, head, record, refuse, decision);
+    return;
+  }
   // A port-forward has no channel to carry a refusal: it is refused before the handshake.
   if (!websocket || !streamed || (!channeled && decision.action === 'deny')) {
     if (decision.action === 'deny') {
@@ -78,7 +85,9 @@ export function handleUpgrade(
     }
     const why = !streamed
       ? 'only exec, attach and port-forward streams are relayed through Airlock'
-      : 'Airlock relays these streams over WebSocket only, and kubectl uses it first (v5.channel.k8s.io); SPDY is not read';
+      : channeled
+        ? 'exec and attach are relayed over WebSocket or SPDY/3.1 only'
+        : 'port-forwards are relayed over WebSocket only, as kubectl sends them first (SPDY/3.1+portforward.k8s.io); bare SPDY is not read';
     refuse(new AirlockError('unsupported', `airlock: ${reading.text} refused: ${why}`));
     return;
   }
@@ -117,6 +126,70 @@ export function handleUpgrade(
   ).run(decision);
 }
 
+/**
+ * An exec or attach over SPDY: answered as the API server would (v5 or v4 of the channel
+ * protocol, which SPDY carries alike), then translated into v5 channel messages for the same
+ * stream; the API server is reached over WebSocket v5.
+ */
+function handleSpdy(
+  upstream: Upstream,
+  session: ConnectionSession,
+  text: string,
+  request: KubernetesRequest,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  record: RecordEvent,
+  refuse: (error: AirlockError) => void,
+  decision: ReturnType<typeof decideKubernetes>,
+): void {
+  const offered = ([] as string[])
+    .concat(req.headers['x-stream-protocol-version'] ?? [])
+    .flatMap((value) => value.split(','))
+    .map((p) => p.trim());
+  const protocol = channelProtocols.find((p) => offered.includes(p));
+  if (protocol === undefined) {
+    refuse(
+      new AirlockError(
+        'protocol-violation',
+        `airlock: ${text} refused: a SPDY upgrade for ${channelProtocols.join(' or ')} is needed`,
+      ),
+    );
+    return;
+  }
+  socket.write(
+    `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${protocol}\r\n\r\n`,
+  );
+  const spdy = spdyChannels(socket, head, expectedStreams(request));
+  void new Stream(
+    upstream,
+    session,
+    request,
+    req,
+    text,
+    spdy.agent,
+    Buffer.alloc(0),
+    'v5.channel.k8s.io',
+    true,
+    record,
+    spdy.violation,
+  ).run(decision);
+}
+
+/** The SPDY streams kubectl opens for a request: error always, the others as the request asks. */
+function expectedStreams(request: KubernetesRequest): Set<string> {
+  // As the API server reads its boolean options (strconv.ParseBool).
+  const flag = (name: string) =>
+    ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(request.query.get(name)?.[0] ?? '');
+  const tty = flag('tty');
+  const streams = new Set(['error']);
+  if (interactive(request)) streams.add('stdin');
+  if (flag('stdout')) streams.add('stdout');
+  if (flag('stderr') && !tty) streams.add('stderr');
+  if (tty) streams.add('resize');
+  return streams;
+}
+
 function decisionFields(decision: ReturnType<typeof decideKubernetes>): Partial<RequestFields> {
   return {
     ...(decision.policy !== undefined && { policy: decision.policy }),
@@ -142,6 +215,8 @@ class Stream {
   private readonly protocol: string;
   private readonly channeled: boolean;
   private readonly record: RecordEvent;
+  /** Why a translated agent session (SPDY) was ended, when it broke its protocol. */
+  private readonly agentViolation: () => string | undefined;
   private readonly waiting: (chunk: Buffer) => void;
 
   constructor(
@@ -155,6 +230,7 @@ class Stream {
     protocol: string,
     channeled: boolean,
     record: RecordEvent,
+    agentViolation: () => string | undefined = () => undefined,
   ) {
     this.upstream = upstream;
     this.session = session;
@@ -165,6 +241,7 @@ class Stream {
     this.protocol = protocol;
     this.channeled = channeled;
     this.record = record;
+    this.agentViolation = agentViolation;
     // Until the target answers, the agent's messages wait here; its pings are answered.
     this.waiting = (chunk: Buffer) => this.hold(chunk);
     socket.on('data', this.waiting);
@@ -254,22 +331,24 @@ class Stream {
       fields.wouldHave,
     );
     const outcome = counted.masked && passage.outcome === 'allowed' ? 'masked' : passage.outcome;
+    const violation = end.violation ?? this.agentViolation();
     this.record({
       ...fields,
       ...counted,
       status: 101,
-      outcome: end.violation ? 'error' : outcome,
+      outcome: violation ? 'error' : outcome,
       ...(end.exitStatus !== undefined && { exitStatus: end.exitStatus }),
-      ...(end.violation && {
-        error: new AirlockError('protocol-violation', `airlock: the stream ended: ${end.violation}`).event(),
+      ...(violation && {
+        error: new AirlockError('protocol-violation', `airlock: the stream ended: ${violation}`).event(),
       }),
     });
   }
 
   /** How a stream the agent left (or broke) before it opened is recorded. */
   private left(): Partial<RequestFields> & Pick<RequestFields, 'outcome'> {
-    const error = this.violation
-      ? new AirlockError('protocol-violation', `airlock: the stream ended: ${this.violation}`)
+    const violation = this.violation ?? this.agentViolation();
+    const error = violation
+      ? new AirlockError('protocol-violation', `airlock: the stream ended: ${violation}`)
       : new AirlockError('cancelled', 'the agent left before the stream opened');
     return { outcome: 'error', error: error.event() };
   }
@@ -285,9 +364,11 @@ class Stream {
   /** The stream to the API server, with the Connection's token, asking for the agent's protocol. */
   private open(): Promise<{ socket: Duplex; head: Buffer }> {
     const { connection } = this.upstream;
-    // The agent's own handshake stays on its hop; the enforcer makes its own.
+    // The agent's own handshake (WebSocket or SPDY) stays on its hop; the enforcer makes its own.
     const agentHeaders = Object.fromEntries(
-      Object.entries(this.req.headers).filter(([name]) => !name.toLowerCase().startsWith('sec-websocket-')),
+      Object.entries(this.req.headers).filter(
+        ([name]) => !name.startsWith('sec-websocket-') && name !== 'x-stream-protocol-version',
+      ),
     );
     const headers = upstreamHeaders(
       agentHeaders,

@@ -4,7 +4,7 @@
 // kubernetes.default.svc with its CA and the token of a ServiceAccount the agent never sees.
 // Reads allowed, a namespace delete denied, Secrets masked, a scale held until alice approves
 // it with kubectl airlock, exec decided by command (a refused rm -rf /, an allowed cat that the
-// real kubelet runs and the sidecar records), logs -f streamed from a real container through
+// real kubelet runs and the sidecar records; the same over SPDY), logs -f streamed from a real container through
 // the real kubelet with detected values masked, a port-forward held until approved and then
 // carrying requests to a pod's server (one to a pod no rule names refused), and the API server
 // unreachable around the sidecar.
@@ -328,6 +328,36 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
     assert.match(line, /"kind":"kubernetes-stream"/);
     assert.match(line, /"exitStatus":0/);
     assert.match(log, /"stream":"output","at":[\d.]+,"data":"web\\n"/);
+  });
+
+  test('an exec kubectl sends over SPDY is governed the same: refused by command, allowed and recorded', async () => {
+    const spdy = (args: string[]) =>
+      cluster.exec('agent-0', [kubectlInPod, '--namespace=targets', ...args], {
+        env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' },
+      });
+    const refused = await spdy(['exec', 'web', '--', 'rm', '-rf', '/']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /AccessPolicy "agent-cluster" rule "no-file-deletion"/);
+    const result = await spdy([
+      'exec',
+      'web',
+      '--',
+      'sh',
+      '-c',
+      'cat /etc/hostname; echo ops@example.com; exit 4',
+    ]);
+    assert.equal(result.code, 4, result.stderr);
+    assert.equal(result.stdout, 'web\n[REDACTED:email]\n');
+    const piped = await cluster.exec('agent-0', [
+      'sh',
+      '-c',
+      `echo through-stdin | KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false ${kubectlInPod} --namespace=targets exec -i web -- cat`,
+    ]);
+    assert.notEqual(piped.code, 0, 'an interactive exec under command rules is refused over SPDY too');
+    assert.match(
+      piped.stderr,
+      /interactive exec or attach \(stdin\) cannot be checked against command rules/,
+    );
   });
 
   test('kubectl logs -f streams from the real container as it writes, with the email masked', async () => {

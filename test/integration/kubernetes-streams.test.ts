@@ -382,18 +382,90 @@ describe('Kubernetes enforcer: exec and attach streams', requires('kubectl'), ()
     );
   });
 
-  it('refuses an exec kubectl sends over SPDY, with a message that names WebSocket, before the API server sees it', async () => {
-    const { kubectl, requests } = await enforce([shells]);
-    const before = api.seen.length;
-    const result = await kubectl(['exec', 'shell', '--', 'cat', '/etc/hostname'], undefined, {
-      KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false',
+  describe('over SPDY, as kubectl speaks it when told to (KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)', () => {
+    const spdy = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' };
+
+    it('runs an allowed exec through the same masker and recorder, reaching the API server over WebSocket', async () => {
+      const { kubectl, requests } = await enforce([governed]);
+      const before = api.seen.length;
+      const result = await kubectl(['exec', 'shell', '--', 'cat', '/etc/hostname'], undefined, spdy);
+      assert.equal(result.code, 0, result.err);
+      assert.equal(result.out, 'shell-host\nowner: [REDACTED:email]\n');
+      assert.equal(result.err, 'warning from [REDACTED:email]\n');
+      assert.equal(api.seen.length, before + 1);
+      assert.equal(api.seen.at(-1)!.authorization, `Bearer ${token}`);
+      const event = requests().find((e) => e.text.endsWith('-- cat /etc/hostname'));
+      assert.equal(event?.outcome, 'masked');
+      assert.equal(event?.exitStatus, 0);
+      assert.deepEqual(event?.masked, { 'pii/email': 2 });
+      const failing = await kubectl(['exec', 'shell', '--', 'false'], undefined, spdy);
+      assert.equal(failing.code, 3, failing.err);
     });
-    assert.notEqual(result.code, 0);
-    assert.match(result.err, /Airlock relays these streams over WebSocket only/);
-    assert.equal(api.seen.length, before);
-    const event = requests().find((e) => e.text.endsWith('-- cat /etc/hostname'));
-    assert.equal(event?.outcome, 'blocked');
-    assert.equal(event?.kind, 'kubernetes-stream');
+
+    it('refuses exec -- rm -rf / by the command rule, shown on the error stream', async () => {
+      const { kubectl, requests } = await enforce([governed]);
+      const before = api.seen.length;
+      for (const argv of [
+        ['rm', '-rf', '/'],
+        ['sh', '-c', 'rm -rf /'],
+      ]) {
+        const result = await kubectl(['exec', 'shell', '--', ...argv], undefined, spdy);
+        assert.notEqual(result.code, 0, argv.join(' '));
+        assert.match(
+          result.err,
+          /airlock: request denied by AccessPolicy "pod-agents" rule "no-file-deletion"/,
+        );
+      }
+      assert.equal(api.seen.length, before, 'no refused stream reached the API server');
+      const streams = requests().filter((e) => e.kind === 'kubernetes-stream');
+      assert.ok(streams.length === 2 && streams.every((e) => e.outcome === 'blocked'));
+    });
+
+    it('holds an exec, says so on the stream, and runs it once approved', async () => {
+      const { kubectl, requests } = await enforce([governed]);
+      const result = await kubectl(['exec', 'shell', '--', 'date', '-u'], undefined, spdy);
+      assert.equal(result.code, 0, result.err);
+      assert.match(result.err, /requires approval by AccessPolicy "pod-agents" rule "approve-date"/);
+      assert.match(result.out, /UTC 2026/);
+      assert.equal(requests().find((e) => e.text.endsWith('-- date -u'))?.outcome, 'approved');
+    });
+
+    it('refuses an interactive exec under command rules, and relays and records one where none apply', async () => {
+      const governedStreams = await enforce([governed]);
+      const refused = await governedStreams.kubectl(
+        ['exec', '-i', 'shell', '--', 'cat', '/etc/hostname'],
+        'rm -rf /\n',
+        spdy,
+      );
+      assert.notEqual(refused.code, 0);
+      assert.match(
+        refused.err,
+        /interactive exec or attach \(stdin\) cannot be checked against command rules/,
+      );
+      const { kubectl, requests, data } = await enforce([shells]);
+      const result = await kubectl(['exec', '-i', 'shell', '--', 'sh'], 'id\nls\nexit\n', spdy);
+      assert.equal(result.code, 0, result.err);
+      assert.equal(result.out, '$ id\nran id for [REDACTED:email]\n$ ls\nran ls for [REDACTED:email]\n');
+      assert.equal(api.seen.at(-1)!.stdin, 'id\nls\nexit\n');
+      const input = data()
+        .filter((e) => e.stream === 'input')
+        .map((e) => e.data)
+        .join('');
+      assert.equal(input, 'id\nls\nexit\n');
+      assert.equal(requests().find((e) => e.text.endsWith('-- sh'))?.outcome, 'masked');
+    });
+
+    it('refuses a port-forward over bare SPDY', async () => {
+      const { kubectl } = await enforce([shells]);
+      const result = await kubectl(['port-forward', 'shell', '8080:80', '--address=127.0.0.1'], undefined, {
+        KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false',
+      });
+      assert.notEqual(result.code, 0);
+      assert.match(
+        result.err,
+        /port-forward requests are refused unless a rule names the portforward subresource/,
+      );
+    });
   });
 
   describe('handshakes and frames that break the rules', () => {
@@ -426,12 +498,82 @@ describe('Kubernetes enforcer: exec and attach streams', requires('kubectl'), ()
         setTimeout(() => socket.destroy(), waitMs).unref();
       });
 
-    it('refuses SPDY with a message that names WebSocket', async () => {
-      const answer = (
-        await exchange([handshake('Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n')])
-      ).toString();
-      assert.match(answer, /^HTTP\/1\.1 502/);
-      assert.match(answer, /over WebSocket only/);
+    const spdyExec = 'Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n';
+    /** SYN_STREAMs as kubectl's SPDY framer writes them (one zlib stream with the SPDY dictionary). */
+    const synErrorStdout = Buffer.from(
+      '80030001000000290000000100000000000078f9e3c6a7c26260606004a7b392a2d4c45c6851c29a0a0a6800000000ffff' +
+        '800300010000001900000003000000000000c22ac5565c92925f5a02000000ffff',
+      'hex',
+    );
+    const synErrorStdin = Buffer.from(
+      '80030001000000290000000100000000000078f9e3c6a7c26260606004a7b392a2d4c45c6851c29a0a0a6800000000ffff' +
+        '800300010000001700000003000000000000c22e555c92929907000000ffff',
+      'hex',
+    );
+    /** The GOAWAY (protocol error) that ends a SPDY session the agent broke. */
+    const goAway = Buffer.from('80030007000000080000000', 'hex');
+
+    it('reads SPDY frames split at every byte, answering each stream and relaying the output', async () => {
+      const before = api.seen.length;
+      const chunks = [handshake(spdyExec), ...[...synErrorStdout].map((b) => Buffer.from([b]))];
+      const answer = await exchange(chunks, 4000);
+      assert.match(
+        answer.toString('latin1'),
+        /^HTTP\/1\.1 101[\s\S]*Upgrade: SPDY\/3\.1[\s\S]*X-Stream-Protocol-Version: v4/,
+      );
+      // A SYN_REPLY for each stream, then shell-host on stdout (stream 3).
+      assert.ok(answer.includes(Buffer.from('8003000200', 'hex')));
+      assert.ok(answer.includes(Buffer.from('shell-host\n')), answer.toString('latin1'));
+      assert.equal(api.seen.length, before + 1);
+    });
+
+    it('ends a SPDY session on a frame it cannot read or a stream the request did not ask for', async () => {
+      const data = (id: number, bytes: Buffer) =>
+        Buffer.concat([Buffer.from([0, 0, 0, id, 0, 0, 0, bytes.length]), bytes]);
+      const cases: [string, Buffer][] = [
+        ['stdin the request did not ask for', synErrorStdin],
+        ['SPDY/2', Buffer.from('80020001000000040000000100', 'hex')],
+        [
+          'a header block that does not inflate',
+          Buffer.from('8003000100000010000000010000000000000102030405060708', 'hex'),
+        ],
+        ['data on a stream not open', Buffer.concat([synErrorStdout, data(7, Buffer.from('hi'))])],
+        ['data on stdout from the agent', Buffer.concat([synErrorStdout, data(3, Buffer.from('hi'))])],
+        [
+          'a server-side stream id',
+          Buffer.from(synErrorStdout.toString('hex').replace('0000000100000000', '0000000200000000'), 'hex'),
+        ],
+        ['a frame larger than is read', Buffer.from('8003000100ffffff', 'hex')],
+      ];
+      for (const [name, bad] of cases) {
+        const before = api.seen.length;
+        const answer = await exchange([handshake(spdyExec), bad], 2500);
+        assert.match(answer.toString('latin1'), /^HTTP\/1\.1 101/, name);
+        assert.ok(answer.includes(goAway), `${name}: no GOAWAY`);
+        assert.ok(
+          api.seen.slice(before).every((s) => s.stdin === ''),
+          `${name}: the input reached the target`,
+        );
+      }
+    });
+
+    it('refuses a SPDY exec without a channel protocol it reads, and an upgrade to anything else', async () => {
+      for (const [extra, message] of [
+        [
+          'Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v3.channel.k8s.io\r\n',
+          /a SPDY upgrade for v5\.channel\.k8s\.io or v4\.channel\.k8s\.io is needed/,
+        ],
+        ['Upgrade: SPDY/3.1\r\n', /a SPDY upgrade for .* is needed/],
+        [
+          'Upgrade: SPDY/3\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n',
+          /relayed over WebSocket or SPDY\/3\.1 only/,
+        ],
+        ['Upgrade: h2c\r\n', /relayed over WebSocket or SPDY\/3\.1 only/],
+      ] as const) {
+        const answer = (await exchange([handshake(extra)])).toString();
+        assert.doesNotMatch(answer, /^HTTP\/1\.1 101/, extra);
+        assert.match(answer, message, extra);
+      }
     });
 
     it('refuses a channel protocol it does not read (base64, v1 to v3) or no key', async () => {
