@@ -54,7 +54,8 @@ export function spdyChannels(socket: Duplex, head: Buffer, expected: Set<string>
   const reader = new SpdyFrameReader();
   const inflater = new HeaderInflater();
   const deflater = new HeaderDeflater();
-  const streams = new Map<number, { type: string; finished: boolean }>();
+  /** Each stream: `finished` once the enforcer ended its side, `closed` once the agent did. */
+  const streams = new Map<number, { type: string; finished: boolean; closed: boolean }>();
   const byType = new Map<string, number>();
   const fromStream = new FrameReader(false);
   let lastStreamId = 0;
@@ -127,7 +128,7 @@ export function spdyChannels(socket: Duplex, head: Buffer, expected: Set<string>
         `a stream of type ${JSON.stringify(type?.join(',') ?? '')} the request did not ask for`,
       );
     if (byType.has(type[0]!)) throw new SpdyError(`a second ${type[0]} stream`);
-    streams.set(id, { type: type[0]!, finished: false });
+    streams.set(id, { type: type[0]!, finished: false, closed: false });
     byType.set(type[0]!, id);
     const reply = Buffer.alloc(4);
     reply.writeUInt32BE(id);
@@ -138,12 +139,15 @@ export function spdyChannels(socket: Duplex, head: Buffer, expected: Set<string>
   /** The agent's side of a stream ends: stdin's end reaches the command as v5's close signal. */
   const closeInput = (id: number) => {
     const stream = streams.get(id)!;
+    if (stream.closed) throw new SpdyError(`the ${stream.type} stream ended twice`);
+    stream.closed = true;
     if (stream.type === 'stdin') toStream(Buffer.from([channels.close, channels.stdin]));
   };
   const data = (id: number, flags: number, payload: Buffer) => {
     const stream = streams.get(id);
     if (stream === undefined) throw new SpdyError(`data on stream ${id}, which is not open`);
     if (payload.length > 0) {
+      if (stream.closed) throw new SpdyError(`data on the ${stream.type} stream after the agent ended it`);
       if (!agentWrites.has(stream.type))
         throw new SpdyError(`data from the agent on its ${stream.type} stream`);
       toStream(Buffer.concat([Buffer.from([streamChannels[stream.type]!]), payload]));

@@ -511,7 +511,7 @@ describe('Kubernetes enforcer: exec and attach streams', requires('kubectl'), ()
       'hex',
     );
     /** The GOAWAY (protocol error) that ends a SPDY session the agent broke. */
-    const goAway = Buffer.from('80030007000000080000000', 'hex');
+    const goAway = Buffer.from('8003000700000008', 'hex');
 
     it('reads SPDY frames split at every byte, answering each stream and relaying the output', async () => {
       const before = api.seen.length;
@@ -539,6 +539,10 @@ describe('Kubernetes enforcer: exec and attach streams', requires('kubectl'), ()
         ],
         ['data on a stream not open', Buffer.concat([synErrorStdout, data(7, Buffer.from('hi'))])],
         ['data on stdout from the agent', Buffer.concat([synErrorStdout, data(3, Buffer.from('hi'))])],
+        [
+          'data on the error stream after the agent ended it',
+          Buffer.concat([synErrorStdout, Buffer.from('0000000101000000', 'hex'), data(1, Buffer.from('hi'))]),
+        ],
         [
           'a server-side stream id',
           Buffer.from(synErrorStdout.toString('hex').replace('0000000100000000', '0000000200000000'), 'hex'),
