@@ -15,7 +15,7 @@ import pg from 'pg';
 import { approvalWebhookConfigurations } from '../operator/approvals/configuration.ts';
 import { webhookConfiguration } from '../operator/injection/configuration.ts';
 import { startControlPlane } from '../test/support/controlplane.ts';
-import { grantOrdersDb } from '../test/support/operator.ts';
+import { grantApprovers, grantOrdersDb } from '../test/support/operator.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 import { freePort, startService, waitFor } from '../test/support/process.ts';
 import { findTool } from '../test/support/tools.ts';
@@ -52,22 +52,7 @@ try {
   for (const ns of ['airlock-system', 'agents']) await kubectl(['create', 'namespace', ns]);
   await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
   await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
-  await kubectl([
-    'create',
-    'clusterrole',
-    'airlock-approver',
-    '--verb=get,list,watch,patch',
-    '--resource=accessrequests.airlock.dev',
-  ]);
-  await kubectl([
-    'create',
-    'rolebinding',
-    'approvers',
-    '-n',
-    'agents',
-    '--clusterrole=airlock-approver',
-    '--group=dba-oncall',
-  ]);
+  await grantApprovers(cluster, { groups: ['dba-oncall'] });
   await grantOrdersDb(cluster, database, {
     host: '127.0.0.1',
     policy: {

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Cluster, images, requiresCluster, startCluster } from '../support/cluster.ts';
+import { grantApprovers } from '../support/operator.ts';
 import { waitFor } from '../support/process.ts';
 import { controlPlaneBin } from '../support/tools.ts';
 
@@ -180,22 +181,7 @@ describe('an injected agent pod on a real cluster: kubectl through the sidecar',
         ],
       },
     });
-    await kubectl([
-      'create',
-      'clusterrole',
-      'airlock-approver',
-      '--verb=get,list,watch,patch',
-      '--resource=accessrequests.airlock.dev',
-    ]);
-    await kubectl([
-      'create',
-      'rolebinding',
-      'approvers',
-      '-n',
-      'agents',
-      '--clusterrole=airlock-approver',
-      '--group=dba-oncall',
-    ]);
+    await grantApprovers(cluster, { groups: ['dba-oncall'] });
     await waitFor(
       'the Connection ready',
       async () =>

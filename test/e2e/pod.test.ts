@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type Cluster, requiresCluster, startCluster } from '../support/cluster.ts';
 import { serviceAccountIssuer } from '../support/controlplane.ts';
-import { grantOrdersDb } from '../support/operator.ts';
+import { grantApprovers, grantOrdersDb } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { waitFor } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
@@ -92,22 +92,7 @@ describe('injected agent pods on a real cluster: capture, enforcement, the kubel
       },
     });
     // Approvers need RBAC on AccessRequests; the admission webhooks decide who may decide.
-    await kubectl([
-      'create',
-      'clusterrole',
-      'airlock-approver',
-      '--verb=get,list,watch,patch',
-      '--resource=accessrequests.airlock.dev',
-    ]);
-    await kubectl([
-      'create',
-      'rolebinding',
-      'approvers',
-      '-n',
-      'agents',
-      '--clusterrole=airlock-approver',
-      '--group=dba-oncall',
-    ]);
+    await grantApprovers(cluster, { groups: ['dba-oncall'] });
     // alice also reads the recorded sessions of "agents" (the chart's airlock-session-reader).
     await kubectl([
       'create',

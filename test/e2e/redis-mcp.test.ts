@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type Cluster, requiresCluster, startCluster } from '../support/cluster.ts';
 import { type McpUpstream, mcpToken, secretText, startMcpServer } from '../support/mcp.ts';
+import { grantApprovers } from '../support/operator.ts';
 import { waitFor } from '../support/process.ts';
 import { type RedisServer, startRedis } from '../support/redis.ts';
 import { requires } from '../support/tools.ts';
@@ -150,26 +151,16 @@ describe('an injected agent pod on a real cluster: redis-cli and an MCP client',
     });
     // Approvers need RBAC on AccessRequests (the admission webhooks decide who may decide),
     // and read the recorded sessions of "agents" with the chart's airlock-session-reader.
+    await grantApprovers(cluster, { groups: ['dba-oncall'] });
     await kubectl([
       'create',
-      'clusterrole',
-      'airlock-approver',
-      '--verb=get,list,watch,patch',
-      '--resource=accessrequests.airlock.dev',
+      'rolebinding',
+      'session-readers',
+      '-n',
+      'agents',
+      '--clusterrole=airlock-session-reader',
+      '--group=dba-oncall',
     ]);
-    for (const [name, role] of [
-      ['approvers', 'airlock-approver'],
-      ['session-readers', 'airlock-session-reader'],
-    ] as const)
-      await kubectl([
-        'create',
-        'rolebinding',
-        name,
-        '-n',
-        'agents',
-        `--clusterrole=${role}`,
-        '--group=dba-oncall',
-      ]);
     for (const name of ['sessions-cache', 'tools-mcp'])
       await waitFor(
         `Connection ${name} ready`,

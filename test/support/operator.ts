@@ -181,3 +181,51 @@ export async function grantOrdersDb(
     input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: manifests }),
   });
 }
+
+/** Who a RoleBinding names, as `kubectl create rolebinding` takes them. */
+export interface Approvers {
+  groups?: string[];
+  users?: string[];
+  /** NAMESPACE:NAME */
+  serviceAccounts?: string[];
+}
+
+/**
+ * The approvers' RBAC: ClusterRole `airlock-approver` (AccessRequests: read, watch and decide;
+ * with readSessions also the recorded sessions) bound in `namespace` by RoleBinding `approvers`.
+ * RBAC only lets them write AccessRequests: the approval webhooks decide who may decide.
+ */
+export async function grantApprovers(
+  cluster: Pick<ControlPlane, 'kubectl'>,
+  approvers: Approvers,
+  options: { namespace?: string; readSessions?: boolean } = {},
+): Promise<void> {
+  const namespace = options.namespace ?? 'agents';
+  const role = {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: 'airlock-approver' },
+    rules: [
+      {
+        apiGroups: ['airlock.dev'],
+        resources: ['accessrequests'],
+        verbs: ['get', 'list', 'watch', 'patch', 'update'],
+      },
+      ...(options.readSessions
+        ? [{ apiGroups: ['audit.airlock.dev'], resources: ['sessions'], verbs: ['get', 'list'] }]
+        : []),
+    ],
+  };
+  await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(role) });
+  await cluster.kubectl([
+    'create',
+    'rolebinding',
+    'approvers',
+    '-n',
+    namespace,
+    '--clusterrole=airlock-approver',
+    ...(approvers.groups ?? []).map((group) => `--group=${group}`),
+    ...(approvers.users ?? []).map((user) => `--user=${user}`),
+    ...(approvers.serviceAccounts ?? []).map((account) => `--serviceaccount=${account}`),
+  ]);
+}
