@@ -11,16 +11,23 @@ import {
   maskFields,
   maskFunctionResult,
   maskNotice,
+  maskNotification,
+  maskParameterStatus,
   planColumns,
   RowMasker,
+  rowDetailWithheld,
 } from './masking.ts';
 import {
   type ColumnDescription,
   decodeFields,
+  decodeNotification,
+  decodeParameterStatus,
   encodeCopyData,
   encodeDataRow,
   encodeFields,
+  notificationResponse,
   ProtocolViolation,
+  parameterStatus,
 } from './messages.ts';
 import type { ColumnMask, Masker, MaskResult } from './policy.ts';
 
@@ -39,6 +46,7 @@ function wordMasker(overrides: Partial<Masker> = {}): Masker {
   return {
     scans: true,
     columns: true,
+    columnsEnforced: true,
     minScanLength: 3,
     columnRule: (ref) => (ref.column === 'ssn' ? ssnRule : undefined),
     mayFind: () => true,
@@ -282,6 +290,7 @@ describe('RowMasker', () => {
     const real: Masker = {
       scans: plan.hasScanners,
       columns: plan.hasColumns,
+      columnsEnforced: plan.hasColumns,
       minScanLength: 1,
       columnRule: (ref) => plan.columnRule(ref),
       mask: plan.maskText,
@@ -324,6 +333,41 @@ describe('other server messages', () => {
     assert.equal(maskFunctionResult(masker, plain), plain);
   });
 
+  it("an integrity violation's detail is withheld under enforced column rules, scanned otherwise", () => {
+    const violation = () =>
+      new Map([
+        ['S', 'ERROR'],
+        ['C', '23502'],
+        ['M', 'null value in column "name" violates not-null constraint'],
+        ['D', 'Failing row contains (1, null, ssn-1, secret).'],
+      ]);
+    assert.equal(maskFields(masker, violation()).get('D'), rowDetailWithheld);
+    assert.equal(
+      maskFields(wordMasker({ columnsEnforced: false }), violation()).get('D'),
+      'Failing row contains (1, null, ssn-1, [word]).',
+    );
+    const other = violation().set('C', '22P02');
+    assert.equal(maskFields(masker, other).get('D'), 'Failing row contains (1, null, ssn-1, [word]).');
+  });
+
+  it('notifications and reported settings: channel, payload and value are masked', () => {
+    const note = notificationResponse(42, 'secret-channel', 'payload secret');
+    assert.deepEqual(decodeNotification(maskNotification(masker, note).subarray(5)), {
+      pid: 42,
+      channel: '[word]-channel',
+      payload: 'payload [word]',
+    });
+    const plain = notificationResponse(42, 'news', 'hello');
+    assert.equal(maskNotification(masker, plain), plain);
+    assert.equal(maskNotification(undefined, note), note);
+    const status = parameterStatus('application_name', 'secret');
+    assert.deepEqual(decodeParameterStatus(maskParameterStatus(masker, status).subarray(5)), [
+      'application_name',
+      '[word]',
+    ]);
+    assert.equal(maskParameterStatus(undefined, status), status);
+  });
+
   it('notices and errors: the text fields are masked, codes and positions are not', () => {
     const fields = new Map([
       ['S', 'NOTICE'],
@@ -350,6 +394,20 @@ describe('other server messages', () => {
       ],
     );
     assert.equal(maskFields(undefined, fields).get('M'), 'value secret');
+    const raised = new Map([
+      ['S', 'NOTICE'],
+      ['C', '00000'],
+      ['M', 'noted'],
+      ['c', 'secret'],
+      ['t', 'secret'],
+      ['n', 'secret'],
+      ['d', 'secret'],
+      ['s', 'secret'],
+    ]);
+    assert.deepEqual(
+      [...maskFields(masker, raised).values()],
+      ['NOTICE', '00000', 'noted', '[word]', '[word]', '[word]', '[word]', '[word]'],
+    );
     const raw = encodeFields('N', fields);
     assert.equal(maskNotice(undefined, raw), raw);
   });

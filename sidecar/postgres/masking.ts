@@ -1,17 +1,21 @@
 // What the enforcer masks in server messages, as pure functions of the bytes: given the masker,
-// a result's column layout and a DataRow, CopyData, FunctionCallResponse, NoticeResponse or
-// ErrorResponse, the message to relay instead (or the same one) and the counts of what was
-// masked. No sockets and no session state: the session decides which layout and which request
+// a result's column layout and a DataRow, CopyData, FunctionCallResponse, NoticeResponse,
+// ErrorResponse, NotificationResponse or ParameterStatus, the message to relay instead (or the
+// same one) and the counts of what was masked. No sockets and no session state: the session decides which layout and which request
 // a message belongs to.
 import { isAscii as isAsciiBytes, isUtf8 } from 'node:buffer';
 import { RowWriter } from './datarow.ts';
 import {
   type ColumnDescription,
   decodeFields,
+  decodeNotification,
+  decodeParameterStatus,
   encodeCopyData,
   encodeFields,
   type Fields,
+  notificationResponse,
   ProtocolViolation,
+  parameterStatus,
 } from './messages.ts';
 import type { ColumnMask, ColumnRef, Masker } from './policy.ts';
 import { byteaBytes, byteaText, type Held, heldText, heldTypes } from './values.ts';
@@ -296,16 +300,25 @@ export function maskText(masker: Masker | undefined, text: string): string {
   return masker ? masker.mask(text).value : text;
 }
 
+export const rowDetailWithheld = 'airlock: detail withheld (it shows values of the row, which may be masked)';
+
+/** Fields of a fixed vocabulary or digits (severity, code, positions): nothing there to find. */
+const unscannedFields = new Set(['S', 'V', 'C', 'P', 'p']);
+
 /**
- * Error and notice text can carry values (CAST(ssn AS int) puts the value in the message): the
- * fields M, D, H, W and q are masked in place.
+ * Error and notice text can carry values: CAST(x AS int) puts the value in the message, and a
+ * PL/pgSQL RAISE sets any field (COLUMN, TABLE, CONSTRAINT, DATATYPE, SCHEMA) to any text. Every
+ * field but the fixed ones is masked in place. An integrity violation's detail shows stored
+ * values of the row it names ("Failing row contains (…)", "Key (a, b)=(…) already exists"), in
+ * no column the layout knows, so under enforced column rules it is withheld.
  */
 export function maskFields(masker: Masker | undefined, fields: Fields): Fields {
   if (!masker) return fields;
-  for (const code of ['M', 'D', 'H', 'W', 'q']) {
-    const value = fields.get(code);
-    if (value !== undefined) fields.set(code, masker.mask(value).value);
+  for (const [code, value] of fields) {
+    if (!unscannedFields.has(code)) fields.set(code, masker.mask(value).value);
   }
+  if (masker.columnsEnforced && fields.has('D') && fields.get('C')?.startsWith('23'))
+    fields.set('D', rowDetailWithheld);
   return fields;
 }
 
@@ -316,6 +329,24 @@ export function maskNotice(masker: Masker | undefined, raw: Buffer): Buffer {
 }
 
 /** Adds a masking result's counts to a request's (zero counts leave no key). */
+/** A notification's channel and payload carry whatever the notifying statement or trigger put there. */
+export function maskNotification(masker: Masker | undefined, raw: Buffer): Buffer {
+  if (!masker) return raw;
+  const { pid, channel, payload } = decodeNotification(raw.subarray(5));
+  const maskedChannel = masker.mask(channel).value;
+  const maskedPayload = masker.mask(payload).value;
+  if (maskedChannel === channel && maskedPayload === payload) return raw;
+  return notificationResponse(pid, maskedChannel, maskedPayload);
+}
+
+/** A reported setting's value: set_config(name, value) sets it from any row. */
+export function maskParameterStatus(masker: Masker | undefined, raw: Buffer): Buffer {
+  if (!masker) return raw;
+  const [name, value] = decodeParameterStatus(raw.subarray(5));
+  const masked = masker.mask(value).value;
+  return masked === value ? raw : parameterStatus(name, masked);
+}
+
 export function addCounts(
   tally: MaskTally | undefined,
   counts: Record<string, number>,

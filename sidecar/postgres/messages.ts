@@ -220,6 +220,10 @@ export function parameterStatus(name: string, value: string): Buffer {
   return new Writer().cstring(name).cstring(value).message('S');
 }
 
+export function notificationResponse(pid: number, channel: string, payload: string): Buffer {
+  return new Writer().int32(pid).cstring(channel).cstring(payload).message('A');
+}
+
 export function backendKeyData(pid: number, secret: number): Buffer {
   return new Writer().int32(pid).int32(secret).message('K');
 }
@@ -272,6 +276,13 @@ export interface ParseMessage {
 export function decodeParameterStatus(body: Buffer): [name: string, value: string] {
   const reader = new BodyReader(body);
   return [reader.cstring(), reader.cstring()];
+}
+
+export function decodeNotification(body: Buffer): { pid: number; channel: string; payload: string } {
+  const reader = new BodyReader(body);
+  const pid = reader.int32();
+  const channel = reader.cstring();
+  return { pid, channel, payload: reader.cstring() };
 }
 
 export function decodeParse(body: Buffer): ParseMessage {

@@ -32,6 +32,8 @@ export interface Masker {
   scans: boolean;
   /** Column rules exist, so result columns must be resolved to table columns. */
   columns: boolean;
+  /** An enforce-mode policy has column rules, so values the server shows outside a column are withheld. */
+  columnsEnforced: boolean;
   /**
    * No scanner matches text shorter than this (characters); a value with fewer UTF-8 bytes is
    * skipped without decoding it.
@@ -73,6 +75,9 @@ export async function loadPolicyEngine(policies: BundlePolicy[]): Promise<Policy
     masker: plan && {
       scans: plan.hasScanners,
       columns: plan.hasColumns,
+      columnsEnforced: policies.some(
+        (p) => p.mode === 'enforce' && p.masking.some((rule) => (rule.columns?.length ?? 0) > 0),
+      ),
       minScanLength: minScanLength(policies),
       columnRule: (ref) => plan.columnRule(ref),
       mask: plan.maskText,

@@ -12,6 +12,8 @@ import {
   maskFields,
   maskFunctionResult,
   maskNotice,
+  maskNotification,
+  maskParameterStatus,
   planColumns,
   RowMasker,
 } from './masking.ts';
@@ -104,7 +106,7 @@ export class Responses {
         out.push(maskNotice(this.masker, frame.raw));
         return undefined;
       case 0x41: // NotificationResponse
-        out.push(frame.raw);
+        out.push(maskNotification(this.masker, frame.raw));
         return undefined;
       case 0x53: {
         // ParameterStatus: a SET that makes the server read SQL otherwise than the enforcer ends the session.
@@ -117,7 +119,7 @@ export class Responses {
           this.host.fatal('42501', refused);
           return undefined;
         }
-        out.push(frame.raw);
+        out.push(maskParameterStatus(this.masker, frame.raw));
         return undefined;
       }
       case 0x45: // ErrorResponse
