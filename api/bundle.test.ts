@@ -168,4 +168,22 @@ describe('compileBundle with end users', () => {
     assert.equal(problems.length, 2);
     assert.match(problems[0]!.message, /only for end users, and the Connection has no endUser/);
   });
+
+  it("carries the provider's CA from endUser.caSecretRef, and leaves the Connection out without it", () => {
+    const withCa = { ...issuer, caSecretRef: { name: 'idp-ca', key: 'ca.crt' } };
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const present = sources(withCa);
+    present.secrets.push({ namespace: 'ops', name: 'idp-ca', data: { 'ca.crt': pem } });
+    const { bundle, problems } = compileBundle(present, workload);
+    assert.deepEqual(problems, []);
+    assert.equal(bundle.connections[0]!.endUser?.ca, pem);
+    assert.ok(
+      !('caSecretRef' in bundle.connections[0]!.endUser!),
+      'the sidecar gets the PEM, not the reference',
+    );
+    // Fail closed: no person could be verified on it.
+    const missing = compileBundle(sources(withCa), workload);
+    assert.deepEqual(missing.bundle.connections, []);
+    assert.match(missing.problems[0]!.message, /endUser CA Secret idp-ca not found or lacks ca\.crt/);
+  });
 });

@@ -70,10 +70,13 @@ export interface BundleConnection {
   http?: ConnectionSpec['http'];
   mcp?: ConnectionSpec['mcp'];
   kubernetes?: ConnectionSpec['kubernetes'];
-  endUser?: ConnectionSpec['endUser'];
+  /** How the person an agent acts for is verified; ca: the PEM the provider's certificate must chain to. */
+  endUser?: BundleEndUser;
   /** Every AccessPolicy that grants this Connection to the identity, some under an end-user condition. */
   policies: BundlePolicy[];
 }
+
+export type BundleEndUser = Omit<NonNullable<ConnectionSpec['endUser']>, 'caSecretRef'> & { ca?: string };
 
 export interface Bundle {
   version: typeof bundleVersion;
@@ -269,6 +272,24 @@ export function compileBundle(
         continue;
       }
     }
+    let endUser: BundleEndUser | undefined;
+    if (spec.endUser) {
+      const { caSecretRef, ...settings } = spec.endUser;
+      endUser = settings;
+      if (caSecretRef) {
+        const providerCa = secrets.get(key(namespace, caSecretRef.name))?.[caSecretRef.key];
+        // Fail closed: without its CA the sidecar could verify no person on this Connection.
+        if (providerCa === undefined) {
+          problems.push({
+            connection: connection.metadata.name,
+            namespace,
+            message: `endUser CA Secret ${caSecretRef.name} not found or lacks ${caSecretRef.key}`,
+          });
+          continue;
+        }
+        endUser = { ...settings, ca: providerCa };
+      }
+    }
     compiled.push({
       name: connection.metadata.name,
       namespace,
@@ -286,7 +307,7 @@ export function compileBundle(
       ...(spec.http && { http: spec.http }),
       ...(spec.mcp && { mcp: spec.mcp }),
       ...(spec.kubernetes && { kubernetes: spec.kubernetes }),
-      ...(spec.endUser && { endUser: spec.endUser }),
+      ...(endUser && { endUser }),
       policies: granted,
     });
   }

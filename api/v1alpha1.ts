@@ -125,6 +125,12 @@ export type McpServerRequest = (typeof mcpServerRequests)[number];
 /** The protocols on which an agent can present its end user's token. */
 export const endUserProtocols: readonly Protocol[] = ['postgres', 'http', 'ssh'];
 
+/** A Secret in the Connection's namespace and the key of the PEM bundle of CA certificates in it. */
+const caSecretRefSchema = z.object({
+  name: describe(objectName, 'Name of a Secret in the same namespace.'),
+  key: describe(z.string().min(1).max(253).default('ca.crt'), 'Key in the Secret holding the PEM bundle.'),
+});
+
 const endUserSchema = z.object({
   issuer: describe(
     z
@@ -166,6 +172,10 @@ const endUserSchema = z.object({
       .optional(),
     'HTTP only: the request header that carries the token, Authorization when omitted. Authorization carries it as a Bearer token, any other header as its whole value. The sidecar removes it before forwarding and sends the held credential instead.',
   ),
+  caSecretRef: describe(
+    caSecretRefSchema.optional(),
+    "Secret holding the CA certificates that verify the identity provider's HTTPS certificate (its discovery document and keys), for a provider with a private CA. They replace the system roots, as tls.caSecretRef does for the target: then only that CA can vouch for the provider that says whom the agent acts for. The system roots when omitted.",
+  ),
 });
 const endUserDescription =
   "The person an agent acts for, proven by an OIDC token from the organisation's identity provider (an ID token or a JWT access token). PostgreSQL: the token is the password the agent gives (PGPASSWORD); HTTP: the header named by header; SSH: the password of password authentication or the answer to Airlock's keyboard-interactive prompt. The sidecar verifies issuer, audience, signature, expiry and not-before, records the person on every event, and picks the AccessPolicies whose User, Group or actingFor subjects name them.";
@@ -194,15 +204,7 @@ export const connectionSpecSchema = describe(
               'Upstream TLS: disable (plaintext), require (encrypted, certificate not checked) or verify-full (encrypted, certificate and name verified).',
             ),
             caSecretRef: describe(
-              z
-                .object({
-                  name: describe(objectName, 'Name of a Secret in the same namespace.'),
-                  key: describe(
-                    z.string().min(1).max(253).default('ca.crt'),
-                    'Key in the Secret holding the PEM bundle.',
-                  ),
-                })
-                .optional(),
+              caSecretRefSchema.optional(),
               'Secret holding the CA certificates that verify the target; the system roots when omitted.',
             ),
             serverName: describe(

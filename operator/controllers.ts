@@ -103,7 +103,11 @@ export class Controllers {
         let relevant = false;
         for (const connection of this.connections.list(namespace)) {
           const spec = connection.spec;
-          if (spec.credentials?.secretRef.name === name || spec.tls?.caSecretRef?.name === name) {
+          if (
+            spec.credentials?.secretRef.name === name ||
+            spec.tls?.caSecretRef?.name === name ||
+            spec.endUser?.caSecretRef?.name === name
+          ) {
             this.#connectionQueue.add(keyOf(connection));
             relevant = true;
           }

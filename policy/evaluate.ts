@@ -166,6 +166,10 @@ export function grantedConnection(
         name: connection.spec.tls.caSecretRef.name,
         keys: [connection.spec.tls.caSecretRef.key],
       },
+      connection.spec.endUser?.caSecretRef && {
+        name: connection.spec.endUser.caSecretRef.name,
+        keys: [connection.spec.endUser.caSecretRef.key],
+      },
     ];
     for (const ref of refs) {
       if (!ref || have.has(`${namespace}/${ref.name}`)) continue;

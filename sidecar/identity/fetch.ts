@@ -2,7 +2,9 @@
 // pod's capture rules let out (they match every uid but the sidecar's). Names are resolved with
 // the sidecar's resolver when it has one (the cluster's DNS, see sidecar/dns.ts): the pod's
 // hosts file maps the granted Connections' names to the sidecar itself. Redirects are not
-// followed, and an answer is bounded, as the provider's documents are small.
+// followed, and an answer is bounded, as the provider's documents are small. The provider's
+// certificate chains to the Connection's endUser CA when it names one (only to it: a private CA
+// replaces the system roots, as a target's tls CA does), else to the system roots.
 import { request } from 'node:https';
 import type { LookupFunction } from 'node:net';
 
@@ -10,7 +12,7 @@ import type { LookupFunction } from 'node:net';
 export const maxDocumentBytes = 1024 * 1024;
 
 /** A fetch for the provider's documents (GET, JSON), as jose's remote key set takes one. */
-export function providerFetch(lookup?: LookupFunction) {
+export function providerFetch(lookup?: LookupFunction, ca?: string) {
   return (url: string, init: { headers?: Headers; signal?: AbortSignal } = {}): Promise<Response> =>
     new Promise<Response>((resolve, reject) => {
       const req = request(
@@ -19,6 +21,7 @@ export function providerFetch(lookup?: LookupFunction) {
           method: 'GET',
           headers: { accept: 'application/json', ...Object.fromEntries(init.headers ?? []) },
           ...(lookup && { lookup }),
+          ...(ca !== undefined && { ca }),
           ...(init.signal && { signal: init.signal }),
         },
         (res) => {

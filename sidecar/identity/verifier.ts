@@ -63,7 +63,7 @@ export class EndUserVerifier {
   constructor(settings: EndUserSettings, lookup?: LookupFunction) {
     this.settings = settings;
     this.#issuer = settings.issuer;
-    this.#fetch = providerFetch(lookup);
+    this.#fetch = providerFetch(lookup, settings.ca);
   }
 
   /** The person the token stands for, with the Connection's prefixes; throws EndUserRefusal. */
@@ -125,9 +125,11 @@ export class EndUserVerifier {
     this.#keys ??= this.#discover().catch((error: Error) => {
       this.#keys = undefined;
       const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-      throw new EndUserRefusal(
-        `Airlock could not read the keys of ${this.#issuer}: ${error.message}${cause}`,
-      );
+      // Node's reason, without its hint about the process's own trust store.
+      const why = isCertificateFailure(error)
+        ? `its TLS certificate is not trusted (${error.message.split(';')[0]}): ${this.settings.ca === undefined ? 'it does not chain to the system roots; name its CA in endUser.caSecretRef' : 'it does not chain to the CA of endUser.caSecretRef'}`
+        : `${error.message}${cause}`;
+      throw new EndUserRefusal(`Airlock could not read the keys of ${this.#issuer}: ${why}`);
     });
     return this.#keys;
   }
@@ -150,6 +152,16 @@ export class EndUserVerifier {
       }),
     };
   }
+}
+
+/** Whether fetching failed because the provider's certificate was not trusted (Node's TLS codes). */
+function isCertificateFailure(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return (
+    typeof code === 'string' &&
+    (/CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECRYPT|DECODE)/.test(code) ||
+      code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+  );
 }
 
 /** Why jose refused a token, as the agent and the audit trail read it. */

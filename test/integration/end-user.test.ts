@@ -19,7 +19,7 @@ import { encodeStartup, passwordMessage } from '../../sidecar/postgres/messages.
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
 import { type OidcProvider, startOidcProvider } from '../support/oidc-provider.ts';
-import { startOperatorProcess } from '../support/operator.ts';
+import { grantApprovers, startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, psql, RawClient, startPostgres } from '../support/postgres.ts';
 import {
   freePort,
@@ -29,6 +29,7 @@ import {
   temporaryDirectory,
   waitFor,
 } from '../support/process.ts';
+import { startSidecarProcess } from '../support/sidecar.ts';
 import { type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
@@ -64,7 +65,7 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
   let work: { path: string; remove(): Promise<void> };
   let local: Service;
   let store: string;
-  const ports = { postgres: 0, otherApp: 0, http: 0, ssh: 0 };
+  const ports = { postgres: 0, otherApp: 0, noCa: 0, otherCa: 0, http: 0, ssh: 0 };
   const tokens: Record<string, string> = {};
 
   before(async () => {
@@ -84,12 +85,14 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
       tokens[person.email.split('@')[0]!] = await idp.idToken(person.email, person.password);
     tokens.otherIssuer = await otherIdp.idToken('ada@example.com', 'ada-pw');
 
-    const endUser = {
+    // The sidecar fetches the provider's keys itself, trusting the private CA the Connection names.
+    const untrusted = {
       issuer: idp.issuer,
       audiences: [idp.clientId],
       usernameClaim: 'email',
       usernamePrefix: 'oidc:',
     };
+    const endUser = { ...untrusted, caSecretRef: { name: 'idp-ca' } };
     const dir = join(work.path, 'manifests');
     await mkdir(dir);
     writeFileSync(
@@ -99,6 +102,8 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
           stringData: { username: postgres.user, password: postgres.password },
         }),
         object('Secret', 'billing-api', { stringData: { token: 'held-token-s3cret' } }),
+        object('Secret', 'idp-ca', { stringData: { 'ca.crt': readFileSync(idp.caFile, 'utf8') } }),
+        object('Secret', 'other-ca', { stringData: { pem: readFileSync(otherIdp.caFile, 'utf8') } }),
         object('Secret', 'web-1', {
           stringData: { username: sshd.user, privateKey: sshd.clientKey.privateKey },
         }),
@@ -125,6 +130,25 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
             endUser: { ...endUser, audiences: ['another-app'] },
           },
         }),
+        // The same provider without its CA, and with another provider's CA.
+        ...(
+          [
+            ['orders-db-no-ca', untrusted],
+            ['orders-db-other-ca', { ...untrusted, caSecretRef: { name: 'other-ca', key: 'pem' } }],
+          ] as const
+        ).map(([name, settings]) =>
+          object('Connection', name, {
+            spec: {
+              protocol: 'postgres',
+              host: postgres.host,
+              port: postgres.port,
+              tls: { mode: 'disable' },
+              credentials: { secretRef: { name: 'orders-db' } },
+              postgres: { database: postgres.database },
+              endUser: settings,
+            },
+          }),
+        ),
         object('Connection', 'billing-api', {
           spec: {
             protocol: 'http',
@@ -149,7 +173,14 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
         object('AccessPolicy', 'agent-for-dbas', {
           spec: {
             subjects: [{ kind: 'ServiceAccount', name: 'agent', actingFor: { groups: ['dba'] } }],
-            connections: ['orders-db', 'orders-db-other-app', 'billing-api', 'web-1'],
+            connections: [
+              'orders-db',
+              'orders-db-other-app',
+              'orders-db-no-ca',
+              'orders-db-other-ca',
+              'billing-api',
+              'web-1',
+            ],
           },
         }),
         // Whatever agent of the namespace acts for support may only read.
@@ -165,12 +196,6 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
           },
         }),
       ),
-    );
-    // The sidecar fetches the providers' keys itself: it trusts their CAs as a pod trusts its IdP's.
-    const cas = join(work.path, 'idp-cas.pem');
-    writeFileSync(
-      cas,
-      [idp.caFile, otherIdp.caFile].map((file) => readFileSync(file, 'utf8').trim()).join('\n'),
     );
     const logFile = join(work.path, 'local.log');
     local = startService(
@@ -188,13 +213,17 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
         '--listen',
         `orders-db-other-app=127.0.0.1:${ports.otherApp}`,
         '--listen',
+        `orders-db-no-ca=127.0.0.1:${ports.noCa}`,
+        '--listen',
+        `orders-db-other-ca=127.0.0.1:${ports.otherCa}`,
+        '--listen',
         `billing-api=127.0.0.1:${ports.http}`,
         '--listen',
         `web-1=127.0.0.1:${ports.ssh}`,
         '--store',
         store,
       ],
-      { logFile, env: { ...process.env, NODE_EXTRA_CA_CERTS: cas } },
+      { logFile },
     );
     await waitFor('airlock local ready', async () => readFileSync(logFile, 'utf8').includes('ready'), {
       service: local,
@@ -266,6 +295,22 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
       assert.match(notJwt.stderr, /FATAL:\s+airlock: the end-user token is not a signed JWT/);
       const audience = await asAgent(tokens.ada!, 'SELECT 1;', ports.otherApp);
       assert.match(audience.stderr, /the end-user token is for the wrong audience/);
+    });
+
+    it('trusts the provider only through the CA endUser.caSecretRef names, naming the TLS failure', async () => {
+      // Ada's token is good (it serves her on orders-db): the provider's keys cannot be read.
+      const noCa = await asAgent(tokens.ada!, 'SELECT 1;', ports.noCa);
+      assert.notEqual(noCa.code, 0);
+      assert.match(
+        noCa.stderr,
+        /FATAL:\s+airlock: Airlock could not read the keys of https:\/\/127\.0\.0\.1:\d+: its TLS certificate is not trusted \(.+\): it does not chain to the system roots; name its CA in endUser\.caSecretRef/,
+      );
+      const otherCa = await asAgent(tokens.ada!, 'SELECT 1;', ports.otherCa);
+      assert.notEqual(otherCa.code, 0);
+      assert.match(
+        otherCa.stderr,
+        /its TLS certificate is not trusted \(.+\): it does not chain to the CA of endUser\.caSecretRef/,
+      );
     });
 
     it('refuses an unsigned token and HS256 signed with the provider public key, in any spelling', async () => {
@@ -568,22 +613,7 @@ describe(
       await kubectl(['create', 'namespace', 'agents']);
       await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
       await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
-      await kubectl([
-        'create',
-        'clusterrole',
-        'approver',
-        '--verb=get,list,watch,patch,update',
-        '--resource=accessrequests.airlock.dev',
-      ]);
-      await kubectl([
-        'create',
-        'rolebinding',
-        'approvers',
-        '-n',
-        'agents',
-        '--clusterrole=approver',
-        '--group=dba-oncall',
-      ]);
+      await grantApprovers(cluster, { groups: ['dba-oncall'] });
       const item = (kind: string, name: string, body: object) => ({
         ...object(kind, name, body),
         metadata: { name, namespace: 'agents' },
@@ -597,6 +627,7 @@ describe(
             item('Secret', 'orders-db', {
               stringData: { username: database.user, password: database.password },
             }),
+            item('Secret', 'idp-ca', { stringData: { 'ca.crt': readFileSync(idp.caFile, 'utf8') } }),
             item('Connection', 'orders-db', {
               spec: {
                 protocol: 'postgres',
@@ -610,6 +641,7 @@ describe(
                   audiences: [idp.clientId],
                   usernameClaim: 'email',
                   usernamePrefix: 'oidc:',
+                  caSecretRef: { name: 'idp-ca' },
                 },
               },
             }),
@@ -632,53 +664,14 @@ describe(
       );
       const started = await startOperatorProcess(cluster, work.path, { approvals: true });
       operator = started.service;
-      await kubectl(
-        ['apply', '-f', '-'],
-        JSON.stringify({
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'agent-0', namespace: 'agents' },
-          spec: {
-            serviceAccountName: 'agent',
-            containers: [{ name: 'agent', image: 'agent:1', command: ['sleep', 'infinity'] }],
-          },
-        }),
-      );
-      const pod = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
-      const token = await cluster.podToken({
-        namespace: 'agents',
-        name: 'agent-0',
-        uid: pod.metadata.uid,
-        serviceAccount: 'agent',
+      // The provider's CA reaches the sidecar in its bundle, from the Connection's caSecretRef.
+      const agent = await startSidecarProcess(cluster, work.path, {
+        controlApiUrl: started.controlApiUrl,
+        connection: 'orders-db',
+        protocol: 'postgres',
       });
-      await waitFor('CA published', async () => {
-        await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents']);
-        return true;
-      });
-      const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
-        .data['ca.crt'];
-      writeFileSync(join(work.path, 'token'), token);
-      writeFileSync(join(work.path, 'ca.crt'), ca);
-      listenPort = await freePort();
-      const healthPort = await freePort();
-      sidecar = startService(
-        'airlock sidecar',
-        process.execPath,
-        [
-          cli,
-          'sidecar',
-          `--control-api=https://127.0.0.1:${started.ports.controlApi}`,
-          `--token-file=${join(work.path, 'token')}`,
-          `--ca-file=${join(work.path, 'ca.crt')}`,
-          `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
-          `--health-port=${healthPort}`,
-          `--metrics-port=${await freePort()}`,
-        ],
-        { logFile: join(work.path, 'sidecar.log'), env: { ...process.env, NODE_EXTRA_CA_CERTS: idp.caFile } },
-      );
-      await waitFor('sidecar ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, {
-        service: sidecar,
-      });
+      sidecar = agent.service;
+      listenPort = agent.port;
     });
 
     after(async () => {
