@@ -47,7 +47,9 @@ export interface AuditLog {
 export async function openAuditLog(location: string, options: AuditLogOptions = {}): Promise<AuditLog> {
   if (options.inline && isPostgresUrl(location)) return AuditStore.open(location, options);
   const key = options.key?.toString('base64');
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+  // The image runs the JavaScript image/build.sh compiles from these sources.
+  const script = new URL(import.meta.url.endsWith('.js') ? './worker.js' : './worker.ts', import.meta.url);
+  const worker = new Worker(script, {
     workerData: { location, key },
   });
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();

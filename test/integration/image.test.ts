@@ -211,11 +211,16 @@ describe('the airlock image', tools, () => {
     const created = committed.toISOString().replace('.000Z', 'Z');
     assert.equal(labels['org.opencontainers.image.created'], created);
     assert.equal(image.config.created, created);
-    for (const file of ['cli/main.ts', 'sidecar/sidecar.ts', 'operator/command.ts', 'package-lock.json'])
+    for (const file of ['package.json', 'package-lock.json'])
       assert.equal(
         readFileSync(join(image.rootfs, 'app', file), 'utf8'),
         await git('show', `${revision}:${file}`),
       );
+    // The sources run as the JavaScript image/build.sh compiles from them: no TypeScript left.
+    for (const file of ['cli/main', 'sidecar/sidecar', 'operator/command', 'audit/worker']) {
+      assert.equal(existsSync(join(image.rootfs, 'app', `${file}.js`)), true, `${file}.js`);
+      assert.equal(existsSync(join(image.rootfs, 'app', `${file}.ts`)), false, `${file}.ts`);
+    }
   });
 
   test('its blobs hold what the manifest says, under 200 MiB unpacked', async () => {
