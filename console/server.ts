@@ -11,7 +11,8 @@ import type { ApprovalRequest } from '../sidecar/core/enforcer.ts';
 /** A request waiting for a decision, as the approvals page lists it. */
 export interface ConsoleApproval {
   id: string;
-  request: Pick<ApprovalRequest, 'connection' | 'policy' | 'rule' | 'text'>;
+  /** endUser: the person it acts for, where the backend gives no requester (airlock local). */
+  request: Pick<ApprovalRequest, 'connection' | 'policy' | 'rule' | 'text' | 'endUser'>;
   /** Who asked: the workload, and the person it acted for when it said. */
   requester?: string;
   requestedAt: string;

@@ -242,12 +242,14 @@ export async function approvalsCommand(args: string[]): Promise<number> {
   else
     console.log(
       table([
-        ['ID', 'CONNECTION', 'POLICY/RULE', 'EXPIRES', 'REQUEST'],
+        ['ID', 'CONNECTION', 'POLICY/RULE', 'EXPIRES', 'END USER', 'REQUEST'],
         ...response.body.map((p) => [
           p.id,
           p.request.connection,
           `${p.request.policy}/${p.request.rule}`,
           p.expiresAt,
+          // The person the held request acts for: the approver decides for them, not only the agent.
+          p.request.endUser?.user ?? '',
           p.request.text.replace(/\s+/g, ' ').slice(0, 80),
         ]),
       ]),

@@ -142,7 +142,18 @@ test('a session object and its summary convert both ways; a table has one row pe
   assert.deepEqual(table.metadata, { continue: 'next' });
   assert.deepEqual(
     table.columnDefinitions.map((c) => c.name),
-    ['Name', 'Connection', 'Protocol', 'Identity', 'Requests', 'Blocked', 'Masked', 'Ended', 'Age'],
+    [
+      'Name',
+      'Connection',
+      'Protocol',
+      'Identity',
+      'Requests',
+      'Blocked',
+      'Masked',
+      'Ended',
+      'Age',
+      'End User',
+    ],
   );
   assert.deepEqual(table.rows[0]!.cells, [
     's1',
@@ -154,7 +165,10 @@ test('a session object and its summary convert both ways; a table has one row pe
     2,
     '',
     '5m',
+    '',
   ]);
+  const acting = sessionTable([sessionObject('agents', { ...summary, user: 'oidc:ada@example.com' })]);
+  assert.equal(acting.rows[0]!.cells.at(-1), 'oidc:ada@example.com');
 });
 
 test('a continue token names a chain position; anything else is not one', () => {

@@ -275,6 +275,8 @@ export function sessionTable(sessions: Session[], metadata: ListMeta = {}, now =
       column('Masked', 'integer', 'Values masked in responses.'),
       column('Ended', 'string', 'When the session ended; empty while open.', 1),
       column('Age', 'string', 'Time since the session started.'),
+      // Last, as in `airlock sessions list`, so what reads the earlier columns is unchanged.
+      column('End User', 'string', 'The person the workload acted for, from the token it verified.'),
     ],
     rows: sessions.map((s) => ({
       cells: [
@@ -287,6 +289,7 @@ export function sessionTable(sessions: Session[], metadata: ListMeta = {}, now =
         s.masked,
         s.ended ?? '',
         age(s.started, now),
+        s.user ?? '',
       ],
       object: {
         kind: 'PartialObjectMetadata',

@@ -96,7 +96,7 @@ async function approvalsPage() {
       if (shown.has(p.id)) continue;
       const row = document.createElement('tr');
       row.dataset.id = p.id;
-      row.innerHTML = `<td>${html(p.id)}</td><td>${html(p.requester ?? '')}</td><td>${html(p.request.connection)}</td><td class="text">${html(p.request.text)}</td>
+      row.innerHTML = `<td>${html(p.id)}</td><td>${html(p.requester ?? (p.request.endUser ? `for ${p.request.endUser.user}` : ''))}</td><td>${html(p.request.connection)}</td><td class="text">${html(p.request.text)}</td>
         <td>${html(`${p.request.policy}/${p.request.rule}`)}</td><td>${html(p.expiresAt)}</td>
         <td><input placeholder="reason" data-reason> <button data-decide="approve">Approve</button> <button data-decide="deny">Deny</button> <span class="message"></span></td>`;
       for (const button of row.querySelectorAll('button'))

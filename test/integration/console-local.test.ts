@@ -4,13 +4,14 @@
 // page and then reaches the target. Cross-site decisions, foreign Host names and bad input get
 // a clear error; a non-loopback --console address is refused at start.
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { openPage, type Page } from '../support/browser.ts';
 import { type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
 import { startLocal } from '../support/local.ts';
+import { type OidcProvider, startOidcProvider } from '../support/oidc-provider.ts';
 import { freePort, runCommand, type Service, temporaryDirectory } from '../support/process.ts';
 import { type Sshd, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
@@ -28,6 +29,7 @@ const object = (kind: string, name: string, body: object) => ({
 describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'), () => {
   let sshd: Sshd;
   let upstream: HttpUpstream;
+  let idp: OidcProvider;
   let work: { path: string; remove(): Promise<void> };
   let server: Service | undefined;
   let page: Page | undefined;
@@ -53,6 +55,11 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
     work = await temporaryDirectory('console');
     sshd = await startSshd();
     upstream = await startHttpUpstream();
+    // A person the agent may act for on billing-api (a token is optional there).
+    idp = await startOidcProvider({
+      redirectUri: 'https://agent.example.com/callback',
+      people: [{ email: 'ada@example.com', password: 'ada-pw', groups: ['dba'] }],
+    });
     ports.ssh = await freePort();
     ports.http = await freePort();
     const dir = join(work.path, 'manifests');
@@ -64,6 +71,7 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
           stringData: { username: sshd.user, privateKey: sshd.clientKey.privateKey },
         }),
         object('Secret', 'billing-api', { stringData: { token: 'held-token-s3cret' } }),
+        object('Secret', 'idp-ca', { stringData: { 'ca.crt': readFileSync(idp.caFile, 'utf8') } }),
         object('Connection', 'web-1', {
           spec: {
             protocol: 'ssh',
@@ -80,6 +88,14 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
             port: upstream.port,
             credentials: { secretRef: { name: 'billing-api' } },
             http: { scheme: 'http' },
+            endUser: {
+              issuer: idp.issuer,
+              audiences: [idp.clientId],
+              usernameClaim: 'email',
+              usernamePrefix: 'oidc:',
+              required: false,
+              caSecretRef: { name: 'idp-ca' },
+            },
           },
         }),
         object('AccessPolicy', 'agents', {
@@ -119,6 +135,7 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
     await page?.close();
     await server?.stop();
     await upstream?.close();
+    await idp?.stop();
     await sshd?.stop();
     await work?.remove();
   });
@@ -186,19 +203,37 @@ describe('airlock local --console', requires('sshd', 'ssh', 'curl', 'chromium'),
     );
   });
 
-  it('shows a held request without a reload, and approving it lets it run', async () => {
+  it('shows a held request and the person it acts for without a reload, and approving it lets it run', async () => {
     await page!.goto(`${consoleUrl}#/approvals`);
     await page!.waitFor(`document.getElementById('approvals')`);
+    const token = await idp.idToken('ada@example.com', 'ada-pw');
     const held = runCommand('curl', [
       '-s',
       '-S',
       '-w',
       '\n%{http_code}',
+      '-H',
+      `Authorization: Bearer ${token}`,
       `http://127.0.0.1:${ports.http}/deploy/now`,
     ]);
     const text = await page!.waitFor<string>(`document.querySelector('#approvals tr[data-id]')?.textContent`);
     assert.match(text, /GET \/deploy\/now/);
     assert.match(text, /agents\/hold-deploys/);
+    assert.match(text, /for oidc:ada@example\.com/);
+    // airlock approvals names the person too.
+    const listed = await runCommand(process.execPath, [
+      cli,
+      'approvals',
+      'list',
+      '--store',
+      join(work.path, 'store'),
+    ]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^ID\s+CONNECTION\s+POLICY\/RULE\s+EXPIRES\s+END USER\s+REQUEST$/m);
+    assert.match(
+      listed.stdout,
+      /billing-api\s+agents\/hold-deploys\s+\S+\s+oidc:ada@example\.com\s+GET \/deploy\/now/,
+    );
     assert.ok(!upstream.requests.some((r) => r.url === '/deploy/now'), 'held until approved');
     await page!.screenshot(screenshot);
     await page!.evaluate(`(() => {

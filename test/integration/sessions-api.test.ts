@@ -202,7 +202,10 @@ describe('the sessions API', requires('etcd', 'kube-apiserver', 'kubectl'), () =
   test('kubectl get sessions lists a namespace’s sessions as a table, for a reader', async () => {
     const table = await kubectl(['get', 'sessions', '-n', 'agents'], { as: 'approver' });
     const lines = table.trim().split('\n');
-    assert.match(lines[0]!, /^NAME\s+CONNECTION\s+PROTOCOL\s+IDENTITY\s+REQUESTS\s+BLOCKED\s+MASKED\s+AGE$/);
+    assert.match(
+      lines[0]!,
+      /^NAME\s+CONNECTION\s+PROTOCOL\s+IDENTITY\s+REQUESTS\s+BLOCKED\s+MASKED\s+AGE\s+END USER$/,
+    );
     assert.equal(lines.length, 3, table);
     assert.match(table, /tty-1\s+bastion\s+ssh\s+system:serviceaccount:agents:agent\s+0\s+0\s+0\s/);
     assert.match(table, /sql-1\s+orders-db\s+postgres\s+system:serviceaccount:agents:agent\s+2\s+1\s+1\s/);
