@@ -1,18 +1,15 @@
 // Starts the enforcer for one granted Connection by its protocol: the one place the sidecar
-// and `airlock local` choose an enforcer.
+// and `airlock local` choose an enforcer. Each protocol's enforcer is imported when a Connection
+// of that protocol is first served: a sidecar for a PostgreSQL Connection never loads the SSH
+// library, the shell parser, the JWT verifier or the MCP client, and one for HTTP never the SQL
+// parser (bench/README.md: what each costs).
 import type { Enforcer, EnforcerOptions } from './core/enforcer.ts';
-import { serveHttp } from './http/enforcer.ts';
-import { serveKubernetes } from './kubernetes/enforcer.ts';
-import { serveMcp } from './mcp/enforcer.ts';
-import { servePostgres } from './postgres/server.ts';
-import { serveRedis } from './redis/enforcer.ts';
-import { serveSsh } from './ssh/enforcer.ts';
-import { serveTcp } from './tcp/enforcer.ts';
 
 export async function serveConnection(options: EnforcerOptions): Promise<Enforcer> {
   const { connection, listen } = options;
   switch (connection.protocol) {
     case 'postgres': {
+      const { servePostgres } = await import('./postgres/server.ts');
       const enforcer = await servePostgres({
         connection,
         identity: options.identity,
@@ -33,16 +30,16 @@ export async function serveConnection(options: EnforcerOptions): Promise<Enforce
       };
     }
     case 'ssh':
-      return serveSsh(options);
+      return (await import('./ssh/enforcer.ts')).serveSsh(options);
     case 'http':
-      return serveHttp(options);
+      return (await import('./http/enforcer.ts')).serveHttp(options);
     case 'tcp':
-      return serveTcp(options);
+      return (await import('./tcp/enforcer.ts')).serveTcp(options);
     case 'redis':
-      return serveRedis(options);
+      return (await import('./redis/enforcer.ts')).serveRedis(options);
     case 'kubernetes':
-      return serveKubernetes(options);
+      return (await import('./kubernetes/enforcer.ts')).serveKubernetes(options);
     case 'mcp':
-      return serveMcp(options);
+      return (await import('./mcp/enforcer.ts')).serveMcp(options);
   }
 }
