@@ -8,6 +8,12 @@
 // cannot trace (an expression) is treated as possibly any column the view depends on
 // (pg_depend), so a masked column inside an expression stays masked.
 //
+// A partition or an inheritance child holds rows of its ancestors under its own name and OID,
+// with their columns by name, and a read of a parent returns its descendants' rows: a column
+// carries the identity of the same-named column of every table it inherits from or that
+// inherits from it, so a rule on the parent's column covers the child read directly, and one on
+// a child's column covers the parent's.
+//
 // Answers are cached briefly: a table is looked up again after ttlMs, when an attribute number
 // is new to the cache, and after the session itself changes the schema (invalidate()), so a
 // renamed or added column cannot keep an old identity for long.
@@ -33,6 +39,33 @@ interface Relation {
   lineage?: Map<number, { tableOid: number; attnum: number }>;
   /** Every table column the view's definition depends on. */
   depends?: { tableOid: number; attnum: number }[];
+  /** The tables it inherits from and those that inherit from it (partitions too), transitively. */
+  kin: { schema: string; table: string }[];
+}
+
+interface RelationName {
+  loaded: number;
+  /** 0: no relation by that name. */
+  oid: number;
+  kind: string;
+  kin: { schema: string; table: string }[];
+}
+
+/** `select` over kin(rel, other): each relation in `relations` (SQL) with its ancestors and descendants. */
+const withKin = (relations: string, select: string): string =>
+  'WITH RECURSIVE up(rel, other) AS (' +
+  `SELECT i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid IN (${relations}) ` +
+  'UNION SELECT up.rel, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.other), ' +
+  'down(rel, other) AS (' +
+  `SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent IN (${relations}) ` +
+  'UNION SELECT down.rel, i.inhrelid FROM down JOIN pg_catalog.pg_inherits i ON i.inhparent = down.other), ' +
+  'kin(rel, other) AS (SELECT rel, other FROM up UNION SELECT rel, other FROM down) ' +
+  select;
+
+/** Kin rows as JSON [[schema, table], …] (null: none). */
+function kinList(json: string | null | undefined): { schema: string; table: string }[] {
+  if (!json) return [];
+  return (JSON.parse(json) as [string, string][]).map(([schema, table]) => ({ schema, table }));
 }
 
 const maxViewDepth = 8;
@@ -45,7 +78,7 @@ export class Catalog {
   private readonly ttlMs: number;
   private readonly relations = new Map<number, Relation>();
   /** Relation names as SQL writes them → OID (0: none) and relkind, looked up at `loaded`. */
-  private readonly names = new Map<string, { loaded: number; oid: number; kind: string }>();
+  private readonly names = new Map<string, RelationName>();
 
   constructor(target: UpstreamTarget, options: { ttlMs?: number } = {}) {
     this.target = target;
@@ -64,25 +97,30 @@ export class Catalog {
     this.names.clear();
   }
 
-  /** Whether these names are known, freshly, to name no view: then viewColumns has nothing to add. */
-  namesNoView(names: string[]): boolean {
+  /**
+   * Whether these names are known, freshly, to name no view and nothing that inherits: then
+   * columnsBehind has nothing to add.
+   */
+  namesStandAlone(names: string[]): boolean {
     const now = Date.now();
     return names.every((name) => {
       const entry = this.names.get(name);
-      return (
-        entry !== undefined && now - entry.loaded <= this.ttlMs && entry.kind !== 'v' && entry.kind !== 'm'
-      );
+      return entry !== undefined && now - entry.loaded <= this.ttlMs && !behindName(entry);
     });
   }
 
   /**
-   * The table columns behind a column of a view or materialized view named in SQL (every
-   * column of the view for '*' or a name it does not have), through nested views; undefined
-   * when the name is no view. Names resolve with the side connection's search_path.
+   * The table columns behind a column of a relation named in SQL: for a view or materialized
+   * view, what it shows (every column of the view for '*' or a name it does not have), through
+   * nested views; for a table with kin (partitions, inheritance), the same column of each.
+   * Undefined when the name is neither. Names resolve with the side connection's search_path.
    */
-  async viewColumns(name: string, column: string): Promise<ColumnRef[] | undefined> {
-    const oid = await this.viewOid(name);
-    if (oid === undefined) return undefined;
+  async columnsBehind(name: string, column: string): Promise<ColumnRef[] | undefined> {
+    const entry = await this.relationNamed(name);
+    if (entry.kind !== 'v' && entry.kind !== 'm') {
+      return entry.kin.length > 0 ? entry.kin.map((k) => ({ ...k, column })) : undefined;
+    }
+    const oid = entry.oid;
     if (this.needs(oid, 1)) await this.resolve([oid]);
     const relation = this.relations.get(oid);
     if (!relation) return undefined;
@@ -94,7 +132,7 @@ export class Catalog {
     return chosen.flatMap((attnum) => this.refs(oid, attnum).slice(1));
   }
 
-  private async viewOid(name: string): Promise<number | undefined> {
+  private async relationNamed(name: string): Promise<RelationName> {
     let entry = this.names.get(name);
     if (!entry || Date.now() - entry.loaded > this.ttlMs) {
       // Each part quoted as the analysis spelled it (lower-cased unless it was quoted).
@@ -103,13 +141,24 @@ export class Catalog {
         .map((part) => `"${part.replaceAll('"', '""')}"`)
         .join('.');
       const literal = `'${quoted.replaceAll("'", "''")}'`;
+      const relation = `pg_catalog.to_regclass(${literal})`;
       const [row] = await this.query(
-        `SELECT c.oid::int8, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(${literal})`,
+        withKin(
+          relation,
+          'SELECT c.oid::int8, c.relkind, (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, k.relname)) ' +
+            'FROM kin JOIN pg_catalog.pg_class k ON k.oid = kin.other JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace) ' +
+            `FROM pg_catalog.pg_class c WHERE c.oid = ${relation}`,
+        ),
       );
-      entry = { loaded: Date.now(), oid: Number(row?.[0] ?? 0), kind: row?.[1] ?? '' };
+      entry = {
+        loaded: Date.now(),
+        oid: Number(row?.[0] ?? 0),
+        kind: row?.[1] ?? '',
+        kin: kinList(row?.[2]),
+      };
       this.names.set(name, entry);
     }
-    return entry.kind === 'v' || entry.kind === 'm' ? entry.oid : undefined;
+    return entry;
   }
 
   /** Loads these relations (and, for views, what their columns show) in a few catalog queries. */
@@ -117,18 +166,24 @@ export class Catalog {
     const wanted = [...new Set(oids)].filter((oid) => oid !== 0);
     if (wanted.length === 0) return;
     const list = wanted.map((oid) => `${oid}::oid`).join(',');
+    // Columns, then (attnum 0) each relation's kin, in one round trip.
     const rows = await this.query(
-      'SELECT a.attrelid::int8, a.attnum, n.nspname, c.relname, a.attname, c.relkind FROM pg_catalog.pg_attribute a ' +
-        'JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-        `WHERE a.attrelid IN (${list}) AND a.attnum > 0`,
+      withKin(
+        list,
+        'SELECT a.attrelid::int8, a.attnum::int4, n.nspname, c.relname, a.attname, c.relkind::text FROM pg_catalog.pg_attribute a ' +
+          'JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
+          `WHERE a.attrelid IN (${list}) AND a.attnum > 0 ` +
+          'UNION ALL SELECT kin.rel::int8, 0, n.nspname, k.relname, NULL, NULL FROM kin ' +
+          'JOIN pg_catalog.pg_class k ON k.oid = kin.other JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace',
+      ),
     );
     const loaded = Date.now();
     const views = new Set<number>();
-    for (const oid of wanted) this.relations.set(oid, { loaded, columns: new Map() });
+    for (const oid of wanted) this.relations.set(oid, { loaded, columns: new Map(), kin: [] });
     for (const [relid, attnum, schema, table, column, relkind] of rows) {
-      this.relations
-        .get(Number(relid))
-        ?.columns.set(Number(attnum), { schema: schema!, table: table!, column: column! });
+      const relation = this.relations.get(Number(relid));
+      if (attnum === '0') relation?.kin.push({ schema: schema!, table: table! });
+      else relation?.columns.set(Number(attnum), { schema: schema!, table: table!, column: column! });
       if (relkind === 'v' || relkind === 'm') views.add(Number(relid));
     }
     if (views.size === 0) return;
@@ -158,26 +213,36 @@ export class Catalog {
   }
 
   /**
-   * Every column identity a result column may carry: its own, and through views the columns
-   * it shows (or, when a view column is an expression, every column the view depends on).
+   * Every column identity a result column may carry: its own, its kin's same-named columns,
+   * and through views the columns it shows (or, when a view column is an expression,
+   * every column the view depends on).
    */
   refs(tableOid: number, attnum: number, depth = 0): ColumnRef[] {
     const relation = this.relations.get(tableOid);
     const own = relation?.columns.get(attnum);
     if (!relation || !own) return [];
+    if (relation.kin.length > 0) return [own, ...relation.kin.map((k) => ({ ...k, column: own.column }))];
     if (!relation.lineage || depth >= maxViewDepth) return [own];
     const shown = relation.lineage.get(attnum);
     if (shown) return [own, ...this.refs(shown.tableOid, shown.attnum, depth + 1)];
     return [own, ...(relation.depends ?? []).flatMap((d) => this.refs(d.tableOid, d.attnum, depth + 1))];
   }
 
-  /** Columns of a table named in SQL, resolved with the side connection's search_path. */
+  /**
+   * Columns of a table named in SQL, resolved with the side connection's search_path, each
+   * also under the name of every table of its kin.
+   */
   async columnsOf(name: string): Promise<ColumnRef[]> {
-    const literal = `'${name.replaceAll("'", "''")}'`;
+    const relation = `pg_catalog.to_regclass('${name.replaceAll("'", "''")}')`;
+    const columns = `pg_catalog.pg_attribute a WHERE a.attrelid = ${relation} AND a.attnum > 0 AND NOT a.attisdropped`;
     const rows = await this.query(
-      'SELECT n.nspname, c.relname, a.attname FROM pg_catalog.pg_attribute a ' +
-        'JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-        `WHERE a.attrelid = pg_catalog.to_regclass(${literal}) AND a.attnum > 0 AND NOT a.attisdropped`,
+      withKin(
+        relation,
+        'SELECT n.nspname, c.relname, a.attname FROM pg_catalog.pg_class c ' +
+          `JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, ${columns} AND c.oid = a.attrelid ` +
+          'UNION ALL SELECT n.nspname, k.relname, a.attname FROM kin JOIN pg_catalog.pg_class k ON k.oid = kin.other ' +
+          `JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace, ${columns}`,
+      ),
     );
     return rows.map(([schema, table, column]) => ({ schema: schema!, table: table!, column: column! }));
   }
@@ -262,4 +327,8 @@ export class Catalog {
       socket.resume();
     });
   }
+}
+
+function behindName(entry: RelationName): boolean {
+  return entry.kind === 'v' || entry.kind === 'm' || entry.kin.length > 0;
 }

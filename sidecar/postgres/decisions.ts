@@ -53,13 +53,13 @@ export function throughViews(
   if (verdict.action === 'deny' || !engine.masker?.columns || !catalog || !analysis.ok) return verdict;
   const statements = analysis.statements;
   if (!statements.some((s) => s.columnUses.some((use) => !use.direct))) return verdict;
-  if (catalog.namesNoView([...new Set(statements.flatMap((s) => s.tables))])) return verdict;
+  if (catalog.namesStandAlone([...new Set(statements.flatMap((s) => s.tables))])) return verdict;
   const expand = async (statement: SqlStatementInfo): Promise<SqlStatementInfo> => {
     const behind: SqlStatementInfo['columnUses'] = [];
     for (const use of statement.columnUses) {
       if (use.direct) continue;
       for (const table of use.table ? [use.table] : statement.tables) {
-        for (const ref of (await catalog.viewColumns(table, use.column)) ?? []) {
+        for (const ref of (await catalog.columnsBehind(table, use.column)) ?? []) {
           behind.push({ table: `${ref.schema}.${ref.table}`, column: ref.column, direct: false });
         }
       }
