@@ -3,7 +3,7 @@
 // with the stream masker's carry-over, JSON token by token.
 import { Transform, type TransformCallback } from 'node:stream';
 import { TextDecoder } from 'node:util';
-import { MaskingTransform, StreamMasker } from '../core/stream-masker.ts';
+import { encodeText, MaskingTransform, StreamMasker } from '../core/stream-masker.ts';
 import { type Context, defaultMaxJsonToken } from './context.ts';
 import { JsonStreamMasker } from './json.ts';
 
@@ -140,4 +140,86 @@ export class JsonMasking extends Transform implements Counting {
     if (out.length > 0) this.push(out);
     callback();
   }
+}
+
+/**
+ * Text of a type not labelled JSON (text/plain, text/json, NDJSON, no type) where JSON-path rules
+ * apply: a target serves JSON under any type, and the text masker knows no paths. A body whose
+ * first character (after blanks and a byte order mark) opens an object or array is masked as
+ * JSON, which refuses what follows the first document; any other body as text.
+ */
+export class SniffedMasking extends Transform implements Counting {
+  private readonly context: Context;
+  private head = empty;
+  private json: JsonStreamMasker | undefined;
+  private text: StreamMasker | undefined;
+
+  constructor(context: Context) {
+    super();
+    this.context = context;
+  }
+
+  counts() {
+    return this.json?.counts ?? this.text?.counts ?? {};
+  }
+  wouldMask() {
+    return this.json?.wouldMask ?? this.text?.wouldMask ?? {};
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (!this.json && !this.text) {
+      this.head = Buffer.concat([this.head, chunk]);
+      const first = firstSignificant(this.head);
+      if (first === -1) {
+        callback();
+        return;
+      }
+      if (this.head[first] === 0x7b || this.head[first] === 0x5b) this.json = jsonMasker(this.context);
+      else this.text = new StreamMasker(this.context.maskText, this.context.shape);
+      chunk = this.head;
+      this.head = empty;
+    }
+    this.send(() => this.mask(chunk), callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.send(() => {
+      if (!this.json && !this.text) {
+        this.text = new StreamMasker(this.context.maskText, this.context.shape);
+        return Buffer.concat([this.mask(this.head), this.rest()]);
+      }
+      return this.rest();
+    }, callback);
+  }
+
+  private mask(chunk: Buffer): Buffer {
+    return this.json ? this.json.push(chunk) : encodeText(this.text!.push(chunk));
+  }
+
+  private rest(): Buffer {
+    return this.json ? this.json.end() : encodeText(this.text!.flush());
+  }
+
+  private send(mask: () => Buffer, callback: TransformCallback): void {
+    let out: Buffer;
+    try {
+      out = mask();
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    if (out.length > 0) this.push(out);
+    callback();
+  }
+}
+
+/** Where the first byte that is not JSON whitespace nor part of a UTF-8 byte order mark is; -1 if none yet. */
+function firstSignificant(bytes: Buffer): number {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
+    if (i < 3 && (b === 0xef || b === 0xbb || b === 0xbf)) continue;
+    return i;
+  }
+  return -1;
 }

@@ -56,6 +56,8 @@ export interface Context {
   rulePolicies: BundlePolicy[];
   /** Every method a request with an unreadable override is decided as. */
   ruleMethods: string[];
+  /** The credential values the enforcer puts on requests, kept out of every response (held.ts). */
+  held: Buffer[];
 }
 
 /** The enforcer's own answer for an error code: a problem document (RFC 9457). */

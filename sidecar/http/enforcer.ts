@@ -37,6 +37,7 @@ import {
 } from './context.ts';
 import { maskEncoded } from './encoded.ts';
 import { forward } from './forward.ts';
+import { heldValues } from './held.ts';
 import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';
 import { normalizeTarget } from './path.ts';
 
@@ -143,6 +144,7 @@ function contextFor(options: HttpEnforcerOptions, policies: BundlePolicy[], targ
     ruleMethods: [
       ...new Set([...everyMethod, ...policies.flatMap((p) => p.rules.flatMap((r) => r.http?.methods ?? []))]),
     ].map((m) => m.toUpperCase()),
+    held: heldValues(options.connection.credentials),
   };
 }
 

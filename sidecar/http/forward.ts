@@ -12,7 +12,7 @@ import { request as httpsRequest } from 'node:https';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { AirlockError } from '../core/errors.ts';
 import type { SessionRecorder } from '../core/recorder.ts';
-import { JsonMasking, jsonMasker, TextMasking, toUtf8, utf8Reader } from './bodies.ts';
+import { JsonMasking, jsonMasker, SniffedMasking, TextMasking, toUtf8, utf8Reader } from './bodies.ts';
 import {
   type Context,
   credentialHeaders,
@@ -23,6 +23,7 @@ import {
   problem,
   redactText,
 } from './context.ts';
+import { HeldFilter, hideHeld } from './held.ts';
 
 const hopByHop = new Set([
   'connection',
@@ -121,7 +122,8 @@ export async function forward(
       : `${connection.host}:${connection.port}`;
   if (req.headers['transfer-encoding']) headers['transfer-encoding'] = 'chunked';
   // Compressed responses cannot be scanned: ask for identity (and decode if the target ignores it).
-  if (masking) headers['accept-encoding'] = 'identity';
+  // Responses are read for the held credential in any case.
+  if (masking || context.held.length > 0) headers['accept-encoding'] = 'identity';
   const credentials = connection.credentials;
   if (credentials.token) headers.authorization = `Bearer ${credentials.token}`;
   else if (credentials.header && credentials.value !== undefined)
@@ -179,14 +181,16 @@ export async function forward(
         headerWouldMask[k] = (headerWouldMask[k] ?? 0) + n;
       return result.value;
     };
+    const hide = (value: string) => hideHeld(context.held, value);
     for (const [name, value] of Object.entries(response.headers)) {
       if (value === undefined || hopByHop.has(name) || responseTokens.includes(name)) continue;
+      const shown = Array.isArray(value) ? value.map(hide) : hide(value);
       outHeaders[name] =
         !context.plan.hasScanners || framing.has(name)
-          ? value
-          : Array.isArray(value)
-            ? value.map(maskHeader)
-            : maskHeader(value);
+          ? shown
+          : Array.isArray(shown)
+            ? shown.map(maskHeader)
+            : maskHeader(shown);
     }
     const finishResponse = finish;
     finish = (status, masked, wouldMask, error) =>
@@ -198,13 +202,15 @@ export async function forward(
       if (!recording) return;
       recorder.data(
         'output',
-        `HTTP/1.1 ${status}\r\n${redactText(context, describeHeaders(response.headers, secret))}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
+        `HTTP/1.1 ${status}\r\n${redactText(context, hide(describeHeaders(response.headers, secret)))}\r\n\r\n${redactText(context, responseBody.text(contentType))}`,
       );
     };
     let source: NodeJS.ReadableStream = response;
     const hasBody = method(req) !== 'HEAD' && status !== 204 && status !== 304;
     const textual = contentType === '' || textType.test(contentType);
-    if (hasBody && context.plan.hasScanners && !textual) {
+    // JSON-path rules apply to JSON under any label: a body that cannot be read is refused too.
+    const enforcedPaths = context.jsonPaths.some((rule) => !rule.audit);
+    if (hasBody && (context.plan.hasScanners || enforcedPaths) && !textual) {
       response.resume();
       const failure = new AirlockError(
         'unsupported',
@@ -215,7 +221,9 @@ export async function forward(
       return;
     }
     const shouldMask = masking && hasBody && textual;
-    if (shouldMask && encoding !== 'identity') {
+    // A body is decoded where it is masked, and wherever it is read for the held credential.
+    const inspect = shouldMask || (hasBody && context.held.length > 0);
+    if (inspect && encoding !== 'identity') {
       const decoder =
         encoding === 'gzip' || encoding === 'x-gzip'
           ? createGunzip()
@@ -234,16 +242,23 @@ export async function forward(
       response.pipe(decoder);
       source = decoder;
       delete outHeaders['content-encoding'];
+      delete outHeaders['content-length'];
+    }
+    if (context.held.length > 0 && hasBody) {
+      const filter = new HeldFilter(context.held);
+      source.on('error', (error: Error) => filter.destroy(error));
+      source = source.pipe(filter);
     }
     if (!shouldMask) {
       res.writeHead(status, outHeaders);
-      if (recording) response.on('data', (chunk: Buffer) => responseBody.add(chunk));
-      response.pipe(res);
-      response.on('end', () => {
+      if (recording) source.on('data', (chunk: Buffer) => responseBody.add(chunk));
+      source.pipe(res);
+      source.on('end', () => {
         recordResponse();
         finish(status, {}, {});
       });
       response.on('error', () => res.destroy());
+      source.on('error', () => res.destroy());
       return;
     }
     // Other encodings of text (UTF-16 JSON, with or without a byte order mark, Latin-1) are
@@ -312,7 +327,12 @@ export async function forward(
     const transcoder = toUtf8(reader);
     source.on('error', (error: Error) => transcoder.destroy(error));
     source = source.pipe(transcoder);
-    const transform = isJson ? new JsonMasking(context) : new TextMasking(context);
+    // Where JSON-path rules apply, text of another label is masked as JSON when it is JSON.
+    const transform = isJson
+      ? new JsonMasking(context)
+      : context.jsonPaths.length > 0
+        ? new SniffedMasking(context)
+        : new TextMasking(context);
     source.on('error', (error: Error) => transform.destroy(error));
     if (recording) transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
     res.writeHead(status, outHeaders);

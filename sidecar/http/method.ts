@@ -30,10 +30,21 @@ export function requestOverrides(headers: Record<string, string[] | undefined>, 
   return named;
 }
 
-/** Values of `_method` however its name is spelled or encoded (`%5Fmethod`, `_METHOD`). */
+/**
+ * Whether a parameter name is `_method` as some framework reads it: in any case, around blanks,
+ * encoded (`%5Fmethod`), as PHP names it (a `.` or space in a name is `_`: `.method` is
+ * `_method` to Symfony and Laravel) and with brackets (`_method[]=DELETE` is an array to qs
+ * and PHP, and express's method-override takes its first element).
+ */
+export function isMethodParameter(name: string): boolean {
+  const base = name.trim().toLowerCase().split('[')[0]!.replace(/[. ]/g, '_');
+  return base === '_method';
+}
+
+/** Values of `_method` however its name is spelled or encoded (`%5Fmethod`, `_METHOD`, `.method`, `_method[]`). */
 function parameters(params: URLSearchParams): string[] {
   const values: string[] = [];
-  for (const [name, value] of params) if (name.trim().toLowerCase() === '_method') values.push(value);
+  for (const [name, value] of params) if (isMethodParameter(name)) values.push(value);
   return values;
 }
 
@@ -90,7 +101,7 @@ export function bodyOverrides(
     const name = /content-disposition:[^\r\n]*;\s*name\*?=(?:"([^"]*)"|([^;\s]+))/i.exec(head);
     const field = name?.[1] ?? name?.[2];
     if (field === undefined) continue;
-    if (decodeURIComponentSafe(field).trim().toLowerCase() === '_method')
+    if (isMethodParameter(decodeURIComponentSafe(field)))
       values.push(part.slice(split + 4).replace(/\r\n$/, ''));
   }
   return methodsIn(values);

@@ -1,0 +1,73 @@
+// The credential the enforcer holds for the target, kept from the agent on the way back: a
+// target that echoes its request (TRACE, an echo or debug endpoint, an error page quoting the
+// Authorization header) would otherwise hand the agent the token the enforcer put there. Every
+// response header and body is read for it, whatever the policies mask, and each occurrence is
+// overwritten byte for byte with '*' (the same length, so a declared Content-Length still holds).
+// Pure but for the stream.
+import { Transform, type TransformCallback } from 'node:stream';
+
+/** Shorter values would also match ordinary data: a held credential is not that short. */
+const shortest = 8;
+
+/** The held values to keep from the agent: the token, or the credential header's value. */
+export function heldValues(credentials: { token?: string; value?: string }): Buffer[] {
+  return [credentials.token, credentials.value]
+    .filter((v): v is string => typeof v === 'string' && v.length >= shortest)
+    .map((v) => Buffer.from(v, 'utf8'));
+}
+
+/** `text` with every held value overwritten. */
+export function hideHeld(held: Buffer[], text: string): string {
+  let out = text;
+  for (const value of held) {
+    const plain = value.toString('utf8');
+    if (out.includes(plain)) out = out.split(plain).join('*'.repeat(plain.length));
+  }
+  return out;
+}
+
+/**
+ * A byte stream with every held value overwritten, also where one is split across chunks: only
+ * a chunk's tail that could begin a held value waits for the next chunk.
+ */
+export class HeldFilter extends Transform {
+  private readonly held: Buffer[];
+  private tail: Buffer = Buffer.alloc(0);
+
+  constructor(held: Buffer[]) {
+    super();
+    this.held = held;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    const bytes = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : Buffer.from(chunk);
+    overwrite(this.held, bytes);
+    const keep = pendingPrefix(this.held, bytes);
+    this.tail = Buffer.from(bytes.subarray(bytes.length - keep));
+    if (bytes.length > keep) this.push(bytes.subarray(0, bytes.length - keep));
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.tail.length > 0) this.push(this.tail);
+    callback();
+  }
+}
+
+function overwrite(held: Buffer[], bytes: Buffer): void {
+  for (const value of held)
+    for (let at = bytes.indexOf(value); at !== -1; at = bytes.indexOf(value, at + value.length))
+      bytes.fill(0x2a, at, at + value.length);
+}
+
+/** The longest tail of `bytes` that is the start of a held value. */
+function pendingPrefix(held: Buffer[], bytes: Buffer): number {
+  let longest = 0;
+  for (const value of held)
+    for (let n = Math.min(value.length - 1, bytes.length); n > longest; n--)
+      if (bytes.subarray(bytes.length - n).equals(value.subarray(0, n))) {
+        longest = n;
+        break;
+      }
+  return longest;
+}

@@ -1,0 +1,272 @@
+// The HTTP enforcer against what a client outside the team's own corpus sends: `_method` as qs
+// and PHP read it, a target that echoes the held credential back, and JSON served under another
+// label where JSON-path rules apply. Each attack is shown to work against the target directly
+// first. Real fetch and raw sockets, a real node:http target.
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import type { BundlePolicy } from '../../api/bundle.ts';
+import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
+import { type Enforcer, noApprovals } from '../../sidecar/core/enforcer.ts';
+import { serveHttp } from '../../sidecar/http/enforcer.ts';
+import { policy } from '../../sidecar/policy/fixtures.ts';
+
+const heldToken = 'held-token-s3cret-0123456789';
+
+/**
+ * The method a target acts on: the request line's, or `_method` as express's method-override
+ * (over qs, which reads `_method[]` as an array and takes its first element) and PHP (a `.` in a
+ * name is `_`, leading blanks dropped) read it from the query or a form.
+ */
+function effectiveMethod(req: IncomingMessage, form: string): string {
+  const named = [
+    ...new URLSearchParams(new URL(req.url ?? '/', 'http://x').search),
+    ...new URLSearchParams(form),
+  ]
+    .filter(([name]) => /^ *[_.]method(\[\d*\])?$/.test(name))
+    .map(([, value]) => value);
+  return (named[0] ?? req.method ?? 'GET').toUpperCase();
+}
+
+interface Target {
+  server: Server;
+  port: number;
+  /** Methods the target acted on, as "METHOD path". */
+  acted: string[];
+}
+
+async function startTarget(): Promise<Target> {
+  const acted: string[] = [];
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      acted.push(`${effectiveMethod(req, Buffer.concat(chunks).toString())} ${url.pathname}`);
+      const type = url.searchParams.get('type');
+      switch (url.pathname) {
+        case '/echo': {
+          // What a debug endpoint, TRACE or an error page hands back: the request as received.
+          const echoed = `${req.method} ${req.url}\r\nauthorization: ${req.headers.authorization}\r\n`;
+          res.setHeader('x-echo-authorization', String(req.headers.authorization));
+          if (req.method === 'TRACE') {
+            res.setHeader('content-type', 'message/http');
+            res.end(echoed);
+            return;
+          }
+          if (url.searchParams.has('gzip')) {
+            res.setHeader('content-encoding', 'gzip');
+            res.end(gzipSync(echoed));
+            return;
+          }
+          if (url.searchParams.has('slow')) {
+            // One byte at a time, with pauses: a value split across every chunk.
+            res.setHeader('content-type', 'application/octet-stream');
+            const bytes = Buffer.from(echoed);
+            let i = 0;
+            const next = () => {
+              if (i === bytes.length) return res.end();
+              res.write(bytes.subarray(i, i + 1));
+              i++;
+              setTimeout(next, 1);
+            };
+            next();
+            return;
+          }
+          res.setHeader('content-type', type ?? 'application/json');
+          res.end(JSON.stringify({ headers: req.headers }));
+          return;
+        }
+        case '/customer':
+          if (type !== 'none') res.setHeader('content-type', type ?? 'application/json');
+          res.end(
+            url.searchParams.has('lines')
+              ? '{"name":"ada"}\n{"name":"bob","ssn":"123-45-6789"}\n'
+              : `${url.searchParams.has('bom') ? '\ufeff' : ''}{"name":"ada","ssn":"123-45-6789"}`,
+          );
+          return;
+        default:
+          res.setHeader('content-type', 'text/plain');
+          res.end('ok\n');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return { server, port: typeof address === 'object' && address ? address.port : 0, acted };
+}
+
+describe('HTTP enforcer under attack from outside the corpus', () => {
+  let target: Target;
+  let enforcer: Enforcer | undefined;
+  const events: SessionEvent[] = [];
+
+  before(async () => {
+    target = await startTarget();
+  });
+  after(async () => {
+    await enforcer?.close();
+    await new Promise((resolve) => target?.server.close(resolve));
+  });
+
+  async function enforce(policies: BundlePolicy[]): Promise<string> {
+    await enforcer?.close();
+    events.length = 0;
+    target.acted.length = 0;
+    enforcer = await serveHttp({
+      connection: {
+        name: 'billing-api',
+        namespace: 'default',
+        protocol: 'http',
+        host: '127.0.0.1',
+        port: target.port,
+        tls: { mode: 'verify-full' },
+        credentials: { token: heldToken },
+        http: { scheme: 'http' },
+        policies,
+      },
+      identity: { namespace: 'default', serviceAccount: 'agent' },
+      listen: { host: '127.0.0.1', port: 0 },
+      events: { emit: (event) => events.push(event) },
+      approvals: noApprovals,
+    });
+    return `http://127.0.0.1:${enforcer.address.port}`;
+  }
+  const direct = () => `http://127.0.0.1:${target.port}`;
+  const recorded = () =>
+    events
+      .filter((e): e is DataEvent => e.type === 'data')
+      .map((e) => e.data)
+      .join('\n');
+
+  const noDeletes = policy({
+    name: 'read-only',
+    rules: [{ name: 'no-deletes', action: 'deny', http: { methods: ['DELETE'], paths: ['/orders/**'] } }],
+  });
+
+  it('decides _method as qs reads an array and PHP reads a dotted name', async () => {
+    const base = await enforce([noDeletes]);
+    const queries = [
+      '_method[]=DELETE',
+      '_method[0]=delete',
+      '.method=DELETE',
+      '_method%5B%5D=DELETE',
+      '%2Emethod=DELETE',
+    ];
+    const forms = ['_method[]=DELETE', 'a=1&.method=delete', '_method%5b0%5d=DELETE', '+.method=DELETE'];
+    // Straight to the target, each one deletes.
+    for (const query of queries) await fetch(`${direct()}/orders/1?${query}`, { method: 'POST' });
+    for (const form of forms)
+      await fetch(`${direct()}/orders/1`, {
+        method: 'POST',
+        body: form,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      });
+    assert.deepEqual(new Set(target.acted), new Set(['DELETE /orders/1']));
+    target.acted.length = 0;
+    for (const query of queries) {
+      const result = await fetch(`${base}/orders/1?${query}`, { method: 'POST' });
+      assert.equal(result.status, 403, query);
+      assert.equal(((await result.json()) as { rule: string }).rule, 'no-deletes', query);
+    }
+    for (const form of forms) {
+      const result = await fetch(`${base}/orders/1`, {
+        method: 'POST',
+        body: form,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      });
+      assert.equal(result.status, 403, form);
+    }
+    const multipart = new FormData();
+    multipart.append('_method[]', 'DELETE');
+    const parts = await fetch(`${base}/orders/1`, { method: 'POST', body: multipart });
+    assert.equal(parts.status, 403, 'multipart _method[]');
+    assert.deepEqual(target.acted, [], 'no DELETE reached the target');
+    // A name that only looks alike is no override.
+    const other = await fetch(`${base}/orders/1?_method_x=DELETE&method=DELETE`, { method: 'POST' });
+    assert.equal(other.status, 200);
+  });
+
+  it('keeps the held credential from the agent when the target echoes it, whatever the policies', async () => {
+    const base = await enforce([noDeletes]);
+    const leaked = await fetch(`${direct()}/echo`, { headers: { authorization: `Bearer ${heldToken}` } });
+    assert.ok((await leaked.text()).includes(heldToken), 'the target echoes what it is sent');
+    const hidden = '*'.repeat(heldToken.length);
+    const attempts: [string, RequestInit][] = [
+      ['/echo', {}],
+      ['/echo?type=text/plain', { method: 'POST', body: 'x' }],
+      ['/echo?type=application/octet-stream', {}],
+      ['/echo?slow', {}],
+      ['/echo?gzip', { headers: { 'accept-encoding': 'gzip' } }],
+    ];
+    for (const [path, init] of attempts) {
+      const result = await fetch(`${base}${path}`, init);
+      const body = await result.text();
+      assert.equal(result.status, 200, path);
+      assert.ok(!body.includes(heldToken), `${path}: ${body}`);
+      assert.ok(body.includes(`Bearer ${hidden}`), `${path}: ${body}`);
+      assert.equal(result.headers.get('x-echo-authorization'), `Bearer ${hidden}`, path);
+    }
+    // TRACE is answered by the target itself (Node's fetch refuses to send it): a raw socket.
+    const trace = await raw(base, 'TRACE /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.match(trace, /^HTTP\/1\.1 200/);
+    assert.ok(!trace.includes(heldToken), trace);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(!recorded().includes(heldToken), 'nor is it in the recording');
+  });
+
+  it('applies JSON-path rules to JSON under any label, and refuses what it cannot read', async () => {
+    const ssn = policy({
+      name: 'ssn',
+      masking: [{ name: 'ssn', jsonPaths: ['$.ssn'], strategy: 'redact', indirectUse: 'deny' }],
+    });
+    const base = await enforce([ssn]);
+    const plain = await fetch(`${direct()}/customer?type=text/plain`);
+    assert.ok((await plain.text()).includes('123-45-6789'), 'the target serves JSON as text');
+    for (const type of [
+      'text/plain',
+      'text/json',
+      'none',
+      'application/x-ndjson',
+      'application/javascript',
+    ]) {
+      const result = await fetch(`${base}/customer?type=${encodeURIComponent(type)}`);
+      assert.equal(result.status, 200, type);
+      assert.deepEqual(JSON.parse(await result.text()), { name: 'ada', ssn: '[REDACTED]' }, type);
+    }
+    // A second document, or a byte order mark, cannot be read as one JSON document: cut, not passed.
+    for (const query of ['type=application/x-ndjson&lines', 'type=text/plain&bom']) {
+      const body = await fetch(`${base}/customer?${query}`).then(
+        (r) => r.text(),
+        (error: Error) => error.message,
+      );
+      assert.ok(!body.includes('6789'), `${query}: ${body}`);
+    }
+    for (const type of ['application/octet-stream', 'application/jsonlines']) {
+      const result = await fetch(`${base}/customer?type=${encodeURIComponent(type)}`);
+      assert.equal(result.status, 502, type);
+      assert.match(((await result.json()) as { detail: string }).detail, /cannot be inspected/);
+    }
+    // Text that is not JSON is still served as text.
+    const text = await fetch(`${base}/other`);
+    assert.equal(await text.text(), 'ok\n');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const requests = events.filter((e): e is RequestEvent => e.type === 'request');
+    assert.ok(requests.some((r) => r.outcome === 'masked' && r.masked?.['ssn/$.ssn'] === 1));
+  });
+});
+
+async function raw(base: string, request: string): Promise<string> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname, () => socket.write(request));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+    });
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
