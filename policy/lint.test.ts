@@ -178,6 +178,27 @@ describe('policy lint', () => {
     );
   });
 
+  it('Redis commands Redis does not list, and empty Redis, Kubernetes and MCP criteria, never match', () => {
+    const never = (r: Partial<PolicyRule>) => neverMatches(rule({ name: 'r', action: 'deny', ...r }));
+    assert.match(
+      never({ redis: { commands: ['FLUSHAL', 'CONFG *'] } })!,
+      /none of its commands is one Redis 7\.\d+\.\d+ lists/,
+    );
+    for (const commands of [
+      ['flushall'],
+      ['CONFIG'],
+      ['config set'],
+      ['CLIENT K*'],
+      ['*'],
+      ['FLUSHAL', 'GET'],
+    ])
+      assert.equal(never({ redis: { commands } }), undefined, commands.join());
+    assert.match(never({ redis: { keys: [] } })!, /redis.keys is an empty list/);
+    assert.match(never({ kubernetes: { subresources: [] } })!, /kubernetes.subresources is an empty list/);
+    assert.match(never({ mcp: { tools: [] } })!, /mcp.tools is an empty list/);
+    assert.equal(never({ mcp: { tools: ['delete_*'] } }), undefined);
+  });
+
   it('a rule that an earlier, broader rule of the same or a stronger action covers is shadowed', () => {
     const policy = accessPolicy({
       rules: [

@@ -5,6 +5,7 @@
 import { RE2JS } from 're2js';
 import type { AccessPolicy, PolicyRule, SqlStatementKind } from '../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob } from '../sidecar/policy/glob.ts';
+import { allCommands, redisTableVersion } from '../sidecar/policy/redis-table.ts';
 import { parseCommandLine } from '../sidecar/policy/shell/command-line.ts';
 
 /** Reason constants: CamelCase, stable, for machines (condition reasons and Event reasons). */
@@ -203,7 +204,7 @@ export function neverMatches(rule: PolicyRule): string | undefined {
     list !== undefined && list.length === 0
       ? `${field} is an empty list, and an empty list matches nothing`
       : undefined;
-  const { sql, ssh, http } = rule;
+  const { sql, ssh, http, redis, kubernetes, mcp } = rule;
   if (sql) {
     const why =
       empty(sql.statements, 'sql.statements') ??
@@ -241,7 +242,45 @@ export function neverMatches(rule: PolicyRule): string | undefined {
     if (http.paths?.every((glob) => pathGlobNeverMatches(glob)))
       return `none of its paths can match (${pathGlobNeverMatches(http.paths[0]!)})`;
   }
+  if (redis) {
+    const why =
+      empty(redis.commands, 'redis.commands') ??
+      empty(redis.classes, 'redis.classes') ??
+      empty(redis.keys, 'redis.keys');
+    if (why) return why;
+    if (redis.commands?.every((glob) => !redisCommandNames().some((name) => redisGlobNames(glob, name))))
+      return `none of its commands is one Redis ${redisTableVersion} lists (${redis.commands.join(', ')}); a command Redis does not know is refused by every class rule instead`;
+  }
+  if (kubernetes) {
+    const why =
+      empty(kubernetes.verbs, 'kubernetes.verbs') ??
+      empty(kubernetes.resources, 'kubernetes.resources') ??
+      empty(kubernetes.namespaces, 'kubernetes.namespaces') ??
+      empty(kubernetes.names, 'kubernetes.names') ??
+      empty(kubernetes.subresources, 'kubernetes.subresources');
+    if (why) return why;
+  }
+  if (mcp) {
+    const why =
+      empty(mcp.tools, 'mcp.tools') ??
+      empty(mcp.arguments, 'mcp.arguments') ??
+      empty(mcp.resources, 'mcp.resources') ??
+      empty(mcp.prompts, 'mcp.prompts');
+    if (why) return why;
+  }
   return undefined;
+}
+
+let redisNames: string[] | undefined;
+const redisCommandNames = () => {
+  redisNames ??= allCommands().map((c) => c.name);
+  return redisNames;
+};
+
+/** A rule's command glob names the command, or its container (CONFIG names CONFIG SET), as the enforcer matches it. */
+function redisGlobNames(glob: string, name: string): boolean {
+  const space = name.indexOf(' ');
+  return matchGlob(glob, name, true) || (space > 0 && matchGlob(glob, name.slice(0, space), true));
 }
 
 /**
