@@ -48,11 +48,15 @@ function parameters(params: URLSearchParams): string[] {
   return values;
 }
 
-/** Body types a framework reads `_method` from; undefined for a body that cannot carry one. */
+/**
+ * Body types a framework reads `_method` from; undefined for a body that cannot carry one. Rack
+ * (Rails) reads a POST without a type as a form, any multipart type (mixed, related) as a form's
+ * parts, and the type as what comes before a `;` or a `,`.
+ */
 export function overrideBodyType(contentType: string | undefined): 'form' | 'multipart' | 'json' | undefined {
-  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type === 'application/x-www-form-urlencoded') return 'form';
-  if (type === 'multipart/form-data') return 'multipart';
+  const type = (contentType ?? '').split(/[;,]/)[0]!.trim().toLowerCase();
+  if (type === 'application/x-www-form-urlencoded' || type === '') return 'form';
+  if (type.startsWith('multipart/')) return 'multipart';
   if (type === 'application/json' || type.endsWith('+json')) return 'json';
   return undefined;
 }

@@ -146,7 +146,7 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
     rules: [{ name: 'no-deletes', action: 'deny', http: { methods: ['DELETE'], paths: ['/orders/**'] } }],
   });
 
-  it('decides _method as qs reads an array and PHP reads a dotted name', async () => {
+  it('decides _method as qs reads an array, PHP a dotted name, and Rack a body of any form type', async () => {
     const base = await enforce([noDeletes]);
     const queries = [
       '_method[]=DELETE',
@@ -183,6 +183,27 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
     multipart.append('_method[]', 'DELETE');
     const parts = await fetch(`${base}/orders/1`, { method: 'POST', body: multipart });
     assert.equal(parts.status, 403, 'multipart _method[]');
+    // Rack reads a POST without a type as a form, any multipart type as parts, and a type up to a comma.
+    const untyped = await fetch(`${base}/orders/1`, {
+      method: 'POST',
+      body: new TextEncoder().encode('_method=DELETE'),
+    });
+    assert.equal(untyped.status, 403, 'no content type');
+    const mixed = '--b\r\ncontent-disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--b--\r\n';
+    for (const type of ['multipart/mixed; boundary=b', 'Multipart/Related; boundary=b']) {
+      const result = await fetch(`${base}/orders/1`, {
+        method: 'POST',
+        body: mixed,
+        headers: { 'content-type': type },
+      });
+      assert.equal(result.status, 403, type);
+    }
+    const listed = await fetch(`${base}/orders/1`, {
+      method: 'POST',
+      body: '_method=DELETE',
+      headers: { 'content-type': 'application/x-www-form-urlencoded, text/plain' },
+    });
+    assert.equal(listed.status, 403, 'a comma-listed type');
     assert.deepEqual(target.acted, [], 'no DELETE reached the target');
     // A name that only looks alike is no override.
     const other = await fetch(`${base}/orders/1?_method_x=DELETE&method=DELETE`, { method: 'POST' });
