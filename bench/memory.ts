@@ -5,27 +5,35 @@
 // - the operator's collector on a new embedded store: idle before the store opens (it opens on
 //   first use), first start (the store created by the first batch, then 20,000 events in
 //   batches of 500 from 2 senders, as sidecars send them) and steady (after the ingest settles).
-// Each process runs with the V8 flags its command runs with (bin/node-flags.js).
-//
-//   node bench/memory.ts            the bench
-//   node bench/memory.ts collector DIR   (internal) the collector process it measures
+// Each process runs as the image runs it: JavaScript compiled from this checkout's sources
+// (image/compile.sh), with the V8 flags its command runs with (bin/node-flags.js).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import pino from 'pino';
 import { nodeFlags } from '../bin/node-flags.js';
-import { runCollector } from '../operator/collector.ts';
 import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../test/support/process.ts';
 
 const run = promisify(execFile);
 const repository = new URL('../', import.meta.url).pathname;
-const self = new URL(import.meta.url).pathname;
+
+/** The image's folders of this checkout and the measured collector, compiled as the image runs them. */
+async function compiledApp(work: string): Promise<string> {
+  const app = join(work, 'app');
+  for (const folder of ['api', 'audit', 'bin', 'cli', 'console', 'local', 'operator', 'policy', 'sidecar'])
+    cpSync(join(repository, folder), join(app, folder), {
+      recursive: true,
+      filter: (path) => !/\.(test|bench)\.ts$/.test(path),
+    });
+  cpSync(join(repository, 'bench/memory/collector.ts'), join(app, 'bench/memory/collector.ts'));
+  cpSync(join(repository, 'package.json'), join(app, 'package.json'));
+  symlinkSync(join(repository, 'node_modules'), join(app, 'node_modules'));
+  await run('bash', [join(repository, 'image/compile.sh'), app, join(repository, 'node_modules/.bin/tsc')]);
+  return app;
+}
 
 function memory(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -40,7 +48,7 @@ interface Row {
   goal: number;
 }
 
-async function benchLocal(db: PostgresServer, work: string): Promise<Row[]> {
+async function benchLocal(db: PostgresServer, work: string, app: string): Promise<Row[]> {
   const port = await freePort();
   const manifests = join(work, 'manifests.yaml');
   writeFileSync(
@@ -76,6 +84,7 @@ spec:
   // The same process recording to PostgreSQL: what it takes without an embedded store.
   await db.admin(`CREATE DATABASE airlock_audit OWNER ${db.user}`);
   const withoutStore = await startLocal(
+    app,
     work,
     manifests,
     port,
@@ -84,7 +93,7 @@ spec:
   await sleep(3000);
   const baseline = memory(withoutStore.child.pid!);
   await withoutStore.stop();
-  const service = await startLocal(work, manifests, port, join(work, 'local-store'));
+  const service = await startLocal(app, work, manifests, port, join(work, 'local-store'));
   try {
     await sleep(3000);
     const idle = memory(service.child.pid!);
@@ -127,14 +136,20 @@ spec:
   }
 }
 
-async function startLocal(work: string, manifests: string, port: number, store: string): Promise<Service> {
+async function startLocal(
+  app: string,
+  work: string,
+  manifests: string,
+  port: number,
+  store: string,
+): Promise<Service> {
   const logFile = join(work, `local-${Date.now()}.log`);
   const service = startService(
     'airlock local',
     process.execPath,
     [
       ...nodeFlags('local'),
-      join(repository, 'bin/airlock.js'),
+      join(app, 'bin/airlock.js'),
       'local',
       '-f',
       manifests,
@@ -175,12 +190,12 @@ function event(n: number) {
   };
 }
 
-async function benchCollector(work: string): Promise<Row[]> {
+async function benchCollector(work: string, app: string): Promise<Row[]> {
   const logFile = join(work, 'collector.log');
   const service: Service = startService(
     'collector',
     process.execPath,
-    [...nodeFlags('operator'), self, 'collector', join(work, 'collector-store')],
+    [...nodeFlags('operator'), join(app, 'bench/memory/collector.js'), join(work, 'collector-store')],
     { logFile },
   );
   try {
@@ -236,44 +251,24 @@ async function benchCollector(work: string): Promise<Row[]> {
   }
 }
 
-/** The measured collector: the operator's, on an embedded store, with no token check. */
-async function serveCollector(store: string): Promise<void> {
-  const collector = runCollector(
-    { store, webhooks: [], webhookFormat: 'generic', jsonLogs: false },
+const work = mkdtempSync(join(tmpdir(), 'airlock-bench-memory-'));
+const db = await startPostgres();
+try {
+  await run(
+    'pgbench',
+    ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(db.port), '-U', db.user, db.database],
     {
-      authenticate: async () => ({ namespace: 'agents', serviceAccount: 'agent', pod: 'agent-0' }),
-      logger: pino({ level: 'warn' }),
+      env: { ...process.env, PGPASSWORD: db.password },
     },
   );
-  const server = createServer((req, res) => void collector.handler(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  console.log(`listening on http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/events`);
-  process.once('SIGTERM', () => {
-    server.close();
-    void collector.close().then(() => process.exit(0));
-  });
-}
-
-if (process.argv[2] === 'collector') await serveCollector(process.argv[3]!);
-else {
-  const work = mkdtempSync(join(tmpdir(), 'airlock-bench-memory-'));
-  const db = await startPostgres();
-  try {
-    await run(
-      'pgbench',
-      ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(db.port), '-U', db.user, db.database],
-      {
-        env: { ...process.env, PGPASSWORD: db.password },
-      },
+  const app = await compiledApp(work);
+  const rows = [...(await benchLocal(db, work, app)), ...(await benchCollector(work, app))];
+  console.log('| process | measure | RSS | goal | |\n|---|---|---|---|---|');
+  for (const row of rows)
+    console.log(
+      `| ${row.process} | ${row.measure} | ${row.mb.toFixed(0)} MB | ≤ ${row.goal} MB | ${row.mb <= row.goal ? 'OK' : 'ABOVE GOAL'} |`,
     );
-    const rows = [...(await benchLocal(db, work)), ...(await benchCollector(work))];
-    console.log('| process | measure | RSS | goal | |\n|---|---|---|---|---|');
-    for (const row of rows)
-      console.log(
-        `| ${row.process} | ${row.measure} | ${row.mb.toFixed(0)} MB | ≤ ${row.goal} MB | ${row.mb <= row.goal ? 'OK' : 'ABOVE GOAL'} |`,
-      );
-  } finally {
-    await db.stop();
-    rmSync(work, { recursive: true, force: true });
-  }
+} finally {
+  await db.stop();
+  rmSync(work, { recursive: true, force: true });
 }

@@ -102,29 +102,12 @@ if [[ "$kind" == airlock ]]; then
   mkdir -p "$app"
   git archive HEAD api audit bin cli console local operator policy sidecar package.json package-lock.json | tar -x -C "$app"
   find "$app" \( -name '*.test.ts' -o -name '*.bench.ts' \) -delete
-  # JavaScript, not TypeScript: Node strips a .ts file's types at load with a WebAssembly
-  # stripper, about 18 MB in every process and worker thread that loads one. The sources are
-  # compiled as they are (no type check: `make typecheck` does that), relative imports renamed
-  # to .js (rewriteRelativeImportExtensions), bin/ included; the console's browser scripts are
-  # served as they are.
-  cat >"$work/tsconfig.json" <<EOF
-{
-  "extends": "$repo/tsconfig.json",
-  "compilerOptions": {"noEmit": false, "noCheck": true, "checkJs": false, "types": [], "newLine": "lf",
-    "rootDir": "$app", "outDir": "$work/js"},
-  "include": ["$app/api", "$app/audit", "$app/bin", "$app/cli", "$app/console", "$app/local", "$app/operator",
-    "$app/policy", "$app/sidecar"],
-  "exclude": ["$app/console/public"]
-}
-EOF
-  # The compiler at the lockfile's version, from the npm registry: a clean checkout has no
-  # development dependencies installed.
+  # JavaScript, not TypeScript (image/compile.sh), compiled by TypeScript at the lockfile's
+  # version from the npm registry: a clean checkout has no development dependencies installed.
   typescript=$(sed -n '/"node_modules\/typescript": {/,/}/s/^ *"version": "\(.*\)",$/\1/p' package-lock.json)
   npm install --prefix "$work/typescript" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
     "typescript@$typescript"
-  "$work/typescript/node_modules/.bin/tsc" -p "$work/tsconfig.json"
-  find "$app" -name '*.ts' -delete
-  (cd "$work/js" && find . -name '*.js' -exec cp --parents {} "$app" \;)
+  bash image/compile.sh "$app" "$work/typescript/node_modules/.bin/tsc"
   # Native addons build against the headers of the Node that runs them; the build directory's
   # name, which their assertions quote, is mapped away.
   (cd "$app" && PATH="$work/package/bin:$PATH" npm_config_nodedir="$work/package" \
