@@ -6,7 +6,7 @@
 // result arrives. Goal: p99 ≤ 1 s.
 //
 //   node bench/approval.ts [--iterations 50]
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,6 +18,7 @@ import { startControlPlane } from '../test/support/controlplane.ts';
 import { grantApprovers, grantOrdersDb } from '../test/support/operator.ts';
 import { startPostgres } from '../test/support/postgres.ts';
 import { freePort, startService, waitFor } from '../test/support/process.ts';
+import { startSidecarProcess } from '../test/support/sidecar.ts';
 import { findTool } from '../test/support/tools.ts';
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '50' } } });
@@ -110,52 +111,12 @@ try {
     );
     return Boolean(v.webhooks[0].clientConfig.caBundle);
   });
-  await apply({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name: 'agent-0', namespace: 'agents' },
-    spec: { serviceAccountName: 'agent', containers: [{ name: 'agent', image: 'agent:1' }] },
+  const { service: sidecar, port: listenPort } = await startSidecarProcess(cluster, work, {
+    controlApiUrl: `https://127.0.0.1:${ports.controlApi}`,
+    connection: 'orders-db',
+    protocol: 'postgres',
   });
-  const pod = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
-  await mkdir(work, { recursive: true });
-  await writeFile(
-    join(work, 'token'),
-    await cluster.podToken({
-      namespace: 'agents',
-      name: 'agent-0',
-      uid: pod.metadata.uid,
-      serviceAccount: 'agent',
-    }),
-  );
-  await waitFor('CA published', async () =>
-    Boolean(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents'])),
-  );
-  await writeFile(
-    join(work, 'ca.crt'),
-    JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json'])).data[
-      'ca.crt'
-    ],
-  );
-  const [listenPort, healthPort] = [await freePort(), await freePort()];
-  const sidecar = startService(
-    'airlock sidecar',
-    process.execPath,
-    [
-      cli,
-      'sidecar',
-      `--control-api=https://127.0.0.1:${ports.controlApi}`,
-      `--token-file=${join(work, 'token')}`,
-      `--ca-file=${join(work, 'ca.crt')}`,
-      `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
-      `--health-port=${healthPort}`,
-      `--metrics-port=${await freePort()}`,
-    ],
-    { logFile: join(work, 'sidecar.log') },
-  );
   stops.unshift(() => sidecar.stop());
-  await waitFor('sidecar ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, {
-    service: sidecar,
-  });
 
   const clientFor = (kubeconfig: string) => {
     const config = new KubeConfig();

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type Cluster, requiresCluster, startCluster } from '../support/cluster.ts';
-import { grantOrdersDb } from '../support/operator.ts';
+import { grantOrdersDb, grantSessionReaders } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { waitFor } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
@@ -75,15 +75,7 @@ describe('the operator Deployment on a real cluster: two replicas roll, leadersh
       policy: { masking: [{ name: 'pii', detectors: ['email'] }], rules: [] },
     });
     // The chart's ClusterRole airlock-session-reader, bound to alice's group.
-    await kubectl([
-      'create',
-      'rolebinding',
-      'session-readers',
-      '-n',
-      'agents',
-      '--clusterrole=airlock-session-reader',
-      '--group=dba-oncall',
-    ]);
+    await grantSessionReaders(cluster, ['dba-oncall']);
     await cluster.runAgent('agent-0');
     await waitFor('the agent served', async () => (await query('SELECT 1')).code === 0, {
       timeoutMs: 60_000,

@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type Cluster, requiresCluster, startCluster } from '../support/cluster.ts';
 import { serviceAccountIssuer } from '../support/controlplane.ts';
-import { grantApprovers, grantOrdersDb } from '../support/operator.ts';
+import { grantApprovers, grantOrdersDb, grantSessionReaders } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
 import { waitFor } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
@@ -94,15 +94,7 @@ describe('injected agent pods on a real cluster: capture, enforcement, the kubel
     // Approvers need RBAC on AccessRequests; the admission webhooks decide who may decide.
     await grantApprovers(cluster, { groups: ['dba-oncall'] });
     // alice also reads the recorded sessions of "agents" (the chart's airlock-session-reader).
-    await kubectl([
-      'create',
-      'rolebinding',
-      'session-readers',
-      '-n',
-      'agents',
-      '--clusterrole=airlock-session-reader',
-      '--group=dba-oncall',
-    ]);
+    await grantSessionReaders(cluster, ['dba-oncall']);
     await waitFor(
       'the Connection ready',
       async () =>

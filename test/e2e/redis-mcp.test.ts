@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type Cluster, requiresCluster, startCluster } from '../support/cluster.ts';
 import { type McpUpstream, mcpToken, secretText, startMcpServer } from '../support/mcp.ts';
-import { grantApprovers } from '../support/operator.ts';
+import { grantApprovers, grantSessionReaders } from '../support/operator.ts';
 import { waitFor } from '../support/process.ts';
 import { type RedisServer, startRedis } from '../support/redis.ts';
 import { requires } from '../support/tools.ts';
@@ -152,15 +152,7 @@ describe('an injected agent pod on a real cluster: redis-cli and an MCP client',
     // Approvers need RBAC on AccessRequests (the admission webhooks decide who may decide),
     // and read the recorded sessions of "agents" with the chart's airlock-session-reader.
     await grantApprovers(cluster, { groups: ['dba-oncall'] });
-    await kubectl([
-      'create',
-      'rolebinding',
-      'session-readers',
-      '-n',
-      'agents',
-      '--clusterrole=airlock-session-reader',
-      '--group=dba-oncall',
-    ]);
+    await grantSessionReaders(cluster, ['dba-oncall']);
     for (const name of ['sessions-cache', 'tools-mcp'])
       await waitFor(
         `Connection ${name} ready`,

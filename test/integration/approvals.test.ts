@@ -5,23 +5,18 @@
 // ServiceAccount may not decide its request). A real HTTP receiver on loopback takes the
 // operator's notifications (--notify-webhook), refusing its first attempts.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
-import { grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
+import { grantApprovers, grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
-import { freePort, type Service, startService, waitFor } from '../support/process.ts';
+import { type Service, waitFor } from '../support/process.ts';
+import { agentPsql, startSidecarProcess } from '../support/sidecar.ts';
 import { requires } from '../support/tools.ts';
-
-const run = promisify(execFile);
-const repository = new URL('../../', import.meta.url).pathname;
-const cli = join(repository, 'bin/airlock.js');
 
 interface AccessRequestJson {
   metadata: { name: string; annotations?: Record<string, string> };
@@ -80,37 +75,13 @@ describe(
     const ports = { webhook: 0, controlApi: 0, probe: 0 };
     const kubectl = (args: string[], input?: string) =>
       cluster.kubectl(args, input === undefined ? {} : { input });
-    const apply = (manifest: object) => kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
     const failure = (promise: Promise<unknown>) =>
       promise.then(
         () => assert.fail('expected a refusal'),
         (error: Error) => error.message,
       );
 
-    const psql = (sql: string) =>
-      run(
-        'psql',
-        [
-          '-X',
-          '-At',
-          '-v',
-          'ON_ERROR_STOP=1',
-          '-h',
-          '127.0.0.1',
-          '-p',
-          String(listenPort),
-          '-U',
-          'agent',
-          '-d',
-          'x',
-          '-c',
-          sql,
-        ],
-        { env: { ...process.env, PGPASSWORD: 'not-the-password', PGCONNECT_TIMEOUT: '5' } },
-      ).then(
-        (r) => ({ ok: true, out: r.stdout.trim() }),
-        (e: { stderr: string }) => ({ ok: false, out: e.stderr.trim() }),
-      );
+    const psql = (sql: string) => agentPsql(listenPort, sql);
 
     const requests = async (): Promise<AccessRequestJson[]> =>
       JSON.parse(await kubectl(['get', 'accessrequests', '-n', 'agents', '-o', 'json'])).items;
@@ -173,24 +144,11 @@ describe(
       await kubectl(['label', 'namespace', 'agents', 'airlock.dev/injection=enabled']);
       await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
       // RBAC lets everyone here write AccessRequests, so that the webhook is what refuses.
-      await kubectl([
-        'create',
-        'clusterrole',
-        'airlock-approver',
-        '--verb=get,list,watch,patch,update',
-        '--resource=accessrequests.airlock.dev',
-      ]);
-      await kubectl([
-        'create',
-        'rolebinding',
-        'approvers',
-        '-n',
-        'agents',
-        '--clusterrole=airlock-approver',
-        '--group=dba-oncall',
-        '--user=bob',
-        '--serviceaccount=agents:agent',
-      ]);
+      await grantApprovers(cluster, {
+        groups: ['dba-oncall'],
+        users: ['bob'],
+        serviceAccounts: ['agents:agent'],
+      });
       await grantOrdersDb(cluster, database, {
         host: '127.0.0.1',
         policy: {
@@ -233,50 +191,13 @@ describe(
       });
       await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
       await startOperator();
-      await apply({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: 'agent-0', namespace: 'agents' },
-        spec: {
-          serviceAccountName: 'agent',
-          containers: [{ name: 'agent', image: 'agent:1', command: ['sleep', 'infinity'] }],
-        },
+      const agent = await startSidecarProcess(cluster, work, {
+        controlApiUrl: `https://127.0.0.1:${ports.controlApi}`,
+        connection: 'orders-db',
+        protocol: 'postgres',
       });
-      const pod = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
-      const token = await cluster.podToken({
-        namespace: 'agents',
-        name: 'agent-0',
-        uid: pod.metadata.uid,
-        serviceAccount: 'agent',
-      });
-      await waitFor('CA published', async () => {
-        await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents']);
-        return true;
-      });
-      const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
-        .data['ca.crt'];
-      await writeFile(join(work, 'token'), token);
-      await writeFile(join(work, 'ca.crt'), ca);
-      listenPort = await freePort();
-      const healthPort = await freePort();
-      sidecar = startService(
-        'airlock sidecar',
-        process.execPath,
-        [
-          cli,
-          'sidecar',
-          `--control-api=https://127.0.0.1:${ports.controlApi}`,
-          `--token-file=${join(work, 'token')}`,
-          `--ca-file=${join(work, 'ca.crt')}`,
-          `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
-          `--health-port=${healthPort}`,
-          `--metrics-port=${await freePort()}`,
-        ],
-        { logFile: join(work, 'sidecar.log') },
-      );
-      await waitFor('sidecar ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, {
-        service: sidecar,
-      });
+      sidecar = agent.service;
+      listenPort = agent.port;
     });
     after(async () => {
       await sidecar?.stop();

@@ -6,22 +6,19 @@
 // recorded under her name; she is refused approving a request made for her, a decision without
 // the session's CSRF token is refused, and signing out ends the session.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { openPage, type Page } from '../support/browser.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { type OidcProvider, spkiHash, startOidcProvider } from '../support/oidc-provider.ts';
-import { grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
+import { grantApprovers, grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
-import { freePort, type Service, startService, waitFor } from '../support/process.ts';
+import { freePort, type Service } from '../support/process.ts';
+import { agentPsql, startSidecarProcess } from '../support/sidecar.ts';
 import { requires } from '../support/tools.ts';
 
-const run = promisify(execFile);
-const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
 const alice = { email: 'alice@example.com', password: 'correct horse battery staple', groups: ['dba'] };
 
 interface AccessRequestJson {
@@ -46,30 +43,7 @@ describe(
     const kubectl = (args: string[], input?: string) =>
       cluster.kubectl(args, input === undefined ? {} : { input });
     const apply = (manifest: object) => kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
-    const psql = (sql: string) =>
-      run(
-        'psql',
-        [
-          '-X',
-          '-At',
-          '-v',
-          'ON_ERROR_STOP=1',
-          '-h',
-          '127.0.0.1',
-          '-p',
-          String(listenPort),
-          '-U',
-          'agent',
-          '-d',
-          'x',
-          '-c',
-          sql,
-        ],
-        { env: { ...process.env, PGPASSWORD: 'not-the-password', PGCONNECT_TIMEOUT: '5' } },
-      ).then(
-        (r) => ({ ok: true, out: r.stdout.trim() }),
-        (e: { stderr: string }) => ({ ok: false, out: e.stderr.trim() }),
-      );
+    const psql = (sql: string) => agentPsql(listenPort, sql);
     const accessRequest = async (namespace: string, name: string): Promise<AccessRequestJson> =>
       JSON.parse(await kubectl(['get', 'accessrequest', name, '-n', namespace, '-o', 'json']));
     /** The approvals page's rows: request id, requester, connection, text. */
@@ -108,28 +82,7 @@ describe(
       await kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
       // Alice's group from the provider, under the console's prefix, reads and decides in
       // agents only; nothing lets it see payments.
-      await apply({
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRole',
-        metadata: { name: 'airlock-approver' },
-        rules: [
-          {
-            apiGroups: ['airlock.dev'],
-            resources: ['accessrequests'],
-            verbs: ['get', 'list', 'watch', 'patch'],
-          },
-          { apiGroups: ['audit.airlock.dev'], resources: ['sessions'], verbs: ['get', 'list'] },
-        ],
-      });
-      await kubectl([
-        'create',
-        'rolebinding',
-        'dba-approves',
-        '-n',
-        'agents',
-        '--clusterrole=airlock-approver',
-        '--group=oidc:dba',
-      ]);
+      await grantApprovers(cluster, { groups: ['oidc:dba'] }, { readSessions: true });
       await grantOrdersDb(cluster, database, {
         host: '127.0.0.1',
         policy: {
@@ -179,54 +132,13 @@ describe(
           ],
         });
         operator = started.service;
-        await apply({
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'agent-0', namespace: 'agents' },
-          spec: {
-            serviceAccountName: 'agent',
-            containers: [{ name: 'agent', image: 'agent:1', command: ['sleep', 'infinity'] }],
-          },
+        const agent = await startSidecarProcess(cluster, work, {
+          controlApiUrl: started.controlApiUrl,
+          connection: 'orders-db',
+          protocol: 'postgres',
         });
-        const pod = JSON.parse(await kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
-        const token = await cluster.podToken({
-          namespace: 'agents',
-          name: 'agent-0',
-          uid: pod.metadata.uid,
-          serviceAccount: 'agent',
-        });
-        await waitFor('CA published', async () => {
-          await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents']);
-          return true;
-        });
-        const ca = JSON.parse(await kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']))
-          .data['ca.crt'];
-        await writeFile(join(work, 'token'), token);
-        await writeFile(join(work, 'ca.crt'), ca);
-        listenPort = await freePort();
-        const healthPort = await freePort();
-        sidecar = startService(
-          'airlock sidecar',
-          process.execPath,
-          [
-            cli,
-            'sidecar',
-            `--control-api=https://127.0.0.1:${started.ports.controlApi}`,
-            `--token-file=${join(work, 'token')}`,
-            `--ca-file=${join(work, 'ca.crt')}`,
-            `--listen=orders-db=127.0.0.1:${listenPort}/postgres`,
-            `--health-port=${healthPort}`,
-            `--metrics-port=${await freePort()}`,
-          ],
-          { logFile: join(work, 'sidecar.log') },
-        );
-        await waitFor(
-          'sidecar ready',
-          async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok,
-          {
-            service: sidecar,
-          },
-        );
+        sidecar = agent.service;
+        listenPort = agent.port;
       } finally {
         delete process.env.NODE_EXTRA_CA_CERTS;
       }

@@ -93,6 +93,19 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
       usernamePrefix: 'oidc:',
     };
     const endUser = { ...untrusted, caSecretRef: { name: 'idp-ca' } };
+    /** A Connection to the test database whose agents act for people verified as endUser says. */
+    const ordersDb = (name: string, settings: object) =>
+      object('Connection', name, {
+        spec: {
+          protocol: 'postgres',
+          host: postgres.host,
+          port: postgres.port,
+          tls: { mode: 'disable' },
+          credentials: { secretRef: { name: 'orders-db' } },
+          postgres: { database: postgres.database },
+          endUser: settings,
+        },
+      });
     const dir = join(work.path, 'manifests');
     await mkdir(dir);
     writeFileSync(
@@ -107,48 +120,12 @@ describe('agents acting for a person', requires('psql', 'ssh', 'sshd', 'curl'), 
         object('Secret', 'web-1', {
           stringData: { username: sshd.user, privateKey: sshd.clientKey.privateKey },
         }),
-        object('Connection', 'orders-db', {
-          spec: {
-            protocol: 'postgres',
-            host: postgres.host,
-            port: postgres.port,
-            tls: { mode: 'disable' },
-            credentials: { secretRef: { name: 'orders-db' } },
-            postgres: { database: postgres.database },
-            endUser,
-          },
-        }),
+        ordersDb('orders-db', endUser),
         // The same database for another application's tokens: ours are for the wrong audience.
-        object('Connection', 'orders-db-other-app', {
-          spec: {
-            protocol: 'postgres',
-            host: postgres.host,
-            port: postgres.port,
-            tls: { mode: 'disable' },
-            credentials: { secretRef: { name: 'orders-db' } },
-            postgres: { database: postgres.database },
-            endUser: { ...endUser, audiences: ['another-app'] },
-          },
-        }),
+        ordersDb('orders-db-other-app', { ...endUser, audiences: ['another-app'] }),
         // The same provider without its CA, and with another provider's CA.
-        ...(
-          [
-            ['orders-db-no-ca', untrusted],
-            ['orders-db-other-ca', { ...untrusted, caSecretRef: { name: 'other-ca', key: 'pem' } }],
-          ] as const
-        ).map(([name, settings]) =>
-          object('Connection', name, {
-            spec: {
-              protocol: 'postgres',
-              host: postgres.host,
-              port: postgres.port,
-              tls: { mode: 'disable' },
-              credentials: { secretRef: { name: 'orders-db' } },
-              postgres: { database: postgres.database },
-              endUser: settings,
-            },
-          }),
-        ),
+        ordersDb('orders-db-no-ca', untrusted),
+        ordersDb('orders-db-other-ca', { ...untrusted, caSecretRef: { name: 'other-ca', key: 'pem' } }),
         object('Connection', 'billing-api', {
           spec: {
             protocol: 'http',

@@ -182,6 +182,23 @@ export async function grantOrdersDb(
   });
 }
 
+/** The chart's ClusterRole airlock-session-reader bound to groups in `namespace` (RoleBinding session-readers). */
+export async function grantSessionReaders(
+  cluster: Pick<ControlPlane, 'kubectl'>,
+  groups: string[],
+  namespace = 'agents',
+): Promise<void> {
+  await cluster.kubectl([
+    'create',
+    'rolebinding',
+    'session-readers',
+    '-n',
+    namespace,
+    '--clusterrole=airlock-session-reader',
+    ...groups.map((group) => `--group=${group}`),
+  ]);
+}
+
 /** Who a RoleBinding names, as `kubectl create rolebinding` takes them. */
 export interface Approvers {
   groups?: string[];

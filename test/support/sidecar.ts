@@ -1,13 +1,17 @@
 // The real `airlock sidecar` as a process for the agent pod `agent-0` (ServiceAccount `agent` in
 // namespace `agents`) against an operator started by startOperatorProcess: the Pod created so
 // that its bound token is valid, the token and the operator's CA (once published in the
-// namespace) written as a pod would mount them, and a wait until the sidecar is ready.
+// namespace) written as a pod would mount them, and a wait until the sidecar is ready; and psql
+// as the agent through it.
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { ControlPlane } from './controlplane.ts';
 import { freePort, type Service, startService, waitFor } from './process.ts';
 
 const cli = new URL('../../bin/airlock.js', import.meta.url).pathname;
+const run = promisify(execFile);
 
 export interface SidecarProcess {
   service: Service;
@@ -71,4 +75,34 @@ export async function startSidecarProcess(
     service,
   });
   return { service, port };
+}
+
+/**
+ * psql as the agent through the sidecar's PostgreSQL listener on `port`: any password (the sidecar
+ * logs in upstream with the held credential), stopping at the first error; its output or error.
+ */
+export function agentPsql(port: number, sql: string): Promise<{ ok: boolean; out: string }> {
+  return run(
+    'psql',
+    [
+      '-X',
+      '-At',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-U',
+      'agent',
+      '-d',
+      'x',
+      '-c',
+      sql,
+    ],
+    { env: { ...process.env, PGPASSWORD: 'not-the-password', PGCONNECT_TIMEOUT: '5' } },
+  ).then(
+    (r) => ({ ok: true, out: r.stdout.trim() }),
+    (e: { stderr: string }) => ({ ok: false, out: e.stderr.trim() }),
+  );
 }
