@@ -108,6 +108,11 @@ describe('analyzeSql', () => {
     const execute = one('EXECUTE del(3)');
     assert.equal(execute.executes, 'del');
     assert.equal(preparedStatementName(execute), undefined);
+    // Wrapped, it still runs the prepared statement.
+    assert.equal(one('EXPLAIN ANALYZE EXECUTE del(3)').executes, 'del');
+    assert.equal(one('EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE "Del"').executes, 'Del');
+    assert.equal(one('CREATE TABLE copy AS EXECUTE del(3)').executes, 'del');
+    assert.equal(one('CREATE TEMP TABLE IF NOT EXISTS copy AS EXECUTE del WITH NO DATA').executes, 'del');
   });
 
   it('EXPLAIN reports the explained statement, with or without ANALYZE', () => {

@@ -165,12 +165,34 @@ function analyzeStatement(stmt: AstNode, text: string): SqlStatement {
     const query = body['query'] as AstNode;
     const inner = analyzeStatement(query, preparedBody(text) ?? text);
     statement.prepared = { name, inner };
-  } else if (type === 'ExecuteStmt') {
-    statement.executes = String(body['name']);
   } else if (type === 'CopyStmt') {
     statement.copy = copyOf(body);
   }
+  const executes = executedName(stmt);
+  if (executes !== undefined) statement.executes = executes;
   return statement;
+}
+
+/**
+ * The prepared statement a statement runs: EXECUTE name at top level, or wrapped
+ * (EXPLAIN ANALYZE EXECUTE name, CREATE TABLE … AS EXECUTE name), found at any depth.
+ */
+function executedName(node: unknown): string | undefined {
+  if (Array.isArray(node)) {
+    for (const item of node) {
+      const found = executedName(item);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (node === null || typeof node !== 'object') return undefined;
+  const execute = (node as AstObject)['ExecuteStmt'] as AstObject | undefined;
+  if (execute) return String(execute['name']);
+  for (const value of Object.values(node)) {
+    const found = executedName(value);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /** A COPY as the server reads it: options in any position, legacy keywords included. */

@@ -11,30 +11,39 @@ import type {
   SqlStatementInfo,
   Verdict,
 } from './policy.ts';
+import type { PreparedNames } from './statements.ts';
 
-/** SQL-level PREPAREd statements by name, to decide EXECUTE name on what it runs. */
-export type SqlPrepared = Map<string, SqlStatementInfo>;
-
-/** Statements to decide on: the analysis plus, for EXECUTE name, the PREPAREd statement's. */
-export function withPrepared(analysis: SqlAnalysisResult, sqlPrepared: SqlPrepared): SqlAnalysisResult {
+/** Statements to decide on: the analysis plus, for EXECUTE name, every statement the name may hold. */
+export function withPrepared(analysis: SqlAnalysisResult, names: PreparedNames): SqlAnalysisResult {
   if (!analysis.ok) return analysis;
   const extra: SqlStatementInfo[] = [];
-  const prepared = new Map(sqlPrepared);
+  // PREPARE and EXECUTE may come in the same query string.
+  const preparedHere = new Map<string, SqlStatementInfo>();
   for (const statement of analysis.statements) {
-    // PREPARE and EXECUTE may come in the same query string.
-    if (statement.prepared) prepared.set(statement.prepared.name, statement.prepared.inner);
+    if (statement.prepared) preparedHere.set(statement.prepared.name, statement.prepared.inner);
     if (statement.executes === undefined) continue;
-    const inner = prepared.get(statement.executes);
-    if (inner !== undefined) extra.push(inner);
+    const here = preparedHere.get(statement.executes);
+    extra.push(...names.analysesOf(statement.executes), ...(here ? [here] : []));
   }
   return extra.length > 0 ? { ok: true, statements: [...analysis.statements, ...extra] } : analysis;
 }
 
-/** Records the PREPAREs of text that is about to run. */
-export function rememberPrepared(analysis: SqlAnalysisResult, sqlPrepared: SqlPrepared): void {
+/** Records the PREPAREs of text that is about to run: Bind and EXECUTE may run them. */
+export function rememberPrepared(
+  engine: PolicyEngine,
+  analysis: SqlAnalysisResult,
+  names: PreparedNames,
+): void {
   if (!analysis.ok) return;
   for (const statement of analysis.statements) {
-    if (statement.prepared) sqlPrepared.set(statement.prepared.name, statement.prepared.inner);
+    if (!statement.prepared) continue;
+    const inner = statement.prepared.inner;
+    names.parsed(statement.prepared.name, {
+      text: inner.text,
+      verdict: engine.decide({ ok: true, statements: [inner] }),
+      kind: inner.kind,
+      statement: inner,
+    });
   }
 }
 

@@ -3,6 +3,7 @@
 // as they complete them. Events, masking layouts and skipping after errors all read from it.
 import type { Outcome, RequestError } from '../../api/events.ts';
 import type { Verdict } from './policy.ts';
+import type { PreparedStatement } from './statements.ts';
 
 /** One statement or message and what happened to it; becomes a RequestEvent. */
 export interface RequestRecord {
@@ -27,12 +28,21 @@ export type Pending =
   /** A simple Query: one record per statement, `index` the one being answered. */
   | { kind: 'query'; records: RequestRecord[]; index: number; replaceError?: Buffer }
   | { kind: 'function'; record: RequestRecord; replaceError?: Buffer }
-  | { kind: 'parse'; record?: RequestRecord; replaceError?: Buffer; text?: string }
+  /** name and prepared: the statement a forwarded Parse defines, for its ParseComplete to confirm. */
+  | {
+      kind: 'parse';
+      record?: RequestRecord;
+      replaceError?: Buffer;
+      text?: string;
+      name?: string;
+      prepared?: PreparedStatement;
+    }
   | { kind: 'bind'; portal: string }
   /** internal: sent by the enforcer to learn a portal's columns; its answer is not relayed. */
   | { kind: 'describe'; target: 'S' | 'P'; name: string; internal: boolean }
   | { kind: 'execute'; portal: string; record: RequestRecord; replaceError?: Buffer }
-  | { kind: 'close' }
+  /** statement: the name of the statement it closes (not for a portal). */
+  | { kind: 'close'; statement?: string }
   | { kind: 'sync' };
 
 export type PendingKind = Pending['kind'];

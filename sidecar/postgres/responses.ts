@@ -158,10 +158,17 @@ export class Responses {
         return undefined;
       case 0x31: // ParseComplete
       case 0x32: // BindComplete
-      case 0x33: // CloseComplete
-        pending.complete('parse', 'bind', 'close');
+      case 0x33: {
+        // CloseComplete
+        const done = pending.complete('parse', 'bind', 'close');
+        // The server now holds exactly this statement under the name, or none.
+        if (done?.kind === 'parse' && done.prepared)
+          this.host.names.confirmParsed(done.name ?? '', done.prepared);
+        if (done?.kind === 'close' && done.statement !== undefined)
+          this.host.names.confirmClosed(done.statement);
         out.push(frame.raw);
         return undefined;
+      }
       case 0x43: // CommandComplete
         this.finishStatement(head, decodeCommandComplete(frame.body));
         this.copyOut = undefined;

@@ -25,14 +25,7 @@ import type { ActingFor, PolicyVariants } from '../identity/session.ts';
 import type { EndUserVerifier } from '../identity/verifier.ts';
 import { readsTheSameUnderAnySettings } from '../policy/sql-text.ts';
 import { Catalog } from './catalog.ts';
-import {
-  checkMaskable,
-  rememberPrepared,
-  type SqlPrepared,
-  syntaxError,
-  throughViews,
-  withPrepared,
-} from './decisions.ts';
+import { checkMaskable, rememberPrepared, syntaxError, throughViews, withPrepared } from './decisions.ts';
 import type { Frame, FrameError } from './frames.ts';
 import { type Gate, refusal, SessionGate } from './gate.ts';
 import {
@@ -114,7 +107,6 @@ export class PostgresSession implements StartupHost, ResponseHost {
   private skipUntilSync = false;
   /** Extended-protocol messages forwarded since the last Sync (an implicit transaction is open). */
   private unsynced = false;
-  private readonly sqlPrepared: SqlPrepared = new Map();
   /**
    * A Bind or Execute was forwarded since the last Sync: code it ran (a function, a trigger, a
    * view, a row-level security policy, a domain's check) may have changed how the server reads
@@ -275,8 +267,9 @@ export class PostgresSession implements StartupHost, ResponseHost {
         return this.onExecute(frame);
       case 'C': {
         const target = decodeTarget(frame.body);
-        this.names.closed(target.kind, target.name);
-        this.forward(frame, { kind: 'close' });
+        if (target.kind === 'P') this.names.closedPortal(target.name);
+        // A statement's name is forgotten when the server says it closed it, not before.
+        this.forward(frame, { kind: 'close', ...(target.kind === 'S' && { statement: target.name }) });
         return undefined;
       }
       case 'S':
@@ -345,7 +338,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
     const text = decodeQuery(frame.body);
     const started = Date.now();
     const analysis = this.engine.analyze(text);
-    const effectiveAnalysis = withPrepared(analysis, this.sqlPrepared);
+    const effectiveAnalysis = withPrepared(analysis, this.names);
     const decided = this.engine.decide(effectiveAnalysis);
     const syntax = syntaxError(analysis);
     if (syntax) {
@@ -412,7 +405,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
       this.relay.writeUpstream(query(poisonQuery));
       return;
     }
-    rememberPrepared(analysis, this.sqlPrepared);
+    rememberPrepared(this.engine, analysis, this.names);
     this.pending.expect({ kind: 'query', records, index: 0 });
     this.relay.writeUpstream(frame.raw);
   }
@@ -420,7 +413,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
   private onParse(frame: Frame): Promise<void> | undefined {
     const message = decodeParse(frame.body);
     const analysis = this.engine.analyze(message.text);
-    const effectiveAnalysis = withPrepared(analysis, this.sqlPrepared);
+    const effectiveAnalysis = withPrepared(analysis, this.names);
     const viewed = throughViews(
       this.engine,
       this.catalog,
@@ -471,13 +464,15 @@ export class PostgresSession implements StartupHost, ResponseHost {
       return;
     }
     // Held statements wait at Execute, so each execution is approved.
-    this.names.parsed(message.name, {
+    const prepared = {
       text: message.text,
       verdict,
       kind,
-    });
-    rememberPrepared(analysis, this.sqlPrepared);
-    this.forward(frame, { kind: 'parse', text: message.text });
+      statement: analysis.ok && analysis.statements.length === 1 ? analysis.statements[0] : undefined,
+    };
+    this.names.parsed(message.name, prepared);
+    rememberPrepared(this.engine, analysis, this.names);
+    this.forward(frame, { kind: 'parse', text: message.text, name: message.name, prepared });
   }
 
   private onExecute(frame: Frame): Promise<void> | undefined {

@@ -1,21 +1,46 @@
-// The extended protocol's names in one session: prepared statements (with the verdict their
-// Parse got), the portals bound to them, and which portals the client has described.
-import type { Verdict } from './policy.ts';
+// The session's prepared statements and portals by name, with the verdict each statement got.
+//
+// A prepared statement has one namespace on the server however it was made: a Parse in the
+// extended protocol and PREPARE in SQL define names that EXECUTE and Bind both run. And the
+// enforcer reads a Parse, PREPARE or Close before the server has answered it: the server may
+// refuse it (the name already exists) or skip it (an earlier message in the pipeline failed).
+// So a name keeps every statement it may hold, and running it is decided on the strictest of
+// them, until the server's ParseComplete says which one it holds or its CloseComplete that it
+// holds none.
+import type { SqlStatementInfo, Verdict } from './policy.ts';
 
 export interface PreparedStatement {
   text: string;
   verdict: Verdict;
   kind: string | undefined;
+  /** Its analysis, so that EXECUTE name in SQL is decided on it. */
+  statement: SqlStatementInfo | undefined;
 }
 
+const strictness: Record<Verdict['action'], number> = { allow: 0, 'require-approval': 1, deny: 2 };
+
 export class PreparedNames {
-  private readonly statements = new Map<string, PreparedStatement>();
+  /** Statement name → every statement it may hold, oldest first. */
+  private readonly statements = new Map<string, PreparedStatement[]>();
   /** Portal → the statement it was bound to, and whether Bind carried parameter values. */
   private readonly portals = new Map<string, { statement: string; parameters: boolean }>();
   private readonly describedPortals = new Set<string>();
 
+  /** A Parse or PREPARE of this name was forwarded: the name may hold it from now on. */
   parsed(name: string, statement: PreparedStatement): void {
-    this.statements.set(name, statement);
+    const candidates = this.statements.get(name) ?? [];
+    if (!candidates.some((c) => c.text === statement.text)) candidates.push(statement);
+    this.statements.set(name, candidates);
+  }
+
+  /** The server's ParseComplete: the name holds exactly this statement. */
+  confirmParsed(name: string, statement: PreparedStatement): void {
+    this.statements.set(name, [statement]);
+  }
+
+  /** The server's CloseComplete for a statement: the name holds none. */
+  confirmClosed(name: string): void {
+    this.statements.delete(name);
   }
 
   bound(portal: string, statement: string, parameters: boolean): void {
@@ -31,19 +56,34 @@ export class PreparedNames {
     return this.describedPortals.has(portal);
   }
 
-  closed(target: 'S' | 'P', name: string): void {
-    if (target === 'S') this.statements.delete(name);
-    else this.portals.delete(name);
+  closedPortal(name: string): void {
+    this.portals.delete(name);
   }
 
-  /** The statement a portal runs, when it was bound to one the enforcer knows. */
+  /**
+   * The statement a portal runs, when it was bound to a name the enforcer knows: of the
+   * statements the name may hold, the one with the strictest verdict.
+   */
   statementOf(portal: string): PreparedStatement | undefined {
     const name = this.portals.get(portal)?.statement;
-    return name === undefined ? undefined : this.statements.get(name);
+    return name === undefined ? undefined : strictest(this.statements.get(name) ?? []);
+  }
+
+  /** Analyses of the statements `EXECUTE name` may run. */
+  analysesOf(name: string): SqlStatementInfo[] {
+    return (this.statements.get(name) ?? []).flatMap((c) => (c.statement ? [c.statement] : []));
   }
 
   /** Bind gave the portal parameter values (server messages about it may quote them). */
   hasParameters(portal: string): boolean {
     return this.portals.get(portal)?.parameters ?? false;
   }
+}
+
+function strictest(candidates: PreparedStatement[]): PreparedStatement | undefined {
+  let chosen: PreparedStatement | undefined;
+  for (const c of candidates) {
+    if (!chosen || strictness[c.verdict.action] > strictness[chosen.verdict.action]) chosen = c;
+  }
+  return chosen;
 }
