@@ -23,6 +23,7 @@ import { valueShape } from '../core/stream-masker.ts';
 import { actingFor, PolicyVariants } from '../identity/session.ts';
 import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
 import { decideReadings, foldPathGlobs, pathsIgnoreCase, restrictiveness } from '../policy/decide.ts';
+import { maskEncoded } from '../policy/encoded.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import {
@@ -35,7 +36,6 @@ import {
   redactText,
   type Target,
 } from './context.ts';
-import { maskEncoded } from './encoded.ts';
 import { forward } from './forward.ts';
 import { heldValues } from './held.ts';
 import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';

@@ -230,10 +230,13 @@ describe('streaming JSON masking', () => {
     );
   });
 
-  it('never masks keys, as maskJson does not', () => {
-    const body = '{"alice@example.com": {"4111111111111111": "x"}, "secret": 1}';
+  it('masks keys by the detectors, as maskJson does', () => {
+    const body = '{"alice@example.com": {"4111111111111111": "x"}, "secret": 1, "bob\\u0040example.com": 2}';
     const got = assertParity(body, plan, paths);
-    assert.equal(got.text, '{"alice@example.com": {"4111111111111111": "x"}, "secret": "[REDACTED]"}');
+    assert.equal(
+      got.text,
+      '{"[REDACTED:email]": {"[REDACTED:credit-card]": "x"}, "secret": "[REDACTED]", "[REDACTED:email]": 2}',
+    );
   });
 
   it('masks values hidden behind escapes, however the escape is cut', () => {

@@ -218,7 +218,12 @@ export class JsonStreamMasker {
         const end = j + 1;
         if (end - i > maxToken) this.tooLong();
         if (key) {
-          if (paths || escapes) {
+          // Keys carry data too (a map by e-mail or card number): the detectors read them where
+          // they may find something.
+          const scan =
+            this.plan.hasScanners &&
+            (escapes || (end - i - 2 >= minLength && (!ascii || this.mayFind(chunk, i + 1, end - 1))));
+          if (paths || escapes || scan) {
             // A key stays on the path while its value is read: a long one is decoded on its own
             // rather than sliced from the chunk's text, which it would keep alive (a short
             // slice is a copy).
@@ -228,6 +233,12 @@ export class JsonStreamMasker {
                 : decode(chunk, i, end, escapes);
             if (name === invalid) break;
             if (paths) this.path[this.path.length - 1] = name;
+            const masked = scan ? this.maskKey(name) : undefined;
+            if (masked !== undefined) {
+              this.emit(chunk, copy, i);
+              this.emitText(masked);
+              copy = end;
+            }
           }
           state = COLON;
         } else if (
@@ -437,7 +448,7 @@ export class JsonStreamMasker {
       if (this.key) {
         if (this.paths.length > 0) this.path[this.path.length - 1] = text;
         this.state = COLON;
-        return undefined;
+        return this.plan.hasScanners ? this.maskKey(text) : undefined;
       }
       masked = this.paths.length > 0 || this.plan.hasScanners ? this.maskString(text) : undefined;
     } else {
@@ -489,6 +500,12 @@ export class JsonStreamMasker {
     if (hits.length === 0) return undefined;
     const masked = maskSelected(hits, value, this.tokenCounts, this.tokenWouldMask, this.hashKey);
     return masked === undefined ? undefined : JSON.stringify(masked);
+  }
+
+  /** A key, read by the detectors (JSON paths select values, not keys): its JSON text, or undefined. */
+  private maskKey(name: string): string | undefined {
+    const result = this.scan(name);
+    return result === name ? undefined : JSON.stringify(result);
   }
 
   /** A string value: the JSON text to send instead, or undefined to send it as it came. */

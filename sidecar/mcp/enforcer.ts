@@ -12,8 +12,9 @@ import type { Enforcer } from '../core/enforcer.ts';
 import { ApprovalGate } from '../core/gate.ts';
 import { settle, stopAccepting } from '../core/listen.ts';
 import { SessionRecorder } from '../core/recorder.ts';
+import { maskEncoded } from '../policy/encoded.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
-import { compileMasking } from '../policy/masking.ts';
+import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import type { Context, McpEnforcerOptions, McpOptions, Session } from './context.ts';
 import { post, remove, stream } from './exchange.ts';
 import { ToolPins } from './fingerprints.ts';
@@ -40,7 +41,10 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
     options,
     connection,
     mcp,
-    masker: { plan: compileMasking(connection.policies), paths: compileJsonPaths(connection.policies) },
+    masker: {
+      plan: readingEncoded(compileMasking(connection.policies)),
+      paths: compileJsonPaths(connection.policies),
+    },
     pins: new ToolPins(),
     upstream: upstreamOf(connection, mcp),
   };
@@ -225,4 +229,13 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
       await close();
     },
   };
+}
+
+/**
+ * Detectors and patterns that also read values percent-encoded, `\u`/`\x`-escaped and as HTML
+ * character references, as the HTTP enforcer reads them: a model reads ada%40example.com too.
+ */
+function readingEncoded(plan: MaskingPlan): MaskingPlan {
+  const encoded = maskEncoded((text) => plan.maskText(text));
+  return { ...plan, maskText: (text, column) => (column ? plan.maskText(text, column) : encoded(text)) };
 }

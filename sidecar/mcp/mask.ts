@@ -41,23 +41,39 @@ export function maskMessageValue(masker: Masker, value: unknown): Masked {
     add(r);
     return r.value;
   };
-  const text = (s: string): string => {
+  /** A JSON document in a text, masked and written again; undefined when the text is not one. */
+  const json = (s: string): string | undefined => {
     const trimmed = s.trimStart();
-    if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(s);
-      } catch {
-        parsed = undefined;
-      }
-      if (parsed !== undefined && within(parsed, maxDepth)) {
-        const r = maskJson(parsed, masker.plan, masker.paths);
-        if (Object.keys(r.counts).length === 0 && Object.keys(r.wouldMask).length === 0) return s;
-        add(r);
-        return JSON.stringify(r.value);
-      }
+    if (!(trimmed.startsWith('{') || trimmed.startsWith('['))) return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(s);
+    } catch {
+      return undefined;
+    }
+    if (!within(parsed, maxDepth)) return undefined;
+    const r = maskJson(parsed, masker.plan, masker.paths);
+    if (Object.keys(r.counts).length === 0 && Object.keys(r.wouldMask).length === 0) return s;
+    add(r);
+    return JSON.stringify(r.value);
+  };
+  const text = (s: string): string => {
+    const whole = json(s);
+    if (whole !== undefined) return whole;
+    // JSON lines (a tool's rows one document a line): each line a document of its own.
+    if (masker.paths.length > 0 && s.includes('\n') && /^\s*[{[]/.test(s)) {
+      const lines = s.split('\n');
+      const masked = lines.map((line) => (line.trim() === '' ? line : json(line)));
+      if (masked.every((line) => line !== undefined)) return masked.join('\n');
     }
     const r = masker.plan.maskText(s);
+    add(r);
+    return r.value;
+  };
+  // Keys carry data too (a map by e-mail): the detectors read them.
+  const maskKey = (k: string): string => {
+    if (!masker.plan.hasScanners) return k;
+    const r = masker.plan.maskText(k);
     add(r);
     return r.value;
   };
@@ -83,7 +99,7 @@ export function maskMessageValue(masker: Masker, value: unknown): Masked {
       const o = v as Record<string, unknown>;
       const out: Record<string, unknown> = {};
       for (const [k, item] of Object.entries(o))
-        out[k] = k === 'structuredContent' && key === undefined ? document(item) : walk(item, k, o);
+        out[maskKey(k)] = k === 'structuredContent' && key === undefined ? document(item) : walk(item, k, o);
       return out;
     }
     return v;

@@ -1,6 +1,6 @@
 // Masking of a parsed JSON document, value by value: the values at the masking rules' JSON
-// paths (and everything under a selected object or array) replaced whole, every other string
-// and number run through the detectors and patterns. The MCP enforcer masks tool results and
+// paths (and everything under a selected object or array) replaced whole, every other string,
+// number and key run through the detectors and patterns. The MCP enforcer masks tool results and
 // resources with it; the HTTP enforcer masks bodies as they stream (JsonStreamMasker) to the
 // same result, and its tests hold it to this walk.
 import { type JsonPathRule, maskSelected, matchesJsonPath } from './json-paths.ts';
@@ -24,6 +24,15 @@ export function maskJson(
   // One path stack for the whole walk (pushed and popped around each child), and no path work
   // at all without JSON-path rules: a large body is mostly leaves for the detectors.
   const path: (string | number)[] = [];
+  // Keys carry data too (a map by e-mail or card number): the detectors read them; JSON paths
+  // select values.
+  const maskKey = (key: string): string => {
+    if (!plan.hasScanners) return key;
+    const result = plan.maskText(key);
+    addAll(counts, result.counts);
+    addAll(wouldMask, result.wouldMask);
+    return result.value;
+  };
   // A path that selects an object or array masks every value under it.
   const walk = (value: unknown, depth: number, inherited: JsonPathRule[]): unknown => {
     if (depth > 256) return value;
@@ -51,7 +60,7 @@ export function maskJson(
       const out: Record<string, unknown> = {};
       for (const key of Object.keys(value)) {
         path.push(key);
-        out[key] = walk((value as Record<string, unknown>)[key], depth + 1, hits);
+        out[maskKey(key)] = walk((value as Record<string, unknown>)[key], depth + 1, hits);
         path.pop();
       }
       return out;

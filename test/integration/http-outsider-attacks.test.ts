@@ -79,6 +79,10 @@ async function startTarget(): Promise<Target> {
           res.end(JSON.stringify({ headers: req.headers }));
           return;
         }
+        case '/by-email':
+          res.setHeader('content-type', 'application/json');
+          res.end('{"customers":{"ada@example.com":{"plan":"pro"},"bob\\u0040example.com":{"plan":"free"}}}');
+          return;
         case '/customer':
           if (type !== 'none') res.setHeader('content-type', type ?? 'application/json');
           res.end(
@@ -236,6 +240,21 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
     assert.ok(!trace.includes(heldToken), trace);
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.ok(!recorded().includes(heldToken), 'nor is it in the recording');
+  });
+
+  it('masks values that are the keys of a JSON object', async () => {
+    const base = await enforce([
+      policy({
+        name: 'pii',
+        masking: [{ name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'deny' }],
+      }),
+    ]);
+    const leaked = await (await fetch(`${direct()}/by-email`)).json();
+    assert.ok(Object.keys((leaked as { customers: object }).customers).includes('ada@example.com'));
+    const result = await fetch(`${base}/by-email`);
+    assert.deepEqual(Object.keys(((await result.json()) as { customers: object }).customers), [
+      '[REDACTED:email]',
+    ]);
   });
 
   it('applies JSON-path rules to JSON under any label, and refuses what it cannot read', async () => {

@@ -4,7 +4,7 @@
 // decoded; where the decoded reading finds a value, the source is replaced from the first such
 // value's first escape to the last one's end, so the text outside stays byte for byte.
 // Pure: no I/O.
-import type { MaskResult } from '../policy/masking.ts';
+import type { MaskResult } from './masking.ts';
 
 type MaskText = (text: string) => MaskResult;
 
