@@ -1,6 +1,7 @@
 // The collector: sidecars POST their session events to /v1/events as NDJSON, with the same
-// pod-bound token they follow their bundle with. The identity on every stored event is the one
-// the token proves, never the one in the body; ingest is idempotent by event id, so a sidecar
+// pod-bound token they follow their bundle with. The workload on every stored event is the one
+// the token proves, never the one in the body (the person it acted for is the one its sidecar
+// verified); ingest is idempotent by event id, so a sidecar
 // that resends after a lost answer stores nothing twice.
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -154,13 +155,17 @@ export function parseBatch(body: string, identity: Identity): Batch {
       rejected.push({ line: index + 1, message: `${issue.path.join('.') || 'event'}: ${issue.message}` });
       continue;
     }
-    // The token says who sent it; whatever the body claims is replaced, not merged.
+    // The token says which workload sent it; whatever the body claims is replaced, not merged.
+    // The person it acted for is the one its sidecar verified (only the sidecar saw their
+    // token), as approvals take it from the sidecar too.
+    const { user, groups } = parsed.data.identity;
     const stamped = {
       ...parsed.data,
       identity: {
         namespace: identity.namespace,
         serviceAccount: identity.serviceAccount,
         ...(identity.pod && { pod: identity.pod }),
+        ...(user !== undefined && { user, ...(groups && { groups }) }),
       },
     };
     events.push(stamped);

@@ -201,12 +201,18 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
     seq: 0,
     time: new Date().toISOString(),
     connection: { name: 'orders-db', namespace: 'agents', protocol: 'postgres' },
-    identity: { namespace: 'kube-system', serviceAccount: 'admin', pod: 'someone-else', user: 'root' },
+    identity: {
+      namespace: 'kube-system',
+      serviceAccount: 'admin',
+      pod: 'someone-else',
+      user: 'oidc:ada@example.com',
+      groups: ['oidc:dba'],
+    },
     type: 'session.start',
     client: { address: '127.0.0.1:1' },
   });
 
-  test('the identity is stamped from the token; a lying body does not change it', async () => {
+  test('the workload identity is stamped from the token, whatever the body says; the person is the one the sidecar verified', async () => {
     const answer = await post(
       tokens.agent!,
       `${JSON.stringify(lying('lie-1'))}\n${JSON.stringify(lying('lie-2'))}\n`,
@@ -222,6 +228,8 @@ describe('the collector in the operator', requires('etcd', 'kube-apiserver', 'ku
       namespace: 'agents',
       serviceAccount: 'agent',
       pod: 'agent-0',
+      user: 'oidc:ada@example.com',
+      groups: ['oidc:dba'],
     });
   });
 
