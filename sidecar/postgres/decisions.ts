@@ -38,12 +38,16 @@ export function rememberPrepared(
   for (const statement of analysis.statements) {
     if (!statement.prepared) continue;
     const inner = statement.prepared.inner;
-    names.parsed(statement.prepared.name, {
-      text: inner.text,
-      verdict: engine.decide({ ok: true, statements: [inner] }),
-      kind: inner.kind,
-      statement: inner,
-    });
+    names.parsed(
+      statement.prepared.name,
+      {
+        text: inner.text,
+        verdict: engine.decide({ ok: true, statements: [inner] }),
+        kind: inner.kind,
+        statement: inner,
+      },
+      false,
+    );
   }
 }
 

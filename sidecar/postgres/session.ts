@@ -273,6 +273,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
         return undefined;
       }
       case 'S':
+        this.names.synced();
         this.skipUntilSync = false;
         this.unsynced = false;
         this.ranUnsynced = false;
@@ -470,7 +471,7 @@ export class PostgresSession implements StartupHost, ResponseHost {
       kind,
       statement: analysis.ok && analysis.statements.length === 1 ? analysis.statements[0] : undefined,
     };
-    this.names.parsed(message.name, prepared);
+    this.names.parsed(message.name, prepared, true);
     rememberPrepared(this.engine, analysis, this.names);
     this.forward(frame, { kind: 'parse', text: message.text, name: message.name, prepared });
   }

@@ -6,7 +6,8 @@
 // refuse it (the name already exists) or skip it (an earlier message in the pipeline failed).
 // So a name keeps every statement it may hold, and running it is decided on the strictest of
 // them, until the server's ParseComplete says which one it holds or its CloseComplete that it
-// holds none.
+// holds none. Within one pipeline it is exact: a Bind after a Parse of its name, before Sync,
+// binds that statement, since if the server skipped or refused the Parse it skips the Bind too.
 import type { SqlStatementInfo, Verdict } from './policy.ts';
 
 export interface PreparedStatement {
@@ -22,15 +23,34 @@ const strictness: Record<Verdict['action'], number> = { allow: 0, 'require-appro
 export class PreparedNames {
   /** Statement name → every statement it may hold, oldest first. */
   private readonly statements = new Map<string, PreparedStatement[]>();
-  /** Portal → the statement it was bound to, and whether Bind carried parameter values. */
-  private readonly portals = new Map<string, { statement: string; parameters: boolean }>();
+  /**
+   * Portal → the statement name it was bound to, the statement when it was Parsed in the same
+   * pipeline, and whether Bind carried parameter values.
+   */
+  private readonly portals = new Map<
+    string,
+    { statement: string; exact: PreparedStatement | undefined; parameters: boolean }
+  >();
   private readonly describedPortals = new Set<string>();
+  /** Statements Parsed since the last Sync, by name: what a Bind of the name in this pipeline binds. */
+  private readonly parsedInPipeline = new Map<string, PreparedStatement>();
 
-  /** A Parse or PREPARE of this name was forwarded: the name may hold it from now on. */
-  parsed(name: string, statement: PreparedStatement): void {
+  /**
+   * A Parse (`exact`) or PREPARE of this name was forwarded: the name may hold it from now on.
+   * A failed PREPARE does not make the server skip the messages after it, so only a Parse is
+   * what a later Bind of the pipeline binds.
+   */
+  parsed(name: string, statement: PreparedStatement, exact: boolean): void {
     const candidates = this.statements.get(name) ?? [];
     if (!candidates.some((c) => c.text === statement.text)) candidates.push(statement);
     this.statements.set(name, candidates);
+    if (exact) this.parsedInPipeline.set(name, statement);
+    else this.parsedInPipeline.delete(name);
+  }
+
+  /** Sync: the pipeline ends. */
+  synced(): void {
+    this.parsedInPipeline.clear();
   }
 
   /** The server's ParseComplete: the name holds exactly this statement. */
@@ -44,7 +64,7 @@ export class PreparedNames {
   }
 
   bound(portal: string, statement: string, parameters: boolean): void {
-    this.portals.set(portal, { statement, parameters });
+    this.portals.set(portal, { statement, exact: this.parsedInPipeline.get(statement), parameters });
     this.describedPortals.delete(portal);
   }
 
@@ -61,12 +81,13 @@ export class PreparedNames {
   }
 
   /**
-   * The statement a portal runs, when it was bound to a name the enforcer knows: of the
-   * statements the name may hold, the one with the strictest verdict.
+   * The statement a portal runs, when it was bound to a name the enforcer knows: the one
+   * Parsed in the same pipeline, else the strictest of those the name may hold.
    */
   statementOf(portal: string): PreparedStatement | undefined {
-    const name = this.portals.get(portal)?.statement;
-    return name === undefined ? undefined : strictest(this.statements.get(name) ?? []);
+    const bound = this.portals.get(portal);
+    if (!bound) return undefined;
+    return bound.exact ?? strictest(this.statements.get(bound.statement) ?? []);
   }
 
   /** Analyses of the statements `EXECUTE name` may run. */

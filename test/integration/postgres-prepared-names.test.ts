@@ -176,4 +176,28 @@ describe('postgres enforcer: prepared statement names shared by Parse and PREPAR
       agent.close();
     }
   });
+
+  test('within one pipeline a Bind binds the statement Parsed before it: nothing else is held in its place', async () => {
+    const agent = await session();
+    try {
+      // The server skips this Parse of the unnamed statement, so the name may still hold it...
+      agent.send(bind('', 'missing'), parse('', 'UPDATE t SET v = 1'), sync());
+      assert.match(errorsOf(await agent.until('Z')).join(), /does not exist/);
+      // ...but a Bind after a Parse in the same pipeline binds that Parse's statement.
+      agent.send(parse('', 'SELECT 41 + 1'), bind('', ''), execute(''), sync());
+      const frames = await agent.until('Z');
+      assert.deepEqual(errorsOf(frames), []);
+      assert.ok(frames.some((f) => f.type === 'D' && f.body.includes('42')));
+      // Across a Sync it is not: the skipped UPDATE may be what the name holds, so it is asked for.
+      agent.send(bind('', 'missing'), parse('q', 'UPDATE t SET v = 1'), sync());
+      await agent.until('Z');
+      const before = asked.length;
+      agent.send(bind('', 'q'), execute(''), sync());
+      await agent.until('Z', 15_000);
+      assert.deepEqual(asked.slice(before), ['UPDATE t SET v = 1']);
+      assert.equal(await touched(), 0);
+    } finally {
+      agent.close();
+    }
+  });
 });
