@@ -148,13 +148,7 @@ export class Controllers {
     const { namespace, name } = splitKey(key);
     const connection = this.connections.get(namespace, name);
     if (!connection) return;
-    const secretName = connection.spec.credentials?.secretRef.name;
-    const caName = connection.spec.tls?.caSecretRef?.name;
-    const desired = connectionConditions(
-      connection,
-      secretName ? this.secretData(namespace, secretName) : undefined,
-      caName ? this.secretData(namespace, caName) : undefined,
-    );
+    const desired = connectionConditions(connection, (secret) => this.secretData(namespace, secret));
     await this.#writeStatus('Connection', 'connections', connection, desired);
   }
 

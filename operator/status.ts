@@ -25,12 +25,13 @@ export interface SecretView {
   data: Record<string, string>;
 }
 
+/** The Connection's conditions, given the Secrets of its namespace by name. */
 export function connectionConditions(
   connection: Connection,
-  secret: SecretView | undefined,
-  caSecret: SecretView | undefined,
+  secretOf: (name: string) => SecretView | undefined,
 ): DesiredCondition[] {
   const spec = connection.spec;
+  const secret = spec.credentials && secretOf(spec.credentials.secretRef.name);
   let credentials: DesiredCondition;
   if (!spec.credentials) {
     credentials = {
@@ -64,8 +65,10 @@ export function connectionConditions(
           };
   }
   const conditions = [credentials];
-  const caRef = spec.tls?.caSecretRef;
-  const caMissing = caRef && !caSecret?.data[caRef.key ?? 'ca.crt'];
+  // The target's CA, and the identity provider's: without either, sidecars leave the Connection out.
+  const caMissing = [spec.tls?.caSecretRef, spec.endUser?.caSecretRef].find(
+    (ref) => ref && !secretOf(ref.name)?.data[ref.key ?? 'ca.crt'],
+  );
   const ready: DesiredCondition =
     credentials.status !== 'True'
       ? { type: 'Ready', status: 'False', reason: credentials.reason, message: credentials.message }
@@ -74,7 +77,7 @@ export function connectionConditions(
             type: 'Ready',
             status: 'False',
             reason: reasons.caNotFound,
-            message: `Secret ${caRef.name} with key "${caRef.key ?? 'ca.crt'}" not found`,
+            message: `Secret ${caMissing.name} with key "${caMissing.key ?? 'ca.crt'}" not found`,
           }
         : {
             type: 'Ready',
