@@ -56,7 +56,9 @@ export interface Context {
   rulePolicies: BundlePolicy[];
   /** Every method a request with an unreadable override is decided as. */
   ruleMethods: string[];
-  /** The credential values the enforcer puts on requests, kept out of every response (held.ts). */
+  /** The credential values the enforcer puts on requests, kept out of every response (policy/held.ts). */
+  heldText: string[];
+  /** The same, as bytes: what response bodies are read for. */
   held: Buffer[];
 }
 

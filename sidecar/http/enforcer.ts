@@ -24,6 +24,7 @@ import { actingFor, PolicyVariants } from '../identity/session.ts';
 import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
 import { decideReadings, foldPathGlobs, pathsIgnoreCase, restrictiveness } from '../policy/decide.ts';
 import { maskEncoded } from '../policy/encoded.ts';
+import { heldValues } from '../policy/held.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import {
@@ -37,7 +38,6 @@ import {
   type Target,
 } from './context.ts';
 import { forward } from './forward.ts';
-import { heldValues } from './held.ts';
 import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';
 import { normalizeTarget } from './path.ts';
 
@@ -144,7 +144,8 @@ function contextFor(options: HttpEnforcerOptions, policies: BundlePolicy[], targ
     ruleMethods: [
       ...new Set([...everyMethod, ...policies.flatMap((p) => p.rules.flatMap((r) => r.http?.methods ?? []))]),
     ].map((m) => m.toUpperCase()),
-    held: heldValues(options.connection.credentials),
+    heldText: heldValues(options.connection.credentials),
+    held: heldValues(options.connection.credentials).map((value) => Buffer.from(value, 'utf8')),
   };
 }
 

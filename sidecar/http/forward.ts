@@ -12,6 +12,7 @@ import { request as httpsRequest } from 'node:https';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { AirlockError } from '../core/errors.ts';
 import type { SessionRecorder } from '../core/recorder.ts';
+import { hideHeld } from '../policy/held.ts';
 import { JsonMasking, jsonMasker, SniffedMasking, TextMasking, toUtf8, utf8Reader } from './bodies.ts';
 import {
   type Context,
@@ -23,7 +24,7 @@ import {
   problem,
   redactText,
 } from './context.ts';
-import { HeldFilter, hideHeld } from './held.ts';
+import { HeldFilter } from './held.ts';
 
 const hopByHop = new Set([
   'connection',
@@ -181,7 +182,7 @@ export async function forward(
         headerWouldMask[k] = (headerWouldMask[k] ?? 0) + n;
       return result.value;
     };
-    const hide = (value: string) => hideHeld(context.held, value);
+    const hide = (value: string) => hideHeld(context.heldText, value);
     for (const [name, value] of Object.entries(response.headers)) {
       if (value === undefined || hopByHop.has(name) || responseTokens.includes(name)) continue;
       const shown = Array.isArray(value) ? value.map(hide) : hide(value);

@@ -1,30 +1,7 @@
-// The credential the enforcer holds for the target, kept from the agent on the way back: a
-// target that echoes its request (TRACE, an echo or debug endpoint, an error page quoting the
-// Authorization header) would otherwise hand the agent the token the enforcer put there. Every
-// response header and body is read for it, whatever the policies mask, and each occurrence is
-// overwritten byte for byte with '*' (the same length, so a declared Content-Length still holds).
-// Pure but for the stream.
+// Response bodies read for the credential the enforcer holds (sidecar/policy/held.ts), whatever
+// the policies mask: each occurrence overwritten byte for byte with '*' (the same length, so a
+// declared Content-Length still holds), also where one is split across chunks.
 import { Transform, type TransformCallback } from 'node:stream';
-
-/** Shorter values would also match ordinary data: a held credential is not that short. */
-const shortest = 8;
-
-/** The held values to keep from the agent: the token, or the credential header's value. */
-export function heldValues(credentials: { token?: string; value?: string }): Buffer[] {
-  return [credentials.token, credentials.value]
-    .filter((v): v is string => typeof v === 'string' && v.length >= shortest)
-    .map((v) => Buffer.from(v, 'utf8'));
-}
-
-/** `text` with every held value overwritten. */
-export function hideHeld(held: Buffer[], text: string): string {
-  let out = text;
-  for (const value of held) {
-    const plain = value.toString('utf8');
-    if (out.includes(plain)) out = out.split(plain).join('*'.repeat(plain.length));
-  }
-  return out;
-}
 
 /**
  * A byte stream with every held value overwritten, also where one is split across chunks: only

@@ -13,6 +13,7 @@ import { ApprovalGate } from '../core/gate.ts';
 import { settle, stopAccepting } from '../core/listen.ts';
 import { SessionRecorder } from '../core/recorder.ts';
 import { maskEncoded } from '../policy/encoded.ts';
+import { heldValues, hideHeld } from '../policy/held.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import type { Context, McpEnforcerOptions, McpOptions, Session } from './context.ts';
@@ -42,7 +43,7 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
     connection,
     mcp,
     masker: {
-      plan: readingEncoded(compileMasking(connection.policies)),
+      plan: readingEncoded(compileMasking(connection.policies), heldValues(connection.credentials)),
       paths: compileJsonPaths(connection.policies),
     },
     pins: new ToolPins(),
@@ -233,9 +234,17 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
 
 /**
  * Detectors and patterns that also read values percent-encoded, `\u`/`\x`-escaped and as HTML
- * character references, as the HTTP enforcer reads them: a model reads ada%40example.com too.
+ * character references, as the HTTP enforcer reads them (a model reads ada%40example.com too),
+ * and the held credential overwritten wherever the server echoes it: every string is read for it.
  */
-function readingEncoded(plan: MaskingPlan): MaskingPlan {
+function readingEncoded(plan: MaskingPlan, held: string[]): MaskingPlan {
   const encoded = maskEncoded((text) => plan.maskText(text));
-  return { ...plan, maskText: (text, column) => (column ? plan.maskText(text, column) : encoded(text)) };
+  return {
+    ...plan,
+    hasScanners: plan.hasScanners || held.length > 0,
+    maskText: (text, column) => {
+      const result = column ? plan.maskText(text, column) : encoded(text);
+      return held.length > 0 ? { ...result, value: hideHeld(held, result.value) } : result;
+    },
+  };
 }

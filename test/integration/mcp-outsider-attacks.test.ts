@@ -1,8 +1,11 @@
 // The MCP enforcer against tool results that carry masked values where the masker did not read:
-// as the keys of a map, in JSON lines, and percent-encoded or as HTML character references.
-// A real server built with the official SDK; its echo tool returns the text it is given, as a
-// tool returns whatever its data holds.
+// as the keys of a map, in JSON lines, and percent-encoded or as HTML character references; and
+// a server that echoes the credential the enforcer holds for it. A real server built with the
+// official SDK (its echo tool returns the text it is given, as a tool returns whatever its data
+// holds), and a plain one that echoes its request's Authorization header.
 import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { RequestEvent } from '../../api/events.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
@@ -94,5 +97,94 @@ describe('MCP enforcer under attack from outside the corpus', () => {
       (e): e is RequestEvent => e.type === 'request' && e.kind === 'mcp-tool',
     );
     assert.ok(calls.some((e) => (e.masked?.['pii/email'] ?? 0) >= 1));
+  });
+});
+
+/** A server that answers every call, and an unknown session, with the Authorization it received. */
+async function startEchoingServer(): Promise<{ server: Server; port: number }> {
+  const read = async (req: IncomingMessage) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id?: number; method: string };
+  };
+  const server = createServer(async (req, res) => {
+    const message = await read(req);
+    const seen = String(req.headers.authorization);
+    if (req.headers['mcp-session-id'] === 'gone') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`no session for ${seen}`);
+      return;
+    }
+    if (message.id === undefined) {
+      res.writeHead(202).end();
+      return;
+    }
+    const result =
+      message.method === 'initialize'
+        ? {
+            protocolVersion: '2025-06-18',
+            capabilities: { tools: {} },
+            serverInfo: { name: 'echo', version: '1' },
+          }
+        : {
+            content: [{ type: 'text', text: `you sent ${seen}` }],
+            structuredContent: { headers: { authorization: seen } },
+          };
+    res
+      .writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 's1' })
+      .end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+describe('MCP enforcer in front of a server that echoes its credential', () => {
+  const token = 'held-mcp-token-0123456789';
+  let echoing: { server: Server; port: number };
+  let enforced: EnforcedMcp;
+
+  before(async () => {
+    echoing = await startEchoingServer();
+    enforced = await enforceMcp({ port: echoing.port } as McpUpstream, [policy({ name: 'open' })], {
+      credentials: { token },
+    });
+  });
+  after(async () => {
+    await enforced?.enforcer.close();
+    await new Promise((resolve) => echoing?.server.close(resolve));
+  });
+
+  it('never hands the agent the held credential, whatever the policies mask', async () => {
+    const raw = await rawSession(enforced.url);
+    const answer = await raw.post(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 'whoami', arguments: {} },
+      }),
+    );
+    assert.ok(!answer.text.includes(token), answer.text);
+    const hidden = '*'.repeat(token.length);
+    assert.deepEqual(answer.messages[0]?.result, {
+      content: [{ type: 'text', text: `you sent Bearer ${hidden}` }],
+      structuredContent: { headers: { authorization: `Bearer ${hidden}` } },
+    });
+    // The server's own refusal passes with its status, its text read the same way.
+    const gone = await fetch(enforced.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': 'gone',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'whoami', arguments: {} },
+      }),
+    });
+    const text = await gone.text();
+    assert.ok(!text.includes(token), text);
   });
 });
