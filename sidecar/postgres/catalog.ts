@@ -45,10 +45,8 @@ interface Relation {
 
 interface RelationName {
   loaded: number;
-  /** 0: no relation by that name. */
-  oid: number;
-  kind: string;
-  kin: { schema: string; table: string }[];
+  /** Every relation the name may mean (none: no relation by that name). */
+  relations: { oid: number; kind: string; kin: { schema: string; table: string }[] }[];
 }
 
 /** `select` over kin(rel, other): each relation in `relations` (SQL) with its ancestors and descendants. */
@@ -105,7 +103,11 @@ export class Catalog {
     const now = Date.now();
     return names.every((name) => {
       const entry = this.names.get(name);
-      return entry !== undefined && now - entry.loaded <= this.ttlMs && !behindName(entry);
+      return (
+        entry !== undefined &&
+        now - entry.loaded <= this.ttlMs &&
+        !entry.relations.some((r) => r.kind === 'v' || r.kind === 'm' || r.kin.length > 0)
+      );
     });
   }
 
@@ -113,10 +115,26 @@ export class Catalog {
    * The table columns behind a column of a relation named in SQL: for a view or materialized
    * view, what it shows (every column of the view for '*' or a name it does not have), through
    * nested views; for a table with kin (partitions, inheritance), the same column of each.
-   * Undefined when the name is neither. Names resolve with the side connection's search_path.
+   * Undefined when the name is neither. A qualified name is the relation it names; an
+   * unqualified one may be any relation of that name, in any schema, since the client's
+   * search_path (which it may set) decides which one the server reads.
    */
   async columnsBehind(name: string, column: string): Promise<ColumnRef[] | undefined> {
-    const entry = await this.relationNamed(name);
+    const behind: ColumnRef[] = [];
+    let any = false;
+    for (const relation of (await this.relationNamed(name)).relations) {
+      const refs = await this.relationColumnsBehind(relation, column);
+      if (refs === undefined) continue;
+      any = true;
+      behind.push(...refs);
+    }
+    return any ? behind : undefined;
+  }
+
+  private async relationColumnsBehind(
+    entry: RelationName['relations'][number],
+    column: string,
+  ): Promise<ColumnRef[] | undefined> {
     if (entry.kind !== 'v' && entry.kind !== 'm') {
       return entry.kin.length > 0 ? entry.kin.map((k) => ({ ...k, column })) : undefined;
     }
@@ -141,20 +159,26 @@ export class Catalog {
         .map((part) => `"${part.replaceAll('"', '""')}"`)
         .join('.');
       const literal = `'${quoted.replaceAll("'", "''")}'`;
-      const relation = `pg_catalog.to_regclass(${literal})`;
-      const [row] = await this.query(
+      const parts = name.split('.');
+      const meant =
+        parts.length > 1
+          ? `c.oid = pg_catalog.to_regclass(${literal})`
+          : `(c.oid = pg_catalog.to_regclass(${literal}) OR c.relname = '${parts[0]!.replaceAll("'", "''")}')`;
+      const rows = await this.query(
         withKin(
-          relation,
+          `SELECT c.oid FROM pg_catalog.pg_class c WHERE ${meant}`,
           'SELECT c.oid::int8, c.relkind, (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, k.relname)) ' +
-            'FROM kin JOIN pg_catalog.pg_class k ON k.oid = kin.other JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace) ' +
-            `FROM pg_catalog.pg_class c WHERE c.oid = ${relation}`,
+            'FROM kin JOIN pg_catalog.pg_class k ON k.oid = kin.other JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace ' +
+            `WHERE kin.rel = c.oid) FROM pg_catalog.pg_class c WHERE ${meant} AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
         ),
       );
       entry = {
         loaded: Date.now(),
-        oid: Number(row?.[0] ?? 0),
-        kind: row?.[1] ?? '',
-        kin: kinList(row?.[2]),
+        relations: rows.map(([oid, kind, kin]) => ({
+          oid: Number(oid),
+          kind: kind ?? '',
+          kin: kinList(kin),
+        })),
       };
       this.names.set(name, entry);
     }
@@ -327,8 +351,4 @@ export class Catalog {
       socket.resume();
     });
   }
-}
-
-function behindName(entry: RelationName): boolean {
-  return entry.kind === 'v' || entry.kind === 'm' || entry.kin.length > 0;
 }

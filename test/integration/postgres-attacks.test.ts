@@ -288,6 +288,31 @@ describe('postgres enforcer: a determined agent', () => {
     }
   });
 
+  test('a view reached through a search_path the client set is a use of the table columns behind it', async () => {
+    await server.asUser(
+      'CREATE SCHEMA IF NOT EXISTS reporting; CREATE OR REPLACE VIEW reporting.contact_view AS SELECT id, email AS contact FROM customers',
+    );
+    await refused("SELECT contact || '' FROM reporting.contact_view");
+    for (const setting of [
+      'SET search_path = reporting, public',
+      'SET search_path TO "reporting", "$user", public',
+      "SELECT set_config('search_path', 'reporting,public', false)",
+    ]) {
+      for (const read of [
+        "SELECT contact || '' FROM contact_view",
+        'SELECT id || contact FROM Contact_View',
+      ]) {
+        const sql = `${setting};\n${read}`;
+        const direct = (await server.asUser(sql)) as unknown as pg.QueryResult[];
+        assert.ok(JSON.stringify(direct.at(-1)?.rows).includes(secretEmail), `direct: ${sql}`);
+        const result = await psql(enforcer, `${sql};\nSELECT 'still-up';`, { args: ['-At'] });
+        assert.match(result.stderr, /ERROR: {2}airlock: statement denied/, sql);
+        assert.ok(!result.stdout.includes(secretEmail), sql);
+        assert.match(result.stdout, /still-up/);
+      }
+    }
+  });
+
   test('join conditions, predicates and sorting are uses', async () => {
     await refused('SELECT o.email FROM orders o JOIN customers c USING (email)');
     await refused('SELECT o.email FROM orders o NATURAL JOIN customers c');
