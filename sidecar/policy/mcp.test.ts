@@ -53,6 +53,14 @@ describe('MCP decisions', () => {
       'file://localhost/etc/%70asswd',
       ' /etc/passwd\n',
       '／etc／passwd',
+      // Relative paths that climb out of the server's directory or a home, backslashes and case
+      // as Windows and macOS servers read them.
+      '../../../../etc/passwd',
+      '~/../etc/passwd',
+      '~root/../../etc/passwd',
+      '\\etc\\passwd',
+      '/ETC/passwd',
+      'file:///Etc/passwd',
     ])
       assert.equal(tool('read_file', { path }).rule, 'no-system-paths', path);
     for (const path of ['/srv/etc/passwd', '/srv/app/../data/x', 'etc/passwd', 'file:///srv/x', 'file://%zz'])
@@ -69,6 +77,14 @@ describe('MCP decisions', () => {
     ])
       assert.equal(read(uri).rule, 'no-secrets', uri);
     assert.equal(read('file:///srv/secret://x').action, 'allow');
+    // A file: URL by its path, whatever host it names, and in any case.
+    const files = policy({
+      name: 'files',
+      rules: [{ name: 'no-etc', action: 'deny', mcp: { resources: ['file:///etc/*'] } }],
+    });
+    for (const uri of ['file://127.0.0.1/etc/passwd', 'file:///ETC/passwd', 'file://host/tmp/../etc/passwd'])
+      assert.equal(decideMcp([files], { kind: 'resource', uri }).rule, 'no-etc', uri);
+    assert.equal(decideMcp([files], { kind: 'resource', uri: 'file://host/srv/etc/passwd' }).action, 'allow');
   });
 
   it('holds calls whose arguments match an RE2 expression, for any tool', () => {

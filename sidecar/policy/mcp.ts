@@ -132,9 +132,16 @@ function uriReadings(uri: string): string[] {
     const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(text);
     if (scheme) out.add(`${scheme[1]!.toLowerCase()}${text.slice(scheme[1]!.length)}`);
     try {
-      const href = new URL(text).href;
-      out.add(href);
-      out.add(decodeURI(href));
+      const url = new URL(text);
+      out.add(url.href);
+      out.add(decodeURI(url.href));
+      // A file server reads the path of a file: URL and not its host (file://127.0.0.1/etc/x),
+      // as a file system would (also without regard to case, as macOS and Windows do).
+      if (url.protocol === 'file:')
+        for (const path of pathReadings(url.pathname)) {
+          out.add(`file://${path}`);
+          out.add(decodeURI(`file://${path}`));
+        }
     } catch {
       // Not a URL a parser reads: the readings above stand.
     }
@@ -151,8 +158,20 @@ function pathReadings(text: string): string[] {
       return [path];
     }
   }
+  // A Windows server reads a backslash as a slash.
+  if (path.includes('\\')) path = path.replaceAll('\\', '/');
   if (!path.includes('/')) return path === text ? [] : [path];
-  return [path, resolvePath(path)];
+  const resolved = resolvePath(path);
+  const out = [path, resolved];
+  // Relative to a directory the enforcer does not know (the server's working directory; a home
+  // directory for ~ and ~user, which servers expand): a path that climbs out of it, or out of a
+  // home, is also read from the root, where a climb ends, so ../../../etc/x and ~/../etc/x are
+  // /etc/x.
+  if (/^~/.test(path)) out.push(resolvePath(`/${path.replace(/^~[^/]*/, '')}`));
+  else if (/^\.\.(\/|$)/.test(resolved)) out.push(resolvePath(`/${resolved}`));
+  // Servers on case-insensitive file systems (macOS, Windows) read /ETC/x as /etc/x.
+  for (const reading of [...out]) out.push(reading.toLowerCase());
+  return out;
 }
 
 /** `//a/./b/../c/` → `/a/c/`: duplicate slashes collapsed, dot segments resolved, none above the root. */

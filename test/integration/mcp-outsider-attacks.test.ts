@@ -54,6 +54,46 @@ describe('MCP enforcer under attack from outside the corpus', () => {
     return result.content[0]!.text;
   }
 
+  it('refuses a path argument spelled as a server resolves it: climbing, from a home, Windows, any case', async () => {
+    const guarded = await enforceMcp(server, [
+      policy({
+        name: 'files',
+        rules: [
+          {
+            name: 'no-system-files',
+            action: 'deny',
+            mcp: { tools: ['read_file'], arguments: [{ path: '$.path', glob: '/etc/*' }] },
+          },
+        ],
+      }),
+    ]);
+    try {
+      const raw = await rawSession(guarded.url);
+      let id = 1;
+      for (const path of [
+        '../../../../../../etc/shadow',
+        '~/../etc/shadow',
+        '~root/../../etc/shadow',
+        '\\etc\\shadow',
+        '/ETC/shadow',
+      ]) {
+        const answer = await raw.post(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: id++,
+            method: 'tools/call',
+            params: { name: 'read_file', arguments: { path } },
+          }),
+        );
+        const error = answer.messages[0]?.error as { message: string } | undefined;
+        assert.match(error?.message ?? '', /no-system-files/, path);
+      }
+      assert.ok(!server.calls.some((c) => c.startsWith('read_file')), 'the server read no file');
+    } finally {
+      await guarded.enforcer.close();
+    }
+  });
+
   it('masks values that are the keys of a map', async () => {
     const text = JSON.stringify({
       customers: { 'ada@example.com': { plan: 'pro' }, '4111111111111111': 'card' },
