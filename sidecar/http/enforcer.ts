@@ -94,6 +94,14 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
   server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
     refuseUpgrade(context, sessions.get(socket)?.recorder, req, socket);
   });
+  // A tunnel (CONNECT) would carry what no rule reads: refused, and recorded like an upgrade.
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    // A session is not started while the audit trail has no room.
+    const recorder = options.events.refusal?.()
+      ? sessions.get(socket)?.recorder
+      : sessions.begin(socket).recorder;
+    refuseUpgrade(context, recorder, req, socket);
+  });
   server.on('clientError', (_error, socket: Socket) => {
     if (socket.writable)
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -403,8 +411,8 @@ function refuseUnrecorded(
 }
 
 /**
- * WebSocket and other upgrades carry frames that no rule can check and no detector can mask:
- * there is no policy field to allow them yet, so they are refused.
+ * WebSocket and other upgrades, and CONNECT tunnels, carry bytes that no rule can check and no
+ * detector can mask: there is no policy field to allow them yet, so they are refused.
  */
 function refuseUpgrade(
   context: Context,
@@ -412,10 +420,9 @@ function refuseUpgrade(
   req: IncomingMessage,
   socket: Socket,
 ): void {
-  const error = new AirlockError(
-    'unsupported',
-    `airlock: protocol upgrade (${String(req.headers.upgrade ?? '')}) is not allowed through Airlock`,
-  );
+  const tunnel = method(req) === 'CONNECT';
+  const what = tunnel ? 'a tunnel (CONNECT)' : `protocol upgrade (${String(req.headers.upgrade ?? '')})`;
+  const error = new AirlockError('unsupported', `airlock: ${what} is not allowed through Airlock`);
   const body = JSON.stringify({
     type: problemType(error.code),
     title: 'Denied by Airlock',
@@ -428,10 +435,12 @@ function refuseUpgrade(
     `HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
   recorder?.request({
-    text: requestText(context, req),
+    text: tunnel ? `CONNECT ${redactText(context, req.url ?? '')}` : requestText(context, req),
     kind: 'http-upgrade',
     outcome: 'blocked',
-    reasons: [`upgrade to ${String(req.headers.upgrade ?? '')} is not allowed`],
+    reasons: [
+      tunnel ? 'CONNECT is not allowed' : `upgrade to ${String(req.headers.upgrade ?? '')} is not allowed`,
+    ],
     durationMs: 0,
     status: 403,
     error: error.event(403),

@@ -242,6 +242,19 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
     assert.ok(!recorded().includes(heldToken), 'nor is it in the recording');
   });
 
+  it('refuses a CONNECT tunnel with an answer, and records it', async () => {
+    const base = await enforce([noDeletes]);
+    const answer = await raw(
+      base,
+      `CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\nHost: 127.0.0.1:${target.port}\r\n\r\n`,
+    );
+    assert.match(answer, /^HTTP\/1\.1 403/);
+    assert.match(answer, /a tunnel \(CONNECT\) is not allowed/);
+    assert.deepEqual(target.acted, []);
+    const refused = events.filter((e): e is RequestEvent => e.type === 'request' && e.outcome === 'blocked');
+    assert.equal(refused[0]?.text, `CONNECT 127.0.0.1:${target.port}`);
+  });
+
   it('masks values that are the keys of a JSON object', async () => {
     const base = await enforce([
       policy({
