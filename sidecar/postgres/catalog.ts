@@ -153,17 +153,7 @@ export class Catalog {
   private async relationNamed(name: string): Promise<RelationName> {
     let entry = this.names.get(name);
     if (!entry || Date.now() - entry.loaded > this.ttlMs) {
-      // Each part quoted as the analysis spelled it (lower-cased unless it was quoted).
-      const quoted = name
-        .split('.')
-        .map((part) => `"${part.replaceAll('"', '""')}"`)
-        .join('.');
-      const literal = `'${quoted.replaceAll("'", "''")}'`;
-      const parts = name.split('.');
-      const meant =
-        parts.length > 1
-          ? `c.oid = pg_catalog.to_regclass(${literal})`
-          : `(c.oid = pg_catalog.to_regclass(${literal}) OR c.relname = '${parts[0]!.replaceAll("'", "''")}')`;
+      const meant = relationsMeant(name);
       const rows = await this.query(
         withKin(
           `SELECT c.oid FROM pg_catalog.pg_class c WHERE ${meant}`,
@@ -253,19 +243,19 @@ export class Catalog {
   }
 
   /**
-   * Columns of a table named in SQL, resolved with the side connection's search_path, each
-   * also under the name of every table of its kin.
+   * Columns of a table named in SQL (an unqualified name: of every relation so named, as in
+   * columnsBehind), each also under the name of every table of its kin.
    */
   async columnsOf(name: string): Promise<ColumnRef[]> {
-    const relation = `pg_catalog.to_regclass('${name.replaceAll("'", "''")}')`;
-    const columns = `pg_catalog.pg_attribute a WHERE a.attrelid = ${relation} AND a.attnum > 0 AND NOT a.attisdropped`;
+    const meant = relationsMeant(name);
+    const columns = 'JOIN pg_catalog.pg_attribute a ON a.attnum > 0 AND NOT a.attisdropped AND a.attrelid =';
     const rows = await this.query(
       withKin(
-        relation,
+        `SELECT c.oid FROM pg_catalog.pg_class c WHERE ${meant}`,
         'SELECT n.nspname, c.relname, a.attname FROM pg_catalog.pg_class c ' +
-          `JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, ${columns} AND c.oid = a.attrelid ` +
+          `JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ${columns} c.oid WHERE ${meant} ` +
           'UNION ALL SELECT n.nspname, k.relname, a.attname FROM kin JOIN pg_catalog.pg_class k ON k.oid = kin.other ' +
-          `JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace, ${columns}`,
+          `JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace ${columns} kin.rel`,
       ),
     );
     return rows.map(([schema, table, column]) => ({ schema: schema!, table: table!, column: column! }));
@@ -351,4 +341,18 @@ export class Catalog {
       socket.resume();
     });
   }
+}
+
+/**
+ * SQL over pg_class (alias c): the relations a name written in SQL may mean. Qualified, the one
+ * it names; unqualified, also every relation of that name in any schema, since the client's
+ * search_path decides which the server reads. Each part as the analysis spelled it (lower-cased
+ * unless it was quoted).
+ */
+function relationsMeant(name: string): string {
+  const parts = name.split('.');
+  const quoted = parts.map((part) => `"${part.replaceAll('"', '""')}"`).join('.');
+  const named = `c.oid = pg_catalog.to_regclass('${quoted.replaceAll("'", "''")}')`;
+  if (parts.length > 1) return named;
+  return `(${named} OR c.relname = '${parts[0]!.replaceAll("'", "''")}')`;
 }

@@ -361,6 +361,39 @@ describe('postgres enforcer: a determined agent', () => {
     }
   });
 
+  test('COPY of a table reached through a search_path the client set is checked for column rules', async () => {
+    await server.asUser(`CREATE SCHEMA IF NOT EXISTS vault; CREATE TABLE IF NOT EXISTS vault.cards (id int, pan text);
+      TRUNCATE vault.cards; INSERT INTO vault.cards VALUES (1, '${secretSsn}')`);
+    const vault = await startEnforcer(server, [
+      policy('vault', {
+        masking: [{ name: 'pan', columns: ['vault.cards.pan'], strategy: 'redact', indirectUse: 'allow' }],
+      }),
+    ]);
+    try {
+      for (const sql of [
+        'SET search_path = vault; COPY cards TO STDOUT',
+        'SET search_path = vault; COPY cards (pan) TO STDOUT',
+        'SET search_path = vault, public; COPY (SELECT * FROM cards) TO STDOUT',
+      ]) {
+        const result = await psql(vault, `${sql};\nSELECT 'still-up';`, { args: ['-At'] });
+        assert.match(
+          result.stderr,
+          /COPY TO STDOUT cannot mask column vault\.cards\.pan/,
+          `${sql}\n${result.stderr}`,
+        );
+        assert.ok(!result.stdout.includes(secretSsn), sql);
+        assert.match(result.stdout, /still-up/);
+      }
+      // Directly, the bare name is vault.cards under that search_path.
+      const direct = (await server.asUser(
+        'SET search_path = vault; SELECT pan FROM cards',
+      )) as unknown as pg.QueryResult[];
+      assert.equal(direct.at(-1)?.rows[0]?.pan, secretSsn);
+    } finally {
+      await vault.close();
+    }
+  });
+
   test('COPY is decided from the parse tree: comments, casing, options in any position', async () => {
     // Column rules cannot follow COPY's rows: refused before it runs, whatever the spelling.
     for (const sql of [
