@@ -26,25 +26,31 @@ function methodsIn(values: Iterable<string>): string[] {
 export function requestOverrides(headers: Record<string, string[] | undefined>, query: string): string[] {
   const named: string[] = [];
   for (const name of overrideHeaders) named.push(...methodsIn(headers[name] ?? []));
-  named.push(...methodsIn(parameters(new URLSearchParams(query.replace(/^\?/, '')))));
+  named.push(...methodsIn(parameters(query.replace(/^\?/, ''))));
   return named;
 }
 
 /**
  * Whether a parameter name is `_method` as some framework reads it: in any case, around blanks,
  * encoded (`%5Fmethod`), as PHP names it (a `.` or space in a name is `_`: `.method` is
- * `_method` to Symfony and Laravel) and with brackets (`_method[]=DELETE` is an array to qs
+ * `_method` to Symfony and Laravel; a NUL ends it) and with brackets (`_method[]=DELETE` is an array to qs
  * and PHP, and express's method-override takes its first element).
  */
 export function isMethodParameter(name: string): boolean {
-  const base = name.trim().toLowerCase().split('[')[0]!.replace(/[. ]/g, '_');
+  const base = name.trim().toLowerCase().split(/[[\0]/)[0]!.replace(/[. ]/g, '_');
   return base === '_method';
 }
 
-/** Values of `_method` however its name is spelled or encoded (`%5Fmethod`, `_METHOD`, `.method`, `_method[]`). */
-function parameters(params: URLSearchParams): string[] {
+/**
+ * Values of `_method` in a query or form however its name is spelled or encoded (`%5Fmethod`,
+ * `_METHOD`, `.method`, `_method[]`), with pairs split at `&` and also at `;` (older Rack).
+ */
+function parameters(text: string): string[] {
   const values: string[] = [];
-  for (const [name, value] of params) if (isMethodParameter(name)) values.push(value);
+  const pairs = new URLSearchParams(text);
+  if (text.includes(';'))
+    for (const pair of new URLSearchParams(text.replaceAll(';', '&'))) pairs.append(...pair);
+  for (const [name, value] of pairs) if (isMethodParameter(name)) values.push(value);
   return values;
 }
 
@@ -71,7 +77,7 @@ export function bodyOverrides(
   body: Buffer,
 ): string[] | undefined {
   const text = body.toString('utf8');
-  if (kind === 'form') return methodsIn(parameters(new URLSearchParams(text)));
+  if (kind === 'form') return methodsIn(parameters(text));
   if (kind === 'json') {
     let parsed: unknown;
     try {

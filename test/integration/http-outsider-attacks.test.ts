@@ -17,15 +17,14 @@ const heldToken = 'held-token-s3cret-0123456789';
 
 /**
  * The method a target acts on: the request line's, or `_method` as express's method-override
- * (over qs, which reads `_method[]` as an array and takes its first element) and PHP (a `.` in a
- * name is `_`, leading blanks dropped) read it from the query or a form.
+ * (over qs, which reads `_method[]` as an array and takes its first element), PHP (a `.` in a
+ * name is `_`, leading blanks dropped, a NUL ends it) and older Rack (pairs split at `;` too)
+ * read it from the query or a form.
  */
 function effectiveMethod(req: IncomingMessage, form: string): string {
-  const named = [
-    ...new URLSearchParams(new URL(req.url ?? '/', 'http://x').search),
-    ...new URLSearchParams(form),
-  ]
-    .filter(([name]) => /^ *[_.]method(\[\d*\])?$/.test(name))
+  const pairs = (text: string) => [...new URLSearchParams(text.replaceAll(';', '&'))];
+  const named = [...pairs(new URL(req.url ?? '/', 'http://x').search.slice(1)), ...pairs(form)]
+    .filter(([name]) => /^ *[_.]method(\[\d*\]|\0.*)?$/.test(name))
     .map(([, value]) => value);
   return (named[0] ?? req.method ?? 'GET').toUpperCase();
 }
@@ -158,6 +157,8 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
       '.method=DELETE',
       '_method%5B%5D=DELETE',
       '%2Emethod=DELETE',
+      'a=1;_method=DELETE',
+      '_method%00x=DELETE',
     ];
     const forms = ['_method[]=DELETE', 'a=1&.method=delete', '_method%5b0%5d=DELETE', '+.method=DELETE'];
     // Straight to the target, each one deletes.
