@@ -112,8 +112,9 @@ export async function forward(
       continue;
     // The enforcer already answered the agent's Expect: 100-continue; the body follows at once.
     if (name === 'host' || name === 'expect') continue;
-    // Headers that make IIS and Symfony route another path than the request line's: the
-    // decision was made on the request line, so they never reach the target.
+    // Headers that make IIS and Symfony route another path than the request line's, and those
+    // proxies and frameworks read a path or prefix from: the decision was made on the request
+    // line, so they never reach the target.
     if (pathOverrides.has(name)) continue;
     headers[name] = value;
   }
@@ -362,7 +363,16 @@ export async function forward(
 
 const empty = Buffer.alloc(0);
 
-const pathOverrides = new Set(['x-original-url', 'x-rewrite-url']);
+const pathOverrides = new Set([
+  'x-original-url',
+  'x-rewrite-url',
+  'x-override-url',
+  'x-original-uri',
+  'x-forwarded-uri',
+  'x-forwarded-path',
+  'x-forwarded-prefix',
+  'x-envoy-original-path',
+]);
 
 /** Response headers the enforcer reads to frame and decode the body: never masked. */
 const framing = new Set(['content-length', 'content-encoding', 'content-type', 'date']);

@@ -215,6 +215,55 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
     assert.equal(other.status, 200);
   });
 
+  it('never forwards the headers proxies and frameworks read a path or prefix from', async () => {
+    const seen: Record<string, string | undefined> = {};
+    const probe = createServer((req, res) => {
+      for (const name of [
+        'x-override-url',
+        'x-original-uri',
+        'x-forwarded-uri',
+        'x-forwarded-prefix',
+        'x-envoy-original-path',
+      ])
+        seen[name] = req.headers[name] as string | undefined;
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (probe.address() as { port: number }).port;
+      const probed = await serveHttp({
+        connection: {
+          name: 'probe',
+          namespace: 'default',
+          protocol: 'http',
+          host: '127.0.0.1',
+          port,
+          tls: { mode: 'verify-full' },
+          credentials: {},
+          http: { scheme: 'http' },
+          policies: [noDeletes],
+        },
+        identity: { namespace: 'default', serviceAccount: 'agent' },
+        listen: { host: '127.0.0.1', port: 0 },
+        events: { emit: () => undefined },
+        approvals: noApprovals,
+      });
+      await fetch(`http://127.0.0.1:${probed.address.port}/ok`, {
+        headers: {
+          'x-override-url': '/admin',
+          'x-original-uri': '/admin',
+          'x-forwarded-uri': '/admin',
+          'x-forwarded-prefix': '/admin',
+          'x-envoy-original-path': '/admin',
+        },
+      }).then((r) => r.text());
+      await probed.close();
+      assert.deepEqual(Object.values(seen).filter(Boolean), []);
+    } finally {
+      await new Promise((resolve) => probe.close(resolve));
+    }
+  });
+
   it('keeps the held credential from the agent when the target echoes it, whatever the policies', async () => {
     const base = await enforce([noDeletes]);
     const leaked = await fetch(`${direct()}/echo`, { headers: { authorization: `Bearer ${heldToken}` } });
