@@ -47,7 +47,8 @@ export function maskMessageValue(masker: Masker, value: unknown): Masked {
     if (!(trimmed.startsWith('{') || trimmed.startsWith('['))) return undefined;
     let parsed: unknown;
     try {
-      parsed = JSON.parse(s);
+      // Read without its leading blanks, a byte order mark among them (JSON.parse refuses one).
+      parsed = JSON.parse(trimmed);
     } catch {
       return undefined;
     }

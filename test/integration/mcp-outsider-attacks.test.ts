@@ -117,6 +117,10 @@ describe('MCP enforcer under attack from outside the corpus', () => {
         { name: 'bob', ssn: '[REDACTED]' },
       ],
     );
+    // Behind a byte order mark, a document is still one.
+    assert.deepEqual(JSON.parse((await echoed('\ufeff{"ssn":"123-45-6789"}')).replace(/^\ufeff/, '')), {
+      ssn: '[REDACTED]',
+    });
     // A text that only starts like JSON is still masked as text.
     assert.equal(
       await echoed('[INFO] mail ada@example.com\n[INFO] done'),
