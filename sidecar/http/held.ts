@@ -17,8 +17,12 @@ export class HeldFilter extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const bytes = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : Buffer.from(chunk);
-    overwrite(this.held, bytes);
+    let bytes = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
+    // Copied only where a value is overwritten: the chunk itself is not ours to change.
+    if (this.held.some((value) => bytes.includes(value))) {
+      if (bytes === chunk) bytes = Buffer.from(chunk);
+      overwrite(this.held, bytes);
+    }
     const keep = pendingPrefix(this.held, bytes);
     this.tail = Buffer.from(bytes.subarray(bytes.length - keep));
     if (bytes.length > keep) this.push(bytes.subarray(0, bytes.length - keep));
