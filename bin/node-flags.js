@@ -5,16 +5,19 @@
 //   operator's policy checks) and PGlite, which only `airlock audit migrate` still opens. V8's
 //   optimizing tier would take hundreds of megabytes to compile them (the sidecar: peak RSS
 //   690 MB against 200 MB under pgbench).
-// - --max-semi-space-size=4 for the data path (local, sidecar) and the operator's collector: a
-//   small young generation. A proxy or an ingest allocates briefly per message; V8's default
-//   lets the young generation grow to 48 MB and keeps the pages. bench/postgres.ts: the
-//   enforcer's peak RSS 169 MB against 302 MB, with the same throughput; bench/memory.ts: the
-//   operator 45-50 MB less under ingest.
+// - A small young generation: a proxy or an ingest allocates briefly per message; V8's default
+//   lets the young generation grow to 48 MB and keeps the pages. --max-semi-space-size=4 for the
+//   operator's collector (bench/memory.ts: 45-50 MB less under ingest); 2 for the data path
+//   (local, sidecar). bench/postgres.ts's enforcer: 4 against the default, peak RSS 169 MB
+//   against 302 MB with the same throughput; 2 against 4 (compiled, five runs, pgbench -S with
+//   8 clients), idle 106 against 110 MB, median peak 158 against 165 MB, the same 104 us of CPU
+//   per transaction; 1 cost 5-25 % more CPU per transaction and per masked row.
 
 /** @param {string | undefined} command @returns {string[]} */
 export function nodeFlags(command) {
   const flags = [];
   if (['local', 'sidecar', 'operator', 'audit'].includes(command ?? '')) flags.push('--liftoff-only');
-  if (['local', 'sidecar', 'operator'].includes(command ?? '')) flags.push('--max-semi-space-size=4');
+  if (['local', 'sidecar'].includes(command ?? '')) flags.push('--max-semi-space-size=2');
+  if (command === 'operator') flags.push('--max-semi-space-size=4');
   return flags;
 }

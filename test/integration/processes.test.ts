@@ -231,7 +231,7 @@ describe(
         );
         // The launcher replaced itself with the command and its V8 flags (bin/node-flags.js).
         const argv = (await readFile(`/proc/${sidecarProcess.child.pid}/cmdline`, 'utf8')).split('\0');
-        assert.deepEqual(argv.slice(1, argv.indexOf(cli)), ['--liftoff-only', '--max-semi-space-size=4']);
+        assert.deepEqual(argv.slice(1, argv.indexOf(cli)), ['--liftoff-only', '--max-semi-space-size=2']);
         // An idle session, open across the drain: it is closed once the statement has finished.
         const idle = spawn(
           'psql',
