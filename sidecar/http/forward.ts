@@ -146,15 +146,31 @@ export async function forward(
     ...(context.target.secure && context.target.tls),
     ...(context.options.lookup && { lookup: context.options.lookup }),
   });
+  // What a response cut short is recorded with: its status and what was masked of it so far.
+  let seenStatus: number | undefined;
+  let sofar: () => [Record<string, number>, Record<string, number>] = () => [{}, {}];
+  // An agent that goes away before the response ends (having read what it wanted) does not take
+  // the request's event with it: the request reached the target and is recorded, before the
+  // session's end (hence ahead of the session's own listener on the connection).
+  const gone = () => {
+    if (res.writableFinished) return;
+    finish(
+      seenStatus,
+      ...sofar(),
+      new AirlockError('cancelled', 'airlock: the agent closed the connection before the response ended'),
+    );
+    upstream.destroy();
+  };
+  const socket = req.socket;
+  socket.prependListener('close', gone);
+  res.on('close', gone);
   let finished = false;
   let finish: Done = (...args) => {
     if (finished) return;
     finished = true;
+    socket.off('close', gone);
     done(...args);
   };
-  res.on('close', () => {
-    if (!res.writableFinished) upstream.destroy();
-  });
   upstream.on('error', (error: Error & { code?: string }) => {
     const failure = new AirlockError(
       'upstream-unreachable',
@@ -167,6 +183,7 @@ export async function forward(
   upstream.on('response', (response: IncomingMessage) => {
     if (recording) recordExchange(recorder, context, req, path, requestBody, secret);
     const status = response.statusCode ?? 502;
+    seenStatus = status;
     const outHeaders: OutgoingHttpHeaders = {};
     const responseTokens = String(response.headers.connection ?? '')
       .toLowerCase()
@@ -259,8 +276,18 @@ export async function forward(
         recordResponse();
         finish(status, {}, {});
       });
-      response.on('error', () => res.destroy());
-      source.on('error', () => res.destroy());
+      // A target that ends the response early: recorded, and the agent's response cut too.
+      const cut = (error: Error) => {
+        finish(
+          status,
+          {},
+          {},
+          new AirlockError('target-error', `airlock: the response was cut: ${error.message}`),
+        );
+        res.destroy();
+      };
+      response.on('error', cut);
+      source.on('error', cut);
       return;
     }
     // Other encodings of text (UTF-16 JSON, with or without a byte order mark, Latin-1) are
@@ -287,6 +314,7 @@ export async function forward(
       // A JSON body of known, bounded size is answered with its masked length in one write: no
       // chunked framing, no second write. One that cannot be masked gets a 502 instead.
       const masker = jsonMasker(context);
+      sofar = () => [masker.counts, masker.wouldMask];
       const held: Buffer[] = [];
       let failed = false;
       const mask = (next: () => Buffer): boolean => {
@@ -335,6 +363,7 @@ export async function forward(
       : context.jsonPaths.length > 0
         ? new SniffedMasking(context)
         : new TextMasking(context);
+    sofar = () => [transform.counts(), transform.wouldMask()];
     source.on('error', (error: Error) => transform.destroy(error));
     if (recording) transform.on('data', (chunk: Buffer) => responseBody.add(chunk));
     res.writeHead(status, outHeaders);

@@ -78,6 +78,19 @@ async function startTarget(): Promise<Target> {
           res.end(JSON.stringify({ headers: req.headers }));
           return;
         }
+        case '/export': {
+          // A long download: the agent reads what it wants of it, then goes away.
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('row 1\n');
+          const more = setInterval(() => res.write('row\n'), 10);
+          res.on('close', () => clearInterval(more));
+          return;
+        }
+        case '/cut':
+          res.writeHead(200, { 'content-type': type ?? 'text/plain', 'content-length': '100' });
+          res.write('partial');
+          setTimeout(() => res.socket?.destroy(), 20);
+          return;
         case '/by-email':
           res.setHeader('content-type', 'application/json');
           res.end('{"customers":{"ada@example.com":{"plan":"pro"},"bob\\u0040example.com":{"plan":"free"}}}');
@@ -303,6 +316,39 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
     assert.deepEqual(target.acted, []);
     const refused = events.filter((e): e is RequestEvent => e.type === 'request' && e.outcome === 'blocked');
     assert.equal(refused[0]?.text, `CONNECT 127.0.0.1:${target.port}`);
+  });
+
+  it('records a request whose response the agent or the target cut short', async () => {
+    const base = await enforce([noDeletes]);
+    const url = new URL(base);
+    await new Promise<void>((resolve) => {
+      const socket = connect(Number(url.port), url.hostname, () =>
+        socket.write('GET /export HTTP/1.1\r\nHost: x\r\n\r\n'),
+      );
+      socket.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('row 1')) socket.destroy();
+      });
+      socket.on('close', () => resolve());
+    });
+    for (const type of ['text/plain', 'application/octet-stream'])
+      await fetch(`${base}/cut?type=${encodeURIComponent(type)}`)
+        .then((r) => r.text())
+        .catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const requests = events.filter((e): e is RequestEvent => e.type === 'request');
+    assert.deepEqual(
+      requests.map((r) => [r.text, r.outcome, r.status, r.error?.code]),
+      [
+        ['GET /export', 'error', 200, 'cancelled'],
+        ['GET /cut', 'error', 200, 'target-error'],
+        ['GET /cut', 'error', 200, 'target-error'],
+      ],
+    );
+    // Each recorded before its session ends.
+    for (const request of requests) {
+      const ended = events.findIndex((e) => e.type === 'session.end' && e.sessionId === request.sessionId);
+      assert.ok(events.indexOf(request) < ended, `${request.text} comes before the end of its session`);
+    }
   });
 
   it('masks values that are the keys of a JSON object', async () => {
