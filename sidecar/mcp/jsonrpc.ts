@@ -3,6 +3,7 @@
 // the enforcer's own error responses, with every AirlockError code on one JSON-RPC code.
 import type { ErrorCode } from '../../api/events.ts';
 import { AirlockError } from '../core/errors.ts';
+import { within } from './mask.ts';
 
 export type Id = string | number;
 
@@ -41,6 +42,12 @@ export const jsonRpcCodes: Record<ErrorCode, number> = {
 /** JSON-RPC's own codes for a body that is not JSON, and a message that is not JSON-RPC. */
 const parseErrorCode = -32700;
 
+/**
+ * Deeper than this, a post is refused whole: no message needs it (arguments are bounded at 64
+ * levels), and what is forwarded is written again, which a deep enough value would not survive.
+ */
+export const maxMessageDepth = 128;
+
 /** Parses a body as JSON-RPC, or says what of it cannot be read. */
 export function parseBody(
   text: string,
@@ -56,6 +63,7 @@ export function parseBody(
       error: new AirlockError('protocol-violation', `airlock: the body is not JSON (${reason})`),
     };
   }
+  if (!within(value, maxMessageDepth)) return invalid(`a body nested deeper than ${maxMessageDepth} levels`);
   const batch = Array.isArray(value);
   const items: unknown[] = batch ? (value as unknown[]) : [value];
   if (items.length === 0) return invalid('an empty batch');

@@ -94,6 +94,22 @@ describe('MCP enforcer under attack from outside the corpus', () => {
     }
   });
 
+  it('refuses a post nested too deep to be written again, whatever its method', async () => {
+    const raw = await rawSession(enforced.url);
+    const deep = `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`;
+    for (const body of [
+      `{"jsonrpc":"2.0","id":7,"method":"ping","params":{"x":${deep}}}`,
+      `[{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1,"x":${deep}}}]`,
+    ]) {
+      const answer = await raw.post(body);
+      const error = answer.messages[0]?.error as { code: number; message: string } | undefined;
+      assert.equal(error?.code, -32600, answer.text.slice(0, 200));
+      assert.match(error?.message ?? '', /nested deeper than 128 levels/);
+    }
+    const alive = await echoed('still here');
+    assert.equal(alive, 'still here');
+  });
+
   it('masks values that are the keys of a map', async () => {
     const text = JSON.stringify({
       customers: { 'ada@example.com': { plan: 'pro' }, '4111111111111111': 'card' },
