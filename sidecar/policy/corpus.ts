@@ -142,8 +142,9 @@ export const corpus: [string, Expect][] = [
   ],
 
   // Admin: code execution, identity, server settings.
-  ["DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", { action: 'deny', rule: 'no-admin', kinds: ['DO'] }],
-  ["DO LANGUAGE plpgsql 'BEGIN NULL; END'", { action: 'deny', rule: 'no-admin' }],
+  // A DO block may run any statement: every rule on a kind matches it.
+  ["DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", { action: 'deny', rule: 'no-destructive-ddl' }],
+  ["DO LANGUAGE plpgsql 'BEGIN NULL; END'", { action: 'deny', rule: 'no-destructive-ddl' }],
   ['CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql', { action: 'deny', rule: 'no-admin' }],
   [
     'CREATE OR REPLACE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN END $$',

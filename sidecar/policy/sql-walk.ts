@@ -3,7 +3,7 @@
 // nodes that matter are read for what the statement is (kinds, classes), touches (tables,
 // functions) and how it uses columns (resolved by ColumnScopes), and whether a write is
 // unbounded or the statement may change how the server reads the SQL text that follows.
-import type { SqlClass, SqlStatementKind } from '../../api/v1alpha1.ts';
+import { type SqlClass, type SqlStatementKind, sqlClasses, sqlStatementKinds } from '../../api/v1alpha1.ts';
 import { adminFunctions, builtinFunctions, valueReadingFunctions, writingFunctions } from './functions.ts';
 import type { ColumnUse } from './sql.ts';
 import { ColumnScopes } from './sql-columns.ts';
@@ -128,6 +128,18 @@ export class Walk extends ColumnScopes {
     else this.value(value);
   }
 
+  /**
+   * Code the agent sends that the analysis cannot read (a DO block) runs here: it may run any
+   * statement on any column, so it is every kind and class and a use of every column: a rule on
+   * DELETE holds it as a script that could delete. Whether a write in it is bounded cannot be
+   * told, so it is not called unbounded (a rule on unbounded writes alone does not match it).
+   */
+  opaqueCode(): void {
+    for (const kind of sqlStatementKinds) this.addKind(kind);
+    for (const cls of sqlClasses) this.classes.add(cls);
+    this.columnUses.push(everyColumn);
+  }
+
   addKind(kind: SqlStatementKind): void {
     if (!this.kinds.includes(kind)) this.kinds.push(kind);
   }
@@ -151,7 +163,7 @@ export class Walk extends ColumnScopes {
         this.insert(body);
         return;
       case 'DoStmt':
-        this.columnUses.push(everyColumn);
+        this.opaqueCode();
         this.fields(body);
         return;
       case 'CreateTrigStmt':

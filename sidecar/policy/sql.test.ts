@@ -77,7 +77,9 @@ describe('analyzeSql', () => {
     assert.deepEqual(classes('REVOKE SELECT ON t FROM bob'), ['dcl']);
     assert.deepEqual(classes('CREATE ROLE bob'), ['dcl']);
     assert.deepEqual(classes('ALTER ROLE bob SUPERUSER'), ['dcl']);
-    assert.deepEqual(classes('DO $$BEGIN END$$'), ['admin']);
+    // A DO block may run any statement: every class and every kind.
+    assert.deepEqual(classes('DO $$BEGIN END$$'), ['admin', 'dcl', 'ddl', 'read', 'write']);
+    assert.ok(one('DO $$BEGIN DELETE FROM t; END$$').kinds.includes('DELETE'));
     assert.deepEqual(classes('CHECKPOINT'), ['admin']);
     assert.deepEqual(classes('COPY t FROM STDIN'), ['write']);
     assert.deepEqual(classes("COPY t TO '/tmp/x'"), ['admin', 'read']);

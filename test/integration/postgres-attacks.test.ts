@@ -550,6 +550,7 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
     await server.asUser(`
       CREATE TABLE keep (id int);
       CREATE FUNCTION positive(int) RETURNS boolean LANGUAGE sql AS 'SELECT $1 > 0';
+      CREATE FUNCTION switch_to_sjis() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('client_encoding', 'SJIS', false); END$$;
     `);
     guarded = await startEnforcer(server, [
       policy('no-drop', { rules: [{ name: 'no-drop', action: 'deny', sql: { statements: ['DROP'] } }] }),
@@ -583,7 +584,8 @@ describe('postgres enforcer: a pipeline that changes how the server reads the te
       "SET client_encoding = 'SJIS'",
       "set NAMES 'sjis'",
       "SELECT set_config(lower('CLIENT_ENCODING'), 'SJIS', false)",
-      "DO $$BEGIN PERFORM set_config('client_encoding', 'SJIS', false); END$$",
+      // A DO block could do the same, but a rule on DROP refuses it (it may run any statement).
+      'SELECT switch_to_sjis()',
       "SET standard_conforming_strings = 'off'",
       '/* x */ SET LOCAL standard_conforming_strings TO off',
     ];

@@ -1,6 +1,7 @@
 // A prepared statement has one name on the server whichever way it was made: Parse in the
 // extended protocol and PREPARE in SQL share the namespace, so EXECUTE name runs what a Parse
 // made and Bind runs what a PREPARE made. Each crossing is decided on the statement it runs.
+// And a DO block, code the analysis cannot read, is decided as any statement it could run.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { bind, close, encodeStartup, execute, parse, query, sync } from '../../sidecar/postgres/messages.ts';
@@ -196,6 +197,31 @@ describe('postgres enforcer: prepared statement names shared by Parse and PREPAR
       await agent.until('Z', 15_000);
       assert.deepEqual(asked.slice(before), ['UPDATE t SET v = 1']);
       assert.equal(await touched(), 0);
+    } finally {
+      agent.close();
+    }
+  });
+});
+
+describe('postgres enforcer: a DO block may run any statement', () => {
+  test('directly, a DO block deletes; through the enforcer a rule on DELETE refuses it', async () => {
+    const block = 'DO $$ BEGIN DELETE FROM t WHERE id = 1; END $$';
+    await server.asUser(block);
+    assert.equal(await rows(), 4);
+    await server.asUser('INSERT INTO t VALUES (1, 0)');
+    const agent = await session();
+    try {
+      for (const text of [
+        block,
+        "do $x$ begin execute 'DELETE FROM t'; end $x$",
+        "DO LANGUAGE plpgsql 'BEGIN EXECUTE ''DEL'' || ''ETE FROM t''; END'",
+      ]) {
+        agent.send(query(text));
+        const errors = errorsOf(await agent.until('Z'));
+        assert.equal(errors.length, 1, text);
+        assert.match(errors[0]!, /^42501 .*no-deletes/, text);
+      }
+      assert.equal(await rows(), 5);
     } finally {
       agent.close();
     }
