@@ -253,13 +253,13 @@ const encodedChar = (c: number) =>
   (c >= 48 && c <= 57) ||
   (c >= 65 && c <= 90) ||
   (c >= 97 && c <= 122) ||
-  '%\\&#;._+-@'.includes(String.fromCharCode(c));
+  '%\\&#;._+-@{}'.includes(String.fromCharCode(c));
 
 /** An escaped value (ada%40example.com, ada\u0040example.com) is not cut before its decoding is read. */
 function encodedRun(text: string): number {
   let i = text.length;
   while (i > 0 && text.length - i < 6 * 320 && encodedChar(text.charCodeAt(i - 1))) i--;
-  return /%|\\|&#/.test(text.slice(i)) ? i : text.length;
+  return /%|\\|&#|&[a-z]/.test(text.slice(i)) ? i : text.length;
 }
 
 /** Reads a request body up to `limit` bytes (one chunk past it at most), then pauses it. */

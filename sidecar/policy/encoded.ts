@@ -1,6 +1,6 @@
 // Values written in an encoding the detectors do not read: percent-encoding (ada%40example.com in
-// a Location header or a form), JavaScript and JSON escapes (ada\u0040example.com, \x40) and
-// HTML character references (&#64;, &#x40;). The text is masked as it is, then once more as
+// a Location header or a form), JavaScript and JSON escapes (ada\u0040example.com, \u{40}, \x40)
+// and HTML character references (&#64;, &#x40;, &#00064, &commat;). The text is masked as it is, then once more as
 // decoded; where the decoded reading finds a value, the source is replaced from the first such
 // value's first escape to the last one's end, so the text outside stays byte for byte.
 // Pure: no I/O.
@@ -8,12 +8,31 @@ import type { MaskResult } from './masking.ts';
 
 type MaskText = (text: string) => MaskResult;
 
-const allEscapes =
-  /%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|&#[xX][0-9A-Fa-f]{1,6};|&#[0-9]{1,7};/g;
-const marker = /%|\\[ux]|&#/;
+/**
+ * Character references as HTML parsers read them: any number of leading zeros, the semicolon
+ * optional, and the named ones for the characters values are written with (ada&commat;x.com).
+ */
+const references =
+  '&#[xX]0*[0-9A-Fa-f]{1,6};?|&#0*[0-9]{1,7};?|&(?:commat|period|lowbar|hyphen|dash|plus|colon|sol|num);';
+const named: Record<string, string> = {
+  commat: '@',
+  period: '.',
+  lowbar: '_',
+  hyphen: '-',
+  dash: '-',
+  plus: '+',
+  colon: ':',
+  sol: '/',
+  num: '#',
+};
+const allEscapes = new RegExp(
+  `%[0-9A-Fa-f]{2}|\\\\u[0-9A-Fa-f]{4}|\\\\u\\{[0-9A-Fa-f]{1,6}\\}|\\\\x[0-9A-Fa-f]{2}|${references}`,
+  'g',
+);
+const marker = /%|\\[ux]|&#|&[a-z]+;/;
 /** In JSON strings, which the JSON reader already unescaped: percent-encoding and references only. */
-const jsonEscapes = /%[0-9A-Fa-f]{2}|&#[xX][0-9A-Fa-f]{1,6};|&#[0-9]{1,7};/g;
-const jsonMarker = /%|&#/;
+const jsonEscapes = new RegExp(`%[0-9A-Fa-f]{2}|${references}`, 'g');
+const jsonMarker = /%|&#|&[a-z]+;/;
 
 /** The decoded reading of `text` and, per decoded code unit, where its source starts. */
 export function decodeEscapes(text: string, json = false): { decoded: string; starts: number[] } | undefined {
@@ -47,10 +66,15 @@ export function decodeEscapes(text: string, json = false): { decoded: string; st
     if (token[0] === '%') {
       if (bytes.length === 0) bytesFrom = m.index;
       bytes.push(Number.parseInt(token.slice(1), 16));
+    } else if (token[0] === '&' && token[1] !== '#') {
+      emit(named[token.slice(1, -1)] ?? token, m.index);
     } else {
+      const reference = token.startsWith('&#');
       const hex = token.startsWith('&#x') || token.startsWith('&#X');
-      const digits = token.startsWith('&#') ? token.slice(hex ? 3 : 2, -1) : token.slice(2);
-      const value = Number.parseInt(digits, token.startsWith('&#') && !hex ? 10 : 16);
+      const digits = reference
+        ? token.slice(hex ? 3 : 2).replace(/;$/, '')
+        : token.slice(2).replace(/^\{|\}$/g, '');
+      const value = Number.parseInt(digits, reference && !hex ? 10 : 16);
       emit(value <= 0x10ffff ? String.fromCodePoint(value) : token, m.index);
     }
     at = m.index + token.length;

@@ -91,6 +91,10 @@ async function startTarget(): Promise<Target> {
           res.write('partial');
           setTimeout(() => res.socket?.destroy(), 20);
           return;
+        case '/html':
+          res.setHeader('content-type', 'text/html');
+          res.end('<p>ada&commat;example&period;com, bob&#64example.com, eve&#x000040;example.com</p>\n');
+          return;
         case '/by-email':
           res.setHeader('content-type', 'application/json');
           res.end('{"customers":{"ada@example.com":{"plan":"pro"},"bob\\u0040example.com":{"plan":"free"}}}');
@@ -349,6 +353,17 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
       const ended = events.findIndex((e) => e.type === 'session.end' && e.sessionId === request.sessionId);
       assert.ok(events.indexOf(request) < ended, `${request.text} comes before the end of its session`);
     }
+  });
+
+  it('masks values written as HTML parsers read references: named, padded, without a semicolon', async () => {
+    const base = await enforce([
+      policy({
+        name: 'pii',
+        masking: [{ name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'deny' }],
+      }),
+    ]);
+    const result = await fetch(`${base}/html`);
+    assert.equal(await result.text(), '<p>[REDACTED:email], [REDACTED:email], [REDACTED:email]</p>\n');
   });
 
   it('masks values that are the keys of a JSON object', async () => {
