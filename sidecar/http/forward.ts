@@ -103,10 +103,13 @@ export async function forward(
   const maxRecorded = context.options.maxRecordedBody ?? defaultMaxRecordedBody;
   const masking = context.plan.hasScanners || context.jsonPaths.length > 0;
   const headers: OutgoingHttpHeaders = {};
+  // Connection names headers to drop as hop-by-hop, but never the type the decision read the
+  // body by: without it, Rack reads a POST body as a form, and its `_method` unread.
   const connectionTokens = String(req.headers.connection ?? '')
     .toLowerCase()
     .split(',')
-    .map((t) => t.trim());
+    .map((t) => t.trim())
+    .filter((t) => t !== 'content-type');
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || hopByHop.has(name) || connectionTokens.includes(name) || secret.has(name))
       continue;

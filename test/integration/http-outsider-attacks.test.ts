@@ -23,7 +23,10 @@ const heldToken = 'held-token-s3cret-0123456789';
  */
 function effectiveMethod(req: IncomingMessage, form: string): string {
   const pairs = (text: string) => [...new URLSearchParams(text.replaceAll(';', '&'))];
-  const named = [...pairs(new URL(req.url ?? '/', 'http://x').search.slice(1)), ...pairs(form)]
+  // A body is a form without a type too, as Rack reads a POST.
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+  const body = type === '' || type === 'application/x-www-form-urlencoded' ? pairs(form) : [];
+  const named = [...pairs(new URL(req.url ?? '/', 'http://x').search.slice(1)), ...body]
     .filter(([name]) => /^ *[_.]method(\[\d*\]|\0.*)?$/.test(name))
     .map(([, value]) => value);
   return (named[0] ?? req.method ?? 'GET').toUpperCase();
@@ -220,6 +223,15 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
       });
       assert.equal(result.status, 403, type);
     }
+    // A Connection header naming Content-Type would take the type the decision read off the
+    // request: the target would read the body as a form.
+    const untypedByConnection = await raw(
+      base,
+      'POST /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nConnection: content-type, close\r\nContent-Length: 14\r\n\r\n_method=DELETE',
+    );
+    assert.match(untypedByConnection, /^HTTP\/1\.1 200/);
+    assert.deepEqual(target.acted, ['POST /orders/1'], 'the target read the body as text, as decided');
+    target.acted.length = 0;
     const listed = await fetch(`${base}/orders/1`, {
       method: 'POST',
       body: '_method=DELETE',
