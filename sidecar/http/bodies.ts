@@ -5,7 +5,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { TextDecoder } from 'node:util';
 import { encodeText, MaskingTransform, StreamMasker } from '../core/stream-masker.ts';
 import { type Context, defaultMaxJsonToken } from './context.ts';
-import { JsonStreamMasker } from './json.ts';
+import { JsonStreamMasker, JsonSyntaxError } from './json.ts';
 
 /** Text in some charset read as UTF-8, chunk by chunk. */
 export interface Utf8Reader {
@@ -170,11 +170,25 @@ export class SniffedMasking extends Transform implements Counting {
     if (!this.json && !this.text) {
       this.head = Buffer.concat([this.head, chunk]);
       const first = firstSignificant(this.head);
-      if (first === -1) {
+      const opens = first !== -1 && (this.head[first] === 0x7b || this.head[first] === 0x5b);
+      const wrapped = first === -1 || opens ? false : wrappedJson(this.head.subarray(first));
+      if (first === -1 || wrapped === undefined) {
         callback();
         return;
       }
-      if (this.head[first] === 0x7b || this.head[first] === 0x5b) this.json = jsonMasker(this.context);
+      if (wrapped) {
+        // JSONP (cb({...})) or a guard before JSON ()]}', while(1);): JSON the JSON reader cannot
+        // start on, nor the text masker apply paths to.
+        if (this.context.jsonPaths.some((rule) => !rule.audit)) {
+          callback(
+            new JsonSyntaxError(
+              'the body wraps JSON (JSONP or a guard), so its JSON-path rules cannot apply',
+            ),
+          );
+          return;
+        }
+      }
+      if (opens) this.json = jsonMasker(this.context);
       else this.text = new StreamMasker(this.context.maskText, this.context.shape);
       chunk = this.head;
       this.head = empty;
@@ -211,6 +225,23 @@ export class SniffedMasking extends Transform implements Counting {
     if (out.length > 0) this.push(out);
     callback();
   }
+}
+
+/** The longest head read to tell wrapped JSON from text. */
+const maxWrapper = 256;
+
+/**
+ * Whether a body that does not open with `{` or `[` wraps JSON: a JSONP callback (`cb({`, after
+ * an optional comment as Google APIs write it) or a guard against script inclusion (`)]}'`,
+ * `while(1);`, `for(;;);`); undefined while more bytes are needed to tell.
+ */
+function wrappedJson(head: Buffer): boolean | undefined {
+  const text = head.subarray(0, maxWrapper).toString('latin1');
+  if (/^(\)\]\}'|while\s*\(\s*1\s*\)\s*;|for\s*\(\s*;\s*;\s*\)\s*;)/.test(text)) return true;
+  if (/^(\/\*\*\/\s*)?[A-Za-z_$][\w$.]*\s*\(\s*[{[]/.test(text)) return true;
+  // A callback name or guard still arriving, and nothing yet that says it is not one.
+  if (head.length < 32 && /^[\w$.()[\]}';\s/*]*$/.test(text)) return undefined;
+  return false;
 }
 
 /** Where the first byte that is not JSON whitespace nor part of a UTF-8 byte order mark is; -1 if none yet. */

@@ -104,11 +104,24 @@ async function startTarget(): Promise<Target> {
           return;
         case '/customer':
           if (type !== 'none') res.setHeader('content-type', type ?? 'application/json');
-          res.end(
-            url.searchParams.has('lines')
-              ? '{"name":"ada"}\n{"name":"bob","ssn":"123-45-6789"}\n'
-              : `${url.searchParams.has('bom') ? '\ufeff' : ''}{"name":"ada","ssn":"123-45-6789"}`,
-          );
+          {
+            const document = '{"name":"ada","ssn":"123-45-6789"}';
+            // JSONP and the guards APIs put before JSON, as an agent asks for them (?callback=).
+            const wrapped: Record<string, string> = {
+              callback: `cb(${document});`,
+              comment: `/**/ cb(${document})`,
+              guard: `)]}',\n${document}`,
+              loop: `while(1);${document}`,
+            };
+            const wrap = url.searchParams.get('wrap');
+            res.end(
+              url.searchParams.has('lines')
+                ? '{"name":"ada"}\n{"name":"bob","ssn":"123-45-6789"}\n'
+                : wrap
+                  ? wrapped[wrap]
+                  : `${url.searchParams.has('bom') ? '\ufeff' : ''}${document}`,
+            );
+          }
           return;
         default:
           res.setHeader('content-type', 'text/plain');
@@ -412,8 +425,16 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
       assert.equal(result.status, 200, type);
       assert.deepEqual(JSON.parse(await result.text()), { name: 'ada', ssn: '[REDACTED]' }, type);
     }
-    // A second document, or a byte order mark, cannot be read as one JSON document: cut, not passed.
-    for (const query of ['type=application/x-ndjson&lines', 'type=text/plain&bom']) {
+    // A second document, a byte order mark or a wrapper cannot be read as one JSON document:
+    // cut, not passed.
+    for (const query of [
+      'type=application/x-ndjson&lines',
+      'type=text/plain&bom',
+      'type=application/javascript&wrap=callback',
+      'type=application/javascript&wrap=comment',
+      'type=text/plain&wrap=guard',
+      'type=text/plain&wrap=loop',
+    ]) {
       const body = await fetch(`${base}/customer?${query}`).then(
         (r) => r.text(),
         (error: Error) => error.message,
