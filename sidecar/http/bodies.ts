@@ -122,23 +122,11 @@ export class JsonMasking extends Transform implements Counting {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.send(() => this.masker.push(chunk), callback);
+    sendMasked(this, () => this.masker.push(chunk), callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    this.send(() => this.masker.end(), callback);
-  }
-
-  private send(mask: () => Buffer, callback: TransformCallback): void {
-    let out: Buffer;
-    try {
-      out = mask();
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
-    if (out.length > 0) this.push(out);
-    callback();
+    sendMasked(this, () => this.masker.end(), callback);
   }
 }
 
@@ -193,17 +181,21 @@ export class SniffedMasking extends Transform implements Counting {
       chunk = this.head;
       this.head = empty;
     }
-    this.send(() => this.mask(chunk), callback);
+    sendMasked(this, () => this.mask(chunk), callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    this.send(() => {
-      if (!this.json && !this.text) {
-        this.text = new StreamMasker(this.context.maskText, this.context.shape);
-        return Buffer.concat([this.mask(this.head), this.rest()]);
-      }
-      return this.rest();
-    }, callback);
+    sendMasked(
+      this,
+      () => {
+        if (!this.json && !this.text) {
+          this.text = new StreamMasker(this.context.maskText, this.context.shape);
+          return Buffer.concat([this.mask(this.head), this.rest()]);
+        }
+        return this.rest();
+      },
+      callback,
+    );
   }
 
   private mask(chunk: Buffer): Buffer {
@@ -213,18 +205,19 @@ export class SniffedMasking extends Transform implements Counting {
   private rest(): Buffer {
     return this.json ? this.json.end() : encodeText(this.text!.flush());
   }
+}
 
-  private send(mask: () => Buffer, callback: TransformCallback): void {
-    let out: Buffer;
-    try {
-      out = mask();
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
-    if (out.length > 0) this.push(out);
-    callback();
+/** Pushes what a masking step gives; an error it throws fails the stream. */
+function sendMasked(stream: Transform, mask: () => Buffer, callback: TransformCallback): void {
+  let out: Buffer;
+  try {
+    out = mask();
+  } catch (error) {
+    callback(error as Error);
+    return;
   }
+  if (out.length > 0) stream.push(out);
+  callback();
 }
 
 /** The longest head read to tell wrapped JSON from text. */

@@ -120,19 +120,28 @@ export function relayStream(
       resolve(end);
     };
 
-    const fromAgentMessage = (message: Message) => {
+    /**
+     * Answers a control message (a ping with a pong to its sender; a close ends both ways);
+     * true when the message was one. Text is not the stream protocol's.
+     */
+    const control = (message: Message, pong: (payload: Buffer) => void): boolean => {
       switch (message.opcode) {
         case opcodes.ping:
-          toAgent(opcodes.pong, message.payload);
-          return;
+          pong(message.payload);
+          return true;
         case opcodes.pong:
-          return;
+          return true;
         case opcodes.close:
           finish();
-          return;
+          return true;
         case opcodes.text:
           throw new FrameError('a text message where the stream protocol sends binary');
       }
+      return false;
+    };
+
+    const fromAgentMessage = (message: Message) => {
+      if (control(message, (payload) => toAgent(opcodes.pong, payload))) return;
       if (options.channeled) {
         const channel = message.payload[0];
         if (channel === undefined || !fromAgent.has(channel))
@@ -146,18 +155,7 @@ export function relayStream(
     };
 
     const fromTargetMessage = (message: Message) => {
-      switch (message.opcode) {
-        case opcodes.ping:
-          toTarget(opcodes.pong, message.payload);
-          return;
-        case opcodes.pong:
-          return;
-        case opcodes.close:
-          finish();
-          return;
-        case opcodes.text:
-          throw new FrameError('a text message where the stream protocol sends binary');
-      }
+      if (control(message, (payload) => toTarget(opcodes.pong, payload))) return;
       if (!options.channeled) {
         if (!toAgent(opcodes.binary, message.payload)) target.pause();
         return;
