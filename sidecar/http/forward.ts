@@ -118,7 +118,7 @@ export async function forward(
     // Headers that make IIS and Symfony route another path than the request line's, and those
     // proxies and frameworks read a path or prefix from: the decision was made on the request
     // line, so they never reach the target.
-    if (pathOverrides.has(name)) continue;
+    if (pathOverrides.has(name) || clientAddresses.has(name)) continue;
     headers[name] = value;
   }
   headers.host =
@@ -404,6 +404,23 @@ const pathOverrides = new Set([
   'x-forwarded-path',
   'x-forwarded-prefix',
   'x-envoy-original-path',
+]);
+
+/**
+ * Headers a target may take the client's address from (for an allowlist, a rate limit, a
+ * log): the agent would choose its own, so none of them reaches the target.
+ */
+const clientAddresses = new Set([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-real-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-originating-ip',
 ]);
 
 /** Response headers the enforcer reads to frame and decode the body: never masked. */

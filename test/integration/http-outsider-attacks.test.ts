@@ -257,8 +257,18 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
     assert.equal(other.status, 200);
   });
 
-  it('never forwards the headers proxies and frameworks read a path or prefix from', async () => {
+  it('never forwards the headers proxies and frameworks read a path, a prefix or the client address from', async () => {
     const seen: Record<string, string | undefined> = {};
+    const addresses = {
+      forwarded: 'for=10.0.0.1;proto=https',
+      'x-forwarded-for': '10.0.0.1',
+      'x-forwarded-host': 'admin.internal',
+      'x-real-ip': '10.0.0.1',
+      'x-client-ip': '10.0.0.1',
+      'true-client-ip': '10.0.0.1',
+      'cf-connecting-ip': '10.0.0.1',
+      'X-Cluster-Client-IP': '10.0.0.1',
+    };
     const probe = createServer((req, res) => {
       for (const name of [
         'x-override-url',
@@ -266,6 +276,7 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
         'x-forwarded-uri',
         'x-forwarded-prefix',
         'x-envoy-original-path',
+        ...Object.keys(addresses).map((n) => n.toLowerCase()),
       ])
         seen[name] = req.headers[name] as string | undefined;
       res.end('ok');
@@ -297,6 +308,7 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
           'x-forwarded-uri': '/admin',
           'x-forwarded-prefix': '/admin',
           'x-envoy-original-path': '/admin',
+          ...addresses,
         },
       }).then((r) => r.text());
       await probed.close();
