@@ -4,19 +4,18 @@
 // (tools/list filtered, a call denied, a result masked), and refuses with an HTTP 503 the MCP
 // client can show where no policy grants the Connection.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import type { SessionEvent } from '../../api/events.ts';
-import { clients, loadKubeConfig } from '../../operator/kube.ts';
-import { type Operator, startOperator } from '../../operator/operator.ts';
-import { createCertificateAuthority } from '../../operator/pki.ts';
+import type { Operator } from '../../operator/operator.ts';
 import { noApprovals } from '../../sidecar/core/enforcer.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { connectAgent, type McpUpstream, mcpToken, startMcpServer } from '../support/mcp.ts';
+import { startOperatorForAgentPod } from '../support/operator.ts';
 import { freePort } from '../support/process.ts';
 import { requires } from '../support/tools.ts';
 
@@ -79,47 +78,12 @@ describe(
           ],
         },
       });
-      await apply({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: {
-          name: 'agent-0',
-          namespace: 'agents',
-          annotations: { 'airlock.dev/injected': '{"version":1}' },
-        },
-        spec: { serviceAccountName: 'agent', containers: [{ name: 'agent', image: 'agent:1' }] },
-      });
-      const uid = JSON.parse(await cluster.kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']))
-        .metadata.uid;
-      const token = await cluster.podToken({
-        namespace: 'agents',
-        name: 'agent-0',
-        uid,
-        serviceAccount: 'agent',
-      });
-      const authority = await createCertificateAuthority('airlock-operator');
-      const serving = await authority.issue({
-        commonName: 'airlock-operator',
-        ipAddresses: ['127.0.0.1'],
-        usage: 'server',
-      });
-      await writeFile(join(work, 'token'), token.trim());
-      await writeFile(join(work, 'ca.crt'), authority.certificate);
-      operator = await startOperator({
-        clients: clients(loadKubeConfig(cluster.kubeconfig.admin)),
-        logger: pino({ level: 'warn' }),
-        namespace: 'airlock-system',
-        identity: 'operator-0',
-        listen: { host: '127.0.0.1', port: await freePort() },
-        probeListen: { host: '127.0.0.1', port: await freePort() },
-        tls: serving,
-      });
+      const started = await startOperatorForAgentPod(cluster, work);
+      operator = started.operator;
       ports.granted = await freePort();
       ports.ungranted = await freePort();
       sidecar = new Sidecar({
-        controlApi: `https://127.0.0.1:${operator.address.port}`,
-        tokenFile: join(work, 'token'),
-        caFile: join(work, 'ca.crt'),
+        ...started.sidecar,
         listen: [
           { connection: 'tools', host: '127.0.0.1', port: ports.granted, protocol: 'mcp' },
           { connection: 'other-tools', host: '127.0.0.1', port: ports.ungranted, protocol: 'mcp' },

@@ -1,11 +1,15 @@
 // The real `airlock operator` as a process against a test control plane: free ports, the
 // webhook configurations registered with URLs on this machine, a temporary audit store, and
 // a wait until it is ready (and, with approvals, until the API server trusts its webhooks).
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import pino from 'pino';
 import type { AccessPolicySpecInput } from '../../api/v1alpha1.ts';
 import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
 import { webhookConfiguration } from '../../operator/injection/configuration.ts';
+import { clients, loadKubeConfig } from '../../operator/kube.ts';
+import { type Operator, startOperator } from '../../operator/operator.ts';
+import { createCertificateAuthority } from '../../operator/pki.ts';
 import { apiServiceConfiguration, apiServiceName } from '../../operator/sessions-api.ts';
 import type { ControlPlane } from './controlplane.ts';
 import type { PostgresServer } from './postgres.ts';
@@ -134,6 +138,60 @@ export async function startOperatorProcess(
     );
   }
   return { service, ports, controlApiUrl, logFile, stop: () => service.stop() };
+}
+
+/**
+ * The operator in this process, and the injected agent pod `agent-0` (ServiceAccount `agent` in
+ * namespace `agents`) whose sidecar reaches it: the Pod created so that its bound token is valid,
+ * the token and the operator's CA written into `directory` as a pod would mount them. Returns
+ * the options a Sidecar takes to reach the operator as that pod.
+ */
+export async function startOperatorForAgentPod(
+  cluster: Pick<ControlPlane, 'kubectl' | 'podToken' | 'kubeconfig'>,
+  directory: string,
+): Promise<{ operator: Operator; sidecar: { controlApi: string; tokenFile: string; caFile: string } }> {
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: 'agent-0',
+        namespace: 'agents',
+        annotations: { 'airlock.dev/injected': '{"version":1}' },
+      },
+      spec: { serviceAccountName: 'agent', containers: [{ name: 'agent', image: 'agent:1' }] },
+    }),
+  });
+  const pod = JSON.parse(await cluster.kubectl(['get', 'pod', 'agent-0', '-n', 'agents', '-o', 'json']));
+  const token = await cluster.podToken({
+    namespace: 'agents',
+    name: 'agent-0',
+    uid: pod.metadata.uid,
+    serviceAccount: 'agent',
+  });
+  const authority = await createCertificateAuthority('airlock-operator');
+  const serving = await authority.issue({
+    commonName: 'airlock-operator',
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
+  const tokenFile = join(directory, 'token');
+  const caFile = join(directory, 'ca.crt');
+  await writeFile(tokenFile, token.trim());
+  await writeFile(caFile, authority.certificate);
+  const operator = await startOperator({
+    clients: clients(loadKubeConfig(cluster.kubeconfig.admin)),
+    logger: pino({ level: 'warn' }),
+    namespace: 'airlock-system',
+    identity: 'operator-0',
+    listen: { host: '127.0.0.1', port: await freePort() },
+    probeListen: { host: '127.0.0.1', port: await freePort() },
+    tls: serving,
+  });
+  return {
+    operator,
+    sidecar: { controlApi: `https://127.0.0.1:${operator.address.port}`, tokenFile, caFile },
+  };
 }
 
 /**
