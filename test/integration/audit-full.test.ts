@@ -5,7 +5,7 @@
 // refused while the spool is full and served again once it drains, without a restart.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import {
@@ -30,7 +30,7 @@ import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
 import { serveTcp } from '../../sidecar/tcp/enforcer.ts';
 import { curl, type HttpUpstream, startHttpUpstream } from '../support/http-upstream.ts';
 import { freePort, runCommand } from '../support/process.ts';
-import { generateKeyPair, type KeyPair, type Sshd, startSshd } from '../support/sshd.ts';
+import { generateKeyPair, type KeyPair, type Sshd, sshToEnforcer, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
 const logger = pino({ level: 'silent' });
@@ -236,26 +236,12 @@ describe(
         hostKey: enforcerHostKey.private,
       });
       open.enforcers.push(enforcer);
-      const knownHostsFile = join(sshd.dir, `enforcer_known_hosts_${enforcer.address.port}`);
-      writeFileSync(knownHostsFile, `[127.0.0.1]:${enforcer.address.port} ${enforcerHostKey.public}\n`);
-      return [
-        '-F',
-        '/dev/null',
-        '-i',
-        agentKey.path,
-        '-o',
-        'IdentitiesOnly=yes',
-        '-o',
-        'BatchMode=yes',
-        '-o',
-        'StrictHostKeyChecking=yes',
-        '-o',
-        `UserKnownHostsFile=${knownHostsFile}`,
-        '-o',
-        'LogLevel=ERROR',
-        '-p',
-        String(enforcer.address.port),
-      ];
+      return sshToEnforcer({
+        dir: sshd.dir,
+        port: enforcer.address.port,
+        hostKey: enforcerHostKey.public,
+        agentKeyPath: agentKey.path,
+      });
     }
 
     async function enforceHttp(sink: CollectorDelivery): Promise<Enforcer> {

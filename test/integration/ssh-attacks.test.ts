@@ -11,7 +11,7 @@ import type { Enforcer } from '../../sidecar/core/enforcer.ts';
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
 import { runCommand } from '../support/process.ts';
-import { generateKeyPair, type KeyPair, type Sshd, startSshd } from '../support/sshd.ts';
+import { generateKeyPair, type KeyPair, type Sshd, sshToEnforcer, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
 /** Lines that run rm on the canary: an "rm *" rule and a file-deletion rule refuse each. */
@@ -128,25 +128,13 @@ describe('SSH enforcer against file deletion variations', requires('sshd', 'ssh'
       approvals: { request: async () => ({ approved: false, outcome: 'denied' as const }) },
       hostKey: enforcerHostKey.private,
     });
-    const knownHostsFile = join(sshd.dir, 'enforcer_known_hosts');
-    writeFileSync(knownHostsFile, `[127.0.0.1]:${enforcer.address.port} ${enforcerHostKey.public}\n`);
     return [
-      '-F',
-      '/dev/null',
-      '-i',
-      agentKey.path,
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'StrictHostKeyChecking=yes',
-      '-o',
-      `UserKnownHostsFile=${knownHostsFile}`,
-      '-o',
-      'LogLevel=ERROR',
-      '-p',
-      String(enforcer.address.port),
+      ...sshToEnforcer({
+        dir: sshd.dir,
+        port: enforcer.address.port,
+        hostKey: enforcerHostKey.public,
+        agentKeyPath: agentKey.path,
+      }),
       'agent@127.0.0.1',
     ];
   }

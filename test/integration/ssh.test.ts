@@ -9,7 +9,7 @@ import type { ApprovalRequest, ApprovalResult, Approvals, Enforcer } from '../..
 import { policy } from '../../sidecar/policy/fixtures.ts';
 import { generateHostKey, serveSsh } from '../../sidecar/ssh/enforcer.ts';
 import { runCommand } from '../support/process.ts';
-import { generateKeyPair, type KeyPair, type Sshd, startSshd } from '../support/sshd.ts';
+import { generateKeyPair, type KeyPair, type Sshd, sshToEnforcer, startSshd } from '../support/sshd.ts';
 import { requires } from '../support/tools.ts';
 
 /** Approvals decided by the test, programmatically, through the real interface. */
@@ -32,7 +32,6 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
   let sshd: Sshd;
   let agentKey: KeyPair;
   let enforcerHostKey: { private: string; public: string };
-  let knownHostsFile: string;
   let work: string;
   const events: SessionEvent[] = [];
   const approvals = new ScriptedApprovals();
@@ -77,26 +76,12 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
       approvals,
       hostKey: enforcerHostKey.private,
     });
-    knownHostsFile = join(sshd.dir, 'enforcer_known_hosts');
-    writeFileSync(knownHostsFile, `[127.0.0.1]:${enforcer.address.port} ${enforcerHostKey.public}\n`);
-    return [
-      '-F',
-      '/dev/null',
-      '-i',
-      agentKey.path,
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'StrictHostKeyChecking=yes',
-      '-o',
-      `UserKnownHostsFile=${knownHostsFile}`,
-      '-o',
-      'LogLevel=ERROR',
-      '-p',
-      String(enforcer.address.port),
-    ];
+    return sshToEnforcer({
+      dir: sshd.dir,
+      port: enforcer.address.port,
+      hostKey: enforcerHostKey.public,
+      agentKeyPath: agentKey.path,
+    });
   }
 
   const target = 'agent@127.0.0.1';

@@ -116,3 +116,36 @@ export async function startSshd(options: { extraConfig?: string[] } = {}): Promi
     },
   };
 }
+
+/**
+ * The arguments of an ssh client reaching an SSH enforcer on 127.0.0.1:`port` as the agent: its
+ * own key only, no config file, and only the enforcer's host key trusted (written to a
+ * known_hosts file in `dir`, one per port). The destination is the caller's.
+ */
+export function sshToEnforcer(options: {
+  dir: string;
+  port: number;
+  hostKey: string;
+  agentKeyPath: string;
+}): string[] {
+  const knownHostsFile = join(options.dir, `enforcer_known_hosts_${options.port}`);
+  writeFileSync(knownHostsFile, `[127.0.0.1]:${options.port} ${options.hostKey}\n`);
+  return [
+    '-F',
+    '/dev/null',
+    '-i',
+    options.agentKeyPath,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${knownHostsFile}`,
+    '-o',
+    'LogLevel=ERROR',
+    '-p',
+    String(options.port),
+  ];
+}
