@@ -25,20 +25,18 @@ const airlock = (...args: string[]) => runCommand(process.execPath, [cli, ...arg
 
 const support = 'system:serviceaccount:agents:support-agent';
 const deployBot = 'system:serviceaccount:agents:deploy-bot';
-const checkOrders = (sql: string, ...more: string[]) =>
-  airlock(
-    'policy',
-    'check',
-    '-f',
-    examples,
-    '--as',
-    support,
-    '--connection',
-    'orders-db',
-    '--sql',
-    sql,
-    ...more,
-  );
+/** `airlock policy check` of the policies in `dir`: may `as` do `request` (given with `flag`) on `connection`? */
+const checkIn = (
+  dir: string,
+  as: string,
+  connection: string,
+  flag: string,
+  request: string,
+  ...more: string[]
+) => airlock('policy', 'check', '-f', dir, '--as', as, '--connection', connection, flag, request, ...more);
+const check = (as: string, connection: string, flag: string, request: string, ...more: string[]) =>
+  checkIn(examples, as, connection, flag, request, ...more);
+const checkOrders = (sql: string, ...more: string[]) => check(support, 'orders-db', '--sql', sql, ...more);
 
 const object = (kind: string, name: string, body: object, metadata: object = {}) => ({
   apiVersion: kind === 'Secret' ? 'v1' : 'airlock.dev/v1alpha1',
@@ -127,20 +125,6 @@ describe('airlock policy', () => {
   });
 
   it('check: decides Redis commands, Kubernetes requests and MCP calls as their enforcers do', async () => {
-    const check = (as: string, connection: string, flag: string, request: string, ...more: string[]) =>
-      airlock(
-        'policy',
-        'check',
-        '-f',
-        examples,
-        '--as',
-        as,
-        '--connection',
-        connection,
-        flag,
-        request,
-        ...more,
-      );
     const infra = 'system:serviceaccount:agents:infra-agent';
 
     const held = await check(support, 'sessions-cache', '--redis', 'del "session:42"');
@@ -222,110 +206,31 @@ describe('airlock policy', () => {
   });
 
   it('check: decides SSH command lines by their parsed argv and HTTP requests by their normalized path', async () => {
-    const rm = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      deployBot,
-      '--connection',
-      'bastion',
-      '--command',
-      "sudo /bin/rm -r -f '/var/lib/orders'",
-    );
+    const rm = await check(deployBot, 'bastion', '--command', "sudo /bin/rm -r -f '/var/lib/orders'");
     assert.equal(rm.code, 3, rm.stderr);
     assert.match(rm.stdout, /rule no-destruction/);
     assert.match(rm.stdout, /runs {8}\["rm","-r","-f","\/var\/lib\/orders"\]/);
-    const restart = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      deployBot,
-      '--connection',
-      'bastion',
-      '--command',
-      'systemctl restart orders',
-    );
+    const restart = await check(deployBot, 'bastion', '--command', 'systemctl restart orders');
     assert.equal(restart.code, 4, restart.stdout);
-    const logs = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      deployBot,
-      '--connection',
-      'bastion',
-      '--command',
-      'journalctl -u orders',
-    );
+    const logs = await check(deployBot, 'bastion', '--command', 'journalctl -u orders');
     assert.equal(logs.code, 0, logs.stdout);
     assert.match(
       logs.stdout,
       /masks {7}detectors aws-access-key, private-key, jwt: redact, by deploy-bot-bastion\/secrets/,
     );
 
-    const admin = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      support,
-      '--connection',
-      'billing-api',
-      '--http',
-      'get /v1/../%61dmin//users',
-    );
+    const admin = await check(support, 'billing-api', '--http', 'get /v1/../%61dmin//users');
     assert.equal(admin.code, 3, admin.stdout);
     assert.match(admin.stdout, /path {8}GET \/admin\/users/);
-    const ambiguous = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      support,
-      '--connection',
-      'billing-api',
-      '--http',
-      'GET /admin%2Fusers',
-    );
+    const ambiguous = await check(support, 'billing-api', '--http', 'GET /admin%2Fusers');
     assert.equal(ambiguous.code, 3, ambiguous.stdout);
     assert.match(ambiguous.stdout, /path {8}rejected: encoded slash/);
-    const refund = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      support,
-      '--connection',
-      'billing-api',
-      '--http',
-      'POST /v1/refunds',
-      '-o',
-      'json',
-    );
+    const refund = await check(support, 'billing-api', '--http', 'POST /v1/refunds', '-o', 'json');
     assert.equal(refund.code, 4);
     assert.equal(JSON.parse(refund.stdout).decision.rule, 'refunds-need-approval');
 
     // Every reading a server could act on is decided, as the enforcer decides them.
-    const parameters = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      support,
-      '--connection',
-      'billing-api',
-      '--http',
-      'GET /admin;jsessionid=1/users',
-    );
+    const parameters = await check(support, 'billing-api', '--http', 'GET /admin;jsessionid=1/users');
     assert.equal(parameters.code, 3, parameters.stdout);
     assert.match(parameters.stdout, /also read {3}.*\/admin\/users/);
     // Paths are decided folded, as the enforcer does, unless the target is said to tell case apart.
@@ -339,34 +244,12 @@ describe('airlock policy', () => {
       [examples, 3],
       [caseSensitive, 0],
     ] as const) {
-      const upper = await airlock(
-        'policy',
-        'check',
-        '-f',
-        dir,
-        '--as',
-        support,
-        '--connection',
-        'billing-api',
-        '--http',
-        'GET /ADMIN/users',
-      );
+      const upper = await checkIn(dir, support, 'billing-api', '--http', 'GET /ADMIN/users');
       assert.equal(upper.code, code, upper.stdout);
     }
 
     // A Connection the identity is not granted is refused, as the sidecar refuses it.
-    const ungranted = await airlock(
-      'policy',
-      'check',
-      '-f',
-      examples,
-      '--as',
-      deployBot,
-      '--connection',
-      'orders-db',
-      '--sql',
-      'SELECT 1',
-    );
+    const ungranted = await check(deployBot, 'orders-db', '--sql', 'SELECT 1');
     assert.equal(ungranted.code, 3);
     assert.match(ungranted.stdout, /no AccessPolicy grants this Connection/);
   });
@@ -460,18 +343,7 @@ describe('airlock policy', () => {
       assert.match(result.stderr, message);
       assert.equal(result.stdout, '');
     }
-    const missing = await airlock(
-      'policy',
-      'check',
-      '-f',
-      join(work.path, 'nowhere'),
-      '--as',
-      support,
-      '--connection',
-      'x',
-      '--sql',
-      'SELECT 1',
-    );
+    const missing = await checkIn(join(work.path, 'nowhere'), support, 'x', '--sql', 'SELECT 1');
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nowhere: no such file or directory/);
     const invalid = directory('invalid', {
