@@ -50,6 +50,26 @@ async function form(req: IncomingMessage): Promise<URLSearchParams> {
   return new URLSearchParams(body);
 }
 
+/**
+ * An HTTPS server on 127.0.0.1 with a certificate from a CA of its own (`authorityName`), the
+ * issuer URL it serves, its certificate, an RS256 signing key as a JWK, and a client secret bound to the issuer.
+ */
+async function servingIssuer(authorityName: string) {
+  const authority = await createCertificateAuthority(authorityName);
+  const serving = await authority.issue({
+    commonName: '127.0.0.1',
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
+  const server: Server = createServer({ key: serving.privateKey, cert: serving.certificate });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const signing = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(signing.privateKey)), kid: 'test-signing-key', alg: 'RS256', use: 'sig' };
+  const clientSecret = createHash('sha256').update(issuer).update(String(Math.random())).digest('hex');
+  return { authority, certificate: serving.certificate, server, issuer, jwk, clientSecret };
+}
+
 export interface ClientCredentialsProvider {
   issuer: string;
   tokenUrl: string;
@@ -72,19 +92,8 @@ export async function startClientCredentialsProvider(options: {
   scopes: string[];
   ttlSeconds: number;
 }): Promise<ClientCredentialsProvider> {
-  const authority = await createCertificateAuthority('test OAuth provider CA');
-  const serving = await authority.issue({
-    commonName: '127.0.0.1',
-    ipAddresses: ['127.0.0.1'],
-    usage: 'server',
-  });
-  const server: Server = createServer({ key: serving.privateKey, cert: serving.certificate });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const signing = await generateKeyPair('RS256', { extractable: true });
-  const jwk = { ...(await exportJWK(signing.privateKey)), kid: 'test-signing-key', alg: 'RS256', use: 'sig' };
+  const { authority, server, issuer, jwk, clientSecret } = await servingIssuer('test OAuth provider CA');
   const clientId = 'airlock-sidecar';
-  const clientSecret = createHash('sha256').update(issuer).update(String(Math.random())).digest('hex');
   let issued = 0;
   const provider = new Provider(issuer, {
     clients: [
@@ -145,22 +154,11 @@ export async function startOidcProvider(options: {
   people: OidcPerson[];
 }): Promise<OidcProvider> {
   const work = await temporaryDirectory('oidc');
-  const authority = await createCertificateAuthority('test OpenID provider CA');
+  const { authority, certificate, server, issuer, jwk, clientSecret } =
+    await servingIssuer('test OpenID provider CA');
   const caFile = join(work.path, 'ca.crt');
   await writeFile(caFile, authority.certificate);
-  const serving = await authority.issue({
-    commonName: '127.0.0.1',
-    ipAddresses: ['127.0.0.1'],
-    usage: 'server',
-  });
-
-  const server: Server = createServer({ key: serving.privateKey, cert: serving.certificate });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const signing = await generateKeyPair('RS256', { extractable: true });
-  const jwk = { ...(await exportJWK(signing.privateKey)), kid: 'test-signing-key', alg: 'RS256', use: 'sig' };
   const clientId = 'airlock-console';
-  const clientSecret = createHash('sha256').update(issuer).update(String(Math.random())).digest('hex');
   const byEmail = new Map(options.people.map((p) => [p.email, p]));
   let idTokenTtl = 3600;
 
@@ -313,7 +311,7 @@ export async function startOidcProvider(options: {
     clientId,
     clientSecret,
     caFile,
-    spki: spkiHash(serving.certificate),
+    spki: spkiHash(certificate),
     idToken,
     async stop() {
       server.closeAllConnections();
