@@ -2,15 +2,8 @@
 // apply to a session from the end user it verified.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  admits,
-  type BundleSources,
-  compileBundle,
-  type EndUser,
-  grantFor,
-  grants,
-  policiesFor,
-} from './bundle.ts';
+import { admits, type BundleSources, type EndUser, grantFor, grants, policiesFor } from './bundle.ts';
+import { compileBundle } from './compile-bundle.ts';
 import {
   type AccessPolicy,
   accessPolicySpecSchema,

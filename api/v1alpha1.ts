@@ -1,7 +1,20 @@
 // The Airlock API, group airlock.dev, version v1alpha1. These zod schemas are the single
 // source: TypeScript types are inferred from them and crds/*.yaml is generated from them
-// (api/crds.ts). Every field carries a description, which `kubectl explain` shows.
+// (api/crds.ts). Every field carries a description, which `kubectl explain` shows. The names
+// they enumerate (protocols, detectors, statement kinds...) are plain data in names.ts.
 import { z } from 'zod';
+import {
+  detectors,
+  endUserProtocols,
+  kubernetesVerbs,
+  mcpServerRequests,
+  protocols,
+  redisCommandClasses,
+  sqlClasses,
+  sqlStatementKinds,
+  sshCommandClasses,
+  tlsModes,
+} from './names.ts';
 
 export const group = 'airlock.dev';
 export const version = 'v1alpha1';
@@ -98,32 +111,6 @@ const secretRef = (what: string) =>
 
 // ---------------------------------------------------------------------------------------
 // Connection
-
-export const protocols = ['postgres', 'ssh', 'http', 'tcp', 'redis', 'mcp', 'kubernetes'] as const;
-export type Protocol = (typeof protocols)[number];
-
-/** The keys a Connection's credentials Secret must hold, by protocol. */
-export const credentialKeys: Record<Protocol, readonly (readonly string[])[]> = {
-  postgres: [['username', 'password']],
-  ssh: [['username', 'privateKey']],
-  http: [['token'], ['header', 'value']],
-  tcp: [],
-  // An ACL user and its password, or the default user's password (requirepass).
-  redis: [['username', 'password'], ['password']],
-  // A bearer token, a header and its value (an API key), or an OAuth client (mcp.oauth).
-  mcp: [['token'], ['header', 'value'], ['clientId', 'clientSecret']],
-  // A bearer token the API server authenticates (a ServiceAccount token).
-  kubernetes: [['token']],
-};
-
-export const tlsModes = ['disable', 'require', 'verify-full'] as const;
-
-/** What an MCP server may ask of the agent when a Connection allows it. */
-export const mcpServerRequests = ['sampling', 'elicitation', 'roots'] as const;
-export type McpServerRequest = (typeof mcpServerRequests)[number];
-
-/** The protocols on which an agent can present its end user's token. */
-export const endUserProtocols: readonly Protocol[] = ['postgres', 'http', 'ssh'];
 
 /** A Secret in the Connection's namespace and the key of the PEM bundle of CA certificates in it. */
 const caSecretRefSchema = z.object({
@@ -417,92 +404,6 @@ export type ConnectionSpecInput = z.input<typeof connectionSpecSchema>;
 
 // ---------------------------------------------------------------------------------------
 // AccessPolicy
-
-export const detectors = [
-  'credit-card',
-  'email',
-  'us-ssn',
-  'iban',
-  'phone',
-  'ipv4',
-  'ipv6',
-  'jwt',
-  'aws-access-key',
-  'private-key',
-  'bearer-token',
-] as const;
-export type Detector = (typeof detectors)[number];
-
-export const sqlStatementKinds = [
-  'SELECT',
-  'INSERT',
-  'UPDATE',
-  'DELETE',
-  'MERGE',
-  'COPY',
-  'TRUNCATE',
-  'CREATE',
-  'ALTER',
-  'DROP',
-  'GRANT',
-  'REVOKE',
-  'COMMENT',
-  'CALL',
-  'DO',
-  'EXPLAIN',
-  'PREPARE',
-  'EXECUTE',
-  'DEALLOCATE',
-  'SET',
-  'RESET',
-  'SHOW',
-  'BEGIN',
-  'COMMIT',
-  'ROLLBACK',
-  'SAVEPOINT',
-  'LOCK',
-  'VACUUM',
-  'ANALYZE',
-  'CLUSTER',
-  'REINDEX',
-  'REFRESH',
-  'LISTEN',
-  'NOTIFY',
-  'UNLISTEN',
-  'DISCARD',
-  'FETCH',
-  'DECLARE',
-  'CLOSE',
-  'CHECKPOINT',
-  'LOAD',
-  'IMPORT',
-  'SECURITY LABEL',
-  'REASSIGN',
-] as const;
-export type SqlStatementKind = (typeof sqlStatementKinds)[number];
-
-export const sqlClasses = ['read', 'write', 'ddl', 'dcl', 'admin'] as const;
-export type SqlClass = (typeof sqlClasses)[number];
-
-export const redisCommandClasses = ['read', 'write', 'admin', 'dangerous', 'scripting', 'pubsub'] as const;
-export type RedisCommandClass = (typeof redisCommandClasses)[number];
-
-export const sshCommandClasses = ['file-deletion', 'interpreter', 'privilege', 'network'] as const;
-export type SshCommandClass = (typeof sshCommandClasses)[number];
-
-/** What the API server reads a request as doing (its request info); proxy is the /proxy/ path prefix. */
-export const kubernetesVerbs = [
-  'get',
-  'list',
-  'watch',
-  'create',
-  'update',
-  'patch',
-  'delete',
-  'deletecollection',
-  'proxy',
-] as const;
-export type KubernetesVerb = (typeof kubernetesVerbs)[number];
 
 const actingForSchema = describe(
   z.object({

@@ -1,7 +1,7 @@
 // The client command that reaches a Connection served by `airlock local`, printed beside its
 // address so the first session needs no lookup. The agent's own credentials are never needed:
 // the enforcer holds the target's.
-import type { Protocol } from '../api/v1alpha1.ts';
+import type { Protocol } from '../api/names.ts';
 
 export function clientHint(
   protocol: Protocol,

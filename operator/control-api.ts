@@ -4,7 +4,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthenticationV1Api, CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { type Bundle, type BundleSources, compileBundle, type Identity } from '../api/bundle.ts';
+import type { Bundle, BundleSources, Identity } from '../api/bundle.ts';
+import { compileBundle } from '../api/compile-bundle.ts';
 import { statusCode } from './kube.ts';
 import type { Metrics } from './metrics.ts';
 

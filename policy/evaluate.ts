@@ -5,12 +5,12 @@ import {
   type BundleConnection,
   type BundlePolicy,
   type BundleSources,
-  compileBundle,
   endUserOf,
   type Identity,
   policiesFor,
 } from '../api/bundle.ts';
-import { credentialKeys } from '../api/v1alpha1.ts';
+import { compileBundle } from '../api/compile-bundle.ts';
+import { credentialKeys } from '../api/names.ts';
 import { requestOverrides } from '../sidecar/http/method.ts';
 import { normalizeTarget } from '../sidecar/http/path.ts';
 import {

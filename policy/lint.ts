@@ -3,7 +3,8 @@
 // approvals nobody is named to decide, audit mode left on. Pure: `airlock policy lint` and the
 // operator's RulesEffective condition read the same warnings.
 import { RE2JS } from 're2js';
-import type { AccessPolicy, PolicyRule, SqlStatementKind } from '../api/v1alpha1.ts';
+import type { SqlStatementKind } from '../api/names.ts';
+import type { AccessPolicy, PolicyRule } from '../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob } from '../sidecar/policy/glob.ts';
 import { allCommands, redisTableVersion } from '../sidecar/policy/redis-table.ts';
 import { parseCommandLine } from '../sidecar/policy/shell/command-line.ts';

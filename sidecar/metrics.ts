@@ -6,7 +6,7 @@
 
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { RequestEvent, SessionEvent } from '../api/events.ts';
-import { detectors } from '../api/v1alpha1.ts';
+import { detectors } from '../api/names.ts';
 import { type ApprovalWait, approvalChannel } from './core/gate.ts';
 import { eventChannel } from './core/recorder.ts';
 

@@ -2,7 +2,7 @@
 // revoked), its address still answers, with an error the agent's client shows, and nothing
 // is forwarded anywhere.
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Protocol } from '../api/v1alpha1.ts';
+import type { Protocol } from '../api/names.ts';
 import type { Enforcer } from './core/enforcer.ts';
 import { errorResponse, sslRequestCode } from './postgres/messages.ts';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { detectors } from '../../api/v1alpha1.ts';
+import { detectors } from '../../api/names.ts';
 import { policy } from '../policy/fixtures.ts';
 import { compileMasking } from '../policy/masking.ts';
 import {

@@ -13,7 +13,7 @@
 
 import { Transform, type TransformCallback } from 'node:stream';
 import type { BundlePolicy } from '../../api/bundle.ts';
-import { type Detector, detectors } from '../../api/v1alpha1.ts';
+import { type Detector, detectors } from '../../api/names.ts';
 import { detectorView } from '../policy/detectors.ts';
 
 export interface MaskResult {

@@ -3,7 +3,7 @@
 // gate, the requests it has in flight and the server requests it let through.
 import type { Agent as HttpAgent } from 'node:http';
 import type { BundleConnection } from '../../api/bundle.ts';
-import type { McpServerRequest } from '../../api/v1alpha1.ts';
+import type { McpServerRequest } from '../../api/names.ts';
 import type { EnforcerOptions } from '../core/enforcer.ts';
 import type { ApprovalGate } from '../core/gate.ts';
 import type { RequestFields, SessionRecorder } from '../core/recorder.ts';

@@ -4,7 +4,8 @@
 // never change the outcome; what they would have done is listed in wouldHave.
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
 import { durationMs } from '../../api/duration.ts';
-import type { PolicyRule, SshCommandClass } from '../../api/v1alpha1.ts';
+import type { SshCommandClass } from '../../api/names.ts';
+import type { PolicyRule } from '../../api/v1alpha1.ts';
 import { matchGlob, matchPathGlob, matchSqlName, splitColumnGlob } from './glob.ts';
 import { spellings } from './shell/spellings.ts';
 import type { ColumnUse, SqlAnalysis, SqlStatement } from './sql.ts';

@@ -2,7 +2,7 @@
 // per-value character profile (so the common value costs one pass over its characters), a
 // linear candidate search (bounded regexes with no nested quantifiers, or indexOf), and a
 // validator (Luhn, MOD-97, SSA rules, JSON header, octet ranges) that keeps false positives down.
-import type { Detector } from '../../api/v1alpha1.ts';
+import type { Detector } from '../../api/names.ts';
 
 /**
  * What prefilters look at, from one pre-scan of a value. A long ASCII value without a digit (most

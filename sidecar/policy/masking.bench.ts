@@ -1,7 +1,7 @@
 // Micro-benchmark of the per-value masking cost and of SQL analysis (not a test).
 //   node sidecar/policy/masking.bench.ts        (all)
 //   node sidecar/policy/masking.bench.ts sql    (SQL analysis only)
-import { detectors } from '../../api/v1alpha1.ts';
+import { detectors } from '../../api/names.ts';
 import { policy } from './fixtures.ts';
 import { compileMasking, type MaskingPlan } from './masking.ts';
 import { analyzeSql, loadSqlParser } from './sql.ts';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { Detector, MaskingRule } from '../../api/v1alpha1.ts';
-import { detectors } from '../../api/v1alpha1.ts';
+import { type Detector, detectors } from '../../api/names.ts';
+import type { MaskingRule } from '../../api/v1alpha1.ts';
 import { ibanValid, ipv6Valid, luhnValid, ssnValid } from './detectors.ts';
 import { policy } from './fixtures.ts';
 import { applyStrategy, compileMasking, compilePattern } from './masking.ts';

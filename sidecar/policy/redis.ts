@@ -3,8 +3,7 @@
 // is read the fail-closed way: a command Redis's table does not list has every class and
 // unknown keys; a script (EVAL, FCALL) has the classes of every command it could call and
 // unknown keys; a write with no key specs (FLUSHALL, SWAPDB) touches keys it cannot name.
-import type { RedisCommandClass } from '../../api/v1alpha1.ts';
-import { redisCommandClasses } from '../../api/v1alpha1.ts';
+import { type RedisCommandClass, redisCommandClasses } from '../../api/names.ts';
 import {
   allCommands,
   type CommandKey,

@@ -1,6 +1,6 @@
 // Statement classification: the kind and classes of each statement node type of PostgreSQL's
 // parse tree, and the settings and object types whose statements are classed by what they touch.
-import type { SqlClass, SqlStatementKind } from '../../api/v1alpha1.ts';
+import type { SqlClass, SqlStatementKind } from '../../api/names.ts';
 import type { AstObject } from './sql-tree.ts';
 
 type Classified = { kind: SqlStatementKind; classes: SqlClass[] };

@@ -3,7 +3,7 @@
 // nodes that matter are read for what the statement is (kinds, classes), touches (tables,
 // functions) and how it uses columns (resolved by ColumnScopes), and whether a write is
 // unbounded or the statement may change how the server reads the SQL text that follows.
-import { type SqlClass, type SqlStatementKind, sqlClasses, sqlStatementKinds } from '../../api/v1alpha1.ts';
+import { type SqlClass, type SqlStatementKind, sqlClasses, sqlStatementKinds } from '../../api/names.ts';
 import { adminFunctions, builtinFunctions, valueReadingFunctions, writingFunctions } from './functions.ts';
 import type { ColumnUse } from './sql.ts';
 import { ColumnScopes } from './sql-columns.ts';

@@ -9,7 +9,7 @@
 // kinds and classes), sql-where.ts (whether a write's WHERE bounds rows), sql-cache.ts (the
 // caches and the literal-shape fast path), sql-tree.ts and sql-text.ts (small readers).
 import { loadModule, parseSync, scanSync } from 'libpg-query';
-import type { SqlClass, SqlStatementKind } from '../../api/v1alpha1.ts';
+import type { SqlClass, SqlStatementKind } from '../../api/names.ts';
 import { analyzeCached, freeze } from './sql-cache.ts';
 import { SourceText } from './sql-text.ts';
 import { type AstNode, type AstObject, qualifiedName, stringList } from './sql-tree.ts';

@@ -1,6 +1,6 @@
 // Command classes: what one command is by its own name and arguments (file-deletion, privilege,
 // network), not by what it runs.
-import type { SshCommandClass } from '../../../api/v1alpha1.ts';
+import type { SshCommandClass } from '../../../api/names.ts';
 
 const fileDeletion = new Set([
   'rm',

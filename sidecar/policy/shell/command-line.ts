@@ -18,7 +18,7 @@
 // words.ts (expansion), simple-commands.ts (argv and its dispatch). What programs run:
 // runners.ts (sudo, env, xargs, ...), shells.ts, launchers.ts (find -exec, watch, ssh, ...),
 // interpreters.ts. classes.ts gives a command's classes; spellings.ts is for rule matching.
-import type { SshCommandClass } from '../../../api/v1alpha1.ts';
+import type { SshCommandClass } from '../../../api/names.ts';
 import { script } from './script.ts';
 import type { State } from './state.ts';
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { SshCommandClass } from '../../../api/v1alpha1.ts';
+import type { SshCommandClass } from '../../../api/names.ts';
 import { policy } from '../fixtures.ts';
 import { matchGlob } from '../glob.ts';
 import { decideKubernetes } from '../kubernetes.ts';

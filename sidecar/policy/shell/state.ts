@@ -1,6 +1,6 @@
 // What the analysis of one command line gathers as it walks: the commands, their classes, why
 // the line cannot be verified, and the variables the line sets.
-import type { SshCommandClass } from '../../../api/v1alpha1.ts';
+import type { SshCommandClass } from '../../../api/names.ts';
 
 export interface State {
   commands: string[][];
