@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { maskEncoded } from '../policy/encoded.ts';
 import { policy } from '../policy/fixtures.ts';
 import { maskJson } from '../policy/json-mask.ts';
 import { compileJsonPaths, type JsonPathRule, parseJsonPath } from '../policy/json-paths.ts';
 import { applyStrategy, compileMasking, defaultHashKey, type MaskingPlan } from '../policy/masking.ts';
+import { asciiValue } from '../policy/value-fixtures.ts';
 import { JsonLimitError, JsonStreamMasker, type JsonStreamOptions, JsonSyntaxError } from './json.ts';
 
 describe('JSON masking', () => {
@@ -543,3 +545,90 @@ function luhn19(prefix: string): string {
   }
   throw new Error('unreachable');
 }
+
+describe('JSON masking of ASCII strings as bytes', () => {
+  const detectors = [
+    'credit-card',
+    'email',
+    'us-ssn',
+    'phone',
+    'iban',
+    'ipv4',
+    'jwt',
+    'bearer-token',
+  ] as const;
+  const plans: [string, MaskingPlan][] = [
+    [
+      'partial (the bench)',
+      compileMasking([
+        policy({
+          name: 'p',
+          masking: [
+            {
+              name: 'pii',
+              detectors: ['credit-card', 'email', 'us-ssn', 'phone', 'iban'],
+              strategy: 'partial',
+              indirectUse: 'deny',
+            },
+          ],
+        }),
+      ]),
+    ],
+    [
+      'redact and hash, audit beside',
+      compileMasking([
+        policy({
+          name: 'p',
+          masking: [
+            { name: 'a', detectors: ['email', 'phone'], strategy: 'hash', indirectUse: 'deny' },
+            { name: 'b', detectors: [...detectors], strategy: 'redact', indirectUse: 'deny' },
+          ],
+        }),
+        policy({
+          name: 'q',
+          mode: 'audit',
+          masking: [{ name: 'c', detectors: ['email', 'us-ssn'], strategy: 'redact', indirectUse: 'deny' }],
+        }),
+      ]),
+    ],
+  ];
+  const leaf = fc.oneof(
+    asciiValue,
+    asciiValue,
+    fc.integer(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.constantFrom(true, null, 4111111111111111, 5552345678, 1e21, 1.5e-7),
+  );
+  const document = fc.array(
+    fc.dictionary(asciiValue, fc.oneof(leaf, fc.array(leaf, { maxLength: 3 })), { maxKeys: 5 }),
+    { maxLength: 6 },
+  );
+  const body = fc
+    .tuple(document, fc.constantFrom(undefined, 1))
+    .map(([d, indent]) => JSON.stringify(d, null, indent));
+
+  for (const [name, compiled] of plans) {
+    // As the enforcer builds it: percent-encodings and character references read decoded too.
+    const encoded = maskEncoded((text) => compiled.maskText(text), true);
+    const enforcerPlan: MaskingPlan = {
+      ...compiled,
+      maskText: (text, column) => (column ? compiled.maskText(text, column) : encoded(text)),
+    };
+    it(`masks as the string path does, byte for byte: ${name}`, () => {
+      for (const plan of [compiled, enforcerPlan]) {
+        const strings: MaskingPlan = { ...plan, plainLabels: false };
+        fc.assert(
+          fc.property(body, fc.nat(), (text, cut) => {
+            const cuts = [cut % (Buffer.byteLength(text) + 1)];
+            const bytes = streamed(text, plan, [], cuts);
+            const expected = streamed(text, strings, []);
+            assert.equal(bytes.text, expected.text);
+            assert.deepEqual(bytes.counts, expected.counts);
+            assert.deepEqual(bytes.wouldMask, expected.wouldMask);
+          }),
+          { numRuns: 500 },
+        );
+      }
+    });
+  }
+});

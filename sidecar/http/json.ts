@@ -5,7 +5,7 @@
 // parsed document (sidecar/policy/json-mask.ts).
 import { encodeText, hasKeptBytes, StreamMasker, type ValueShape } from '../core/stream-masker.ts';
 import { type JsonPathRule, maskSelected, matchesJsonPath } from '../policy/json-paths.ts';
-import { defaultHashKey, type MaskingPlan } from '../policy/masking.ts';
+import { ByteOutput, defaultHashKey, type MaskingPlan, type Tally } from '../policy/masking.ts';
 
 function add(into: Record<string, number>, key: string, n: number): void {
   into[key] = (into[key] ?? 0) + n;
@@ -88,6 +88,10 @@ export class JsonStreamMasker {
   /** Masked values by rule, in tokens (the text masker counts what follows the JSON). */
   private readonly tokenCounts: Record<string, number> = {};
   private readonly tokenWouldMask: Record<string, number> = {};
+  /** The token counts, as the byte path adds to them. */
+  private readonly tally: Tally = { masked: this.tokenCounts, wouldMask: this.tokenWouldMask };
+  /** A value masked as bytes, before it is written as a JSON string. */
+  private readonly masked = new ByteOutput();
   private readonly plan: MaskingPlan;
   private readonly paths: JsonPathRule[];
   private readonly hashKey: string | Uint8Array;
@@ -184,6 +188,9 @@ export class JsonStreamMasker {
     const values = paths || this.plan.hasScanners;
     const maxToken = this.maxToken;
     const minLength = this.plan.minLength;
+    // ASCII strings without escapes are masked as bytes where no path rule applies (the plan's
+    // redactions then need no escaping in JSON).
+    const bytePath = !paths && this.plan.hasScanners && this.plan.plainLabels;
     while (i < n) {
       const c = chunk[i]!;
       if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
@@ -217,7 +224,20 @@ export class JsonStreamMasker {
         if (chunk[j] !== 0x22) break;
         const end = j + 1;
         if (end - i > maxToken) this.tooLong();
-        if (key) {
+        const length = end - i - 2;
+        if (bytePath && ascii && !escapes && (length < minLength || !hasEncoding(chunk, i + 1, end - 1))) {
+          // Keys carry data too (a map by e-mail or card number): the detectors read them. A
+          // string with a percent-encoding or character reference is read below, where the
+          // plan reads those decoded.
+          const masked = this.masked;
+          masked.length = 0;
+          if (length >= minLength && this.plan.maskAscii(chunk, i + 1, end - 1, this.tally, masked)) {
+            this.emit(chunk, copy, i);
+            this.emitMasked();
+            copy = end;
+          }
+          state = key ? COLON : kinds.length === 0 ? DONE : AFTER;
+        } else if (key) {
           // Keys carry data too (a map by e-mail or card number): the detectors read them where
           // they may find something.
           const scan =
@@ -352,8 +372,17 @@ export class JsonStreamMasker {
    * plan may read those decoded).
    */
   private mayFind(chunk: Buffer, start: number, end: number): boolean {
-    for (let i = start; i < end; i++) if (chunk[i] === 0x25 || chunk[i] === 0x26) return true;
-    return this.plan.mayFind(chunk, start, end);
+    return hasEncoding(chunk, start, end) || this.plan.mayFind(chunk, start, end);
+  }
+
+  /** `masked` as a JSON string: ASCII that needs no escaping (plainLabels). */
+  private emitMasked(): void {
+    const masked = this.masked;
+    this.reserve(masked.length + 2);
+    const out = this.out;
+    out[this.written++] = 0x22;
+    this.written += masked.bytes.copy(out, this.written, 0, masked.length);
+    out[this.written++] = 0x22;
   }
 
   /** Bytes [start, end) of the chunk, all ASCII, as text. */
@@ -564,6 +593,12 @@ export class JsonStreamMasker {
     this.token = NONE;
     return this.out.subarray(0, this.written);
   }
+}
+
+/** Whether bytes[start, end) hold '%' or '&': a percent-encoding or character reference may be there. */
+function hasEncoding(bytes: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] === 0x25 || bytes[i] === 0x26) return true;
+  return false;
 }
 
 /** The string token at [start, end) of `bytes` (quotes included), or invalid. */

@@ -102,50 +102,55 @@ export function profile(value: string, into: Profile): Profile {
   return into;
 }
 
+// What profileBytes counts each byte as (0: nothing a gate reads): one table read per byte
+// instead of a chain of tests.
+const DIGIT = 1;
+const UPPER = 2;
+const AT = 3;
+const DASH = 4;
+const DOT = 5;
+const COLON = 6;
+const PLUS = 7;
+const SPACE = 8;
+const NON_ASCII = 9;
+const byteKinds = new Uint8Array(256).fill(NON_ASCII, 128);
+byteKinds.fill(DIGIT, 48, 58);
+byteKinds.fill(UPPER, 65, 91);
+byteKinds[64] = AT;
+byteKinds[45] = DASH;
+byteKinds[46] = DOT;
+byteKinds[58] = COLON;
+byteKinds[43] = PLUS;
+byteKinds[32] = SPACE;
+const kindCounts = new Int32Array(10);
+
 /**
  * The profile of ASCII text in bytes[start, end), read from the bytes (no string is made). Its
  * counts are exact; a byte beyond ASCII is counted in nonAscii (the text is then not ASCII).
  */
 export function profileBytes(bytes: Uint8Array, start: number, end: number, into: Profile): Profile {
-  let digits = 0;
-  let upper = 0;
-  let at = 0;
-  let dash = 0;
-  let dot = 0;
-  let colon = 0;
-  let plus = 0;
-  let space = 0;
-  let nonAscii = 0;
+  const counts = kindCounts;
+  counts.fill(0);
   let run = 0;
   let cardRun = 0;
   let separators = 0;
   for (let i = start; i < end; i++) {
-    const ch = bytes[i]!;
-    if (ch >= 48 && ch <= 57) {
-      digits++;
+    const kind = byteKinds[bytes[i]!]!;
+    counts[kind]!++;
+    if (kind === DIGIT) {
       separators = 0;
       if (++run > cardRun) cardRun = run;
-    } else {
-      if (ch >= 65 && ch <= 90) upper++;
-      else if (ch === 64) at++;
-      else if (ch === 45) dash++;
-      else if (ch === 46) dot++;
-      else if (ch === 58) colon++;
-      else if (ch === 43) plus++;
-      else if (ch === 32) space++;
-      else if (ch > 127) nonAscii++;
-      if (!((ch === 32 || ch === 45 || ch === 46) && ++separators <= 2)) run = 0;
-    }
+    } else if (!((kind === SPACE || kind === DASH || kind === DOT) && ++separators <= 2)) run = 0;
   }
-  into.digits = digits;
-  into.upper = upper;
-  into.at = at;
-  into.dash = dash;
-  into.dot = dot;
-  into.colon = colon;
-  into.plus = plus;
-  into.space = space;
-  into.nonAscii = nonAscii;
+  into.digits = counts[DIGIT]!;
+  into.upper = counts[UPPER]!;
+  into.at = counts[AT]!;
+  into.dash = counts[DASH]!;
+  into.dot = counts[DOT]!;
+  into.colon = counts[COLON]!;
+  into.plus = counts[PLUS]!;
+  into.space = counts[SPACE]!;
+  into.nonAscii = counts[NON_ASCII]!;
   into.cardRun = cardRun;
   return into;
 }
@@ -234,6 +239,17 @@ export interface DetectorScanner {
   maybe(value: string | undefined, p: Profile, length: number): boolean;
   /** Appends findings in order of start. */
   find(value: string, out: Span[]): void;
+  /**
+   * find() over the ASCII text in bytes[start, end), read from the bytes (spans count from
+   * start). Detectors without it are given the text as a string.
+   */
+  findBytes?(bytes: Uint8Array, start: number, end: number, out: Span[]): void;
+  /**
+   * For the ASCII text in bytes[start, end): false when find() would find nothing in it, told by
+   * a test of its bytes cheaper than making it a string (a timestamp has the digits and
+   * separators a phone number gates on, never its shape).
+   */
+  mayMatchBytes?(bytes: Uint8Array, start: number, end: number): boolean;
 }
 
 function each(re: RegExp, value: string, visit: (m: RegExpExecArray) => void): void {
@@ -397,7 +413,52 @@ const email: DetectorScanner = {
       from = end;
     }
   },
+  findBytes(bytes, first, last, out) {
+    // The same expansion over the bytes, and domainRe read label by label.
+    let from = first;
+    for (;;) {
+      let at = from;
+      while (at < last && bytes[at] !== 64) at++;
+      if (at >= last) return;
+      from = at + 1;
+      let start = at;
+      while (start > first && at - start < 64 && localChar(bytes[start - 1]!)) start--;
+      while (start < at && bytes[start] === 46) start++;
+      let end = at + 1;
+      while (end < last && end - at <= 253 && domainChar(bytes[end]!)) end++;
+      while (end > at + 1 && (bytes[end - 1] === 46 || bytes[end - 1] === 45)) end--;
+      if (start === at || !domainBytesValid(bytes, at + 1, end)) continue;
+      out.push({ start: start - first, end: end - first });
+      from = end;
+    }
+  },
 };
+
+/**
+ * domainRe over bytes[start, end), which hold only domainChar bytes: dot-separated labels of 1 to
+ * 63 letters, digits and dashes that start and end with a letter or digit, then a last label of 2
+ * to 63 letters.
+ */
+function domainBytesValid(bytes: Uint8Array, start: number, end: number): boolean {
+  let labels = 0;
+  for (let i = start; ; ) {
+    let j = i;
+    while (j < end && bytes[j] !== 46) j++;
+    const length = j - i;
+    if (j === end) {
+      if (labels === 0 || length < 2 || length > 63) return false;
+      for (let k = i; k < j; k++) if (!isLetter(bytes[k]!)) return false;
+      return true;
+    }
+    if (length < 1 || length > 63 || bytes[i] === 45 || bytes[j - 1] === 45) return false;
+    labels++;
+    i = j + 1;
+  }
+}
+
+function isLetter(ch: number): boolean {
+  return (ch >= 97 && ch <= 122) || (ch >= 65 && ch <= 90);
+}
 
 // Only the separated form in free text (ddd-dd-dddd, or the same with spaces or dots): a bare
 // 9-digit number is too often something else. Columns known to hold SSNs are masked whole
@@ -414,7 +475,43 @@ const usSsn: DetectorScanner = {
       if (!grouped && ssnValid(m[1]!, m[3]!, m[4]!)) out.push({ start: m.index, end: m.index + m[0].length });
     });
   },
+  findBytes(bytes, first, last, out) {
+    // ssnRe tried at each position, as its global search does: after a match, from its end.
+    for (let i = first; i + 11 <= last; ) {
+      const sep = bytes[i + 3]!;
+      if (
+        !isSeparator(sep) ||
+        bytes[i + 6] !== sep ||
+        (i > first && isDigit(bytes[i - 1]!)) ||
+        !digitsAt(bytes, i, 3) ||
+        !digitsAt(bytes, i + 4, 2) ||
+        !digitsAt(bytes, i + 7, 4) ||
+        (i + 11 < last && isDigit(bytes[i + 11]!)) ||
+        (i + 12 < last && bytes[i + 11] === sep && isDigit(bytes[i + 12]!))
+      ) {
+        i++;
+        continue;
+      }
+      const grouped = i - first >= 2 && bytes[i - 1] === sep && isDigit(bytes[i - 2]!);
+      if (!grouped && ssnBytesValid(bytes, i)) out.push({ start: i - first, end: i - first + 11 });
+      i += 11;
+    }
+  },
 };
+
+function digitsAt(bytes: Uint8Array, at: number, count: number): boolean {
+  for (let k = at; k < at + count; k++) if (!isDigit(bytes[k]!)) return false;
+  return true;
+}
+
+/** ssnValid over the digits of the SSN-shaped bytes at `at` (ddd-dd-dddd). */
+function ssnBytesValid(bytes: Uint8Array, at: number): boolean {
+  const area = bytes[at]! * 10000 + bytes[at + 1]! * 100 + bytes[at + 2]!;
+  // '000' and '666' as byte triples; '9' as the area's first byte.
+  if (area === 48 * 10101 || area === 54 * 10101 || bytes[at] === 57) return false;
+  if (bytes[at + 4] === 48 && bytes[at + 5] === 48) return false;
+  return !(bytes[at + 7] === 48 && bytes[at + 8] === 48 && bytes[at + 9] === 48 && bytes[at + 10] === 48);
+}
 
 function isDigit(ch: number): boolean {
   return ch >= 48 && ch <= 57;
@@ -480,6 +577,25 @@ const phone: DetectorScanner = {
     }
     found.sort((a, b) => a.start - b.start);
     for (const span of found) out.push(span);
+  },
+  mayMatchBytes(bytes, first, last) {
+    // Every E.164 finding starts with '+' and a digit 1-9; every NANP one ends where nanpTail
+    // matches from the value's fifth character on.
+    for (let i = first; i < last; i++) {
+      const ch = bytes[i]!;
+      if (ch === 43) {
+        if (i + 1 < last && bytes[i + 1]! >= 49 && bytes[i + 1]! <= 57) return true;
+      } else if (
+        isSeparator(ch) &&
+        i - first >= 7 &&
+        i + 5 <= last &&
+        digitsAt(bytes, i - 3, 3) &&
+        digitsAt(bytes, i + 1, 4) &&
+        !(i + 5 < last && isDigit(bytes[i + 5]!))
+      )
+        return true;
+    }
+    return false;
   },
 };
 

@@ -73,6 +73,38 @@ export interface MaskingPlan {
    * it (maskText would return it as it is), read from the bytes without making a string.
    */
   mayFind(bytes: Uint8Array, start: number, end: number): boolean;
+  /**
+   * maskText over the ASCII text in bytes[start, end), read and masked as bytes (no string is
+   * made unless a detector without a byte search or a pattern must read one): appends the masked
+   * text to `out` and returns true, or returns false when nothing changed. Counts go into `tally`.
+   * The result is byte for byte maskText's.
+   */
+  maskAscii(bytes: Buffer, start: number, end: number, tally: Tally, out: ByteOutput): boolean;
+  /**
+   * Every label a redaction writes is letters, digits, dots, dashes and underscores, so
+   * maskAscii's output is ASCII that needs no escaping in JSON and holds no escape of its own.
+   */
+  plainLabels: boolean;
+}
+
+/** Where masked counts are added (created at the first count). */
+export interface Tally {
+  masked?: Record<string, number>;
+  wouldMask?: Record<string, number>;
+}
+
+/** A growing byte buffer maskAscii appends to: bytes[0, length) is what was written. */
+export class ByteOutput {
+  bytes: Buffer = Buffer.allocUnsafe(256);
+  length = 0;
+
+  /** Makes room for `count` more bytes. */
+  reserve(count: number): void {
+    if (this.length + count <= this.bytes.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + count));
+    this.bytes.copy(next, 0, 0, this.length);
+    this.bytes = next;
+  }
 }
 
 export interface MaskingOptions {
@@ -120,6 +152,21 @@ export function applyStrategy(
 /** Letters and digits as isAlnum reads them: every UTF-16 code unit beyond ASCII counts. */
 const alnumRe = /[0-9A-Za-z\u0080-\uffff]/g;
 
+/** partial() over ASCII bytes[start, end), written into out at `at`: the same number of bytes. */
+function partialBytes(bytes: Uint8Array, start: number, end: number, out: Uint8Array, at: number): void {
+  let alnum = 0;
+  let from = start;
+  for (let i = end - 1; i >= start && alnum < 8; i--) {
+    if (!isAlnum(bytes[i]!)) continue;
+    if (++alnum === 4) from = i;
+  }
+  if (alnum < 8) from = end;
+  for (let i = start; i < end; i++) {
+    const ch = bytes[i]!;
+    out[at + i - start] = i < from && isAlnum(ch) ? 42 : ch;
+  }
+}
+
 function partial(value: string): string {
   // From the end: where the fourth-last letter or digit is, and whether there are eight at all.
   let alnum = 0;
@@ -152,6 +199,8 @@ interface Scanner {
   minLength: number;
   maybe(value: string | undefined, p: Profile, length: number): boolean;
   find(value: string, out: Span[]): void;
+  findBytes: DetectorScanner['findBytes'];
+  mayMatchBytes: DetectorScanner['mayMatchBytes'];
   enforce: Consumer[];
   audit: Consumer[];
   /** Strongest enforce strategy. */
@@ -299,6 +348,35 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     return false;
   }
 
+  /** Spans found by one scanner, emptied after each that found some. */
+  const asciiSpans: Span[] = [];
+
+  function maskAscii(bytes: Buffer, start: number, end: number, tally: Tally, out: ByteOutput): boolean {
+    const length = end - start;
+    if (prefilter && length < minLength) return false;
+    if (prefilter) profileBytes(bytes, start, end, bytesProfile);
+    let findings: Finding[] | undefined;
+    /** The text as a string, made only for a scanner that has no byte search. */
+    let text: string | undefined;
+    const spans = asciiSpans;
+    for (const scanner of list) {
+      if (prefilter && !scanner.maybe(undefined, bytesProfile, length)) continue;
+      if (scanner.findBytes) scanner.findBytes(bytes, start, end, spans);
+      else if (prefilter && scanner.mayMatchBytes && !scanner.mayMatchBytes(bytes, start, end)) continue;
+      else {
+        text ??= bytes.toString('latin1', start, end);
+        if (prefilter && !scanner.maybe(text, bytesProfile, length)) continue;
+        scanner.find(text, spans);
+      }
+      if (spans.length === 0) continue;
+      findings ??= [];
+      for (const span of spans) findings.push({ start: span.start, end: span.end, scanner });
+      spans.length = 0;
+    }
+    if (!findings) return false;
+    return writeFindings(bytes, start, end, findings, tally, out, hashKey);
+  }
+
   return {
     hasScanners: list.length > 0,
     hasColumns: columnRules.length > 0,
@@ -306,6 +384,8 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     columnRule,
     maskText,
     mayFind,
+    maskAscii,
+    plainLabels: list.every((scanner) => /^[A-Za-z0-9._-]*$/.test(scanner.label)),
   };
 }
 
@@ -325,6 +405,8 @@ function fromDetector(d: DetectorScanner): Scanner {
     minLength: d.minLength,
     maybe: d.maybe,
     find: d.find,
+    findBytes: d.findBytes,
+    mayMatchBytes: d.mayMatchBytes,
     enforce: [],
     audit: [],
     strategy: undefined,
@@ -349,6 +431,8 @@ function fromPattern(name: string, pattern: CompiledPattern): Scanner {
         from = end > start ? end : start + 1;
       }
     },
+    findBytes: undefined,
+    mayMatchBytes: undefined,
     enforce: [],
     audit: [],
     strategy: undefined,
@@ -406,6 +490,74 @@ function applyFindings(value: string, findings: Finding[], hashKey: string | Uin
   }
   out += value.slice(cursor);
   return { value: out, counts, wouldMask: audited ? wouldMask : noCounts };
+}
+
+/**
+ * applyFindings over ASCII bytes[start, end) (findings count from start): counts into tally, the
+ * masked text appended to out. False when no finding is masked (audit-mode only).
+ */
+function writeFindings(
+  bytes: Buffer,
+  start: number,
+  end: number,
+  findings: Finding[],
+  tally: Tally,
+  out: ByteOutput,
+  hashKey: string | Uint8Array,
+): boolean {
+  let masks = 0;
+  for (const f of findings) {
+    if (f.scanner.strategy !== undefined) masks++;
+    for (const c of f.scanner.enforce) {
+      tally.masked ??= {};
+      tally.masked[c.key] = (tally.masked[c.key] ?? 0) + 1;
+    }
+    for (const c of f.scanner.audit) {
+      tally.wouldMask ??= {};
+      tally.wouldMask[c.key] = (tally.wouldMask[c.key] ?? 0) + 1;
+    }
+  }
+  if (masks === 0) return false;
+  const masking =
+    masks === findings.length ? findings : findings.filter((f) => f.scanner.strategy !== undefined);
+  if (masking.length > 1) masking.sort((a, b) => a.start - b.start || b.end - a.end);
+  let cursor = start;
+  for (let i = 0; i < masking.length; ) {
+    const first = masking[i]!;
+    let spanEnd = first.end;
+    let strategy = first.scanner.strategy!;
+    let label = first.scanner.label;
+    let j = i + 1;
+    for (; j < masking.length && masking[j]!.start < spanEnd; j++) {
+      const next = masking[j]!;
+      spanEnd = Math.max(spanEnd, next.end);
+      if (strength[next.scanner.strategy!] > strength[strategy]) {
+        strategy = next.scanner.strategy!;
+        label = next.scanner.label;
+      }
+    }
+    const from = start + first.start;
+    const to = start + spanEnd;
+    out.reserve(from - cursor);
+    out.length += bytes.copy(out.bytes, out.length, cursor, from);
+    if (strategy === 'partial') {
+      out.reserve(to - from);
+      partialBytes(bytes, from, to, out.bytes, out.length);
+      out.length += to - from;
+    } else {
+      const masked =
+        strategy === 'hash'
+          ? `h:${createHmac('sha256', hashKey).update(bytes.subarray(from, to)).digest('hex').slice(0, 12)}`
+          : applyStrategy('redact', '', label, hashKey);
+      out.reserve(Buffer.byteLength(masked));
+      out.length += out.bytes.write(masked, out.length);
+    }
+    cursor = to;
+    i = j;
+  }
+  out.reserve(end - cursor);
+  out.length += bytes.copy(out.bytes, out.length, cursor, end);
+  return true;
 }
 
 function columnGlobMatches(glob: string, q: { schema: string; table: string; column: string }): boolean {

@@ -5,8 +5,9 @@
 const minimumBatch = 256 * 1024;
 
 export class RowWriter {
-  private buffer: Buffer = Buffer.alloc(0);
-  private used = 0;
+  /** The batch's buffer: rows are written at `used`, one after another (a new one when full). */
+  buffer: Buffer = Buffer.alloc(0);
+  used = 0;
 
   /** Starts a new batch: earlier views may still be queued on a socket, so never reuse them. */
   reset(): void {
@@ -27,11 +28,33 @@ export class RowWriter {
     changedTo: (string | Buffer | null)[],
     changes: number,
   ): Buffer {
+    const start = this.append(raw, base, limit, changedAt, changedTo, changes);
+    return this.buffer.subarray(start, this.used);
+  }
+
+  /**
+   * write() without the view: the row is buffer[returned offset, used). A change c with
+   * bytesEnd[c] >= 0 is bytes[the previous such change's end (or 0), bytesEnd[c]) instead of
+   * changedTo[c]: values masked as bytes, one after another.
+   */
+  append(
+    raw: Buffer,
+    base: number,
+    limit: number,
+    changedAt: number[],
+    changedTo: (string | Buffer | null)[],
+    changes: number,
+    bytes?: Buffer,
+    bytesEnd?: number[],
+  ): number {
     let bound = limit - base;
+    let bytesUsed = 0;
     for (let c = 0; c < changes; c++) {
       const value = changedTo[c];
-      bound += typeof value === 'string' ? value.length * 3 : (value?.length ?? 0);
+      if (bytesEnd && bytesEnd[c]! >= 0) bytesUsed = bytesEnd[c]!;
+      else bound += typeof value === 'string' ? value.length * 3 : (value?.length ?? 0);
     }
+    bound += bytesUsed;
     if (this.buffer.length - this.used < bound) {
       this.buffer = Buffer.allocUnsafe(Math.max(minimumBatch, bound));
       this.used = 0;
@@ -44,13 +67,20 @@ export class RowWriter {
     // Unchanged fields between two changed ones are one run in both rows: copied at once.
     let run = from;
     let next = 0;
+    let bytesFrom = 0;
     for (let i = 0; i < count; i++) {
       const length = (raw[from]! << 24) | (raw[from + 1]! << 16) | (raw[from + 2]! << 8) | raw[from + 3]!;
       const fieldEnd = from + 4 + (length > 0 ? length : 0);
       if (next < changes && changedAt[next] === i) {
         if (run < from) to += raw.copy(out, to, run, from);
+        const end = bytesEnd ? bytesEnd[next]! : -1;
         const value = changedTo[next++];
-        if (value === null || value === undefined) {
+        if (end >= 0) {
+          const written = bytes!.copy(out, to + 4, bytesFrom, end);
+          writeInt32(out, to, written);
+          to += 4 + written;
+          bytesFrom = end;
+        } else if (value === null || value === undefined) {
           writeInt32(out, to, -1);
           to += 4;
         } else {
@@ -67,7 +97,7 @@ export class RowWriter {
     if (run < from) to += raw.copy(out, to, run, from);
     writeInt32(out, start + 1, to - start - 1);
     this.used = to;
-    return out.subarray(start, to);
+    return start;
   }
 }
 

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { policy } from '../policy/fixtures.ts';
 import { compileMasking } from '../policy/masking.ts';
+import { asciiValue } from '../policy/value-fixtures.ts';
 import {
   type ColumnPlan,
   type Layout,
@@ -304,6 +305,88 @@ describe('RowMasker', () => {
     assert.notEqual(ssn, '123-45-6789');
     assert.equal(note, 'write to [REDACTED:email]');
     assert.deepEqual(Object.keys(tally.masked ?? {}).sort(), ['free/email', 'pii/public.people.ssn']);
+  });
+});
+
+describe('RowMasker on ASCII rows', () => {
+  const plan = compileMasking([
+    policy({
+      name: 'p',
+      masking: [
+        {
+          name: 'pii',
+          detectors: ['email', 'credit-card', 'phone'],
+          strategy: 'partial',
+          indirectUse: 'deny',
+        },
+        { name: 'ids', detectors: ['us-ssn', 'iban', 'jwt'], strategy: 'redact', indirectUse: 'deny' },
+      ],
+    }),
+    policy({
+      name: 'q',
+      mode: 'audit',
+      masking: [{ name: 'seen', detectors: ['email', 'ipv4'], strategy: 'redact', indirectUse: 'deny' }],
+    }),
+  ]);
+  const bytes: Masker = {
+    scans: plan.hasScanners,
+    columns: plan.hasColumns,
+    columnsEnforced: plan.hasColumns,
+    minScanLength: 1,
+    columnRule: (ref) => plan.columnRule(ref),
+    mask: plan.maskText,
+    mayFind: plan.mayFind,
+    maskAscii: plan.maskAscii,
+  };
+  const strings: Masker = { ...bytes, maskAscii: undefined };
+
+  it('masks as bytes to what the string path gives: text, other types, binary jsonb, non-ASCII rows', () => {
+    // Text, int4 as text, binary jsonb (a version byte first), a column without a description.
+    const kinds = [column(25), column(23), column(3802, 1), undefined];
+    const cell = fc.record({
+      kind: fc.nat(kinds.length - 1),
+      value: fc.oneof(
+        fc.constant(null),
+        asciiValue,
+        asciiValue.map((v) => `${v} é`),
+      ),
+    });
+    const rows = fc.array(fc.array(cell, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 6 });
+    fc.assert(
+      fc.property(rows, (cells) => {
+        // One layout for the result: the first row's columns.
+        const shape = cells[0]!.map((c) => c.kind);
+        const layoutOf = (masker: Masker) =>
+          planColumns(
+            masker,
+            shape.map((k) => kinds[k] ?? column(2277, 1)),
+            () => [],
+          );
+        const encoded = cells.map((row) =>
+          encodeDataRow(
+            shape.map((k, i) => {
+              const v = row[i]?.value ?? null;
+              if (v === null) return null;
+              return kinds[k]?.typeOid === 3802 ? Buffer.from(`\u0001${v}`, 'utf8') : Buffer.from(v, 'utf8');
+            }),
+          ),
+        );
+        const chunk = Buffer.concat(encoded);
+        const run = (masker: Masker) => {
+          const out: Buffer[] = [];
+          const tally: MaskTally = {};
+          const rowMasker = new RowMasker(masker);
+          rowMasker.batch();
+          rowMasker.maskRun(chunk, 0, chunk.length, layoutOf(masker), tally, out);
+          return { bytes: Buffer.concat(out), tally };
+        };
+        const got = run(bytes);
+        const expected = run(strings);
+        assert.deepEqual(got.bytes, expected.bytes);
+        assert.deepEqual(got.tally, expected.tally);
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
 

@@ -4,6 +4,7 @@
 // same one) and the counts of what was masked. No sockets and no session state: the session decides which layout and which request
 // a message belongs to.
 import { isAscii as isAsciiBytes, isUtf8 } from 'node:buffer';
+import { ByteOutput } from '../policy/masking.ts';
 import { RowWriter } from './datarow.ts';
 import {
   type ColumnDescription,
@@ -90,6 +91,8 @@ export function planColumns(
 }
 
 const unchanged: unique symbol = Symbol('unchanged');
+/** The masked value is the next one in RowMasker's maskedBytes. */
+const inOutput: unique symbol = Symbol('in output');
 
 /**
  * Masks DataRows. It keeps only scratch space between calls (and the batch its rewritten rows
@@ -103,6 +106,9 @@ export class RowMasker {
   private rowAscii: boolean | undefined;
   private readonly changedAt: number[] = [];
   private readonly changedTo: (string | Buffer | null)[] = [];
+  /** A row's values masked as bytes, one after another; inBytes[c] says where change c's ends (-1: not there). */
+  private readonly maskedBytes = new ByteOutput();
+  private readonly inBytes: number[] = [];
 
   constructor(masker: Masker) {
     this.masker = masker;
@@ -115,7 +121,7 @@ export class RowMasker {
 
   /**
    * DataRows in bulk, the messages in chunk[start, end): unchanged rows go out as one view of
-   * the received chunk, each changed row as its rewrite.
+   * the received chunk, rewritten rows one after another as one view of the batch's buffer.
    */
   maskRun(
     chunk: Buffer,
@@ -125,21 +131,33 @@ export class RowMasker {
     tally: MaskTally | undefined,
     out: Buffer[],
   ): void {
+    const rows = this.rows;
+    /** Where the chunk's bytes not yet sent start. */
     let span = start;
     let at = start;
+    /** The rewritten rows not yet sent: run[runFrom, runTo), runFrom -1 for none. */
+    let run = rows.buffer;
+    let runFrom = -1;
+    let runTo = 0;
     while (at < end) {
       const next =
         at +
         1 +
         (((chunk[at + 1]! << 24) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 8) | chunk[at + 4]!) >>> 0);
-      const masked = this.maskRow(chunk, at, next, layout, tally);
-      if (masked) {
-        if (span < at) out.push(chunk.subarray(span, at));
-        out.push(masked);
+      const rewritten = this.rewrite(chunk, at, next, layout, tally);
+      if (rewritten >= 0) {
+        if (span < at || rows.buffer !== run || rewritten !== runTo || runFrom < 0) {
+          if (runFrom >= 0) out.push(run.subarray(runFrom, runTo));
+          if (span < at) out.push(chunk.subarray(span, at));
+          run = rows.buffer;
+          runFrom = rewritten;
+        }
+        runTo = rows.used;
         span = next;
       }
       at = next;
     }
+    if (runFrom >= 0) out.push(run.subarray(runFrom, runTo));
     if (span < end) out.push(chunk.subarray(span, end));
   }
 
@@ -155,6 +173,18 @@ export class RowMasker {
     layout: Layout | undefined,
     tally: MaskTally | undefined,
   ): Buffer | undefined {
+    const rewritten = this.rewrite(raw, base, limit, layout, tally);
+    return rewritten < 0 ? undefined : this.rows.buffer.subarray(rewritten, this.rows.used);
+  }
+
+  /** maskRow, the row rewritten into the batch's buffer: where it starts there, or -1 when nothing changed. */
+  private rewrite(
+    raw: Buffer,
+    base: number,
+    limit: number,
+    layout: Layout | undefined,
+    tally: MaskTally | undefined,
+  ): number {
     const masker = this.masker;
     if (limit - base < 7) throw new ProtocolViolation('DataRow shorter than its header');
     const count = (raw[base + 5]! << 8) | raw[base + 6]!;
@@ -166,6 +196,8 @@ export class RowMasker {
     // instead of one per value.
     this.rowText = undefined;
     this.rowAscii = undefined;
+    this.maskedBytes.length = 0;
+    const inBytes = this.inBytes;
     for (let i = 0; i < count; i++) {
       if (at + 4 > limit) throw new ProtocolViolation('DataRow shorter than its fields');
       const length = (raw[at]! << 24) | (raw[at + 1]! << 16) | (raw[at + 2]! << 8) | raw[at + 3]!;
@@ -181,13 +213,14 @@ export class RowMasker {
         const result = this.maskValue(raw, base + 7, limit, at, end, plan, tally);
         if (result !== unchanged) {
           changedAt[changes] = i;
-          changedTo[changes++] = result;
+          inBytes[changes] = result === inOutput ? this.maskedBytes.length : -1;
+          changedTo[changes++] = result === inOutput ? null : result;
         }
       }
       at = end;
     }
-    if (changes === 0) return undefined;
-    return this.rows.write(raw, base, limit, changedAt, changedTo, changes);
+    if (changes === 0) return -1;
+    return this.rows.append(raw, base, limit, changedAt, changedTo, changes, this.maskedBytes.bytes, inBytes);
   }
 
   /** The masked value of raw[start, end), null for NULL, or `unchanged`. */
@@ -199,7 +232,7 @@ export class RowMasker {
     end: number,
     plan: ColumnPlan,
     tally: MaskTally | undefined,
-  ): string | Buffer | null | typeof unchanged {
+  ): string | Buffer | null | typeof unchanged | typeof inOutput {
     const masker = this.masker;
     if (plan.held) return maskHeld(masker, raw, start, end, plan.held, plan.binary, tally);
     const rule = plan.rule;
@@ -215,8 +248,12 @@ export class RowMasker {
     }
     const from = plan.jsonb ? start + 1 : start;
     if (this.rowAscii === undefined) this.rowAscii = isAsciiBytes(raw.subarray(fieldsStart, limit));
-    // Most values cannot hold a finding: told from their bytes, they are never made strings.
-    if (this.rowAscii && plan.action !== 'mask' && !masker.mayFind(raw, from, end)) return unchanged;
+    if (this.rowAscii && plan.action !== 'mask') {
+      // ASCII is masked as bytes, straight into the row's masked values: no string per value.
+      if (masker.maskAscii) return this.maskAscii(raw, from, end, plan, tally, masker.maskAscii);
+      // Most values cannot hold a finding: told from their bytes, they are never made strings.
+      if (!masker.mayFind(raw, from, end)) return unchanged;
+    }
     let text: string;
     if (this.rowAscii) {
       this.rowText ??= raw.toString('latin1', fieldsStart, limit);
@@ -232,6 +269,32 @@ export class RowMasker {
     if (!plan.textual || plan.action === 'lossy') return null;
     // jsonb binary keeps its version byte (1).
     return plan.jsonb ? `\u0001${result.value}` : result.value;
+  }
+
+  /** maskValue for ASCII raw[start, end): the masked value appended to maskedBytes (inOutput). */
+  private maskAscii(
+    raw: Buffer,
+    start: number,
+    end: number,
+    plan: ColumnPlan,
+    tally: MaskTally | undefined,
+    maskAscii: NonNullable<Masker['maskAscii']>,
+  ): null | typeof unchanged | typeof inOutput {
+    const out = this.maskedBytes;
+    const at = out.length;
+    if (plan.jsonb) {
+      // jsonb binary keeps its version byte (1).
+      out.reserve(1);
+      out.bytes[out.length++] = 1;
+    }
+    if (!maskAscii(raw, start, end, tally ?? {}, out)) {
+      out.length = at;
+      return unchanged;
+    }
+    if (plan.textual && plan.action !== 'lossy') return inOutput;
+    // Masked text in a non-text column would not decode: send NULL instead.
+    out.length = at;
+    return null;
   }
 }
 

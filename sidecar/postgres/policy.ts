@@ -4,7 +4,7 @@
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { type Decision, decideSql, denialMessage } from '../policy/decide.ts';
 import { detectorScanners } from '../policy/detectors.ts';
-import { type ColumnMask, compileMasking } from '../policy/masking.ts';
+import { type ColumnMask, compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import { analyzeSql, loadSqlParser, type SqlAnalysis, type SqlStatement } from '../policy/sql.ts';
 
 export type SqlStatementInfo = SqlStatement;
@@ -44,6 +44,8 @@ export interface Masker {
   mask(value: string, column?: ColumnMask, ascii?: boolean): MaskResult;
   /** For ASCII bytes[start, end): false when mask() would leave them as they are (no string made). */
   mayFind(bytes: Uint8Array, start: number, end: number): boolean;
+  /** mask() over ASCII bytes[start, end), as bytes (sidecar/policy/masking.ts); without it, mask(). */
+  maskAscii?: MaskingPlan['maskAscii'];
 }
 
 export interface PolicyEngine {
@@ -82,6 +84,7 @@ export async function loadPolicyEngine(policies: BundlePolicy[]): Promise<Policy
       columnRule: (ref) => plan.columnRule(ref),
       mask: plan.maskText,
       mayFind: plan.mayFind,
+      maskAscii: plan.maskAscii,
     },
     enforcing: policies.some((p) => p.mode === 'enforce' && (p.rules.length > 0 || p.masking.length > 0)),
   };
