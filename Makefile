@@ -7,7 +7,7 @@ SHELL := /bin/bash
 NODE_BIN := $(shell scripts/node.sh)
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-UNIT_TESTS := 'api/**/*.test.ts' 'audit/**/*.test.ts' 'local/**/*.test.ts' 'charts/**/*.test.ts' 'cli/**/*.test.ts' 'operator/**/*.test.ts' 'policy/**/*.test.ts' 'sidecar/**/*.test.ts'
+UNIT_TESTS := 'api/**/*.test.ts' 'audit/**/*.test.ts' 'local/**/*.test.ts' 'metrics/**/*.test.ts' 'charts/**/*.test.ts' 'cli/**/*.test.ts' 'operator/**/*.test.ts' 'policy/**/*.test.ts' 'sidecar/**/*.test.ts'
 INTEGRATION_TESTS := 'test/integration/**/*.test.ts'
 E2E_TESTS := 'test/e2e/**/*.test.ts'
 # A test that hangs fails after 5 minutes (the slowest suite takes about one); a test file that

@@ -23,7 +23,7 @@ const repository = new URL('../', import.meta.url).pathname;
 /** The image's folders of this checkout and the measured collector, compiled as the image runs them. */
 async function compiledApp(work: string): Promise<string> {
   const app = join(work, 'app');
-  for (const folder of ['api', 'audit', 'bin', 'cli', 'console', 'local', 'operator', 'policy', 'sidecar'])
+  for (const folder of 'api audit bin cli console local metrics operator policy sidecar'.split(' '))
     cpSync(join(repository, folder), join(app, folder), {
       recursive: true,
       filter: (path) => !/\.(test|bench)\.ts$/.test(path),

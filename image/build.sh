@@ -100,7 +100,7 @@ if [[ "$kind" == airlock ]]; then
   # The app: the runtime folders of the commit, with production dependencies only.
   app="$rootfs/app"
   mkdir -p "$app"
-  git archive HEAD api audit bin cli console local operator policy sidecar package.json package-lock.json | tar -x -C "$app"
+  git archive HEAD api audit bin cli console local metrics operator policy sidecar package.json package-lock.json | tar -x -C "$app"
   find "$app" \( -name '*.test.ts' -o -name '*.bench.ts' \) -delete
   # JavaScript, not TypeScript (image/compile.sh), compiled by TypeScript at the lockfile's
   # version from the npm registry: a clean checkout has no development dependencies installed.
