@@ -1,8 +1,8 @@
 // The check a sidecar makes of a bundle received over the wire before it trusts its shape: the
 // envelope (version, revision, identity) and each connection's name, protocol and policies.
 // Written out rather than built with zod: the sidecar validates no other API object, and zod
-// alone is 14 MB of its memory (bench/README.md "Memory"). Its messages are zod's, so a refused
-// bundle is logged in the same words.
+// with the schemas built with it was 6-8 MB of its memory (bench/README.md "Memory"). Its
+// messages are zod's, so a refused bundle is logged in the same words.
 import { bundleVersion } from './bundle.ts';
 
 /** Where a bundle is malformed (keys and indexes from its root), and how. */
