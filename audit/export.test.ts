@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import pino from 'pino';
-import { Registry } from 'prom-client';
 import type { SessionEvent } from '../api/events.ts';
+import { type Counter, type Gauge, Registry } from '../metrics/registry.ts';
 import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
 import { requires } from '../test/support/tools.ts';
 import { type AuditLog, openAuditLog } from './log.ts';
@@ -194,10 +194,10 @@ for (const kind of ['embedded', 'postgres'] as const) {
           ids(30, 200),
           'the history before the sink was not sent; the rest once, in order',
         );
-        const sent = await registry.getSingleMetric('airlock_export_events_total')!.get();
-        assert.equal(sent.values[0]?.value, 200);
-        const behind = await registry.getSingleMetric('airlock_export_queued_events')!.get();
-        assert.equal(behind.values[0]?.value, 0, 'nothing behind the cursor');
+        const sent = registry.get('airlock_export_events_total') as Counter<string>;
+        assert.equal(sent.series()[0]?.value, 200);
+        const behind = registry.get('airlock_export_queued_events') as Gauge<string>;
+        assert.equal(behind.series()[0]?.value, 0, 'nothing behind the cursor');
         assert.deepEqual(
           await store.verify(),
           { ok: true, events: 230 },

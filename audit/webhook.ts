@@ -6,8 +6,8 @@
 // `generic`, NDJSON of the items; `slack`, incoming-webhook messages.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
 import type { EventSink, SessionEvent } from '../api/events.ts';
+import { Counter, Gauge, type Registry } from '../metrics/registry.ts';
 import type { AuditLog } from './log.ts';
 
 export type WebhookFormat = 'generic' | 'slack';
@@ -81,8 +81,8 @@ export function formatBatch(format: WebhookFormat, events: SessionEvent[]): Webh
 }
 
 /** A metric shared by every sender on a registry (a second sender would otherwise collide). */
-function shared<M>(registry: Registry | undefined, name: string, make: (registers: Registry[]) => M): M {
-  return (registry?.getSingleMetric(name) as M | undefined) ?? make(registry ? [registry] : []);
+function shared<M>(registry: Registry | undefined, name: string, make: () => M): M {
+  return (registry?.get(name) as M | undefined) ?? make();
 }
 
 /** POSTs batches to one receiver, retrying with backoff and jitter until it answers 2xx. */
@@ -114,34 +114,34 @@ export class WebhookSender<T> {
       sent: shared(
         registry,
         'airlock_export_events_total',
-        (registers) =>
+        () =>
           new Counter({
             name: 'airlock_export_events_total',
             help: 'Items POSTed to webhooks (stream audit: session events; notifications: AccessRequest notifications), by stream and receiver.',
-            labelNames: ['stream', 'receiver'] as const,
-            registers,
+            labelNames: ['stream', 'receiver'],
+            registry,
           }),
       ).labels(labels),
       shed: shared(
         registry,
         'airlock_export_shed_events_total',
-        (registers) =>
+        () =>
           new Counter({
             name: 'airlock_export_shed_events_total',
             help: 'Items shed because a receiver stayed down past the queue bound, by stream and receiver (the audit export sheds nothing: the store is its queue).',
-            labelNames: ['stream', 'receiver'] as const,
-            registers,
+            labelNames: ['stream', 'receiver'],
+            registry,
           }),
       ).labels(labels),
       queued: shared(
         registry,
         'airlock_export_queued_events',
-        (registers) =>
+        () =>
           new Gauge({
             name: 'airlock_export_queued_events',
             help: 'Items waiting for a receiver, by stream and receiver (stream audit: stored events after its cursor, on the replica that exports).',
-            labelNames: ['stream', 'receiver'] as const,
-            registers,
+            labelNames: ['stream', 'receiver'],
+            registry,
           }),
       ).labels(labels),
     };

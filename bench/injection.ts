@@ -9,7 +9,7 @@ import { Agent, request } from 'node:https';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { KubeConfig } from '@kubernetes/client-node';
-import { Registry } from 'prom-client';
+import { type Histogram, Registry } from '../metrics/registry.ts';
 import { createCertificateManager } from '../operator/certificates.ts';
 import { webhookConfiguration } from '../operator/injection/configuration.ts';
 import { injectionOptions } from '../operator/injection/inject.ts';
@@ -61,10 +61,9 @@ async function serve(data: ServeData): Promise<void> {
     ],
     registry,
   });
-  parentPort!.on('message', async () => {
-    const values =
-      (await registry.getSingleMetric('airlock_injection_duration_seconds')?.get())?.values ?? [];
-    parentPort!.postMessage(values);
+  parentPort!.on('message', () => {
+    const histogram = registry.get('airlock_injection_duration_seconds') as Histogram<'result'> | undefined;
+    parentPort!.postMessage(histogram?.series() ?? []);
   });
   parentPort!.postMessage('ready');
 }
@@ -115,7 +114,7 @@ async function main(): Promise<void> {
     });
     await new Promise((resolve) => worker.once('message', resolve));
     const metrics = () =>
-      new Promise<{ labels: Record<string, string>; value: number; metricName?: string }[]>((resolve) => {
+      new Promise<{ labels: Record<string, string>; sum: number; count: number }[]>((resolve) => {
         worker.once('message', resolve);
         worker.postMessage('metrics');
       });
@@ -256,10 +255,10 @@ async function main(): Promise<void> {
     const injectedStats = stats(samples.injected);
     const histogram = await metrics();
     const serverMean = (result: string) => {
-      const sum =
-        histogram.find((v) => v.metricName?.endsWith('_sum') && v.labels.result === result)?.value ?? 0;
-      const count =
-        histogram.find((v) => v.metricName?.endsWith('_count') && v.labels.result === result)?.value ?? 0;
+      const { sum, count } = histogram.find((series) => series.labels.result === result) ?? {
+        sum: 0,
+        count: 0,
+      };
       return `${((sum / Math.max(count, 1)) * 1000).toFixed(2)} ms over ${count}`;
     };
     console.log(

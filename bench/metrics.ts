@@ -13,10 +13,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
 import type { BundleConnection } from '../api/bundle.ts';
 import type { SessionEvent } from '../api/events.ts';
 import { nodeFlags } from '../bin/node-flags.js';
+import { Registry } from '../metrics/registry.ts';
 import { noApprovals } from '../sidecar/core/enforcer.ts';
 import { eventChannel } from '../sidecar/core/recorder.ts';
 import { serveHttp } from '../sidecar/http/enforcer.ts';
@@ -78,7 +78,7 @@ const withoutMetrics: Variant = () => () => {};
 const withMetrics: Variant = () => {
   const registry = new Registry();
   const unsubscribe = subscribeDataPathMetrics(registry);
-  const scrape = setInterval(() => void registry.metrics(), 1000);
+  const scrape = setInterval(() => registry.metrics(), 1000);
   return () => {
     clearInterval(scrape);
     unsubscribe();

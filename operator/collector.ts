@@ -8,7 +8,6 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
 import type { Identity } from '../api/bundle.ts';
 import type { EventSink, SessionEvent } from '../api/events.ts';
 import { sessionEventSchema } from '../api/events-schema.ts';
@@ -16,6 +15,7 @@ import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { loadKey } from '../audit/settings.ts';
 import { isPostgresUrl } from '../audit/store.ts';
 import { jsonLogExport, WebhookExport, type WebhookFormat } from '../audit/webhook.ts';
+import { Counter, type Registry } from '../metrics/registry.ts';
 import { Refusal, respondJson } from './control-api.ts';
 
 export interface CollectorOptions {
@@ -51,18 +51,17 @@ export function collector(
   const { logger } = options;
   const maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
   const cacheMs = options.identityCacheMs ?? 30_000;
-  const registers = options.registry ? [options.registry] : [];
   const ingested = new Counter({
     name: 'airlock_collector_events_total',
     help: 'Session events received by the collector, by result (stored, duplicate).',
-    labelNames: ['result'] as const,
-    registers,
+    labelNames: ['result'],
+    registry: options.registry,
   });
   const refused = new Counter({
     name: 'airlock_collector_refusals_total',
     help: 'Event batches refused, by reason.',
-    labelNames: ['reason'] as const,
-    registers,
+    labelNames: ['reason'],
+    registry: options.registry,
   });
   // A TokenReview and a pod read per batch would cap ingest at the API server's pace: a token
   // proven recently maps to its identity until the cache entry ages out.

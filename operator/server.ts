@@ -8,7 +8,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../metrics/registry.ts';
 
 export type Handler = (request: IncomingMessage, response: ServerResponse) => void | Promise<void>;
 
@@ -97,9 +97,9 @@ export function probeServer(
           res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ ready, ...detail }));
         },
-        '/metrics': async (_req, res) => {
+        '/metrics': (_req, res) => {
           res.writeHead(200, { 'content-type': options.registry.contentType });
-          res.end(await options.registry.metrics());
+          res.end(options.registry.metrics());
         },
       },
       onError,

@@ -2,9 +2,10 @@
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { EventSink } from '../api/events.ts';
 import { terminationSignal } from '../cli/signals.ts';
+import { registerProcessMetrics } from '../metrics/process.ts';
+import { Gauge, Registry } from '../metrics/registry.ts';
 import { OperatorApprovals } from './approvals.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
 import { upstreamLookup } from './dns.ts';
@@ -94,16 +95,14 @@ export async function runSidecar(args: string[]): Promise<number> {
     logger,
     lookup: upstreamLookup(),
   });
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry);
   // Requests, masking, approvals, sessions and bytes, as the enforcers publish them.
   const unsubscribeMetrics = subscribeDataPathMetrics(registry);
   new Gauge({
     name: 'airlock_sidecar_bundle_received',
     help: '1 once a policy bundle has been received.',
-    registers: [registry],
-    collect() {
-      this.set(sidecar.bundle ? 1 : 0);
-    },
+    registry,
+    collect: (received) => received.set(sidecar.bundle ? 1 : 0),
   });
   const health = createServer((req, res) => {
     if (req.url === '/healthz') res.end('ok\n');
@@ -115,14 +114,14 @@ export async function runSidecar(args: string[]): Promise<number> {
       res.end();
     }
   });
-  const metrics = createServer(async (req, res) => {
+  const metrics = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404);
       res.end();
       return;
     }
     res.writeHead(200, { 'content-type': registry.contentType });
-    res.end(await registry.metrics());
+    res.end(registry.metrics());
   });
   health.listen(Number(values['health-port']));
   metrics.listen(Number(values['metrics-port']));

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Registry } from 'prom-client';
 import type { SessionEvent } from '../api/events.ts';
+import { Registry } from '../metrics/registry.ts';
 import { noApprovals } from './core/enforcer.ts';
 import { ApprovalGate, type ApprovalWait, approvalChannel } from './core/gate.ts';
 import { eventChannel } from './core/recorder.ts';
@@ -48,8 +48,11 @@ describe('data-path metrics', () => {
   afterEach(() => unsubscribe());
 
   /** The registry's exposition lines that start with `prefix`. */
-  async function lines(prefix: string): Promise<string[]> {
-    return (await registry.metrics()).split('\n').filter((line) => line.startsWith(prefix));
+  function lines(prefix: string): string[] {
+    return registry
+      .metrics()
+      .split('\n')
+      .filter((line) => line.startsWith(prefix));
   }
 
   it('counts decisions by protocol, outcome, policy and rule, never by request text', async () => {
@@ -62,22 +65,22 @@ describe('data-path metrics', () => {
       error: { code: 'policy-denied', message: 'admin endpoints are off limits', wire: '403' },
     });
     request('postgres', { outcome: 'masked', text: 'SELECT email FROM customers' });
-    assert.deepEqual(await lines('airlock_sidecar_requests_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_requests_total{'), [
       'airlock_sidecar_requests_total{protocol="http",outcome="allowed",policy="",rule=""} 2',
       'airlock_sidecar_requests_total{protocol="http",outcome="blocked",policy="api-agents",rule="no-admin"} 1',
       'airlock_sidecar_requests_total{protocol="postgres",outcome="masked",policy="",rule=""} 1',
     ]);
-    assert.deepEqual(await lines('airlock_sidecar_request_errors_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_request_errors_total{'), [
       'airlock_sidecar_request_errors_total{protocol="http",code="policy-denied"} 1',
     ]);
-    const text = await registry.metrics();
+    const text = registry.metrics();
     assert.doesNotMatch(text, /customers|alice|SELECT/);
   });
 
   it('observes request durations in seconds by protocol', async () => {
     request('tcp', { outcome: 'allowed', durationMs: 4 });
     request('tcp', { outcome: 'allowed', durationMs: 700 });
-    const tcp = await lines('airlock_sidecar_request_duration_seconds_');
+    const tcp = lines('airlock_sidecar_request_duration_seconds_');
     assert.ok(tcp.includes('airlock_sidecar_request_duration_seconds_bucket{le="0.005",protocol="tcp"} 1'));
     assert.ok(tcp.includes('airlock_sidecar_request_duration_seconds_bucket{le="1",protocol="tcp"} 2'));
     assert.ok(tcp.includes('airlock_sidecar_request_duration_seconds_sum{protocol="tcp"} 0.704'));
@@ -94,7 +97,7 @@ describe('data-path metrics', () => {
       masked: { 'pii/email': 3, 'names/$.customer.name': 1, 'ids/employee-id': 4, 'pii/iban': 0 },
     });
     request('redis', { outcome: 'masked', masked: { 'sessions/session:*': 2 } });
-    assert.deepEqual(await lines('airlock_sidecar_masked_values_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_masked_values_total{'), [
       'airlock_sidecar_masked_values_total{protocol="postgres",detector="email"} 2',
       'airlock_sidecar_masked_values_total{protocol="postgres",detector="credit-card"} 1',
       'airlock_sidecar_masked_values_total{protocol="postgres",detector="column"} 6',
@@ -111,17 +114,17 @@ describe('data-path metrics', () => {
     publish('ssh', { type: 'data', stream: 'output', at: 0.1, data: 'hello\r\n' });
     publish('ssh', { type: 'protocol.error', code: 'connect-failed', message: 'ECONNREFUSED 10.0.0.9:22' });
     publish('ssh', { type: 'session.end', reason: 'closed', bytesIn: 120, bytesOut: 4096 });
-    assert.deepEqual(await lines('airlock_sidecar_sessions_started_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_sessions_started_total{'), [
       'airlock_sidecar_sessions_started_total{protocol="ssh"} 2',
     ]);
-    assert.deepEqual(await lines('airlock_sidecar_sessions_ended_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_sessions_ended_total{'), [
       'airlock_sidecar_sessions_ended_total{protocol="ssh"} 1',
     ]);
-    assert.deepEqual(await lines('airlock_sidecar_relayed_bytes_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_relayed_bytes_total{'), [
       'airlock_sidecar_relayed_bytes_total{protocol="ssh",direction="in"} 120',
       'airlock_sidecar_relayed_bytes_total{protocol="ssh",direction="out"} 4096',
     ]);
-    assert.deepEqual(await lines('airlock_sidecar_protocol_errors_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_protocol_errors_total{'), [
       'airlock_sidecar_protocol_errors_total{protocol="ssh",code="connect-failed"} 1',
     ]);
   });
@@ -138,7 +141,7 @@ describe('data-path metrics', () => {
     wait('approved', 12_000);
     wait('approved', 40_000);
     wait('expired', 300_000);
-    const waits = await lines('airlock_sidecar_approval_wait_seconds_');
+    const waits = lines('airlock_sidecar_approval_wait_seconds_');
     assert.ok(waits.includes('airlock_sidecar_approval_wait_seconds_bucket{le="15",outcome="approved"} 1'));
     assert.ok(waits.includes('airlock_sidecar_approval_wait_seconds_bucket{le="60",outcome="approved"} 2'));
     assert.ok(waits.includes('airlock_sidecar_approval_wait_seconds_sum{outcome="approved"} 52'));
@@ -172,22 +175,22 @@ describe('data-path metrics', () => {
       let echoed = '';
       for await (const chunk of agent) echoed += chunk;
       assert.equal(echoed, 'hello');
-      for (let i = 0; i < 100 && (await lines('airlock_sidecar_sessions_ended_total{')).length === 0; i++)
+      for (let i = 0; i < 100 && lines('airlock_sidecar_sessions_ended_total{').length === 0; i++)
         await new Promise((resolve) => setTimeout(resolve, 10));
     } finally {
       await enforcer.close();
       echo.close();
     }
-    assert.deepEqual(await lines('airlock_sidecar_requests_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_requests_total{'), [
       'airlock_sidecar_requests_total{protocol="tcp",outcome="allowed",policy="echo-users",rule=""} 1',
     ]);
-    assert.deepEqual(await lines('airlock_sidecar_sessions_started_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_sessions_started_total{'), [
       'airlock_sidecar_sessions_started_total{protocol="tcp"} 1',
     ]);
-    assert.deepEqual(await lines('airlock_sidecar_sessions_ended_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_sessions_ended_total{'), [
       'airlock_sidecar_sessions_ended_total{protocol="tcp"} 1',
     ]);
-    assert.deepEqual(await lines('airlock_sidecar_relayed_bytes_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_relayed_bytes_total{'), [
       'airlock_sidecar_relayed_bytes_total{protocol="tcp",direction="in"} 5',
       'airlock_sidecar_relayed_bytes_total{protocol="tcp",direction="out"} 5',
     ]);
@@ -222,7 +225,7 @@ describe('data-path metrics', () => {
       });
     assert.equal((await hold('approve me')).outcome, 'approved');
     assert.equal((await hold('wait for me', AbortSignal.timeout(30))).outcome, 'error');
-    const waits = await lines('airlock_sidecar_approval_wait_seconds_count');
+    const waits = lines('airlock_sidecar_approval_wait_seconds_count');
     assert.deepEqual(waits, [
       'airlock_sidecar_approval_wait_seconds_count{outcome="approved"} 1',
       'airlock_sidecar_approval_wait_seconds_count{outcome="cancelled"} 1',
@@ -235,10 +238,10 @@ describe('data-path metrics', () => {
     assert.equal(eventChannel.hasSubscribers, false);
     assert.equal(approvalChannel.hasSubscribers, false);
     request('http', { outcome: 'allowed' });
-    assert.deepEqual(registry.getMetricsAsArray(), []);
+    assert.deepEqual(registry.names(), []);
     unsubscribe = subscribeDataPathMetrics(registry);
     request('http', { outcome: 'allowed' });
-    assert.deepEqual(await lines('airlock_sidecar_requests_total{'), [
+    assert.deepEqual(lines('airlock_sidecar_requests_total{'), [
       'airlock_sidecar_requests_total{protocol="http",outcome="allowed",policy="",rule=""} 1',
     ]);
   });

@@ -7,7 +7,6 @@
 // backoff. What they carry is what the AccessRequest holds: the statement as stored
 // (parameters redacted), never a credential.
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type {
   AccessRequest,
   AccessRequestPhase,
@@ -21,6 +20,7 @@ import {
   type WebhookFormat,
   WebhookSender,
 } from '../../audit/webhook.ts';
+import type { Registry } from '../../metrics/registry.ts';
 
 export type NotificationType = (typeof accessRequestNotificationTypes)[number];
 

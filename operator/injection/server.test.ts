@@ -4,7 +4,7 @@ import { Agent, request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { connect } from 'node:tls';
 import type { V1Pod } from '@kubernetes/client-node';
-import { Registry } from 'prom-client';
+import { Registry } from '../../metrics/registry.ts';
 import { createCertificateAuthority, type KeyPairPem } from '../pki.ts';
 import { webhookConfiguration } from './configuration.ts';
 import type { InjectionEvent } from './events.ts';
@@ -214,7 +214,7 @@ describe('injection webhook server', () => {
   });
 
   test('counts decisions by result and reason, and times them', async () => {
-    const text = await registry.metrics();
+    const text = registry.metrics();
     assert.match(text, /airlock_injections_total\{result="injected",reason="Injected"\} 2/);
     assert.match(text, /airlock_injections_total\{result="refused",reason="UidConflict"\} 1/);
     assert.match(text, /airlock_injections_total\{result="error",reason="GrantsUnavailable"\} 1/);

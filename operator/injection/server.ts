@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from '../../metrics/registry.ts';
 import { injectionPath } from './configuration.ts';
 import type { InjectionEvent } from './events.ts';
 import type { Grant } from './hosts.ts';
@@ -82,8 +82,7 @@ interface Metrics {
 }
 
 function metrics(registry: Registry | undefined): Metrics {
-  const registers = registry ? [registry] : [];
-  const existing = <T>(name: string) => registry?.getSingleMetric(name) as T | undefined;
+  const existing = <T>(name: string) => registry?.get(name) as T | undefined;
   return {
     decisions:
       existing<Counter<'result' | 'reason'>>('airlock_injections_total') ??
@@ -91,7 +90,7 @@ function metrics(registry: Registry | undefined): Metrics {
         name: 'airlock_injections_total',
         help: 'Pod admissions seen by the injector, by result (injected, skipped, refused, error) and reason.',
         labelNames: ['result', 'reason'],
-        registers,
+        registry,
       }),
     latency:
       existing<Histogram<'result'>>('airlock_injection_duration_seconds') ??
@@ -100,7 +99,7 @@ function metrics(registry: Registry | undefined): Metrics {
         help: 'Time the injector takes to answer an AdmissionReview, by result.',
         labelNames: ['result'],
         buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-        registers,
+        registry,
       }),
   };
 }

@@ -21,8 +21,8 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
 import type { EventSink, SessionEvent } from '../../api/events.ts';
+import { Counter, Gauge, type Registry } from '../../metrics/registry.ts';
 
 export type SpoolFullPolicy = 'fail-closed' | 'drop';
 
@@ -82,28 +82,27 @@ export class CollectorDelivery implements EventSink {
       flushMs: 50,
       ...options,
     };
-    const registers = options.registry ? [options.registry] : [];
     this.#metrics = {
       delivered: new Counter({
         name: 'airlock_sidecar_audit_delivered_events_total',
         help: 'Session events the collector acknowledged.',
-        registers,
+        registry: options.registry,
       }),
       dropped: new Counter({
         name: 'airlock_sidecar_audit_dropped_events_total',
         help: 'Session events lost: the spool was full under the drop policy, or the collector rejected them.',
-        labelNames: ['reason'] as const,
-        registers,
+        labelNames: ['reason'],
+        registry: options.registry,
       }),
       spooled: new Gauge({
         name: 'airlock_sidecar_audit_spool_bytes',
         help: 'Bytes of session events waiting in the spool file.',
-        registers,
+        registry: options.registry,
       }),
       full: new Gauge({
         name: 'airlock_sidecar_audit_spool_full',
         help: '1 while the spool is full (alert on it: events are refused or dropped).',
-        registers,
+        registry: options.registry,
       }),
     };
     if (options.spoolDir) this.#openSpool(options.spoolDir);

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'node:tls';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { Registry } from 'prom-client';
+import { type Counter, type Histogram, Registry } from '../../metrics/registry.ts';
 import {
   type CertificateManager,
   createCertificateManager,
@@ -100,7 +100,7 @@ describe('sidecar injection on a real kube-apiserver', requires('etcd', 'kube-ap
   const stored = async (name: string, namespace: string): Promise<V1Pod> =>
     JSON.parse(await kubectl(['get', 'pod', name, '-n', namespace, '-o', 'json']));
   const counted = async (result: string, reason: string): Promise<number> => {
-    const metric = (await registry.getSingleMetric('airlock_injections_total')?.get())?.values ?? [];
+    const metric = (registry.get('airlock_injections_total') as Counter<string> | undefined)?.series() ?? [];
     return metric.find((v) => v.labels.result === result && v.labels.reason === reason)?.value ?? 0;
   };
   const event = async (namespace: string, podName: string, reason: string) => {
@@ -420,7 +420,7 @@ describe('sidecar injection on a real kube-apiserver', requires('etcd', 'kube-ap
   });
 
   test('elsewhere, only a pod labeled airlock.dev/inject=true reaches the injector', async () => {
-    const seen = (await registry.getSingleMetric('airlock_injection_duration_seconds')?.get())!.values.length;
+    const seen = (registry.get('airlock_injection_duration_seconds') as Histogram<string>).series().length;
     await create(
       pod('etl', 'plain', {
         metadata: { labels: { 'airlock.dev/inject': 'true' } },
