@@ -1,4 +1,8 @@
-// Memory of the processes that hold the embedded audit store, read from /proc (VmRSS, VmHWM):
+// Memory of the data path's processes and of those that hold the embedded audit store, read from
+// /proc (VmRSS, VmHWM):
+// - `airlock sidecar` serving a PostgreSQL Connection, against the operator's control API and
+//   collector (bench/memory/control-api.ts): idle with its bundle, peak under pgbench through
+//   it (every statement an event delivered to the collector), idle again after it.
 // - `airlock local` on a new store: idle once ready (beside the same process recording to
 //   PostgreSQL: the embedded store's share), peak under pgbench through its PostgreSQL listener
 //   (every statement is an event in the store), idle again after it.
@@ -8,7 +12,7 @@
 // Each process runs as the image runs it: JavaScript compiled from this checkout's sources
 // (image/compile.sh), with the V8 flags its command runs with (bin/node-flags.js).
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,7 +32,8 @@ async function compiledApp(work: string): Promise<string> {
       recursive: true,
       filter: (path) => !/\.(test|bench)\.ts$/.test(path),
     });
-  cpSync(join(repository, 'bench/memory/collector.ts'), join(app, 'bench/memory/collector.ts'));
+  for (const driver of ['collector.ts', 'control-api.ts'])
+    cpSync(join(repository, 'bench/memory', driver), join(app, 'bench/memory', driver));
   cpSync(join(repository, 'package.json'), join(app, 'package.json'));
   symlinkSync(join(repository, 'node_modules'), join(app, 'node_modules'));
   await run('bash', [join(repository, 'image/compile.sh'), app, join(repository, 'node_modules/.bin/tsc')]);
@@ -48,11 +53,12 @@ interface Row {
   goal: number;
 }
 
-async function benchLocal(db: PostgresServer, work: string, app: string): Promise<Row[]> {
-  const port = await freePort();
-  const manifests = join(work, 'manifests.yaml');
+/** The bench's Connection to `db` and the policy granting it to bench/agent, in a directory of their own. */
+function writeManifests(db: PostgresServer, work: string): string {
+  const manifests = join(work, 'manifests');
+  mkdirSync(manifests);
   writeFileSync(
-    manifests,
+    join(manifests, 'bench.yaml'),
     `apiVersion: v1
 kind: Secret
 metadata: {name: bench-db, namespace: bench}
@@ -81,6 +87,114 @@ spec:
     - {name: no-ddl, action: deny, sql: {statements: [DROP, TRUNCATE, ALTER]}}
 `,
   );
+  return manifests;
+}
+
+/** pgbench -S through `port` for 10 s with 4 clients. */
+async function pgbenchThrough(db: PostgresServer, port: number): Promise<void> {
+  await run(
+    'pgbench',
+    [
+      '-n',
+      '-S',
+      '-c',
+      '4',
+      '-j',
+      '2',
+      '-T',
+      '10',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-U',
+      db.user,
+      db.database,
+    ],
+    { env: { ...process.env, PGPASSWORD: db.password } },
+  );
+}
+
+async function benchSidecar(
+  db: PostgresServer,
+  work: string,
+  app: string,
+  manifests: string,
+): Promise<Row[]> {
+  const logFile = join(work, 'control-api.log');
+  const caFile = join(work, 'operator-ca.crt');
+  const operator = startService(
+    'control API',
+    process.execPath,
+    [
+      ...nodeFlags('operator'),
+      join(app, 'bench/memory/control-api.js'),
+      manifests,
+      join(work, 'sidecar-store'),
+      caFile,
+    ],
+    { logFile },
+  );
+  try {
+    let controlApi = '';
+    await waitFor(
+      'control API',
+      async () => {
+        controlApi = /listening on (\S+)/.exec(readFileSync(logFile, 'utf8'))?.[1] ?? '';
+        return controlApi !== '';
+      },
+      { service: operator },
+    );
+    const tokenFile = join(work, 'token');
+    writeFileSync(tokenFile, 'bench');
+    const port = await freePort();
+    const healthPort = await freePort();
+    const sidecar = startService(
+      'airlock sidecar',
+      process.execPath,
+      [
+        ...nodeFlags('sidecar'),
+        join(app, 'bin/airlock.js'),
+        'sidecar',
+        `--control-api=${controlApi}`,
+        `--token-file=${tokenFile}`,
+        `--ca-file=${caFile}`,
+        `--listen=bench-db=127.0.0.1:${port}/postgres`,
+        `--health-port=${healthPort}`,
+        `--metrics-port=${await freePort()}`,
+        '--no-audit-log',
+      ],
+      { logFile: join(work, 'sidecar.log') },
+    );
+    try {
+      await waitFor('sidecar ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, {
+        service: sidecar,
+      });
+      await sleep(3000);
+      const idle = memory(sidecar.child.pid!);
+      await pgbenchThrough(db, port);
+      await sleep(3000);
+      const after = memory(sidecar.child.pid!);
+      return [
+        { process: 'airlock sidecar', measure: 'idle, a PostgreSQL Connection', mb: idle.rss, goal: 60 },
+        {
+          process: 'airlock sidecar',
+          measure: 'peak (pgbench -S, 4 clients, 10 s)',
+          mb: after.peak,
+          goal: 120,
+        },
+        { process: 'airlock sidecar', measure: 'idle after the load', mb: after.rss, goal: 60 },
+      ];
+    } finally {
+      await sidecar.stop();
+    }
+  } finally {
+    await operator.stop();
+  }
+}
+
+async function benchLocal(db: PostgresServer, work: string, app: string, manifests: string): Promise<Row[]> {
+  const port = await freePort();
   // The same process recording to PostgreSQL: what it takes without an embedded store.
   await db.admin(`CREATE DATABASE airlock_audit OWNER ${db.user}`);
   const withoutStore = await startLocal(
@@ -97,27 +211,7 @@ spec:
   try {
     await sleep(3000);
     const idle = memory(service.child.pid!);
-    await run(
-      'pgbench',
-      [
-        '-n',
-        '-S',
-        '-c',
-        '4',
-        '-j',
-        '2',
-        '-T',
-        '10',
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(port),
-        '-U',
-        db.user,
-        db.database,
-      ],
-      { env: { ...process.env, PGPASSWORD: db.password } },
-    );
+    await pgbenchThrough(db, port);
     await sleep(3000);
     const after = memory(service.child.pid!);
     return [
@@ -262,7 +356,12 @@ try {
     },
   );
   const app = await compiledApp(work);
-  const rows = [...(await benchLocal(db, work, app)), ...(await benchCollector(work, app))];
+  const manifests = writeManifests(db, work);
+  const rows = [
+    ...(await benchSidecar(db, work, app, manifests)),
+    ...(await benchLocal(db, work, app, manifests)),
+    ...(await benchCollector(work, app)),
+  ];
   console.log('| process | measure | RSS | goal | |\n|---|---|---|---|---|');
   for (const row of rows)
     console.log(
