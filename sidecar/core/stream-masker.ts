@@ -369,9 +369,10 @@ export class StreamMasker {
  */
 export class MaskingTransform extends Transform {
   readonly masker: StreamMasker;
-  private readonly observe: ((text: string) => void) | undefined;
+  private readonly observe: ((text: string, bytes: number) => void) | undefined;
 
-  constructor(masker: StreamMasker, options: { observe?: (text: string) => void } = {}) {
+  /** observe: each text sent, with its length in bytes as sent (a kept byte is one byte). */
+  constructor(masker: StreamMasker, options: { observe?: (text: string, bytes: number) => void } = {}) {
     super();
     this.masker = masker;
     this.observe = options.observe;
@@ -394,8 +395,9 @@ export class MaskingTransform extends Transform {
 
   private send(text: string): void {
     if (text.length === 0) return;
-    this.observe?.(text);
-    this.push(encodeText(text));
+    const bytes = encodeText(text);
+    this.observe?.(text, bytes.length);
+    this.push(bytes);
   }
 }
 

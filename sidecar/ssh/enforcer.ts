@@ -30,6 +30,7 @@ import { EndUserRefusal, EndUserVerifier } from '../identity/verifier.ts';
 import { type Decision, decideSsh, decideSshExec, refuseUnderCommandRules } from '../policy/decide.ts';
 import { compileMasking, type MaskingPlan } from '../policy/masking.ts';
 import { parseCommandLine } from '../policy/shell/command-line.ts';
+import { ciphers, macs } from './algorithms.ts';
 import { fingerprint, isKnownHostKey, type KnownHosts, keyType, parseKnownHosts } from './known-hosts.ts';
 
 // ssh2 is CommonJS: its classes come from the default export.
@@ -86,7 +87,8 @@ export async function serveSsh(options: SshEnforcerOptions): Promise<Enforcer> {
     plans: new PolicyVariants((policies) => compileMasking(policies)),
   };
   const clients = new Set<ServerConnection>();
-  const server = new Server({ hostKeys: [hostKey], ident: 'Airlock' }, (client, info) => {
+  const algorithms = { cipher: ciphers, hmac: macs };
+  const server = new Server({ hostKeys: [hostKey], ident: 'Airlock', algorithms }, (client, info) => {
     clients.add(client);
     client.on('close', () => clients.delete(client));
     new AgentSession(options, knownHosts, plan, client, info.ip, endUser).run();
@@ -332,7 +334,7 @@ class AgentSession {
         username: connection.credentials.username ?? '',
         privateKey: connection.credentials.privateKey ?? '',
         readyTimeout: this.options.connectTimeoutMs ?? 20_000,
-        algorithms: { serverHostKey: this.knownHosts.algorithms as never },
+        algorithms: { serverHostKey: this.knownHosts.algorithms as never, cipher: ciphers, hmac: macs },
         hostVerifier: (key: Buffer) => {
           if (isKnownHostKey(this.knownHosts, key)) return true;
           rejectedKey = Buffer.from(key);
@@ -615,8 +617,8 @@ class AgentSession {
       if (this.plan.hasScanners) {
         const masker = new StreamMasker((text) => this.plan.maskText(text), valueShape(this.policies));
         const transform = new MaskingTransform(masker, {
-          observe: (text) => {
-            count(Buffer.byteLength(text));
+          observe: (text, bytes) => {
+            count(bytes);
             if (terminal) this.recorder.data('output', text);
           },
         });

@@ -362,6 +362,38 @@ describe('SSH enforcer', requires('sshd', 'ssh', 'sftp'), () => {
     assert.ok(requests().some((r) => r.kind === 'tcpip-forward' && r.outcome === 'blocked'));
   });
 
+  it('offers the agent no CBC cipher and no SHA-1 MAC; AEAD and CTR with SHA-2 connect', async () => {
+    const ssh = await enforce([policy({ name: 'ops' })]);
+    for (const [ciphers, macs] of [
+      ['aes128-cbc,aes256-cbc', 'hmac-sha2-256'],
+      ['aes128-ctr', 'hmac-sha1'],
+      ['aes256-ctr', 'hmac-sha1-etm@openssh.com'],
+    ]) {
+      // ssh takes the first value of an option: this LogLevel before the one in `ssh`.
+      const refused = await runCommand('ssh', [
+        '-o',
+        'LogLevel=INFO',
+        ...ssh,
+        '-c',
+        ciphers!,
+        '-m',
+        macs!,
+        target,
+        'true',
+      ]);
+      assert.equal(refused.code, 255, `${ciphers} ${macs}`);
+      assert.match(refused.stderr, /Unable to negotiate .*no matching (cipher|MAC) found/);
+    }
+    for (const [ciphers, macs] of [
+      ['aes128-gcm@openssh.com', 'hmac-sha2-256'],
+      ['chacha20-poly1305@openssh.com', 'hmac-sha2-256'],
+      ['aes256-ctr', 'hmac-sha2-512-etm@openssh.com'],
+    ]) {
+      const served = await runCommand('ssh', [...ssh, '-c', ciphers!, '-m', macs!, target, 'echo ok']);
+      assert.equal(served.stdout, 'ok\n', `${ciphers} ${macs}: ${served.stderr}`);
+    }
+  });
+
   it('refuses a target whose host key is not in knownHosts, with a clear message', async () => {
     const other = generateKeyPair(sshd.dir, `other-${Date.now()}`);
     const [type, key] = other.publicKey.split(' ');
