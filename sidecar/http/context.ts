@@ -1,13 +1,14 @@
 // What the HTTP enforcer's parts share: its options, the per-listener context (masking plans,
 // the target, the policies rules are matched with), and the enforcer's own answers (problem
 // documents).
-import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import type { EnforcerOptions } from '../core/enforcer.ts';
 import { type AirlockError, httpProblems, problemType } from '../core/errors.ts';
 import type { MaskText, ValueShape } from '../core/stream-masker.ts';
 import type { JsonPathRule } from '../policy/json-paths.ts';
 import type { MaskingPlan } from '../policy/masking.ts';
+import type { Upstream } from './upstream.ts';
 
 export interface HttpEnforcerOptions extends EnforcerOptions {
   /** Bodies up to this size are recorded whole; larger ones are summarized. */
@@ -36,8 +37,7 @@ export const defaultMaxOverrideBody = 1024 * 1024;
 
 export interface Target {
   secure: boolean;
-  agent: HttpAgent;
-  tls: { rejectUnauthorized: boolean; ca?: string; servername?: string };
+  upstream: Upstream;
 }
 
 export interface Context {

@@ -3,14 +3,7 @@
 // may act on, passes it through the core's gate (deny, hold for approval, fail closed on the
 // audit trail), and forwards it (forward.ts), masking the response as it streams. Requests and
 // responses are recorded, bodies up to a bound and summarized beyond it.
-import {
-  createServer,
-  Agent as HttpAgent,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { ConnectionSessions, type ConnectionSession as Session } from '../core/connections.ts';
@@ -40,6 +33,7 @@ import {
 import { forward } from './forward.ts';
 import { bodyOverrides, everyMethod, overrideBodyType, requestOverrides } from './method.ts';
 import { normalizeTarget } from './path.ts';
+import { Upstream } from './upstream.ts';
 
 export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer> {
   const { connection } = options;
@@ -56,8 +50,13 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
   };
   const target: Target = {
     secure,
-    agent: secure ? new HttpsAgent({ keepAlive: true, ...tlsOptions }) : new HttpAgent({ keepAlive: true }),
-    tls: tlsOptions,
+    upstream: new Upstream({
+      host: connection.host,
+      port: connection.port,
+      secure,
+      tls: tlsOptions,
+      ...(options.lookup && { lookup: options.lookup }),
+    }),
   };
   const server = createServer({ keepAlive: true });
   // Approval holds can be long; headers must still arrive promptly.
@@ -246,7 +245,7 @@ async function closeServer(server: Server, sockets: Set<Socket>, target: Target)
       for (const socket of sockets) socket.destroy();
     }, 1000).unref();
   });
-  target.agent.destroy();
+  target.upstream.destroy();
 }
 
 const encodedChar = (c: number) =>

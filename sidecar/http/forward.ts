@@ -2,13 +2,7 @@
 // path-routing headers dropped, the request body recorded up to a bound; the response's headers
 // masked like its body, and its body masked as it streams (JSON token by token, other text chunk
 // by chunk), or refused with 502 when masking applies and it cannot be read.
-import {
-  request as httpRequest,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-  type ServerResponse,
-} from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { AirlockError } from '../core/errors.ts';
 import type { SessionRecorder } from '../core/recorder.ts';
@@ -20,11 +14,13 @@ import {
   defaultMaxJsonBody,
   defaultMaxRecordedBody,
   describeHeaders,
+  hasBody as hasRequestBody,
   method,
   problem,
   redactText,
 } from './context.ts';
 import { HeldFilter } from './held.ts';
+import type { UpstreamResponse } from './upstream.ts';
 
 const hopByHop = new Set([
   'connection',
@@ -102,7 +98,7 @@ export async function forward(
   const secret = credentialHeaders(context);
   const maxRecorded = context.options.maxRecordedBody ?? defaultMaxRecordedBody;
   const masking = context.plan.hasScanners || context.jsonPaths.length > 0;
-  const headers: OutgoingHttpHeaders = {};
+  const headers: Record<string, string | string[]> = {};
   // Connection names headers to drop as hop-by-hop, but never the type the decision read the
   // body by: without it, Rack reads a POST body as a form, and its `_method` unread.
   const connectionTokens = String(req.headers.connection ?? '')
@@ -138,17 +134,7 @@ export async function forward(
   const recording = recorder.recordData;
   const requestBody = new BodyRecord(maxRecorded);
   if (recording) req.on('data', (chunk: Buffer) => requestBody.add(chunk));
-  const send = context.target.secure ? httpsRequest : httpRequest;
-  const upstream = send({
-    host: connection.host,
-    port: connection.port,
-    method: req.method,
-    path,
-    headers,
-    agent: context.target.agent,
-    ...(context.target.secure && context.target.tls),
-    ...(context.options.lookup && { lookup: context.options.lookup }),
-  });
+  const upstream = context.target.upstream.request(method(req), path, headers);
   // What a response cut short is recorded with: its status and what was masked of it so far.
   let seenStatus: number | undefined;
   let sofar: () => [Record<string, number>, Record<string, number>] = () => [{}, {}];
@@ -183,9 +169,9 @@ export async function forward(
     else res.destroy();
     finish(undefined, {}, {}, failure);
   });
-  upstream.on('response', (response: IncomingMessage) => {
+  upstream.on('response', (response: UpstreamResponse) => {
     if (recording) recordExchange(recorder, context, req, path, requestBody, secret);
-    const status = response.statusCode ?? 502;
+    const status = response.statusCode;
     seenStatus = status;
     const outHeaders: OutgoingHttpHeaders = {};
     const responseTokens = String(response.headers.connection ?? '')
@@ -389,8 +375,16 @@ export async function forward(
     if (recording) requestBody.add(body.body);
     upstream.write(body.body);
   }
-  if (body?.ended) upstream.end();
-  else req.pipe(upstream);
+  if (body?.ended || !hasRequestBody(req)) {
+    upstream.end();
+    return;
+  }
+  req.on('data', (chunk: Buffer) => {
+    if (!upstream.write(chunk)) req.pause();
+  });
+  upstream.on('drain', () => req.resume());
+  req.on('end', () => upstream.end());
+  req.resume();
 }
 
 const empty = Buffer.alloc(0);

@@ -1,0 +1,390 @@
+// The target's side of the HTTP enforcer: HTTP/1.1 requests on kept connections, each response
+// framed by Node's own parser (llhttp, strict: the one its HTTP client reads with), without the
+// client request, agent and incoming message around it, which cost as much CPU per request as
+// the enforcer's own work (bench/README.md). A connection carries one exchange at a time and is
+// kept only when its response ended where its framing said and nothing followed it; anything
+// else the target sends (bytes after a response, a response while none was asked for, a switch
+// of protocol) closes it, so no byte of one response can reach the next request's agent.
+import { EventEmitter } from 'node:events';
+import type { IncomingHttpHeaders } from 'node:http';
+import { validateHeaderName, validateHeaderValue } from 'node:http';
+import { createRequire } from 'node:module';
+import { connect as connectTcp, type LookupFunction, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { connect as connectTls } from 'node:tls';
+
+// The response parser Node's HTTP client uses; it has no public name.
+const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser: ParserClass };
+
+interface ParserClass {
+  new (): Parser;
+  RESPONSE: number;
+  kOnMessageBegin: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+}
+
+interface Parser {
+  [callback: number]: unknown;
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  finish(): number | Error | undefined;
+  close(): void;
+}
+
+export interface UpstreamTarget {
+  host: string;
+  port: number;
+  secure: boolean;
+  tls: { rejectUnauthorized: boolean; ca?: string; servername?: string };
+  lookup?: LookupFunction;
+}
+
+/** A response's status and headers (as node:http's IncomingMessage names them), its body a stream. */
+export class UpstreamResponse extends Readable {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  private readonly connection: KeptConnection;
+
+  constructor(connection: KeptConnection, statusCode: number, headers: IncomingHttpHeaders) {
+    super();
+    this.connection = connection;
+    this.statusCode = statusCode;
+    this.headers = headers;
+  }
+
+  override _read(): void {
+    this.connection.socket.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // A body not read to its end leaves the connection mid-message: it is not kept.
+    if (!this.readableEnded) this.connection.socket.destroy();
+    callback(error);
+  }
+}
+
+/**
+ * One request to the target: its head written with the first body bytes (or at `end()` for a
+ * request without a body), its body framed as its headers say (Content-Length, or chunked).
+ * Emits 'response' (an UpstreamResponse), 'error' before a response, and 'drain'.
+ */
+export class UpstreamRequest extends EventEmitter {
+  readonly method: string;
+  private readonly connection: KeptConnection;
+  private head: string | undefined;
+  private readonly chunked: boolean;
+  /** Every byte of the request was written. */
+  sent = false;
+  /** The response ended where its framing said. */
+  answered = false;
+  destroyed = false;
+
+  constructor(connection: KeptConnection, method: string, head: string, chunked: boolean) {
+    super();
+    this.method = method;
+    this.connection = connection;
+    this.head = head;
+    this.chunked = chunked;
+  }
+
+  write(chunk: Buffer): boolean {
+    const { socket } = this.connection;
+    if (this.destroyed || chunk.length === 0) return !socket.writableNeedDrain;
+    socket.cork();
+    this.writeHead();
+    let flowing: boolean;
+    if (this.chunked) {
+      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      socket.write(chunk);
+      flowing = socket.write('\r\n', 'latin1');
+    } else flowing = socket.write(chunk);
+    socket.uncork();
+    return flowing;
+  }
+
+  end(): void {
+    if (this.destroyed || this.sent) return;
+    const { socket } = this.connection;
+    socket.cork();
+    this.writeHead();
+    if (this.chunked) socket.write('0\r\n\r\n', 'latin1');
+    socket.uncork();
+    this.sent = true;
+    this.connection.settle();
+  }
+
+  /** Ends the exchange: its connection is closed, and nothing more is emitted. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.connection.socket.destroy();
+  }
+
+  private writeHead(): void {
+    if (this.head === undefined) return;
+    this.connection.socket.write(this.head, 'latin1');
+    this.head = undefined;
+  }
+}
+
+/** Methods whose request without a body says so with `Content-Length: 0`, as node:http writes them. */
+const bodyByDefault = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
+
+/** Kept connections to one target, used one exchange at a time. */
+export class Upstream {
+  private readonly target: UpstreamTarget;
+  private readonly idle: KeptConnection[] = [];
+  private readonly open = new Set<KeptConnection>();
+
+  constructor(target: UpstreamTarget) {
+    this.target = target;
+  }
+
+  /**
+   * Starts a request on an idle connection or a new one. Header names and values are checked as
+   * node:http checks them (a line break in a credential's value cannot start a header of its
+   * own): an invalid one throws, and nothing is sent.
+   */
+  request(method: string, path: string, headers: Record<string, string | string[]>): UpstreamRequest {
+    let head = `${method} ${path} HTTP/1.1\r\n`;
+    let framed = false;
+    for (const name in headers) {
+      const value = headers[name]!;
+      validateHeaderName(name);
+      if (name === 'content-length' || name === 'transfer-encoding') framed = true;
+      if (typeof value === 'string') {
+        validateHeaderValue(name, value);
+        head += `${name}: ${value}\r\n`;
+      } else
+        for (const one of value) {
+          validateHeaderValue(name, one);
+          head += `${name}: ${one}\r\n`;
+        }
+    }
+    if (!framed && !bodyByDefault.has(method)) head += 'content-length: 0\r\n';
+    head += 'connection: keep-alive\r\n\r\n';
+    let connection = this.idle.pop();
+    while (connection?.socket.destroyed) connection = this.idle.pop();
+    connection ??= this.connect();
+    const exchange = new UpstreamRequest(
+      connection,
+      method,
+      head,
+      headers['transfer-encoding'] !== undefined,
+    );
+    connection.begin(exchange);
+    return exchange;
+  }
+
+  /** Closes every connection. */
+  destroy(): void {
+    for (const connection of this.open) connection.socket.destroy();
+  }
+
+  private connect(): KeptConnection {
+    const { host, port, secure, tls, lookup } = this.target;
+    const socket = secure
+      ? connectTls({ host, port, ...tls, ...(lookup && { lookup }) })
+      : connectTcp({ host, port, ...(lookup && { lookup }) });
+    socket.setNoDelay(true);
+    const connection = new KeptConnection(socket, (kept) => this.release(kept));
+    this.open.add(connection);
+    socket.on('close', () => {
+      this.open.delete(connection);
+      const at = this.idle.indexOf(connection);
+      if (at !== -1) this.idle.splice(at, 1);
+    });
+    return connection;
+  }
+
+  private release(connection: KeptConnection): void {
+    this.idle.push(connection);
+  }
+}
+
+/** Response headers node:http keeps the first of when repeated (its IncomingMessage does the same). */
+const firstOnly = new Set([
+  'content-type',
+  'content-length',
+  'user-agent',
+  'referer',
+  'host',
+  'authorization',
+  'proxy-authorization',
+  'if-modified-since',
+  'if-unmodified-since',
+  'from',
+  'location',
+  'max-forwards',
+  'retry-after',
+  'etag',
+  'last-modified',
+  'server',
+  'age',
+  'expires',
+]);
+
+/** Headers as IncomingMessage.headers holds them: lower case, repeats joined (Set-Cookie a list). */
+function headersOf(raw: string[]): IncomingHttpHeaders {
+  const headers: Record<string, string | string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    const seen = headers[name];
+    if (name === 'set-cookie') {
+      if (seen === undefined) headers[name] = [value];
+      else (seen as string[]).push(value);
+    } else if (seen === undefined) headers[name] = value;
+    else if (!firstOnly.has(name)) headers[name] = `${seen}${name === 'cookie' ? '; ' : ', '}${value}`;
+  }
+  return headers;
+}
+
+/** How long the target keeps an idle connection (Keep-Alive: timeout=N), less a second; undefined if unsaid. */
+function keptFor(headers: IncomingHttpHeaders): number | undefined {
+  const hint = /(?:^|[,\s])timeout=(\d+)/i.exec(String(headers['keep-alive'] ?? ''))?.[1];
+  return hint === undefined ? undefined : Number(hint) * 1000 - 1000;
+}
+
+/** One socket to the target and its response parser. */
+class KeptConnection {
+  readonly socket: Socket;
+  private readonly onIdle: (connection: KeptConnection) => void;
+  private exchange: UpstreamRequest | undefined;
+  private response: UpstreamResponse | undefined;
+  /** Header lines the parser handed over before their block ended. */
+  private partial: string[] = [];
+  /** The response being read is informational (1xx): the final one follows. */
+  private informational = false;
+  private keepAlive = false;
+  private idleFor: number | undefined;
+
+  constructor(socket: Socket, onIdle: (connection: KeptConnection) => void) {
+    this.socket = socket;
+    this.onIdle = onIdle;
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+    parser[HTTPParser.kOnMessageBegin] = () => {
+      // A message while no request waits for one: the target is ahead of its requests.
+      if (!this.exchange || this.exchange.answered)
+        this.fail(new Error('the target sent a response nobody asked for'));
+    };
+    parser[HTTPParser.kOnHeaders] = (headers: string[]) => {
+      this.partial.push(...headers);
+    };
+    parser[HTTPParser.kOnHeadersComplete] = (
+      _major: number,
+      _minor: number,
+      headers: string[] | undefined,
+      _method: unknown,
+      _url: unknown,
+      statusCode: number,
+      _statusMessage: unknown,
+      upgrade: boolean,
+      shouldKeepAlive: boolean,
+    ) => this.headersComplete(headers, statusCode, upgrade, shouldKeepAlive);
+    parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
+      if (this.response && !this.response.push(chunk)) socket.pause();
+    };
+    parser[HTTPParser.kOnMessageComplete] = () => this.messageComplete();
+    socket.on('data', (data: Buffer) => {
+      if (!this.exchange) {
+        socket.destroy();
+        return;
+      }
+      const parsed = parser.execute(data);
+      if (parsed instanceof Error) this.fail(parsed);
+      else this.settle();
+    });
+    socket.on('end', () => {
+      // A body framed by the connection's close ends here; one framed otherwise was cut.
+      if (this.exchange && !this.exchange.answered) {
+        const finished = parser.finish();
+        if (finished instanceof Error) this.fail(finished);
+        else if (!this.exchange?.answered) this.fail(new Error('the target closed the connection'));
+      }
+      socket.destroy();
+    });
+    socket.on('drain', () => this.exchange?.emit('drain'));
+    socket.on('timeout', () => socket.destroy());
+    socket.on('error', (error: Error) => this.fail(error));
+    socket.on('close', () => {
+      if (this.exchange && !this.exchange.answered) this.fail(new Error('socket hang up'));
+      parser.close();
+    });
+  }
+
+  begin(exchange: UpstreamRequest): void {
+    this.exchange = exchange;
+    this.socket.setTimeout(0);
+    this.socket.ref();
+    this.socket.resume();
+  }
+
+  /** Returns the connection to the idle ones once its request is sent and its response read whole. */
+  settle(): void {
+    const exchange = this.exchange;
+    if (!exchange?.sent || !exchange.answered || this.socket.destroyed) return;
+    this.exchange = undefined;
+    this.response = undefined;
+    if (!this.keepAlive || exchange.destroyed || (this.idleFor !== undefined && this.idleFor <= 0)) {
+      this.socket.destroy();
+      return;
+    }
+    if (this.idleFor !== undefined) this.socket.setTimeout(this.idleFor);
+    this.socket.unref();
+    this.onIdle(this);
+  }
+
+  private headersComplete(
+    raw: string[] | undefined,
+    statusCode: number,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number {
+    const lines = raw ?? this.partial;
+    this.partial = [];
+    const exchange = this.exchange;
+    if (!exchange || exchange.destroyed) return 1;
+    if (upgrade || statusCode === 101) {
+      this.fail(new Error('the target switched protocols'));
+      return 1;
+    }
+    if (statusCode < 200) {
+      this.informational = true;
+      return 1;
+    }
+    const headers = headersOf(lines);
+    this.keepAlive = shouldKeepAlive;
+    this.idleFor = keptFor(headers);
+    this.response = new UpstreamResponse(this, statusCode, headers);
+    exchange.emit('response', this.response);
+    // A response to HEAD has no body, whatever its Content-Length says.
+    return exchange.method === 'HEAD' ? 1 : 0;
+  }
+
+  private messageComplete(): void {
+    if (this.informational) {
+      this.informational = false;
+      return;
+    }
+    const exchange = this.exchange;
+    if (!exchange || !this.response) return;
+    exchange.answered = true;
+    this.response.push(null);
+  }
+
+  /** The exchange fails with `error` (before its response, or cutting its body), and the socket closes. */
+  private fail(error: Error): void {
+    const exchange = this.exchange;
+    const response = this.response;
+    this.socket.destroy();
+    if (!exchange || exchange.destroyed || exchange.answered) return;
+    exchange.destroyed = true;
+    if (response) response.destroy(error);
+    else exchange.emit('error', error);
+  }
+}
