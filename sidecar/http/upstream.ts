@@ -4,7 +4,10 @@
 // the enforcer's own work (bench/README.md). A connection carries one exchange at a time and is
 // kept only when its response ended where its framing said and nothing followed it; anything
 // else the target sends (bytes after a response, a response while none was asked for, a switch
-// of protocol) closes it, so no byte of one response can reach the next request's agent.
+// of protocol) closes it, so no byte of one response can reach the next request's agent. (Bytes
+// the target sends unasked that arrive only after the next request was written cannot be told
+// from its response; they are then framed and masked as that response, and what follows them
+// closes the connection.)
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import { validateHeaderName, validateHeaderValue } from 'node:http';
@@ -167,7 +170,9 @@ export class Upstream {
     if (!framed && !bodyByDefault.has(method)) head += 'content-length: 0\r\n';
     head += 'connection: keep-alive\r\n\r\n';
     let connection = this.idle.pop();
-    while (connection?.socket.destroyed) connection = this.idle.pop();
+    // An idle connection the target wrote to is closing (settle): never reused.
+    while (connection && (connection.socket.destroyed || connection.socket.readableLength > 0))
+      connection = this.idle.pop();
     connection ??= this.connect();
     const exchange = new UpstreamRequest(
       connection,
@@ -335,6 +340,8 @@ class KeptConnection {
       return;
     }
     if (this.idleFor !== undefined) this.socket.setTimeout(this.idleFor);
+    // An idle connection is read, so that whatever the target sends on it closes it.
+    this.socket.resume();
     this.socket.unref();
     this.onIdle(this);
   }

@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { Upstream, type UpstreamResponse } from './upstream.ts';
+
+/**
+ * A target that answers each request head it reads with the next scripted bytes, as they are
+ * (framing errors included), and counts the connections it was opened.
+ */
+interface ScriptedTarget {
+  port: number;
+  connections: number;
+  /** Request heads (and bodies) as received, per connection. */
+  received: string[];
+  answer: (request: string, socket: Socket) => void;
+  server: Server;
+}
+
+async function scriptedTarget(): Promise<ScriptedTarget> {
+  const target: ScriptedTarget = {
+    port: 0,
+    connections: 0,
+    received: [],
+    answer: () => {},
+    server: createServer((socket) => {
+      const index = target.connections++;
+      target.received[index] = '';
+      // Bytes written while the client is idle reach it then, not with its next request's ACK.
+      socket.setNoDelay(true);
+      socket.on('data', (data) => {
+        target.received[index] += data.toString('latin1');
+        if (target.received[index]!.includes('\r\n\r\n')) target.answer(data.toString('latin1'), socket);
+      });
+      socket.on('error', () => {});
+    }),
+  };
+  target.server.listen(0, '127.0.0.1');
+  await once(target.server, 'listening');
+  target.port = (target.server.address() as AddressInfo).port;
+  return target;
+}
+
+async function exchange(
+  upstream: Upstream,
+  method = 'GET',
+  headers: Record<string, string> = { host: 'target' },
+): Promise<{ status: number; headers: UpstreamResponse['headers']; body: string }> {
+  const request = upstream.request(method, '/resource', headers);
+  const response = await new Promise<UpstreamResponse>((resolve, reject) => {
+    request.on('response', resolve);
+    request.on('error', reject);
+    request.end();
+  });
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return { status: response.statusCode, headers: response.headers, body: Buffer.concat(chunks).toString() };
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 30));
+
+describe('the upstream client', () => {
+  let target: ScriptedTarget;
+  let upstream: Upstream;
+
+  before(async () => {
+    target = await scriptedTarget();
+  });
+  after(() => {
+    upstream?.destroy();
+    target.server.close();
+  });
+
+  function fresh(): Upstream {
+    upstream?.destroy();
+    target.connections = 0;
+    target.received = [];
+    upstream = new Upstream({
+      host: '127.0.0.1',
+      port: target.port,
+      secure: false,
+      tls: { rejectUnauthorized: true },
+    });
+    return upstream;
+  }
+
+  it('keeps a connection for the next request once a response ended where its framing said', async () => {
+    fresh();
+    target.answer = (_request, socket) =>
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello');
+    const first = await exchange(upstream);
+    await settle();
+    const second = await exchange(upstream);
+    assert.equal(first.body, 'hello');
+    assert.deepEqual(first.headers['set-cookie'], ['a=1', 'b=2']);
+    assert.equal(second.body, 'hello');
+    assert.equal(target.connections, 1);
+  });
+
+  it('reads a chunked body without its trailers, and one framed by the connection closing', async () => {
+    fresh();
+    target.answer = (_request, socket) =>
+      socket.write(
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: secret\r\n\r\n',
+      );
+    const chunked = await exchange(upstream);
+    assert.equal(chunked.body, 'abcde');
+    assert.equal(chunked.headers['x-trailer'], undefined);
+    target.answer = (_request, socket) => socket.end('HTTP/1.1 200 OK\r\n\r\nuntil the end');
+    const closed = await exchange(upstream);
+    assert.equal(closed.body, 'until the end');
+    await settle();
+    target.answer = (_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    assert.equal((await exchange(upstream)).body, 'ok');
+    assert.equal(target.connections, 2, 'the closed connection is not reused');
+  });
+
+  it('never lets bytes after a response reach the next request: the connection closes', async () => {
+    fresh();
+    const smuggled = 'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled';
+    for (const extra of [smuggled, smuggled.slice(0, 20), 'H', '\r\n']) {
+      target.answer = (_request, socket) =>
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst${extra}`);
+      assert.equal((await exchange(upstream)).body, 'first');
+      await settle();
+      target.answer = (_request, socket) =>
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond');
+      assert.equal((await exchange(upstream)).body, 'second');
+    }
+    // The same over two writes, the second while the connection is idle.
+    target.answer = (_request, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst');
+      setTimeout(() => socket.write(smuggled), 10);
+    };
+    assert.equal((await exchange(upstream)).body, 'first');
+    await settle();
+    target.answer = (_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond');
+    assert.equal((await exchange(upstream)).body, 'second');
+  });
+
+  it('skips informational responses, and reads no body after HEAD, 204 or 304', async () => {
+    fresh();
+    target.answer = (_request, socket) =>
+      socket.write(
+        'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone',
+      );
+    const informed = await exchange(upstream);
+    assert.equal(informed.status, 201);
+    assert.equal(informed.body, 'done');
+    target.answer = (_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n');
+    const head = await exchange(upstream, 'HEAD');
+    assert.equal(head.body, '');
+    for (const status of ['204 No Content', '304 Not Modified']) {
+      target.answer = (_request, socket) => socket.write(`HTTP/1.1 ${status}\r\n\r\n`);
+      assert.equal((await exchange(upstream)).body, '');
+    }
+    await settle();
+    target.answer = (_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    assert.equal((await exchange(upstream)).body, 'ok');
+    assert.equal(target.connections, 1);
+  });
+
+  it('fails a response the parser cannot frame strictly, a switch of protocol, and a cut body', async () => {
+    fresh();
+    const refused = [
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!',
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nX-Bad\nFolded: yes\r\nContent-Length: 0\r\n\r\n',
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort',
+      'not http at all\r\n\r\n',
+    ];
+    for (const answer of refused) {
+      target.answer = (_request, socket) => socket.end(answer);
+      await assert.rejects(exchange(upstream), `refused: ${JSON.stringify(answer)}`);
+    }
+  });
+
+  it('frames a request body by its length or in chunks, and refuses a header that would split the head', async () => {
+    fresh();
+    target.answer = (request, socket) => {
+      if (request.includes('0\r\n\r\n') || request.endsWith('body'))
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    };
+    const send = (headers: Record<string, string>) =>
+      new Promise<void>((resolve, reject) => {
+        const request = upstream.request('POST', '/upload', headers);
+        request.on('response', (response: UpstreamResponse) => {
+          response.resume();
+          response.on('end', resolve);
+        });
+        request.on('error', reject);
+        request.write(Buffer.from('body'));
+        request.end();
+      });
+    await send({ host: 'target', 'content-length': '4' });
+    await settle();
+    await send({ host: 'target', 'transfer-encoding': 'chunked' });
+    assert.match(target.received[0]!, /content-length: 4\r\n[^]*\r\n\r\nbody/);
+    assert.match(target.received[0]!, /transfer-encoding: chunked\r\n[^]*\r\n\r\n4\r\nbody\r\n0\r\n\r\n$/);
+    assert.throws(() => upstream.request('GET', '/', { authorization: 'Bearer x\r\nX-Injected: 1' }));
+    assert.throws(() => upstream.request('GET', '/', { 'bad name': 'x' }));
+  });
+});
