@@ -607,6 +607,46 @@ describe('JSON masking of ASCII strings as bytes', () => {
     .tuple(document, fc.constantFrom(undefined, 1))
     .map(([d, indent]) => JSON.stringify(d, null, indent));
 
+  it('reads numbers as bytes only where their text is what maskJson reads (every other form as before)', () => {
+    const compiled = plans[0]![1];
+    const strings: MaskingPlan = { ...compiled, plainLabels: false };
+    const number = fc.oneof(
+      fc.stringMatching(/^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,9})?([eE][+-]?[0-9]{1,3})?$/),
+      fc.stringMatching(/^-?0\.0{0,8}[1-9]{1,3}0?$/),
+      fc.constantFrom(
+        '-0',
+        '0',
+        '01',
+        '-',
+        '1.',
+        '.5',
+        '1-2',
+        '--1',
+        '4111111111111111',
+        '5552345678.5',
+        '1e400',
+      ),
+      fc.constantFrom(
+        '4111111111111111.0',
+        '4.111111111111111e15',
+        '41111111111111110e-1',
+        '5552345678.0',
+        '0.00000041111',
+      ),
+    );
+    fc.assert(
+      fc.property(fc.array(number, { minLength: 1, maxLength: 6 }), (numbers) => {
+        const text = `[${numbers.join(',')}]`;
+        const bytes = streamed(text, compiled, []);
+        const expected = streamed(text, strings, []);
+        assert.equal(bytes.text, expected.text);
+        assert.equal(bytes.asText, expected.asText);
+        assert.deepEqual(bytes.counts, expected.counts);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   for (const [name, compiled] of plans) {
     // As the enforcer builds it: percent-encodings and character references read decoded too.
     const encoded = maskEncoded((text) => compiled.maskText(text), true);

@@ -5,7 +5,7 @@
 // parsed document (sidecar/policy/json-mask.ts).
 import { encodeText, hasKeptBytes, StreamMasker, type ValueShape } from '../core/stream-masker.ts';
 import { type JsonPathRule, maskSelected, matchesJsonPath } from '../policy/json-paths.ts';
-import { ByteOutput, defaultHashKey, type MaskingPlan, type Tally } from '../policy/masking.ts';
+import { ByteOutput, copyBytes, defaultHashKey, type MaskingPlan, type Tally } from '../policy/masking.ts';
 
 function add(into: Record<string, number>, key: string, n: number): void {
   into[key] = (into[key] ?? 0) + n;
@@ -66,6 +66,20 @@ const noRules: JsonPathRule[] = [];
 /** A token that is not JSON: the body is masked as text from its first byte. */
 const invalid = Symbol('invalid');
 type Masked = string | undefined | typeof invalid;
+
+// What a string's bytes are to the tokenizer: one table read per byte.
+const PLAIN = 0;
+const QUOTE = 1;
+const BACKSLASH = 2;
+const CONTROL = 3;
+const BEYOND_ASCII = 4;
+/** '%' and '&': a percent-encoding or character reference may start there. */
+const ENCODING = 5;
+const stringBytes = new Uint8Array(256).fill(CONTROL, 0, 0x20).fill(BEYOND_ASCII, 0x80);
+stringBytes[0x22] = QUOTE;
+stringBytes[0x5c] = BACKSLASH;
+stringBytes[0x25] = ENCODING;
+stringBytes[0x26] = ENCODING;
 
 const isNumberByte = (c: number) =>
   (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
@@ -203,14 +217,16 @@ export class JsonStreamMasker {
         let j = i + 1;
         let escapes = false;
         let ascii = true;
+        let encoded = false;
         for (; j < n; j++) {
-          const d = chunk[j]!;
-          if (d === 0x22) break;
-          if (d === 0x5c) {
+          const kind = stringBytes[chunk[j]!]!;
+          if (kind === PLAIN) continue;
+          if (kind === QUOTE || kind === CONTROL) break;
+          if (kind === BACKSLASH) {
             escapes = true;
             j++;
-          } else if (d < 0x20) break;
-          else if (d >= 0x80) ascii = false;
+          } else if (kind === BEYOND_ASCII) ascii = false;
+          else encoded = true;
         }
         if (j >= n) {
           // Cut by the end of the chunk (j > n: right after a backslash).
@@ -225,7 +241,7 @@ export class JsonStreamMasker {
         const end = j + 1;
         if (end - i > maxToken) this.tooLong();
         const length = end - i - 2;
-        if (bytePath && ascii && !escapes && (length < minLength || !hasEncoding(chunk, i + 1, end - 1))) {
+        if (bytePath && ascii && !escapes && !encoded) {
           // Keys carry data too (a map by e-mail or card number): the detectors read them. A
           // string with a percent-encoding or character reference is read below, where the
           // plan reads those decoded.
@@ -242,7 +258,8 @@ export class JsonStreamMasker {
           // they may find something.
           const scan =
             this.plan.hasScanners &&
-            (escapes || (end - i - 2 >= minLength && (!ascii || this.mayFind(chunk, i + 1, end - 1))));
+            (escapes ||
+              (end - i - 2 >= minLength && (!ascii || encoded || this.plan.mayFind(chunk, i + 1, end - 1))));
           if (paths || escapes || scan) {
             // A key stays on the path while its value is read: a long one is decoded on its own
             // rather than sliced from the chunk's text, which it would keep alive (a short
@@ -264,7 +281,7 @@ export class JsonStreamMasker {
         } else if (
           escapes ||
           paths ||
-          (end - i - 2 >= minLength && (!ascii || this.mayFind(chunk, i + 1, end - 1)))
+          (end - i - 2 >= minLength && (!ascii || encoded || this.plan.mayFind(chunk, i + 1, end - 1)))
         ) {
           // A string in which nothing can be found (too short, or told so by its bytes), with no
           // path rule to apply, is passed on as it came without being made a string (escapes
@@ -297,6 +314,19 @@ export class JsonStreamMasker {
             return this.hold(chunk, copy, i);
           }
           if (j - i > maxToken) this.tooLong();
+          if (number && bytePath && plainNumber(chunk, i, j)) {
+            // A number the detectors read as it is written: masked as bytes.
+            const masked = this.masked;
+            masked.length = 0;
+            if (j - i >= minLength && this.plan.maskAscii(chunk, i, j, this.tally, masked)) {
+              this.emit(chunk, copy, i);
+              this.emitMasked();
+              copy = j;
+            }
+            state = kinds.length === 0 ? DONE : AFTER;
+            i = j;
+            continue;
+          }
           const raw = this.ascii(chunk, i, j);
           const masked = number ? this.maskNumber(raw) : this.maskLiteral(raw);
           if (masked === invalid) break;
@@ -366,22 +396,13 @@ export class JsonStreamMasker {
     return masked === undefined ? bytes : Buffer.from(masked);
   }
 
-  /**
-   * Whether the detectors may find something in the ASCII string chunk[start, end) without
-   * escapes: its bytes say, unless it holds a percent-encoding or character reference (the
-   * plan may read those decoded).
-   */
-  private mayFind(chunk: Buffer, start: number, end: number): boolean {
-    return hasEncoding(chunk, start, end) || this.plan.mayFind(chunk, start, end);
-  }
-
   /** `masked` as a JSON string: ASCII that needs no escaping (plainLabels). */
   private emitMasked(): void {
     const masked = this.masked;
     this.reserve(masked.length + 2);
     const out = this.out;
     out[this.written++] = 0x22;
-    this.written += masked.bytes.copy(out, this.written, 0, masked.length);
+    this.written += copyBytes(masked.bytes, 0, masked.length, out, this.written);
     out[this.written++] = 0x22;
   }
 
@@ -428,7 +449,7 @@ export class JsonStreamMasker {
   private emit(from: Buffer, start: number, end: number): void {
     if (end <= start) return;
     this.reserve(end - start);
-    this.written += from.copy(this.out, this.written, start, end);
+    this.written += copyBytes(from, start, end, this.out, this.written);
   }
 
   private emitText(text: string): void {
@@ -548,7 +569,7 @@ export class JsonStreamMasker {
   private maskNumber(raw: string): Masked {
     if (!numberRe.test(raw)) return invalid;
     // maskJson sees the number as parsed: String(Number(raw)), which is raw in the common forms.
-    const canonical = plainNumber(raw) ? raw : String(Number(raw));
+    const canonical = plainText(raw) ? raw : String(Number(raw));
     const selected = this.selectedValue(canonical);
     if (selected !== undefined || !this.plan.hasScanners) return selected;
     if (raw === canonical) {
@@ -595,12 +616,6 @@ export class JsonStreamMasker {
   }
 }
 
-/** Whether bytes[start, end) hold '%' or '&': a percent-encoding or character reference may be there. */
-function hasEncoding(bytes: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (bytes[i] === 0x25 || bytes[i] === 0x26) return true;
-  return false;
-}
-
 /** The string token at [start, end) of `bytes` (quotes included), or invalid. */
 function decode(bytes: Buffer, start: number, end: number, escapes: boolean): string | typeof invalid {
   if (!escapes) return bytes.toString('utf8', start + 1, end - 1);
@@ -618,11 +633,36 @@ function parseString(token: string, escapes: boolean): string | typeof invalid {
 }
 
 /**
+ * Whether bytes[start, end), a run of number bytes, is a valid JSON number that plainNumber
+ * accepts: its text is what maskJson reads, so the detectors read the bytes as they are.
+ */
+function plainNumber(bytes: Buffer, start: number, end: number): boolean {
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)? with at most 15 digits, not -0, no trailing zero in a
+  // fraction, and not 0.000000… (written in exponent form).
+  let i = start;
+  if (bytes[i] === 0x2d) i++;
+  const intStart = i;
+  while (i < end && bytes[i]! >= 0x30 && bytes[i]! <= 0x39) i++;
+  const intDigits = i - intStart;
+  if (intDigits === 0 || (intDigits > 1 && bytes[intStart] === 0x30)) return false;
+  if (i === end) return intDigits <= 15 && !(intDigits === 1 && bytes[intStart] === 0x30 && intStart > start);
+  if (bytes[i] !== 0x2e) return false;
+  const point = i++;
+  while (i < end && bytes[i]! >= 0x30 && bytes[i]! <= 0x39) i++;
+  const fraction = i - point - 1;
+  if (i !== end || fraction === 0 || intDigits + fraction > 15 || bytes[end - 1] === 0x30) return false;
+  if (intDigits > 1 || bytes[intStart] !== 0x30) return true;
+  let zeros = 0;
+  while (bytes[point + 1 + zeros] === 0x30) zeros++;
+  return zeros < 6;
+}
+
+/**
  * Whether String(Number(raw)) is raw, for a valid JSON number: true for the common forms (up to
  * 15 digits, no exponent, no trailing zero in a fraction, not below 1e-6, not -0); false means
  * "not known", and the caller converts.
  */
-function plainNumber(raw: string): boolean {
+function plainText(raw: string): boolean {
   const sign = raw.charCodeAt(0) === 0x2d ? 1 : 0;
   let digits = 0;
   let point = -1;

@@ -126,23 +126,16 @@ const kindCounts = new Int32Array(10);
 
 /**
  * The profile of ASCII text in bytes[start, end), read from the bytes (no string is made). Its
- * counts are exact; a byte beyond ASCII is counted in nonAscii (the text is then not ASCII).
+ * counts are exact; a byte beyond ASCII is counted in nonAscii (the text is then not ASCII). The
+ * card run is read only where there are digits enough for a card number (13); below that it is
+ * the digit count, which no card gate passes either.
  */
 export function profileBytes(bytes: Uint8Array, start: number, end: number, into: Profile): Profile {
   const counts = kindCounts;
   counts.fill(0);
-  let run = 0;
-  let cardRun = 0;
-  let separators = 0;
-  for (let i = start; i < end; i++) {
-    const kind = byteKinds[bytes[i]!]!;
-    counts[kind]!++;
-    if (kind === DIGIT) {
-      separators = 0;
-      if (++run > cardRun) cardRun = run;
-    } else if (!((kind === SPACE || kind === DASH || kind === DOT) && ++separators <= 2)) run = 0;
-  }
-  into.digits = counts[DIGIT]!;
+  for (let i = start; i < end; i++) counts[byteKinds[bytes[i]!]!]!++;
+  const digits = counts[DIGIT]!;
+  into.digits = digits;
   into.upper = counts[UPPER]!;
   into.at = counts[AT]!;
   into.dash = counts[DASH]!;
@@ -151,8 +144,23 @@ export function profileBytes(bytes: Uint8Array, start: number, end: number, into
   into.plus = counts[PLUS]!;
   into.space = counts[SPACE]!;
   into.nonAscii = counts[NON_ASCII]!;
-  into.cardRun = cardRun;
+  into.cardRun = digits < 13 ? digits : cardRunOf(bytes, start, end);
   return into;
+}
+
+/** Longest run of digits in bytes[start, end), up to two spaces, dashes or dots between digits. */
+function cardRunOf(bytes: Uint8Array, start: number, end: number): number {
+  let run = 0;
+  let cardRun = 0;
+  let separators = 0;
+  for (let i = start; i < end; i++) {
+    const kind = byteKinds[bytes[i]!]!;
+    if (kind === DIGIT) {
+      separators = 0;
+      if (++run > cardRun) cardRun = run;
+    } else if (!((kind === SPACE || kind === DASH || kind === DOT) && ++separators <= 2)) run = 0;
+  }
+  return cardRun;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -93,6 +93,16 @@ export interface Tally {
   wouldMask?: Record<string, number>;
 }
 
+/**
+ * Copies from[start, end) to to[at…] and returns the count: a loop for a few bytes, where
+ * Buffer.copy's native call costs more than the copy.
+ */
+export function copyBytes(from: Buffer, start: number, end: number, to: Buffer, at: number): number {
+  if (end - start > 64) return from.copy(to, at, start, end);
+  for (let i = start; i < end; i++) to[at + i - start] = from[i]!;
+  return end - start;
+}
+
 /** A growing byte buffer maskAscii appends to: bytes[0, length) is what was written. */
 export class ByteOutput {
   bytes: Buffer = Buffer.allocUnsafe(256);
@@ -348,8 +358,8 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     return false;
   }
 
-  /** Spans found by one scanner, emptied after each that found some. */
-  const asciiSpans: Span[] = [];
+  /** Spans found by one scanner; a new one after each that found some (emptying one is slower). */
+  let asciiSpans: Span[] = [];
 
   function maskAscii(bytes: Buffer, start: number, end: number, tally: Tally, out: ByteOutput): boolean {
     const length = end - start;
@@ -358,7 +368,7 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     let findings: Finding[] | undefined;
     /** The text as a string, made only for a scanner that has no byte search. */
     let text: string | undefined;
-    const spans = asciiSpans;
+    let spans = asciiSpans;
     for (const scanner of list) {
       if (prefilter && !scanner.maybe(undefined, bytesProfile, length)) continue;
       if (scanner.findBytes) scanner.findBytes(bytes, start, end, spans);
@@ -371,7 +381,7 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
       if (spans.length === 0) continue;
       findings ??= [];
       for (const span of spans) findings.push({ start: span.start, end: span.end, scanner });
-      spans.length = 0;
+      spans = asciiSpans = [];
     }
     if (!findings) return false;
     return writeFindings(bytes, start, end, findings, tally, out, hashKey);
@@ -539,7 +549,7 @@ function writeFindings(
     const from = start + first.start;
     const to = start + spanEnd;
     out.reserve(from - cursor);
-    out.length += bytes.copy(out.bytes, out.length, cursor, from);
+    out.length += copyBytes(bytes, cursor, from, out.bytes, out.length);
     if (strategy === 'partial') {
       out.reserve(to - from);
       partialBytes(bytes, from, to, out.bytes, out.length);
@@ -556,7 +566,7 @@ function writeFindings(
     i = j;
   }
   out.reserve(end - cursor);
-  out.length += bytes.copy(out.bytes, out.length, cursor, end);
+  out.length += copyBytes(bytes, cursor, end, out.bytes, out.length);
   return true;
 }
 

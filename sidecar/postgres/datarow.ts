@@ -2,6 +2,8 @@
 // after another into a shared buffer, so a run of masked rows leaves as one contiguous view
 // (one allocation per batch, not per row).
 
+import { copyBytes } from '../policy/masking.ts';
+
 const minimumBatch = 256 * 1024;
 
 export class RowWriter {
@@ -63,7 +65,7 @@ export class RowWriter {
     const start = this.used;
     const count = (raw[base + 5]! << 8) | raw[base + 6]!;
     let from = base + 7;
-    let to = start + raw.copy(out, start, base, from);
+    let to = start + copyBytes(raw, base, from, out, start);
     // Unchanged fields between two changed ones are one run in both rows: copied at once.
     let run = from;
     let next = 0;
@@ -72,11 +74,11 @@ export class RowWriter {
       const length = (raw[from]! << 24) | (raw[from + 1]! << 16) | (raw[from + 2]! << 8) | raw[from + 3]!;
       const fieldEnd = from + 4 + (length > 0 ? length : 0);
       if (next < changes && changedAt[next] === i) {
-        if (run < from) to += raw.copy(out, to, run, from);
+        if (run < from) to += copyBytes(raw, run, from, out, to);
         const end = bytesEnd ? bytesEnd[next]! : -1;
         const value = changedTo[next++];
         if (end >= 0) {
-          const written = bytes!.copy(out, to + 4, bytesFrom, end);
+          const written = copyBytes(bytes!, bytesFrom, end, out, to + 4);
           writeInt32(out, to, written);
           to += 4 + written;
           bytesFrom = end;
@@ -94,7 +96,7 @@ export class RowWriter {
       from = fieldEnd;
     }
     // Up to the last field's end, as the row's fields say (not to the message's end).
-    if (run < from) to += raw.copy(out, to, run, from);
+    if (run < from) to += copyBytes(raw, run, from, out, to);
     writeInt32(out, start + 1, to - start - 1);
     this.used = to;
     return start;
