@@ -111,10 +111,14 @@ export class UpstreamRequest extends EventEmitter {
   end(): void {
     if (this.destroyed || this.sent) return;
     const { socket } = this.connection;
-    socket.cork();
-    this.writeHead();
-    if (this.chunked) socket.write('0\r\n\r\n', 'latin1');
-    socket.uncork();
+    // A request without a body is its head alone: one write, not a corked vector of one.
+    if (this.head !== undefined && !this.chunked) this.writeHead();
+    else {
+      socket.cork();
+      this.writeHead();
+      if (this.chunked) socket.write('0\r\n\r\n', 'latin1');
+      socket.uncork();
+    }
     this.sent = true;
     this.connection.settle();
   }
