@@ -587,7 +587,15 @@ describe('JSON masking of ASCII strings as bytes', () => {
         policy({
           name: 'q',
           mode: 'audit',
-          masking: [{ name: 'c', detectors: ['email', 'us-ssn'], strategy: 'redact', indirectUse: 'deny' }],
+          // Audit only for AWS keys and IPv6 addresses: found, counted, left as they are.
+          masking: [
+            {
+              name: 'c',
+              detectors: ['email', 'us-ssn', 'aws-access-key', 'ipv6'],
+              strategy: 'redact',
+              indirectUse: 'deny',
+            },
+          ],
         }),
       ]),
     ],
@@ -603,8 +611,26 @@ describe('JSON masking of ASCII strings as bytes', () => {
     fc.dictionary(asciiValue, fc.oneof(leaf, fc.array(leaf, { maxLength: 3 })), { maxKeys: 5 }),
     { maxLength: 6 },
   );
+  // Records of an array share their keys (read once, then known by their bytes).
+  const records = fc
+    .tuple(
+      fc.array(
+        fc.oneof(
+          asciiValue,
+          fc.constantFrom('ada@example.com', '123-45-6789', 'status', 'AKIAIOSFODNN7EXAMPLE', 'fe80::1:2'),
+        ),
+        {
+          minLength: 1,
+          maxLength: 4,
+        },
+      ),
+      fc.array(fc.array(leaf, { minLength: 1, maxLength: 4 }), { maxLength: 5 }),
+    )
+    .map(([keys, rows]) =>
+      rows.map((values) => Object.fromEntries(keys.map((k, i) => [k, values[i % values.length]]))),
+    );
   const body = fc
-    .tuple(document, fc.constantFrom(undefined, 1))
+    .tuple(fc.oneof(document, records), fc.constantFrom(undefined, 1))
     .map(([d, indent]) => JSON.stringify(d, null, indent));
 
   it('reads numbers as bytes only where their text is what maskJson reads (every other form as before)', () => {

@@ -41,6 +41,8 @@ export interface JsonStreamOptions {
 }
 
 export const defaultMaxToken = 8 * 1024 * 1024;
+/** How many keys without findings a masker keeps (a record's keys, a few nested objects' too). */
+const cleanKeysKept = 32;
 export const defaultMaxDepth = 256;
 
 // What may come next outside a token.
@@ -106,6 +108,10 @@ export class JsonStreamMasker {
   private readonly tally: Tally = { masked: this.tokenCounts, wouldMask: this.tokenWouldMask };
   /** A value masked as bytes, before it is written as a JSON string. */
   private readonly masked = new ByteOutput();
+  /** Keys in which the detectors found nothing, as bytes (see maskAsciiKey). */
+  private readonly cleanKeys: Buffer[] = [];
+  /** What one key's masking counted. */
+  private readonly keyTally: Tally = {};
   private readonly plan: MaskingPlan;
   private readonly paths: JsonPathRule[];
   private readonly hashKey: string | Uint8Array;
@@ -245,9 +251,10 @@ export class JsonStreamMasker {
           // Keys carry data too (a map by e-mail or card number): the detectors read them. A
           // string with a percent-encoding or character reference is read below, where the
           // plan reads those decoded.
-          const masked = this.masked;
-          masked.length = 0;
-          if (length >= minLength && this.plan.maskAscii(chunk, i + 1, end - 1, this.tally, masked)) {
+          if (
+            length >= minLength &&
+            (key ? this.maskAsciiKey(chunk, i + 1, end - 1) : this.maskAscii(chunk, i + 1, end - 1))
+          ) {
             this.emit(chunk, copy, i);
             this.emitMasked();
             copy = end;
@@ -316,9 +323,7 @@ export class JsonStreamMasker {
           if (j - i > maxToken) this.tooLong();
           if (number && bytePath && plainNumber(chunk, i, j)) {
             // A number the detectors read as it is written: masked as bytes.
-            const masked = this.masked;
-            masked.length = 0;
-            if (j - i >= minLength && this.plan.maskAscii(chunk, i, j, this.tally, masked)) {
+            if (j - i >= minLength && this.maskAscii(chunk, i, j)) {
               this.emit(chunk, copy, i);
               this.emitMasked();
               copy = j;
@@ -394,6 +399,37 @@ export class JsonStreamMasker {
     this.parts = [];
     this.token = NONE;
     return masked === undefined ? bytes : Buffer.from(masked);
+  }
+
+  /** The ASCII text chunk[start, end) masked as bytes into `masked`: false when nothing changed. */
+  private maskAscii(chunk: Buffer, start: number, end: number): boolean {
+    this.masked.length = 0;
+    return this.plan.maskAscii(chunk, start, end, this.tally, this.masked);
+  }
+
+  /**
+   * maskAscii for a key. An object's keys repeat in every record of an array: a key in which
+   * the detectors found nothing (no change, nothing counted) is kept, and the same bytes are
+   * not read again.
+   */
+  private maskAsciiKey(chunk: Buffer, start: number, end: number): boolean {
+    const length = end - start;
+    for (const clean of this.cleanKeys) {
+      if (clean.length !== length) continue;
+      let k = 0;
+      while (k < length && clean[k] === chunk[start + k]) k++;
+      if (k === length) return false;
+    }
+    const found = this.keyTally;
+    found.masked = undefined;
+    found.wouldMask = undefined;
+    this.masked.length = 0;
+    const changed = this.plan.maskAscii(chunk, start, end, found, this.masked);
+    if (found.masked) addAll(this.tokenCounts, found.masked);
+    if (found.wouldMask) addAll(this.tokenWouldMask, found.wouldMask);
+    if (!changed && !found.masked && !found.wouldMask && this.cleanKeys.length < cleanKeysKept)
+      this.cleanKeys.push(Buffer.from(chunk.subarray(start, end)));
+    return changed;
   }
 
   /** `masked` as a JSON string: ASCII that needs no escaping (plainLabels). */
