@@ -507,6 +507,24 @@ const usSsn: DetectorScanner = {
   },
 };
 
+/** Whether bytes[start, end) hold the ASCII text `needle`. */
+function hasBytes(bytes: Uint8Array, start: number, end: number, needle: string): boolean {
+  const first = needle.charCodeAt(0);
+  for (let i = start; i + needle.length <= end; i++) {
+    if (bytes[i] !== first) continue;
+    let k = 1;
+    while (k < needle.length && bytes[i + k] === needle.charCodeAt(k)) k++;
+    if (k === needle.length) return true;
+  }
+  return false;
+}
+
+function countOf(bytes: Uint8Array, start: number, end: number, byte: number): number {
+  let count = 0;
+  for (let i = start; i < end; i++) if (bytes[i] === byte) count++;
+  return count;
+}
+
 function digitsAt(bytes: Uint8Array, at: number, count: number): boolean {
   for (let k = at; k < at + count; k++) if (!isDigit(bytes[k]!)) return false;
   return true;
@@ -624,6 +642,8 @@ const ipv6: DetectorScanner = {
   name: 'ipv6',
   minLength: 5,
   maybe: (v, p) => p.colon >= 7 || (p.colon >= 2 && (v === undefined || v.includes('::'))),
+  mayMatchBytes: (bytes, start, end) =>
+    hasBytes(bytes, start, end, '::') || countOf(bytes, start, end, 58) >= 7,
   find(value, out) {
     each(ipv6Re, value, (m) => {
       let text = m[0];
@@ -638,6 +658,7 @@ const jwt: DetectorScanner = {
   name: 'jwt',
   minLength: 16,
   maybe: (v, p) => p.dot >= 2 && (v === undefined || v.includes('eyJ')),
+  mayMatchBytes: (bytes, start, end) => hasBytes(bytes, start, end, 'eyJ'),
   find(value, out) {
     each(jwtRe, value, (m) => {
       const header = m[0].slice(0, m[0].indexOf('.'));
@@ -652,6 +673,8 @@ const awsAccessKey: DetectorScanner = {
   name: 'aws-access-key',
   minLength: 20,
   maybe: (v, p) => p.upper >= 4 && (v === undefined || awsHint.test(v)),
+  mayMatchBytes: (bytes, start, end) =>
+    hasBytes(bytes, start, end, 'AKIA') || hasBytes(bytes, start, end, 'ASIA'),
   find(value, out) {
     each(awsRe, value, (m) => out.push({ start: m.index, end: m.index + m[0].length }));
   },
@@ -663,6 +686,7 @@ const privateKey: DetectorScanner = {
   name: 'private-key',
   minLength: 30,
   maybe: (v, p) => p.dash >= 10 && (v === undefined || v.includes('-----BEGIN')),
+  mayMatchBytes: (bytes, start, end) => hasBytes(bytes, start, end, '-----BEGIN'),
   find(value, out) {
     let from = 0;
     for (let at = value.indexOf('-----BEGIN', from); at >= 0; at = value.indexOf('-----BEGIN', from)) {
@@ -690,6 +714,18 @@ const bearerToken: DetectorScanner = {
   name: 'bearer-token',
   minLength: 15,
   maybe: (v) => v === undefined || bearerHint.test(v),
+  mayMatchBytes(bytes, start, end) {
+    // bearerHint over the bytes: 'B' or 'b', then "earer" or "EARER".
+    for (let i = start; i + 6 <= end; i++) {
+      const ch = bytes[i];
+      if (
+        (ch === 66 || ch === 98) &&
+        (hasBytes(bytes, i + 1, i + 6, 'earer') || hasBytes(bytes, i + 1, i + 6, 'EARER'))
+      )
+        return true;
+    }
+    return false;
+  },
   find(value, out) {
     each(bearerRe, value, (m) => {
       const token = m[1]!;
