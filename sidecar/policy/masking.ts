@@ -1,7 +1,9 @@
 // Masking of response values. compileMasking turns the policies' masking rules into a plan
 // once per bundle; the plan then runs on every text value of every row, so the path for a
 // value with nothing to mask is a pre-scan that rules detectors out (native searches for long
-// values without a digit, one JS pass otherwise), and it returns the same string.
+// values without a digit, one JS pass otherwise), and it returns the same string. ASCII values
+// of rows and JSON bodies are masked on their bytes (maskAscii) to the same bytes, without a
+// string per value; text beyond ASCII, where disguises live, keeps maskText.
 //
 // Strategies:
 //   redact  → "[REDACTED:<detector or pattern>]" for findings, "[REDACTED]" for whole columns
@@ -77,7 +79,8 @@ export interface MaskingPlan {
    * maskText over the ASCII text in bytes[start, end), read and masked as bytes (no string is
    * made unless a detector without a byte search or a pattern must read one): appends the masked
    * text to `out` and returns true, or returns false when nothing changed. Counts go into `tally`.
-   * The result is byte for byte maskText's.
+   * The result is byte for byte maskText's. It reads the text as it is: a caller whose maskText
+   * also reads escapes decoded (sidecar/policy/encoded.ts) gives text holding one to maskText.
    */
   maskAscii(bytes: Buffer, start: number, end: number, tally: Tally, out: ByteOutput): boolean;
   /**
