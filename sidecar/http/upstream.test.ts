@@ -202,3 +202,52 @@ describe('the upstream client', () => {
     assert.throws(() => upstream.request('GET', '/', { 'bad name': 'x' }));
   });
 });
+
+describe('the upstream client, against a target that misbehaves', () => {
+  let target: ScriptedTarget;
+  let upstream: Upstream;
+
+  before(async () => {
+    target = await scriptedTarget();
+    upstream = new Upstream({
+      host: '127.0.0.1',
+      port: target.port,
+      secure: false,
+      tls: { rejectUnauthorized: true },
+    });
+  });
+  after(() => {
+    upstream.destroy();
+    target.server.close();
+  });
+
+  it("never gives one response's trailers to the next as headers, however many headers it has", async () => {
+    const many = Array.from({ length: 40 }, (_, i) => `X-H${i}: ${i}\r\n`).join('');
+    target.answer = (_request, socket) =>
+      socket.write(
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n' +
+          `${Array.from({ length: 40 }, (_, i) => `X-Trailer${i}: secret\r\n`).join('')}\r\n`,
+      );
+    assert.equal((await exchange(upstream)).body, 'ok');
+    await settle();
+    target.answer = (_request, socket) =>
+      socket.write(`HTTP/1.1 200 OK\r\n${many}Constructor: c\r\nContent-Length: 2\r\n\r\nok`);
+    const next = await exchange(upstream);
+    assert.equal(next.headers['x-h39'], '39');
+    assert.equal(next.headers.constructor, 'c');
+    assert.ok(!Object.keys(next.headers).some((name) => name.startsWith('x-trailer')));
+  });
+
+  it('a body cut while nobody listens for errors (drained after a refusal) does not end the process', async () => {
+    target.answer = (_request, socket) => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort');
+    const request = upstream.request('GET', '/', { host: 'target' });
+    const response = await new Promise<UpstreamResponse>((resolve) => {
+      request.on('response', resolve);
+      request.end();
+    });
+    response.resume();
+    // (events.once would listen for 'error' itself.)
+    await new Promise((resolve) => response.on('close', resolve));
+    assert.equal(response.readableEnded, false);
+  });
+});

@@ -65,7 +65,9 @@ export class UpstreamResponse extends Readable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // A body not read to its end leaves the connection mid-message: it is not kept.
     if (!this.readableEnded) this.connection.socket.destroy();
-    callback(error);
+    // As node:http's IncomingMessage: a cut body is an error only to a reader listening for one
+    // (a body being drained after a refusal has none, and must not end the process).
+    callback(this.listenerCount('error') > 0 ? error : null);
   }
 }
 
@@ -238,7 +240,8 @@ const firstOnly = new Set([
 
 /** Headers as IncomingMessage.headers holds them: lower case, repeats joined (Set-Cookie a list). */
 function headersOf(raw: string[]): IncomingHttpHeaders {
-  const headers: Record<string, string | string[]> = {};
+  // No prototype: a header named `constructor` or `__proto__` is a header like any other.
+  const headers: Record<string, string | string[]> = Object.create(null);
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
@@ -255,8 +258,14 @@ function headersOf(raw: string[]): IncomingHttpHeaders {
 /** How long the target keeps an idle connection (Keep-Alive: timeout=N), less a second; undefined if unsaid. */
 function keptFor(headers: IncomingHttpHeaders): number | undefined {
   const hint = /(?:^|[,\s])timeout=(\d+)/i.exec(String(headers['keep-alive'] ?? ''))?.[1];
-  return hint === undefined ? undefined : Number(hint) * 1000 - 1000;
+  return hint === undefined ? undefined : Math.min(Number(hint) * 1000 - 1000, maxIdle);
 }
+
+/** The longest an idle connection is kept on the target's word (a timer's limit is 2^31 ms). */
+const maxIdle = 3_600_000;
+
+/** Header lines read per message at most (node:http's maxHeadersCount of 2,000 pairs). */
+const maxHeaderLines = 4000;
 
 /** One socket to the target and its response parser. */
 class KeptConnection {
@@ -264,7 +273,7 @@ class KeptConnection {
   private readonly onIdle: (connection: KeptConnection) => void;
   private exchange: UpstreamRequest | undefined;
   private response: UpstreamResponse | undefined;
-  /** Header lines the parser handed over before their block ended. */
+  /** Header (or trailer) lines the parser handed over before their block ended: never another message's. */
   private partial: string[] = [];
   /** The response being read is informational (1xx): the final one follows. */
   private informational = false;
@@ -277,12 +286,13 @@ class KeptConnection {
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
     parser[HTTPParser.kOnMessageBegin] = () => {
+      this.partial = [];
       // A message while no request waits for one: the target is ahead of its requests.
       if (!this.exchange || this.exchange.answered)
         this.fail(new Error('the target sent a response nobody asked for'));
     };
     parser[HTTPParser.kOnHeaders] = (headers: string[]) => {
-      this.partial.push(...headers);
+      if (this.partial.length < maxHeaderLines) this.partial.push(...headers);
     };
     parser[HTTPParser.kOnHeadersComplete] = (
       _major: number,
@@ -378,6 +388,8 @@ class KeptConnection {
   }
 
   private messageComplete(): void {
+    // Trailers are not forwarded (nor were they by node:http's client here).
+    this.partial = [];
     if (this.informational) {
       this.informational = false;
       return;
