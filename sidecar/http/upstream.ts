@@ -306,7 +306,7 @@ class KeptConnection {
       shouldKeepAlive: boolean,
     ) => this.headersComplete(headers, statusCode, upgrade, shouldKeepAlive);
     parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
-      if (this.response && !this.response.push(chunk)) socket.pause();
+      if (this.live() && !this.response!.push(chunk)) socket.pause();
     };
     parser[HTTPParser.kOnMessageComplete] = () => this.messageComplete();
     socket.on('data', (data: Buffer) => {
@@ -369,7 +369,8 @@ class KeptConnection {
     const lines = raw ?? this.partial;
     this.partial = [];
     const exchange = this.exchange;
-    if (!exchange || exchange.destroyed) return 1;
+    // The rest of a chunk after the socket closed (bytes after a response) is parsed, not read.
+    if (!exchange || exchange.destroyed || exchange.answered || this.socket.destroyed) return 1;
     if (upgrade || statusCode === 101) {
       this.fail(new Error('the target switched protocols'));
       return 1;
@@ -394,10 +395,16 @@ class KeptConnection {
       this.informational = false;
       return;
     }
-    const exchange = this.exchange;
-    if (!exchange || !this.response) return;
-    exchange.answered = true;
-    this.response.push(null);
+    if (!this.live()) return;
+    this.exchange!.answered = true;
+    this.response!.push(null);
+  }
+
+  /** A response is being read, on a socket still open. */
+  private live(): boolean {
+    return (
+      this.response !== undefined && !!this.exchange && !this.exchange.answered && !this.socket.destroyed
+    );
   }
 
   /** The exchange fails with `error` (before its response, or cutting its body), and the socket closes. */
