@@ -28,7 +28,7 @@ export interface Profile {
 const digitRe = /[0-9]/;
 const upperRe = /[A-Z]/;
 /** Below this length one JS pass costs less than the native searches of the digitless path. */
-const nativeScanFrom = 48;
+export const nativeScanFrom = 48;
 /**
  * From this length (a chunk of command output, a text body) ASCII text is profiled by native
  * searches even with digits: its gates almost always open anyway, and the detectors' own
@@ -375,7 +375,78 @@ const creditCard: DetectorScanner = {
       }
     }
   },
+  findBytes(bytes, first, last, out) {
+    // cardRe tried at each start as its global search does, then luhnPrefix over the bytes.
+    for (let start = first; start < last; ) {
+      const end = cardMatch(bytes, first, last, start);
+      if (end < 0) {
+        start++;
+        continue;
+      }
+      const valid = luhnPrefixBytes(bytes, start, end);
+      if (valid > 0) {
+        out.push({ start: start - first, end: start - first + valid });
+        start += valid;
+      } else start++;
+    }
+  },
 };
+
+/**
+ * Where cardRe's match at `start` ends, or -1. Each group (up to two separators, then a digit)
+ * parses one way only, so the greedy match is the longest run of 12 to 18 groups after which
+ * no digit follows.
+ */
+function cardMatch(bytes: Uint8Array, first: number, last: number, start: number): number {
+  const lead = bytes[start]!;
+  if (lead < 50 || lead > 54 || (start > first && isDigit(bytes[start - 1]!))) return -1;
+  const ends = cardEnds;
+  let groups = 0;
+  let at = start + 1;
+  while (groups < 18) {
+    // Up to two separators, taken only where a digit follows them.
+    if (at < last && isDigit(bytes[at]!)) at += 1;
+    else if (at + 1 < last && isSeparator(bytes[at]!) && isDigit(bytes[at + 1]!)) at += 2;
+    else if (
+      at + 2 < last &&
+      isSeparator(bytes[at]!) &&
+      isSeparator(bytes[at + 1]!) &&
+      isDigit(bytes[at + 2]!)
+    )
+      at += 3;
+    else break;
+    ends[++groups] = at;
+  }
+  for (let k = groups; k >= 12; k--) {
+    const end = ends[k]!;
+    if (end >= last || !isDigit(bytes[end]!)) return end;
+  }
+  return -1;
+}
+const cardEnds = new Int32Array(19);
+
+/** luhnPrefix over the candidate bytes[start, end): the length of its longest valid prefix, or 0. */
+function luhnPrefixBytes(bytes: Uint8Array, start: number, end: number): number {
+  for (let to = end; to > start; to--) {
+    if (to < end && !isSeparator(bytes[to]!)) continue;
+    if (isSeparator(bytes[to - 1]!)) continue;
+    let digits = 0;
+    let sum = 0;
+    for (let i = to - 1; i >= start; i--) {
+      const ch = bytes[i]!;
+      if (isSeparator(ch)) continue;
+      let d = ch - 48;
+      if (digits++ % 2 === 1) {
+        d *= 2;
+        if (d > 9) d -= 9;
+      }
+      sum += d;
+    }
+    if (digits < 13) return 0;
+    if (sum % 10 === 0) return to - start;
+  }
+  return 0;
+}
 
 /** Length of the longest Luhn-valid prefix of 13+ digits ending before a separator, or 0. */
 function luhnPrefix(candidate: string): number {

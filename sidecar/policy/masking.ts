@@ -22,6 +22,7 @@ import {
   type DetectorScanner,
   detectorScanners,
   detectorView,
+  nativeScanFrom,
   type Profile,
   profile,
   profileBytes,
@@ -367,6 +368,8 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
   function maskAscii(bytes: Buffer, start: number, end: number, tally: Tally, out: ByteOutput): boolean {
     const length = end - start;
     if (prefilter && length < minLength) return false;
+    // Longer text is read by native searches, which a string allows (see profile()).
+    if (length >= nativeScanFrom) return maskLongAscii(bytes, start, end, tally, out);
     if (prefilter) profileBytes(bytes, start, end, bytesProfile);
     let findings: Finding[] | undefined;
     /** The text as a string, made only for a scanner that has no byte search. */
@@ -388,6 +391,24 @@ export function compileMasking(policies: BundlePolicy[], options: MaskingOptions
     }
     if (!findings) return false;
     return writeFindings(bytes, start, end, findings, tally, out, hashKey);
+  }
+
+  /** maskAscii by maskText over the text as a string. */
+  function maskLongAscii(bytes: Buffer, start: number, end: number, tally: Tally, out: ByteOutput): boolean {
+    const text = bytes.toString('latin1', start, end);
+    const result = maskText(text, undefined, true);
+    for (const key in result.counts) {
+      tally.masked ??= {};
+      tally.masked[key] = (tally.masked[key] ?? 0) + result.counts[key]!;
+    }
+    for (const key in result.wouldMask) {
+      tally.wouldMask ??= {};
+      tally.wouldMask[key] = (tally.wouldMask[key] ?? 0) + result.wouldMask[key]!;
+    }
+    if (result.value === text) return false;
+    out.reserve(Buffer.byteLength(result.value));
+    out.length += out.bytes.write(result.value, out.length);
+    return true;
   }
 
   return {

@@ -26,7 +26,17 @@ export const asciiToken = fc.oneof(
       digits(4),
     )
     .map((p) => p.join('')),
-  fc.constantFrom('4111 1111 1111 1111', '5500-0000-0000-0004', '378282246310005', '4111111111111112'),
+  fc.constantFrom(
+    '4111 1111 1111 1111',
+    '5500-0000-0000-0004',
+    '378282246310005',
+    '4111111111111112',
+    '41111111111111111111111',
+    '4111-1111-1111-1111-1111',
+    '4111  1111  1111  1111',
+    '4111...1111.1111.1111',
+    '6011 0009 9013 9424 4111 1111 1111 1111',
+  ),
   // SSNs, valid and not, grouped in longer numbers.
   fc.tuple(digits(3), separator, digits(2), separator, digits(4)).map((p) => p.join('')),
   fc
