@@ -3,11 +3,12 @@
 // acts as the approver: local mode is a single-user tool.
 import { createHash } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
-import { createServer, request, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditLog } from '../audit/log.ts';
 import { isPostgresUrl } from '../audit/store.ts';
+import { http } from '../sidecar/core/node-http.ts';
 import type { LocalApprovals } from './approvals.ts';
 
 export function defaultStore(): string {
@@ -24,7 +25,7 @@ export async function serveControl(
   socketPath: string,
   parts: { store: AuditLog; approvals: LocalApprovals; flush: () => Promise<void> },
 ): Promise<Server> {
-  const server = createServer(async (req, res) => {
+  const server = http.createServer(async (req, res) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
@@ -84,7 +85,7 @@ export function callControl<T>(
   body?: unknown,
 ): Promise<{ status: number; body: T } | undefined> {
   return new Promise((resolve, reject) => {
-    const req = request(
+    const req = http.request(
       { socketPath, method, path, headers: { 'content-type': 'application/json' } },
       (res) => {
         let text = '';

@@ -2,7 +2,7 @@
 // for one identity with the operator's compiler, serves each listed Connection with its
 // enforcer, and records sessions in the store. The commands that read sessions and decide
 // approvals talk to it through its control socket.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -13,6 +13,7 @@ import { StoreSink } from '../audit/sink.ts';
 import { terminationSignal } from '../cli/signals.ts';
 import { consoleHandler } from '../console/server.ts';
 import type { Enforcer } from '../sidecar/core/enforcer.ts';
+import { http } from '../sidecar/core/node-http.ts';
 import { serveConnection } from '../sidecar/serve.ts';
 import { LocalApprovals } from './approvals.ts';
 import { clientHint } from './client-hint.ts';
@@ -188,7 +189,7 @@ async function serveConsole(
   });
   // A page of another site whose name is made to resolve to loopback (DNS rebinding) names its
   // own host: only loopback names are served.
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     const host = (req.headers.host ?? '').replace(/:\d+$/, '');
     if (loopback.test(host)) return handle(req, res);
     res.writeHead(421, { 'content-type': 'application/json' });

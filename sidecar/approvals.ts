@@ -4,9 +4,9 @@
 // phase leaves Pending. Any failure to ask is a denial (the enforcer's rule: no decision, no
 // access); a failure while waiting is retried until the request expires or the session ends.
 import { readFile } from 'node:fs/promises';
-import { Agent, request } from 'node:https';
 import type { Logger } from 'pino';
 import type { ApprovalRequest, ApprovalResult, Approvals } from './core/enforcer.ts';
+import { https } from './core/node-http.ts';
 
 export interface OperatorApprovalsOptions {
   /** The control API's base URL, as for the bundle. */
@@ -38,7 +38,7 @@ class ApprovalApiError extends Error {
 
 export class OperatorApprovals implements Approvals {
   readonly #options: OperatorApprovalsOptions;
-  readonly #agent = new Agent({ keepAlive: true });
+  readonly #agent = new https.Agent({ keepAlive: true });
 
   constructor(options: OperatorApprovalsOptions) {
     this.#options = options;
@@ -52,7 +52,7 @@ export class OperatorApprovals implements Approvals {
     ]);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise<T>((resolve, reject) => {
-      const req = request(
+      const req = https.request(
         new URL(path, this.#options.controlApi),
         {
           method,

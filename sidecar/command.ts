@@ -1,5 +1,4 @@
 // `airlock sidecar`: options parsed once at the edge, then the Sidecar, its probes and metrics.
-import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import type { EventSink } from '../api/events.ts';
@@ -8,6 +7,7 @@ import { registerProcessMetrics } from '../metrics/process.ts';
 import { Gauge, Registry } from '../metrics/registry.ts';
 import { OperatorApprovals } from './approvals.ts';
 import { CollectorDelivery, type SpoolFullPolicy } from './audit/delivery.ts';
+import { http } from './core/node-http.ts';
 import { upstreamLookup } from './dns.ts';
 import { subscribeDataPathMetrics } from './metrics.ts';
 import { parseListen, Sidecar } from './sidecar.ts';
@@ -104,7 +104,7 @@ export async function runSidecar(args: string[]): Promise<number> {
     registry,
     collect: (received) => received.set(sidecar.bundle ? 1 : 0),
   });
-  const health = createServer((req, res) => {
+  const health = http.createServer((req, res) => {
     if (req.url === '/healthz') res.end('ok\n');
     else if (req.url === '/readyz') {
       res.writeHead(sidecar.bundle ? 200 : 503);
@@ -114,7 +114,7 @@ export async function runSidecar(args: string[]): Promise<number> {
       res.end();
     }
   });
-  const metrics = createServer((req, res) => {
+  const metrics = http.createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404);
       res.end();

@@ -4,7 +4,6 @@
 // Connection or policy restarts its enforcer. When the control API is unreachable the last
 // bundle stays in force.
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { Logger } from 'pino';
 import type { Bundle, BundleConnection } from '../api/bundle.ts';
@@ -12,6 +11,7 @@ import { bundleSchema } from '../api/bundle-schema.ts';
 import type { EventSink } from '../api/events.ts';
 import { type Protocol, protocols } from '../api/names.ts';
 import type { Approvals, Enforcer } from './core/enforcer.ts';
+import { https } from './core/node-http.ts';
 import { serveRefusal } from './refusal.ts';
 import { serveConnection } from './serve.ts';
 
@@ -118,7 +118,7 @@ export class Sidecar {
     // Stopped while the files were read: a stream opened now would serve again after stop().
     if (this.#stopped) return;
     const url = new URL('/v1/bundle', this.#options.controlApi);
-    const req = request(url, { ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
+    const req = https.request(url, { ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
       if (res.statusCode !== 200) {
         let body = '';
         res.setEncoding('utf8');

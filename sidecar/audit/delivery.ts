@@ -17,12 +17,11 @@ import {
   writeSync,
 } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { EventSink, SessionEvent } from '../../api/events.ts';
 import { Counter, Gauge, type Registry } from '../../metrics/registry.ts';
+import { http, https } from '../core/node-http.ts';
 
 export type SpoolFullPolicy = 'fail-closed' | 'drop';
 
@@ -345,7 +344,7 @@ export class CollectorDelivery implements EventSink {
     }
     const url = new URL(this.#options.url);
     const body = `${lines.join('\n')}\n`;
-    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const request = url.protocol === 'https:' ? https.request : http.request;
     return new Promise<Sent>((resolve) => {
       const req = request(
         url,

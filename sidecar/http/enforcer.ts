@@ -3,7 +3,7 @@
 // may act on, passes it through the core's gate (deny, hold for approval, fail closed on the
 // audit trail), and forwards it (forward.ts), masking the response as it streams. Requests and
 // responses are recorded, bodies up to a bound and summarized beyond it.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import { ConnectionSessions, type ConnectionSession as Session } from '../core/connections.ts';
@@ -11,6 +11,7 @@ import type { Enforcer } from '../core/enforcer.ts';
 import { AirlockError, httpProblems, problemType } from '../core/errors.ts';
 import { passageFields } from '../core/gate.ts';
 import { listen, settle, stopAccepting } from '../core/listen.ts';
+import { http } from '../core/node-http.ts';
 import { maskingFields, type RequestFields, type SessionRecorder } from '../core/recorder.ts';
 import { valueShape } from '../core/stream-masker.ts';
 import { actingFor, PolicyVariants } from '../identity/session.ts';
@@ -58,7 +59,7 @@ export async function serveHttp(options: HttpEnforcerOptions): Promise<Enforcer>
       ...(options.lookup && { lookup: options.lookup }),
     }),
   };
-  const server = createServer({ keepAlive: true });
+  const server = http.createServer({ keepAlive: true });
   // Approval holds can be long; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;

@@ -10,11 +10,11 @@
 // closes the connection.)
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
-import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { createRequire } from 'node:module';
 import { connect as connectTcp, type LookupFunction, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { connect as connectTls } from 'node:tls';
+import { http } from '../core/node-http.ts';
 
 // The response parser Node's HTTP client uses; it has no public name.
 const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser: ParserClass };
@@ -162,14 +162,14 @@ export class Upstream {
     let framed = false;
     for (const name in headers) {
       const value = headers[name]!;
-      validateHeaderName(name);
+      http.validateHeaderName(name);
       if (name === 'content-length' || name === 'transfer-encoding') framed = true;
       if (typeof value === 'string') {
-        validateHeaderValue(name, value);
+        http.validateHeaderValue(name, value);
         head += `${name}: ${value}\r\n`;
       } else
         for (const one of value) {
-          validateHeaderValue(name, one);
+          http.validateHeaderValue(name, one);
           head += `${name}: ${one}\r\n`;
         }
     }

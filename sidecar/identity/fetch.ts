@@ -5,8 +5,8 @@
 // followed, and an answer is bounded, as the provider's documents are small. The provider's
 // certificate chains to the Connection's endUser CA when it names one (only to it: a private CA
 // replaces the system roots, as a target's tls CA does), else to the system roots.
-import { request } from 'node:https';
 import type { LookupFunction } from 'node:net';
+import { https } from '../core/node-http.ts';
 
 /** Largest discovery document or key set read. */
 export const maxDocumentBytes = 1024 * 1024;
@@ -15,7 +15,7 @@ export const maxDocumentBytes = 1024 * 1024;
 export function providerFetch(lookup?: LookupFunction, ca?: string) {
   return (url: string, init: { headers?: Headers; signal?: AbortSignal } = {}): Promise<Response> =>
     new Promise<Response>((resolve, reject) => {
-      const req = request(
+      const req = https.request(
         url,
         {
           method: 'GET',

@@ -6,14 +6,14 @@
 // it to the API server with the Connection's bearer token over TLS, asking for JSON only. The
 // response is masked on its way back (response.ts). Streams (exec, attach, port-forward) are
 // decided the same way and relayed frame by frame (upgrade.ts).
-import { createServer, Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import { type ConnectionSession, ConnectionSessions } from '../core/connections.ts';
 import type { Enforcer, EnforcerOptions } from '../core/enforcer.ts';
 import { AirlockError, httpProblems } from '../core/errors.ts';
 import { passageFields } from '../core/gate.ts';
 import { listen, settle, stopAccepting } from '../core/listen.ts';
+import { http, https } from '../core/node-http.ts';
 import { maskingFields, type RequestFields } from '../core/recorder.ts';
 import { compileJsonPaths } from '../policy/json-paths.ts';
 import { decideKubernetes, kubernetesAllowances } from '../policy/kubernetes.ts';
@@ -48,8 +48,8 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
     connection,
     secure,
     agent: secure
-      ? new HttpsAgent({ keepAlive: true, ...socket })
-      : new HttpAgent({ keepAlive: true, ...socket }),
+      ? new https.Agent({ keepAlive: true, ...socket })
+      : new http.Agent({ keepAlive: true, ...socket }),
     socket,
     token: connection.credentials.token ?? '',
     masking: {
@@ -59,7 +59,7 @@ export async function serveKubernetes(options: EnforcerOptions): Promise<Enforce
     },
   };
   const allowances = kubernetesAllowances(connection);
-  const server = createServer({ keepAlive: true });
+  const server = http.createServer({ keepAlive: true });
   // Approval holds and watches last; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;

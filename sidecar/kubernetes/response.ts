@@ -4,13 +4,13 @@
 // What cannot be masked (a compressed, protobuf, CBOR or YAML body where something must be
 // masked, or any such body for Secrets) is refused rather than passed on.
 import type { Agent as HttpAgent, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { request as httpRequest } from 'node:http';
-import { type Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpsAgent } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BundleConnection } from '../../api/bundle.ts';
 import { AirlockError } from '../core/errors.ts';
+import { http, https } from '../core/node-http.ts';
 import { MaskingTransform, StreamMasker, valueShape } from '../core/stream-masker.ts';
 import type { KubernetesRequest } from '../policy/kubernetes-request.ts';
 import { upstreamHeaders } from './headers.ts';
@@ -65,7 +65,7 @@ export async function forward(
     `${connection.host}:${connection.port}`,
     jsonOnly,
   );
-  const send = upstream.secure ? httpsRequest : httpRequest;
+  const send = upstream.secure ? https.request : http.request;
   let response: IncomingMessage;
   try {
     response = await new Promise<IncomingMessage>((resolve, reject) => {

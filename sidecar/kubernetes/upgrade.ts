@@ -8,12 +8,12 @@
 // client's, or kubectl's when told to) is translated into the same channel messages
 // (spdy-channels.ts) and governed the same way; a port-forward over bare SPDY is refused, as
 // kubectl tunnels it in WebSocket first.
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ConnectionSession } from '../core/connections.ts';
 import { AirlockError } from '../core/errors.ts';
 import { passageFields } from '../core/gate.ts';
+import { http, https } from '../core/node-http.ts';
 import { maskingFields, type RequestFields } from '../core/recorder.ts';
 import { denialMessage } from '../policy/decide.ts';
 import { decideKubernetes, interactive } from '../policy/kubernetes.ts';
@@ -384,7 +384,7 @@ class Stream {
       'sec-websocket-key': key,
       'sec-websocket-protocol': this.protocol,
     });
-    const send = this.upstream.secure ? httpsRequest : httpRequest;
+    const send = this.upstream.secure ? https.request : http.request;
     return new Promise((resolve, reject) => {
       const outgoing = send({
         host: connection.host,

@@ -6,11 +6,12 @@
 // the held credential; what the server answers, as JSON or as an event stream, goes back
 // message by message through relay.ts (filtered, masked, recorded); exchange.ts runs each
 // request. Anything the enforcer cannot read as JSON-RPC is refused, never passed on.
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Enforcer } from '../core/enforcer.ts';
 import { ApprovalGate } from '../core/gate.ts';
 import { settle, stopAccepting } from '../core/listen.ts';
+import { http } from '../core/node-http.ts';
 import { SessionRecorder } from '../core/recorder.ts';
 import { maskEncoded } from '../policy/encoded.ts';
 import { heldValues, hideHeld } from '../policy/held.ts';
@@ -141,7 +142,7 @@ export async function serveMcp(options: McpEnforcerOptions): Promise<Enforcer> {
     }
   };
 
-  const server = createServer({ keepAlive: true });
+  const server = http.createServer({ keepAlive: true });
   // Approval holds and event streams are long; headers must still arrive promptly.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;

@@ -6,9 +6,9 @@
 // when it has one. The token lives only in this process: no event, log line or answer to the
 // agent carries it.
 import type { IncomingMessage } from 'node:http';
-import { request } from 'node:https';
 import type { ConnectionSpec } from '../../api/v1alpha1.ts';
 import { AirlockError } from '../core/errors.ts';
+import { https } from '../core/node-http.ts';
 
 export type OAuthSettings = NonNullable<NonNullable<ConnectionSpec['mcp']>['oauth']>;
 
@@ -62,7 +62,7 @@ export class ClientCredentials {
     ).toString('base64');
     const started = Date.now();
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(
+      const req = https.request(
         tokenUrl,
         {
           method: 'POST',

@@ -2,11 +2,11 @@
 // agent's own Authorization is never passed on), and only the headers the transport defines.
 // With OAuth client credentials, the bearer token is the current access token, and a request
 // the server refuses with 401 is sent once more with a renewed one.
-import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http';
-import { Agent as HttpsAgent, request as requestTls } from 'node:https';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { BundleConnection } from '../../api/bundle.ts';
 import { AirlockError } from '../core/errors.ts';
+import { http, https } from '../core/node-http.ts';
 import type { Context, McpOptions, Upstream } from './context.ts';
 import { ClientCredentials } from './oauth.ts';
 
@@ -37,7 +37,7 @@ export function upstreamOf(connection: BundleConnection, mcp: McpOptions): Upstr
         : {};
   return {
     secure,
-    agent: secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true }),
+    agent: secure ? new https.Agent({ keepAlive: true, ...tls }) : new http.Agent({ keepAlive: true }),
     tls,
     credential,
     ...(oauth &&
@@ -101,8 +101,8 @@ function sendOnce(
   };
   return new Promise((resolve, reject) => {
     const req = upstream.secure
-      ? requestTls({ ...options, ...upstream.tls }, resolve)
-      : request(options, resolve);
+      ? https.request({ ...options, ...upstream.tls }, resolve)
+      : http.request(options, resolve);
     req.on('error', (error) =>
       reject(
         new AirlockError(
