@@ -263,3 +263,53 @@ describe('the upstream client, against a target that misbehaves', () => {
     assert.equal(response.readableEnded, false);
   });
 });
+
+describe('the upstream client, against requests and targets that would exhaust or split it', () => {
+  let target: ScriptedTarget;
+  let upstream: Upstream;
+
+  before(async () => {
+    target = await scriptedTarget();
+    upstream = new Upstream({
+      host: '127.0.0.1',
+      port: target.port,
+      secure: false,
+      tls: { rejectUnauthorized: true },
+    });
+  });
+  after(() => {
+    upstream.destroy();
+    target.server.close();
+  });
+
+  it('refuses a method or path that would split the request line, and sends nothing', async () => {
+    for (const method of ['GET /x HTTP/1.1\r\nX:', 'GE T', 'GET\r', 'GET\n', 'G\0', '', 'GĊ'])
+      assert.throws(() => upstream.request(method, '/', { host: 'target' }), JSON.stringify(method));
+    for (const path of [
+      '/a HTTP/1.1\r\nX-Injected: 1\r\n\r\n',
+      '/a b',
+      '/a\tb',
+      '/a\rb',
+      '/a\nb',
+      '/a\0b',
+      '/Ċ',
+      '/ĠX',
+    ])
+      assert.throws(() => upstream.request('GET', path, { host: 'target' }), JSON.stringify(path));
+    await settle();
+    assert.equal(target.connections, 0);
+  });
+
+  it('keeps at most 256 idle connections after a burst of concurrent requests', async () => {
+    target.answer = (_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    const burst = await Promise.all(Array.from({ length: 300 }, () => exchange(upstream)));
+    assert.ok(burst.every((answer) => answer.body === 'ok'));
+    await settle();
+    const open = await new Promise<number>((resolve, reject) =>
+      target.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+    );
+    assert.ok(open <= 256, `${open} connections left open`);
+    assert.equal((await exchange(upstream)).body, 'ok', 'a kept one is still used');
+    assert.equal(target.connections, 300);
+  });
+});

@@ -139,6 +139,18 @@ export class UpstreamRequest extends EventEmitter {
   }
 }
 
+/** A method, as RFC 9110 spells a token. */
+const token = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** A request target as node:http's client accepts one: visible Latin-1 bytes, no space. */
+const requestPath = /^[\u0021-\u00ff]+$/;
+
+/**
+ * Idle connections kept at most (node:http's Agent keeps 256): a burst of concurrent requests
+ * leaves no more than these open to the target once it is over.
+ */
+const maxIdleConnections = 256;
+
 /** Methods whose request without a body says so with `Content-Length: 0`, as node:http writes them. */
 const bodyByDefault = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
@@ -155,9 +167,13 @@ export class Upstream {
   /**
    * Starts a request on an idle connection or a new one. Header names and values are checked as
    * node:http checks them (a line break in a credential's value cannot start a header of its
-   * own): an invalid one throws, and nothing is sent.
+   * own), and so are the method (a token) and the path (no space, control character or character
+   * that is not one byte: written as Latin-1, U+010A would be a line feed): an invalid one
+   * throws, and nothing is sent.
    */
   request(method: string, path: string, headers: Record<string, string | string[]>): UpstreamRequest {
+    if (!token.test(method)) throw new TypeError(`invalid HTTP method ${JSON.stringify(method)}`);
+    if (!requestPath.test(path)) throw new TypeError(`invalid request path ${JSON.stringify(path)}`);
     let head = `${method} ${path} HTTP/1.1\r\n`;
     let framed = false;
     for (const name in headers) {
@@ -212,7 +228,8 @@ export class Upstream {
   }
 
   private release(connection: KeptConnection): void {
-    this.idle.push(connection);
+    if (this.idle.length >= maxIdleConnections) connection.socket.destroy();
+    else this.idle.push(connection);
   }
 }
 
