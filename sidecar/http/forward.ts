@@ -218,19 +218,31 @@ export async function forward(
     const textual = contentType === '' || textType.test(contentType);
     // JSON-path rules apply to JSON under any label: a body that cannot be read is refused too.
     const enforcedPaths = context.jsonPaths.some((rule) => !rule.audit);
-    if (hasBody && (context.plan.hasScanners || enforcedPaths) && !textual) {
-      response.resume();
-      const failure = new AirlockError(
-        'unsupported',
-        `airlock: a ${contentType.split(';')[0]} body cannot be inspected, and masking applies`,
-      );
+    // A body refused is not read on (it may never end): its connection to the target closes.
+    const refuse = (message: string) => {
+      response.destroy();
+      const failure = new AirlockError('unsupported', `airlock: ${message}`);
       problem(res, failure.code, failure.message);
       finish(502, {}, {}, failure);
+    };
+    if (hasBody && (context.plan.hasScanners || enforcedPaths) && !textual) {
+      refuse(`a ${contentType.split(';')[0]} body cannot be inspected, and masking applies`);
       return;
     }
     const shouldMask = masking && hasBody && textual;
     // A body is decoded where it is masked, and wherever it is read for the held credential.
     const inspect = shouldMask || (hasBody && context.held.length > 0);
+    // The parser removes only the chunked coding, and Transfer-Encoding is not passed on: a body
+    // under another (gzip, chunked) would reach the agent still coded, read by no masker.
+    const transferCodings = String(response.headers['transfer-encoding'] ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((coding) => coding.trim())
+      .filter((coding) => coding !== '' && coding !== 'chunked');
+    if (inspect && transferCodings.length > 0) {
+      refuse(`unsupported transfer-encoding ${transferCodings.join(', ')}`);
+      return;
+    }
     if (inspect && encoding !== 'identity') {
       const decoder =
         encoding === 'gzip' || encoding === 'x-gzip'
@@ -241,10 +253,7 @@ export async function forward(
               ? createBrotliDecompress()
               : undefined;
       if (!decoder) {
-        response.resume();
-        const failure = new AirlockError('unsupported', `airlock: unsupported content-encoding ${encoding}`);
-        problem(res, failure.code, failure.message);
-        finish(502, {}, {}, failure);
+        refuse(`unsupported content-encoding ${encoding}`);
         return;
       }
       response.pipe(decoder);
@@ -283,13 +292,7 @@ export async function forward(
     // read as UTF-8; one the enforcer cannot decode is refused.
     const reader = utf8Reader(charsetOf(contentType));
     if (!reader) {
-      response.resume();
-      const failure = new AirlockError(
-        'unsupported',
-        `airlock: the ${charsetOf(contentType)} charset cannot be read for masking`,
-      );
-      problem(res, failure.code, failure.message);
-      finish(502, {}, {}, failure);
+      refuse(`the ${charsetOf(contentType)} charset cannot be read for masking`);
       return;
     }
     if (/;\s*charset/i.test(contentType))

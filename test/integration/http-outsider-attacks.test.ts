@@ -4,9 +4,9 @@
 // first. Real fetch and raw sockets, a real node:http target.
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gunzipSync, gzipSync, inflateSync } from 'node:zlib';
 import type { BundlePolicy } from '../../api/bundle.ts';
 import type { DataEvent, RequestEvent, SessionEvent } from '../../api/events.ts';
 import { type Enforcer, noApprovals } from '../../sidecar/core/enforcer.ts';
@@ -479,3 +479,154 @@ async function raw(base: string, request: string): Promise<string> {
     socket.on('error', reject);
   });
 }
+
+describe('HTTP enforcer against a target that frames its responses to be read around', () => {
+  /** The target's answer per request path: exact bytes, on a raw socket. */
+  const answers = new Map<string, (socket: Socket) => void>();
+  const sockets = new Set<Socket>();
+  let server: NetServer;
+  let port = 0;
+  let enforcer: Enforcer | undefined;
+
+  before(async () => {
+    server = createNetServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {});
+      let head = '';
+      socket.on('data', (data: Buffer) => {
+        head += data.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        const path = head.split(' ')[1]!;
+        head = '';
+        answers.get(path)?.(socket);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+    enforcer = await serveHttp({
+      connection: {
+        name: 'billing-api',
+        namespace: 'default',
+        protocol: 'http',
+        host: '127.0.0.1',
+        port,
+        tls: { mode: 'verify-full' },
+        credentials: { token: heldToken },
+        http: { scheme: 'http' },
+        policies: [
+          policy({
+            name: 'pii',
+            masking: [{ name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'deny' }],
+          }),
+        ],
+      },
+      identity: { namespace: 'default', serviceAccount: 'agent' },
+      listen: { host: '127.0.0.1', port: 0 },
+      events: { emit: () => {} },
+      approvals: noApprovals,
+    });
+  });
+  after(async () => {
+    await enforcer?.close();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  const base = () => `http://127.0.0.1:${enforcer!.address.port}`;
+  const email = 'ada@example.com';
+
+  it('refuses a body under a transfer coding it does not decode, never passing it on still coded', async () => {
+    const zipped = gzipSync(`contact: ${email}\n`);
+    const chunk = (body: Buffer) =>
+      Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]);
+    const codings: Record<string, (socket: Socket) => void> = {
+      'gzip, chunked': (socket) =>
+        socket.write(
+          Buffer.concat([
+            Buffer.from(
+              'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip, chunked\r\n\r\n',
+            ),
+            chunk(zipped),
+          ]),
+        ),
+      'GZip,chunked': (socket) =>
+        socket.write(
+          Buffer.concat([
+            Buffer.from(
+              'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: GZip,chunked\r\n\r\n',
+            ),
+            chunk(zipped),
+          ]),
+        ),
+      'two headers': (socket) =>
+        socket.write(
+          Buffer.concat([
+            Buffer.from(
+              'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n',
+            ),
+            chunk(zipped),
+          ]),
+        ),
+      'deflate, chunked': (socket) =>
+        socket.write(
+          Buffer.concat([
+            Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: deflate, chunked\r\n\r\n'),
+            chunk(deflateSync(`contact: ${email}\n`)),
+          ]),
+        ),
+      'gzip until close': (socket) =>
+        socket.end(
+          Buffer.concat([
+            Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip\r\n\r\n'),
+            zipped,
+          ]),
+        ),
+      'chunked, gzip until close': (socket) =>
+        socket.end(
+          Buffer.concat([
+            Buffer.from(
+              'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked, gzip\r\n\r\n',
+            ),
+            zipped,
+          ]),
+        ),
+    };
+    for (const [name, answer] of Object.entries(codings)) {
+      answers.set(`/${encodeURIComponent(name)}`, answer);
+      const result = await fetch(`${base()}/${encodeURIComponent(name)}`);
+      const body = Buffer.from(await result.arrayBuffer());
+      let decoded = body.toString('latin1');
+      try {
+        decoded = (name.startsWith('deflate') ? inflateSync(body) : gunzipSync(body)).toString();
+      } catch {}
+      assert.ok(!decoded.includes(email), `${name}: ${decoded}`);
+      assert.equal(result.status, 502, name);
+    }
+    // Chunked alone is read and masked as before.
+    answers.set('/chunked', (socket) =>
+      socket.write(
+        `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n${chunk(Buffer.from(email))}`,
+      ),
+    );
+    assert.equal(await (await fetch(`${base()}/chunked`)).text(), '[REDACTED:email]');
+  });
+
+  it('closes the connection of a body it refused, rather than reading an endless one', async () => {
+    answers.set('/stream', (socket) => {
+      socket.write(
+        'HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n',
+      );
+      const more = setInterval(() => socket.write('400\r\n' + 'x'.repeat(1024) + '\r\n'), 1);
+      socket.on('close', () => clearInterval(more));
+    });
+    const before = sockets.size;
+    for (let i = 0; i < 3; i++) {
+      const result = await fetch(`${base()}/stream`);
+      assert.equal(result.status, 502);
+      await result.text();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(sockets.size <= before, `${sockets.size - before} streams still read`);
+  });
+});
