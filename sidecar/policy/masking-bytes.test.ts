@@ -92,6 +92,82 @@ describe('masking ASCII bytes', () => {
     }
   });
 
+  it('is maskText on either side of the switch to the string path (48 bytes)', () => {
+    // The value padded to 40-56 bytes, before or after it: a finding at either end of a value
+    // read as bytes below the switch and as a string from it.
+    const padded = fc
+      .tuple(
+        value,
+        fc.integer({ min: 40, max: 56 }),
+        fc.constantFrom(' ', 'x', '0', '\u0000', '-'),
+        fc.boolean(),
+      )
+      .map(([text, length, fill, front]) => {
+        const pad = fill.repeat(Math.max(0, length - text.length));
+        return front ? pad + text : text + pad;
+      });
+    for (const [, plan] of plans)
+      fc.assert(
+        fc.property(padded, surround, (text, around) => compare(plan, text, around, around)),
+        { numRuns: 1000 },
+      );
+  });
+
+  it('masks what a reader would take for a finding, whatever the bytes around it', () => {
+    const [, plan] = plans[1]!;
+    const secrets = [
+      'ada@example.com',
+      'A.Lovelace+work@Mail.Example.CO.UK',
+      'first.last-x@sub-domain.example.org',
+      '4111 1111 1111 1111',
+      '4111-1111-1111-1111',
+      '4111.1111.1111.1111',
+      '378282246310005',
+      '078-05-1120',
+      '078 05 1120',
+      '+44 20 7946 0958',
+      '(555) 234-5678',
+      '555.234.5678',
+      'GB82WEST12345698765432',
+      'AKIAIOSFODNN7EXAMPLE',
+    ];
+    // Bytes a reader skips or breaks a line at, and none that a finding could run into.
+    const around = [
+      '',
+      '\u0000',
+      '\u0001',
+      '\u001b',
+      '\u007f',
+      '\r\n',
+      '\t',
+      '"',
+      "'",
+      '<',
+      '(',
+      ',',
+      ';',
+      '/',
+    ];
+    for (const secret of secrets) {
+      for (const before of around) {
+        for (const after of around) {
+          // Each length from the shortest value to past the switch, the finding at both ends.
+          for (const pad of [0, 1, 47 - secret.length, 48 - secret.length, 49 - secret.length]) {
+            if (pad < 0) continue;
+            for (const text of [
+              before + secret + after + ' '.repeat(pad),
+              ' '.repeat(pad) + before + secret + after,
+            ]) {
+              compare(plan, text, '', '');
+              const masked = plan.maskText(text).value;
+              assert.ok(!masked.includes(secret), `${JSON.stringify(text)} -> ${JSON.stringify(masked)}`);
+            }
+          }
+        }
+      }
+    }
+  });
+
   it('finds with the detectors’ byte searches what their string searches find', () => {
     for (const scanner of Object.values(detectorScanners)) {
       if (!scanner.findBytes && !scanner.mayMatchBytes) continue;

@@ -106,6 +106,8 @@ export const asciiToken = fc.oneof(
     'ada&commat;example.com',
     '4111%201111%201111%201111',
   ),
+  // Control bytes, DEL and line breaks: ASCII, read by the byte path like any other byte.
+  fc.constantFrom('\u0000', '\u0001', '\u001b', '\u007f', '\r\n', '\r', '\u000b', '\u000c'),
   // Filler.
   fc.stringMatching(/^[ -~]{0,12}$/),
   fc.constantFrom(' ', ', ', ': ', '\t', '\n', '@', '.', '-', '+', '(', ')'),
