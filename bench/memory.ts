@@ -6,18 +6,21 @@
 // - `airlock local` on a new store: idle once ready (beside the same process recording to
 //   PostgreSQL: the embedded store's share), peak under pgbench through its PostgreSQL listener
 //   (every statement is an event in the store), idle again after it.
-// - the operator's collector on a new embedded store: idle before the store opens (it opens on
-//   first use), first start (the store created by the first batch, then 20,000 events in
-//   batches of 500 from 2 senders, as sidecars send them) and steady (after the ingest settles).
+// - `airlock operator` on a new embedded store, against a real API server: idle once ready,
+//   first start (the store's first batches, 20,000 events in batches of 500 from 2 senders, as
+//   sidecars send them) and steady (after the ingest settles).
 // Each process runs as the image runs it: JavaScript compiled from this checkout's sources
 // (image/compile.sh), with the V8 flags its command runs with (bin/node-flags.js).
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { nodeFlags } from '../bin/node-flags.js';
+import { startControlPlane } from '../test/support/controlplane.ts';
+import { createAgentPod, startOperatorProcess } from '../test/support/operator.ts';
 import { type PostgresServer, startPostgres } from '../test/support/postgres.ts';
 import { freePort, type Service, startService, waitFor } from '../test/support/process.ts';
 
@@ -32,8 +35,7 @@ async function compiledApp(work: string): Promise<string> {
       recursive: true,
       filter: (path) => !/\.(test|bench)\.ts$/.test(path),
     });
-  for (const driver of ['collector.ts', 'control-api.ts'])
-    cpSync(join(repository, 'bench/memory', driver), join(app, 'bench/memory', driver));
+  cpSync(join(repository, 'bench/memory/control-api.ts'), join(app, 'bench/memory/control-api.ts'));
   cpSync(join(repository, 'package.json'), join(app, 'package.json'));
   symlinkSync(join(repository, 'node_modules'), join(app, 'node_modules'));
   await run('bash', [join(repository, 'image/compile.sh'), app, join(repository, 'node_modules/.bin/tsc')]);
@@ -284,64 +286,86 @@ function event(n: number) {
   };
 }
 
-async function benchCollector(work: string, app: string): Promise<Row[]> {
-  const logFile = join(work, 'collector.log');
-  const service: Service = startService(
-    'collector',
-    process.execPath,
-    [...nodeFlags('operator'), join(app, 'bench/memory/collector.js'), join(work, 'collector-store')],
-    { logFile },
-  );
+/** POSTs one NDJSON batch to the operator's collector as the agent pod's sidecar does. */
+function postEvents(url: string, token: string, ca: string, body: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method: 'POST',
+        ca,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`collector answered ${res.statusCode}`)),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * `airlock operator` on its embedded store against a real API server: idle once ready, first
+ * start (the store's first batch, then 20,000 events in batches of 500 from 2 senders, as
+ * sidecars send them, each authenticated with the agent pod's token) and steady (after the
+ * ingest settles).
+ */
+async function benchOperator(work: string, app: string): Promise<Row[]> {
+  const cluster = await startControlPlane();
   try {
-    let endpoint = '';
-    await waitFor(
-      'collector',
-      async () => {
-        endpoint = /listening on (\S+)/.exec(readFileSync(logFile, 'utf8'))?.[1] ?? '';
-        return endpoint !== '';
-      },
-      { service },
-    );
-    // The store opens on first use: this is the process without it.
-    await sleep(3000);
-    const unopened = memory(service.child.pid!);
-    const total = 20_000;
-    const batches: string[] = [];
-    for (let start = 0; start < total; start += 500)
-      batches.push(`${Array.from({ length: 500 }, (_, i) => JSON.stringify(event(start + i))).join('\n')}\n`);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 2 }, async () => {
-        while (next < batches.length) {
-          const response = await fetch(endpoint, {
-            method: 'POST',
-            headers: { authorization: 'Bearer bench', 'content-type': 'application/x-ndjson' },
-            body: batches[next++]!,
-          });
-          if (response.status !== 200) throw new Error(`collector answered ${response.status}`);
-          await response.arrayBuffer();
-        }
-      }),
-    );
-    await sleep(5000);
-    const settled = memory(service.child.pid!);
-    return [
-      {
-        process: 'operator collector',
-        measure: 'idle, the store not yet opened',
-        mb: unopened.rss,
-        goal: 150,
-      },
-      {
-        process: 'operator collector',
-        measure: 'first start (peak: store created, 20,000 events)',
-        mb: settled.peak,
-        goal: 200,
-      },
-      { process: 'operator collector', measure: 'steady (after the ingest)', mb: settled.rss, goal: 150 },
-    ];
+    await cluster.installCrds();
+    for (const namespace of ['airlock-system', 'agents'])
+      await cluster.kubectl(['create', 'namespace', namespace]);
+    await cluster.kubectl(['create', 'serviceaccount', 'agent', '-n', 'agents']);
+    const token = await createAgentPod(cluster);
+    const directory = join(work, 'operator');
+    mkdirSync(directory);
+    const operator = await startOperatorProcess(cluster, directory, { app });
+    try {
+      const pid = operator.service.child.pid!;
+      let ca = '';
+      await waitFor('the operator CA published', async () => {
+        const map = JSON.parse(
+          await cluster.kubectl(['get', 'configmap', 'airlock-ca', '-n', 'agents', '-o', 'json']),
+        );
+        ca = map.data['ca.crt'];
+        return true;
+      });
+      await sleep(3000);
+      const idle = memory(pid);
+      const url = `${operator.controlApiUrl}/v1/events`;
+      const batches: string[] = [];
+      for (let start = 0; start < 20_000; start += 500)
+        batches.push(
+          `${Array.from({ length: 500 }, (_, i) => JSON.stringify(event(start + i))).join('\n')}\n`,
+        );
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 2 }, async () => {
+          while (next < batches.length) await postEvents(url, token, ca, batches[next++]!);
+        }),
+      );
+      await sleep(5000);
+      const settled = memory(pid);
+      return [
+        { process: 'airlock operator', measure: 'idle, ready', mb: idle.rss, goal: 150 },
+        {
+          process: 'airlock operator',
+          measure: "first start (peak: the store's first batches, 20,000 events)",
+          mb: settled.peak,
+          goal: 200,
+        },
+        { process: 'airlock operator', measure: 'steady (after the ingest)', mb: settled.rss, goal: 150 },
+      ];
+    } finally {
+      await operator.stop();
+    }
   } finally {
-    await service.stop();
+    await cluster.stop();
   }
 }
 
@@ -360,7 +384,7 @@ try {
   const rows = [
     ...(await benchSidecar(db, work, app, manifests)),
     ...(await benchLocal(db, work, app, manifests)),
-    ...(await benchCollector(work, app)),
+    ...(await benchOperator(work, app)),
   ];
   console.log('| process | measure | RSS | goal | |\n|---|---|---|---|---|');
   for (const row of rows)

@@ -5,6 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { AccessPolicySpecInput } from '../../api/v1alpha1.ts';
+import { nodeFlags } from '../../bin/node-flags.js';
 import { approvalWebhookConfigurations } from '../../operator/approvals/configuration.ts';
 import { webhookConfiguration } from '../../operator/injection/configuration.ts';
 import { clients, loadKubeConfig } from '../../operator/kube.ts';
@@ -41,6 +42,8 @@ export interface OperatorProcessOptions {
   /** The ports of an operator this one replaces (its sidecars reconnect); free ones by default. */
   ports?: OperatorProcess['ports'];
   extraArgs?: string[];
+  /** Where bin/airlock.js is: a compiled app, as the image runs it (bench/memory.ts); this checkout by default. */
+  app?: string;
 }
 
 export async function startOperatorProcess(
@@ -89,7 +92,8 @@ export async function startOperatorProcess(
     'airlock operator',
     process.execPath,
     [
-      cli,
+      ...nodeFlags('operator'),
+      options.app ? join(options.app, 'bin/airlock.js') : cli,
       'operator',
       `--kubeconfig=${cluster.kubeconfig.admin}`,
       '--namespace=airlock-system',
@@ -141,15 +145,10 @@ export async function startOperatorProcess(
 }
 
 /**
- * The operator in this process, and the injected agent pod `agent-0` (ServiceAccount `agent` in
- * namespace `agents`) whose sidecar reaches it: the Pod created so that its bound token is valid,
- * the token and the operator's CA written into `directory` as a pod would mount them. Returns
- * the options a Sidecar takes to reach the operator as that pod.
+ * The injected agent pod `agent-0` (ServiceAccount `agent` in namespace `agents`), created so
+ * that its bound token is valid; returns that token, as a sidecar reads it.
  */
-export async function startOperatorForAgentPod(
-  cluster: Pick<ControlPlane, 'kubectl' | 'podToken' | 'kubeconfig'>,
-  directory: string,
-): Promise<{ operator: Operator; sidecar: { controlApi: string; tokenFile: string; caFile: string } }> {
+export async function createAgentPod(cluster: Pick<ControlPlane, 'kubectl' | 'podToken'>): Promise<string> {
   await cluster.kubectl(['apply', '-f', '-'], {
     input: JSON.stringify({
       apiVersion: 'v1',
@@ -169,6 +168,19 @@ export async function startOperatorForAgentPod(
     uid: pod.metadata.uid,
     serviceAccount: 'agent',
   });
+  return token.trim();
+}
+
+/**
+ * The operator in this process, and the injected agent pod `agent-0` (createAgentPod) whose
+ * sidecar reaches it: the token and the operator's CA written into `directory` as a pod would
+ * mount them. Returns the options a Sidecar takes to reach the operator as that pod.
+ */
+export async function startOperatorForAgentPod(
+  cluster: Pick<ControlPlane, 'kubectl' | 'podToken' | 'kubeconfig'>,
+  directory: string,
+): Promise<{ operator: Operator; sidecar: { controlApi: string; tokenFile: string; caFile: string } }> {
+  const token = await createAgentPod(cluster);
   const authority = await createCertificateAuthority('airlock-operator');
   const serving = await authority.issue({
     commonName: 'airlock-operator',
@@ -177,7 +189,7 @@ export async function startOperatorForAgentPod(
   });
   const tokenFile = join(directory, 'token');
   const caFile = join(directory, 'ca.crt');
-  await writeFile(tokenFile, token.trim());
+  await writeFile(tokenFile, token);
   await writeFile(caFile, authority.certificate);
   const operator = await startOperator({
     clients: clients(loadKubeConfig(cluster.kubeconfig.admin)),
