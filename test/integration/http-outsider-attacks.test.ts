@@ -612,6 +612,95 @@ describe('HTTP enforcer against a target that frames its responses to be read ar
     assert.equal(await (await fetch(`${base()}/chunked`)).text(), '[REDACTED:email]');
   });
 
+  it("never gives one request's agent the bytes a target sent after another's response", async () => {
+    const smuggled = `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${email.length}\r\n\r\n${email}`;
+    const head = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n';
+    answers.set('/second', (socket) => socket.write(`${head}Content-Length: 6\r\n\r\nsecond`));
+    // A body after HEAD, a body longer than its length, a second response after a 1xx and a
+    // final one, trailers naming a length: in the same write, and while the connection is idle.
+    const attacks: Record<string, [string, string]> = {
+      'head with a body': ['HEAD', `${head}Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`],
+      'longer than its length': ['GET', `${head}Content-Length: 2\r\n\r\nok${smuggled}`],
+      'after 1xx and final': [
+        'GET',
+        `HTTP/1.1 103 Early Hints\r\n\r\n${head}Content-Length: 2\r\n\r\nok${smuggled}`,
+      ],
+      'trailer length': [
+        'GET',
+        `${head}Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nContent-Length: 99\r\n\r\n${smuggled}`,
+      ],
+    };
+    for (const [name, [method, answer]] of Object.entries(attacks))
+      for (const later of [false, true]) {
+        const path = `/${encodeURIComponent(name)}${later ? '-later' : ''}`;
+        answers.set(path, (socket) => {
+          const split = answer.indexOf(smuggled);
+          if (!later) socket.write(answer);
+          else {
+            socket.write(answer.slice(0, split));
+            setTimeout(() => socket.write(smuggled), 20);
+          }
+        });
+        await fetch(`${base()}${path}`, { method }).then(
+          (r) => r.text(),
+          () => '',
+        );
+        if (later) await new Promise((resolve) => setTimeout(resolve, 50));
+        const next = await fetch(`${base()}/second`);
+        assert.equal(await next.text(), 'second', `${name}${later ? ', later' : ''}`);
+      }
+  });
+
+  it('never splits the request it sends with a held credential carrying a line break or NUL', async () => {
+    const received: string[] = [];
+    answers.set('/held', (socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    const recording = (socket: Socket) =>
+      socket.on('data', (data: Buffer) => received.push(data.toString('latin1')));
+    server.on('connection', recording);
+    try {
+      for (const value of [
+        'key\r\nX-Injected: 1',
+        'key\nX-Injected: 1',
+        'key\rX-Injected: 1',
+        'key\0',
+        'key\u010d\u010aX-Injected: 1',
+      ])
+        for (const credentials of [{ header: 'X-Api-Key', value }, { token: value }] as Record<
+          string,
+          string
+        >[]) {
+          const held = await serveHttp({
+            connection: {
+              name: 'billing-api',
+              namespace: 'default',
+              protocol: 'http',
+              host: '127.0.0.1',
+              port,
+              tls: { mode: 'verify-full' },
+              credentials,
+              http: { scheme: 'http' },
+              policies: [],
+            },
+            identity: { namespace: 'default', serviceAccount: 'agent' },
+            listen: { host: '127.0.0.1', port: 0 },
+            events: { emit: () => {} },
+            approvals: noApprovals,
+          });
+          try {
+            const result = await fetch(`http://127.0.0.1:${held.address.port}/held`);
+            const body = await result.text();
+            assert.notEqual(result.status, 200, JSON.stringify(value));
+            assert.ok(!body.includes('key'), `the credential is not shown: ${body}`);
+          } finally {
+            await held.close();
+          }
+        }
+    } finally {
+      server.off('connection', recording);
+    }
+    assert.ok(!received.join('').toLowerCase().includes('x-injected'), received.join(''));
+  });
+
   it('closes the connection of a body it refused, rather than reading an endless one', async () => {
     answers.set('/stream', (socket) => {
       socket.write(
