@@ -100,12 +100,13 @@ export async function forward(
   const masking = context.plan.hasScanners || context.jsonPaths.length > 0;
   const headers: Record<string, string | string[]> = {};
   // Connection names headers to drop as hop-by-hop, but never the type the decision read the
-  // body by: without it, Rack reads a POST body as a form, and its `_method` unread.
+  // body by (without it, Rack reads a POST body as a form, and its `_method` unread), nor the
+  // length that frames the body (without it, the body reaches the target as requests of its own).
   const connectionTokens = String(req.headers.connection ?? '')
     .toLowerCase()
     .split(',')
     .map((t) => t.trim())
-    .filter((t) => t !== 'content-type');
+    .filter((t) => t !== 'content-type' && t !== 'content-length');
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || hopByHop.has(name) || connectionTokens.includes(name) || secret.has(name))
       continue;

@@ -467,20 +467,22 @@ describe('HTTP enforcer under attack from outside the corpus', () => {
   });
 });
 
-async function raw(base: string, request: string): Promise<string> {
+/** `request` written on a new connection; its answer read until the enforcer closes it, or until one arrives (`once`). */
+async function raw(base: string, request: string, once = false): Promise<string> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(url.port), url.hostname, () => socket.write(request));
     let answer = '';
     socket.on('data', (chunk: Buffer) => {
       answer += chunk.toString('latin1');
+      if (once) socket.end();
     });
     socket.on('end', () => resolve(answer));
     socket.on('error', reject);
   });
 }
 
-describe('HTTP enforcer against a target that frames its responses to be read around', () => {
+describe('HTTP enforcer against an agent and a target that would split its requests or read around masking', () => {
   /** The target's answer per request path: exact bytes, on a raw socket. */
   const answers = new Map<string, (socket: Socket) => void>();
   const sockets = new Set<Socket>();
@@ -699,6 +701,62 @@ describe('HTTP enforcer against a target that frames its responses to be read ar
       server.off('connection', recording);
     }
     assert.ok(!received.join('').toLowerCase().includes('x-injected'), received.join(''));
+  });
+
+  it('never lets a body the agent framed reach the target unframed, as a request of its own', async () => {
+    // A real HTTP/1.1 target, reading pipelined requests as they come.
+    const seen: string[] = [];
+    const framed = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    await new Promise<void>((resolve) => framed.listen(0, '127.0.0.1', resolve));
+    const guarded = await serveHttp({
+      connection: {
+        name: 'billing-api',
+        namespace: 'default',
+        protocol: 'http',
+        host: '127.0.0.1',
+        port: (framed.address() as { port: number }).port,
+        tls: { mode: 'verify-full' },
+        credentials: { token: heldToken },
+        http: { scheme: 'http' },
+        policies: [
+          policy({
+            name: 'read-only',
+            rules: [
+              { name: 'no-deletes', action: 'deny', http: { methods: ['DELETE'], paths: ['/orders/**'] } },
+            ],
+          }),
+        ],
+      },
+      identity: { namespace: 'default', serviceAccount: 'agent' },
+      listen: { host: '127.0.0.1', port: 0 },
+      events: { emit: () => {} },
+      approvals: noApprovals,
+    });
+    try {
+      const smuggled = 'DELETE /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n';
+      for (const method of ['POST', 'PUT', 'GET', 'DELETE'])
+        for (const connection of [
+          'content-length',
+          'Content-Length',
+          'keep-alive, content-length',
+          ' CONTENT-LENGTH ',
+        ])
+          await raw(
+            `http://127.0.0.1:${guarded.address.port}`,
+            `${method} /reports HTTP/1.1\r\nHost: x\r\nConnection: ${connection}\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`,
+            true,
+          );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.ok(!seen.some((request) => request.startsWith('DELETE /orders')), seen.join('\n'));
+      assert.ok(seen.length > 0);
+    } finally {
+      await guarded.close();
+      await new Promise((resolve) => framed.close(resolve));
+    }
   });
 
   it('closes the connection of a body it refused, rather than reading an endless one', async () => {
