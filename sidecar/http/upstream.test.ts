@@ -300,6 +300,47 @@ describe('the upstream client, against requests and targets that would exhaust o
     assert.equal(target.connections, 0);
   });
 
+  it('never writes a body beyond its framing: a byte past its length, or one its head did not declare', async () => {
+    const received = () => target.received.join('');
+    target.answer = () => {};
+    const attempts: [string, Record<string, string>, string][] = [
+      ['POST', { host: 'target', 'content-length': '4' }, 'bodyGET /smuggled HTTP/1.1\r\n\r\n'],
+      ['POST', { host: 'target' }, 'GET /smuggled HTTP/1.1\r\n\r\n'],
+      ['GET', { host: 'target' }, 'GET /smuggled HTTP/1.1\r\n\r\n'],
+      ['DELETE', { host: 'target', 'content-length': '0' }, 'GET /smuggled HTTP/1.1\r\n\r\n'],
+    ];
+    for (const [method, headers, body] of attempts) {
+      const request = upstream.request(method, '/', headers);
+      const failed = new Promise<Error>((resolve) => request.on('error', resolve));
+      request.write(Buffer.from(body.slice(0, 4)));
+      request.write(Buffer.from(body.slice(4)));
+      request.end();
+      assert.match(
+        (await failed).message,
+        /longer than|Content-Length/,
+        `${method} ${JSON.stringify(headers)}`,
+      );
+    }
+    // A body shorter than its length leaves the target waiting for the rest: never kept.
+    const short = upstream.request('POST', '/', { host: 'target', 'content-length': '10' });
+    const cut = new Promise<Error>((resolve) => short.on('error', resolve));
+    short.write(Buffer.from('body'));
+    short.end();
+    assert.match((await cut).message, /shorter/);
+    await settle();
+    assert.ok(!received().includes('/smuggled'), received());
+    for (const length of ['4, 4', '-1', ' 4', '0x4', '4.0', '', '1e3'])
+      assert.throws(
+        () => upstream.request('POST', '/', { 'content-length': length }),
+        JSON.stringify(length),
+      );
+    assert.throws(() => upstream.request('POST', '/', { 'content-length': ['4', '4'] }));
+    assert.throws(() =>
+      upstream.request('POST', '/', { 'content-length': '4', 'transfer-encoding': 'chunked' }),
+    );
+    assert.throws(() => upstream.request('POST', '/', { 'transfer-encoding': 'gzip, chunked' }));
+  });
+
   it('keeps at most 256 idle connections after a burst of concurrent requests', async () => {
     target.answer = (_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
     const burst = await Promise.all(Array.from({ length: 300 }, () => exchange(upstream)));

@@ -74,30 +74,44 @@ export class UpstreamResponse extends Readable {
 /**
  * One request to the target: its head written with the first body bytes (or at `end()` for a
  * request without a body), its body framed as its headers say (Content-Length, or chunked).
- * Emits 'response' (an UpstreamResponse), 'error' before a response, and 'drain'.
+ * A body that would not end where its framing says (a byte past its length, or a length not
+ * reached at `end()`) is never written: the bytes past it would be read by the target as a
+ * request of its own. The exchange fails instead, and its connection closes.
+ * Emits 'response' (an UpstreamResponse), 'error' (before a response, or cutting its body), and
+ * 'drain'.
  */
 export class UpstreamRequest extends EventEmitter {
   readonly method: string;
   private readonly connection: KeptConnection;
   private head: string | undefined;
   private readonly chunked: boolean;
+  /** Body bytes its Content-Length still announces (0 for a request without one); chunked: unused. */
+  private remaining: number;
   /** Every byte of the request was written. */
   sent = false;
   /** The response ended where its framing said. */
   answered = false;
   destroyed = false;
 
-  constructor(connection: KeptConnection, method: string, head: string, chunked: boolean) {
+  constructor(connection: KeptConnection, method: string, head: string, length: number | 'chunked') {
     super();
     this.method = method;
     this.connection = connection;
     this.head = head;
-    this.chunked = chunked;
+    this.chunked = length === 'chunked';
+    this.remaining = length === 'chunked' ? 0 : length;
   }
 
   write(chunk: Buffer): boolean {
     const { socket } = this.connection;
-    if (this.destroyed || chunk.length === 0) return !socket.writableNeedDrain;
+    if (this.destroyed || socket.destroyed || chunk.length === 0) return !socket.writableNeedDrain;
+    if (!this.chunked) {
+      if (chunk.length > this.remaining) {
+        this.cut('the request body is longer than its Content-Length');
+        return false;
+      }
+      this.remaining -= chunk.length;
+    }
     socket.cork();
     this.writeHead();
     let flowing: boolean;
@@ -111,7 +125,11 @@ export class UpstreamRequest extends EventEmitter {
   }
 
   end(): void {
-    if (this.destroyed || this.sent) return;
+    if (this.destroyed || this.sent || this.connection.socket.destroyed) return;
+    if (this.remaining > 0) {
+      this.cut('the request body is shorter than its Content-Length');
+      return;
+    }
     const { socket } = this.connection;
     // A request without a body is its head alone: one write, not a corked vector of one.
     if (this.head !== undefined && !this.chunked) this.writeHead();
@@ -132,11 +150,36 @@ export class UpstreamRequest extends EventEmitter {
     this.connection.socket.destroy();
   }
 
+  /** The connection closes with `reason`, which the exchange fails with (as any connection error). */
+  private cut(reason: string): void {
+    this.connection.socket.destroy(new Error(reason));
+  }
+
   private writeHead(): void {
     if (this.head === undefined) return;
     this.connection.socket.write(this.head, 'latin1');
     this.head = undefined;
   }
+}
+
+/**
+ * How the headers frame the body: its length, chunked, or undefined when they do not say. One
+ * framing only, each spelled once and plainly (the body is written as it says, and the target
+ * reads it by the same words).
+ */
+function bodyLength(headers: Record<string, string | string[]>): number | 'chunked' | undefined {
+  const length = headers['content-length'];
+  const coding = headers['transfer-encoding'];
+  if (length !== undefined && coding !== undefined)
+    throw new TypeError('a request framed by both Content-Length and Transfer-Encoding');
+  if (coding !== undefined) {
+    if (coding !== 'chunked') throw new TypeError(`unsupported request transfer-encoding ${String(coding)}`);
+    return 'chunked';
+  }
+  if (length === undefined) return undefined;
+  if (typeof length !== 'string' || !/^\d{1,15}$/.test(length))
+    throw new TypeError(`invalid request content-length ${JSON.stringify(length)}`);
+  return Number(length);
 }
 
 /** A method, as RFC 9110 spells a token. */
@@ -174,12 +217,11 @@ export class Upstream {
   request(method: string, path: string, headers: Record<string, string | string[]>): UpstreamRequest {
     if (!token.test(method)) throw new TypeError(`invalid HTTP method ${JSON.stringify(method)}`);
     if (!requestPath.test(path)) throw new TypeError(`invalid request path ${JSON.stringify(path)}`);
+    const length = bodyLength(headers);
     let head = `${method} ${path} HTTP/1.1\r\n`;
-    let framed = false;
     for (const name in headers) {
       const value = headers[name]!;
       http.validateHeaderName(name);
-      if (name === 'content-length' || name === 'transfer-encoding') framed = true;
       if (typeof value === 'string') {
         http.validateHeaderValue(name, value);
         head += `${name}: ${value}\r\n`;
@@ -189,19 +231,14 @@ export class Upstream {
           head += `${name}: ${one}\r\n`;
         }
     }
-    if (!framed && !bodyByDefault.has(method)) head += 'content-length: 0\r\n';
+    if (length === undefined && !bodyByDefault.has(method)) head += 'content-length: 0\r\n';
     head += 'connection: keep-alive\r\n\r\n';
     let connection = this.idle.pop();
     // An idle connection the target wrote to is closing (settle): never reused.
     while (connection && (connection.socket.destroyed || connection.socket.readableLength > 0))
       connection = this.idle.pop();
     connection ??= this.connect();
-    const exchange = new UpstreamRequest(
-      connection,
-      method,
-      head,
-      headers['transfer-encoding'] !== undefined,
-    );
+    const exchange = new UpstreamRequest(connection, method, head, length ?? 0);
     connection.begin(exchange);
     return exchange;
   }
