@@ -134,8 +134,24 @@ interface ValueSeries<L extends string> extends Series<L> {
 
 const braced = (labels: string) => (labels ? `{${labels}}` : '');
 
+/** A metric whose series are one value each: counters and gauges. */
+abstract class ValueMetric<L extends string> extends Metric<L, ValueSeries<L>> {
+  /** Each series' labels and value, in the order they appeared. */
+  series(): { labels: Record<L, string>; value: number }[] {
+    return this.all.map(({ labels, value }) => ({ labels, value }));
+  }
+
+  protected create(labels: Record<L, string>, written: string): ValueSeries<L> {
+    return { labels, written, value: 0 };
+  }
+
+  protected samples(series: ValueSeries<L>): string[] {
+    return [`${this.name}${braced(series.written)} ${formatValue(series.value)}`];
+  }
+}
+
 /** A value that only goes up (it restarts at zero with the process). */
-export class Counter<L extends string = never> extends Metric<L, ValueSeries<L>> {
+export class Counter<L extends string = never> extends ValueMetric<L> {
   readonly type = 'counter';
 
   constructor(options: MetricOptions<L, Counter<L>>) {
@@ -167,23 +183,10 @@ export class Counter<L extends string = never> extends Metric<L, ValueSeries<L>>
       },
     };
   }
-
-  /** Each series' labels and value, in the order they appeared. */
-  series(): { labels: Record<L, string>; value: number }[] {
-    return this.all.map(({ labels, value }) => ({ labels, value }));
-  }
-
-  protected create(labels: Record<L, string>, written: string): ValueSeries<L> {
-    return { labels, written, value: 0 };
-  }
-
-  protected samples(series: ValueSeries<L>): string[] {
-    return [`${this.name}${braced(series.written)} ${formatValue(series.value)}`];
-  }
 }
 
 /** A value that is set, up or down. */
-export class Gauge<L extends string = never> extends Metric<L, ValueSeries<L>> {
+export class Gauge<L extends string = never> extends ValueMetric<L> {
   readonly type = 'gauge';
 
   constructor(options: MetricOptions<L, Gauge<L>>) {
@@ -210,19 +213,6 @@ export class Gauge<L extends string = never> extends Metric<L, ValueSeries<L>> {
         series.value = value;
       },
     };
-  }
-
-  /** Each series' labels and value, in the order they appeared. */
-  series(): { labels: Record<L, string>; value: number }[] {
-    return this.all.map(({ labels, value }) => ({ labels, value }));
-  }
-
-  protected create(labels: Record<L, string>, written: string): ValueSeries<L> {
-    return { labels, written, value: 0 };
-  }
-
-  protected samples(series: ValueSeries<L>): string[] {
-    return [`${this.name}${braced(series.written)} ${formatValue(series.value)}`];
   }
 }
 
