@@ -253,7 +253,14 @@ describe('RowMasker', () => {
   });
 
   it('a column rule on a binary value of another type makes it NULL; an audit rule leaves it and counts', () => {
-    const ruled: ColumnPlan = { action: 'mask', textual: false, binary: true, jsonb: false, rule: ssnRule };
+    const ruled: ColumnPlan = {
+      action: 'mask',
+      textual: false,
+      binary: true,
+      jsonb: false,
+      json: false,
+      rule: ssnRule,
+    };
     const row = encodeDataRow([Buffer.from([0, 0, 0, 42])]);
     const tally: MaskTally = {};
     assert.deepEqual(fieldsOf(maskOne(masker, row, [ruled], tally)), [null]);
@@ -493,5 +500,125 @@ describe('other server messages', () => {
     );
     const raw = encodeFields('N', fields);
     assert.equal(maskNotice(undefined, raw), raw);
+  });
+});
+
+describe('values a client reads decoded', () => {
+  const plan = compileMasking([
+    policy({
+      name: 'p',
+      masking: [
+        {
+          name: 'pii',
+          detectors: ['email', 'credit-card', 'us-ssn'],
+          strategy: 'redact',
+          indirectUse: 'deny',
+        },
+      ],
+    }),
+  ]);
+  const real: Masker = {
+    scans: true,
+    columns: false,
+    columnsEnforced: false,
+    minScanLength: 6,
+    columnRule: () => undefined,
+    mask: plan.maskText,
+    mayFind: plan.mayFind,
+    maskAscii: plan.maskAscii,
+  };
+  const secrets = ['4111111111111111', '078-05-1120', 'ada@example.com', 'ada\\u0040example.com'];
+
+  it('json and jsonb: a finding after an escape that ends in a digit, or written with escapes, is masked', () => {
+    // The server writes control characters as \u0001…\u001f: their last digit runs into a card
+    // or SSN that follows, read as it is.
+    const document =
+      '{"c": "\\u00014111111111111111", "s": "\\u0009078-05-1120", "e": "ada\\u0040example.com", ' +
+      '"\\u0019078-05-1120": [1, "x\\u0002"], "plain": "ada@example.com"}';
+    for (const [typeOid, format] of [
+      [3802, 0],
+      [3802, 1],
+      [114, 0],
+      [114, 1],
+    ] as const) {
+      const layout = planColumns(real, [column(typeOid, format)], () => []);
+      const value = format === 1 && typeOid === 3802 ? `\u0001${document}` : document;
+      const tally: MaskTally = {};
+      const [masked] = fieldsOf(maskOne(real, text(value), layout, tally));
+      const json = masked!.slice(value.length - document.length);
+      for (const secret of secrets) assert.ok(!json.includes(secret), `${typeOid}/${format}: ${json}`);
+      assert.deepEqual(JSON.parse(json), {
+        c: '\u0001[REDACTED:credit-card]',
+        s: '\t[REDACTED:us-ssn]',
+        e: '[REDACTED:email]',
+        '\u0019[REDACTED:us-ssn]': [1, 'x\u0002'],
+        plain: '[REDACTED:email]',
+      });
+      assert.deepEqual(tally.masked, { 'pii/credit-card': 1, 'pii/us-ssn': 2, 'pii/email': 2 });
+    }
+    // Without a finding the value is the same bytes.
+    const layout = planColumns(real, [column(3802)], () => []);
+    const clean = text('{"a": "\\u0001x", "b": "\\"quoted\\""}');
+    assert.equal(maskOne(real, clean, layout), clean);
+  });
+
+  /** A binary one-dimensional array of text. */
+  function textArray(elements: string[]): Buffer {
+    const header = Buffer.alloc(20);
+    header.writeInt32BE(1, 0);
+    header.writeInt32BE(25, 8);
+    header.writeInt32BE(elements.length, 12);
+    header.writeInt32BE(1, 16);
+    return Buffer.concat([
+      header,
+      ...elements.map((e) => {
+        const length = Buffer.alloc(4);
+        length.writeInt32BE(Buffer.byteLength(e));
+        return Buffer.concat([length, Buffer.from(e)]);
+      }),
+    ]);
+  }
+
+  it('binary arrays and records: an element’s length, read with it, does not hide what it starts with', () => {
+    // An element of 48 to 57 bytes has a length whose last byte is an ASCII digit ('0' to '9').
+    const layout = planColumns(real, [column(1009, 1), column(2249, 1)], () => []);
+    for (const secret of ['4111111111111111', '078-05-1120'])
+      for (let length = 48; length <= 57; length++) {
+        const element = secret + ' '.repeat(length - secret.length);
+        const array = textArray(['x', element]);
+        const field = Buffer.alloc(8);
+        field.writeInt32BE(25, 0);
+        field.writeInt32BE(length, 4);
+        const record = Buffer.concat([Buffer.from([0, 0, 0, 1]), field, Buffer.from(element)]);
+        const tally: MaskTally = {};
+        const row = encodeDataRow([array, record]);
+        assert.deepEqual(
+          fieldsOf(maskOne(real, row, layout, tally)),
+          [null, null],
+          `${secret} in ${length} bytes`,
+        );
+        assert.equal(
+          Object.values(tally.masked ?? {}).reduce((a, b) => a + b, 0),
+          2,
+        );
+        // An array of arrays: the inner one's elements are read too.
+        const nested = encodeDataRow([textArray([textArray([element]).toString('latin1')]), record]);
+        assert.equal(fieldsOf(maskOne(real, nested, layout))[0], null);
+      }
+    const clean = encodeDataRow([textArray(['x'.repeat(48), 'y']), Buffer.from([0, 0, 0, 0])]);
+    assert.equal(maskOne(real, clean, layout), clean);
+  });
+
+  it('COPY text: a json field’s escapes (written \\\\u0001 by COPY) do not hide a finding', () => {
+    const line = '1\t{"c": "\\\\u00014111111111111111", "t": "a\\tb", "q": "\\\\"x\\\\""}\tplain\n';
+    const tally: MaskTally = {};
+    const masked = maskCopyRow(real, encodeCopyData(Buffer.from(line)), false, tally).toString('utf8', 5);
+    assert.equal(
+      masked,
+      '1\t{"c": "\\\\u0001[REDACTED:credit-card]", "t": "a\\tb", "q": "\\\\"x\\\\""}\tplain\n',
+    );
+    assert.deepEqual(tally.masked, { 'pii/credit-card': 1 });
+    const clean = encodeCopyData(Buffer.from('1\t{"c": "\\\\u0001x"}\n'));
+    assert.equal(maskCopyRow(real, clean, false, undefined), clean);
   });
 });

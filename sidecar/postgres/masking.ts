@@ -18,7 +18,7 @@ import {
   ProtocolViolation,
   parameterStatus,
 } from './messages.ts';
-import type { ColumnMask, ColumnRef, Masker } from './policy.ts';
+import type { ColumnMask, ColumnRef, Masker, MaskResult } from './policy.ts';
 import { byteaBytes, byteaText, type Held, heldText, heldTypes } from './values.ts';
 
 /** Where counts of masked values go (a request's record): by masking rule and detector or column. */
@@ -36,7 +36,10 @@ export interface ColumnPlan {
   /** The column's type is text, so masked text stays valid for the client's decoder. */
   textual: boolean;
   binary: boolean;
+  /** jsonb in binary format: its text follows a version byte. */
   jsonb: boolean;
+  /** json or jsonb, in either format: text a client reads with its escapes decoded. */
+  json: boolean;
   /** Read by what the type holds (bytea's bytes; binary int8, numeric, inet as their text). */
   held?: Held;
   rule?: ColumnMask;
@@ -55,7 +58,13 @@ const opaqueTypes = new Set([
 ]);
 
 /** A column without a description: scanned, and NULL when anything is found. */
-const unknownColumn: ColumnPlan = { action: 'lossy', textual: false, binary: true, jsonb: false };
+const unknownColumn: ColumnPlan = {
+  action: 'lossy',
+  textual: false,
+  binary: true,
+  jsonb: false,
+  json: false,
+};
 
 /**
  * The layout of a result: each column's rule (from the table columns `refsOf` says it shows)
@@ -75,7 +84,13 @@ export function planColumns(
     }
     const textual = textTypes.has(c.typeOid);
     const binary = c.format === 1;
-    const plan: ColumnPlan = { action: 'skip', textual, binary, jsonb: binary && c.typeOid === 3802 };
+    const plan: ColumnPlan = {
+      action: 'skip',
+      textual,
+      binary,
+      jsonb: binary && c.typeOid === 3802,
+      json: c.typeOid === 114 || c.typeOid === 3802,
+    };
     const held = heldTypes.get(c.typeOid);
     if (rule !== undefined) {
       plan.action = 'mask';
@@ -246,9 +261,12 @@ export class RowMasker {
       addCounts(tally, { [rule.key]: 1 }, wouldMask);
       return null;
     }
+    if (plan.action === 'lossy' && plan.binary && maskParts(masker, raw, start, end, tally)) return null;
     const from = plan.jsonb ? start + 1 : start;
     if (this.rowAscii === undefined) this.rowAscii = isAsciiBytes(raw.subarray(fieldsStart, limit));
-    if (this.rowAscii && plan.action !== 'mask') {
+    // JSON with an escape is read decoded too (a card after \u0001 is a card to the client), as text.
+    const escaped = plan.json && plan.action !== 'mask' && raw.subarray(from, end).includes(0x5c);
+    if (this.rowAscii && plan.action !== 'mask' && !escaped) {
       // ASCII is masked as bytes, straight into the row's masked values: no string per value.
       if (masker.maskAscii) return this.maskAscii(raw, from, end, plan, tally, masker.maskAscii);
       // Most values cannot hold a finding: told from their bytes, they are never made strings.
@@ -261,7 +279,9 @@ export class RowMasker {
     } else {
       text = raw.toString('utf8', from, end);
     }
-    const result = masker.mask(text, plan.action === 'mask' ? rule : undefined, this.rowAscii);
+    const result = escaped
+      ? maskJsonText(masker, text, this.rowAscii)
+      : masker.mask(text, plan.action === 'mask' ? rule : undefined, this.rowAscii);
     if (hasKeys(result.counts) || hasKeys(result.wouldMask))
       addCounts(tally, result.counts, result.wouldMask);
     if (result.value === text) return unchanged;
@@ -296,6 +316,143 @@ export class RowMasker {
     out.length = at;
     return null;
   }
+}
+
+/**
+ * A binary array or record read element by element: read whole, an element's length prefix is
+ * read with it, and its last byte may be a digit (a 48-byte element's length ends in '0') that
+ * hides the card or SSN the element starts with. True when an element holds something an
+ * enforcing policy masks (the value then becomes NULL); false when the value is neither, or
+ * its elements hold nothing (it is then read whole, as any binary value).
+ */
+function maskParts(
+  masker: Masker,
+  raw: Buffer,
+  start: number,
+  end: number,
+  tally: MaskTally | undefined,
+): boolean {
+  const parts: number[] = [];
+  if (!binaryParts(raw, start, end, 0, parts)) return false;
+  let masked = false;
+  const counts: Record<string, number> = {};
+  const wouldMask: Record<string, number> = {};
+  for (let k = 0; k < parts.length; k += 2) {
+    const from = parts[k]!;
+    const to = parts[k + 1]!;
+    if (to - from < masker.minScanLength) continue;
+    const text = raw.toString(isUtf8(raw.subarray(from, to)) ? 'utf8' : 'latin1', from, to);
+    const result = masker.mask(text);
+    addAll(counts, result.counts);
+    addAll(wouldMask, result.wouldMask);
+    if (result.value !== text) masked = true;
+  }
+  if (!masked) return false;
+  addCounts(tally, counts, wouldMask);
+  return true;
+}
+
+/**
+ * The elements of a binary array (dimensions, then each element's length and bytes) or record
+ * (field count, then each field's type, length and bytes) at raw[start, end), appended to `parts`
+ * as start and end pairs, with the elements of elements that are arrays or records themselves.
+ * False when the bytes are not exactly one or the other.
+ */
+function binaryParts(raw: Buffer, start: number, end: number, depth: number, parts: number[]): boolean {
+  if (depth > 4 || end - start < 4) return false;
+  const mark = parts.length;
+  const int = (at: number) => raw.readInt32BE(at);
+  let at: number;
+  let count: number;
+  let header: number;
+  const first = int(start);
+  if (end - start >= 12 && first >= 1 && first <= 6 && (int(start + 4) === 0 || int(start + 4) === 1)) {
+    // An array: ndim, has-nulls flag, element type, then size and lower bound per dimension.
+    at = start + 12 + 8 * first;
+    if (at > end) return false;
+    count = 1;
+    for (let d = 0; d < first; d++) {
+      const size = int(start + 12 + 8 * d);
+      if (size < 0) return false;
+      count *= size;
+    }
+    header = 4;
+  } else if (first >= 1 && first <= 1664) {
+    // A record: field count, then each field's type OID before its length.
+    at = start + 4;
+    count = first;
+    header = 8;
+  } else return false;
+  for (let i = 0; i < count && at <= end; i++) {
+    const length = at + header > end ? -2 : int(at + header - 4);
+    at += header;
+    if (length === -1) continue;
+    if (length < 0 || at + length > end) {
+      at = end + 1;
+      break;
+    }
+    parts.push(at, at + length);
+    binaryParts(raw, at, at + length, depth + 1, parts);
+    at += length;
+  }
+  if (at === end) return true;
+  parts.length = mark;
+  return false;
+}
+
+/**
+ * JSON text read as a client reads it: each string with an escape is read decoded (a card
+ * after \u0001, an e-mail written ada\u0040example.com) and, where something is found, written
+ * back as a JSON string of its masked value; then the whole text is read as it is, as any value
+ * is. The text is valid JSON (the server's json or jsonb output), so a quote after an even run
+ * of backslashes ends a string.
+ */
+export function maskJsonText(masker: Masker, text: string, ascii = false): MaskResult {
+  let out = '';
+  let copied = 0;
+  const counts: Record<string, number> = {};
+  const wouldMask: Record<string, number> = {};
+  for (let i = text.indexOf('"'); i >= 0; i = text.indexOf('"', i + 1)) {
+    // i is an opening quote: find its closing one, noting whether the string has an escape.
+    let end = i + 1;
+    let escapes = false;
+    while (end < text.length && text.charCodeAt(end) !== 0x22) {
+      if (text.charCodeAt(end) === 0x5c) {
+        escapes = true;
+        end++;
+      }
+      end++;
+    }
+    if (end >= text.length) break;
+    if (escapes) {
+      let value: string | undefined;
+      try {
+        value = JSON.parse(text.slice(i, end + 1)) as string;
+      } catch {
+        value = undefined;
+      }
+      if (value !== undefined) {
+        const result = masker.mask(value);
+        addAll(counts, result.counts);
+        addAll(wouldMask, result.wouldMask);
+        if (result.value !== value) {
+          out += text.slice(copied, i) + JSON.stringify(result.value);
+          copied = end + 1;
+        }
+      }
+    }
+    i = end;
+  }
+  const decoded = copied === 0 ? text : out + text.slice(copied);
+  // A string written back may hold what its escapes wrote (é for \u00e9): ASCII no longer.
+  const whole = masker.mask(decoded, undefined, ascii && decoded === text);
+  addAll(counts, whole.counts);
+  addAll(wouldMask, whole.wouldMask);
+  return { value: whole.value, counts, wouldMask };
+}
+
+function addAll(into: Record<string, number>, from: Record<string, number>): void {
+  for (const key in from) into[key] = (into[key] ?? 0) + from[key]!;
 }
 
 /**
@@ -343,13 +500,41 @@ export function maskCopyRow(masker: Masker, raw: Buffer, csv: boolean, tally: Ma
   const fields = csv ? [line] : line.split('\t');
   let changed = false;
   const masked = fields.map((field) => {
-    const result = masker.mask(field);
+    const result = !csv && field.includes('\\') ? maskCopyField(masker, field) : masker.mask(field);
     addCounts(tally, result.counts, result.wouldMask);
     if (result.value !== field) changed = true;
     return result.value;
   });
   return changed ? encodeCopyData(Buffer.from(masked.join('\t'), 'utf8')) : raw;
 }
+
+/**
+ * A COPY text field with an escape: read as it is, and as its JSON (a json or jsonb column's text
+ * after COPY's escapes are undone) is read by maskJsonText; where that finds what reading it as
+ * it is does not, its masked text is written back with COPY's escapes.
+ */
+function maskCopyField(masker: Masker, field: string): MaskResult {
+  const plain = masker.mask(field);
+  const text = field.replace(copyEscapeRe, (pair) => copyUnescapes[pair[1]!] ?? pair.slice(1));
+  if (!text.includes('\\')) return plain;
+  const read = maskJsonText(masker, text);
+  if (read.value === text) return plain;
+  return { ...read, value: read.value.replace(copyEscapedRe, (ch) => copyEscapes[ch]!) };
+}
+
+/** COPY text format's escapes as the server writes them (backslash, and the control characters it names). */
+const copyEscapeRe = /\\[\\bfnrtv]/g;
+const copyUnescapes: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+const copyEscapedRe = /[\\\b\f\n\r\t\v]/g;
+const copyEscapes: Record<string, string> = {
+  '\\': '\\\\',
+  '\b': '\\b',
+  '\f': '\\f',
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+  '\v': '\\v',
+};
 
 /** A FunctionCallResponse whose value would be masked becomes a NULL result. */
 export function maskFunctionResult(masker: Masker, raw: Buffer): Buffer {

@@ -312,6 +312,108 @@ describe('postgres enforcer: masking', () => {
     assert.match(event.text, /AND id > 0$/);
   });
 
+  test('values read as bytes: findings at either end of 47 to 49 bytes, next to control bytes, DEL and line breaks', async () => {
+    // ASCII values below 48 bytes are masked on their bytes, longer ones as strings: each
+    // finding at the start and at the end of values on both sides of that switch, padded with
+    // bytes a reader skips, in a text column, a jsonb (as a value and as a key) and a text[].
+    const findings = [
+      [email, 'email'],
+      [card, 'credit-card'],
+      ['5500-0000-0000-0004', 'credit-card'],
+      [ssn, 'us-ssn'],
+    ] as const;
+    const values: { value: string; secret: string; expected: string }[] = [];
+    for (const [secret, label] of findings)
+      for (const length of [47, 48, 49])
+        for (const fill of ['\u007f', '\n', '\u0001', ' '])
+          for (const front of [true, false]) {
+            const pad = fill.repeat(length - secret.length);
+            const value = front ? pad + secret : secret + pad;
+            values.push({ value, secret, expected: value.replace(secret, `[REDACTED:${label}]`) });
+          }
+    await server.asUser(`
+      CREATE TABLE edges (id int, t text, j jsonb, a text[]);
+      INSERT INTO edges SELECT n, v, jsonb_build_object('v', v, v, 1), ARRAY[v, 'x']
+        FROM json_array_elements_text($v$${JSON.stringify(values.map((v) => v.value))}$v$::json)
+        WITH ORDINALITY AS e(v, n);
+    `);
+    const raw = { getTypeParser: () => (value: string | Buffer) => value };
+    for (const binary of [false, true]) {
+      const { rows } = await query(enforcer, {
+        text: 'SELECT t, j, a, t AS again FROM edges WHERE id > $1 ORDER BY id',
+        values: [0],
+        binary,
+        types: raw,
+      } as pg.QueryConfig);
+      assert.equal(rows.length, values.length);
+      rows.forEach((row, i) => {
+        const { secret, expected } = values[i]!;
+        const text = (v: string | Buffer) => (typeof v === 'string' ? v : v.toString('utf8'));
+        assert.equal(text(row.t), expected, JSON.stringify(values[i]));
+        assert.equal(text(row.again), expected);
+        // A text[] holding a finding cannot carry the mask as an array of text: it becomes NULL.
+        assert.equal(row.a, null);
+        const j = text(row.j);
+        assert.ok(!j.includes(secret), `${binary ? 'binary' : 'text'} jsonb: ${JSON.stringify(j)}`);
+        assert.match(j, /\[REDACTED:/);
+      });
+    }
+    const simple = await query(enforcer, {
+      text: 'SELECT t FROM edges ORDER BY id',
+      types: raw,
+    } as pg.QueryConfig);
+    assert.deepEqual(
+      simple.rows.map((r) => r.t),
+      values.map((v) => v.expected),
+    );
+    const copied = await psql(enforcer, 'COPY (SELECT t, j, a FROM edges ORDER BY id) TO STDOUT;', {
+      args: ['-At'],
+    });
+    assert.equal(copied.code, 0, copied.stderr);
+    const listed = await psql(enforcer, 'SELECT t, j, a FROM edges ORDER BY id;', { args: ['-At'] });
+    assert.equal(listed.code, 0, listed.stderr);
+    for (const { secret } of values) {
+      assert.ok(!copied.stdout.includes(secret), `COPY lets out ${secret}`);
+      assert.ok(!listed.stdout.includes(secret), `psql lets out ${secret}`);
+    }
+    noValuesIn(enforcer.events);
+  });
+
+  test('json and jsonb are read as a client reads them: escapes decoded, in rows and in COPY', async () => {
+    // json keeps its text as written (ada\u0040example.com); jsonb writes control characters
+    // as \u0001…, whose last digit runs into a card or SSN after them.
+    const document = `{"e": "ada\\u0040example.com", "c": "\\u0002${card}", "s": "\\u0009${ssn}"}`;
+    await server.asUser(`
+      CREATE TABLE documents (id int, j json, b jsonb);
+      INSERT INTO documents VALUES (1, $d$${document}$d$, $d$${document}$d$);
+    `);
+    const decodedSecrets = [email, card, ssn, 'ada\\u0040example.com'];
+    const raw = { getTypeParser: () => (value: string | Buffer) => value };
+    for (const binary of [false, true]) {
+      const { rows } = await query(enforcer, {
+        text: 'SELECT j, b FROM documents WHERE id = $1',
+        values: [1],
+        binary,
+        types: raw,
+      } as pg.QueryConfig);
+      for (const column of ['j', 'b']) {
+        const value = String(rows[0][column]);
+        for (const secret of decodedSecrets) assert.ok(!value.includes(secret), `${column}: ${value}`);
+        const parsed = JSON.parse(value.replace(/^\u0001/, ''));
+        assert.deepEqual(parsed, {
+          e: '[REDACTED:email]',
+          c: '\u0002[REDACTED:credit-card]',
+          s: '\t[REDACTED:us-ssn]',
+        });
+      }
+    }
+    const copied = await psql(enforcer, 'COPY (SELECT j, b FROM documents) TO STDOUT;', { args: ['-At'] });
+    assert.equal(copied.code, 0, copied.stderr);
+    for (const secret of decodedSecrets) assert.ok(!copied.stdout.includes(secret), copied.stdout);
+    assert.equal(copied.stdout.split('[REDACTED:').length - 1, 6, copied.stdout);
+    noValuesIn(enforcer.events);
+  });
+
   test('audit mode lets values through and records what would have been masked', async () => {
     const { rows } = await query(audit, 'SELECT email, ssn FROM customers WHERE id = 1');
     assert.deepEqual(rows[0], { email, ssn });
