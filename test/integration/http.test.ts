@@ -1,6 +1,8 @@
 // The HTTP enforcer between curl and a real node:http / https target.
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BundleConnection, BundlePolicy } from '../../api/bundle.ts';
@@ -472,5 +474,134 @@ describe('HTTP enforcer', requires('curl'), () => {
       result = await curl([`${base}/data`]);
       assert.equal(result.status, 502);
     });
+  });
+});
+
+describe('HTTP enforcer: JSON values masked as bytes', requires('curl'), () => {
+  // ASCII strings and plain numbers are masked on their bytes, below 48 bytes without a string,
+  // keys known clean by their bytes: a target's bodies written to try each edge of that path.
+  const card = '4111111111111111';
+  const ssn = '078-05-1120';
+  const email = 'ada@example.com';
+  let target: Server;
+  let enforcer: Enforcer | undefined;
+  /** Each response: the body's pieces, written one after another. */
+  let pieces: string[] = [];
+
+  before(async () => {
+    target = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      const queue = [...pieces];
+      const next = () => {
+        const piece = queue.shift();
+        if (piece === undefined) response.end();
+        else response.write(piece, () => setTimeout(next, 2));
+      };
+      next();
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    enforcer = await serveHttp({
+      connection: {
+        name: 'records-api',
+        namespace: 'default',
+        protocol: 'http',
+        host: '127.0.0.1',
+        port: (target.address() as AddressInfo).port,
+        tls: { mode: 'verify-full' },
+        credentials: { token: 'held-token' },
+        http: { scheme: 'http' },
+        policies: [
+          policy({
+            name: 'pii',
+            masking: [
+              {
+                name: 'pii',
+                detectors: ['credit-card', 'email', 'us-ssn'],
+                strategy: 'redact',
+                indirectUse: 'deny',
+              },
+            ],
+          }),
+        ],
+      },
+      identity: { namespace: 'default', serviceAccount: 'agent' },
+      listen: { host: '127.0.0.1', port: 0 },
+      events: { emit: () => {} },
+      approvals: { request: async () => ({ approved: false, outcome: 'denied' }) },
+    });
+  });
+  after(async () => {
+    await enforcer?.close();
+    await new Promise((resolve) => target?.close(resolve));
+  });
+
+  /** The body through the enforcer, sent in `cuts` pieces; its parse, which must hold no secret. */
+  async function through(body: string, cuts = 1): Promise<unknown> {
+    const size = Math.ceil(body.length / cuts);
+    pieces = [];
+    for (let at = 0; at < body.length; at += size) pieces.push(body.slice(at, at + size));
+    const result = await curl([`http://127.0.0.1:${enforcer!.address.port}/records`]);
+    assert.equal(result.status, 200, result.body);
+    const parsed: unknown = JSON.parse(result.body);
+    const read = JSON.stringify(parsed);
+    for (const secret of [card, ssn, email, String(Number(card))])
+      assert.ok(!read.includes(secret), `${secret} in ${read}`);
+    return parsed;
+  }
+
+  it('findings at either end of strings and keys of 47 to 49 bytes, next to DEL and escapes', async () => {
+    const values: string[] = [];
+    for (const secret of [card, ssn, email, '5500 0000 0000 0004'])
+      for (const length of [47, 48, 49])
+        for (const fill of ['\u007f', ' ', '\u0001', 'x'])
+          values.push(
+            secret + fill.repeat(length - secret.length),
+            fill.repeat(length - secret.length) + secret,
+          );
+    const record = Object.fromEntries(values.map((v, i) => [v, i]));
+    for (const cuts of [1, 7, 61]) {
+      const parsed = (await through(JSON.stringify({ values, record }), cuts)) as {
+        values: string[];
+        record: Record<string, number>;
+      };
+      assert.equal(parsed.values.length, values.length);
+      for (const value of parsed.values) assert.match(value, /\[REDACTED:/);
+    }
+  });
+
+  it('escapes next to plain runs: \\u0040, \\/, \\u0001 before digits, surrogate pairs', async () => {
+    const body =
+      '{"a": "ada\\u0040example.com", "b": "ada@example\\u002ecom", "c": "\\u00014111111111111111",' +
+      ' "d": "\\/ada@example.com\\/", "e": "\\ud83d\\ude00ada@example.com\\ud83d\\ude00", "f": "078\\u002d05-1120",' +
+      ' "g": "4111\\u00201111 1111 1111", "ada\\u0040example.com": 1, "h": "\\"078-05-1120\\""}';
+    for (const cuts of [1, 5, 40]) {
+      const parsed = (await through(body, cuts)) as Record<string, string>;
+      assert.equal(parsed.a, '[REDACTED:email]');
+      assert.equal(parsed.c, '\u0001[REDACTED:credit-card]');
+      assert.equal(parsed.h, '"[REDACTED:us-ssn]"');
+    }
+  });
+
+  it('numbers in every form a reader parses to a card number', async () => {
+    const body = `[${card}, -${card}, 4.111111111111111e15, 4111111111111111.0, 41111111111111110e-1, 0.4111111111111111e16, {"n": ${card}}]`;
+    for (const cuts of [1, 3, 20]) {
+      const parsed = (await through(body, cuts)) as unknown[];
+      assert.equal(parsed.length, 7);
+    }
+  });
+
+  it('a key cached clean is read again when other bytes of its length hold a finding', async () => {
+    // Keys of one length: the first records' keys are clean and kept, the later ones hold findings.
+    const keys = ['contact-address', email, 'secondary-label', 'x@example.com.x', 'ada@example.org'];
+    assert.ok(keys.every((k) => k.length === 15));
+    const records = Array.from({ length: 40 }, (_, i) => ({
+      [keys[i % keys.length]!]: i,
+      [`${ssn}-x`]: i,
+      [`${'k'.repeat(30)}${i % 3}`]: card,
+    }));
+    const parsed = (await through(JSON.stringify(records), 13)) as Record<string, unknown>[];
+    assert.equal(parsed.length, 40);
+    assert.ok(parsed.some((r) => 'contact-address' in r));
+    assert.ok(parsed.some((r) => '[REDACTED:email]' in r));
   });
 });
