@@ -621,4 +621,15 @@ describe('values a client reads decoded', () => {
     const clean = encodeCopyData(Buffer.from('1\t{"c": "\\\\u0001x"}\n'));
     assert.equal(maskCopyRow(real, clean, false, undefined), clean);
   });
+
+  it('COPY CSV: a json field’s escapes do not hide a finding either', () => {
+    const line = '1,"{""c"": ""\\u00014111111111111111"", ""e"": ""ada\\u0040example.com""}",plain\n';
+    const tally: MaskTally = {};
+    const masked = maskCopyRow(real, encodeCopyData(Buffer.from(line)), true, tally).toString('utf8', 5);
+    for (const secret of secrets) assert.ok(!masked.includes(secret), masked);
+    assert.match(masked, /^1,"\{""c"": ""\\u0001\[REDACTED:credit-card\].*,plain\n$/s);
+    assert.deepEqual(tally.masked, { 'pii/credit-card': 1, 'pii/email': 1 });
+    const clean = encodeCopyData(Buffer.from('1,"{""c"": ""\\u0001x""}"\n'));
+    assert.equal(maskCopyRow(real, clean, true, undefined), clean);
+  });
 });

@@ -4,6 +4,7 @@
 // same one) and the counts of what was masked. No sockets and no session state: the session decides which layout and which request
 // a message belongs to.
 import { isAscii as isAsciiBytes, isUtf8 } from 'node:buffer';
+import { maskEncoded } from '../policy/encoded.ts';
 import { ByteOutput } from '../policy/masking.ts';
 import { RowWriter } from './datarow.ts';
 import {
@@ -492,7 +493,10 @@ function maskHeld(
 
 /**
  * A COPY TO STDOUT row (the CopyData message `raw`): detectors over each tab-separated field
- * (text format) or over the whole line (CSV). The same message when nothing changed.
+ * (text format) or over the whole line (CSV). The same message when nothing changed. Where
+ * there is a backslash, a json or jsonb value's escapes may hide a finding: a text field is
+ * also read as JSON (maskCopyField), a CSV line, whose quoting JSON cannot be read through,
+ * also with its escapes decoded (maskEncoded).
  */
 export function maskCopyRow(masker: Masker, raw: Buffer, csv: boolean, tally: MaskTally | undefined): Buffer {
   if (!masker.scans) return raw;
@@ -500,7 +504,11 @@ export function maskCopyRow(masker: Masker, raw: Buffer, csv: boolean, tally: Ma
   const fields = csv ? [line] : line.split('\t');
   let changed = false;
   const masked = fields.map((field) => {
-    const result = !csv && field.includes('\\') ? maskCopyField(masker, field) : masker.mask(field);
+    const result = !field.includes('\\')
+      ? masker.mask(field)
+      : csv
+        ? maskEncoded((text) => masker.mask(text))(field)
+        : maskCopyField(masker, field);
     addCounts(tally, result.counts, result.wouldMask);
     if (result.value !== field) changed = true;
     return result.value;

@@ -411,6 +411,11 @@ describe('postgres enforcer: masking', () => {
     assert.equal(copied.code, 0, copied.stderr);
     for (const secret of decodedSecrets) assert.ok(!copied.stdout.includes(secret), copied.stdout);
     assert.equal(copied.stdout.split('[REDACTED:').length - 1, 6, copied.stdout);
+    const csv = await psql(enforcer, 'COPY (SELECT j, b FROM documents) TO STDOUT WITH (FORMAT csv);', {
+      args: ['-At'],
+    });
+    assert.equal(csv.code, 0, csv.stderr);
+    for (const secret of decodedSecrets) assert.ok(!csv.stdout.includes(secret), csv.stdout);
     noValuesIn(enforcer.events);
   });
 
