@@ -609,6 +609,24 @@ describe('values a client reads decoded', () => {
     assert.equal(maskOne(real, clean, layout), clean);
   });
 
+  it('arrays of json: an element’s escapes do not hide a finding, in text or binary format', () => {
+    const element = '{"c": "\\u00014111111111111111"}';
+    const layout = planColumns(real, [column(3807), column(199), column(3807, 1)], () => []);
+    // Text format quotes each element, a backslash doubled: {"{\"c\": \"\\u0001…\"}"}.
+    const quoted = `{"${element.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"}`;
+    const binary = textArray([`\u0001${element}`]);
+    const row = encodeDataRow([Buffer.from(quoted), Buffer.from(quoted), binary]);
+    const tally: MaskTally = {};
+    assert.deepEqual(fieldsOf(maskOne(real, row, layout, tally)), [null, null, null]);
+    assert.deepEqual(tally.masked, { 'pii/credit-card': 3 });
+    const clean = encodeDataRow([
+      Buffer.from('{"{\\"c\\": \\"\\\\u0001x\\"}"}'),
+      null,
+      textArray(['\u0001{}']),
+    ]);
+    assert.equal(maskOne(real, clean, layout), clean);
+  });
+
   it('COPY text: a json field’s escapes (written \\\\u0001 by COPY) do not hide a finding', () => {
     const line = '1\t{"c": "\\\\u00014111111111111111", "t": "a\\tb", "q": "\\\\"x\\\\""}\tplain\n';
     const tally: MaskTally = {};

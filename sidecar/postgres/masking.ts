@@ -125,9 +125,12 @@ export class RowMasker {
   /** A row's values masked as bytes, one after another; inBytes[c] says where change c's ends (-1: not there). */
   private readonly maskedBytes = new ByteOutput();
   private readonly inBytes: number[] = [];
+  /** The masker, and again over the text with its escapes decoded (sidecar/policy/encoded.ts). */
+  private readonly maskDecoded: (text: string) => MaskResult;
 
   constructor(masker: Masker) {
     this.masker = masker;
+    this.maskDecoded = maskEncoded((text) => masker.mask(text));
   }
 
   /** Starts a batch: rows rewritten before it may still be queued on a socket, so never reuse them. */
@@ -262,11 +265,14 @@ export class RowMasker {
       addCounts(tally, { [rule.key]: 1 }, wouldMask);
       return null;
     }
-    if (plan.action === 'lossy' && plan.binary && maskParts(masker, raw, start, end, tally)) return null;
+    if (plan.action === 'lossy' && plan.binary && maskParts(masker, raw, start, end, tally, this.maskDecoded))
+      return null;
     const from = plan.jsonb ? start + 1 : start;
     if (this.rowAscii === undefined) this.rowAscii = isAsciiBytes(raw.subarray(fieldsStart, limit));
-    // JSON with an escape is read decoded too (a card after \u0001 is a card to the client), as text.
-    const escaped = plan.json && plan.action !== 'mask' && raw.subarray(from, end).includes(0x5c);
+    // JSON with an escape is read decoded too (a card after \u0001 is a card to the client), as
+    // text; so is a value of another type (an array of json), which becomes NULL if masked.
+    const escaped =
+      (plan.json || !plan.textual) && plan.action !== 'mask' && raw.subarray(from, end).includes(0x5c);
     if (this.rowAscii && plan.action !== 'mask' && !escaped) {
       // ASCII is masked as bytes, straight into the row's masked values: no string per value.
       if (masker.maskAscii) return this.maskAscii(raw, from, end, plan, tally, masker.maskAscii);
@@ -280,9 +286,11 @@ export class RowMasker {
     } else {
       text = raw.toString('utf8', from, end);
     }
-    const result = escaped
-      ? maskJsonText(masker, text, this.rowAscii)
-      : masker.mask(text, plan.action === 'mask' ? rule : undefined, this.rowAscii);
+    const result = !escaped
+      ? masker.mask(text, plan.action === 'mask' ? rule : undefined, this.rowAscii)
+      : plan.json
+        ? maskJsonText(masker, text, this.rowAscii)
+        : this.maskUnescaped(text);
     if (hasKeys(result.counts) || hasKeys(result.wouldMask))
       addCounts(tally, result.counts, result.wouldMask);
     if (result.value === text) return unchanged;
@@ -290,6 +298,18 @@ export class RowMasker {
     if (!plan.textual || plan.action === 'lossy') return null;
     // jsonb binary keeps its version byte (1).
     return plan.jsonb ? `\u0001${result.value}` : result.value;
+  }
+
+  /**
+   * A value of a type that is not text, with a backslash: masked only to tell whether it becomes
+   * NULL, so read as a client may unescape it too, an array's quoting (\\ and \") undone first.
+   */
+  private maskUnescaped(text: string): MaskResult {
+    const result = this.maskDecoded(text);
+    if (result.value !== text) return result;
+    const unquoted = text.replace(/\\(.)/gs, '$1');
+    const again = unquoted === text ? result : this.maskDecoded(unquoted);
+    return again.value === unquoted ? result : again;
   }
 
   /** maskValue for ASCII raw[start, end): the masked value appended to maskedBytes (inOutput). */
@@ -332,6 +352,7 @@ function maskParts(
   start: number,
   end: number,
   tally: MaskTally | undefined,
+  maskDecoded: (text: string) => MaskResult,
 ): boolean {
   const parts: number[] = [];
   if (!binaryParts(raw, start, end, 0, parts)) return false;
@@ -343,7 +364,8 @@ function maskParts(
     const to = parts[k + 1]!;
     if (to - from < masker.minScanLength) continue;
     const text = raw.toString(isUtf8(raw.subarray(from, to)) ? 'utf8' : 'latin1', from, to);
-    const result = masker.mask(text);
+    // An element with an escape (a jsonb in an array) is read decoded too.
+    const result = text.includes('\\') ? maskDecoded(text) : masker.mask(text);
     addAll(counts, result.counts);
     addAll(wouldMask, result.wouldMask);
     if (result.value !== text) masked = true;

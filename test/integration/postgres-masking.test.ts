@@ -407,6 +407,24 @@ describe('postgres enforcer: masking', () => {
         });
       }
     }
+    // In arrays, as elements: a finding makes the array NULL.
+    for (const binary of [false, true]) {
+      const { rows } = await query(enforcer, {
+        text: `SELECT ARRAY[json_build_object('e', j->'e')] AS js, ARRAY[c, c] AS bs, ROW(c, 1) AS r
+          FROM (SELECT j, jsonb_build_object('c', b->'c') AS c FROM documents WHERE id = $1) d`,
+        values: [1],
+        binary,
+        types: raw,
+      } as pg.QueryConfig);
+      assert.deepEqual(rows[0], { js: null, bs: null, r: null }, `binary: ${binary}`);
+    }
+    const arrays = await psql(
+      enforcer,
+      "SELECT ARRAY[json_build_object('e', j->'e')], ARRAY[jsonb_build_object('c', b->'c')] FROM documents;",
+      { args: ['-At'] },
+    );
+    assert.equal(arrays.code, 0, arrays.stderr);
+    assert.equal(arrays.stdout, '|\n');
     const copied = await psql(enforcer, 'COPY (SELECT j, b FROM documents) TO STDOUT;', { args: ['-At'] });
     assert.equal(copied.code, 0, copied.stderr);
     for (const secret of decodedSecrets) assert.ok(!copied.stdout.includes(secret), copied.stdout);
