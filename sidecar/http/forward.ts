@@ -387,7 +387,15 @@ export async function forward(
     if (!upstream.write(chunk)) req.pause();
   });
   upstream.on('drain', () => req.resume());
-  req.on('end', () => upstream.end());
+  // A body the agent cuts (after a response that came early, whose end leaves the request to
+  // the socket alone) would leave the target waiting for the rest on a connection never closed.
+  const cut = () => upstream.destroy();
+  req.on('end', () => {
+    socket.off('close', cut);
+    upstream.end();
+  });
+  if (socket.destroyed) cut();
+  else socket.once('close', cut);
   req.resume();
 }
 

@@ -759,6 +759,30 @@ describe('HTTP enforcer against an agent and a target that would split its reque
     }
   });
 
+  it('closes the connection of a request whose body the agent cut after the response came', async () => {
+    // A target answering before it read the body (as one refusing it does), then waiting for it.
+    answers.set('/early', (socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    const before = sockets.size;
+    // (The request reaches the target with its first body bytes.)
+    for (const sent of ['p', 'partial body']) {
+      const url = new URL(base());
+      await new Promise<void>((resolve) => {
+        const agent = connect(Number(url.port), url.hostname, () =>
+          agent.write(`POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n${sent}`),
+        );
+        agent.on('data', (chunk: Buffer) => {
+          if (chunk.toString().includes('ok')) agent.destroy();
+        });
+        agent.on('close', () => resolve());
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(
+      sockets.size <= before,
+      `${sockets.size - before} connections wait for a body that never comes`,
+    );
+  });
+
   it('closes the connection of a body it refused, rather than reading an endless one', async () => {
     answers.set('/stream', (socket) => {
       socket.write(
