@@ -177,7 +177,7 @@ function bodyLength(headers: Record<string, string | string[]>): number | 'chunk
     return 'chunked';
   }
   if (length === undefined) return undefined;
-  if (typeof length !== 'string' || !/^\d{1,15}$/.test(length))
+  if (typeof length !== 'string' || !/^\d+$/.test(length) || !Number.isSafeInteger(Number(length)))
     throw new TypeError(`invalid request content-length ${JSON.stringify(length)}`);
   return Number(length);
 }

@@ -614,6 +614,25 @@ describe('HTTP enforcer against an agent and a target that would split its reque
     assert.equal(await (await fetch(`${base()}/chunked`)).text(), '[REDACTED:email]');
   });
 
+  it('reads a response by its final headers, whatever a 1xx before them said', async () => {
+    answers.set('/early-text', (socket) =>
+      socket.write(
+        `HTTP/1.1 103 Early Hints\r\nContent-Type: text/plain\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${email.length}\r\n\r\n${email}`,
+      ),
+    );
+    answers.set('/early-binary', (socket) =>
+      socket.write(
+        `HTTP/1.1 100 Continue\r\nContent-Type: application/octet-stream\r\nContent-Encoding: gzip\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${email.length}\r\n\r\n${email}`,
+      ),
+    );
+    const binary = await fetch(`${base()}/early-text`);
+    assert.equal(binary.status, 502);
+    assert.ok(!(await binary.text()).includes(email));
+    const text = await fetch(`${base()}/early-binary`);
+    assert.equal(await text.text(), '[REDACTED:email]');
+    assert.equal(text.headers.get('content-encoding'), null);
+  });
+
   it("never gives one request's agent the bytes a target sent after another's response", async () => {
     const smuggled = `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${email.length}\r\n\r\n${email}`;
     const head = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n';
