@@ -271,8 +271,7 @@ export class RowMasker {
     if (this.rowAscii === undefined) this.rowAscii = isAsciiBytes(raw.subarray(fieldsStart, limit));
     // JSON with an escape is read decoded too (a card after \u0001 is a card to the client), as
     // text; so is a value of another type (an array of json), which becomes NULL if masked.
-    const escaped =
-      (plan.json || !plan.textual) && plan.action !== 'mask' && raw.subarray(from, end).includes(0x5c);
+    const escaped = (plan.json || !plan.textual) && plan.action !== 'mask' && hasBackslash(raw, from, end);
     if (this.rowAscii && plan.action !== 'mask' && !escaped) {
       // ASCII is masked as bytes, straight into the row's masked values: no string per value.
       if (masker.maskAscii) return this.maskAscii(raw, from, end, plan, tally, masker.maskAscii);
@@ -472,6 +471,13 @@ export function maskJsonText(masker: Masker, text: string, ascii = false): MaskR
   addAll(counts, whole.counts);
   addAll(wouldMask, whole.wouldMask);
   return { value: whole.value, counts, wouldMask };
+}
+
+/** Whether raw[start, end) holds a backslash: a loop for a short value, a native search for a long one. */
+function hasBackslash(raw: Buffer, start: number, end: number): boolean {
+  if (end - start > 64) return raw.subarray(start, end).includes(0x5c);
+  for (let i = start; i < end; i++) if (raw[i] === 0x5c) return true;
+  return false;
 }
 
 function addAll(into: Record<string, number>, from: Record<string, number>): void {
