@@ -341,8 +341,52 @@ describe('the upstream client, against requests and targets that would exhaust o
     assert.throws(() => upstream.request('POST', '/', { 'transfer-encoding': 'gzip, chunked' }));
   });
 
+  it('fails a response whose head, chunk sizes, extensions or trailers never end or cannot be read', async () => {
+    /** Writes `start`, then `more` every millisecond until the connection closes. */
+    const endless = (start: string, more: string) => (_request: string, socket: Socket) => {
+      socket.write(start);
+      const writing = setInterval(() => {
+        if (socket.destroyed) clearInterval(writing);
+        else socket.write(more);
+      }, 1);
+      socket.on('close', () => clearInterval(writing));
+    };
+    const attacks: Record<string, ScriptedTarget['answer']> = {
+      'a head of 1 MB': (_request, socket) =>
+        socket.write(`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(1 << 20)}\r\nContent-Length: 0\r\n\r\n`),
+      '10,000 headers': (_request, socket) =>
+        socket.write(`HTTP/1.1 200 OK\r\n${'a: b\r\n'.repeat(10_000)}Content-Length: 0\r\n\r\n`),
+      'an endless head': endless('HTTP/1.1 200 OK\r\n', 'X-More: more\r\n'.repeat(100)),
+      'a chunk size not hex': (_request, socket) =>
+        socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2x\r\nok\r\n0\r\n\r\n'),
+      'a chunk size past 64 bits': (_request, socket) =>
+        socket.write(
+          'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nok\r\n0\r\n\r\n',
+        ),
+      'a negative chunk size': (_request, socket) =>
+        socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nok\r\n0\r\n\r\n'),
+      'an endless chunk extension': endless(
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=',
+        'y'.repeat(4096),
+      ),
+      'endless trailers': endless(
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n',
+        `X-Trailer: ${'t'.repeat(1000)}\r\n`,
+      ),
+      'one endless trailer': endless(
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Trailer: ',
+        't'.repeat(4096),
+      ),
+    };
+    for (const [name, answer] of Object.entries(attacks)) {
+      target.answer = answer;
+      await assert.rejects(exchange(upstream), name);
+    }
+  });
+
   it('keeps at most 256 idle connections after a burst of concurrent requests', async () => {
     target.answer = (_request, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    const opened = target.connections;
     const burst = await Promise.all(Array.from({ length: 300 }, () => exchange(upstream)));
     assert.ok(burst.every((answer) => answer.body === 'ok'));
     await settle();
@@ -351,6 +395,6 @@ describe('the upstream client, against requests and targets that would exhaust o
     );
     assert.ok(open <= 256, `${open} connections left open`);
     assert.equal((await exchange(upstream)).body, 'ok', 'a kept one is still used');
-    assert.equal(target.connections, 300);
+    assert.equal(target.connections - opened, 300);
   });
 });
