@@ -275,6 +275,11 @@ describe('StreamMasker', () => {
     assert.equal(masker.push(Buffer.from(' 1111 1111\n')), '[REDACTED:credit-card]\n');
     assert.equal(masker.push(Buffer.from('token: Bear')), 'token: ');
     assert.equal(masker.push(Buffer.from('er abcdef0123456789abcdef\n')), 'Bearer [REDACTED:bearer-token]\n');
+    assert.equal(masker.push(Buffer.from('token: bEa')), 'token: ');
+    assert.equal(
+      masker.push(Buffer.from('ReR abcdef0123456789abcdef\n')),
+      'bEaReR [REDACTED:bearer-token]\n',
+    );
   });
 
   it('refuses to cut inside a value longer than it can hold', () => {

@@ -88,9 +88,9 @@ const localChar = (c: number) => isAlnum(c) || oneOf('._%+-')(c);
 const base64url = (c: number) => isAlnum(c) || c === 45 || c === 95;
 const tokenChar = (c: number) => isAlnum(c) || oneOf('-._~+/=')(c);
 
-/** "Bearer" in the detector's casings, and each of its beginnings. */
-const bearerWord = /^[Bb](?:e(?:a(?:r(?:e(?:r)?)?)?)?|E(?:A(?:R(?:E(?:R)?)?)?)?)?$/;
-const fullBearer = /^[Bb](?:earer|EARER)$/;
+/** "Bearer" in any case, as the detector reads it, and each of its beginnings. */
+const bearerWord = /^b(?:e(?:a(?:r(?:e(?:r)?)?)?)?)?$/i;
+const fullBearer = /^bearer$/i;
 
 const detectorShapes: Record<Detector, OpenValue> = {
   // 19 digits with single spaces or dashes between them.

@@ -120,6 +120,12 @@ describe('detectors', () => {
       'Authorization: Bearer [REDACTED:bearer-token]',
     );
     assert.ok(!masks('bearer-token', 'the bearer of bad news, bearer bonds'));
+    // The scheme in any case, as HTTP reads it.
+    for (const scheme of ['BeArEr', 'bEARER', 'BEARer'])
+      assert.equal(
+        detectOnly('bearer-token').maskText(`Authorization: ${scheme} abc123def456ghi`).value,
+        `Authorization: ${scheme} [REDACTED:bearer-token]`,
+      );
   });
 });
 
@@ -364,6 +370,7 @@ describe('masking properties', () => {
         'Bearer ',
         'BEARER ',
         'bearer ',
+        'BeArEr ',
         '-----BEGIN PRIVATE KEY-----',
         '-----END PRIVATE KEY-----',
         '::',
