@@ -483,6 +483,29 @@ async function raw(base: string, request: string, once = false): Promise<string>
 }
 
 describe('HTTP enforcer against an agent and a target that would split its requests or read around masking', () => {
+  /** An enforcer in front of the target on `port`, holding `credentials`, deciding by `policies`. */
+  const enforceOn = (
+    port: number,
+    policies: BundlePolicy[],
+    credentials: Record<string, string> = { token: heldToken },
+  ) =>
+    serveHttp({
+      connection: {
+        name: 'billing-api',
+        namespace: 'default',
+        protocol: 'http',
+        host: '127.0.0.1',
+        port,
+        tls: { mode: 'verify-full' },
+        credentials,
+        http: { scheme: 'http' },
+        policies,
+      },
+      identity: { namespace: 'default', serviceAccount: 'agent' },
+      listen: { host: '127.0.0.1', port: 0 },
+      events: { emit: () => {} },
+      approvals: noApprovals,
+    });
   /** The target's answer per request path: exact bytes, on a raw socket. */
   const answers = new Map<string, (socket: Socket) => void>();
   const sockets = new Set<Socket>();
@@ -506,28 +529,12 @@ describe('HTTP enforcer against an agent and a target that would split its reque
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as { port: number }).port;
-    enforcer = await serveHttp({
-      connection: {
-        name: 'billing-api',
-        namespace: 'default',
-        protocol: 'http',
-        host: '127.0.0.1',
-        port,
-        tls: { mode: 'verify-full' },
-        credentials: { token: heldToken },
-        http: { scheme: 'http' },
-        policies: [
-          policy({
-            name: 'pii',
-            masking: [{ name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'deny' }],
-          }),
-        ],
-      },
-      identity: { namespace: 'default', serviceAccount: 'agent' },
-      listen: { host: '127.0.0.1', port: 0 },
-      events: { emit: () => {} },
-      approvals: noApprovals,
-    });
+    enforcer = await enforceOn(port, [
+      policy({
+        name: 'pii',
+        masking: [{ name: 'pii', detectors: ['email'], strategy: 'redact', indirectUse: 'deny' }],
+      }),
+    ]);
   });
   after(async () => {
     await enforcer?.close();
@@ -690,23 +697,7 @@ describe('HTTP enforcer against an agent and a target that would split its reque
           string,
           string
         >[]) {
-          const held = await serveHttp({
-            connection: {
-              name: 'billing-api',
-              namespace: 'default',
-              protocol: 'http',
-              host: '127.0.0.1',
-              port,
-              tls: { mode: 'verify-full' },
-              credentials,
-              http: { scheme: 'http' },
-              policies: [],
-            },
-            identity: { namespace: 'default', serviceAccount: 'agent' },
-            listen: { host: '127.0.0.1', port: 0 },
-            events: { emit: () => {} },
-            approvals: noApprovals,
-          });
+          const held = await enforceOn(port, [], credentials);
           try {
             const result = await fetch(`http://127.0.0.1:${held.address.port}/held`);
             const body = await result.text();
@@ -731,30 +722,12 @@ describe('HTTP enforcer against an agent and a target that would split its reque
       req.on('end', () => res.end('ok'));
     });
     await new Promise<void>((resolve) => framed.listen(0, '127.0.0.1', resolve));
-    const guarded = await serveHttp({
-      connection: {
-        name: 'billing-api',
-        namespace: 'default',
-        protocol: 'http',
-        host: '127.0.0.1',
-        port: (framed.address() as { port: number }).port,
-        tls: { mode: 'verify-full' },
-        credentials: { token: heldToken },
-        http: { scheme: 'http' },
-        policies: [
-          policy({
-            name: 'read-only',
-            rules: [
-              { name: 'no-deletes', action: 'deny', http: { methods: ['DELETE'], paths: ['/orders/**'] } },
-            ],
-          }),
-        ],
-      },
-      identity: { namespace: 'default', serviceAccount: 'agent' },
-      listen: { host: '127.0.0.1', port: 0 },
-      events: { emit: () => {} },
-      approvals: noApprovals,
-    });
+    const guarded = await enforceOn((framed.address() as { port: number }).port, [
+      policy({
+        name: 'read-only',
+        rules: [{ name: 'no-deletes', action: 'deny', http: { methods: ['DELETE'], paths: ['/orders/**'] } }],
+      }),
+    ]);
     try {
       const smuggled = 'DELETE /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n';
       for (const method of ['POST', 'PUT', 'GET', 'DELETE'])
@@ -800,6 +773,56 @@ describe('HTTP enforcer against an agent and a target that would split its reque
       sockets.size <= before,
       `${sockets.size - before} connections wait for a body that never comes`,
     );
+  });
+
+  it('answers Expect: 100-continue itself: a denied body never reaches the target, an allowed one arrives whole', async () => {
+    const seen: string[] = [];
+    const framed = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => {
+        body += chunk;
+      });
+      req.on('end', () => {
+        seen.push(`${req.method} ${req.url} expect=${req.headers.expect ?? ''} ${body}`);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => framed.listen(0, '127.0.0.1', resolve));
+    const guarded = await enforceOn((framed.address() as { port: number }).port, [
+      policy({
+        name: 'read-only',
+        rules: [{ name: 'no-deletes', action: 'deny', http: { methods: ['DELETE'], paths: ['/orders/**'] } }],
+      }),
+    ]);
+    /** The head with Expect, then the body once 100 Continue came (or at once): the final status. */
+    const send = (expect: string, body: string, wait: boolean) =>
+      new Promise<string>((resolve, reject) => {
+        const agent = connect(guarded.address.port, '127.0.0.1', () => {
+          agent.write(
+            `POST /orders/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n${expect}\r\nContent-Length: ${body.length}\r\n\r\n`,
+          );
+          if (!wait) agent.write(body);
+        });
+        let answer = '';
+        agent.on('data', (chunk: Buffer) => {
+          const continued = !answer.includes(' 100 ');
+          answer += chunk.toString('latin1');
+          if (wait && continued && answer.includes(' 100 ')) agent.write(body);
+        });
+        agent.on('end', () => resolve(/HTTP\/1\.1 ([2-5]\d\d)/.exec(answer)?.[1] ?? answer));
+        agent.on('error', reject);
+      });
+    try {
+      for (const expect of ['Expect: 100-continue', 'EXPECT: 100-Continue'])
+        for (const wait of [true, false]) {
+          assert.equal(await send(expect, '_method=DELETE', wait), '403', `${expect}, waiting: ${wait}`);
+          assert.equal(await send(expect, 'name=ada', wait), '200', `${expect}, waiting: ${wait}`);
+        }
+      assert.deepEqual(seen, Array(4).fill('POST /orders/1 expect= name=ada'));
+    } finally {
+      await guarded.close();
+      await new Promise((resolve) => framed.close(resolve));
+    }
   });
 
   it('closes the connection of a body it refused, rather than reading an endless one', async () => {
