@@ -825,6 +825,23 @@ describe('HTTP enforcer against an agent and a target that would split its reque
     }
   });
 
+  it('closes the connection to a target that never answers once the agent stops waiting', async () => {
+    answers.set('/silent', () => {});
+    answers.set('/trickle', (socket) => socket.write('HTTP/1.1 200 OK\r\nX-Slow: '));
+    const before = sockets.size;
+    const url = new URL(base());
+    for (const path of ['/silent', '/trickle'])
+      await new Promise<void>((resolve) => {
+        const agent = connect(Number(url.port), url.hostname, () =>
+          agent.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`),
+        );
+        setTimeout(() => agent.destroy(), 50);
+        agent.on('close', () => resolve());
+      });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(sockets.size <= before, `${sockets.size - before} connections still wait for an answer`);
+  });
+
   it('closes the connection of a body it refused, rather than reading an endless one', async () => {
     answers.set('/stream', (socket) => {
       socket.write(
