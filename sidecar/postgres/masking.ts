@@ -265,7 +265,12 @@ export class RowMasker {
       addCounts(tally, { [rule.key]: 1 }, wouldMask);
       return null;
     }
-    if (plan.action === 'lossy' && plan.binary && maskParts(masker, raw, start, end, tally, this.maskDecoded))
+    if (
+      plan.action === 'lossy' &&
+      plan.binary &&
+      (maskParts(masker, raw, start, end, tally, this.maskDecoded) ||
+        maskRuns(masker, raw, start, end, tally))
+    )
       return null;
     const from = plan.jsonb ? start + 1 : start;
     if (this.rowAscii === undefined) this.rowAscii = isAsciiBytes(raw.subarray(fieldsStart, limit));
@@ -372,6 +377,42 @@ function maskParts(
   if (!masked) return false;
   addCounts(tally, counts, wouldMask);
   return true;
+}
+
+/** Bytes a binary value's fields are taken off a run of text by (a 4-byte length, count or position). */
+const fieldBytes = 4;
+
+/**
+ * A binary value of another type (hstore, tsvector, ranges, an extension's), read whole: its
+ * length, count and position fields sit beside its text, and their low bytes may be digits (a
+ * 48-byte value's length ends in '0') that join a card or SSN the text starts or ends with into
+ * a run of digits no detector reads as one. Each run of printable bytes is also read with one to
+ * four bytes taken off either end. True when such a reading finds something an enforcing policy
+ * masks (the value then becomes NULL); reading the whole value is the caller's.
+ */
+function maskRuns(
+  masker: Masker,
+  raw: Buffer,
+  start: number,
+  end: number,
+  tally: MaskTally | undefined,
+): boolean {
+  for (let at = start; at < end; ) {
+    while (at < end && (raw[at]! < 0x20 || raw[at]! > 0x7e)) at++;
+    let stop = at;
+    while (stop < end && raw[stop]! >= 0x20 && raw[stop]! <= 0x7e) stop++;
+    for (let front = 0; front <= fieldBytes; front++)
+      for (let back = 0; back <= fieldBytes; back++) {
+        if ((front === 0 && back === 0) || stop - back - (at + front) < masker.minScanLength) continue;
+        const text = raw.toString('latin1', at + front, stop - back);
+        const result = masker.mask(text);
+        if (result.value === text) continue;
+        addCounts(tally, result.counts, result.wouldMask);
+        return true;
+      }
+    at = stop;
+  }
+  return false;
 }
 
 /**

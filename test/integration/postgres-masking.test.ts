@@ -437,6 +437,50 @@ describe('postgres enforcer: masking', () => {
     noValuesIn(enforcer.events);
   });
 
+  test('binary values of other types (hstore, tsvector) are read without their length and position bytes', async () => {
+    // Read whole, a binary hstore's value length (48 to 57 bytes: its last byte '0' to '9') or a
+    // tsvector's lexeme position (48: '0') sits right before the text, and joins a card or SSN
+    // the text starts with into a longer run of digits no detector reads as one.
+    await server.admin('CREATE EXTENSION IF NOT EXISTS hstore', server.database);
+    const values: string[] = [];
+    for (const secret of [card, ssn])
+      for (let length = 48; length <= 57; length++) values.push(secret + ' '.repeat(length - secret.length));
+    await server.asUser(`
+      CREATE TABLE stores (id int, h hstore, v tsvector);
+      INSERT INTO stores SELECT n, hstore('k', v), ('x:48 ' || split_part(v, ' ', 1) || ':1')::tsvector
+        FROM json_array_elements_text($v$${JSON.stringify(values)}$v$::json) WITH ORDINALITY AS e(v, n);
+    `);
+    const direct = new pg.Client({
+      host: '127.0.0.1',
+      port: server.port,
+      user: server.user,
+      password: server.password,
+      database: server.database,
+    });
+    await direct.connect();
+    const raw = { getTypeParser: () => (value: string | Buffer) => value };
+    try {
+      // Directly, the secrets are in the binary values as the client receives them.
+      const plain = await direct.query({
+        text: 'SELECT h, v FROM stores WHERE id > $1 ORDER BY id',
+        values: [0],
+        binary: true,
+        types: raw,
+      } as pg.QueryConfig);
+      assert.ok(plain.rows.every((r) => [card, ssn].some((secret) => String(r.h).includes(secret))));
+    } finally {
+      await direct.end();
+    }
+    const { rows } = await query(enforcer, {
+      text: 'SELECT h, v FROM stores WHERE id > $1 ORDER BY id',
+      values: [0],
+      binary: true,
+      types: raw,
+    } as pg.QueryConfig);
+    assert.equal(rows.length, values.length);
+    for (const row of rows) assert.deepEqual(row, { h: null, v: null });
+  });
+
   test('audit mode lets values through and records what would have been masked', async () => {
     const { rows } = await query(audit, 'SELECT email, ssn FROM customers WHERE id = 1');
     assert.deepEqual(rows[0], { email, ssn });
