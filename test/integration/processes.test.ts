@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { nodeFlags } from '../../bin/node-flags.js';
 import { type ControlPlane, startControlPlane } from '../support/controlplane.ts';
 import { grantOrdersDb, startOperatorProcess } from '../support/operator.ts';
 import { type PostgresServer, startPostgres } from '../support/postgres.ts';
@@ -231,7 +232,7 @@ describe(
         );
         // The launcher replaced itself with the command and its V8 flags (bin/node-flags.js).
         const argv = (await readFile(`/proc/${sidecarProcess.child.pid}/cmdline`, 'utf8')).split('\0');
-        assert.deepEqual(argv.slice(1, argv.indexOf(cli)), ['--liftoff-only', '--max-semi-space-size=2']);
+        assert.deepEqual(argv.slice(1, argv.indexOf(cli)), nodeFlags('sidecar'));
         // An idle session, open across the drain: it is closed once the statement has finished.
         const idle = spawn(
           'psql',
